@@ -1,0 +1,245 @@
+"""What a data set is: its kind, event shape, splits, and the checks every model runs on input."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from ptheta.errors import DataError
+
+Kind = Literal["binary", "categorical", "continuous"]
+KINDS: tuple[str, ...] = ("binary", "categorical", "continuous")
+DISCRETE_KINDS: tuple[str, ...] = ("binary", "categorical")
+
+# Integer data with more levels than this is treated as continuous when the kind is inferred.
+MAX_INFERRED_CATEGORIES = 256
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """The kind of one example: `binary`, `categorical` (with `n_categories` levels) or
+    `continuous`, its `event_shape`, and optionally the `image_shape` (C, H, W) it is drawn as.
+    """
+
+    kind: str
+    event_shape: tuple[int, ...]
+    n_categories: int | None = None
+    image_shape: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise DataError(f"unknown data kind {self.kind!r}; use one of {', '.join(KINDS)}")
+        object.__setattr__(self, "event_shape", tuple(int(s) for s in self.event_shape))
+        if self.image_shape is not None:
+            object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        if self.kind == "binary":
+            object.__setattr__(self, "n_categories", 2)
+        elif self.kind == "categorical":
+            if self.n_categories is None or int(self.n_categories) < 2:
+                raise DataError(
+                    "categorical data needs n_categories >= 2 (e.g. kind='categorical:17')"
+                )
+            object.__setattr__(self, "n_categories", int(self.n_categories))
+        else:
+            object.__setattr__(self, "n_categories", None)
+
+    @property
+    def n_dims(self) -> int:
+        """Number of scalar variables in one example (the 'dim' of bits/dim)."""
+        return math.prod(self.event_shape)
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.kind in DISCRETE_KINDS
+
+    def describe(self) -> str:
+        """Short text such as ``categorical(17) (64,)``."""
+        kind = f"categorical({self.n_categories})" if self.kind == "categorical" else self.kind
+        return f"{kind} {self.event_shape}"
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DataSpec:
+        return cls(
+            kind=d["kind"],
+            event_shape=tuple(d["event_shape"]),
+            n_categories=d.get("n_categories"),
+            image_shape=tuple(d["image_shape"]) if d.get("image_shape") else None,
+        )
+
+
+@dataclass
+class Split:
+    """One split of a data set: examples `x` of shape (N, *event_shape), labels `y` or None."""
+
+    x: np.ndarray
+    y: np.ndarray | None
+    spec: DataSpec
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+
+@dataclass
+class Dataset:
+    """A named data set with fixed train/val/test splits.
+
+    `log_density`, where given, is the true log-density (nats) of the generating
+    distribution, and `entropy` its true entropy: the floor of any model's NLL.
+    """
+
+    name: str
+    spec: DataSpec
+    train: Split
+    val: Split
+    test: Split
+    description: str = ""
+    classes: list[str] | None = None
+    log_density: Any = None  # callable (N, *event_shape) -> (N,), or None
+    entropy: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def kind(self) -> str:
+        return self.spec.kind
+
+    @property
+    def event_shape(self) -> tuple[int, ...]:
+        return self.spec.event_shape
+
+    @property
+    def n_categories(self) -> int | None:
+        return self.spec.n_categories
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise DataError(f"unknown split {name!r}; use train, val or test")
+        return getattr(self, name)
+
+    def fingerprint(self) -> str:
+        """A hash of the data (all splits) and its spec: equal data, equal fingerprint."""
+        h = hashlib.sha256(json.dumps(self.spec.to_json(), sort_keys=True).encode())
+        for s in (self.train, self.val, self.test):
+            h.update(np.ascontiguousarray(s.x).tobytes())
+            if s.y is not None:
+                h.update(np.ascontiguousarray(s.y).tobytes())
+        return h.hexdigest()[:16]
+
+
+def parse_kind(text: str) -> tuple[str, int | None]:
+    """Parse ``binary``, ``continuous``, ``categorical`` or ``categorical:K``."""
+    name, _, k = text.partition(":")
+    name = name.strip().lower()
+    if name not in KINDS:
+        raise DataError(f"unknown data kind {text!r}; use binary, categorical[:K] or continuous")
+    if k:
+        if name != "categorical":
+            raise DataError(f"only categorical takes a number of levels, got {text!r}")
+        try:
+            return name, int(k)
+        except ValueError:
+            raise DataError(f"the number of levels in {text!r} is not an integer") from None
+    return name, None
+
+
+def infer_spec(x: np.ndarray, kind: str | None = None) -> DataSpec:
+    """Infer the spec of examples `x` (N, *event_shape).
+
+    0/1 values give `binary`; non-negative integers below 256 give `categorical(max+1)`;
+    anything else `continuous`. `kind` (``"categorical:17"`` and so on) overrides.
+    """
+    x = np.asarray(x)
+    if x.ndim < 2:
+        raise DataError(
+            f"expected examples of shape (N, ...) with N >= 1, got an array of shape {x.shape}; "
+            "a single example is X[None], a single feature is X[:, None]"
+        )
+    event_shape = x.shape[1:]
+    if kind is not None:
+        name, k = parse_kind(kind)
+        if name == "categorical" and k is None:
+            k = int(np.nanmax(x)) + 1 if x.size else 2
+        return DataSpec(name, event_shape, k)
+    finite = x[np.isfinite(x)] if np.issubdtype(x.dtype, np.floating) else x
+    if finite.size == 0:
+        return DataSpec("continuous", event_shape)
+    is_int = np.issubdtype(finite.dtype, np.integer) or np.issubdtype(finite.dtype, np.bool_)
+    if not is_int:
+        is_int = bool(np.all(finite == np.round(finite)))
+    if is_int:
+        lo, hi = float(finite.min()), float(finite.max())
+        if lo >= 0 and hi <= 1:
+            return DataSpec("binary", event_shape)
+        if lo >= 0 and hi < MAX_INFERRED_CATEGORIES:
+            return DataSpec("categorical", event_shape, int(hi) + 1)
+    return DataSpec("continuous", event_shape)
+
+
+def check_values(
+    x: Any,
+    spec: DataSpec,
+    *,
+    allow_nan: bool = False,
+    what: str = "X",
+) -> np.ndarray:
+    """Check that `x` holds examples of `spec` and return them as a numpy array.
+
+    Discrete data come back as int64 (float64 when NaN marks missing entries and
+    `allow_nan`), continuous data as float64. Every failure is a `DataError` that says
+    what was expected.
+    """
+    if isinstance(x, Split):
+        x = x.x
+    try:
+        arr = np.asarray(x)
+    except Exception as e:  # ragged lists and the like
+        raise DataError(f"{what} could not be read as an array: {e}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise DataError(f"{what} must be numeric, got an array of dtype {arr.dtype}")
+    expected = (spec.event_shape,)
+    if arr.ndim == len(spec.event_shape) and arr.shape == spec.event_shape:
+        raise DataError(
+            f"{what} has the shape of one example {arr.shape}; pass a batch: X[None] has shape "
+            f"(1, {', '.join(map(str, spec.event_shape))})"
+        )
+    if arr.ndim < 1 or arr.shape[1:] != spec.event_shape:
+        raise DataError(
+            f"{what} has shape {arr.shape}, but this model was fitted on examples of shape "
+            f"{expected[0]}: expected (N, {', '.join(map(str, spec.event_shape))})"
+        )
+    if arr.shape[0] == 0:
+        raise DataError(f"{what} is empty (0 examples)")
+    arr = arr.astype(np.float64, copy=False)
+    finite = np.isfinite(arr)
+    if not finite.all():
+        if np.isinf(arr).any():
+            raise DataError(f"{what} contains infinite values; remove or clip them")
+        if not allow_nan:
+            raise DataError(
+                f"{what} contains NaN (missing) values in {int((~finite).sum())} entries; this "
+                "model cannot marginalise missing entries: drop or impute those rows first"
+            )
+    if spec.is_discrete:
+        vals = arr[finite]
+        if vals.size and not np.all(vals == np.round(vals)):
+            raise DataError(
+                f"{what} has non-integer values but the model expects {spec.describe()} data; "
+                "discretise it or fit a model on continuous data"
+            )
+        if vals.size and (vals.min() < 0 or vals.max() > spec.n_categories - 1):
+            raise DataError(
+                f"{what} has values in [{vals.min():g}, {vals.max():g}] but the model expects "
+                f"{spec.describe()} data with values 0..{spec.n_categories - 1}"
+            )
+        if finite.all():
+            return arr.astype(np.int64)
+    return arr

@@ -1,0 +1,233 @@
+"""The contract every family implements: scikit-learn conventions plus declared capabilities."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+from sklearn.base import BaseEstimator
+
+from ptheta.data.spec import DataSpec, Split, check_values, infer_spec
+from ptheta.errors import CapabilityError, DataError, NotFittedError
+
+LIKELIHOOD_KINDS: tuple[str, ...] = ("exact", "bound", "estimate", "none")
+
+
+class GenerativeModel(BaseEstimator):
+    """Base contract of every ptheta model (estimator level).
+
+    Subclasses declare, as class attributes:
+
+    - ``name``: the registry name (``"gmm"``);
+    - ``family``: the family in DESIGN.md's taxonomy (``"mixtures"``);
+    - ``likelihood``: what ``score_samples`` returns on the data kinds the model
+      models natively: ``"exact"``, ``"bound"`` (a lower bound on log p), ``"estimate"``
+      (a stochastic estimate) or ``"none"``;
+    - ``data_kinds``: the kinds ``fit`` accepts (``binary``, ``categorical``, ``continuous``);
+    - ``needs_labels``: whether ``fit`` requires ``y``.
+
+    After ``fit`` a model has ``spec_`` (the :class:`DataSpec` it was fitted on) and
+    ``likelihood_``: what ``score_samples`` returns on that data, which may differ from
+    the declared ``likelihood`` (a continuous density on discrete data reports a
+    dequantisation *bound* on the discrete log-likelihood). ``units_`` says whether
+    ``score_samples`` is a log-probability (``"discrete"``) or a log-density
+    (``"continuous"``); both are in nats per example.
+
+    Subclasses implement ``_fit(X, y)``, ``_score_samples(X)`` and ``_sample(n, y, rng)``
+    on validated arrays; the public methods here validate input and check fitting.
+    Fitted state is every public attribute ending in ``_``: numpy arrays are saved as
+    safetensors, other values (numbers, strings, lists, dicts) as JSON.
+    """
+
+    name: ClassVar[str] = ""
+    family: ClassVar[str] = ""
+    likelihood: ClassVar[str] = "none"
+    data_kinds: ClassVar[tuple[str, ...]] = ()
+    needs_labels: ClassVar[bool] = False
+    can_marginalise: ClassVar[bool] = False
+    # Hyper-parameters for a small, fast fit: used by the contract tests and quick demos.
+    quick_params: ClassVar[dict[str, Any]] = {}
+
+    # ----------------------------------------------------------------- public API
+    def fit(self, X: Any, y: Any = None) -> GenerativeModel:
+        """Fit the model to examples ``X`` of shape (N, *event_shape).
+
+        ``X`` may be a numpy array (its kind is inferred: 0/1 → binary, small non-negative
+        integers → categorical, else continuous) or a :class:`~ptheta.data.Split`, whose
+        declared kind is used.
+        """
+        spec = self._resolve_spec(X)
+        if spec.kind not in self.data_kinds:
+            raise DataError(
+                f"{self.name!r} does not model {spec.kind} data (it accepts "
+                f"{', '.join(self.data_kinds)}); choose another model, or declare the data kind "
+                "if it was inferred wrongly"
+            )
+        if isinstance(X, Split) and y is None:
+            y = X.y
+        x = check_values(X, spec, allow_nan=False, what="training data")
+        y = self._check_labels(y, len(x))
+        self._fit(x, y, spec)
+        self.spec_ = spec.to_json()
+        self.likelihood_ = self._fitted_likelihood(spec)
+        self.units_ = self._fitted_units(spec)
+        return self
+
+    def score_samples(self, X: Any) -> np.ndarray:
+        """Log-likelihood of each example in nats, shape (N,).
+
+        See ``likelihood_`` for whether it is exact, a bound or an estimate, and
+        ``units_`` for whether it is a log-probability or a log-density.
+        """
+        self._check_fitted()
+        if self.likelihood == "none":
+            raise CapabilityError(
+                f"{self.name!r} has no likelihood; use sample-based metrics instead"
+            )
+        x = check_values(X, self.fitted_spec, allow_nan=False)
+        return np.asarray(self._score_samples(x), dtype=np.float64)
+
+    def score(self, X: Any, y: Any = None) -> float:
+        """Mean log-likelihood per example in nats (higher is better; GridSearchCV uses it)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def sample(self, n_samples: int = 1, *, y: Any = None, random_state: Any = None) -> np.ndarray:
+        """Draw ``n_samples`` examples, shape (n_samples, *event_shape), of the fitted kind.
+
+        Discrete kinds come back as int64 values, continuous as float64.
+        """
+        self._check_fitted()
+        if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
+            raise DataError(f"n_samples must be a whole number, got {n_samples!r}")
+        if n_samples < 1:
+            raise DataError(f"n_samples must be at least 1, got {n_samples}")
+        if y is not None and not self.needs_labels:
+            raise CapabilityError(
+                f"{self.name!r} is not class-conditional; sample without y (or wrap it in a "
+                "class-conditional model)"
+            )
+        rng = np.random.default_rng(random_state)
+        out = self._sample(int(n_samples), y, rng)
+        spec = self.fitted_spec
+        out = np.asarray(out).reshape((int(n_samples), *spec.event_shape))
+        return out.astype(np.int64) if spec.is_discrete else out.astype(np.float64)
+
+    @property
+    def fitted_spec(self) -> DataSpec:
+        """The :class:`DataSpec` the model was fitted on."""
+        self._check_fitted()
+        return DataSpec.from_json(self.spec_)
+
+    def is_fitted(self) -> bool:
+        return hasattr(self, "spec_")
+
+    def n_parameters(self) -> int:
+        """Number of free scalar parameters of the fitted model."""
+        self._check_fitted()
+        return int(self._n_parameters())
+
+    def bits_per_dim(self, X: Any) -> float:
+        """Mean negative log-likelihood in bits per dimension."""
+        nll = -self.score(X)
+        return nll / (self.fitted_spec.n_dims * math.log(2.0))
+
+    # ----------------------------------------------------------------- state I/O
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Fitted state as (arrays, json-able values), for the run directory."""
+        self._check_fitted()
+        arrays: dict[str, np.ndarray] = {}
+        meta: dict[str, Any] = {}
+        for key, value in vars(self).items():
+            if not key.endswith("_") or key.startswith("_"):
+                continue
+            if isinstance(value, np.ndarray):
+                arrays[key] = np.ascontiguousarray(value)
+            else:
+                meta[key] = to_jsonable(value)
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> GenerativeModel:
+        """Restore fitted state written by :meth:`get_state`."""
+        for key, value in meta.items():
+            setattr(self, key, value)
+        for key, value in arrays.items():
+            setattr(self, key, np.asarray(value))
+        self._after_set_state()
+        return self
+
+    # ----------------------------------------------------------------- hooks
+    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
+        raise NotImplementedError
+
+    def _score_samples(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
+        raise NotImplementedError
+
+    def _n_parameters(self) -> int:
+        raise NotImplementedError
+
+    def _after_set_state(self) -> None:
+        """Rebuild derived, unsaved attributes after loading (e.g. torch modules)."""
+
+    def _fitted_likelihood(self, spec: DataSpec) -> str:
+        return self.likelihood
+
+    def _fitted_units(self, spec: DataSpec) -> str:
+        return "discrete" if spec.is_discrete else "continuous"
+
+    # ----------------------------------------------------------------- helpers
+    def _resolve_spec(self, X: Any) -> DataSpec:
+        if isinstance(X, Split):
+            return X.spec
+        try:
+            arr = np.asarray(X, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise DataError("training data must be a numeric array of shape (N, ...)") from None
+        if arr.ndim < 2:
+            raise DataError(
+                f"training data must have shape (N, ...) with one example per row, got shape "
+                f"{arr.shape}; a single feature is X[:, None]"
+            )
+        if arr.shape[0] == 0:
+            raise DataError("training data is empty (0 examples)")
+        if np.isnan(arr).any():
+            raise DataError(
+                "training data contains NaN (missing) values; drop or impute those rows first"
+            )
+        if np.isinf(arr).any():
+            raise DataError("training data contains infinite values; remove or clip them")
+        return infer_spec(arr)
+
+    def _check_labels(self, y: Any, n: int) -> np.ndarray | None:
+        if y is None:
+            if self.needs_labels:
+                raise DataError(f"{self.name!r} needs class labels: call fit(X, y)")
+            return None
+        y = np.asarray(y)
+        if y.shape != (n,):
+            raise DataError(f"labels must have shape ({n},) to match X, got {y.shape}")
+        return y
+
+    def _check_fitted(self) -> None:
+        if not self.is_fitted():
+            raise NotFittedError(
+                f"this {type(self).__name__} ({self.name!r}) is not fitted yet; call fit(X) "
+                "first, or load a fitted one with ptheta.load(run_dir)"
+            )
+
+    def __sklearn_is_fitted__(self) -> bool:
+        return self.is_fitted()
+
+
+def to_jsonable(value: Any) -> Any:
+    """Convert numpy scalars and tuples so that json.dumps accepts them."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    return value
