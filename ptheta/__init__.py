@@ -13,11 +13,11 @@ import os
 
 __version__ = "0.1.0"
 
-from ptheta import data  # noqa: E402
-from ptheta import data as datasets  # noqa: E402
-from ptheta.errors import PthetaError  # noqa: E402
-from ptheta.models import REGISTRY, list_models, make  # noqa: E402
-from ptheta.models.base import GenerativeModel  # noqa: E402
+from ptheta import data
+from ptheta import data as datasets
+from ptheta.errors import PthetaError
+from ptheta.models import REGISTRY, list_models, make
+from ptheta.models.base import GenerativeModel
 
 
 def load(run_dir: str | os.PathLike) -> GenerativeModel:

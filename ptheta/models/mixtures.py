@@ -115,18 +115,24 @@ class GaussianMixture(GenerativeModel):
     # ----------------------------------------------------------------- fitting
     def _check_params(self, n: int) -> None:
         if not isinstance(self.n_components, (int, np.integer)) or self.n_components < 1:
-            raise ParameterError(f"n_components must be a positive integer, got {self.n_components!r}")
+            raise ParameterError(
+                f"n_components must be a positive integer, got {self.n_components!r}"
+            )
         if self.n_components > n:
             raise DataError(
                 f"n_components={self.n_components} is more than the {n} training examples; "
                 "use fewer components or more data"
             )
         if self.covariance_type not in ("full", "diag"):
-            raise ParameterError(f"covariance_type must be 'full' or 'diag', got {self.covariance_type!r}")
+            raise ParameterError(
+                f"covariance_type must be 'full' or 'diag', got {self.covariance_type!r}"
+            )
         if self.init not in ("kmeans++", "random"):
             raise ParameterError(f"init must be 'kmeans++' or 'random', got {self.init!r}")
         if self.dequantize not in ("auto", "uniform", "none"):
-            raise ParameterError(f"dequantize must be 'auto', 'uniform' or 'none', got {self.dequantize!r}")
+            raise ParameterError(
+                f"dequantize must be 'auto', 'uniform' or 'none', got {self.dequantize!r}"
+            )
         for key in ("max_iter", "n_init"):
             if int(getattr(self, key)) < 1:
                 raise ParameterError(f"{key} must be at least 1, got {getattr(self, key)!r}")
@@ -200,11 +206,15 @@ class GaussianMixture(GenerativeModel):
         history: list[dict[str, float]] = []
         prev, change, converged, it = -math.inf, math.inf, False, 0
         for it in range(1, int(self.max_iter) + 1):
-            log_w, trace_prec = _log_weighted_densities(x, weights, means, cov, self.covariance_type)
+            log_w, trace_prec = _log_weighted_densities(
+                x, weights, means, cov, self.covariance_type
+            )
             objective = torch.logsumexp(log_w - 0.5 * smooth * trace_prec, dim=1)  # (N,)
             loglik = torch.logsumexp(log_w - 0.5 * report_smooth * trace_prec, dim=1)
             mean_obj = float(objective.mean())
-            history.append({"step": it, "objective": mean_obj, "log_likelihood": float(loglik.mean())})
+            history.append(
+                {"step": it, "objective": mean_obj, "log_likelihood": float(loglik.mean())}
+            )
             log_resp = log_w - 0.5 * smooth * trace_prec - objective[:, None]
             weights, means, cov = _m_step(x, log_resp.exp(), self.covariance_type, smooth)
             change = mean_obj - prev
@@ -331,10 +341,11 @@ def _log_weighted_densities(
     if covariance_type == "full":
         chol, info = torch.linalg.cholesky_ex(cov)  # (K, D, D)
         if bool((info > 0).any()):
+            hint = " or dtype='float64'" if x.dtype == torch.float32 else ""
             raise DataError(
                 "a mixture component's covariance became singular (the data may have fewer "
                 "distinct points than components, or duplicated/constant features); raise "
-                "reg_covar, use covariance_type='diag', or use fewer components"
+                f"reg_covar, use covariance_type='diag'{hint}, or use fewer components"
             )
         eye = torch.eye(d, dtype=x.dtype, device=x.device).expand_as(chol)
         prec_chol = torch.linalg.solve_triangular(chol, eye, upper=False)  # L⁻¹, (K, D, D)

@@ -121,7 +121,7 @@ def save_run(
         "weights": WEIGHTS,
         "weights_sha256": hashlib.sha256(blob).hexdigest(),
         "versions": versions(),
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         **({"extra": extra} if extra else {}),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -137,9 +137,13 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``config.json`` of a run directory, with clear errors when it is not one."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
-        raise RunDirError(f"run directory {str(run_dir)!r} does not exist; create one with `ptheta fit`")
+        raise RunDirError(
+            f"run directory {str(run_dir)!r} does not exist; create one with `ptheta fit`"
+        )
     if not run_dir.is_dir():
-        raise RunDirError(f"{str(run_dir)!r} is a file, not a run directory written by `ptheta fit`")
+        raise RunDirError(
+            f"{str(run_dir)!r} is a file, not a run directory written by `ptheta fit`"
+        )
     path = run_dir / CONFIG
     if not path.exists():
         raise RunDirError(

@@ -114,9 +114,7 @@ def test_save_load_round_trip(name, kind, tmp_path):
     assert loaded.likelihood_ == model.likelihood_
     if type(model).likelihood != "none":
         np.testing.assert_array_equal(loaded.score_samples(x), model.score_samples(x))
-    np.testing.assert_array_equal(
-        loaded.sample(7, random_state=3), model.sample(7, random_state=3)
-    )
+    np.testing.assert_array_equal(loaded.sample(7, random_state=3), model.sample(7, random_state=3))
 
 
 @pytest.mark.parametrize(("name", "kind"), CASES)

@@ -45,8 +45,13 @@ def test_em_objective_never_decreases(covariance_type, discrete):
     else:
         x = _eight_gaussians(600)
     model = ptheta.make(
-        "gmm", n_components=5, covariance_type=covariance_type, tol=0.0, max_iter=60,
-        init="random", random_state=1,
+        "gmm",
+        n_components=5,
+        covariance_type=covariance_type,
+        tol=0.0,
+        max_iter=60,
+        init="random",
+        random_state=1,
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # tol=0 never "converges"
@@ -87,7 +92,9 @@ def test_sample_moments_match_the_mixture():
     second = np.einsum("k,kij->ij", w, cov + np.einsum("ki,kj->kij", mu, mu))
     samples = model.sample(200_000, random_state=0)
     np.testing.assert_allclose(samples.mean(0), mean, atol=0.02)
-    np.testing.assert_allclose(np.cov(samples.T, bias=True), second - np.outer(mean, mean), atol=0.03)
+    np.testing.assert_allclose(
+        np.cov(samples.T, bias=True), second - np.outer(mean, mean), atol=0.03
+    )
 
 
 def test_grid_search_selects_by_held_out_log_likelihood():

@@ -1,0 +1,60 @@
+"""`ptheta models`: the registry, or one model's hyper-parameters."""
+
+from __future__ import annotations
+
+import inspect
+import json
+
+import click
+
+from ptheta.cli.common import console, print_table
+from ptheta.models import get_model_class, list_models
+
+
+@click.command("models")
+@click.argument("name", required=False)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print machine-readable JSON instead of a table."
+)
+def command(name: str | None, as_json: bool) -> None:
+    """List the registered models: name, family, likelihood kind and data kinds.
+
+    With NAME, show that model's hyper-parameters and their defaults (set them with
+    `ptheta fit NAME --set key=value`).
+    """
+    if name is None:
+        rows = list_models()
+        if as_json:
+            console.print_json(json.dumps(rows))
+            return
+        print_table(
+            "Models",
+            ["name", "family", "likelihood", "data kinds", "needs labels", "what it is"],
+            [
+                [
+                    r["name"],
+                    r["family"],
+                    r["likelihood"],
+                    r["data_kinds"],
+                    r["needs_labels"],
+                    r["summary"],
+                ]
+                for r in rows
+            ],
+            caption="likelihood: exact | bound (lower bound on log p) | estimate | none. "
+            "A continuous density on discrete data reports a dequantisation bound.",
+        )
+        return
+    cls = get_model_class(name)
+    signature = inspect.signature(cls.__init__)
+    params = {k: p.default for k, p in signature.parameters.items() if k != "self"}
+    if as_json:
+        console.print_json(json.dumps({"name": name, "params": params}, default=str))
+        return
+    print_table(
+        f"{name} ({cls.family}, likelihood: {cls.likelihood})",
+        ["parameter", "default"],
+        [[k, repr(v)] for k, v in params.items()],
+    )
+    doc = inspect.getdoc(cls) or ""
+    console.print(doc, highlight=False, markup=False)

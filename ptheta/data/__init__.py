@@ -1,0 +1,123 @@
+"""Data sets: built-in ones by name, the user's own files, and the spec every model checks."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ptheta.data.builtin import BUILTIN, DESCRIPTIONS, builtin_summary
+from ptheta.data.files import (
+    FILE_SUFFIXES,
+    IMAGE_SUFFIXES,
+    from_arrays,
+    from_splits,
+    load_path,
+    set_kind,
+)
+from ptheta.data.spec import Dataset, DataSpec, Split, check_values, infer_spec, parse_kind
+from ptheta.errors import DataError, unknown_name
+
+__all__ = [
+    "BUILTIN",
+    "DataSpec",
+    "Dataset",
+    "Split",
+    "check_values",
+    "from_arrays",
+    "from_splits",
+    "infer_spec",
+    "list_datasets",
+    "load",
+    "parse_kind",
+]
+
+
+def load(
+    name_or_path: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    label_column: str | None = None,
+    image_size: int | Sequence[int] | None = None,
+    grayscale: bool | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load a built-in data set by name, or the user's own data from a path.
+
+    Arguments:
+        name_or_path: a built-in name (see `list_datasets`), or a path to a .npy, .npz or
+            .csv file or to a folder of images (flat, or one sub-folder per class). A
+            built-in name wins over a file of that name: write ``./digits`` for the file.
+        kind: read the data as ``binary``, ``categorical``, ``categorical:K`` or
+            ``continuous`` instead of the inferred (or built-in) kind.
+        label_column: the CSV column holding the labels.
+        image_size: (H, W), or an int for square images, to resize images to.
+        grayscale: images as one channel (True), RGB (False), or one channel exactly when
+            every image is gray (None).
+        seed: the shuffle that splits a file 80 / 10 / 10 into train / val / test; built-in
+            data sets have fixed splits and ignore it.
+
+    Returns:
+        the `Dataset`, with `train`, `val` and `test` splits; its arrays are the caller's own.
+
+    Example:
+        >>> data = load("digits-binary")
+        >>> data.kind, data.event_shape, data.train.x.shape
+        ('binary', (64,), (1000, 64))
+    """
+    if isinstance(name_or_path, str) and name_or_path in BUILTIN:
+        if label_column is not None or image_size is not None or grayscale is not None:
+            raise DataError(
+                "label_column, image_size and grayscale apply to the user's own files, "
+                f"not to the built-in data set {name_or_path!r}"
+            )
+        data = BUILTIN[name_or_path]()
+        return data if kind is None else set_kind(data, kind)
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        text = os.fspath(name_or_path)
+        looks_like_path = (
+            not isinstance(name_or_path, str)
+            or os.sep in text
+            or "/" in text
+            or path.suffix.lower() in FILE_SUFFIXES + IMAGE_SUFFIXES
+        )
+        if looks_like_path:
+            raise DataError(f"no such file or folder: {path}")
+        raise unknown_name(
+            "data set",
+            text,
+            BUILTIN,
+            hint="or give a path to a .npy/.npz/.csv file or an image folder",
+        )
+    return load_path(
+        path,
+        kind=kind,
+        label_column=label_column,
+        image_size=image_size,
+        grayscale=grayscale,
+        seed=seed,
+    )
+
+
+def list_datasets() -> list[dict[str, Any]]:
+    """One row per built-in data set: name, kind (e.g. ``categorical(17)``), event_shape,
+    n_train, n_val, n_test, has_labels, description."""
+    rows = []
+    for name in BUILTIN:
+        data = builtin_summary(name)
+        spec = data.spec
+        rows.append(
+            {
+                "name": name,
+                "kind": spec.describe().split(" ", 1)[0],
+                "event_shape": spec.event_shape,
+                "n_train": len(data.train),
+                "n_val": len(data.val),
+                "n_test": len(data.test),
+                "has_labels": data.train.y is not None,
+                "description": DESCRIPTIONS[name],
+            }
+        )
+    return rows

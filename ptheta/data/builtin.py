@@ -1,0 +1,117 @@
+"""Built-in data sets, found by name: scikit-learn's 8×8 digits and the 2-D toy densities."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import zlib
+from collections.abc import Callable
+
+import numpy as np
+
+from ptheta.data import toy2d
+from ptheta.data.spec import Dataset, DataSpec, Split
+
+# Digits ship in a fixed order; the splits are consecutive blocks of it.
+DIGITS_SPLIT = (1000, 350, 447)
+# Pixels of digits-binary at or above this gray level (of 0..16) are 1.
+DIGITS_THRESHOLD = 8
+TOY_SPLIT = (4000, 1000, 1000)
+# Each toy data set draws from its own stream, seeded by this constant and the set's name.
+TOY_SEED = 271_828
+
+
+def _blocks(n: tuple[int, int, int]) -> tuple[slice, slice, slice]:
+    a, b = n[0], n[0] + n[1]
+    return slice(0, a), slice(a, b), slice(b, b + n[2])
+
+
+@functools.cache
+def _digits(binary: bool) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    x = raw.data.astype(np.int64)  # (1797, 64), gray levels 0..16
+    y = raw.target.astype(np.int64)
+    if binary:
+        x = (x >= DIGITS_THRESHOLD).astype(np.int64)
+        spec = DataSpec("binary", (64,), image_shape=(1, 8, 8))
+    else:
+        spec = DataSpec("categorical", (64,), 17, image_shape=(1, 8, 8))
+    train, val, test = (Split(x[s], y[s], spec) for s in _blocks(DIGITS_SPLIT))
+    return Dataset(
+        name="digits-binary" if binary else "digits",
+        spec=spec,
+        train=train,
+        val=val,
+        test=test,
+        description=DESCRIPTIONS["digits-binary" if binary else "digits"],
+        classes=[str(i) for i in range(10)],
+        extra={"source": "sklearn.datasets.load_digits"},
+    )
+
+
+@functools.cache
+def _toy(name: str) -> Dataset:
+    rng = np.random.default_rng([TOY_SEED, zlib.crc32(name.encode())])
+    x = toy2d.SAMPLERS[name](sum(TOY_SPLIT), rng)  # (6000, 2)
+    spec = DataSpec("continuous", (2,))
+    train, val, test = (Split(x[s], None, spec) for s in _blocks(TOY_SPLIT))
+    return Dataset(
+        name=f"toy2d-{name}",
+        spec=spec,
+        train=train,
+        val=val,
+        test=test,
+        description=toy2d.DESCRIPTIONS[name],
+        log_density=toy2d.LOG_DENSITIES.get(name),
+        entropy=toy2d.entropy(name),
+        extra={"source": "ptheta.data.toy2d", "seed": [TOY_SEED, zlib.crc32(name.encode())]},
+    )
+
+
+def _copy(data: Dataset) -> Dataset:
+    # The cached arrays stay private: callers may write into what they get.
+    def split(s: Split) -> Split:
+        return Split(s.x.copy(), None if s.y is None else s.y.copy(), s.spec)
+
+    return dataclasses.replace(
+        data,
+        train=split(data.train),
+        val=split(data.val),
+        test=split(data.test),
+        classes=None if data.classes is None else list(data.classes),
+        extra=dict(data.extra),
+    )
+
+
+# name -> cached builder (shared arrays: read only, never handed out)
+_CACHED: dict[str, Callable[[], Dataset]] = {
+    "digits": functools.partial(_digits, False),
+    "digits-binary": functools.partial(_digits, True),
+    **{f"toy2d-{n}": functools.partial(_toy, n) for n in toy2d.SAMPLERS},
+}
+
+DESCRIPTIONS: dict[str, str] = {
+    "digits": "scikit-learn 8x8 handwritten digits, gray levels 0..16, labels 0-9",
+    "digits-binary": f"8x8 digits binarised at gray level >= {DIGITS_THRESHOLD}, labels 0-9",
+    **{f"toy2d-{n}": d for n, d in toy2d.DESCRIPTIONS.items()},
+}
+
+
+def _loader(name: str) -> Callable[[], Dataset]:
+    def load() -> Dataset:
+        return _copy(_CACHED[name]())
+
+    load.__name__ = name.replace("-", "_")
+    load.__doc__ = f"The built-in data set {name!r}: {DESCRIPTIONS[name]}."
+    return load
+
+
+# name -> loader returning a fresh Dataset (its arrays are the caller's own)
+BUILTIN: dict[str, Callable[[], Dataset]] = {name: _loader(name) for name in _CACHED}
+
+
+def builtin_summary(name: str) -> Dataset:
+    """The cached built-in `name` without copying its arrays: for reading metadata only."""
+    return _CACHED[name]()

@@ -1,0 +1,249 @@
+"""The command line through click's test runner: every command, then every bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import ptheta
+from ptheta.cli import cli
+
+
+def run(*args: str, ok: bool = True):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def gmm_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "g8"
+    run(
+        "fit",
+        "gmm",
+        "--data",
+        "toy2d-8gaussians",
+        "--set",
+        "n_components=8",
+        "--set",
+        "random_state=0",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    return out
+
+
+def test_models_and_datasets_list_the_registry():
+    out = run("models").output
+    for name in ptheta.REGISTRY:
+        assert name in out
+    assert "n_components" in run("models", "gmm").output
+    rows = json.loads(run("models", "--json").output)
+    assert {r["name"] for r in rows} == set(ptheta.REGISTRY)
+    out = run("datasets").output
+    assert "digits-binary" in out and "toy2d-8gaussians" in out and "1,000" in out
+
+
+def test_fit_writes_a_complete_run_directory(gmm_run):
+    for name in ("config.json", "weights.safetensors", "metrics.jsonl", "samples.png"):
+        assert (gmm_run / name).is_file(), name
+    config = json.loads((gmm_run / "config.json").read_text())
+    assert config["model"] == "gmm" and config["params"]["n_components"] == 8
+    assert config["data"]["name"] == "toy2d-8gaussians" and config["data"]["fingerprint"]
+    records = [json.loads(line) for line in (gmm_run / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["objective"] for r in records if r["event"] == "fit_step"]
+    assert steps and np.all(np.diff(steps) >= -1e-9)
+    assert not list(gmm_run.glob(".*tmp")), "no temporary files left behind"
+
+
+def test_fit_prints_a_table_and_load_rebuilds_the_model(gmm_run):
+    model = ptheta.load(gmm_run)
+    data = ptheta.datasets.load("toy2d-8gaussians")
+    assert model.n_components == 8
+    assert model.score(data.val.x) > -2.5
+
+
+@pytest.mark.parametrize("suffix", [".npy", ".csv", ".png"])
+def test_sample_writes_each_format(gmm_run, tmp_path, suffix):
+    out = tmp_path / f"s{suffix}"
+    result = run("sample", str(gmm_run), "-n", "50", "--out", str(out), "--seed", "1")
+    assert out.is_file() and "50" in result.output
+    if suffix == ".npy":
+        samples = np.load(out)
+        np.testing.assert_array_equal(samples, ptheta.load(gmm_run).sample(50, random_state=1))
+    elif suffix == ".csv":
+        assert np.loadtxt(out, delimiter=",", skiprows=1).shape == (50, 2)
+
+
+def test_score_writes_one_row_per_example(gmm_run, tmp_path):
+    out = tmp_path / "scores.csv"
+    run("score", str(gmm_run), "--data", "toy2d-8gaussians", "--split", "test", "--out", str(out))
+    table = np.genfromtxt(out, delimiter=",", names=True)
+    data = ptheta.datasets.load("toy2d-8gaussians")
+    assert table.shape == (len(data.test),)
+    np.testing.assert_allclose(
+        table["log_prob"], ptheta.load(gmm_run).score_samples(data.test.x), rtol=1e-8
+    )
+
+
+def test_eval_reports_nats_and_bits_per_dim(gmm_run):
+    out = run("eval", str(gmm_run), "--data", "toy2d-8gaussians").output
+    model, data = ptheta.load(gmm_run), ptheta.datasets.load("toy2d-8gaussians")
+    nll = -model.score(data.test.x)
+    assert f"{nll:.2f}" in out and f"{nll / (2 * np.log(2)):.2f}" in out
+    assert "bits/dim" in out and "exact (density)" in out and "true entropy" in out
+    # without --data the run's own data set is used
+    assert f"{nll:.2f}" in run("eval", str(gmm_run), "--split", "test").output
+
+
+def test_parameter_precedence_defaults_then_file_then_flags(tmp_path):
+    config = tmp_path / "gmm.toml"
+    config.write_text("[params]\nn_components = 2\ncovariance_type = 'diag'\nrandom_state = 0\n")
+    out = tmp_path / "run"
+    run(
+        "fit",
+        "gmm",
+        "--data",
+        "toy2d-moons",
+        "--config",
+        str(config),
+        "--set",
+        "n_components=3",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    model = ptheta.load(out)
+    assert model.n_components == 3  # flag beats file
+    assert model.covariance_type == "diag"  # file beats default
+    assert model.max_iter == 200  # default kept
+
+
+def test_digits_gmm_reports_a_bound_in_discrete_units(tmp_path):
+    out = tmp_path / "dg"
+    result = run(
+        "fit",
+        "gmm",
+        "--data",
+        "digits",
+        "--set",
+        "n_components=2",
+        "--set",
+        "covariance_type=diag",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert "bound" in result.output
+    assert "bound" in run("eval", str(out), "--split", "test").output
+
+
+# --------------------------------------------------------------------------- bad input
+def _fails(*args: str, match: str):
+    result = CliRunner().invoke(cli, list(args))
+    assert result.exit_code == 2, result.output
+    assert match in result.output, result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    return result
+
+
+def test_unknown_names_suggest_alternatives(tmp_path):
+    _fails(
+        "fit", "gmn", "--data", "digits", "--out", str(tmp_path / "x"), match="did you mean 'gmm'"
+    )
+    _fails(
+        "fit", "gmm", "--data", "digts", "--out", str(tmp_path / "x"), match="did you mean 'digits'"
+    )
+    _fails(
+        "fit",
+        "gmm",
+        "--data",
+        "digits",
+        "--set",
+        "n_component=3",
+        "--out",
+        str(tmp_path / "x"),
+        match="n_components",
+    )
+    _fails(
+        "fit",
+        "gmm",
+        "--data",
+        "digits",
+        "--set",
+        "n_components",
+        "--out",
+        str(tmp_path / "x"),
+        match="key=value",
+    )
+
+
+def test_run_directory_problems(gmm_run, tmp_path):
+    _fails("eval", str(tmp_path / "nope"), match="does not exist")
+    (tmp_path / "empty").mkdir()
+    _fails(
+        "sample",
+        str(tmp_path / "empty"),
+        "--out",
+        str(tmp_path / "s.npy"),
+        match="not a ptheta run directory",
+    )
+    broken = tmp_path / "broken"
+    shutil.copytree(gmm_run, broken)
+    (broken / "config.json").write_text("{ not json")
+    _fails("eval", str(broken), match="corrupted")
+    shutil.copytree(gmm_run, tmp_path / "truncated")
+    (tmp_path / "truncated" / "weights.safetensors").write_bytes(b"\x00" * 10)
+    _fails("eval", str(tmp_path / "truncated"), match="corrupted")
+    # weights of another model under this config
+    other = tmp_path / "other"
+    run("fit", "independent", "--data", "toy2d-8gaussians", "--out", str(other), "--quiet")
+    mixed = tmp_path / "mixed"
+    shutil.copytree(gmm_run, mixed)
+    shutil.copy(other / "weights.safetensors", mixed / "weights.safetensors")
+    config = json.loads((mixed / "config.json").read_text())
+    config.pop("weights_sha256")
+    (mixed / "config.json").write_text(json.dumps(config))
+    _fails("eval", str(mixed), match="written by model 'independent'")
+    # refusing to overwrite
+    _fails("fit", "gmm", "--data", "toy2d-moons", "--out", str(gmm_run), match="--force")
+
+
+def test_data_problems(gmm_run, tmp_path):
+    bad = tmp_path / "nan.npy"
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    x[3, 1] = np.nan
+    np.save(bad, x)
+    _fails("fit", "gmm", "--data", str(bad), "--out", str(tmp_path / "r1"), match="NaN")
+    empty = tmp_path / "empty.npy"
+    np.save(empty, np.zeros((0, 3)))
+    _fails(
+        "fit",
+        "independent",
+        "--data",
+        str(empty),
+        "--out",
+        str(tmp_path / "r2"),
+        match="at least 3 examples",
+    )
+    # a run fitted on 2-D points, scored on 64-pixel images
+    _fails("eval", str(gmm_run), "--data", "digits", match="shape")
+    _fails(
+        "fit",
+        "gmm",
+        "--data",
+        "toy2d-moons",
+        "--kind",
+        "categorical:3",
+        "--out",
+        str(tmp_path / "r3"),
+        match="non-integer",
+    )
+    _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.txt"), match=".npy")
