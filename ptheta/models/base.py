@@ -25,7 +25,10 @@ class GenerativeModel(BaseEstimator):
       models natively: ``"exact"``, ``"bound"`` (a lower bound on log p), ``"estimate"``
       (a stochastic estimate) or ``"none"``;
     - ``data_kinds``: the kinds ``fit`` accepts (``binary``, ``categorical``, ``continuous``);
-    - ``needs_labels``: whether ``fit`` requires ``y``.
+    - ``needs_labels``: whether ``fit`` requires ``y``;
+    - ``class_conditional``: whether ``sample(n, y=...)`` draws from p(x | y);
+    - ``can_marginalise``: whether ``score_samples`` takes NaN for missing entries and
+      returns the exact log-marginal of the observed ones, and ``impute`` works.
 
     After ``fit`` a model has ``spec_`` (the :class:`DataSpec` it was fitted on) and
     ``likelihood_``: what ``score_samples`` returns on that data, which may differ from
@@ -45,6 +48,10 @@ class GenerativeModel(BaseEstimator):
     likelihood: ClassVar[str] = "none"
     data_kinds: ClassVar[tuple[str, ...]] = ()
     needs_labels: ClassVar[bool] = False
+    # sample(n, y=...) draws from p(x | y)
+    class_conditional: ClassVar[bool] = False
+    # score_samples accepts NaN (= missing) and returns the exact marginal of the observed
+    # entries; impute / sample(given=...) fill missing entries
     can_marginalise: ClassVar[bool] = False
     # Hyper-parameters for a small, fast fit: used by the contract tests and quick demos.
     quick_params: ClassVar[dict[str, Any]] = {}
@@ -85,33 +92,69 @@ class GenerativeModel(BaseEstimator):
             raise CapabilityError(
                 f"{self.name!r} has no likelihood; use sample-based metrics instead"
             )
-        x = check_values(X, self.fitted_spec, allow_nan=False)
+        x = check_values(X, self.fitted_spec, allow_nan=self.can_marginalise)
         return np.asarray(self._score_samples(x), dtype=np.float64)
 
     def score(self, X: Any, y: Any = None) -> float:
         """Mean log-likelihood per example in nats (higher is better; GridSearchCV uses it)."""
         return float(np.mean(self.score_samples(X)))
 
-    def sample(self, n_samples: int = 1, *, y: Any = None, random_state: Any = None) -> np.ndarray:
+    def sample(
+        self,
+        n_samples: int = 1,
+        *,
+        y: Any = None,
+        given: Any = None,
+        random_state: Any = None,
+    ) -> np.ndarray:
         """Draw ``n_samples`` examples, shape (n_samples, *event_shape), of the fitted kind.
 
         Discrete kinds come back as int64 values, continuous as float64.
+
+        Arguments:
+            y: a class label (or one label per sample) for class-conditional models.
+            given: partial examples with NaN at the missing entries, shape
+                (n_samples, *event_shape) or (1, *event_shape): the observed entries are
+                kept and the missing ones drawn from p(x_missing | x_observed). Only for
+                models that can marginalise.
+            random_state: seed or numpy Generator.
         """
         self._check_fitted()
         if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)):
             raise DataError(f"n_samples must be a whole number, got {n_samples!r}")
         if n_samples < 1:
             raise DataError(f"n_samples must be at least 1, got {n_samples}")
-        if y is not None and not self.needs_labels:
+        if y is not None and not self.class_conditional:
             raise CapabilityError(
-                f"{self.name!r} is not class-conditional; sample without y (or wrap it in a "
-                "class-conditional model)"
+                f"{self.name!r} is not class-conditional; sample without y, or use "
+                "ptheta.make('bayes-classifier', density=...) for one density per class"
             )
         rng = np.random.default_rng(random_state)
-        out = self._sample(int(n_samples), y, rng)
         spec = self.fitted_spec
-        out = np.asarray(out).reshape((int(n_samples), *spec.event_shape))
-        return out.astype(np.int64) if spec.is_discrete else out.astype(np.float64)
+        if given is not None:
+            if y is not None:
+                raise CapabilityError("sample takes y or given, not both")
+            partial = self._check_partial(given)
+            if len(partial) not in (1, n_samples):
+                raise DataError(
+                    f"given has {len(partial)} rows; pass one row, or n_samples={n_samples} rows"
+                )
+            partial = np.broadcast_to(partial, (n_samples, *spec.event_shape)).copy()
+            return self._finish(self._impute(partial, "sample", rng), n_samples)
+        labels = None if y is None else self._check_sample_labels(y, n_samples)
+        return self._finish(self._sample(int(n_samples), labels, rng), n_samples)
+
+    def impute(self, X: Any, *, method: str = "mode", random_state: Any = None) -> np.ndarray:
+        """Fill the NaN entries of ``X``: ``method="mode"`` takes the most probable
+        completion the family can compute exactly (see its docs), ``"sample"`` draws from
+        p(x_missing | x_observed). Observed entries are returned unchanged.
+        """
+        self._check_fitted()
+        if method not in ("mode", "sample"):
+            raise DataError(f"method must be 'mode' or 'sample', got {method!r}")
+        partial = self._check_partial(X)
+        rng = np.random.default_rng(random_state)
+        return self._finish(self._impute(partial, method, rng), len(partial))
 
     @property
     def fitted_spec(self) -> DataSpec:
@@ -141,8 +184,10 @@ class GenerativeModel(BaseEstimator):
         for key, value in vars(self).items():
             if not key.endswith("_") or key.startswith("_"):
                 continue
-            if isinstance(value, np.ndarray):
+            if isinstance(value, np.ndarray) and value.dtype.kind in "biuf":
                 arrays[key] = np.ascontiguousarray(value)
+            elif isinstance(value, np.ndarray):  # labels as strings: safetensors holds numbers
+                meta[key] = {"__ndarray__": value.tolist(), "dtype": value.dtype.str}
             else:
                 meta[key] = to_jsonable(value)
         return arrays, meta
@@ -150,6 +195,8 @@ class GenerativeModel(BaseEstimator):
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> GenerativeModel:
         """Restore fitted state written by :meth:`get_state`."""
         for key, value in meta.items():
+            if isinstance(value, dict) and "__ndarray__" in value:
+                value = np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
             setattr(self, key, value)
         for key, value in arrays.items():
             setattr(self, key, np.asarray(value))
@@ -168,6 +215,13 @@ class GenerativeModel(BaseEstimator):
 
     def _n_parameters(self) -> int:
         raise NotImplementedError
+
+    def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
+        """Fill NaN entries of ``x`` (float64, (N, *event_shape)); families that marginalise."""
+        raise CapabilityError(
+            f"{self.name!r} cannot fill in missing entries; use a family that marginalises "
+            "exactly (see `ptheta models`), or impute before fitting"
+        )
 
     def _after_set_state(self) -> None:
         """Rebuild derived, unsaved attributes after loading (e.g. torch modules)."""
@@ -200,6 +254,37 @@ class GenerativeModel(BaseEstimator):
         if np.isinf(arr).any():
             raise DataError("training data contains infinite values; remove or clip them")
         return infer_spec(arr)
+
+    def _finish(self, out: Any, n: int) -> np.ndarray:
+        spec = self.fitted_spec
+        out = np.asarray(out).reshape((n, *spec.event_shape))
+        return out.astype(np.int64) if spec.is_discrete else out.astype(np.float64)
+
+    def _check_partial(self, X: Any) -> np.ndarray:
+        if not self.can_marginalise:
+            raise CapabilityError(
+                f"{self.name!r} cannot condition on partly observed examples; use a family "
+                "that marginalises exactly (see `ptheta models`)"
+            )
+        x = check_values(X, self.fitted_spec, allow_nan=True, what="partial examples")
+        return np.asarray(x, dtype=np.float64)
+
+    def _check_sample_labels(self, y: Any, n: int) -> np.ndarray:
+        """Labels for class-conditional sampling as an array (n,) of known classes."""
+        labels = np.asarray(y)
+        if labels.ndim == 0:
+            labels = np.full(n, labels.item(), dtype=labels.dtype)
+        if labels.shape != (n,):
+            raise DataError(f"y must be one label or {n} labels, got shape {labels.shape}")
+        classes = getattr(self, "classes_", None)
+        if classes is not None:
+            unknown = sorted(set(labels.tolist()) - set(np.asarray(classes).tolist()))
+            if unknown:
+                raise DataError(
+                    f"unknown class label(s) {unknown[:5]}; the model knows "
+                    f"{np.asarray(classes).tolist()}"
+                )
+        return labels
 
     def _check_labels(self, y: Any, n: int) -> np.ndarray | None:
         if y is None:

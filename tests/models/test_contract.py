@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import inspect
+import itertools
 import warnings
 
 import numpy as np
 import pytest
+from scipy import stats
+from scipy.special import logsumexp
 from sklearn.base import clone
 
 import ptheta
@@ -161,3 +164,109 @@ def test_unknown_model_and_parameter_names_suggest():
         ptheta.make("gmn")
     with pytest.raises(ptheta.errors.UnknownNameError, match="n_components"):
         ptheta.make("gmm", n_component=3)
+
+
+# --------------------------------------------------------------------------- exact discrete maths
+def _configs(spec: DataSpec) -> np.ndarray:
+    levels = range(spec.n_categories)
+    return np.array(list(itertools.product(levels, repeat=spec.n_dims)), dtype=np.int64)
+
+
+DISCRETE_CASES = [(n, k) for n, k in CASES if k in ("binary", "categorical")]
+
+
+@pytest.mark.parametrize(("name", "kind"), DISCRETE_CASES)
+def test_discrete_probabilities_sum_to_one_over_every_configuration(name, kind):
+    model, _, _, _, split = _fit(name, kind)
+    if model.likelihood_ == "none" or model.units_ != "discrete":
+        pytest.skip("no discrete likelihood")
+    total = np.exp(model.score_samples(_configs(split.spec))).sum()
+    if model.likelihood_ == "exact":
+        assert total == pytest.approx(1.0, abs=1e-6)
+    else:  # a bound on log P sums to at most one
+        assert total <= 1.0 + 1e-9
+
+
+@pytest.mark.parametrize("name", [n for n, k in CASES if k == "binary"])
+def test_sampler_histogram_matches_exact_probabilities(name):
+    model, _, _, _, split = _fit(name, "binary")
+    if model.likelihood_ != "exact":
+        pytest.skip("needs exact probabilities")
+    configs = _configs(split.spec)
+    probs = np.exp(model.score_samples(configs))
+    n = 20_000
+    samples = model.sample(n, random_state=1)
+    index = samples @ (2 ** np.arange(split.spec.n_dims)[::-1])  # row of `configs`
+    counts = np.bincount(index, minlength=len(configs))
+    expected = probs * n
+    keep = expected >= 5  # pool rare cells, as the chi-square approximation needs
+    obs, exp = counts[keep], expected[keep]
+    if (~keep).any():
+        obs, exp = np.append(obs, counts[~keep].sum()), np.append(exp, expected[~keep].sum())
+    _, p_value = stats.chisquare(obs, exp * obs.sum() / exp.sum())
+    assert p_value > 1e-4
+
+
+# --------------------------------------------------------------------------- missing data
+MARGINAL_CASES = [(n, k) for n, k in CASES if REGISTRY[n].can_marginalise]
+
+
+@pytest.mark.parametrize(("name", "kind"), MARGINAL_CASES)
+def test_marginal_likelihood_matches_brute_force(name, kind):
+    model, _, x, _, split = _fit(name, kind)
+    rows = x[:5].astype(np.float64)
+    all_missing = np.full((1, *split.spec.event_shape), np.nan)
+    assert model.score_samples(all_missing)[0] == pytest.approx(0.0, abs=1e-9)
+    partial = rows.copy()
+    if split.spec.is_discrete:
+        partial[:, [1, 3]] = np.nan
+        levels = range(split.spec.n_categories)
+        for i in range(len(rows)):
+            filled = np.repeat(rows[i : i + 1], split.spec.n_categories**2, axis=0)
+            filled[:, [1, 3]] = list(itertools.product(levels, repeat=2))
+            brute = logsumexp(model.score_samples(filled.astype(np.int64)))
+            assert model.score_samples(partial[i : i + 1])[0] == pytest.approx(brute, abs=1e-8)
+    else:
+        partial[:, 1] = np.nan
+        grid = np.linspace(-12, 12, 4001)
+        for i in range(len(rows)):
+            filled = np.column_stack([np.full_like(grid, rows[i, 0]), grid])
+            integral = np.exp(model.score_samples(filled)).sum() * (grid[1] - grid[0])
+            assert model.score_samples(partial[i : i + 1])[0] == pytest.approx(
+                np.log(integral), abs=1e-4
+            )
+
+
+@pytest.mark.parametrize(("name", "kind"), MARGINAL_CASES)
+def test_impute_and_conditional_sampling_keep_observed_entries(name, kind):
+    model, _, x, _, split = _fit(name, kind)
+    partial = x[:6].astype(np.float64)
+    partial[::2, 0] = np.nan
+    partial[1::2, -1] = np.nan
+    observed = ~np.isnan(partial)
+    for method in ("mode", "sample"):
+        filled = model.impute(partial, method=method, random_state=0)
+        assert filled.shape == partial.shape and not np.isnan(filled).any()
+        np.testing.assert_array_equal(filled[observed], partial[observed])
+    drawn = model.sample(6, given=partial, random_state=0)
+    np.testing.assert_array_equal(drawn[observed], partial[observed])
+    one = model.sample(4, given=partial[:1], random_state=0)
+    assert one.shape == (4, *split.spec.event_shape)
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY if not REGISTRY[n].can_marginalise])
+def test_families_that_cannot_marginalise_say_so(name):
+    model, _, x, _, _ = _fit(name, REGISTRY[name].data_kinds[0])
+    partial = x[:2].astype(np.float64)
+    partial[0, 0] = np.nan
+    with pytest.raises(CapabilityError, match="cannot"):
+        model.impute(partial)
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY if REGISTRY[n].class_conditional])
+def test_class_conditional_sampling(name):
+    model, _, _, _, split = _fit(name, REGISTRY[name].data_kinds[0])
+    label = model.classes_[0]
+    assert model.sample(5, y=label, random_state=0).shape == (5, *split.spec.event_shape)
+    with pytest.raises(DataError, match="unknown class"):
+        model.sample(2, y="no such class")
