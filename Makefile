@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench clean
+.PHONY: setup demo test lint format bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -28,8 +28,19 @@ format: setup
 	$(BIN)/ruff format ptheta tests bench
 	$(BIN)/ruff check --fix ptheta tests bench
 
-bench: setup
-	$(BIN)/python bench/gmm_vs_sklearn.py
+# Benchmarks run in their own environment, with the peers of bench/requirements.txt.
+BENCH_VENV := .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed
+
+bench-setup: $(BENCH_STAMP)
+
+$(BENCH_STAMP): pyproject.toml constraints.txt bench/requirements.txt
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q -c constraints.txt -e . -r bench/requirements.txt
+	touch $(BENCH_STAMP)
+
+bench: bench-setup
+	set -e; for script in bench/*.py; do $(BENCH_VENV)/bin/python $$script; done
 
 clean:
 	rm -rf runs .pytest_cache

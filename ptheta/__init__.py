@@ -13,7 +13,7 @@ import os
 
 __version__ = "0.1.0"
 
-from ptheta import data
+from ptheta import data, info
 from ptheta import data as datasets
 from ptheta.errors import PthetaError
 from ptheta.models import REGISTRY, list_models, make
@@ -34,6 +34,7 @@ __all__ = [
     "__version__",
     "data",
     "datasets",
+    "info",
     "list_models",
     "load",
     "make",

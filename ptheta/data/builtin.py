@@ -1,4 +1,4 @@
-"""Built-in data sets, found by name: scikit-learn's 8×8 digits and the 2-D toy densities."""
+"""Built-in data sets, found by name: 8×8 digits, 2-D toy densities, synthetic ground truth."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ptheta.data import toy2d
+from ptheta.data import groundtruth, toy2d
 from ptheta.data.spec import Dataset, DataSpec, Split
 
 # Digits ship in a fixed order; the splits are consecutive blocks of it.
@@ -90,12 +90,14 @@ _CACHED: dict[str, Callable[[], Dataset]] = {
     "digits": functools.partial(_digits, False),
     "digits-binary": functools.partial(_digits, True),
     **{f"toy2d-{n}": functools.partial(_toy, n) for n in toy2d.SAMPLERS},
+    "groundtruth-tree": functools.cache(groundtruth.tree_dataset),
 }
 
 DESCRIPTIONS: dict[str, str] = {
     "digits": "scikit-learn 8x8 handwritten digits, gray levels 0..16, labels 0-9",
     "digits-binary": f"8x8 digits binarised at gray level >= {DIGITS_THRESHOLD}, labels 0-9",
     **{f"toy2d-{n}": d for n, d in toy2d.DESCRIPTIONS.items()},
+    "groundtruth-tree": groundtruth.DESCRIPTION,
 }
 
 

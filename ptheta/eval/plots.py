@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import math
 import os
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib
 
@@ -13,6 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from ptheta.data.spec import DataSpec
+from ptheta.errors import ParameterError
 from ptheta.train.rundir import atomic_write_bytes
 
 
@@ -73,6 +76,52 @@ def _image_grid(samples: np.ndarray, spec: DataSpec, title: str) -> plt.Figure:
     )
     ax.axis("off")
     ax.set_title(title)
+    return fig
+
+
+def tree_figure(model: Any, image_shape: Sequence[int] | None = None) -> plt.Figure:
+    """Draw a fitted tree-structured model (``chow-liu``): edge width grows with mutual
+    information, the root is red.
+
+    Arguments:
+        model: a fitted model with ``edges_``, ``parents_``, ``mutual_info_`` and ``root_``.
+        image_shape: (H, W) or (1, H, W) to put each variable at its pixel position;
+            defaults to the data's image shape where it has one (digits: 8×8). Otherwise
+            the tree is drawn in layers by depth below the root.
+    """
+    d = len(model.parents_)
+    own = model.fitted_spec.image_shape
+    if image_shape is None and own is not None and np.prod(own[-2:]) == d:  # one channel
+        image_shape = own
+    if image_shape is not None:
+        h, w = (int(s) for s in tuple(image_shape)[-2:])
+        if h * w != d:
+            raise ParameterError(
+                f"image_shape {tuple(image_shape)} has {h * w} pixels but the tree has "
+                f"{d} variables"
+            )
+        pos = np.column_stack([np.arange(d) % w, -(np.arange(d) // w)]).astype(float)
+        size = (0.8 * w + 1, 0.8 * h + 1)
+    else:
+        pos = model.layered_layout()
+        size = (min(20.0, 1 + 0.6 * np.ptp(pos[:, 0])), 1 + 0.9 * np.ptp(pos[:, 1]))
+    fig, ax = plt.subplots(figsize=size)
+    mi = np.array([model.mutual_info_[p, c] for p, c in model.edges_])
+    widths = 0.5 + 3.0 * mi / max(float(mi.max(initial=0.0)), 1e-12)
+    for (p, c), lw in zip(model.edges_, widths, strict=True):
+        ax.annotate(
+            "",
+            xy=pos[c],
+            xytext=pos[p],
+            arrowprops={"arrowstyle": "->", "lw": lw, "color": "tab:blue"},
+        )
+    colours = np.where(np.arange(d) == model.root_, "tab:red", "white")
+    ax.scatter(pos[:, 0], pos[:, 1], s=220, c=colours, edgecolors="k", zorder=3)
+    for i, (px, py) in enumerate(pos):
+        ax.text(px, py, str(i), ha="center", va="center", fontsize=6, zorder=4)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title(f"Chow–Liu tree, {d} variables (edge width ∝ mutual information)")
     return fig
 
 

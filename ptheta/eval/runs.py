@@ -13,11 +13,13 @@ import numpy as np
 from ptheta.data import Dataset, load
 from ptheta.errors import DataError, RunDirError
 from ptheta.eval.likelihood import nll_summary
-from ptheta.eval.plots import samples_figure, save_figure
+from ptheta.eval.plots import samples_figure, save_figure, tree_figure
 from ptheta.models import GenerativeModel, make
-from ptheta.train.rundir import CONFIG, read_config, save_run
+from ptheta.train.rundir import CONFIG, atomic_write_text, read_config, save_run
 
 SAMPLES_PNG = "samples.png"
+STRUCTURE_DOT = "structure.dot"
+STRUCTURE_PNG = "structure.png"
 
 
 def prepare_out_dir(out: str | os.PathLike, *, force: bool) -> Path:
@@ -87,6 +89,9 @@ def fit_run(
     extra = {"fit_seconds": fit_seconds, "warnings": [str(w.message) for w in caught]}
     save_run(model, out, data=info, metrics=metrics, extra=extra)
     write_samples_picture(model, out / SAMPLES_PNG, data=data, n=n_picture)
+    if hasattr(model, "to_dot"):  # a learned graph: DOT text and a picture of it
+        atomic_write_text(out / STRUCTURE_DOT, model.to_dot())
+        save_figure(tree_figure(model), out / STRUCTURE_PNG)
     return {
         "model": name,
         "data": data.name,

@@ -7,13 +7,23 @@ from typing import Any
 from ptheta.errors import ParameterError, unknown_name
 from ptheta.models.base import LIKELIHOOD_KINDS, GenerativeModel
 from ptheta.models.baselines import Independent
-from ptheta.models.mixtures import GaussianMixture
+from ptheta.models.chow_liu import ChowLiuTree
+from ptheta.models.classifier import BayesClassifier
+from ptheta.models.markov import MarkovChain
+from ptheta.models.mixtures import BernoulliMixture, CategoricalMixture, GaussianMixture
+from ptheta.models.naive_bayes import NaiveBayes
 
 REGISTRY: dict[str, type[GenerativeModel]] = {
     cls.name: cls
     for cls in (
         Independent,
+        MarkovChain,
         GaussianMixture,
+        BernoulliMixture,
+        CategoricalMixture,
+        NaiveBayes,
+        BayesClassifier,
+        ChowLiuTree,
     )
 }
 
@@ -58,9 +68,15 @@ def list_models() -> list[dict[str, Any]]:
 __all__ = [
     "LIKELIHOOD_KINDS",
     "REGISTRY",
+    "BayesClassifier",
+    "BernoulliMixture",
+    "CategoricalMixture",
+    "ChowLiuTree",
     "GaussianMixture",
     "GenerativeModel",
     "Independent",
+    "MarkovChain",
+    "NaiveBayes",
     "get_model_class",
     "list_models",
     "make",

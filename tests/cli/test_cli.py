@@ -247,3 +247,38 @@ def test_data_problems(gmm_run, tmp_path):
         match="non-integer",
     )
     _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.txt"), match=".npy")
+
+
+def test_demo_fits_prints_one_table_and_writes_pictures(tmp_path, monkeypatch):
+    from ptheta.cli import demo
+
+    monkeypatch.setattr(
+        demo,
+        "DEMO_RUNS",
+        [("digits-binary", "independent", {}), ("toy2d-8gaussians", "gmm", {"n_components": 8})],
+    )
+    out = run("demo", "--out", str(tmp_path)).output
+    assert "test NLL" in out and "independent" in out and "gmm" in out
+    assert (tmp_path / "digits-binary-independent" / "samples.png").is_file()
+    assert (tmp_path / "toy2d-8gaussians-gmm" / "config.json").is_file()
+
+
+def test_console_script_runs_outside_the_test_runner():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("ptheta")
+    result = subprocess.run(
+        [str(script), "fit", "--help"], capture_output=True, text=True, timeout=120, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert "--set KEY=VALUE" in result.stdout
+    bad = subprocess.run(
+        [str(script), "eval", "/no/such/run"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr

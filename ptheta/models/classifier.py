@@ -1,0 +1,286 @@
+"""Generative classifiers: Bayes' rule p(y | x) ∝ p(y) p(x | y) over one density per class."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any, ClassVar
+
+import numpy as np
+from scipy.special import logsumexp
+
+from ptheta.data.spec import DataSpec, Split, check_values
+from ptheta.errors import CapabilityError, DataError, ParameterError, RunDirError
+from ptheta.models.base import GenerativeModel
+
+PRIORS: tuple[str, ...] = ("empirical", "uniform")
+# A classifier's score is as weak as its weakest class density's.
+_LIKELIHOOD_RANK = {"exact": 0, "bound": 1, "estimate": 2}
+
+
+class BayesRule:
+    """What every generative classifier p(y) p(x | y) shares: the class prior and Bayes' rule.
+
+    A model mixes this in before :class:`GenerativeModel` (whose validation it uses), calls
+    :meth:`_fit_prior` in its ``_fit`` (setting ``classes_``, ``class_count_`` and
+    ``class_log_prior_``) and implements ``_joint_log_likelihood(x)`` = log p(x_obs, y),
+    shape (N, C), with NaN entries of ``x`` marginalised out. Scoring, class posteriors and
+    predictions follow from it.
+    """
+
+    classes_: np.ndarray
+    class_log_prior_: np.ndarray
+
+    def _joint_log_likelihood(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- Bayes' rule
+    def predict_log_proba(self, X: Any) -> np.ndarray:
+        """Log class posteriors log p(y | x_obs), shape (N, C), columns in ``classes_`` order.
+
+        NaN entries of ``X`` are missing: their factors are marginalised out exactly.
+        """
+        self._check_fitted()
+        x = check_values(X, self.fitted_spec, allow_nan=True)
+        jll = self._joint_log_likelihood(x)  # (N, C)
+        return jll - logsumexp(jll, axis=1, keepdims=True)
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class posteriors p(y | x_obs), shape (N, C), columns in ``classes_`` order."""
+        return np.exp(self.predict_log_proba(X))
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Most probable class of each example, shape (N,), as labels from ``classes_``."""
+        return self.classes_[self.predict_log_proba(X).argmax(axis=1)]
+
+    def embed(self, X: Any) -> np.ndarray:
+        """Representation: the class posterior p(y | x), shape (N, C)."""
+        return self.predict_proba(X)
+
+    def _score_samples(self, x: np.ndarray) -> np.ndarray:
+        # log p(x) = log Σ_y p(x, y)
+        return logsumexp(self._joint_log_likelihood(x), axis=1)
+
+    # ----------------------------------------------------------------- helpers
+    def _fit_prior(self, y: np.ndarray, prior: str, prior_alpha: float) -> np.ndarray:
+        """Set the class attributes from labels ``y`` (N,); return class indices (N,)."""
+        if prior not in PRIORS:
+            raise ParameterError(f"prior must be 'empirical' or 'uniform', got {prior!r}")
+        if not isinstance(prior_alpha, numbers.Real) or prior_alpha < 0:
+            raise ParameterError(f"prior_alpha must be a number >= 0, got {prior_alpha!r}")
+        try:
+            self.classes_, index = np.unique(y, return_inverse=True)
+        except TypeError:
+            raise DataError("labels must be all numbers or all strings") from None
+        counts = np.bincount(index, minlength=len(self.classes_)).astype(np.float64)  # (C,)
+        self.class_count_ = counts
+        n_classes = len(counts)
+        if prior == "uniform":
+            self.class_log_prior_ = np.full(n_classes, -math.log(n_classes))
+        else:
+            smoothed = counts + prior_alpha
+            self.class_log_prior_ = np.log(smoothed / smoothed.sum())
+        return index
+
+    def _class_index(self, n: int, y: np.ndarray | None, rng: np.random.Generator) -> np.ndarray:
+        """Class indices (n,): of the (validated) labels ``y``, else drawn from the prior."""
+        if y is None:
+            prior = np.exp(self.class_log_prior_)
+            return rng.choice(len(prior), size=n, p=prior / prior.sum())
+        return np.searchsorted(self.classes_, y)
+
+    def _posterior(self, x: np.ndarray) -> np.ndarray:
+        """p(y | x_obs) for validated x, shape (N, C)."""
+        jll = self._joint_log_likelihood(x)
+        return np.exp(jll - logsumexp(jll, axis=1, keepdims=True))
+
+
+def draw_classes(post: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """One class index per row of the posteriors ``post`` (N, C), shape (N,)."""
+    u = rng.random((len(post), 1))
+    # count of cdf entries below u = the drawn class; the clip guards cdf[-1] < 1 by rounding
+    return np.minimum((u > np.cumsum(post, axis=1)).sum(axis=1), post.shape[1] - 1)
+
+
+class BayesClassifier(BayesRule, GenerativeModel):
+    """Generative classifier with one density of any registered family per class.
+
+    p(x, y) = p(y) p_y(x), where p_y is the density ``density`` (a registry name, built with
+    ``density_params``) fitted on the examples of class y alone. Classification is Bayes'
+    rule, ``score_samples`` is the marginal log p(x) = log Σ_y p(y) p_y(x), and
+    ``sample(n, y=...)`` draws from p_y. Family ``"classifiers"``: the model is a way of
+    using any family, not a family of its own; ``likelihood_`` and ``units_`` are the class
+    densities' (a bound if a density's score is a bound).
+
+    Missing entries (NaN) are marginalised by the class densities, so they need a density
+    that marginalises exactly (``independent`` does; a CapabilityError says so otherwise).
+    ``impute(method="sample")`` draws y ~ p(y | x_obs), then x_mis ~ p_y(x_mis | x_obs);
+    ``method="mode"`` takes the most probable class y* = argmax p(y | x_obs) and fills the
+    entries with p_y*'s own mode imputation (exact per class, not the mode of the mixture).
+
+    Arguments:
+        density: registry name of the class density (``"independent"``, ``"gmm"``, ...).
+        density_params: keyword arguments for every class density.
+        prior: ``"empirical"`` (class frequencies) or ``"uniform"`` (1 / C).
+        prior_alpha: pseudo-count added to every class count of the empirical prior.
+
+    Fitted attributes:
+        classes_ (C,) sorted labels; class_count_ (C,); class_log_prior_ (C,);
+        densities_: list of C fitted models, ``densities_[c]`` is p(x | classes_[c]).
+
+    Returns (of ``predict_proba``): p(y | x), shape (N, C), columns in ``classes_`` order.
+
+    Example:
+        >>> import ptheta
+        >>> data = ptheta.datasets.load("digits-binary")
+        >>> m = ptheta.make("bayes-classifier", density_params={"alpha": 1.0})
+        >>> m = m.fit(data.train.x, data.train.y)
+        >>> m.predict_proba(data.test.x).shape
+        (447, 10)
+    """
+
+    name: ClassVar[str] = "bayes-classifier"
+    family: ClassVar[str] = "classifiers"
+    likelihood: ClassVar[str] = "exact"
+    data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
+    needs_labels: ClassVar[bool] = True
+    class_conditional: ClassVar[bool] = True
+    can_marginalise: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        density: str = "independent",
+        *,
+        density_params: dict[str, Any] | None = None,
+        prior: str = "empirical",
+        prior_alpha: float = 0.0,
+    ) -> None:
+        self.density = density
+        self.density_params = density_params
+        self.prior = prior
+        self.prior_alpha = prior_alpha
+
+    # ----------------------------------------------------------------- fitting
+    def _new_density(self) -> GenerativeModel:
+        from ptheta.models import get_model_class, make  # the registry imports this module
+
+        cls = get_model_class(self.density)
+        if cls.needs_labels:
+            raise ParameterError(
+                f"density {self.density!r} is itself a classifier (it needs labels); "
+                "choose a density of x such as 'independent' or 'gmm'"
+            )
+        if cls.likelihood == "none":
+            raise CapabilityError(
+                f"density {self.density!r} has no likelihood, and Bayes' rule needs p(x | y); "
+                "choose a density with an exact likelihood, a bound or an estimate"
+            )
+        params = self.density_params or {}
+        if not isinstance(params, dict):
+            raise ParameterError(
+                f"density_params must be a dict of {self.density!r}'s parameters, got "
+                f"{type(params).__name__}"
+            )
+        return make(self.density, **params)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
+        first = self._new_density()  # checks the name and parameters before any fit
+        if spec.kind not in first.data_kinds:
+            raise DataError(
+                f"density {self.density!r} does not model {spec.kind} data (it accepts "
+                f"{', '.join(first.data_kinds)}); choose another density"
+            )
+        assert y is not None  # the base checks needs_labels
+        index = self._fit_prior(y, self.prior, self.prior_alpha)
+        densities = []
+        for c, label in enumerate(self.classes_.tolist()):
+            rows = x[index == c]
+            model = first if c == 0 else self._new_density()
+            try:
+                # a Split keeps the declared kind: one class's values may span fewer levels
+                model.fit(Split(rows, None, spec))
+            except DataError as e:
+                raise DataError(
+                    f"class {label!r} ({len(rows)} examples) cannot be fitted by "
+                    f"{self.density!r}: {e}"
+                ) from e
+            densities.append(model)
+        self.densities_ = densities
+
+    def _fitted_likelihood(self, spec: DataSpec) -> str:
+        kinds = [d.likelihood_ for d in self.densities_]
+        return max(kinds, key=lambda k: _LIKELIHOOD_RANK.get(k, len(_LIKELIHOOD_RANK)))
+
+    def _fitted_units(self, spec: DataSpec) -> str:
+        return self.densities_[0].units_
+
+    # ----------------------------------------------------------------- inference
+    def _require_marginalise(self) -> None:
+        if not type(self.densities_[0]).can_marginalise:
+            raise CapabilityError(
+                f"density {self.density!r} cannot marginalise missing (NaN) entries; use a "
+                "density that can (e.g. 'independent'), or impute before scoring"
+            )
+
+    def _joint_log_likelihood(self, x: np.ndarray) -> np.ndarray:
+        if np.isnan(x).any():
+            self._require_marginalise()
+        scores = np.stack([d.score_samples(x) for d in self.densities_], axis=1)  # (N, C)
+        return self.class_log_prior_ + scores
+
+    def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
+        self._require_marginalise()
+        post = self._posterior(x)  # (N, C)
+        index = draw_classes(post, rng) if method == "sample" else post.argmax(axis=1)
+        out = x.copy()
+        for c in np.unique(index):
+            rows = index == c
+            out[rows] = self.densities_[c].impute(x[rows], method=method, random_state=rng)
+        return out
+
+    def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
+        index = self._class_index(n, y, rng)
+        out = np.empty((n, *self.fitted_spec.event_shape))
+        for c in np.unique(index):
+            rows = index == c
+            out[rows] = self.densities_[c].sample(int(rows.sum()), random_state=rng)
+        return out
+
+    def _n_parameters(self) -> int:
+        n_prior = len(self.classes_) - 1 if self.prior == "empirical" else 0
+        return n_prior + sum(d.n_parameters() for d in self.densities_)
+
+    # ----------------------------------------------------------------- state I/O
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Own state plus each class density's: arrays under ``class{c}/``, JSON meta under
+        ``class_states`` (a list in ``classes_`` order)."""
+        arrays, meta = super().get_state()
+        meta.pop("densities_")
+        states = []
+        for c, density in enumerate(self.densities_):
+            class_arrays, class_meta = density.get_state()
+            arrays.update({f"class{c}/{key}": value for key, value in class_arrays.items()})
+            states.append(class_meta)
+        meta["class_states"] = states
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> BayesClassifier:
+        """Restore the state written by :meth:`get_state`, rebuilding every class density."""
+        meta = dict(meta)
+        states = meta.pop("class_states", None)
+        if not isinstance(states, list):
+            raise RunDirError(
+                "the saved bayes-classifier has no per-class densities ('class_states'); it "
+                "was written by another ptheta version or is corrupted: fit it again"
+            )
+        densities = []
+        for c, class_meta in enumerate(states):
+            prefix = f"class{c}/"
+            class_arrays = {
+                key[len(prefix) :]: value for key, value in arrays.items() if key.startswith(prefix)
+            }
+            densities.append(self._new_density().set_state(class_arrays, class_meta))
+        own = {key: value for key, value in arrays.items() if "/" not in key}
+        self.densities_ = densities
+        super().set_state(own, meta)
+        return self
