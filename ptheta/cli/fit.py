@@ -10,6 +10,7 @@ from ptheta.cli.common import console, data_kwargs, data_options, print_table, r
 from ptheta.data import load
 from ptheta.eval.likelihood import describe_kind
 from ptheta.eval.runs import fit_run
+from ptheta.train.distributed import init_from_env, shutdown
 
 
 @click.command("fit")
@@ -32,10 +33,17 @@ from ptheta.eval.runs import fit_run
     help="A .toml or .json file of hyper-parameters (flat, or under [params]).",
 )
 @click.option("--force", is_flag=True, help="Overwrite --out if it already holds a run.")
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue an interrupted training run in --out from its last checkpoint "
+    "(neural models; same model, parameters and data).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
-    model, data, kind, label_column, image_size, data_seed, out, sets, config_file, force, quiet
-) -> None:
+    model, data, kind, label_column, image_size, data_seed, out, sets, config_file, force,
+    resume, quiet,
+) -> None:  # fmt: skip
     """Fit MODEL on the training split of --data and write a run directory to --out.
 
     The run directory holds config.json (model, hyper-parameters, data fingerprint,
@@ -43,15 +51,31 @@ def command(
     `score` and `eval` need nothing else. Hyper-parameters: the model's defaults, then
     --config, then --set (see `ptheta models MODEL` for the list).
 
+    Neural models train with the validation split for early stopping, write a checkpoint
+    every epoch (and every checkpoint_every steps), and continue after an interruption
+    with --resume. Data-parallel training on several processes: launch the same command
+    with torchrun (gloo on CPU, nccl on GPUs; --set batch_size is the global batch, and
+    only rank 0 writes the run directory).
+
     \b
-    Example:
+    Examples:
       ptheta fit gmm --data toy2d-8gaussians --set n_components=8 --out runs/g8
+      ptheta fit made --data digits --set epochs=50 --out runs/made
+      ptheta fit made --data digits --set epochs=50 --out runs/made --resume
+      torchrun --nproc_per_node 2 -m ptheta fit made --data digits --out runs/made2
     """
     params = resolve_params(model, config_file, sets)
     kwargs = data_kwargs(kind, label_column, image_size, data_seed)
     dataset = load(data, **kwargs)
     source = {"source": str(Path(data).resolve()) if Path(data).exists() else data, **kwargs}
-    row = fit_run(model, params, dataset, out, data_source=source, force=force, verbose=not quiet)
+    world = init_from_env(str(params.get("device", "auto")))  # torchrun: join the group
+    try:
+        row = fit_run(model, params, dataset, out, data_source=source, force=force,
+                      resume=resume, verbose=not quiet)  # fmt: skip
+    finally:
+        shutdown()
+    if row is None or not world.is_main:
+        return
     print_table(
         f"Fitted {model} on {dataset.name}",
         [

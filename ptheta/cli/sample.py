@@ -10,7 +10,8 @@ import numpy as np
 
 from ptheta.cli.common import CliError, print_table
 from ptheta.eval.plots import samples_figure, save_figure
-from ptheta.train.rundir import atomic_write_bytes, load_run
+from ptheta.io import atomic_write_bytes
+from ptheta.train.rundir import load_run
 
 SUFFIXES = (".npy", ".png", ".csv")
 

@@ -11,7 +11,8 @@ import numpy as np
 from ptheta.cli.common import CliError, data_kwargs, data_options, print_table
 from ptheta.eval.likelihood import describe_kind
 from ptheta.eval.runs import load_run_data, scores_table
-from ptheta.train.rundir import atomic_write_bytes, load_run
+from ptheta.io import atomic_write_bytes
+from ptheta.train.rundir import load_run
 
 
 @click.command("score")

@@ -16,7 +16,7 @@ import numpy as np
 
 from ptheta.data.spec import DataSpec
 from ptheta.errors import ParameterError
-from ptheta.train.rundir import atomic_write_bytes
+from ptheta.io import atomic_write_bytes
 
 
 def samples_figure(

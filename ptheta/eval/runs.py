@@ -11,27 +11,52 @@ from typing import Any
 import numpy as np
 
 from ptheta.data import Dataset, load
-from ptheta.errors import DataError, RunDirError
+from ptheta.errors import DataError, ParameterError, RunDirError
 from ptheta.eval.likelihood import nll_summary
 from ptheta.eval.plots import samples_figure, save_figure, tree_figure
+from ptheta.io import atomic_write_text
 from ptheta.models import GenerativeModel, make
-from ptheta.train.rundir import CONFIG, atomic_write_text, read_config, save_run
+from ptheta.train import checkpoint
+from ptheta.train.distributed import barrier, current_world
+from ptheta.train.rundir import CONFIG, METRICS, WEIGHTS, read_config, read_metrics, save_run
 
 SAMPLES_PNG = "samples.png"
 STRUCTURE_DOT = "structure.dot"
 STRUCTURE_PNG = "structure.png"
 
 
-def prepare_out_dir(out: str | os.PathLike, *, force: bool) -> Path:
-    """Refuse to overwrite an existing run or a non-empty folder unless ``force``."""
+# Files ptheta writes into a run directory (removed by --force before a fresh run).
+RUN_FILES = (
+    CONFIG, WEIGHTS, METRICS, SAMPLES_PNG, STRUCTURE_DOT, STRUCTURE_PNG,
+    checkpoint.STATE, checkpoint.TENSORS,
+)  # fmt: skip
+
+
+def prepare_out_dir(out: str | os.PathLike, *, force: bool, resume: bool = False) -> Path:
+    """Refuse to overwrite an existing run or a non-empty folder unless ``force``.
+
+    With ``resume`` the folder must hold a training checkpoint to continue from. With
+    ``force`` the files of an earlier run are removed (nothing else in the folder is).
+    """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise RunDirError(f"--out {str(out)!r} is a file; give a directory path")
-    if out.exists() and any(out.iterdir()) and not force:
-        what = "holds a run" if (out / CONFIG).exists() else "is not empty"
-        raise RunDirError(
-            f"{str(out)!r} {what}; pass --force to overwrite it, or choose another --out"
-        )
+    if resume:
+        if not checkpoint.exists(out):
+            raise RunDirError(
+                f"nothing to resume in {str(out)!r}: it holds no training checkpoint; "
+                "start the run without --resume"
+            )
+        return out
+    if out.exists() and any(out.iterdir()):
+        if not force:
+            what = "holds a run" if (out / CONFIG).exists() else "is not empty"
+            raise RunDirError(
+                f"{str(out)!r} {what}; pass --force to overwrite it, --resume to continue an "
+                "interrupted training run, or choose another --out"
+            )
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
     return out
 
 
@@ -43,36 +68,55 @@ def fit_run(
     *,
     data_source: dict[str, Any],
     force: bool = False,
+    resume: bool = False,
     verbose: bool = True,
     n_picture: int | None = None,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Fit model ``name`` with ``params`` on ``data.train`` and write the run to ``out``.
 
     ``data_source`` records how to load the data again (name or path, kind override and
-    so on) so that ``ptheta eval RUN`` needs nothing else. Returns a summary row.
+    so on) so that ``ptheta eval RUN`` needs nothing else. Neural families train with the
+    validation split for early stopping, checkpoint into ``out`` and can ``resume``. Under
+    ``torchrun`` every process trains and only rank 0 writes; the others return None.
+    Returns a summary row.
     """
-    out = prepare_out_dir(out, force=force)
+    world = current_world()
     model = make(name, **params)
+    trains_in_steps = "run_dir" in model.fit_params
+    if resume and not trains_in_steps:
+        raise ParameterError(
+            f"--resume continues a neural training run; {name!r} fits in one go (start again)"
+        )
+    out = Path(out)
+    if world.is_main:
+        prepare_out_dir(out, force=force, resume=resume)
+    barrier()  # under torchrun, the others wait until rank 0 has prepared the folder
     if verbose and "verbose" in model.get_params():
         model.set_params(verbose=1)
     y = data.train.y if model.needs_labels else None
     if model.needs_labels and y is None:
         raise DataError(f"{name!r} needs labels, but data set {data.name!r} has none")
+    fit_kwargs: dict[str, Any] = {}
+    if trains_in_steps:
+        fit_kwargs = {"validation_data": data.val, "run_dir": out, "resume": resume}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
-        model.fit(data.train, y)
+        model.fit(data.train, y, **fit_kwargs)
         fit_seconds = time.perf_counter() - start
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if "verbose" in model.get_params():
         model.set_params(verbose=0)  # the saved config should not replay a progress bar
+    if not world.is_main:
+        return None
 
     train = nll_summary(model, data.train.x)
     val = nll_summary(model, data.val.x)
-    metrics: list[dict[str, Any]] = [
-        {"event": "fit_step", **h} for h in getattr(model, "history_", []) or []
-    ]
+    if trains_in_steps:
+        metrics = read_metrics(out)  # the Trainer's per-epoch records
+    else:
+        metrics = [{"event": "fit_step", **h} for h in getattr(model, "history_", []) or []]
     metrics += [
         {"event": "eval", "split": "train", **train},
         {"event": "eval", "split": "val", **val},
@@ -86,7 +130,11 @@ def fit_run(
         "n_val": len(data.val),
         "n_test": len(data.test),
     }
-    extra = {"fit_seconds": fit_seconds, "warnings": [str(w.message) for w in caught]}
+    extra = {
+        "fit_seconds": fit_seconds,
+        "warnings": [str(w.message) for w in caught],
+        "processes": world.world_size,
+    }
     save_run(model, out, data=info, metrics=metrics, extra=extra)
     write_samples_picture(model, out / SAMPLES_PNG, data=data, n=n_picture)
     if hasattr(model, "to_dot"):  # a learned graph: DOT text and a picture of it

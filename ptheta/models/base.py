@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ptheta.data.spec import DataSpec, Split, check_values, infer_spec
-from ptheta.errors import CapabilityError, DataError, NotFittedError
+from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError
 
 LIKELIHOOD_KINDS: tuple[str, ...] = ("exact", "bound", "estimate", "none")
 
@@ -53,17 +53,28 @@ class GenerativeModel(BaseEstimator):
     # score_samples accepts NaN (= missing) and returns the exact marginal of the observed
     # entries; impute / sample(given=...) fill missing entries
     can_marginalise: ClassVar[bool] = False
+    # The model needs image-shaped examples (C, H, W): an event shape of 3 axes, or a spec
+    # whose image_shape says how to view flat examples (digits: (1, 8, 8)).
+    needs_image: ClassVar[bool] = False
     # Hyper-parameters for a small, fast fit: used by the contract tests and quick demos.
     quick_params: ClassVar[dict[str, Any]] = {}
+    # Keyword arguments fit() accepts besides X and y (e.g. validation_data for neural ones).
+    fit_params: ClassVar[tuple[str, ...]] = ()
 
     # ----------------------------------------------------------------- public API
-    def fit(self, X: Any, y: Any = None) -> GenerativeModel:
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> GenerativeModel:
         """Fit the model to examples ``X`` of shape (N, *event_shape).
 
         ``X`` may be a numpy array (its kind is inferred: 0/1 → binary, small non-negative
         integers → categorical, else continuous) or a :class:`~ptheta.data.Split`, whose
         declared kind is used.
         """
+        unknown = sorted(set(fit_params) - set(self.fit_params))
+        if unknown:
+            accepted = ", ".join(self.fit_params) or "none"
+            raise ParameterError(
+                f"{self.name!r}.fit() got unexpected argument(s) {unknown}; it accepts {accepted}"
+            )
         spec = self._resolve_spec(X)
         if spec.kind not in self.data_kinds:
             raise DataError(
@@ -75,7 +86,7 @@ class GenerativeModel(BaseEstimator):
             y = X.y
         x = check_values(X, spec, allow_nan=False, what="training data")
         y = self._check_labels(y, len(x))
-        self._fit(x, y, spec)
+        self._fit(x, y, spec, **fit_params)
         self.spec_ = spec.to_json()
         self.likelihood_ = self._fitted_likelihood(spec)
         self.units_ = self._fitted_units(spec)

@@ -1,5 +1,6 @@
-"""Training machinery: run directories (and, for neural families, the Trainer)."""
+"""Training machinery: the Trainer (torch only), distributed set-up, checkpoints, run directories.
 
-from ptheta.train.rundir import load_run, read_config, read_metrics, save_run
-
-__all__ = ["load_run", "read_config", "read_metrics", "save_run"]
+Import what you need from the submodules (``ptheta.train.trainer``, ``ptheta.train.rundir``):
+the Trainer depends on torch alone, so model families can use it without importing the
+registry that ``rundir`` needs.
+"""

@@ -19,8 +19,13 @@ from ptheta.models import LIKELIHOOD_KINDS, REGISTRY
 from ptheta.train.rundir import load_run, save_run
 
 
-def _data(kind: str, n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarray, Split]:
-    """Small data with structure (two clusters) of the given kind, labels, and a Split."""
+def _data(
+    kind: str, n: int = 240, seed: int = 0, image: bool = False
+) -> tuple[np.ndarray, np.ndarray, Split]:
+    """Small data with structure (two clusters) of the given kind, labels, and a Split.
+
+    ``image=True`` gives the 6 discrete variables as 1×2×3 images.
+    """
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, size=n)
     d = 6
@@ -35,6 +40,9 @@ def _data(kind: str, n: int = 240, seed: int = 0) -> tuple[np.ndarray, np.ndarra
     else:
         x = rng.normal(size=(n, 2)) * 0.5 + np.where(y[:, None] == 1, 2.0, -2.0)
         spec = DataSpec("continuous", (2,))
+    if image:
+        x = x.reshape(n, 1, 2, 3)
+        spec = DataSpec(spec.kind, (1, 2, 3), spec.n_categories, image_shape=(1, 2, 3))
     return x, y, Split(x, y, spec)
 
 
@@ -42,7 +50,7 @@ CASES = [(name, kind) for name, cls in REGISTRY.items() for kind in cls.data_kin
 
 
 def _fit(name: str, kind: str):
-    x, y, split = _data(kind)
+    x, y, split = _data(kind, image=REGISTRY[name].needs_image)
     model = ptheta.make(name, **REGISTRY[name].quick_params)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -86,8 +94,10 @@ def test_fit_score_sample_contract(name, kind):
 def test_sklearn_conventions(name):
     cls = REGISTRY[name]
     params = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    # arguments after the first are keyword-only
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[1:]), name
+    # arguments after the first are keyword-only (neural families also take the shared
+    # training arguments through **training)
+    allowed = (inspect.Parameter.KEYWORD_ONLY, inspect.Parameter.VAR_KEYWORD)
+    assert all(p.kind in allowed for p in params[1:]), name
     model = ptheta.make(name, **cls.quick_params)
     copy = clone(model)
     assert copy.get_params() == model.get_params()
@@ -100,7 +110,7 @@ def test_sklearn_conventions(name):
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_unfitted_model_raises(name):
     model = ptheta.make(name)
-    x, _, _ = _data(REGISTRY[name].data_kinds[0])
+    x, _, _ = _data(REGISTRY[name].data_kinds[0], image=REGISTRY[name].needs_image)
     with pytest.raises(NotFittedError, match="not fitted"):
         model.score_samples(x)
     with pytest.raises(NotFittedError, match="not fitted"):
@@ -143,16 +153,17 @@ def test_bad_input_is_a_clear_data_error(name, kind):
     with pytest.raises(DataError, match="empty"):
         model.score_samples(x[:0])
     bad = x[:4].astype(np.float64)
-    bad[0, 0] = np.inf
+    flat_bad = bad.reshape(4, -1)  # a view: writes go to bad
+    flat_bad[0, 0] = np.inf
     with pytest.raises(DataError, match="infinite"):
         model.score_samples(bad)
     if not type(model).can_marginalise:
-        bad[0, 0] = np.nan
+        flat_bad[0, 0] = np.nan
         with pytest.raises(DataError, match="NaN"):
             model.score_samples(bad)
     if split.spec.is_discrete:
         out_of_range = x[:4].copy()
-        out_of_range[0, 0] = split.spec.n_categories
+        out_of_range.reshape(4, -1)[0, 0] = split.spec.n_categories
         with pytest.raises(DataError, match="values"):
             model.score_samples(out_of_range)
     with pytest.raises(DataError):
@@ -169,7 +180,8 @@ def test_unknown_model_and_parameter_names_suggest():
 # --------------------------------------------------------------------------- exact discrete maths
 def _configs(spec: DataSpec) -> np.ndarray:
     levels = range(spec.n_categories)
-    return np.array(list(itertools.product(levels, repeat=spec.n_dims)), dtype=np.int64)
+    flat = np.array(list(itertools.product(levels, repeat=spec.n_dims)), dtype=np.int64)
+    return flat.reshape(-1, *spec.event_shape)
 
 
 DISCRETE_CASES = [(n, k) for n, k in CASES if k in ("binary", "categorical")]
@@ -196,7 +208,7 @@ def test_sampler_histogram_matches_exact_probabilities(name):
     probs = np.exp(model.score_samples(configs))
     n = 20_000
     samples = model.sample(n, random_state=1)
-    index = samples @ (2 ** np.arange(split.spec.n_dims)[::-1])  # row of `configs`
+    index = samples.reshape(n, -1) @ (2 ** np.arange(split.spec.n_dims)[::-1])  # row of configs
     counts = np.bincount(index, minlength=len(configs))
     expected = probs * n
     keep = expected >= 5  # pool rare cells, as the chi-square approximation needs
@@ -214,7 +226,12 @@ MARGINAL_CASES = [(n, k) for n, k in CASES if REGISTRY[n].can_marginalise]
 @pytest.mark.parametrize(("name", "kind"), MARGINAL_CASES)
 def test_marginal_likelihood_matches_brute_force(name, kind):
     model, _, x, _, split = _fit(name, kind)
-    rows = x[:5].astype(np.float64)
+    shape = split.spec.event_shape
+    rows = x[:5].astype(np.float64).reshape(5, -1)  # flat view of each example
+
+    def score(flat: np.ndarray) -> np.ndarray:
+        return model.score_samples(flat.reshape(-1, *shape))
+
     all_missing = np.full((1, *split.spec.event_shape), np.nan)
     assert model.score_samples(all_missing)[0] == pytest.approx(0.0, abs=1e-9)
     if model.likelihood_ != "exact":
@@ -228,25 +245,24 @@ def test_marginal_likelihood_matches_brute_force(name, kind):
         for i in range(len(rows)):
             filled = np.repeat(rows[i : i + 1], split.spec.n_categories**2, axis=0)
             filled[:, [1, 3]] = list(itertools.product(levels, repeat=2))
-            brute = logsumexp(model.score_samples(filled.astype(np.int64)))
-            assert model.score_samples(partial[i : i + 1])[0] == pytest.approx(brute, abs=1e-8)
+            brute = logsumexp(score(filled.astype(np.int64)))
+            assert score(partial[i : i + 1])[0] == pytest.approx(brute, abs=1e-8)
     else:
         partial[:, 1] = np.nan
         grid = np.linspace(-12, 12, 4001)
         for i in range(len(rows)):
             filled = np.column_stack([np.full_like(grid, rows[i, 0]), grid])
-            integral = np.exp(model.score_samples(filled)).sum() * (grid[1] - grid[0])
-            assert model.score_samples(partial[i : i + 1])[0] == pytest.approx(
-                np.log(integral), abs=1e-4
-            )
+            integral = np.exp(score(filled)).sum() * (grid[1] - grid[0])
+            assert score(partial[i : i + 1])[0] == pytest.approx(np.log(integral), abs=1e-4)
 
 
 @pytest.mark.parametrize(("name", "kind"), MARGINAL_CASES)
 def test_impute_and_conditional_sampling_keep_observed_entries(name, kind):
     model, _, x, _, split = _fit(name, kind)
     partial = x[:6].astype(np.float64)
-    partial[::2, 0] = np.nan
-    partial[1::2, -1] = np.nan
+    flat = partial.reshape(6, -1)  # a view: writes go to partial
+    flat[::2, 0] = np.nan
+    flat[1::2, -1] = np.nan
     observed = ~np.isnan(partial)
     for method in ("mode", "sample"):
         filled = model.impute(partial, method=method, random_state=0)

@@ -1,0 +1,257 @@
+"""The estimator-level wrapper shared by neural families: fit with the Trainer, score, sample.
+
+A neural family is an ``nn.Module`` with ``loss(x, y=None)`` and ``log_prob(x, y=None)``
+(per example, shape (N,)) and ``sample(n, y=None, generator=None)``, plus a subclass of
+:class:`NeuralModel` that builds it from the data spec. The training hyper-parameters
+(:data:`TRAINING_PARAMS`) are shared by every neural family and accepted by each one's
+constructor next to its own, so ``make("made", hidden=[512], epochs=50)`` works.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+
+from ptheta.data.spec import DataSpec, Split, check_values
+from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
+from ptheta.models.base import GenerativeModel, to_jsonable
+from ptheta.nn.device import resolve_device, resolve_dtype
+from ptheta.train.trainer import TrainConfig, Trainer
+
+# Training hyper-parameters and their defaults (see TrainConfig for their meaning), plus:
+# validation_fraction (held out for early stopping when no validation data is given),
+# dtype (float32 or float64 weights), random_state (TrainConfig.seed) and verbose.
+TRAINING_PARAMS: dict[str, Any] = {
+    "epochs": 50,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "schedule": "cosine",
+    "warmup_steps": 0,
+    "grad_clip": 1.0,
+    "ema_decay": None,
+    "patience": 10,
+    "validation_fraction": 0.1,
+    "max_time": None,
+    "checkpoint_every": 0,
+    "device": "auto",
+    "dtype": "float32",
+    "random_state": 0,
+    "verbose": 0,
+}
+
+_MODULE_PREFIX = "module."
+
+
+class NeuralModel(GenerativeModel):
+    """Base of the neural families (estimator level); see the module docstring.
+
+    Subclasses implement ``_build_module(spec, n_classes)`` and set the usual class
+    attributes. Class-conditional families read the instance attribute
+    ``class_conditional`` (a hyper-parameter where it is optional).
+
+    ``fit(X, y=None, *, validation_data=None, run_dir=None, resume=False)``: the
+    validation data drive early stopping (default: ``validation_fraction`` of X held out);
+    ``run_dir`` receives checkpoints and metrics; ``resume`` continues from its checkpoint.
+    """
+
+    fit_params: ClassVar[tuple[str, ...]] = ("validation_data", "run_dir", "resume")
+
+    def __init__(self, **training: Any) -> None:
+        unknown = set(training) - set(TRAINING_PARAMS)
+        if unknown:
+            raise unknown_name(
+                f"parameter of {self.name!r}:", sorted(unknown)[0], self._get_param_names()
+            )
+        for key, default in TRAINING_PARAMS.items():
+            setattr(self, key, training.get(key, default))
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        # the family's own arguments (from its signature) and the shared training ones
+        return sorted(set(super()._get_param_names()) | set(TRAINING_PARAMS))
+
+    # ----------------------------------------------------------------- to implement
+    def _build_module(self, spec: DataSpec, n_classes: int | None) -> nn.Module:
+        raise NotImplementedError
+
+    # ----------------------------------------------------------------- fitting
+    @property
+    def module(self) -> nn.Module:
+        """The fitted ``nn.Module`` (module level: log_prob, sample, loss)."""
+        self._check_fitted()
+        return self._module
+
+    def _conditional(self) -> bool:
+        return bool(getattr(self, "class_conditional", False))
+
+    def train_config(self) -> TrainConfig:
+        """The Trainer's configuration from this model's training hyper-parameters."""
+        keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress"}
+        return TrainConfig(
+            **{k: getattr(self, k) for k in keys},
+            seed=int(self.random_state),
+            progress=bool(self.verbose),
+        )
+
+    def _fit(
+        self,
+        x: np.ndarray,
+        y: np.ndarray | None,
+        spec: DataSpec,
+        *,
+        validation_data: Any = None,
+        run_dir: Any = None,
+        resume: bool = False,
+    ) -> None:
+        config = self.train_config()
+        labels, n_classes = None, None
+        if self._conditional():
+            if y is None:
+                raise DataError(f"{self.name!r} with class_conditional=True needs fit(X, y)")
+            self.classes_, labels = np.unique(y, return_inverse=True)
+            n_classes = len(self.classes_)
+            counts = np.bincount(labels, minlength=n_classes)
+            self.class_log_prior_ = np.log(counts / counts.sum())
+        x_train, y_train, x_val, y_val = self._validation_split(x, labels, validation_data, spec)
+
+        torch.manual_seed(config.seed)
+        dtype = resolve_dtype(self.dtype)
+        module = self._build_module(spec, n_classes).to(dtype)
+        train = self._tensors(x_train, y_train, spec)
+        val = None if x_val is None else self._tensors(x_val, y_val, spec)
+        result = Trainer(config).fit(
+            module,
+            train,
+            val,
+            run_dir=run_dir,
+            resume=resume,
+            fingerprint=self._fingerprint(x, spec),
+        )
+        self._module = module.eval()
+        self.history_ = result.history
+        self.best_epoch_ = result.best_epoch
+        self.n_steps_ = result.steps
+        self.stopped_ = result.stopped
+        self.train_seconds_ = result.seconds
+
+    def _validation_split(
+        self, x: np.ndarray, labels: np.ndarray | None, validation_data: Any, spec: DataSpec
+    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        if validation_data is not None:
+            x_val = check_values(validation_data, spec, what="validation data")
+            y_val = None
+            if self._conditional():
+                raw = validation_data.y if isinstance(validation_data, Split) else None
+                if raw is None:
+                    raise DataError(
+                        "a class-conditional model needs validation labels: pass a Split"
+                    )
+                lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+                y_val = np.array([lookup[v] for v in np.asarray(raw).tolist()])
+            return x, labels, x_val, y_val
+        if not self.validation_fraction or len(x) < 10:
+            return x, labels, None, None
+        rng = np.random.default_rng(self.random_state)
+        order = rng.permutation(len(x))
+        n_val = max(1, round(self.validation_fraction * len(x)))
+        val, train = order[:n_val], order[n_val:]
+        if labels is None:
+            return x[train], None, x[val], None
+        return x[train], labels[train], x[val], labels[val]
+
+    def _tensors(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> list[torch.Tensor]:
+        xt = torch.as_tensor(x, dtype=torch.long if spec.is_discrete else resolve_dtype(self.dtype))
+        return [xt] if y is None else [xt, torch.as_tensor(y, dtype=torch.long)]
+
+    def _fingerprint(self, x: np.ndarray, spec: DataSpec) -> str:
+        h = hashlib.sha256(self.name.encode())
+        h.update(json.dumps(to_jsonable(self.get_params()), sort_keys=True, default=str).encode())
+        h.update(json.dumps(spec.to_json(), sort_keys=True).encode())
+        h.update(np.ascontiguousarray(x).tobytes())
+        return h.hexdigest()[:16]
+
+    # ----------------------------------------------------------------- scoring, sampling
+    def _device(self) -> torch.device:
+        return next(self._module.parameters()).device
+
+    @torch.no_grad()
+    def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:
+        spec = self.fitted_spec
+        out = []
+        for chunk in np.array_split(x, max(1, int(np.ceil(len(x) / 1024)))):
+            xt = self._tensors(chunk, None, spec)[0].to(self._device())
+            args = [xt] if label is None else [xt, torch.full((len(xt),), label, device=xt.device)]
+            out.append(self._module.log_prob(*args).double().cpu().numpy())
+        return np.concatenate(out)
+
+    def _score_samples(self, x: np.ndarray) -> np.ndarray:
+        if not self._conditional():
+            return self._log_prob(x, None)
+        joint = self._joint_log_prob(x)
+        return np.logaddexp.reduce(joint, axis=1)
+
+    def _joint_log_prob(self, x: np.ndarray) -> np.ndarray:
+        """log p(x, y) for every class, shape (N, C)."""
+        per_class = [self._log_prob(x, c) for c in range(len(self.classes_))]
+        return np.stack(per_class, axis=1) + self.class_log_prior_
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """p(y | x) by Bayes' rule (class-conditional models), shape (N, C)."""
+        self._check_fitted()
+        if not self._conditional():
+            raise CapabilityError(f"{self.name!r} was not fitted class-conditionally")
+        joint = self._joint_log_prob(check_values(X, self.fitted_spec))
+        return np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True))
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+    @torch.no_grad()
+    def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
+        device = self._device()
+        generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
+        labels = None
+        if self._conditional():
+            if y is None:
+                idx = rng.choice(len(self.classes_), size=n, p=np.exp(self.class_log_prior_))
+            else:
+                lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+                idx = np.array([lookup[v] for v in np.asarray(y).tolist()])
+            labels = torch.as_tensor(idx, dtype=torch.long, device=device)
+        out = self._module.sample(n, labels, generator=generator)
+        return out.cpu().numpy()
+
+    def _n_parameters(self) -> int:
+        return sum(p.numel() for p in self._module.parameters())
+
+    # ----------------------------------------------------------------- persistence
+    def get_state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        arrays, meta = super().get_state()
+        for key, value in self._module.state_dict().items():
+            arrays[_MODULE_PREFIX + key] = value.detach().cpu().numpy()
+        return arrays, meta
+
+    def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> NeuralModel:
+        own = {k: v for k, v in arrays.items() if not k.startswith(_MODULE_PREFIX)}
+        super().set_state(own, meta)
+        spec = self.fitted_spec
+        n_classes = len(self.classes_) if self._conditional() else None
+        module = self._build_module(spec, n_classes).to(resolve_dtype(self.dtype))
+        weights = {
+            k[len(_MODULE_PREFIX) :]: torch.as_tensor(v)
+            for k, v in arrays.items()
+            if k.startswith(_MODULE_PREFIX)
+        }
+        module.load_state_dict(weights)
+        try:
+            device = resolve_device(self.device)
+        except ParameterError:  # fitted on a GPU, loaded where there is none
+            device = torch.device("cpu")
+        self._module = module.to(device).eval()
+        return self

@@ -1,0 +1,432 @@
+"""The one training loop every neural family uses (AdamW, schedule, EMA, early stopping, DDP).
+
+The Trainer takes a prepared ``nn.Module`` and tensors; it never builds data sets or
+models. A module to train exposes ``loss(x, y=None)`` → per-example loss, shape (N,), and
+optionally ``log_prob(x, y=None)`` → (N,), used for the validation NLL (otherwise the
+validation loss is used). It depends on torch alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import DistributedSampler
+
+from ptheta.errors import ParameterError, RunDirError
+from ptheta.io import append_jsonl
+from ptheta.progress import progress_bar
+from ptheta.train import checkpoint
+from ptheta.train.distributed import current_world
+
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Hyper-parameters of training (separate from each model's own).
+
+    Arguments:
+        epochs: passes over the training data.
+        batch_size: examples per optimisation step, summed over all processes (the global
+            batch; each of W processes takes batch_size / W).
+        lr: AdamW learning rate (peak, after warm-up).
+        weight_decay: AdamW's decoupled weight decay.
+        schedule: ``"cosine"`` (decay to 0 over all steps) or ``"constant"``.
+        warmup_steps: steps of linear warm-up from 0 to ``lr``.
+        grad_clip: clip the gradient norm to this (None: no clipping).
+        ema_decay: keep an exponential moving average of the weights with this decay
+            (e.g. 0.999) and use it for validation and the final model; None: off.
+        patience: stop after this many epochs without a better validation NLL, then restore
+            the best weights; None: no early stopping (best weights are still restored).
+        max_time: stop after this many seconds (then restore the best weights); None: off.
+        checkpoint_every: also write a checkpoint every this many steps (0: only at the end
+            of each epoch). Checkpoints need a run directory.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
+        seed: seeds torch and the data order; the same seed gives the same run.
+        progress: show a progress bar (rank 0 only).
+    """
+
+    epochs: int = 50
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_steps: int = 0
+    grad_clip: float | None = 1.0
+    ema_decay: float | None = None
+    patience: int | None = 10
+    max_time: float | None = None
+    checkpoint_every: int = 0
+    device: str = "auto"
+    seed: int = 0
+    progress: bool = False
+
+    def __post_init__(self) -> None:
+        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
+        for key, value in positive.items():
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ParameterError(f"{key} must be a positive number, got {value!r}")
+        if self.schedule not in ("cosine", "constant"):
+            raise ParameterError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
+        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
+            raise ParameterError(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
+        if self.patience is not None and self.patience < 1:
+            raise ParameterError(f"patience must be at least 1 (or None), got {self.patience!r}")
+        if self.grad_clip is not None and self.grad_clip <= 0:
+            raise ParameterError(f"grad_clip must be positive (or None), got {self.grad_clip!r}")
+        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.weight_decay < 0:
+            raise ParameterError("warmup_steps, checkpoint_every and weight_decay must be >= 0")
+
+
+@dataclass
+class TrainResult:
+    """What a training run did: per-epoch history, the best epoch, and why it stopped."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_epoch: int | None = None
+    best_val: float | None = None
+    steps: int = 0
+    stopped: str = "completed"  # completed | early_stopping | max_time
+    seconds: float = 0.0
+
+
+class _Objective(nn.Module):
+    """Routes forward() to the family's loss() so DistributedDataParallel can hook it."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        self.module = module
+
+    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
+        return self.module.loss(*batch)
+
+
+class Trainer:
+    """Train a module whose ``loss(*batch)`` returns per-example losses.
+
+    Example:
+        >>> import torch
+        >>> from ptheta.train.trainer import TrainConfig, Trainer
+        >>> class Mean(torch.nn.Module):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.mu = torch.nn.Parameter(torch.zeros(1))
+        ...     def loss(self, x):
+        ...         return ((x - self.mu) ** 2).squeeze(1)
+        >>> m = Mean()
+        >>> config = TrainConfig(epochs=200, lr=0.1, device="cpu")
+        >>> result = Trainer(config).fit(m, (torch.ones(8, 1),))
+        >>> round(float(m.mu), 2)
+        1.0
+    """
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        self.config = config or TrainConfig()
+
+    def fit(
+        self,
+        module: nn.Module,
+        train: Sequence[torch.Tensor],
+        val: Sequence[torch.Tensor] | None = None,
+        *,
+        run_dir: str | os.PathLike | None = None,
+        resume: bool = False,
+        callback: Callable[[int, float], None] | None = None,
+        fingerprint: str = "",
+    ) -> TrainResult:
+        """Train ``module`` in place on the tensors ``train`` (x, or x and y).
+
+        Arguments:
+            module: has ``loss(*batch)`` → (N,), optionally ``log_prob(*batch)`` → (N,).
+            train: tensors with the examples along the first axis.
+            val: validation tensors for early stopping (validation NLL, or loss without
+                ``log_prob``); None: no validation, the last weights are kept.
+            run_dir: where checkpoints and metrics.jsonl go (rank 0 writes); None: nowhere.
+            resume: continue exactly from the checkpoint in ``run_dir``.
+            callback: called as ``callback(step, loss)`` after every step.
+            fingerprint: identifies the model and data; a checkpoint with another one is
+                refused on resume.
+
+        Returns:
+            a :class:`TrainResult`; the module holds the best (or EMA-best) weights.
+        """
+        cfg = self.config
+        from ptheta.nn.device import resolve_device
+
+        world = current_world()
+        device = resolve_device(cfg.device)
+        if world.distributed and device.type == "cuda":
+            device = torch.device("cuda", world.local_rank)
+        n = len(train[0])
+        if n == 0:
+            raise ParameterError("no training examples")
+        if cfg.batch_size % world.world_size:
+            raise ParameterError(
+                f"batch_size={cfg.batch_size} must be divisible by the {world.world_size} "
+                "processes (it is the global batch)"
+            )
+        if resume and run_dir is None:
+            raise RunDirError("resume needs a run directory with a checkpoint")
+        if run_dir is not None and world.is_main:
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+
+        torch.manual_seed(cfg.seed)
+        module.to(device)
+        objective: nn.Module = _Objective(module)
+        if world.distributed:
+            objective = DistributedDataParallel(
+                objective, device_ids=[device.index] if device.type == "cuda" else None
+            )
+        opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        sampler = DistributedSampler(
+            range(n),
+            num_replicas=world.world_size,
+            rank=world.rank,
+            shuffle=True,
+            seed=cfg.seed,
+        )
+        local_batch = cfg.batch_size // world.world_size
+        steps_per_epoch = math.ceil(len(sampler) / local_batch)
+        total_steps = cfg.epochs * steps_per_epoch
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, total_steps))
+        ema = (
+            AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
+            if cfg.ema_decay
+            else None
+        )
+        s = _State()
+        if resume:
+            s = self._restore(run_dir, module, opt, sched, ema, fingerprint, device)
+            if s.finished:
+                return s.result(0.0)
+        train = [t.to(device) for t in train]
+        val = None if val is None else [t.to(device) for t in val]
+        start = time.perf_counter() - s.seconds
+        metrics_path = Path(run_dir) / METRICS if run_dir is not None and world.is_main else None
+
+        def save_checkpoint() -> None:
+            if run_dir is not None and world.is_main:
+                self._save(
+                    run_dir, module, opt, sched, ema, s, fingerprint, time.perf_counter() - start
+                )
+
+        stop = None
+        with progress_bar(
+            total_steps, "training", enabled=cfg.progress and world.is_main
+        ) as advance:
+            advance(s.step)
+            try:
+                for epoch in range(s.epoch, cfg.epochs):
+                    s.epoch = epoch
+                    sampler.set_epoch(epoch)
+                    order = torch.tensor(list(iter(sampler)), device=device)
+                    batches = order.split(local_batch)
+                    module.train()
+                    epoch_start, seen = time.perf_counter(), 0
+                    for b in range(s.batch, len(batches)):
+                        batch = [t[batches[b]] for t in train]
+                        loss = objective(*batch).mean()
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        if cfg.grad_clip is not None:
+                            nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                        opt.step()
+                        sched.step()
+                        if ema is not None:
+                            ema.update_parameters(module)
+                        value = float(loss.detach())
+                        if not math.isfinite(value):
+                            raise ParameterError(
+                                f"the training loss became {value} at step {s.step + 1}; "
+                                "lower lr or raise grad_clip's strictness"
+                            )
+                        s.step, s.batch = s.step + 1, b + 1
+                        s.loss_sum, s.loss_count = s.loss_sum + value, s.loss_count + 1
+                        seen += len(batches[b])
+                        rate = (
+                            seen * world.world_size / max(time.perf_counter() - epoch_start, 1e-9)
+                        )
+                        advance(1, epoch=epoch + 1, loss=value, ex_per_s=round(rate))
+                        if callback is not None:
+                            callback(s.step, value)
+                        if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
+                            save_checkpoint()
+                        if cfg.max_time is not None and time.perf_counter() - start > cfg.max_time:
+                            stop = "max_time"
+                            break
+                    # also after a max_time stop mid-epoch: its weights may be the best
+                    self._end_epoch(module, ema, val, s, opt, time.perf_counter() - start)
+                    if metrics_path is not None:
+                        append_jsonl(metrics_path, {"event": "epoch", **s.history[-1]})
+                    if cfg.patience is not None and s.bad_epochs >= cfg.patience:
+                        stop = stop or "early_stopping"
+                    save_checkpoint()
+                    if stop is not None:
+                        break
+            except KeyboardInterrupt:
+                save_checkpoint()  # the last completed step: --resume continues from here
+                raise
+        s.finished = True
+        s.stopped = stop or "completed"
+        final = ema.module if ema is not None else module
+        if s.best_state is not None:
+            final.load_state_dict(s.best_state)
+        if ema is not None:
+            module.load_state_dict(ema.module.state_dict())
+        save_checkpoint()
+        module.eval()
+        return s.result(time.perf_counter() - start)
+
+    # ----------------------------------------------------------------- epochs
+    def _end_epoch(
+        self,
+        module: nn.Module,
+        ema: AveragedModel | None,
+        val: Sequence[torch.Tensor] | None,
+        s: _State,
+        opt: torch.optim.Optimizer,
+        seconds: float,
+    ) -> None:
+        record: dict[str, Any] = {
+            "epoch": s.epoch + 1,
+            "step": s.step,
+            "train_loss": s.loss_sum / max(s.loss_count, 1),
+            "lr": opt.param_groups[0]["lr"],
+            "seconds": seconds,
+        }
+        evaluated = ema.module if ema is not None else module
+        if val is not None:
+            value = validation_nll(evaluated, val, self.config.batch_size)
+            record["val_nll"] = value
+            if s.best_val is None or value < s.best_val:
+                s.best_val, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
+                s.best_state = copy.deepcopy(evaluated.state_dict())
+            else:
+                s.bad_epochs += 1
+        s.history.append(record)
+        s.epoch, s.batch = s.epoch + 1, 0
+        s.loss_sum, s.loss_count = 0.0, 0
+
+    # ----------------------------------------------------------------- checkpoints
+    def _save(self, run_dir, module, opt, sched, ema, s: _State, fingerprint: str, seconds: float):
+        tensors = checkpoint.prefixed("module", module.state_dict())
+        if ema is not None:
+            tensors.update(checkpoint.prefixed("ema", ema.state_dict()))
+        if s.best_state is not None:
+            tensors.update(checkpoint.prefixed("best", s.best_state))
+        opt_tensors, opt_meta = checkpoint.flatten_optimizer(opt)
+        tensors.update(opt_tensors)
+        tensors["rng/torch"] = torch.get_rng_state()
+        if torch.cuda.is_available():
+            tensors["rng/cuda"] = torch.cuda.get_rng_state()
+        checkpoint.save(
+            run_dir,
+            tensors,
+            {
+                "fingerprint": fingerprint,
+                "config": asdict(self.config),
+                "optimizer": opt_meta,
+                "scheduler": sched.state_dict(),
+                "progress": s.to_json(seconds),
+            },
+        )
+
+    def _restore(self, run_dir, module, opt, sched, ema, fingerprint: str, device) -> _State:
+        tensors, state = checkpoint.load(run_dir)
+        if fingerprint and state.get("fingerprint") != fingerprint:
+            raise RunDirError(
+                f"the checkpoint in {str(run_dir)!r} belongs to another model or data set; "
+                "resume with the same model, parameters and data, or start a new run"
+            )
+        try:
+            module.load_state_dict(checkpoint.unprefixed("module", tensors))
+            if ema is not None:
+                ema.load_state_dict(checkpoint.unprefixed("ema", tensors))
+        except RuntimeError as e:
+            raise RunDirError(f"the checkpoint does not fit this model: {e}") from None
+        module.to(device)
+        checkpoint.restore_optimizer(opt, tensors, state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(tensors["rng/torch"])
+        if "rng/cuda" in tensors and torch.cuda.is_available():
+            torch.cuda.set_rng_state(tensors["rng/cuda"])
+        best = checkpoint.unprefixed("best", tensors)
+        return _State.from_json(state["progress"], best or None)
+
+
+@dataclass
+class _State:
+    """Counters that a checkpoint must restore for training to continue exactly."""
+
+    step: int = 0
+    epoch: int = 0
+    batch: int = 0  # batches done in the current epoch
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    best_val: float | None = None
+    best_epoch: int | None = None
+    bad_epochs: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best_state: dict[str, torch.Tensor] | None = None
+    finished: bool = False
+    stopped: str = "completed"
+    seconds: float = 0.0
+
+    def to_json(self, seconds: float) -> dict[str, Any]:
+        out = {k: v for k, v in vars(self).items() if k != "best_state"}
+        out["seconds"] = seconds
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any], best: dict[str, torch.Tensor] | None) -> _State:
+        return cls(**{**d, "best_state": best})
+
+    def result(self, seconds: float) -> TrainResult:
+        return TrainResult(
+            history=list(self.history),
+            best_epoch=self.best_epoch,
+            best_val=self.best_val,
+            steps=self.step,
+            stopped=self.stopped,
+            seconds=seconds or self.seconds,
+        )
+
+
+def _schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
+    warm, total = cfg.warmup_steps, max(total_steps, 1)
+
+    def factor(step: int) -> float:
+        if warm and step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "constant":
+            return 1.0
+        progress = min((step - warm) / max(total - warm, 1), 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+@torch.no_grad()
+def validation_nll(module: nn.Module, val: Sequence[torch.Tensor], batch_size: int) -> float:
+    """Mean −log p on the validation tensors (or mean loss for modules without log_prob)."""
+    was_training = module.training
+    module.eval()
+    score = getattr(module, "log_prob", None)
+    total, count = 0.0, 0
+    for chunk in zip(*(t.split(max(batch_size, 256)) for t in val), strict=True):
+        values = -score(*chunk) if score is not None else module.loss(*chunk)
+        total += float(values.double().sum())
+        count += len(values)
+    module.train(was_training)
+    return total / count

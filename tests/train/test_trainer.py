@@ -1,0 +1,273 @@
+"""The Trainer: exact resume, early stopping, EMA, schedules, checkpoints; the neural wrapper."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ptheta.data.spec import DataSpec, Split
+from ptheta.errors import DataError, ParameterError, RunDirError
+from ptheta.models import REGISTRY
+from ptheta.models.neural import NeuralModel
+from ptheta.train import checkpoint
+from ptheta.train.rundir import load_run, save_run
+from ptheta.train.trainer import TrainConfig, Trainer
+
+
+class TinyAutoregressive(nn.Module):
+    """p(x) = ∏_d Bernoulli(x_d | MLP(x_<d)) with dropout: randomness inside the loss."""
+
+    def __init__(self, d: int = 4, hidden: int = 16, dropout: float = 0.2, n_classes: int = 0):
+        super().__init__()
+        self.d = d
+        self.net = nn.Sequential(
+            nn.Linear(d + n_classes, hidden), nn.Tanh(), nn.Dropout(dropout), nn.Linear(hidden, d)
+        )
+        self.register_buffer("mask", torch.tril(torch.ones(d, d), diagonal=-1))
+        self.n_classes = n_classes
+
+    def logits(self, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        xf = x.to(self.mask.dtype)  # (N, D)
+        # each output d sees x_<d only: a strictly lower-triangular input mask per output
+        hidden_in = xf[:, None, :] * self.mask  # (N, D, D)
+        if self.n_classes:
+            onehot = nn.functional.one_hot(y, self.n_classes).to(xf.dtype)
+            hidden_in = torch.cat([hidden_in, onehot[:, None].expand(-1, self.d, -1)], dim=2)
+        out = self.net(hidden_in)  # (N, D, D)
+        return torch.diagonal(out, dim1=1, dim2=2)  # (N, D)
+
+    def log_prob(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        logits = self.logits(x, y)
+        return -nn.functional.binary_cross_entropy_with_logits(
+            logits, x.to(logits.dtype), reduction="none"
+        ).sum(1)
+
+    def loss(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        return -self.log_prob(x, y)
+
+    def sample(self, n: int, y=None, generator=None) -> torch.Tensor:
+        x = torch.zeros(n, self.d, dtype=torch.long, device=self.mask.device)
+        for d in range(self.d):
+            p = torch.sigmoid(self.logits(x, y)[:, d])
+            x[:, d] = (
+                torch.rand(n, generator=generator, device=p.device, dtype=p.dtype) < p
+            ).long()
+        return x
+
+
+class Tiny(NeuralModel):
+    """A tiny neural family for testing the wrapper."""
+
+    name = "tiny"
+    family = "test"
+    likelihood = "exact"
+    data_kinds = ("binary",)
+
+    def __init__(self, hidden: int = 16, *, class_conditional: bool = False, **training):
+        super().__init__(**training)
+        self.hidden = hidden
+        self.class_conditional = class_conditional
+
+    def _build_module(self, spec, n_classes):
+        return TinyAutoregressive(spec.n_dims, self.hidden, 0.0, n_classes or 0)
+
+
+def _data(n: int = 96, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    first = torch.rand(n, 1, generator=g) < 0.5
+    x = torch.cat([first, first ^ (torch.rand(n, 3, generator=g) < 0.1)], dim=1)
+    return x.long()
+
+
+def _fresh(seed: int = 0) -> TinyAutoregressive:
+    torch.manual_seed(seed)
+    return TinyAutoregressive().double()
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+CONFIG = {"epochs": 4, "batch_size": 16, "lr": 0.05, "device": "cpu", "patience": None}
+
+
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, ema_decay):
+    x, val = _data(), _data(32, seed=1)
+    config = TrainConfig(**CONFIG, ema_decay=ema_decay, warmup_steps=3)
+    reference = _fresh()
+    ref = Trainer(config).fit(reference, (x,), (val,))
+
+    def interrupt(step: int, loss: float) -> None:
+        if step == 9:  # in the middle of the second epoch (6 steps per epoch)
+            raise KeyboardInterrupt
+
+    interrupted = _fresh()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config).fit(interrupted, (x,), (val,), run_dir=tmp_path, callback=interrupt)
+    assert json.loads((tmp_path / checkpoint.STATE).read_text())["progress"]["step"] == 9
+    resumed = _fresh(seed=123)  # different initial weights: all come from the checkpoint
+    result = Trainer(config).fit(resumed, (x,), (val,), run_dir=tmp_path, resume=True)
+    assert _same_weights(resumed, reference)
+    assert result.steps == ref.steps == 24
+    assert [h["val_nll"] for h in result.history] == [h["val_nll"] for h in ref.history]
+
+
+def test_resume_from_a_periodic_checkpoint_after_a_crash(tmp_path):
+    x = _data()
+    config = TrainConfig(**CONFIG, checkpoint_every=4)
+    reference = _fresh()
+    Trainer(config).fit(reference, (x,))
+
+    def crash(step: int, loss: float) -> None:
+        if step == 10:
+            raise RuntimeError("power cut")  # no chance to save: the step-8 checkpoint remains
+
+    with pytest.raises(RuntimeError):
+        Trainer(config).fit(_fresh(), (x,), run_dir=tmp_path, callback=crash)
+    assert json.loads((tmp_path / checkpoint.STATE).read_text())["progress"]["step"] == 8
+    resumed = _fresh(seed=5)
+    Trainer(config).fit(resumed, (x,), run_dir=tmp_path, resume=True)
+    assert _same_weights(resumed, reference)
+
+
+def test_early_stopping_restores_the_best_weights():
+    # 8 training examples and a large learning rate: validation NLL gets worse after a while
+    x, val = _data(8, seed=2), _data(200, seed=3)
+    module = _fresh()
+    config = TrainConfig(epochs=200, batch_size=8, lr=0.3, patience=5, device="cpu",
+                         schedule="constant")  # fmt: skip
+    result = Trainer(config).fit(module, (x,), (val,))
+    val_nll = [h["val_nll"] for h in result.history]
+    assert result.stopped == "early_stopping"
+    assert len(val_nll) == result.best_epoch + 5 < 200
+    assert min(val_nll) == val_nll[result.best_epoch - 1]
+    assert -module.log_prob(val).mean().item() == pytest.approx(min(val_nll), rel=1e-12)
+    assert val_nll[-1] > min(val_nll)
+
+
+def test_ema_weights_follow_the_stated_average():
+    x = _data(32)
+    decay = 0.8
+    module = _fresh()
+    snapshots = []
+    config = TrainConfig(epochs=2, batch_size=8, lr=0.05, device="cpu", ema_decay=decay)
+
+    def record(step: int, loss: float) -> None:
+        snapshots.append({k: v.clone() for k, v in module.state_dict().items()})
+
+    Trainer(config).fit(module, (x,), callback=record)
+    expected = dict(snapshots[0])  # the first update copies the weights
+    for snap in snapshots[1:]:
+        for k, v in snap.items():
+            if v.is_floating_point() and k != "mask":
+                expected[k] = decay * expected[k] + (1 - decay) * v
+    for k, v in module.state_dict().items():
+        torch.testing.assert_close(v, expected[k], rtol=1e-10, atol=1e-12)
+
+
+def test_schedules_warm_up_then_decay():
+    module = _fresh()
+    lrs = []
+    opt_holder = {}
+    config = TrainConfig(epochs=2, batch_size=8, lr=0.1, warmup_steps=4, device="cpu")
+    orig = torch.optim.AdamW.step
+
+    def spy(self, *args, **kwargs):
+        opt_holder["opt"] = self
+        lrs.append(self.param_groups[0]["lr"])
+        return orig(self, *args, **kwargs)
+
+    torch.optim.AdamW.step = spy
+    try:
+        Trainer(config).fit(module, (_data(32),))
+    finally:
+        torch.optim.AdamW.step = orig
+    assert lrs[:4] == pytest.approx([0.025, 0.05, 0.075, 0.1])
+    total = 8  # steps
+    for step in range(4, total):
+        expected = 0.05 * (1 + math.cos(math.pi * (step - 4) / (total - 4)))
+        assert lrs[step] == pytest.approx(expected)
+
+
+def test_max_time_stops_and_keeps_the_best():
+    module = _fresh()
+    result = Trainer(TrainConfig(epochs=10_000, batch_size=8, max_time=0.3, device="cpu")).fit(
+        module, (_data(32),), (_data(16, seed=1),)
+    )
+    assert result.stopped == "max_time" and len(result.history) < 10_000
+
+
+def test_bad_configuration_and_checkpoints_give_clear_errors(tmp_path):
+    for bad in ({"epochs": 0}, {"lr": -1.0}, {"schedule": "linear"}, {"ema_decay": 1.5},
+                {"patience": 0}):  # fmt: skip
+        with pytest.raises(ParameterError):
+            TrainConfig(**bad)
+    with pytest.raises(RunDirError, match="no training checkpoint"):
+        Trainer(TrainConfig(**CONFIG)).fit(_fresh(), (_data(),), run_dir=tmp_path, resume=True)
+    Trainer(TrainConfig(**CONFIG)).fit(_fresh(), (_data(),), run_dir=tmp_path, fingerprint="a")
+    with pytest.raises(RunDirError, match="another model or data set"):
+        Trainer(TrainConfig(**CONFIG)).fit(
+            _fresh(), (_data(),), run_dir=tmp_path, resume=True, fingerprint="b"
+        )
+    (tmp_path / checkpoint.TENSORS).write_bytes(b"garbage")
+    with pytest.raises(RunDirError, match="corrupted"):
+        Trainer(TrainConfig(**CONFIG)).fit(
+            _fresh(), (_data(),), run_dir=tmp_path, resume=True, fingerprint="a"
+        )
+
+
+def test_global_batch_must_split_evenly_over_processes(monkeypatch):
+    from ptheta.train import trainer as trainer_module
+    from ptheta.train.distributed import World
+
+    monkeypatch.setattr(trainer_module, "current_world", lambda: World(0, 2, 0))
+    with pytest.raises(ParameterError, match="divisible"):
+        Trainer(TrainConfig(**{**CONFIG, "batch_size": 15})).fit(_fresh(), (_data(),))
+
+
+# --------------------------------------------------------------------------- the wrapper
+def _split(n: int = 120, seed: int = 0) -> Split:
+    x = _data(n, seed).numpy()
+    y = x[:, 0].copy()
+    return Split(x, y, DataSpec("binary", (4,)))
+
+
+def test_neural_model_fits_scores_samples_and_round_trips(tmp_path, monkeypatch):
+    monkeypatch.setitem(REGISTRY, "tiny", Tiny)  # load_run finds families by name
+    model = Tiny(epochs=30, lr=0.05, batch_size=32, dtype="float64", device="cpu")
+    model.fit(_split())
+    assert model.get_params()["epochs"] == 30 and "hidden" in model.get_params()
+    configs = np.array(np.meshgrid(*[[0, 1]] * 4, indexing="ij")).reshape(4, -1).T
+    assert np.exp(model.score_samples(configs)).sum() == pytest.approx(1.0, abs=1e-12)
+    assert model.history_ and model.best_epoch_ >= 1 and model.n_steps_ > 0
+    save_run(model, tmp_path / "run")
+    loaded = load_run(tmp_path / "run")
+    np.testing.assert_array_equal(loaded.score_samples(configs), model.score_samples(configs))
+    np.testing.assert_array_equal(loaded.sample(5, random_state=1), model.sample(5, random_state=1))
+    # learned: x_1..x_3 copy x_0 with probability 0.9, so the true entropy is
+    # log 2 + 3 H(0.1) ≈ 1.67 nats (an independent model sits at 4 log 2 ≈ 2.77)
+    entropy = math.log(2) + 3 * -(0.1 * math.log(0.1) + 0.9 * math.log(0.9))
+    assert -model.score(_split(400, seed=4).x) < entropy + 0.3
+
+
+def test_neural_model_class_conditional_and_fit_params(tmp_path):
+    model = Tiny(class_conditional=True, epochs=20, lr=0.05, dtype="float64", device="cpu")
+    model.fit(_split(), validation_data=_split(40, seed=9), run_dir=tmp_path)
+    assert (tmp_path / "metrics.jsonl").exists() and (tmp_path / checkpoint.STATE).exists()
+    proba = model.predict_proba(_split(30, seed=5).x)
+    assert proba.shape == (30, 2) and np.allclose(proba.sum(1), 1)
+    # the label is the first pixel: Bayes' rule recovers it
+    assert (model.predict(_split(30, seed=5).x) == _split(30, seed=5).y).mean() > 0.9
+    assert model.sample(200, y=1, random_state=0)[:, 0].mean() > 0.75
+    assert model.sample(200, y=0, random_state=0)[:, 0].mean() < 0.25
+    with pytest.raises(ParameterError, match="unexpected argument"):
+        Tiny().fit(_split(), validaton_data=None)
+    with pytest.raises(DataError, match="needs fit"):
+        Tiny(class_conditional=True, device="cpu").fit(_split().x)
