@@ -266,6 +266,10 @@ CASES = [(name, kind) for name, cls in REGISTRY.items() for kind in cls.data_kin
 def test_every_registered_model(name, kind):
     cls = REGISTRY[name]
     split = _split(kind, 4, seed=30, n=200)
+    if cls.needs_image:  # the same 4 variables viewed as 1×2×2 images
+        image = (1, 2, 2)
+        spec = DataSpec(split.spec.kind, image, split.spec.n_categories, image_shape=image)
+        split = Split(split.x.reshape(-1, *image), split.y, spec)
     y = np.arange(len(split)) % 2 if cls.needs_labels else None
     model = _fit(ptheta.make(name, **cls.quick_params), split, y)
     if cls.likelihood == "none":

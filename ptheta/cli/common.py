@@ -43,7 +43,10 @@ class PthetaGroup(click.Group):
             except PthetaError as e:
                 raise CliError(str(e)) from None
             except KeyboardInterrupt:
-                raise CliError("interrupted") from None
+                raise CliError(
+                    "interrupted; a training run keeps its last checkpoint: run the same "
+                    "command with --resume to continue"
+                ) from None
 
 
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
@@ -146,6 +149,13 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
                 help="Resize images of an image folder to N×N pixels.",
             ),
             click.option(
+                "--seq-len",
+                default=None,
+                type=click.IntRange(min=1),
+                metavar="T",
+                help="Characters per example when --data is a .txt file (default 64).",
+            ),
+            click.option(
                 "--data-seed",
                 default=None,
                 type=int,
@@ -161,16 +171,10 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
     return decorate
 
 
-def data_kwargs(
-    kind: str | None, label_column: str | None, image_size: int | None, data_seed: int | None
-) -> dict[str, Any]:
-    kwargs = {
-        "kind": kind,
-        "label_column": label_column,
-        "image_size": image_size,
-        "seed": data_seed,
-    }
-    return {k: v for k, v in kwargs.items() if v is not None}
+def data_kwargs(**options: Any) -> dict[str, Any]:
+    """The data options given on the command line, as keyword arguments of `data.load`."""
+    renamed = {"data_seed": "seed"}
+    return {renamed.get(k, k): v for k, v in options.items() if v is not None}
 
 
 # --------------------------------------------------------------------------- tables

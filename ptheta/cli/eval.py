@@ -20,7 +20,7 @@ from ptheta.train.rundir import load_run, read_config
     type=click.Choice(["train", "val", "test"]),
     help="Splits to evaluate (repeatable). Default: all three.",
 )
-def command(run, data, kind, label_column, image_size, data_seed, splits) -> None:
+def command(run, data, kind, label_column, image_size, seq_len, data_seed, splits) -> None:
     """Evaluate the fitted model in RUN: NLL in nats per example and bits per dimension.
 
     The likelihood column says what the number is: exact, a bound (the true NLL is at
@@ -28,7 +28,17 @@ def command(run, data, kind, label_column, image_size, data_seed, splits) -> Non
     with other densities of the same data.
     """
     model = load_run(run)
-    dataset = load_run_data(run, data, **data_kwargs(kind, label_column, image_size, data_seed))
+    dataset = load_run_data(
+        run,
+        data,
+        **data_kwargs(
+            kind=kind,
+            label_column=label_column,
+            image_size=image_size,
+            seq_len=seq_len,
+            data_seed=data_seed,
+        ),
+    )
     rows = evaluate_run(model, dataset, list(splits) or ["train", "val", "test"])
     fitted_on = read_config(run).get("data", {}).get("fingerprint")
     same = fitted_on == dataset.fingerprint()

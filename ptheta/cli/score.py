@@ -31,7 +31,7 @@ from ptheta.train.rundir import load_run
     type=click.Path(dir_okay=False),
     help="CSV file: one row per example, columns index, log_prob (nats)[, label].",
 )
-def command(run, data, kind, label_column, image_size, data_seed, split, out) -> None:
+def command(run, data, kind, label_column, image_size, seq_len, data_seed, split, out) -> None:
     """Score every example of a split: log p(x) in nats, one row per example.
 
     Useful for anomaly detection (low log p = unusual). The model's likelihood kind
@@ -40,7 +40,17 @@ def command(run, data, kind, label_column, image_size, data_seed, split, out) ->
     if Path(out).suffix.lower() != ".csv":
         raise CliError(f"--out must be a .csv file, got {out!r}")
     model = load_run(run)
-    dataset = load_run_data(run, data, **data_kwargs(kind, label_column, image_size, data_seed))
+    dataset = load_run_data(
+        run,
+        data,
+        **data_kwargs(
+            kind=kind,
+            label_column=label_column,
+            image_size=image_size,
+            seq_len=seq_len,
+            data_seed=data_seed,
+        ),
+    )
     cols = scores_table(model, dataset, split)
     buf = io.StringIO()
     names = list(cols)

@@ -42,12 +42,13 @@ def load(
     image_size: int | Sequence[int] | None = None,
     grayscale: bool | None = None,
     seed: int = 0,
+    seq_len: int | None = None,
 ) -> Dataset:
     """Load a built-in data set by name, or the user's own data from a path.
 
     Arguments:
-        name_or_path: a built-in name (see `list_datasets`), or a path to a .npy, .npz or
-            .csv file or to a folder of images (flat, or one sub-folder per class). A
+        name_or_path: a built-in name (see `list_datasets`), or a path to a .npy, .npz,
+            .csv or .txt file or to a folder of images (flat, or one sub-folder per class). A
             built-in name wins over a file of that name: write ``./digits`` for the file.
         kind: read the data as ``binary``, ``categorical``, ``categorical:K`` or
             ``continuous`` instead of the inferred (or built-in) kind.
@@ -57,6 +58,8 @@ def load(
             every image is gray (None).
         seed: the shuffle that splits a file 80 / 10 / 10 into train / val / test; built-in
             data sets have fixed splits and ignore it.
+        seq_len: characters per example of a .txt file (default 64); a text file is split
+            80 / 10 / 10 by position (see `ptheta.data.sequences.text_dataset`).
 
     Returns:
         the `Dataset`, with `train`, `val` and `test` splits; its arrays are the caller's own.
@@ -67,9 +70,9 @@ def load(
         ('binary', (64,), (1000, 64))
     """
     if isinstance(name_or_path, str) and name_or_path in BUILTIN:
-        if label_column is not None or image_size is not None or grayscale is not None:
+        if any(v is not None for v in (label_column, image_size, grayscale, seq_len)):
             raise DataError(
-                "label_column, image_size and grayscale apply to the user's own files, "
+                "label_column, image_size, grayscale and seq_len apply to the user's own files, "
                 f"not to the built-in data set {name_or_path!r}"
             )
         data = BUILTIN[name_or_path]()
@@ -89,7 +92,7 @@ def load(
             "data set",
             text,
             BUILTIN,
-            hint="or give a path to a .npy/.npz/.csv file or an image folder",
+            hint="or give a path to a .npy/.npz/.csv/.txt file or an image folder",
         )
     return load_path(
         path,
@@ -98,6 +101,7 @@ def load(
         image_size=image_size,
         grayscale=grayscale,
         seed=seed,
+        seq_len=seq_len,
     )
 
 

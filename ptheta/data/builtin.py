@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ptheta.data import groundtruth, toy2d
+from ptheta.data import groundtruth, sequences, toy2d
 from ptheta.data.spec import Dataset, DataSpec, Split
 
 # Digits ship in a fixed order; the splits are consecutive blocks of it.
@@ -91,6 +91,7 @@ _CACHED: dict[str, Callable[[], Dataset]] = {
     "digits-binary": functools.partial(_digits, True),
     **{f"toy2d-{n}": functools.partial(_toy, n) for n in toy2d.SAMPLERS},
     "groundtruth-tree": functools.cache(groundtruth.tree_dataset),
+    **{n: functools.partial(sequences.builtin_series, n) for n in sequences.SERIES},
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -98,6 +99,7 @@ DESCRIPTIONS: dict[str, str] = {
     "digits-binary": f"8x8 digits binarised at gray level >= {DIGITS_THRESHOLD}, labels 0-9",
     **{f"toy2d-{n}": d for n, d in toy2d.DESCRIPTIONS.items()},
     "groundtruth-tree": groundtruth.DESCRIPTION,
+    **sequences.DESCRIPTIONS,
 }
 
 

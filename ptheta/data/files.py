@@ -12,13 +12,14 @@ from typing import Any
 
 import numpy as np
 
+from ptheta.data.sequences import load_text
 from ptheta.data.spec import Dataset, DataSpec, Split, infer_spec, parse_kind
 from ptheta.errors import DataError, unknown_name
 
 # Pillow modes that hold one channel of gray levels.
 _GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
-FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv")
+FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".txt")
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
 # Fractions of a shuffled data set that go to validation and test; the rest is training.
@@ -572,8 +573,9 @@ def load_path(
     image_size: int | Sequence[int] | None = None,
     grayscale: bool | None = None,
     seed: int = 0,
+    seq_len: int | None = None,
 ) -> Dataset:
-    """Load a .npy, .npz or .csv file or a folder of images as a `Dataset` (see `load`)."""
+    """Load a .npy, .npz, .csv or .txt file or a folder of images as a `Dataset` (see `load`)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"no such file or folder: {path}")
@@ -585,6 +587,8 @@ def load_path(
             "label_column applies to CSV files only; an .npz file keeps its labels under 'y', "
             "an image folder in class sub-folders"
         )
+    if seq_len is not None and (is_dir or path.suffix.lower() != ".txt"):
+        raise DataError("seq_len applies to .txt files only")
     if is_dir:
         return load_image_folder(
             path, kind=kind, image_size=image_size, grayscale=grayscale, seed=seed
@@ -608,4 +612,7 @@ def load_path(
         )
     if suffix == ".npz":
         return load_npz(path, kind=kind, seed=seed)
+    if suffix == ".txt":
+        data = load_text(path, seq_len=seq_len)  # split by position: seed does not apply
+        return data if kind is None else set_kind(data, kind)
     return load_csv(path, kind=kind, label_column=label_column, seed=seed)

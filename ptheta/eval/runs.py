@@ -185,7 +185,9 @@ def load_run_data(run_dir: str | os.PathLike, data: str | None = None, **overrid
             raise DataError(
                 f"the run {str(run_dir)!r} does not record its data set; pass --data NAME|PATH"
             )
-        kwargs = {k: source.get(k) for k in ("kind", "label_column", "image_size", "seed")}
+        kwargs = {
+            k: source.get(k) for k in ("kind", "label_column", "image_size", "seq_len", "seed")
+        }
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
     else:
         kwargs = {}

@@ -9,9 +9,13 @@ from ptheta.models.base import LIKELIHOOD_KINDS, GenerativeModel
 from ptheta.models.baselines import Independent
 from ptheta.models.chow_liu import ChowLiuTree
 from ptheta.models.classifier import BayesClassifier
+from ptheta.models.made import MADE
 from ptheta.models.markov import MarkovChain
 from ptheta.models.mixtures import BernoulliMixture, CategoricalMixture, GaussianMixture
+from ptheta.models.nade import NADE
 from ptheta.models.naive_bayes import NaiveBayes
+from ptheta.models.pixelcnn import PixelCNN
+from ptheta.models.sequence import LSTM, Transformer
 
 REGISTRY: dict[str, type[GenerativeModel]] = {
     cls.name: cls
@@ -24,6 +28,11 @@ REGISTRY: dict[str, type[GenerativeModel]] = {
         NaiveBayes,
         BayesClassifier,
         ChowLiuTree,
+        NADE,
+        MADE,
+        PixelCNN,
+        LSTM,
+        Transformer,
     )
 }
 
@@ -67,6 +76,9 @@ def list_models() -> list[dict[str, Any]]:
 
 __all__ = [
     "LIKELIHOOD_KINDS",
+    "LSTM",
+    "MADE",
+    "NADE",
     "REGISTRY",
     "BayesClassifier",
     "BernoulliMixture",
@@ -77,6 +89,8 @@ __all__ = [
     "Independent",
     "MarkovChain",
     "NaiveBayes",
+    "PixelCNN",
+    "Transformer",
     "get_model_class",
     "list_models",
     "make",

@@ -83,12 +83,14 @@ def save_run(
     run_dir = Path(run_dir)
     arrays, fitted = model.get_state()
     blob = st_save(arrays, metadata={"format": FORMAT, "model": model.name})
-    params = {k: to_jsonable(v) for k, v in model.get_params(deep=False).items()}
+    raw_params = model.get_params(deep=False)
+    params = {k: to_jsonable(v) for k, v in raw_params.items()}
     config = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "model": model.name,
         "params": params,
+        "tuple_params": sorted(k for k, v in raw_params.items() if isinstance(v, tuple)),
         "fitted": fitted,
         "data": data or {},
         "weights": WEIGHTS,
@@ -187,5 +189,7 @@ def load_run(run_dir: str | os.PathLike, *, expect_model: str | None = None) -> 
             f"{run_dir}/config.json has parameters {sorted(unknown)} that {name!r} does not take "
             "(written by another ptheta version?); re-run `ptheta fit`"
         )
+    # JSON has no tuples: the config lists the parameters that were tuples
+    params = {k: tuple(v) if k in config.get("tuple_params", ()) else v for k, v in params.items()}
     model = cls(**params)
     return model.set_state(arrays, config["fitted"])

@@ -282,3 +282,40 @@ def test_console_script_runs_outside_the_test_runner():
         check=False,
     )
     assert bad.returncode == 2 and "does not exist" in bad.stderr and "Traceback" not in bad.stderr
+
+
+NEURAL = ["--data", "digits-binary", "--set", "hidden=[8]", "--set", "epochs=3",
+          "--set", "batch_size=100", "--set", "device=cpu", "--quiet"]  # fmt: skip
+
+
+def test_an_interrupted_neural_fit_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    from safetensors.numpy import load_file
+
+    from ptheta.train.trainer import Trainer
+
+    run("fit", "made", *NEURAL, "--out", str(tmp_path / "straight"))
+    original = Trainer.fit
+
+    def interrupted_fit(self, *args, **kwargs):
+        def stop(step: int, loss: float) -> None:
+            if step == 13:  # 9 steps per epoch: in the middle of the second
+                raise KeyboardInterrupt
+
+        return original(self, *args, **{**kwargs, "callback": stop})
+
+    monkeypatch.setattr(Trainer, "fit", interrupted_fit)
+    _fails("fit", "made", *NEURAL, "--out", str(tmp_path / "resumed"), match="--resume")
+    assert not (tmp_path / "resumed" / "config.json").exists()
+    monkeypatch.setattr(Trainer, "fit", original)
+    run("fit", "made", *NEURAL, "--out", str(tmp_path / "resumed"), "--resume")
+    straight = load_file(tmp_path / "straight" / "weights.safetensors")
+    resumed = load_file(tmp_path / "resumed" / "weights.safetensors")
+    for key in straight:
+        np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
+    # resuming with other parameters is refused
+    _fails("fit", "made", *NEURAL, "--set", "lr=0.5", "--out", str(tmp_path / "resumed"),
+           "--resume", match="another model or data set")  # fmt: skip
+    _fails("fit", "made", *NEURAL, "--out", str(tmp_path / "new"), "--resume",
+           match="nothing to resume")  # fmt: skip
+    _fails("fit", "gmm", "--data", "digits", "--out", str(tmp_path / "g"), "--resume",
+           match="fits in one go")  # fmt: skip

@@ -331,7 +331,7 @@ def test_image_folder_errors(tmp_path):
 
 
 def test_unsupported_suffix_lists_the_supported_ones(tmp_path):
-    p = tmp_path / "data.txt"
+    p = tmp_path / "data.dat"
     p.write_text("1 2 3")
     with pytest.raises(DataError, match=r"\.npy, \.npz, \.csv"):
         data.load(p)
