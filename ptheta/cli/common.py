@@ -42,6 +42,13 @@ class PthetaGroup(click.Group):
                 return super().invoke(ctx)
             except PthetaError as e:
                 raise CliError(str(e)) from None
+            except OSError as e:  # unwritable --out, a full disk, a folder given as a file
+                where = f" ({e.filename})" if getattr(e, "filename", None) else ""
+                raise CliError(
+                    f"{e.strerror or e}{where}; check the path and its permissions"
+                ) from None
+            except MemoryError:
+                raise CliError("out of memory; ask for fewer samples or a smaller batch") from None
             except KeyboardInterrupt:
                 raise CliError(
                     "interrupted; a training run keeps its last checkpoint: run the same "

@@ -16,9 +16,7 @@ from ptheta.data.sequences import load_text
 from ptheta.data.spec import Dataset, DataSpec, Split, infer_spec, parse_kind
 from ptheta.errors import DataError, unknown_name
 
-# Pillow modes that hold one channel of gray levels.
-_GRAY_MODES = ("1", "L", "LA", "I", "I;16", "F")
-IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".txt")
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 
@@ -463,6 +461,66 @@ def _list_images(folder: Path) -> list[Path]:
     )
 
 
+# How deep an image's pixels are, from its Pillow mode: black and white ("1"), integers of
+# 16 or 32 bits ("I;16", "I;16B", "I"), 32-bit floats ("F"); every other mode (L, LA, P,
+# RGB, RGBA, CMYK, ...) is read as 8-bit gray or RGB.
+BILEVEL, BYTE, INTEGER, FLOAT = "1-bit", "8-bit", "16/32-bit integer", "32-bit float"
+
+
+def _pixel_depth(mode: str) -> str:
+    if mode == "1":
+        return BILEVEL
+    if mode == "F":
+        return FLOAT
+    if mode == "I" or mode.startswith("I;"):
+        return INTEGER
+    return BYTE
+
+
+def _read_image(path: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, str, str]:
+    """The pixels of one image file as (C, H, W) with their stored values (0/1 for black
+    and white), its Pillow mode and its pixel depth."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            img.load()
+            mode = img.mode
+            depth = _pixel_depth(mode)
+            if depth == INTEGER:
+                img = img.convert("I")  # lossless: 16-bit values fit in 32-bit integers
+            elif depth == BYTE:
+                img = img.convert("L" if mode in ("L", "LA", "La") else "RGB")
+            if size is not None:
+                # Pillow sizes are (W, H); it resizes mode "1" by nearest neighbour, so
+                # black and white stays black and white.
+                img = img.resize(size[::-1], Image.Resampling.BILINEAR)
+            arr = np.asarray(img)
+    except Exception as e:  # Pillow raises many types on broken or unknown files
+        raise DataError(f"could not read the image {path}: {e}") from None
+    if depth == BILEVEL:
+        arr = arr.astype(np.uint8)  # Pillow gives booleans
+    return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), mode, depth
+
+
+def _folder_depth(folder: Path, depths: list[str], files: list[Path], modes: list[str]) -> str:
+    """The one pixel depth of a folder's images; black and white among 8-bit images counts
+    as 8-bit. Any other mix is refused: ptheta does not guess how values of one depth map
+    onto another's (is 16-bit 65535 the white of 8-bit 255? is float 1.0?)."""
+    kinds = set(depths)
+    if len(kinds) == 1:
+        return depths[0]
+    if kinds == {BILEVEL, BYTE}:
+        return BYTE
+    first = {d: depths.index(d) for d in sorted(kinds)}  # one file of each depth
+    examples = [f"{files[i].name} is {d} (mode {modes[i]})" for d, i in first.items()]
+    raise DataError(
+        f"the images in {folder} mix pixel depths: {'; '.join(examples)}; ptheta keeps each "
+        "image's stored values and will not guess how one depth maps onto another: convert "
+        "them to one depth first (e.g. with Pillow's Image.convert)"
+    )
+
+
 def load_image_folder(
     folder: Path,
     *,
@@ -474,18 +532,28 @@ def load_image_folder(
     """Load a folder of images: flat (no labels) or with one sub-folder per class (labels
     are the sorted sub-folder names).
 
+    Pixel values are kept as stored, by pixel depth (from each file's Pillow mode):
+
+    - 8-bit gray or colour (L, P, RGB, RGBA, ...): values 0..255, categorical(256) when
+      the kind is inferred (whatever the darkest and brightest pixels here are);
+    - black and white (mode "1"): values 0/1, inferred binary. Among 8-bit images they are
+      read as 0 and 255, the gray levels they show;
+    - 16- or 32-bit integers (mode "I;16", "I"; 16-bit PNG and TIFF) and 32-bit floats
+      (mode "F"; float TIFF): values as stored, never clipped to 0..255; the kind is
+      inferred from the values as for an array (integers below 256 → categorical(max+1),
+      more levels, negative or fractional values → continuous), or declared with `kind`.
+
+    A folder that mixes other depths (8-bit with 16-bit, integer with float) is refused.
+
     Arguments:
         grayscale: True for one channel, False for RGB, None for one channel exactly when
             every image is gray.
-        image_size: (H, W) or an int to resize every image to; without it all images must
-            share one size.
+        image_size: (H, W) or an int to resize every image to (bilinear; nearest for
+            black and white); without it all images must share one size.
 
     Returns:
-        pixels 0..255 as x of shape (N, C, H, W); the kind is inferred (usually
-        categorical(256)) unless `kind` is given.
+        pixels as x of shape (N, C, H, W): int64 for integer depths, float64 for floats.
     """
-    from PIL import Image
-
     size = _image_size(image_size)
     try:
         subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -514,24 +582,13 @@ def load_image_folder(
     else:
         raise DataError(f"{folder} holds no images ({suffixes}), directly or in sub-folders")
 
-    images, labels, gray = [], [], []
+    images, labels, modes, depths = [], [], [], []
     for p, label in files:
-        try:
-            with Image.open(p) as img:
-                img.load()
-                img = img.convert("L" if img.mode in _GRAY_MODES else "RGB")
-        except Exception as e:  # Pillow raises many types on broken or unknown files
-            raise DataError(f"could not read the image {p}: {e}") from None
-        if size is not None:
-            img = img.resize(size[::-1], Image.Resampling.BILINEAR)  # Pillow sizes are (W, H)
-        arr = np.asarray(img)
-        arr = arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)  # (C, H, W)
-        # An RGB file whose three channels agree everywhere is a gray image too.
-        gray.append(
-            arr.shape[0] == 1 or bool((arr[0] == arr[1]).all() and (arr[1] == arr[2]).all())
-        )
+        arr, mode, depth = _read_image(p, size)
         images.append(arr)
         labels.append(label)
+        modes.append(mode)
+        depths.append(depth)
 
     shapes = sorted({a.shape[1:] for a in images})
     if len(shapes) > 1:
@@ -539,6 +596,11 @@ def load_image_folder(
             f"the images in {folder} have different sizes ({shapes[0]}, {shapes[-1]}, ...); "
             "pass image_size=(H, W) to resize them all"
         )
+    depth = _folder_depth(folder, depths, [p for p, _ in files], modes)
+    if depth == BYTE:  # black and white shown among gray levels: 0 and 255
+        images = [a * 255 if d == BILEVEL else a for a, d in zip(images, depths, strict=True)]
+    # An RGB file whose three channels agree everywhere is a gray image too.
+    gray = [a.shape[0] == 1 or bool((a[0] == a[1]).all() and (a[1] == a[2]).all()) for a in images]
     to_gray = all(gray) if grayscale is None else grayscale
     if to_gray:
         # ITU-R 601 luma, the same weights Pillow's convert("L") uses.
@@ -548,10 +610,10 @@ def load_image_folder(
         ]
     else:
         images = [np.repeat(a, 3, axis=0) if a.shape[0] == 1 else a for a in images]
-    x = np.stack(images).astype(np.int64)  # (N, C, H, W)
+    x = np.stack(images).astype(np.float64 if depth == FLOAT else np.int64)  # (N, C, H, W)
     y = np.asarray(labels, dtype=np.int64) if classes is not None else None
-    # Pixels live on 0..255 whatever the darkest or brightest one here is.
-    if kind is None and infer_spec(x).kind == "categorical":
+    # 8-bit pixels live on 0..255 whatever the darkest or brightest one here is.
+    if kind is None and depth == BYTE and infer_spec(x).kind == "categorical":
         kind = "categorical:256"
     return from_arrays(
         x,
@@ -561,7 +623,7 @@ def load_image_folder(
         seed=seed,
         classes=classes,
         image_shape=x.shape[1:],
-        extra={"path": str(folder), "format": "images"},
+        extra={"path": str(folder), "format": "images", "pixel_depth": depth},
     )
 
 

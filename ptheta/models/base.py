@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.base import BaseEstimator
 
 from ptheta.data.spec import DataSpec, Split, check_values, infer_spec
-from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError
+from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError, RunDirError
 
 LIKELIHOOD_KINDS: tuple[str, ...] = ("exact", "bound", "estimate", "none")
 
@@ -86,6 +86,7 @@ class GenerativeModel(BaseEstimator):
             y = X.y
         x = check_values(X, spec, allow_nan=False, what="training data")
         y = self._check_labels(y, len(x))
+        self._clear_fitted()  # a refit must not inherit anything from an earlier fit
         self._fit(x, y, spec, **fit_params)
         self.spec_ = spec.to_json()
         self.likelihood_ = self._fitted_likelihood(spec)
@@ -173,6 +174,10 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         return DataSpec.from_json(self.spec_)
 
+    def _clear_fitted(self) -> None:
+        for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
+            delattr(self, key)
+
     def is_fitted(self) -> bool:
         return hasattr(self, "spec_")
 
@@ -204,15 +209,60 @@ class GenerativeModel(BaseEstimator):
         return arrays, meta
 
     def set_state(self, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> GenerativeModel:
-        """Restore fitted state written by :meth:`get_state`."""
+        """Restore fitted state written by :meth:`get_state`.
+
+        Raises a :class:`RunDirError` when the state is not a fitted state of this model:
+        an entry that is not a fitted attribute (``name_``), a value that cannot be
+        rebuilt, a ``spec_``, ``likelihood_`` or ``units_`` that is missing or malformed, or
+        an attribute of :meth:`_required_attributes` that is missing.
+        """
+        fix = "fit the model again (re-run `ptheta fit` for a run directory)"
+        if not isinstance(arrays, dict) or not isinstance(meta, dict):
+            raise RunDirError(
+                f"the saved state of {self.name!r} is malformed: arrays and fitted values must "
+                f"be mappings, got {type(arrays).__name__} and {type(meta).__name__}; {fix}"
+            )
+        for key in [*meta, *arrays]:
+            if not isinstance(key, str) or not key.endswith("_") or key.startswith("_"):
+                raise RunDirError(
+                    f"the saved state of {self.name!r} has an entry {key!r} that is not a "
+                    f"fitted attribute (names end in '_'); {fix}"
+                )
         for key, value in meta.items():
             if isinstance(value, dict) and "__ndarray__" in value:
-                value = np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
+                try:
+                    value = np.asarray(value["__ndarray__"], dtype=np.dtype(value["dtype"]))
+                except (KeyError, TypeError, ValueError) as e:
+                    raise RunDirError(
+                        f"the saved state of {self.name!r} holds an unreadable array {key!r} "
+                        f"({e}); {fix}"
+                    ) from None
             setattr(self, key, value)
         for key, value in arrays.items():
             setattr(self, key, np.asarray(value))
+        problem = self._state_problem()
+        if problem:
+            raise RunDirError(f"the saved state of {self.name!r} {problem}; {fix}")
         self._after_set_state()
         return self
+
+    def _state_problem(self) -> str | None:
+        """What is missing or malformed in a just-restored state, or None."""
+        required = ("spec_", "likelihood_", "units_", *self._required_attributes())
+        missing = [key for key in required if not hasattr(self, key)]
+        if missing:
+            return f"lacks the fitted attribute(s) {', '.join(map(repr, missing))}"
+        try:
+            spec = DataSpec.from_json(self.spec_)
+        except (KeyError, TypeError, ValueError, AttributeError) as e:
+            return f"has a malformed data spec 'spec_' ({type(e).__name__}: {e})"
+        if not spec.event_shape or min(spec.event_shape) < 1:
+            return f"has a malformed data spec 'spec_' (event shape {spec.event_shape})"
+        if self.likelihood_ not in LIKELIHOOD_KINDS:
+            return f"has likelihood_={self.likelihood_!r}, not one of {', '.join(LIKELIHOOD_KINDS)}"
+        if self.units_ not in ("discrete", "continuous"):
+            return f"has units_={self.units_!r}, not 'discrete' or 'continuous'"
+        return None
 
     # ----------------------------------------------------------------- hooks
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
@@ -236,6 +286,12 @@ class GenerativeModel(BaseEstimator):
 
     def _after_set_state(self) -> None:
         """Rebuild derived, unsaved attributes after loading (e.g. torch modules)."""
+
+    def _required_attributes(self) -> tuple[str, ...]:
+        """Fitted attributes, besides ``spec_``, ``likelihood_`` and ``units_``, that a
+        restored model cannot work without; :meth:`set_state` refuses a state that lacks
+        one, naming it. Families list theirs (e.g. ``("weights_", "means_")``)."""
+        return ()
 
     def _fitted_likelihood(self, spec: DataSpec) -> str:
         return self.likelihood

@@ -8,8 +8,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ptheta.data.spec import DataSpec
-from ptheta.errors import ParameterError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.params import check_float
+from ptheta.models.sampling import sample_categorical
 
 
 class Independent(GenerativeModel):
@@ -50,17 +51,15 @@ class Independent(GenerativeModel):
         self.min_var = min_var
 
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
+        alpha = check_float(self.name, "alpha", self.alpha, low=0)
+        min_var = check_float(self.name, "min_var", self.min_var, low=0)
         flat = x.reshape(len(x), -1)
-        if self.alpha < 0:
-            raise ParameterError(f"alpha must be >= 0, got {self.alpha}")
-        if self.min_var < 0:
-            raise ParameterError(f"min_var must be >= 0, got {self.min_var}")
         if spec.is_discrete:
             k = spec.n_categories
             counts = np.zeros((flat.shape[1], k))
             for level in range(k):
                 counts[:, level] = (flat == level).sum(axis=0)
-            counts += self.alpha
+            counts += alpha
             self.probs_ = counts / counts.sum(axis=1, keepdims=True)
         else:
             self.mean_ = flat.mean(axis=0)
@@ -69,13 +68,13 @@ class Independent(GenerativeModel):
             if constant.size:
                 warnings.warn(
                     f"{constant.size} feature(s) are constant in the training data (first: "
-                    f"{constant[:5].tolist()}); their variance is min_var={self.min_var:g}, so "
+                    f"{constant[:5].tolist()}); their variance is min_var={min_var:g}, so "
                     "held-out values that differ get almost no density. If the data are "
                     "discrete, declare their kind; otherwise raise min_var.",
                     UserWarning,
                     stacklevel=3,
                 )
-            self.var_ = var + self.min_var
+            self.var_ = var + min_var
 
     def _log_factors(self, flat: np.ndarray) -> np.ndarray:
         """log p(x_d) for every entry, shape (N, D); 0 where x_d is missing (NaN)."""
@@ -108,10 +107,7 @@ class Independent(GenerativeModel):
 
     def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
         if hasattr(self, "probs_"):
-            cdf = np.cumsum(self.probs_, axis=1)  # (D, K)
-            u = rng.random((n, cdf.shape[0], 1))
-            # count of cdf entries below u = sampled level; clip guards cdf[-1] < 1 by rounding
-            return np.minimum((u > cdf[None]).sum(axis=2), cdf.shape[1] - 1)
+            return sample_categorical(self.probs_, rng, size=n)  # (n, D)
         return self.mean_ + np.sqrt(self.var_) * rng.standard_normal((n, self.mean_.size))
 
     def _n_parameters(self) -> int:

@@ -12,6 +12,9 @@ from scipy.special import logsumexp, xlogy
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.classifier import encode_labels
+from ptheta.models.params import check_bool, check_float, is_integer, parameter_error
+from ptheta.models.sampling import sample_categorical
 
 # float32 sums of 0/1 indicators are exact integers up to 2**24: use it below that, it is
 # about four times faster than float64 in the count product.
@@ -104,22 +107,12 @@ class ChowLiuTree(GenerativeModel):
 
     # ----------------------------------------------------------------- fitting
     def _check_params(self, n_dims: int) -> None:
-        if isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float, np.number)):
-            raise ParameterError(f"alpha must be a number >= 0, got {self.alpha!r}")
-        if not self.alpha >= 0:
-            raise ParameterError(f"alpha must be >= 0, got {self.alpha}")
-        if self.root != "auto" and (
-            isinstance(self.root, bool)
-            or not isinstance(self.root, (int, np.integer))
-            or not 0 <= self.root < n_dims
-        ):
-            raise ParameterError(
-                f"root must be 'auto' or a variable index in 0..{n_dims - 1}, got {self.root!r}"
-            )
-        if not isinstance(self.class_conditional, (bool, np.bool_)):
-            raise ParameterError(
-                f"class_conditional must be True or False, got {self.class_conditional!r}"
-            )
+        check_float(self.name, "alpha", self.alpha, low=0)
+        auto = isinstance(self.root, str) and self.root == "auto"
+        if not auto and not (is_integer(self.root) and 0 <= self.root < n_dims):
+            what = f"'auto' or a variable index in 0..{n_dims - 1}"
+            raise parameter_error(self.name, "root", what, self.root)
+        check_bool(self.name, "class_conditional", self.class_conditional)
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
         flat = x.reshape(len(x), -1)  # (N, D)
@@ -132,7 +125,7 @@ class ChowLiuTree(GenerativeModel):
                     f"{self.name!r} with class_conditional=True needs class labels: call "
                     "fit(X, y), or set class_conditional=False"
                 )
-            classes, index = np.unique(y, return_inverse=True)
+            classes, index = encode_labels(self.name, y)
         else:
             classes, index = None, np.zeros(n, dtype=np.int64)
         alpha = float(self.alpha)
@@ -232,7 +225,8 @@ class ChowLiuTree(GenerativeModel):
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class of each example, shape (N,)."""
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        index = self.predict_proba(X).argmax(axis=1)  # checks first that there are classes
+        return self.classes_[index]
 
     # ----------------------------------------------------------------- sampling
     def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
@@ -243,14 +237,11 @@ class ChowLiuTree(GenerativeModel):
             cls = rng.choice(len(self.classes_), size=n, p=self.class_prior_)
         else:
             cls = np.zeros(n, dtype=np.int64)
-        k = tables.shape[-1]
         out = np.zeros((n, tables.shape[1]), dtype=np.int64)
-        u = rng.random(out.shape)
         for node in self.order_:  # ancestral: every parent is drawn before its children
             parent = self.parents_[node]
-            cdf = np.cumsum(tables[cls, node, out[:, parent] if parent >= 0 else 0], axis=1)
-            # inverse CDF; the clip guards a last cdf entry just below 1 by rounding
-            out[:, node] = np.minimum((u[:, node, None] > cdf).sum(axis=1), k - 1)
+            probs = tables[cls, node, out[:, parent] if parent >= 0 else 0]  # (n, K)
+            out[:, node] = sample_categorical(probs, rng)
         return out
 
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
@@ -264,7 +255,7 @@ class ChowLiuTree(GenerativeModel):
         else:  # sum-product, then sample downwards: exact draws from p(x_missing | x_observed)
 
             def choose(logits: np.ndarray) -> np.ndarray:
-                return (logits + rng.gumbel(size=logits.shape)).argmax(axis=-1)  # Gumbel-max
+                return sample_categorical(logits, rng, log=True)
 
             beta, total = self._upward(flat, logsumexp)
         logt = self._log_tables()
@@ -321,6 +312,7 @@ class ChowLiuTree(GenerativeModel):
         Placing each layer in breadth-first order keeps children grouped in the order of
         their parents, so edges never cross.
         """
+        self._check_fitted()
         d = len(self.parents_)
         depth = np.zeros(d, dtype=np.int64)
         for node in self.order_[1:]:

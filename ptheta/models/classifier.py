@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import logsumexp
 
 from ptheta.data.spec import DataSpec, Split, check_values
-from ptheta.errors import CapabilityError, DataError, ParameterError, RunDirError
+from ptheta.errors import CapabilityError, DataError, ParameterError, RunDirError, UnknownNameError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.params import check_choice, check_float, check_str, parameter_error
+from ptheta.models.sampling import sample_categorical
 
 PRIORS: tuple[str, ...] = ("empirical", "uniform")
 # A classifier's score is as weak as its weakest class density's.
@@ -28,6 +29,7 @@ class BayesRule:
     predictions follow from it.
     """
 
+    name: ClassVar[str]
     classes_: np.ndarray
     class_log_prior_: np.ndarray
 
@@ -51,7 +53,8 @@ class BayesRule:
 
     def predict(self, X: Any) -> np.ndarray:
         """Most probable class of each example, shape (N,), as labels from ``classes_``."""
-        return self.classes_[self.predict_log_proba(X).argmax(axis=1)]
+        index = self.predict_log_proba(X).argmax(axis=1)  # checks fitting first
+        return self.classes_[index]
 
     def embed(self, X: Any) -> np.ndarray:
         """Representation: the class posterior p(y | x), shape (N, C)."""
@@ -64,14 +67,9 @@ class BayesRule:
     # ----------------------------------------------------------------- helpers
     def _fit_prior(self, y: np.ndarray, prior: str, prior_alpha: float) -> np.ndarray:
         """Set the class attributes from labels ``y`` (N,); return class indices (N,)."""
-        if prior not in PRIORS:
-            raise ParameterError(f"prior must be 'empirical' or 'uniform', got {prior!r}")
-        if not isinstance(prior_alpha, numbers.Real) or prior_alpha < 0:
-            raise ParameterError(f"prior_alpha must be a number >= 0, got {prior_alpha!r}")
-        try:
-            self.classes_, index = np.unique(y, return_inverse=True)
-        except TypeError:
-            raise DataError("labels must be all numbers or all strings") from None
+        check_choice(self.name, "prior", prior, PRIORS)
+        prior_alpha = check_float(self.name, "prior_alpha", prior_alpha, low=0)
+        self.classes_, index = encode_labels(self.name, y)
         counts = np.bincount(index, minlength=len(self.classes_)).astype(np.float64)  # (C,)
         self.class_count_ = counts
         n_classes = len(counts)
@@ -95,11 +93,30 @@ class BayesRule:
         return np.exp(jll - logsumexp(jll, axis=1, keepdims=True))
 
 
-def draw_classes(post: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One class index per row of the posteriors ``post`` (N, C), shape (N,)."""
-    u = rng.random((len(post), 1))
-    # count of cdf entries below u = the drawn class; the clip guards cdf[-1] < 1 by rounding
-    return np.minimum((u > np.cumsum(post, axis=1)).sum(axis=1), post.shape[1] - 1)
+def encode_labels(model: str, y: Any) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct labels (C,) and each example's class index (N,), or a DataError.
+
+    Labels are numbers or strings; a missing label (NaN or None) is refused, since it would
+    otherwise become a class of its own.
+    """
+    labels = np.asarray(y)
+    if labels.dtype.kind == "f":
+        missing = np.isnan(labels)
+    elif labels.dtype.kind == "O":
+        missing = np.array([v is None or (isinstance(v, float) and math.isnan(v)) for v in labels])
+    else:
+        missing = np.zeros(len(labels), dtype=bool)
+    if missing.any():
+        rows = np.flatnonzero(missing)
+        raise DataError(
+            f"{model}: {len(rows)} class label(s) are missing (NaN or None; first at rows "
+            f"{rows[:5].tolist()}); drop those examples or give them a label"
+        )
+    try:
+        classes, index = np.unique(labels, return_inverse=True)
+    except TypeError:
+        raise DataError(f"{model}: labels must be all numbers or all strings") from None
+    return classes, index.reshape(-1)
 
 
 class BayesClassifier(BayesRule, GenerativeModel):
@@ -164,7 +181,11 @@ class BayesClassifier(BayesRule, GenerativeModel):
     def _new_density(self) -> GenerativeModel:
         from ptheta.models import get_model_class, make  # the registry imports this module
 
-        cls = get_model_class(self.density)
+        check_str(self.name, "density", self.density, hint="a model name such as 'gmm'")
+        try:
+            cls = get_model_class(self.density)
+        except UnknownNameError as e:
+            raise UnknownNameError(f"{self.name}: density must be a model name; {e}") from None
         if cls.needs_labels:
             raise ParameterError(
                 f"density {self.density!r} is itself a classifier (it needs labels); "
@@ -175,12 +196,10 @@ class BayesClassifier(BayesRule, GenerativeModel):
                 f"density {self.density!r} has no likelihood, and Bayes' rule needs p(x | y); "
                 "choose a density with an exact likelihood, a bound or an estimate"
             )
-        params = self.density_params or {}
-        if not isinstance(params, dict):
-            raise ParameterError(
-                f"density_params must be a dict of {self.density!r}'s parameters, got "
-                f"{type(params).__name__}"
-            )
+        params = {} if self.density_params is None else self.density_params
+        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
+            what = f"a dict of {self.density!r}'s parameters (or None)"
+            raise parameter_error(self.name, "density_params", what, self.density_params)
         return make(self.density, **params)
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
@@ -231,7 +250,7 @@ class BayesClassifier(BayesRule, GenerativeModel):
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
         self._require_marginalise()
         post = self._posterior(x)  # (N, C)
-        index = draw_classes(post, rng) if method == "sample" else post.argmax(axis=1)
+        index = sample_categorical(post, rng) if method == "sample" else post.argmax(axis=1)
         out = x.copy()
         for c in np.unique(index):
             rows = index == c

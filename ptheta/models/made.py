@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.errors import CapabilityError, ParameterError
-from ptheta.models.nade import check_flag, check_size
+from ptheta.errors import CapabilityError
 from ptheta.models.neural import NeuralModel
+from ptheta.models.params import check_bool, check_int, check_int_list
 from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks
 
 # A member of the ensemble: the index of a stored mask, or one explicit mask per layer.
@@ -276,17 +276,12 @@ class MADE(NeuralModel):
         self.class_conditional = class_conditional
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> MADENetwork:
-        hidden = [self.hidden] if isinstance(self.hidden, Integral) else self.hidden
-        if isinstance(hidden, str) or not isinstance(hidden, Sequence):
-            raise ParameterError(f"hidden must be a list of layer sizes, got {self.hidden!r}")
-        check_flag("order_agnostic", self.order_agnostic)
-        check_flag("class_conditional", self.class_conditional)
         return MADENetwork(
             spec.n_dims,
             spec.n_categories,
-            [check_size("hidden layer sizes", h) for h in hidden],
-            n_masks=check_size("n_masks", self.n_masks),
-            order_agnostic=self.order_agnostic,
+            check_int_list(self.name, "hidden", self.hidden),
+            n_masks=check_int(self.name, "n_masks", self.n_masks, low=1),
+            order_agnostic=check_bool(self.name, "order_agnostic", self.order_agnostic),
             n_classes=n_classes,
             seed=int(self.random_state),
             event_shape=spec.event_shape,

@@ -7,10 +7,13 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
+from scipy.special import logsumexp
 
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.params import check_bool, check_float, check_int
+from ptheta.models.sampling import sample_categorical
 
 # Largest conditional table D·K^(k+1) (float64 entries) the discrete chain will allocate.
 MAX_TABLE_SIZE = 50_000_000
@@ -105,19 +108,14 @@ class MarkovChain(GenerativeModel):
 
     # ----------------------------------------------------------------- fitting
     def _check_params(self) -> None:
-        if isinstance(self.order, bool) or not isinstance(self.order, (int, np.integer)):
-            raise ParameterError(f"order must be an integer 1, 2 or 3, got {self.order!r}")
-        if not 1 <= self.order <= 3:
-            raise ParameterError(
-                f"order must be 1, 2 or 3, got {self.order}; for order 0 use "
-                "ptheta.make('independent'), for longer contexts an autoregressive family"
-            )
-        if not isinstance(self.homogeneous, (bool, np.bool_)):
-            raise ParameterError(f"homogeneous must be True or False, got {self.homogeneous!r}")
-        if not self.alpha >= 0:
-            raise ParameterError(f"alpha must be >= 0, got {self.alpha}")
-        if not self.min_var >= 0:
-            raise ParameterError(f"min_var must be >= 0, got {self.min_var}")
+        hint = (
+            "for order 0 use ptheta.make('independent'), for longer contexts an "
+            "autoregressive family"
+        )
+        check_int(self.name, "order", self.order, low=1, high=3, hint=hint)
+        check_bool(self.name, "homogeneous", self.homogeneous)
+        check_float(self.name, "alpha", self.alpha, low=0)
+        check_float(self.name, "min_var", self.min_var, low=0)
 
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
         self._check_params()
@@ -193,8 +191,8 @@ class MarkovChain(GenerativeModel):
             if partial.any():
                 rows, scores = flat[partial], np.empty(int(partial.sum()))
                 for part in self._chunks(len(rows), stored=False):
-                    alpha = self._forward(rows[part], _logsumexp, keep=False)[-1]  # (n, K^k)
-                    scores[part] = _logsumexp(alpha, axis=1)
+                    alpha = self._forward(rows[part], logsumexp, keep=False)[-1]  # (n, K^k)
+                    scores[part] = logsumexp(alpha, axis=1)
                 out[partial] = scores
             return out
         out[~partial] = self._ar_log_density(flat[~partial])
@@ -324,7 +322,7 @@ class MarkovChain(GenerativeModel):
         if method == "mode":
             reduce, choose = np.max, _argmax
         else:
-            reduce, choose = _logsumexp, lambda w: _draw(w, rng)
+            reduce, choose = logsumexp, lambda w: sample_categorical(w, rng, log=True)
         out = np.empty(flat.shape, dtype=np.int64)
         for part in self._chunks(len(flat), stored=True):
             messages = self._forward(flat[part], reduce)
@@ -366,9 +364,7 @@ class MarkovChain(GenerativeModel):
             out = np.empty((n, d), dtype=np.int64)
             state = np.zeros(n, dtype=np.int64)
             for t in range(d):  # ancestral: each position given the sampled predecessors
-                cdf = np.cumsum(self.probs_[t, state], axis=1)  # (n, K)
-                u = rng.random((n, 1))
-                out[:, t] = np.minimum((u > cdf).sum(axis=1), k_levels - 1)
+                out[:, t] = sample_categorical(self.probs_[t, state], rng)  # (n,)
                 state = (state * k_levels + out[:, t]) % n_states
             return out
         d, k = len(self.var_), int(self.order)
@@ -409,24 +405,8 @@ def _lags(flat: np.ndarray, order: int) -> np.ndarray:
     return out
 
 
-def _logsumexp(a: np.ndarray, axis: int) -> np.ndarray:
-    """log Σ exp along ``axis``; −inf where every term is −inf (no warnings)."""
-    top = a.max(axis=axis, keepdims=True)
-    top = np.where(np.isfinite(top), top, 0.0)
-    with np.errstate(divide="ignore"):
-        return np.log(np.exp(a - top).sum(axis=axis)) + np.squeeze(top, axis=axis)
-
-
 def _argmax(weights: np.ndarray) -> np.ndarray:
     return weights.argmax(axis=1)
-
-
-def _draw(log_weights: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One index per row of (n, S) unnormalised log-weights."""
-    p = np.exp(log_weights - log_weights.max(axis=1, keepdims=True))
-    cdf = np.cumsum(p, axis=1)
-    u = rng.random((len(p), 1)) * cdf[:, -1:]
-    return np.minimum((u > cdf).sum(axis=1), p.shape[1] - 1)
 
 
 def _gaussian_log_density(diff: np.ndarray, cov: np.ndarray) -> np.ndarray:

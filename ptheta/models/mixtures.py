@@ -16,6 +16,14 @@ from sklearn.exceptions import ConvergenceWarning
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.params import (
+    check_choice,
+    check_float,
+    check_int,
+    check_random_state,
+    check_str,
+)
+from ptheta.models.sampling import sample_categorical
 from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.progress import Advance, progress_bar
 
@@ -58,21 +66,22 @@ class _EMMixture(GenerativeModel):
         return self.predict_proba(X)
 
     def _check_em_params(self, n: int) -> None:
-        k = self.n_components
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-            raise ParameterError(f"n_components must be a positive integer, got {k!r}")
+        """The parameters every EM mixture shares (at fit time, on ``n`` examples)."""
+        name = self.name
+        k = check_int(name, "n_components", self.n_components, low=1)
+        check_int(name, "max_iter", self.max_iter, low=1)
+        check_float(name, "tol", self.tol, low=0)
+        check_int(name, "n_init", self.n_init, low=1)
+        check_choice(name, "init", self.init, ("kmeans++", "random"))
+        check_choice(name, "dtype", self.dtype, ("float64", "float32"))
+        check_str(name, "device", self.device, hint="use cpu, cuda or auto")
+        check_random_state(name, "random_state", self.random_state)
+        check_int(name, "verbose", self.verbose, low=0, allow_bool=True)
         if k > n:
             raise DataError(
                 f"n_components={k} is more than the {n} training examples; "
                 "use fewer components or more data"
             )
-        if self.init not in ("kmeans++", "random"):
-            raise ParameterError(f"init must be 'kmeans++' or 'random', got {self.init!r}")
-        for key in ("max_iter", "n_init"):
-            if int(getattr(self, key)) < 1:
-                raise ParameterError(f"{key} must be at least 1, got {getattr(self, key)!r}")
-        if self.tol < 0:
-            raise ParameterError(f"tol must be >= 0, got {self.tol!r}")
 
     def _fit_em(
         self, init: Callable[[np.random.SeedSequence], Params], e_step: EStep, m_step: MStep
@@ -148,14 +157,6 @@ def _initial_resp(x: torch.Tensor, k: int, init: str, seed: np.random.SeedSequen
     return torch.nn.functional.one_hot(nearest, k).to(x.dtype)
 
 
-def _draw(probs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """One index per row of ``probs`` (..., K), drawn with that row's probabilities."""
-    cdf = np.cumsum(probs, axis=-1)
-    u = rng.random((*probs.shape[:-1], 1)) * cdf[..., -1:]
-    # cdf entries at or below u = the drawn index (levels of probability 0 are never drawn)
-    return np.minimum((cdf <= u).sum(axis=-1), probs.shape[-1] - 1)
-
-
 def _missing_patterns(flat: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """(rows, observed) for every distinct pattern of NaN entries in ``flat`` (N, D)."""
     missing = np.isnan(flat)
@@ -189,8 +190,9 @@ class GaussianMixture(_EMMixture):
     (and never better than) the exact log-probabilities of discrete models. EM maximises
     this bound directly (the same smoothing argument with Var(u) = 1/12), which also keeps
     every variance ≥ 1/12: pixels that are constant in training cannot make a covariance
-    singular. ``dequantize="none"`` treats the values as points of a continuous density
-    (log-density units, not comparable with discrete models).
+    singular. To model integer values as points of a continuous density instead, declare
+    the data continuous (``kind="continuous"``); ``dequantize="none"`` on discrete data is
+    refused rather than reporting a density as if it were a probability.
 
     **Missing data.** NaN entries are marginalised: with O the observed coordinates,
     ``score_samples`` returns log Σ_k π_k N(x_O; μ_k[O], Σ_k[O, O]), the exact log-marginal
@@ -273,23 +275,23 @@ class GaussianMixture(_EMMixture):
     # ----------------------------------------------------------------- fitting
     def _check_params(self, n: int) -> None:
         self._check_em_params(n)
-        if self.covariance_type not in ("full", "diag"):
-            raise ParameterError(
-                f"covariance_type must be 'full' or 'diag', got {self.covariance_type!r}"
-            )
-        if self.dequantize not in ("auto", "uniform", "none"):
-            raise ParameterError(
-                f"dequantize must be 'auto', 'uniform' or 'none', got {self.dequantize!r}"
-            )
-        if self.reg_covar < 0:
-            raise ParameterError(f"reg_covar must be >= 0, got {self.reg_covar!r}")
+        check_choice(self.name, "covariance_type", self.covariance_type, ("full", "diag"))
+        check_choice(self.name, "dequantize", self.dequantize, ("auto", "uniform", "none"))
+        check_float(self.name, "reg_covar", self.reg_covar, low=0)
 
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
         flat = x.reshape(len(x), -1).astype(np.float64)
         self._check_params(len(flat))
-        deq = self.dequantize == "uniform" or (self.dequantize == "auto" and spec.is_discrete)
-        if deq and not spec.is_discrete and self.dequantize == "uniform":
+        deq = spec.is_discrete
+        if self.dequantize == "uniform" and not deq:
             raise ParameterError("dequantize='uniform' needs discrete (binary/categorical) data")
+        if self.dequantize == "none" and deq:
+            # a density evaluated at integer points is not a probability: refuse to mix units
+            raise ParameterError(
+                "dequantize='none' on discrete data would report a density at integer points, "
+                "not comparable with any probability; to model the values as points of a "
+                "continuous density, declare the data continuous (kind='continuous')"
+            )
         if deq:
             flat = flat + 0.5  # centre of the unit cell [x, x+1)
         smooth = self.reg_covar + (_DEQUANT_VAR if deq else 0.0)
@@ -308,7 +310,8 @@ class GaussianMixture(_EMMixture):
                 )
 
         dev, dt = resolve_device(self.device), resolve_dtype(self.dtype)
-        xt = torch.as_tensor(flat, dtype=dt, device=dev)  # (N, D)
+        offset = flat.mean(axis=0)  # EM on centred data: no cancellation far from the origin
+        xt = torch.as_tensor(flat - offset, dtype=dt, device=dev)  # (N, D)
         cov_type, k = self.covariance_type, int(self.n_components)
 
         def e_step(params: Params) -> tuple[float, float, torch.Tensor]:
@@ -321,9 +324,10 @@ class GaussianMixture(_EMMixture):
         def m_step(resp: torch.Tensor) -> Params:
             return _m_step(xt, resp, cov_type, smooth)
 
-        self.weights_, self.means_, self.covariances_ = self._fit_em(
+        self.weights_, means, self.covariances_ = self._fit_em(
             lambda seed: m_step(_initial_resp(xt, k, self.init, seed)), e_step, m_step
         )
+        self.means_ = means + offset
         self.dequantized_ = bool(deq)
 
     # ----------------------------------------------------------------- scoring
@@ -365,7 +369,7 @@ class GaussianMixture(_EMMixture):
             if method == "mode":
                 fill = np.einsum("rk,rkm->rm", resp[rows], mean)  # the conditional mean
             else:
-                comp = _draw(resp[rows], rng)  # (R,)
+                comp = sample_categorical(resp[rows], rng)  # (R,)
                 z = rng.standard_normal((len(rows), int((~obs).sum())))
                 fill = mean[np.arange(len(rows)), comp] + np.einsum("rij,rj->ri", chol[comp], z)
             y[np.ix_(rows, ~obs)] = fill
@@ -388,10 +392,9 @@ class GaussianMixture(_EMMixture):
         spec = self.fitted_spec
         if not spec.is_discrete:
             return out
-        # dequantised: x = floor(x + u); otherwise the density is over the integer values
-        # themselves, so round. Mass outside the valid levels is clipped onto the edges.
-        out = np.floor(out) if self.dequantized_ else np.round(out)
-        return np.clip(out, 0, spec.n_categories - 1)
+        # dequantised: x = floor(x + u); mass outside the valid levels is clipped onto the
+        # edges (the bound counts only the valid cells, so it stays a bound)
+        return np.clip(np.floor(out), 0, spec.n_categories - 1)
 
     def _n_parameters(self) -> int:
         k, d = self.means_.shape
@@ -400,11 +403,6 @@ class GaussianMixture(_EMMixture):
 
     def _fitted_likelihood(self, spec: DataSpec) -> str:
         return "bound" if self.dequantized_ else "exact"
-
-    def _fitted_units(self, spec: DataSpec) -> str:
-        if spec.is_discrete and not self.dequantized_:
-            return "continuous"  # a density on the integer values: not a probability
-        return "discrete" if spec.is_discrete else "continuous"
 
 
 class CategoricalMixture(_EMMixture):
@@ -497,10 +495,8 @@ class CategoricalMixture(_EMMixture):
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
         flat = x.reshape(len(x), -1)
         self._check_em_params(len(flat))
-        if not isinstance(self.alpha, (int, float, np.number)) or not self.alpha >= 0:  # NaN too
-            raise ParameterError(f"alpha must be a number >= 0, got {self.alpha!r}")
+        alpha = check_float(self.name, "alpha", self.alpha, low=0)
         (n, d), levels, k = flat.shape, int(spec.n_categories), int(self.n_components)
-        alpha = float(self.alpha)
         dev, dt = resolve_device(self.device), resolve_dtype(self.dtype)
         onehot = torch.as_tensor(_one_hot(flat, levels), dtype=dt, device=dev)  # (N, D·L)
         tiny = torch.finfo(dt).tiny
@@ -545,13 +541,14 @@ class CategoricalMixture(_EMMixture):
             # p(x_d = l | x_obs) = Σ_k p(k | x_obs) θ_k,d,l, shape (N, D, L)
             fill = np.einsum("nk,kdl->ndl", resp, self.probs_).argmax(axis=2)
         else:
-            fill = _draw(self.probs_[_draw(resp, rng)], rng)  # given k, entries independent
+            comp = sample_categorical(resp, rng)  # (N,)
+            fill = sample_categorical(self.probs_[comp], rng)  # given k, entries independent
         flat[missing] = fill[missing]
         return flat
 
     def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
-        comp = _draw(np.broadcast_to(self.weights_, (n, len(self.weights_))), rng)  # (n,)
-        return _draw(self.probs_[comp], rng)  # (n, D)
+        comp = sample_categorical(self.weights_, rng, size=n)  # (n,)
+        return sample_categorical(self.probs_[comp], rng)  # (n, D)
 
     def _n_parameters(self) -> int:
         k, d, levels = self.probs_.shape
@@ -604,8 +601,13 @@ def _m_step(
         cov = (resp.T[:, :, None] * diff).transpose(1, 2) @ diff / nk[:, None, None]  # (K, D, D)
         cov = cov + smooth * torch.eye(d, dtype=x.dtype, device=x.device)
     else:
-        avg_x2 = (resp.T @ (x * x)) / nk[:, None]
-        cov = (avg_x2 - means**2).clamp_min(0.0) + smooth  # (K, D)
+        # Σ_n r_nk (x_n − μ_k)², in row chunks to bound memory; not E[x²] − μ², which
+        # cancels catastrophically when a component sits far from the origin
+        cov = torch.zeros_like(means)  # (K, D)
+        for start in range(0, n, 8192):
+            xc, rc = x[start : start + 8192], resp[start : start + 8192]
+            cov += (rc.T[:, :, None] * (xc[None] - means[:, None]) ** 2).sum(dim=1)
+        cov = cov / nk[:, None] + smooth
     return nk / n, means, cov
 
 
@@ -618,6 +620,10 @@ def _log_weighted_densities(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """log π_k + log N(x_n; μ_k, Σ_k), shape (N, K), and tr(Σ_k⁻¹), shape (K,)."""
     d = x.shape[1]
+    # shift x and μ by the mixture mean: the expanded quadratic forms below stay accurate
+    # when the data sit far from the origin (the density is unchanged by a common shift)
+    centre = (weights[:, None] * means).sum(dim=0) / weights.sum()
+    x, means = x - centre, means - centre
     if covariance_type == "full":
         chol, info = torch.linalg.cholesky_ex(cov)  # (K, D, D)
         if bool((info > 0).any()):

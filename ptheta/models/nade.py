@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from numbers import Integral
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -14,6 +14,7 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec
 from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
+from ptheta.models.params import check_int
 
 
 class NADENetwork(nn.Module):
@@ -144,20 +145,6 @@ class NADENetwork(nn.Module):
         return x.reshape(n, *self.event_shape)
 
 
-def check_size(name: str, value: Any) -> int:
-    """A layer size: a whole number ≥ 1, or a ParameterError."""
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ParameterError(f"{name} must be a whole number >= 1, got {value!r}")
-    return int(value)
-
-
-def check_flag(name: str, value: Any) -> bool:
-    """A boolean hyper-parameter, or a ParameterError."""
-    if not isinstance(value, bool):
-        raise ParameterError(f"{name} must be True or False, got {value!r}")
-    return value
-
-
 class NADE(NeuralModel):
     """NADE: exact autoregressive model of binary or categorical vectors.
 
@@ -219,35 +206,37 @@ class NADE(NeuralModel):
         self.class_conditional = class_conditional
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> NADENetwork:
-        check_flag("class_conditional", self.class_conditional)
         return NADENetwork(
             spec.n_dims,
             spec.n_categories,
-            check_size("hidden", self.hidden),
-            ordering=resolve_ordering(self.ordering, spec.n_dims, self.random_state),
+            check_int(self.name, "hidden", self.hidden, low=1),
+            ordering=resolve_ordering(self.name, self.ordering, spec.n_dims, self.random_state),
             n_classes=n_classes,
             event_shape=spec.event_shape,
         )
 
 
-def resolve_ordering(ordering: Any, n_dims: int, seed: Any) -> Tensor:
+def resolve_ordering(model: str, ordering: Any, n_dims: int, seed: int) -> Tensor:
     """``"natural"``, ``"random"`` (seeded by ``seed``) or a permutation → LongTensor (D,)."""
-    if isinstance(ordering, str):
-        if ordering == "natural":
-            return torch.arange(n_dims)
-        if ordering == "random":
-            return torch.randperm(n_dims, generator=torch.Generator().manual_seed(int(seed)))
+    if isinstance(ordering, str) and ordering == "natural":
+        return torch.arange(n_dims)
+    if isinstance(ordering, str) and ordering == "random":
+        return torch.randperm(n_dims, generator=torch.Generator().manual_seed(int(seed)))
+    order = None
+    if not isinstance(ordering, str):
+        try:
+            order = np.asarray(ordering)
+        except (TypeError, ValueError):  # ragged nested lists
+            order = None
+    # whole numbers only: int(0.5) would quietly turn a wrong list into a permutation
+    if (
+        order is None
+        or order.ndim != 1
+        or order.dtype.kind not in "iu"
+        or sorted(order.tolist()) != list(range(n_dims))
+    ):
         raise ParameterError(
-            f"ordering must be 'natural', 'random' or a permutation of 0..{n_dims - 1}, "
-            f"got {ordering!r}"
+            f"{model}: ordering must be 'natural', 'random' or a permutation of "
+            f"0..{n_dims - 1} (the data have {n_dims} variables), got {ordering!r}"
         )
-    try:
-        order = [int(i) for i in ordering]
-    except (TypeError, ValueError):
-        order = None
-    if order is None or sorted(order) != list(range(n_dims)):
-        raise ParameterError(
-            f"ordering must be 'natural', 'random' or a permutation of 0..{n_dims - 1} "
-            f"(the data have {n_dims} variables), got {ordering!r}"
-        )
-    return torch.tensor(order)
+    return torch.as_tensor(order, dtype=torch.long)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import numbers
 from typing import Any, ClassVar
 
 import numpy as np
 
 from ptheta.data.spec import DataSpec
-from ptheta.errors import DataError, ParameterError
+from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
-from ptheta.models.classifier import BayesRule, draw_classes
+from ptheta.models.classifier import BayesRule
+from ptheta.models.params import check_float
+from ptheta.models.sampling import sample_categorical
 
 
 class NaiveBayes(BayesRule, GenerativeModel):
@@ -79,13 +80,9 @@ class NaiveBayes(BayesRule, GenerativeModel):
 
     # ----------------------------------------------------------------- fitting
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
-        if not isinstance(self.alpha, numbers.Real) or self.alpha <= 0:
-            raise ParameterError(
-                f"alpha must be a number > 0, got {self.alpha!r} (0 gives levels unseen in a "
-                "class probability 0, and undefined posteriors); try 1.0"
-            )
-        if not isinstance(self.var_smoothing, numbers.Real) or self.var_smoothing < 0:
-            raise ParameterError(f"var_smoothing must be >= 0, got {self.var_smoothing!r}")
+        hint = "0 gives levels unseen in a class probability 0, and undefined posteriors; try 1.0"
+        alpha = check_float(self.name, "alpha", self.alpha, low=0, low_open=True, hint=hint)
+        var_smoothing = check_float(self.name, "var_smoothing", self.var_smoothing, low=0)
         assert y is not None  # the base checks needs_labels
         flat = x.reshape(len(x), -1)  # (N, D)
         index = self._fit_prior(y, self.prior, self.prior_alpha)
@@ -95,11 +92,11 @@ class NaiveBayes(BayesRule, GenerativeModel):
             # count of (class, feature, level) cells in one pass: cell = (c·D + i)·K + x_i
             cell = (index[:, None] * d + np.arange(d)) * k + flat  # (N, D)
             counts = np.bincount(cell.ravel(), minlength=n_classes * d * k)
-            counts = counts.reshape(n_classes, d, k) + self.alpha  # (C, D, K)
+            counts = counts.reshape(n_classes, d, k) + alpha  # (C, D, K)
             self.feature_log_prob_ = np.log(counts) - np.log(counts.sum(axis=2, keepdims=True))
         else:
             largest = float(flat.var(axis=0).max())
-            self.epsilon_ = self.var_smoothing * largest
+            self.epsilon_ = var_smoothing * largest
             self.theta_ = np.empty((n_classes, d))  # (C, D)
             self.var_ = np.empty((n_classes, d))
             for c in range(n_classes):
@@ -153,14 +150,12 @@ class NaiveBayes(BayesRule, GenerativeModel):
         """x ~ p(x | y = classes_[index]) for class indices (N,), shape (N, D)."""
         n = len(index)
         if hasattr(self, "feature_log_prob_"):
-            cdf = np.cumsum(np.exp(self.feature_log_prob_), axis=2)  # (C, D, K)
-            u = rng.random((n, cdf.shape[1], 1))
-            out = np.empty((n, cdf.shape[1]), dtype=np.int64)
-            for c in range(len(cdf)):  # per class: no (N, D, K) copy of the cdf
+            log_probs = self.feature_log_prob_  # (C, D, K)
+            out = np.empty((n, log_probs.shape[1]), dtype=np.int64)
+            for c in range(len(log_probs)):  # per class: no (N, D, K) copy of the table
                 rows = index == c
-                out[rows] = (u[rows] > cdf[c][None]).sum(axis=2)
-            # the clip guards cdf[-1] < 1 by rounding
-            return np.minimum(out, cdf.shape[2] - 1)
+                out[rows] = sample_categorical(log_probs[c], rng, log=True, size=int(rows.sum()))
+            return out
         return self.theta_[index] + np.sqrt(self.var_[index]) * rng.standard_normal(
             (n, self.theta_.shape[1])
         )
@@ -174,7 +169,7 @@ class NaiveBayes(BayesRule, GenerativeModel):
         post = self._posterior(flat)  # p(y | x_obs), (N, C)
         if method == "sample":
             # x_mis ⊥ x_obs given y: draw y from its posterior, then x | y
-            fill = self._sample_features(draw_classes(post, rng), rng).astype(np.float64)
+            fill = self._sample_features(sample_categorical(post, rng), rng).astype(np.float64)
             flat[missing] = fill[missing]
         elif hasattr(self, "feature_log_prob_"):
             rows, cols = np.nonzero(missing)

@@ -20,6 +20,15 @@ from torch import nn
 from ptheta.data.spec import DataSpec, Split, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
 from ptheta.models.base import GenerativeModel, to_jsonable
+from ptheta.models.classifier import encode_labels
+from ptheta.models.params import (
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_random_state,
+    check_str,
+)
 from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.train.trainer import TrainConfig, Trainer
 
@@ -91,13 +100,37 @@ class NeuralModel(GenerativeModel):
         return bool(getattr(self, "class_conditional", False))
 
     def train_config(self) -> TrainConfig:
-        """The Trainer's configuration from this model's training hyper-parameters."""
-        keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress"}
-        return TrainConfig(
-            **{k: getattr(self, k) for k in keys},
-            seed=int(self.random_state),
-            progress=bool(self.verbose),
+        """The Trainer's configuration from this model's training hyper-parameters.
+
+        Every training hyper-parameter is validated here (a ParameterError naming the model
+        and the parameter otherwise): those of :class:`TrainConfig` by it, the others here.
+        """
+        name = self.name
+        check_float(
+            name,
+            "validation_fraction",
+            self.validation_fraction,
+            low=0,
+            high=1,
+            high_open=True,
+            hint="0 holds nothing out",
         )
+        check_choice(name, "dtype", self.dtype, ("float32", "float64"))
+        check_str(name, "device", self.device, hint="use cpu, cuda or auto")
+        check_random_state(name, "random_state", self.random_state, allow_none=False)
+        check_int(name, "verbose", self.verbose, low=0, allow_bool=True)
+        if hasattr(self, "class_conditional"):
+            check_bool(name, "class_conditional", self.class_conditional)
+        keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress"}
+        try:
+            resolve_device(self.device)
+            return TrainConfig(
+                **{k: getattr(self, k) for k in keys},
+                seed=int(self.random_state),
+                progress=bool(self.verbose),
+            )
+        except ParameterError as e:
+            raise ParameterError(f"{name}: {e}") from None
 
     def _fit(
         self,
@@ -114,7 +147,7 @@ class NeuralModel(GenerativeModel):
         if self._conditional():
             if y is None:
                 raise DataError(f"{self.name!r} with class_conditional=True needs fit(X, y)")
-            self.classes_, labels = np.unique(y, return_inverse=True)
+            self.classes_, labels = encode_labels(self.name, y)
             n_classes = len(self.classes_)
             counts = np.bincount(labels, minlength=n_classes)
             self.class_log_prior_ = np.log(counts / counts.sum())
@@ -153,6 +186,12 @@ class NeuralModel(GenerativeModel):
                         "a class-conditional model needs validation labels: pass a Split"
                     )
                 lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+                unknown = sorted({v for v in np.asarray(raw).tolist() if v not in lookup}, key=str)
+                if unknown:
+                    raise DataError(
+                        f"validation labels {unknown[:5]} are not among the training classes "
+                        f"{self.classes_.tolist()}; validate on the same classes"
+                    )
                 y_val = np.array([lookup[v] for v in np.asarray(raw).tolist()])
             return x, labels, x_val, y_val
         if not self.validation_fraction or len(x) < 10:
@@ -210,7 +249,9 @@ class NeuralModel(GenerativeModel):
         return np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True))
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+        """Most probable class of each example (class-conditional models), shape (N,)."""
+        index = self.predict_proba(X).argmax(axis=1)  # checks fitting and classes first
+        return self.classes_[index]
 
     @torch.no_grad()
     def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any, ClassVar
 
 import torch
@@ -11,8 +10,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec
-from ptheta.errors import DataError, ParameterError
+from ptheta.errors import DataError
 from ptheta.models.neural import NeuralModel
+from ptheta.models.params import check_int, parameter_error
 from ptheta.nn.conv import GatedBlock, MaskedConv2d
 
 
@@ -34,12 +34,6 @@ def image_shape_of(spec: DataSpec) -> tuple[int, int, int]:
         f"examples of shape {spec.event_shape}. Reshape X to (N, C, H, W), or use a model "
         "for flat data such as made or nade"
     )
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
-        raise ParameterError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
 
 
 class GatedPixelCNN(nn.Module):
@@ -88,11 +82,11 @@ class GatedPixelCNN(nn.Module):
         n_classes: int | None = None,
     ) -> None:
         super().__init__()
-        channels = _check_int("channels", channels, 1)
-        n_layers = _check_int("n_layers", n_layers, 1)
-        kernel_size = _check_int("kernel_size", kernel_size, 3)
+        channels = check_int("pixelcnn", "channels", channels, low=1)
+        n_layers = check_int("pixelcnn", "n_layers", n_layers, low=1)
+        kernel_size = check_int("pixelcnn", "kernel_size", kernel_size, low=3)
         if kernel_size % 2 == 0:
-            raise ParameterError(f"kernel_size must be odd (3, 5, 7, ...), got {kernel_size}")
+            raise parameter_error("pixelcnn", "kernel_size", "odd (3, 5, 7, ...)", kernel_size)
         c, _, _ = image_shape
         self.image_shape = tuple(image_shape)
         self.n_categories = n_categories
@@ -247,13 +241,8 @@ class PixelCNN(NeuralModel):
         self.class_conditional = class_conditional
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> nn.Module:
-        image = image_shape_of(spec)
-        if not isinstance(self.class_conditional, bool):
-            raise ParameterError(
-                f"class_conditional must be True or False, got {self.class_conditional!r}"
-            )
         return GatedPixelCNN(
-            image,
+            image_shape_of(spec),
             spec.n_categories,
             channels=self.channels,
             n_layers=self.n_layers,

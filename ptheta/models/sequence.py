@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from numbers import Integral, Real
+from numbers import Integral
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
+from ptheta.models.params import check_choice, check_float, check_int
 from ptheta.nn.attention import KVCache, TransformerBlock
 
 LONG_SEQUENCE_POLICIES: tuple[str, ...] = ("error", "sliding")
@@ -22,23 +23,13 @@ LONG_SEQUENCE_POLICIES: tuple[str, ...] = ("error", "sliding")
 # Shared pieces of both networks
 
 
-def _size(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
-        raise ParameterError(f"{name} must be a whole number >= {minimum}, got {value!r}")
-    return int(value)
+def _rate(model: str, name: str, value: Any) -> float:
+    return check_float(model, name, value, low=0, high=1, high_open=True)
 
 
-def _rate(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real) or not 0.0 <= value < 1.0:
-        raise ParameterError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
-
-
-def _event_shape(seq_len: int | tuple[int, ...]) -> tuple[int, ...]:
+def _event_shape(model: str, seq_len: int | tuple[int, ...]) -> tuple[int, ...]:
     shape = (seq_len,) if isinstance(seq_len, Integral) else tuple(seq_len)
-    for s in shape:
-        _size("seq_len", s)
-    return tuple(int(s) for s in shape)
+    return tuple(check_int(model, "seq_len", s, low=1) for s in shape)
 
 
 def _shift(x: Tensor, bos: int) -> Tensor:
@@ -146,11 +137,12 @@ class LSTMNetwork(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.n_tokens = _size("n_tokens", n_tokens, 2)
-        self.event_shape = _event_shape(seq_len)
+        self.n_tokens = check_int("lstm", "n_tokens", n_tokens, low=2)
+        self.event_shape = _event_shape("lstm", seq_len)
         self.seq_len = math.prod(self.event_shape)
-        hidden, n_layers = _size("hidden", hidden), _size("n_layers", n_layers)
-        dropout = _rate("dropout", dropout)
+        hidden = check_int("lstm", "hidden", hidden, low=1)
+        n_layers = check_int("lstm", "n_layers", n_layers, low=1)
+        dropout = _rate("lstm", "dropout", dropout)
         self.embed = nn.Embedding(self.n_tokens + 1, hidden)  # index K is BOS
         self.lstm = nn.LSTM(
             hidden, hidden, n_layers, batch_first=True, dropout=dropout if n_layers > 1 else 0.0
@@ -263,21 +255,22 @@ class TransformerNetwork(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        self.n_tokens = _size("n_tokens", n_tokens, 2)
-        self.event_shape = _event_shape(seq_len)
+        name = "transformer"
+        self.n_tokens = check_int(name, "n_tokens", n_tokens, low=2)
+        self.event_shape = _event_shape(name, seq_len)
         self.seq_len = math.prod(self.event_shape)
-        self.context = self.seq_len if context is None else _size("context", context)
-        if long_sequences not in LONG_SEQUENCE_POLICIES:
-            raise ParameterError(
-                f"long_sequences must be 'error' or 'sliding', got {long_sequences!r}"
-            )
+        context = check_int(name, "context", context, low=1, allow_none=True)
+        self.context = self.seq_len if context is None else context
+        check_choice(name, "long_sequences", long_sequences, LONG_SEQUENCE_POLICIES)
+        dim = check_int(name, "dim", dim, low=1)
+        n_heads = check_int(name, "n_heads", n_heads, low=1)
+        n_layers = check_int(name, "n_layers", n_layers, low=1)
+        dropout = _rate(name, "dropout", dropout)
         self.sliding = long_sequences == "sliding"
         if self.seq_len > self.context and not self.sliding:
             raise ParameterError(self._too_long(self.seq_len))
         if self.seq_len > self.context and self.context < 2:
             raise ParameterError("long_sequences='sliding' needs context >= 2")
-        dim, n_heads = _size("dim", dim), _size("n_heads", n_heads)
-        n_layers, dropout = _size("n_layers", n_layers), _rate("dropout", dropout)
         self.tok = nn.Embedding(self.n_tokens + 1, dim)  # index K is BOS
         self.pos = nn.Embedding(self.context, dim)
         self.drop = nn.Dropout(dropout)
@@ -413,10 +406,8 @@ def _generate(
     self._check_fitted()
     if isinstance(n_samples, bool) or not isinstance(n_samples, Integral) or n_samples < 1:
         raise DataError(f"n_samples must be a whole number >= 1, got {n_samples!r}")
-    if isinstance(temperature, bool) or not isinstance(temperature, Real) or temperature < 0:
-        raise ParameterError(f"temperature must be a number >= 0, got {temperature!r}")
-    if top_k is not None:
-        top_k = _size("top_k", top_k)
+    temperature = check_float(self.name, "temperature", temperature, low=0)
+    top_k = check_int(self.name, "top_k", top_k, low=1, allow_none=True)
     tokens = None
     if prompt is not None:
         tokens = np.asarray(prompt)

@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from ptheta.data.spec import check_values
 from ptheta.errors import PthetaError, RunDirError
-from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps
 from ptheta.models import GenerativeModel, get_model_class
 from ptheta.models.base import to_jsonable
 
@@ -34,7 +36,7 @@ METRICS = "metrics.jsonl"
 
 def write_metrics(run_dir: str | os.PathLike, records: list[dict[str, Any]]) -> None:
     """Replace ``metrics.jsonl`` with ``records`` (one JSON object per line)."""
-    atomic_write_text(Path(run_dir) / METRICS, "".join(json.dumps(r) + "\n" for r in records))
+    atomic_write_text(Path(run_dir) / METRICS, "".join(dumps(r) + "\n" for r in records))
 
 
 def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
@@ -108,8 +110,51 @@ def save_run(
     return run_dir
 
 
+# The entries of config.json that loading relies on, with their JSON types; "required"
+# ones are in every config save_run writes.
+_CONFIG_FIELDS: dict[str, tuple[type, bool]] = {
+    "format_version": (int, True),
+    "model": (str, True),
+    "params": (dict, True),
+    "fitted": (dict, True),
+    "data": (dict, False),
+    "weights": (str, False),
+    "weights_sha256": (str, False),
+    "tuple_params": (list, False),
+    "versions": (dict, False),
+    "extra": (dict, False),
+}
+_JSON_TYPE_NAMES = {int: "a whole number", str: "a string", dict: "an object", list: "a list"}
+
+
+def _config_problem(config: dict[str, Any]) -> str | None:
+    """What is missing or of the wrong type in a parsed config.json, or None."""
+    for key, (kind, required) in _CONFIG_FIELDS.items():
+        if key not in config:
+            if required:
+                return f"has no {key!r} entry"
+            continue
+        value = config[key]
+        if not isinstance(value, kind) or isinstance(value, bool):
+            return f"has {key}: {json.dumps(value)[:60]}, which should be {_JSON_TYPE_NAMES[kind]}"
+    if config["format_version"] < 1:
+        return f"has format_version {config['format_version']}; versions start at 1"
+    if not config["model"]:
+        return "has an empty 'model' entry"
+    weights = config.get("weights", WEIGHTS)
+    if weights in ("", ".", "..") or Path(weights).name != weights:
+        return f"has weights: {weights!r}, which should be a file name inside the run directory"
+    if not all(isinstance(k, str) for k in config.get("tuple_params", [])):
+        return "has a 'tuple_params' entry that is not a list of parameter names"
+    return None
+
+
 def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The parsed ``config.json`` of a run directory, with clear errors when it is not one."""
+    """The parsed ``config.json`` of a run directory, with clear errors when it is not one.
+
+    Every entry that loading relies on is checked for presence and JSON type, so a damaged
+    config gives one :class:`RunDirError` saying what is wrong, not a traceback later.
+    """
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise RunDirError(
@@ -120,34 +165,87 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
             f"{str(run_dir)!r} is a file, not a run directory written by `ptheta fit`"
         )
     path = run_dir / CONFIG
+    # save_run writes config.json last, so a fit that crashed part-way leaves none.
     if not path.exists():
         raise RunDirError(
             f"{str(run_dir)!r} is not a ptheta run directory (no {CONFIG}); "
             "create one with `ptheta fit MODEL --data DATA --out DIR`"
         )
+    if not path.is_file():
+        raise RunDirError(
+            f"{path} is not a file (a directory?), so {str(run_dir)!r} is not a ptheta run "
+            "directory; remove it and re-run `ptheta fit`"
+        )
     try:
-        config = json.loads(path.read_text())
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise RunDirError(
             f"{path} is corrupted (not valid JSON: {e}); re-run `ptheta fit` to recreate it"
         ) from None
+    except OSError as e:
+        raise RunDirError(
+            f"could not read {path} ({e.strerror or e}); check its permissions, or re-run "
+            "`ptheta fit`"
+        ) from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         raise RunDirError(f"{path} was not written by ptheta (no 'format': '{FORMAT}' entry)")
-    if int(config.get("format_version", 0)) > FORMAT_VERSION:
+    version = config.get("format_version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise RunDirError(
-            f"{path} has format version {config['format_version']}, newer than this ptheta "
-            f"understands ({FORMAT_VERSION}); upgrade ptheta"
+            f"{path} has format version {version}, newer than this ptheta understands "
+            f"({FORMAT_VERSION}); upgrade ptheta"
         )
-    for key in ("model", "params", "fitted"):
-        if key not in config:
-            raise RunDirError(f"{path} is incomplete: no {key!r} entry; re-run `ptheta fit`")
+    problem = _config_problem(config)
+    if problem:
+        raise RunDirError(
+            f"{path} is corrupted or incomplete: it {problem}; re-run `ptheta fit` to recreate it"
+        )
     return config
+
+
+def _brief(e: BaseException) -> str:
+    """One line naming an unexpected exception: its type and the first line of its text."""
+    text = str(e).strip().splitlines()
+    line = text[0] if text else ""
+    if len(line) > 200:
+        line = line[:200] + "..."
+    return line if isinstance(e, PthetaError) else f"{type(e).__name__}: {line}"
+
+
+def _check_restored(model: GenerativeModel, run_dir: Path) -> None:
+    """Score one example of the fitted spec (sample one where the model has no likelihood):
+    a cheap proof that the restored state is complete and consistent, so a missing or
+    mismatched array fails here, at load time, not in the middle of the user's command.
+
+    Sampling is not checked where there is a likelihood: a sequential sampler (PixelCNN on
+    32×32 colour images) takes minutes for one example.
+    """
+    spec = model.fitted_spec
+    example = np.zeros((1, *spec.event_shape), dtype=np.int64 if spec.is_discrete else float)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the user did not ask for this check
+            if model.likelihood != "none":
+                step = "scoring one example"
+                score = model.score_samples(example)
+                if score.shape != (1,) or np.isnan(score).any():
+                    raise ValueError(f"score_samples gave {score.tolist()} for one example")
+            else:
+                step = "sampling one example"
+                check_values(model.sample(1, random_state=0), spec, what="the sample")
+    except Exception as e:  # any failure means the state does not hold together
+        raise RunDirError(
+            f"{run_dir} is corrupted or incomplete: {step} with the restored {model.name!r} "
+            f"model failed ({_brief(e)}); re-run `ptheta fit`"
+        ) from None
 
 
 def load_run(run_dir: str | os.PathLike, *, expect_model: str | None = None) -> GenerativeModel:
     """Rebuild the fitted estimator stored in ``run_dir``.
 
-    ``expect_model`` guards against loading a checkpoint of another model.
+    ``expect_model`` guards against loading a checkpoint of another model. The restored
+    model scores one example (or samples one, without a likelihood) before it is returned;
+    a failure there, like any damaged file, is a :class:`RunDirError` saying what is wrong.
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
@@ -160,7 +258,18 @@ def load_run(run_dir: str | os.PathLike, *, expect_model: str | None = None) -> 
     weights_path = run_dir / config.get("weights", WEIGHTS)
     if not weights_path.exists():
         raise RunDirError(f"{weights_path} is missing; the run is incomplete, re-run `ptheta fit`")
-    blob = weights_path.read_bytes()
+    if not weights_path.is_file():
+        raise RunDirError(
+            f"{weights_path} is not a file (a directory?); the run is corrupted, re-run "
+            "`ptheta fit`"
+        )
+    try:
+        blob = weights_path.read_bytes()
+    except OSError as e:
+        raise RunDirError(
+            f"could not read {weights_path} ({e.strerror or e}); check its permissions, or "
+            "re-run `ptheta fit`"
+        ) from None
     expected_hash = config.get("weights_sha256")
     if expected_hash and hashlib.sha256(blob).hexdigest() != expected_hash:
         raise RunDirError(
@@ -190,6 +299,14 @@ def load_run(run_dir: str | os.PathLike, *, expect_model: str | None = None) -> 
             "(written by another ptheta version?); re-run `ptheta fit`"
         )
     # JSON has no tuples: the config lists the parameters that were tuples
-    params = {k: tuple(v) if k in config.get("tuple_params", ()) else v for k, v in params.items()}
-    model = cls(**params)
-    return model.set_state(arrays, config["fitted"])
+    tuple_params = config.get("tuple_params", [])
+    try:
+        params = {k: tuple(v) if k in tuple_params else v for k, v in params.items()}
+        model = cls(**params).set_state(arrays, config["fitted"])
+    except Exception as e:  # a family's own restore code may fail in its own way
+        raise RunDirError(
+            f"{run_dir} is corrupted or incomplete: {_brief(e)}"
+            + ("" if isinstance(e, RunDirError) else "; re-run `ptheta fit`")
+        ) from None
+    _check_restored(model, run_dir)
+    return model

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -73,20 +74,66 @@ class TrainConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        positive = {"epochs": self.epochs, "batch_size": self.batch_size, "lr": self.lr}
-        for key, value in positive.items():
-            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
-                raise ParameterError(f"{key} must be a positive number, got {value!r}")
-        if self.schedule not in ("cosine", "constant"):
+        _check("epochs", self.epochs, integer=True, low=1)
+        _check("batch_size", self.batch_size, integer=True, low=1)
+        _check("lr", self.lr, low=0, low_open=True)
+        _check("weight_decay", self.weight_decay, low=0)
+        if not isinstance(self.schedule, str) or self.schedule not in ("cosine", "constant"):
             raise ParameterError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        if self.ema_decay is not None and not 0.0 < self.ema_decay < 1.0:
-            raise ParameterError(f"ema_decay must be in (0, 1), got {self.ema_decay!r}")
-        if self.patience is not None and self.patience < 1:
-            raise ParameterError(f"patience must be at least 1 (or None), got {self.patience!r}")
-        if self.grad_clip is not None and self.grad_clip <= 0:
-            raise ParameterError(f"grad_clip must be positive (or None), got {self.grad_clip!r}")
-        if self.warmup_steps < 0 or self.checkpoint_every < 0 or self.weight_decay < 0:
-            raise ParameterError("warmup_steps, checkpoint_every and weight_decay must be >= 0")
+        _check("warmup_steps", self.warmup_steps, integer=True, low=0)
+        _check("grad_clip", self.grad_clip, low=0, low_open=True, allow_none=True)
+        _check(
+            "ema_decay",
+            self.ema_decay,
+            low=0,
+            high=1,
+            low_open=True,
+            high_open=True,
+            allow_none=True,
+        )
+        _check("patience", self.patience, integer=True, low=1, allow_none=True)
+        _check("max_time", self.max_time, low=0, low_open=True, allow_none=True)
+        _check("checkpoint_every", self.checkpoint_every, integer=True, low=0)
+        if not isinstance(self.device, str) or not self.device:
+            raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
+        _check("seed", self.seed, integer=True, low=0, high=2**32 - 1)
+        if not isinstance(self.progress, bool):
+            raise ParameterError(f"progress must be True or False, got {self.progress!r}")
+
+
+def _check(
+    name: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    low: float,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    allow_none: bool = False,
+) -> None:
+    """A ParameterError "<name> must be <what>, got <value!r>" unless ``value`` is an
+    integer (or a finite real number) from ``low`` up to ``high`` (bounds included unless
+    open); bool, strings, NaN and ±inf never pass."""
+    if value is None and allow_none:
+        return
+    kind = numbers.Integral if integer else numbers.Real
+    try:
+        ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        ok = False
+    ok = ok and (value > low if low_open else value >= low)
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        what = "an integer" if integer else "a finite number"
+        if high is None:
+            what += f" {'>' if low_open else '>='} {low}"
+        else:
+            what += f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
+        raise ParameterError(
+            f"{name} must be {what}{' (or None)' if allow_none else ''}, got {value!r}"
+        )
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import numpy as np
@@ -319,3 +320,31 @@ def test_an_interrupted_neural_fit_resumes_to_the_same_weights(tmp_path, monkeyp
            match="nothing to resume")  # fmt: skip
     _fails("fit", "gmm", "--data", "digits", "--out", str(tmp_path / "g"), "--resume",
            match="fits in one go")  # fmt: skip
+
+
+def test_unwritable_paths_are_one_line_errors(gmm_run, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    _fails("fit", "independent", "--data", "digits-binary", "--out", str(afile / "sub"),
+           match="check the path")  # fmt: skip
+    _fails("sample", str(gmm_run), "--out", str(afile / "s.npy"), match="check the path")
+    _fails("score", str(gmm_run), "--out", str(afile / "s.csv"), match="check the path")
+
+
+def test_run_files_are_strict_json_even_with_infinite_nll(tmp_path):
+    def strict(text: str):
+        def refuse(constant: str):
+            raise AssertionError(f"non-standard JSON constant {constant}")
+
+        return json.loads(text, parse_constant=refuse)
+
+    out = tmp_path / "m"
+    # alpha=0: levels never seen in training get probability 0, so some NLL is infinite
+    run("fit", "markov", "--data", "digits-binary", "--set", "alpha=0", "--out", str(out))
+    strict((out / "config.json").read_text())
+    records = [strict(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = next(r for r in records if r.get("split") == "val")
+    assert val["nll_nats"] is None  # infinite: written as null, not Infinity
+    mask = os.umask(0)
+    os.umask(mask)
+    assert (out / "config.json").stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600

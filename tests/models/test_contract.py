@@ -300,3 +300,19 @@ def test_class_conditional_sampling(name):
     assert model.sample(5, y=label, random_state=0).shape == (5, *split.spec.event_shape)
     with pytest.raises(DataError, match="unknown class"):
         model.sample(2, y="no such class")
+
+
+@pytest.mark.parametrize("name", [n for n in REGISTRY if len(REGISTRY[n].data_kinds) > 1])
+def test_refitting_on_another_kind_equals_a_fresh_fit(name):
+    kinds = REGISTRY[name].data_kinds
+    model, _, _, _, _ = _fit(name, kinds[0])
+    x, y, split = _data(kinds[-1], image=REGISTRY[name].needs_image)
+    fresh = ptheta.make(name, **REGISTRY[name].quick_params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model.fit(split, y if model.needs_labels else None)
+        fresh.fit(split, y if model.needs_labels else None)
+    assert sorted(vars(model)) == sorted(vars(fresh))
+    assert model.fitted_spec == fresh.fitted_spec and model.units_ == fresh.units_
+    if type(model).likelihood != "none":
+        np.testing.assert_allclose(model.score_samples(x), fresh.score_samples(x), rtol=1e-9)

@@ -13,7 +13,7 @@ from sklearn.model_selection import GridSearchCV, KFold, cross_val_score
 
 import ptheta
 from ptheta.data.spec import DataSpec, Split
-from ptheta.errors import DataError
+from ptheta.errors import DataError, ParameterError
 
 
 def _eight_gaussians(n: int, seed: int = 0) -> np.ndarray:
@@ -142,10 +142,14 @@ def test_digits_like_constant_pixels_get_a_sensible_held_out_bound():
         warnings.simplefilter("error")  # dequantised: no constant-feature warning
         model = ptheta.make("gmm", n_components=2, random_state=0).fit(x[:250])
     assert np.all(model.score_samples(x[250:]) > -100), "variances stay >= 1/12"
+    # the same values declared continuous: a density at the points, and the singular
+    # constant pixel makes the held-out log-density collapse
+    points = Split(x[:250].astype(float), None, DataSpec("continuous", (8,)))
     with pytest.warns(UserWarning, match="constant"):
-        naive = ptheta.make("gmm", n_components=2, dequantize="none", random_state=0)
-        naive.fit(x[:250])
-    assert np.all(naive.score_samples(x[250:]) < -1e4)
+        naive = ptheta.make("gmm", n_components=2, random_state=0).fit(points)
+    assert np.all(naive.score_samples(x[250:].astype(float)) < -1e4)
+    with pytest.raises(ParameterError, match="kind='continuous'"):
+        ptheta.make("gmm", n_components=2, dequantize="none").fit(x[:250])
 
 
 def test_singular_covariance_is_a_clear_error():
@@ -297,3 +301,19 @@ def test_dequantised_marginal_is_the_same_bound_on_the_observed_coordinates():
     np.testing.assert_array_equal(imputed[~obs], expected[~obs])
     drawn = model.impute(partial, method="sample", random_state=0)
     assert drawn.dtype == np.int64 and drawn.min() >= 0 and drawn.max() <= 5
+
+
+def test_far_from_the_origin_diagonal_and_full_agree_with_the_closed_form():
+    # tiny spread around a huge offset: E[x²] − E[x]² and expanded quadratic forms would
+    # cancel catastrophically here (the reviewer's counter-example)
+    rng = np.random.default_rng(7)
+    x = 1e6 + 1e-2 * rng.standard_normal((400, 2))
+    closed_form = {
+        "diag": stats.norm(x.mean(0), x.std(0)).logpdf(x).sum(1),
+        "full": stats.multivariate_normal(x.mean(0), np.cov(x.T, bias=True)).logpdf(x),
+    }
+    for covariance_type, expected in closed_form.items():
+        model = ptheta.make(
+            "gmm", n_components=1, covariance_type=covariance_type, reg_covar=0.0
+        ).fit(x)
+        np.testing.assert_allclose(model.score_samples(x), expected, rtol=1e-6)
