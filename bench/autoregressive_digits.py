@@ -24,8 +24,8 @@ import ptheta
 MODELS = {
     "independent": {},
     "nade": {"hidden": 500, "lr": 1e-3, "batch_size": 50, "weight_decay": 1e-4},
-    "made": {"hidden": [512, 512], "n_masks": 8, "order_agnostic": True, "lr": 1e-3,
-             "batch_size": 50, "weight_decay": 1e-4},
+    "made": {"hidden": [512, 512], "n_masks": 32, "order_agnostic": True, "lr": 1e-3,
+             "batch_size": 32, "weight_decay": 0.05},
     "pixelcnn": {"channels": 32, "n_layers": 5, "lr": 3e-3, "batch_size": 32},
 }  # fmt: skip
 

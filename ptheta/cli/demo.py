@@ -24,6 +24,19 @@ DEMO_RUNS: list[tuple[str, str, dict]] = [
     ("digits", "independent", {}),
     ("digits", "chow-liu", {}),
     ("digits", "gmm", {"n_components": 10, "random_state": 0}),
+    # an ordering of the pixels and a neural conditional: exact by the chain rule
+    (
+        "digits",
+        "pixelcnn",
+        {
+            "channels": 32,
+            "n_layers": 5,
+            "lr": 3e-3,
+            "batch_size": 32,
+            "max_time": 30,
+            "device": "cpu",
+        },
+    ),
     # data from a known tree: the true entropy is the floor of any NLL
     ("groundtruth-tree", "independent", {}),
     ("groundtruth-tree", "chow-liu", {}),

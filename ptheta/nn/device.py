@@ -23,6 +23,6 @@ def resolve_device(device: str) -> torch.device:
 def resolve_dtype(dtype: str) -> torch.dtype:
     """``"float32"`` or ``"float64"`` → torch dtype."""
     table = {"float32": torch.float32, "float64": torch.float64}
-    if dtype not in table:
+    if not isinstance(dtype, str) or dtype not in table:
         raise ParameterError(f"unknown dtype {dtype!r}; use float32 or float64")
     return table[dtype]
