@@ -17,7 +17,7 @@ from ptheta.eval.plots import samples_figure, save_figure, tree_figure
 from ptheta.io import atomic_write_text
 from ptheta.models import GenerativeModel, make
 from ptheta.train import checkpoint
-from ptheta.train.distributed import barrier, current_world
+from ptheta.train.distributed import current_world, on_main
 from ptheta.train.rundir import CONFIG, METRICS, WEIGHTS, read_config, read_metrics, save_run
 
 SAMPLES_PNG = "samples.png"
@@ -27,8 +27,7 @@ STRUCTURE_PNG = "structure.png"
 
 # Files ptheta writes into a run directory (removed by --force before a fresh run).
 RUN_FILES = (
-    CONFIG, WEIGHTS, METRICS, SAMPLES_PNG, STRUCTURE_DOT, STRUCTURE_PNG,
-    checkpoint.STATE, checkpoint.TENSORS,
+    CONFIG, WEIGHTS, METRICS, SAMPLES_PNG, STRUCTURE_DOT, STRUCTURE_PNG, checkpoint.STATE,
 )  # fmt: skip
 
 
@@ -57,6 +56,8 @@ def prepare_out_dir(out: str | os.PathLike, *, force: bool, resume: bool = False
             )
         for name in RUN_FILES:
             (out / name).unlink(missing_ok=True)
+        for path in checkpoint.tensor_files(out):
+            path.unlink()
     return out
 
 
@@ -88,9 +89,9 @@ def fit_run(
             f"--resume continues a neural training run; {name!r} fits in one go (start again)"
         )
     out = Path(out)
-    if world.is_main:
-        prepare_out_dir(out, force=force, resume=resume)
-    barrier()  # under torchrun, the others wait until rank 0 has prepared the folder
+    # rank 0 prepares the folder; under torchrun the others learn its outcome, so that an
+    # error is the same one-line error everywhere (not a broken barrier)
+    on_main(lambda: prepare_out_dir(out, force=force, resume=resume))
     if verbose and "verbose" in model.get_params():
         model.set_params(verbose=1)
     y = data.train.y if model.needs_labels else None
@@ -113,8 +114,8 @@ def fit_run(
 
     train = nll_summary(model, data.train.x)
     val = nll_summary(model, data.val.x)
-    if trains_in_steps:
-        metrics = read_metrics(out)  # the Trainer's per-epoch records
+    if trains_in_steps:  # the Trainer's per-epoch records (not a resumed run's old evals)
+        metrics = [r for r in read_metrics(out) if r.get("event") == "epoch"]
     else:
         metrics = [{"event": "fit_step", **h} for h in getattr(model, "history_", []) or []]
     metrics += [

@@ -9,13 +9,16 @@ from ptheta.models.base import LIKELIHOOD_KINDS, GenerativeModel
 from ptheta.models.baselines import Independent
 from ptheta.models.chow_liu import ChowLiuTree
 from ptheta.models.classifier import BayesClassifier
+from ptheta.models.flows import MAF, Glow, RealNVP
 from ptheta.models.made import MADE
 from ptheta.models.markov import MarkovChain
 from ptheta.models.mixtures import BernoulliMixture, CategoricalMixture, GaussianMixture
 from ptheta.models.nade import NADE
 from ptheta.models.naive_bayes import NaiveBayes
 from ptheta.models.pixelcnn import PixelCNN
+from ptheta.models.seq_vae import SeqVAE
 from ptheta.models.sequence import LSTM, Transformer
+from ptheta.models.vae import VAE
 
 REGISTRY: dict[str, type[GenerativeModel]] = {
     cls.name: cls
@@ -31,8 +34,13 @@ REGISTRY: dict[str, type[GenerativeModel]] = {
         NADE,
         MADE,
         PixelCNN,
+        RealNVP,
+        MAF,
+        Glow,
         LSTM,
         Transformer,
+        VAE,
+        SeqVAE,
     )
 }
 
@@ -78,18 +86,23 @@ __all__ = [
     "LIKELIHOOD_KINDS",
     "LSTM",
     "MADE",
+    "MAF",
     "NADE",
     "REGISTRY",
+    "VAE",
     "BayesClassifier",
     "BernoulliMixture",
     "CategoricalMixture",
     "ChowLiuTree",
     "GaussianMixture",
     "GenerativeModel",
+    "Glow",
     "Independent",
     "MarkovChain",
     "NaiveBayes",
     "PixelCNN",
+    "RealNVP",
+    "SeqVAE",
     "Transformer",
     "get_model_class",
     "list_models",

@@ -55,6 +55,7 @@ TRAINING_PARAMS: dict[str, Any] = {
 }
 
 _MODULE_PREFIX = "module."
+_SAMPLE_CHUNK = 4096
 
 
 class NeuralModel(GenerativeModel):
@@ -208,9 +209,14 @@ class NeuralModel(GenerativeModel):
         xt = torch.as_tensor(x, dtype=torch.long if spec.is_discrete else resolve_dtype(self.dtype))
         return [xt] if y is None else [xt, torch.as_tensor(y, dtype=torch.long)]
 
+    # Settings that do not change the model or its training trajectory: a run may resume
+    # with other values (more time, another device, a progress bar or not).
+    _RESUMABLE_CHANGES = ("verbose", "max_time", "device", "patience", "checkpoint_every")
+
     def _fingerprint(self, x: np.ndarray, spec: DataSpec) -> str:
         h = hashlib.sha256(self.name.encode())
-        h.update(json.dumps(to_jsonable(self.get_params()), sort_keys=True, default=str).encode())
+        params = {k: v for k, v in self.get_params().items() if k not in self._RESUMABLE_CHANGES}
+        h.update(json.dumps(to_jsonable(params), sort_keys=True, default=str).encode())
         h.update(json.dumps(spec.to_json(), sort_keys=True).encode())
         h.update(np.ascontiguousarray(x).tobytes())
         return h.hexdigest()[:16]
@@ -265,8 +271,13 @@ class NeuralModel(GenerativeModel):
                 lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
                 idx = np.array([lookup[v] for v in np.asarray(y).tolist()])
             labels = torch.as_tensor(idx, dtype=torch.long, device=device)
-        out = self._module.sample(n, labels, generator=generator)
-        return out.cpu().numpy()
+        # in chunks: memory stays bounded however many samples are asked for
+        chunks = []
+        for start in range(0, n, _SAMPLE_CHUNK):
+            part = None if labels is None else labels[start : start + _SAMPLE_CHUNK]
+            size = min(_SAMPLE_CHUNK, n - start)
+            chunks.append(self._module.sample(size, part, generator=generator).cpu().numpy())
+        return np.concatenate(chunks)
 
     def _n_parameters(self) -> int:
         return sum(p.numel() for p in self._module.parameters())

@@ -1,10 +1,11 @@
 """Training checkpoints: every tensor in safetensors, everything else in JSON, written atomically.
 
-A checkpoint is two files in the run directory: ``checkpoint.safetensors`` (weights, EMA,
-best weights, optimiser moments, RNG states) and ``checkpoint.json`` (step counters, early
-stopping state, optimiser hyper-parameters, scheduler state, history) which records the
-SHA-256 of the tensors it belongs to. The tensor file is written first, so the JSON only
-ever points at a complete one; a mismatch is reported as corruption, never loaded.
+A checkpoint is two files in the run directory: ``checkpoint-<n>.safetensors`` (weights,
+EMA, best weights, optimiser moments, RNG states) and ``checkpoint.json`` (step counters,
+early-stopping state, optimiser hyper-parameters, scheduler state, history), which names
+its tensor file and records its SHA-256. Each save writes a new tensor file, then
+atomically replaces the JSON, then deletes the older tensor files: at every moment the
+JSON points at a complete tensor file, so a crash never loses the last good checkpoint.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -23,56 +25,81 @@ from safetensors.torch import save as st_save
 from ptheta.errors import RunDirError
 from ptheta.io import atomic_write_bytes, atomic_write_json
 
-TENSORS = "checkpoint.safetensors"
 STATE = "checkpoint.json"
+TENSORS_PATTERN = re.compile(r"^checkpoint-(\d+)\.safetensors$")
 FORMAT = "ptheta-checkpoint"
+# what a checkpoint's JSON must hold, and of which type
+_LAYOUT = {"tensors": str, "tensors_sha256": str, "optimizer": dict, "scheduler": dict,
+           "progress": dict, "fingerprint": str}  # fmt: skip
 
 
 def exists(run_dir: str | os.PathLike) -> bool:
     return (Path(run_dir) / STATE).exists()
 
 
+def tensor_files(run_dir: str | os.PathLike) -> list[Path]:
+    """The checkpoint tensor files in ``run_dir`` (normally one)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        return []
+    return sorted(p for p in run_dir.iterdir() if TENSORS_PATTERN.match(p.name))
+
+
 def save(
     run_dir: str | os.PathLike, tensors: dict[str, torch.Tensor], state: dict[str, Any]
 ) -> None:
-    """Write one checkpoint (tensors, then the JSON state that names them)."""
+    """Write one checkpoint: a new tensor file, then the JSON naming it, then clean up."""
     run_dir = Path(run_dir)
     flat = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
     blob = st_save(flat, metadata={"format": FORMAT})
-    atomic_write_bytes(run_dir / TENSORS, blob)
-    record = {"format": FORMAT, "tensors_sha256": hashlib.sha256(blob).hexdigest(), **state}
+    previous = tensor_files(run_dir)
+    number = 1 + max((int(TENSORS_PATTERN.match(p.name)[1]) for p in previous), default=0)
+    name = f"checkpoint-{number}.safetensors"
+    atomic_write_bytes(run_dir / name, blob)
+    record = {
+        "format": FORMAT,
+        "tensors": name,
+        "tensors_sha256": hashlib.sha256(blob).hexdigest(),
+        **state,
+    }
     atomic_write_json(run_dir / STATE, record)
+    for old in previous:  # only now: the JSON no longer points at them
+        old.unlink(missing_ok=True)
 
 
 def load(run_dir: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a checkpoint written by :func:`save`, with clear errors when it is unusable."""
     run_dir = Path(run_dir)
-    state_path, tensor_path = run_dir / STATE, run_dir / TENSORS
-    if not state_path.exists():
-        raise RunDirError(
-            f"no training checkpoint in {str(run_dir)!r} ({STATE} is missing); start a new "
-            "run without --resume"
-        )
+    state_path = run_dir / STATE
+    fix = "start a new run without --resume"
+    if not state_path.is_file():
+        raise RunDirError(f"no training checkpoint in {str(run_dir)!r} ({STATE} is missing); {fix}")
     try:
         state = json.loads(state_path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise RunDirError(
-            f"{state_path} is corrupted ({e}); start a new run without --resume"
-        ) from None
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise RunDirError(f"{state_path} is corrupted ({e}); {fix}") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise RunDirError(f"{state_path} is not a ptheta training checkpoint")
-    if not tensor_path.exists():
-        raise RunDirError(f"{tensor_path} is missing; start a new run without --resume")
-    blob = tensor_path.read_bytes()
-    if hashlib.sha256(blob).hexdigest() != state.get("tensors_sha256"):
+        raise RunDirError(f"{state_path} is not a ptheta training checkpoint; {fix}")
+    for key, kind in _LAYOUT.items():
+        if not isinstance(state.get(key), kind):
+            raise RunDirError(f"{state_path} is corrupted: {key!r} is missing or malformed; {fix}")
+    name = state["tensors"]
+    if not TENSORS_PATTERN.match(name):
+        raise RunDirError(f"{state_path} names an invalid tensor file {name!r}; {fix}")
+    tensor_path = run_dir / name
+    try:
+        blob = tensor_path.read_bytes()
+    except OSError:
+        raise RunDirError(f"{tensor_path} is missing or unreadable; {fix}") from None
+    if hashlib.sha256(blob).hexdigest() != state["tensors_sha256"]:
         raise RunDirError(
             f"{tensor_path} does not match {STATE} (checksum differs): the checkpoint is "
-            "corrupted or from another run; start a new run without --resume"
+            f"corrupted or from another run; {fix}"
         )
     try:
         tensors = st_load(blob)
     except (SafetensorError, ValueError) as e:
-        raise RunDirError(f"{tensor_path} is not readable ({e})") from None
+        raise RunDirError(f"{tensor_path} is not readable ({e}); {fix}") from None
     return tensors, state
 
 

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+
+from ptheta import errors
+from ptheta.errors import PthetaError
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,24 @@ def barrier() -> None:
     """Wait for every process (a no-op without a process group)."""
     if dist.is_available() and dist.is_initialized():
         dist.barrier()
+
+
+def on_main(action: Callable[[], object]) -> None:
+    """Run ``action`` on rank 0 only; every process raises the same error if it fails.
+
+    Without a process group this just runs ``action``.
+    """
+    world = current_world()
+    if not world.distributed:
+        action()
+        return
+    outcome: list[object] = [None]
+    if world.is_main:
+        try:
+            action()
+        except PthetaError as e:
+            outcome[0] = (type(e).__name__, str(e))
+    dist.broadcast_object_list(outcome, src=0)
+    if outcome[0] is not None:
+        name, message = outcome[0]
+        raise getattr(errors, name, PthetaError)(message)

@@ -8,27 +8,30 @@ validation loss is used). It depends on torch alone.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import numbers
 import os
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DistributedSampler
 
 from ptheta.errors import ParameterError, RunDirError
-from ptheta.io import append_jsonl
+from ptheta.io import append_jsonl, atomic_write_text, dumps
 from ptheta.progress import progress_bar
 from ptheta.train import checkpoint
-from ptheta.train.distributed import current_world
+from ptheta.train.distributed import World, current_world
 
 METRICS = "metrics.jsonl"
 
@@ -40,7 +43,9 @@ class TrainConfig:
     Arguments:
         epochs: passes over the training data.
         batch_size: examples per optimisation step, summed over all processes (the global
-            batch; each of W processes takes batch_size / W).
+            batch; each of W processes takes every W-th example of it, and the losses are
+            scaled so that training equals one process with the same batches exactly; a
+            last batch with fewer than W examples is dropped under DDP).
         lr: AdamW learning rate (peak, after warm-up).
         weight_decay: AdamW's decoupled weight decay.
         schedule: ``"cosine"`` (decay to 0 over all steps) or ``"constant"``.
@@ -218,11 +223,6 @@ class Trainer:
         n = len(train[0])
         if n == 0:
             raise ParameterError("no training examples")
-        if cfg.batch_size % world.world_size:
-            raise ParameterError(
-                f"batch_size={cfg.batch_size} must be divisible by the {world.world_size} "
-                "processes (it is the global batch)"
-            )
         if resume and run_dir is None:
             raise RunDirError("resume needs a run directory with a checkpoint")
         if run_dir is not None and world.is_main:
@@ -236,16 +236,8 @@ class Trainer:
                 objective, device_ids=[device.index] if device.type == "cuda" else None
             )
         opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        sampler = DistributedSampler(
-            range(n),
-            num_replicas=world.world_size,
-            rank=world.rank,
-            shuffle=True,
-            seed=cfg.seed,
-        )
-        local_batch = cfg.batch_size // world.world_size
-        steps_per_epoch = math.ceil(len(sampler) / local_batch)
-        total_steps = cfg.epochs * steps_per_epoch
+        batches_per_epoch = len(_global_batches(n, cfg.batch_size, world.world_size, cfg.seed, 0))
+        total_steps = cfg.epochs * batches_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, total_steps))
         ema = (
             AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
@@ -255,35 +247,45 @@ class Trainer:
         s = _State()
         if resume:
             s = self._restore(run_dir, module, opt, sched, ema, fingerprint, device)
-            if s.finished:
-                return s.result(0.0)
+            if s.finished and s.stopped != "max_time":
+                _apply_best(module, ema, s)
+                return s.result(s.seconds)
+            s.finished = False  # a run stopped by max_time continues with the new budget
         train = [t.to(device) for t in train]
         val = None if val is None else [t.to(device) for t in val]
-        start = time.perf_counter() - s.seconds
+        start = time.perf_counter() - s.seconds  # max_time counts resumed parts too
         metrics_path = Path(run_dir) / METRICS if run_dir is not None and world.is_main else None
+        if metrics_path is not None:  # the record so far: empty, or what the checkpoint holds
+            atomic_write_text(metrics_path, "".join(
+                dumps({"event": "epoch", **h}) + "\n" for h in s.history
+            ))  # fmt: skip
 
         def save_checkpoint() -> None:
             if run_dir is not None and world.is_main:
-                self._save(
-                    run_dir, module, opt, sched, ema, s, fingerprint, time.perf_counter() - start
-                )
+                elapsed = time.perf_counter() - start
+                self._save(run_dir, module, opt, sched, ema, s, fingerprint, elapsed)
 
-        stop = None
-        with progress_bar(
-            total_steps, "training", enabled=cfg.progress and world.is_main
-        ) as advance:
+        stop, in_step = None, False
+        with (
+            _graceful_interrupts() as interrupted,
+            progress_bar(
+                total_steps, "training", enabled=cfg.progress and world.is_main
+            ) as advance,
+        ):
             advance(s.step)
             try:
                 for epoch in range(s.epoch, cfg.epochs):
                     s.epoch = epoch
-                    sampler.set_epoch(epoch)
-                    order = torch.tensor(list(iter(sampler)), device=device)
-                    batches = order.split(local_batch)
+                    batches = _global_batches(n, cfg.batch_size, world.world_size, cfg.seed, epoch)
                     module.train()
                     epoch_start, seen = time.perf_counter(), 0
                     for b in range(s.batch, len(batches)):
-                        batch = [t[batches[b]] for t in train]
-                        loss = objective(*batch).mean()
+                        in_step = True
+                        # this process's share of the global batch; the loss is scaled so
+                        # that DDP's average over processes is the global batch's mean
+                        mine = batches[b][world.rank :: world.world_size].to(device)
+                        losses = objective(*[t[mine] for t in train])  # (n_mine,)
+                        loss = losses.sum() * (world.world_size / len(batches[b]))
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
                         if cfg.grad_clip is not None:
@@ -292,28 +294,38 @@ class Trainer:
                         sched.step()
                         if ema is not None:
                             ema.update_parameters(module)
-                        value = float(loss.detach())
+                        s.step, s.batch = s.step + 1, b + 1
+                        in_step = False
+                        out_of_time = (
+                            cfg.max_time is not None and time.perf_counter() - start > cfg.max_time
+                        )
+                        # every process takes the same decisions: one all-reduce per step
+                        value, out_of_time, stop_now = _agree(
+                            world, float(losses.detach().sum()), len(batches[b]),
+                            out_of_time, interrupted(),
+                        )  # fmt: skip
                         if not math.isfinite(value):
                             raise ParameterError(
-                                f"the training loss became {value} at step {s.step + 1}; "
-                                "lower lr or raise grad_clip's strictness"
+                                f"the training loss became {value} at step {s.step}; "
+                                "lower lr or set a (smaller) grad_clip"
                             )
-                        s.step, s.batch = s.step + 1, b + 1
                         s.loss_sum, s.loss_count = s.loss_sum + value, s.loss_count + 1
                         seen += len(batches[b])
-                        rate = (
-                            seen * world.world_size / max(time.perf_counter() - epoch_start, 1e-9)
-                        )
+                        rate = seen / max(time.perf_counter() - epoch_start, 1e-9)
                         advance(1, epoch=epoch + 1, loss=value, ex_per_s=round(rate))
                         if callback is not None:
                             callback(s.step, value)
+                        if stop_now:
+                            raise KeyboardInterrupt
                         if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
                             save_checkpoint()
-                        if cfg.max_time is not None and time.perf_counter() - start > cfg.max_time:
+                        if out_of_time:
                             stop = "max_time"
                             break
-                    # also after a max_time stop mid-epoch: its weights may be the best
-                    self._end_epoch(module, ema, val, s, opt, time.perf_counter() - start)
+                    # also after a max_time stop mid-epoch: its weights may be the best (the
+                    # epoch then stays open, and a resumed run finishes it)
+                    complete = s.batch == len(batches)
+                    self._end_epoch(module, ema, val, s, opt, time.perf_counter() - start, complete)
                     if metrics_path is not None:
                         append_jsonl(metrics_path, {"event": "epoch", **s.history[-1]})
                     if cfg.patience is not None and s.bad_epochs >= cfg.patience:
@@ -322,17 +334,15 @@ class Trainer:
                     if stop is not None:
                         break
             except KeyboardInterrupt:
-                save_checkpoint()  # the last completed step: --resume continues from here
+                # between steps the state is consistent: save it, and --resume continues
+                # exactly; a second Ctrl-C inside a step keeps the previous checkpoint
+                if not in_step:
+                    save_checkpoint()
                 raise
         s.finished = True
         s.stopped = stop or "completed"
-        final = ema.module if ema is not None else module
-        if s.best_state is not None:
-            final.load_state_dict(s.best_state)
-        if ema is not None:
-            module.load_state_dict(ema.module.state_dict())
-        save_checkpoint()
-        module.eval()
+        save_checkpoint()  # the last weights and the best ones: a max_time stop can continue
+        _apply_best(module, ema, s)
         return s.result(time.perf_counter() - start)
 
     # ----------------------------------------------------------------- epochs
@@ -344,6 +354,7 @@ class Trainer:
         s: _State,
         opt: torch.optim.Optimizer,
         seconds: float,
+        complete: bool = True,
     ) -> None:
         record: dict[str, Any] = {
             "epoch": s.epoch + 1,
@@ -352,18 +363,22 @@ class Trainer:
             "lr": opt.param_groups[0]["lr"],
             "seconds": seconds,
         }
+        if not complete:
+            record["partial"] = True
         evaluated = ema.module if ema is not None else module
         if val is not None:
             value = validation_nll(evaluated, val, self.config.batch_size)
-            record["val_nll"] = value
+            # with labels, the module scores −log p(x | y): say so in the record
+            record["val_nll" if len(val) == 1 else "val_nll_given_y"] = value
             if s.best_val is None or value < s.best_val:
                 s.best_val, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
                 s.best_state = copy.deepcopy(evaluated.state_dict())
             else:
                 s.bad_epochs += 1
         s.history.append(record)
-        s.epoch, s.batch = s.epoch + 1, 0
-        s.loss_sum, s.loss_count = 0.0, 0
+        if complete:
+            s.epoch, s.batch = s.epoch + 1, 0
+            s.loss_sum, s.loss_count = 0.0, 0
 
     # ----------------------------------------------------------------- checkpoints
     def _save(self, run_dir, module, opt, sched, ema, s: _State, fingerprint: str, seconds: float):
@@ -403,13 +418,19 @@ class Trainer:
         except RuntimeError as e:
             raise RunDirError(f"the checkpoint does not fit this model: {e}") from None
         module.to(device)
-        checkpoint.restore_optimizer(opt, tensors, state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(tensors["rng/torch"])
-        if "rng/cuda" in tensors and torch.cuda.is_available():
-            torch.cuda.set_rng_state(tensors["rng/cuda"])
-        best = checkpoint.unprefixed("best", tensors)
-        return _State.from_json(state["progress"], best or None)
+        try:
+            checkpoint.restore_optimizer(opt, tensors, state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            torch.set_rng_state(tensors["rng/torch"])
+            if "rng/cuda" in tensors and torch.cuda.is_available():
+                torch.cuda.set_rng_state(tensors["rng/cuda"])
+            best = checkpoint.unprefixed("best", tensors)
+            return _State.from_json(state["progress"], best or None)
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            raise RunDirError(
+                f"the checkpoint in {str(run_dir)!r} is corrupted ({type(e).__name__}: {e}); "
+                "start a new run without --resume"
+            ) from None
 
 
 @dataclass
@@ -437,6 +458,9 @@ class _State:
 
     @classmethod
     def from_json(cls, d: dict[str, Any], best: dict[str, torch.Tensor] | None) -> _State:
+        expected = {f for f in cls.__dataclass_fields__ if f != "best_state"}
+        if set(d) != expected:
+            raise ValueError(f"progress has fields {sorted(d)}, expected {sorted(expected)}")
         return cls(**{**d, "best_state": best})
 
     def result(self, seconds: float) -> TrainResult:
@@ -448,6 +472,67 @@ class _State:
             stopped=self.stopped,
             seconds=seconds or self.seconds,
         )
+
+
+def _apply_best(module: nn.Module, ema: AveragedModel | None, s: _State) -> None:
+    """Leave the best (validation) weights — of the EMA when there is one — in ``module``."""
+    final = ema.module if ema is not None else module
+    if s.best_state is not None:
+        final.load_state_dict(s.best_state)
+    if ema is not None:
+        module.load_state_dict(ema.module.state_dict())
+    module.eval()
+
+
+def _global_batches(n: int, batch_size: int, world_size: int, seed: int, epoch: int):
+    """The epoch's global batches: one seeded permutation shared by every process.
+
+    Each process takes every world_size-th index of a batch, so a batch needs at least
+    world_size examples: under DDP a last batch smaller than that is dropped (with one
+    process nothing is ever dropped).
+    """
+    g = torch.Generator().manual_seed(seed + epoch)
+    batches = list(torch.randperm(n, generator=g).split(batch_size))
+    if world_size > 1 and len(batches[-1]) < world_size:
+        batches.pop()
+    if not batches:
+        raise ParameterError(f"{n} training examples cannot be shared by {world_size} processes")
+    return batches
+
+
+def _agree(
+    world: World, loss_sum: float, batch_len: int, out_of_time: bool, interrupted: bool
+) -> tuple[float, bool, bool]:
+    """The global batch's mean loss, and stop decisions every process shares."""
+    if not world.distributed:
+        return loss_sum / batch_len, out_of_time, interrupted
+    packed = torch.tensor([loss_sum, float(out_of_time), float(interrupted)], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        packed = packed.cuda()
+    dist.all_reduce(packed)
+    total, late, stop = packed.tolist()
+    return total / batch_len, late > 0, stop > 0
+
+
+@contextlib.contextmanager
+def _graceful_interrupts() -> Iterator[Callable[[], bool]]:
+    """Turn the first Ctrl-C into a flag the loop reads between steps; a second one
+    interrupts at once. Only in the main thread (signal handlers live there)."""
+    flag = {"set": False}
+    if threading.current_thread() is not threading.main_thread():
+        yield lambda: flag["set"]
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        if flag["set"]:
+            raise KeyboardInterrupt
+        flag["set"] = True
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield lambda: flag["set"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:

@@ -305,7 +305,8 @@ def test_an_interrupted_neural_fit_resumes_to_the_same_weights(tmp_path, monkeyp
         return original(self, *args, **{**kwargs, "callback": stop})
 
     monkeypatch.setattr(Trainer, "fit", interrupted_fit)
-    _fails("fit", "made", *NEURAL, "--out", str(tmp_path / "resumed"), match="--resume")
+    # interrupted with a progress bar, resumed without one: display settings may change
+    _fails("fit", "made", *NEURAL[:-1], "--out", str(tmp_path / "resumed"), match="--resume")
     assert not (tmp_path / "resumed" / "config.json").exists()
     monkeypatch.setattr(Trainer, "fit", original)
     run("fit", "made", *NEURAL, "--out", str(tmp_path / "resumed"), "--resume")

@@ -30,7 +30,9 @@ NONE_SWITCHES_OFF = {"grad_clip", "patience"}
 # Real-valued parameters whose default is None (2.5 may be valid for them).
 REAL_DEFAULT_NONE = {"max_time", "ema_decay"}
 # A list of two integers, or a dict, is a valid value of these.
-TAKES_INT_LIST = {("made", "hidden")}
+TAKES_INT_LIST = {("made", "hidden"), ("vae", "hidden")}
+# String-valued by default but a positive real is valid too.
+TAKES_REAL = {("vae", "decoder_variance")}
 TAKES_DICT = {("bayes-classifier", "density_params")}
 
 
@@ -53,7 +55,11 @@ def _bad_values(name: str, key: str) -> list[tuple[str, object]]:
         bad.append(("dict", {}))
     if default is not None and key not in NONE_SWITCHES_OFF:
         bad.append(("None", None))
-    if not isinstance(default, float) and key not in REAL_DEFAULT_NONE:
+    if (
+        not isinstance(default, float)
+        and key not in REAL_DEFAULT_NONE
+        and ((name, key) not in TAKES_REAL)
+    ):
         bad.append(("2.5", 2.5))  # an integer, a string, a flag: never 2.5
     if not isinstance(default, bool) and key != "verbose":
         bad.append(("True", True))
@@ -103,6 +109,11 @@ VALID = {
     "pixelcnn": [{"kernel_size": 5, "class_conditional": True, "schedule": "constant"}],
     "lstm": [{"n_layers": 2, "dropout": 0.5, "warmup_steps": 2, "weight_decay": 0.1}],
     "transformer": [{"context": 3, "long_sequences": "sliding"}, {"context": None}],
+    "vae": [{"hidden": [8], "decoder_variance": 2.5, "beta": 0.5, "free_bits": 0.1}],
+    "seq-vae": [{"cell": "gru", "token_dropout": 0.25, "beta_warmup_epochs": 2}],
+    "realnvp": [{"coupling": "additive", "norm": "batchnorm", "base": "learned"}],
+    "maf": [{"n_layers": 1, "dequantization": "variational", "n_dequant_samples": 1}],
+    "glow": [{"n_levels": 1, "n_steps": 1, "alpha": 0.1}],
 }
 
 

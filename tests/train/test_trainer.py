@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
 
 import numpy as np
 import pytest
@@ -119,6 +121,50 @@ def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path, ema_decay):
     assert [h["val_nll"] for h in result.history] == [h["val_nll"] for h in ref.history]
 
 
+class _SignalInsideStep(TinyAutoregressive):
+    """Sends itself SIGINT in the middle of the forward pass of one training step."""
+
+    def __init__(self, at_call: int):
+        super().__init__()
+        self.calls, self.at_call = 0, at_call
+
+    def loss(self, x, y=None):
+        self.calls += 1
+        if self.training and self.calls == self.at_call:
+            os.kill(os.getpid(), signal.SIGINT)  # the handler only sets a flag
+        return super().loss(x, y)
+
+
+def test_ctrl_c_inside_a_step_still_resumes_exactly(tmp_path):
+    x, val = _data(), _data(32, seed=1)
+    config = TrainConfig(**CONFIG)
+    reference = _fresh()
+    Trainer(config).fit(reference, (x,), (val,))
+    torch.manual_seed(0)
+    victim = _SignalInsideStep(at_call=10).double()
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config).fit(victim, (x,), (val,), run_dir=tmp_path)
+    # the step in flight was finished, then training stopped and saved
+    assert json.loads((tmp_path / checkpoint.STATE).read_text())["progress"]["step"] == 10
+    resumed = _fresh(seed=7)
+    Trainer(config).fit(resumed, (x,), (val,), run_dir=tmp_path, resume=True)
+    assert _same_weights(resumed, reference)
+    epochs = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [e["epoch"] for e in epochs] == [1, 2, 3, 4], "no epoch recorded twice"
+
+
+def test_a_max_time_stop_can_continue_with_a_larger_budget(tmp_path):
+    x = _data()
+    first = Trainer(TrainConfig(**{**CONFIG, "epochs": 50}, max_time=1e-9)).fit(
+        _fresh(), (x,), run_dir=tmp_path
+    )
+    assert first.stopped == "max_time" and first.steps == 1
+    more = Trainer(TrainConfig(**{**CONFIG, "epochs": 50}, max_time=3600.0)).fit(
+        _fresh(), (x,), run_dir=tmp_path, resume=True
+    )
+    assert more.stopped == "completed" and more.steps == 50 * 6
+
+
 def test_resume_from_a_periodic_checkpoint_after_a_crash(tmp_path):
     x = _data()
     config = TrainConfig(**CONFIG, checkpoint_every=4)
@@ -216,20 +262,29 @@ def test_bad_configuration_and_checkpoints_give_clear_errors(tmp_path):
         Trainer(TrainConfig(**CONFIG)).fit(
             _fresh(), (_data(),), run_dir=tmp_path, resume=True, fingerprint="b"
         )
-    (tmp_path / checkpoint.TENSORS).write_bytes(b"garbage")
+    checkpoint.tensor_files(tmp_path)[0].write_bytes(b"garbage")
     with pytest.raises(RunDirError, match="corrupted"):
         Trainer(TrainConfig(**CONFIG)).fit(
             _fresh(), (_data(),), run_dir=tmp_path, resume=True, fingerprint="a"
         )
 
 
-def test_global_batch_must_split_evenly_over_processes(monkeypatch):
-    from ptheta.train import trainer as trainer_module
-    from ptheta.train.distributed import World
+def test_processes_share_each_global_batch_without_padding():
+    from ptheta.train.trainer import _global_batches
 
-    monkeypatch.setattr(trainer_module, "current_world", lambda: World(0, 2, 0))
-    with pytest.raises(ParameterError, match="divisible"):
-        Trainer(TrainConfig(**{**CONFIG, "batch_size": 15})).fit(_fresh(), (_data(),))
+    single = _global_batches(81, 16, 1, seed=3, epoch=2)
+    double = _global_batches(81, 16, 2, seed=3, epoch=2)
+    assert [len(b) for b in single] == [16] * 5 + [1]
+    # two processes: the same permutation, a last batch of 1 cannot be shared and is dropped
+    assert len(double) == 5
+    assert all(torch.equal(a, b) for a, b in zip(single[:5], double, strict=True))
+    for batch in double:  # each process takes every second index: together, the batch
+        shares = [batch[rank::2] for rank in range(2)]
+        assert sorted(torch.cat(shares).tolist()) == sorted(batch.tolist())
+    # the scaled per-process losses average to the global batch's mean loss
+    losses = torch.arange(16.0)
+    scaled = [losses[rank::2].sum() * 2 / 16 for rank in range(2)]
+    assert float(sum(scaled) / 2) == pytest.approx(float(losses.mean()))
 
 
 # --------------------------------------------------------------------------- the wrapper

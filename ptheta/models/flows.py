@@ -1,0 +1,633 @@
+"""Normalizing flows: RealNVP/NICE, MAF and Glow, with exact densities and dequantisation bounds."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ptheta.data.spec import DataSpec, check_values
+from ptheta.errors import DataError
+from ptheta.models.neural import NeuralModel
+from ptheta.models.params import check_choice, check_float, check_int
+from ptheta.nn.dequantize import Logit, Scale, UniformDequantizer, VariationalDequantizer
+from ptheta.nn.flows import (
+    ActNorm,
+    BatchNorm,
+    ConvNet,
+    Coupling,
+    FactorOut,
+    Flow,
+    FlowSequence,
+    InvConv1x1,
+    MADEAffine,
+    Reshape,
+    Squeeze,
+    alternating_mask,
+    channel_coupling,
+    channel_mask,
+    checkerboard_mask,
+    one_hot_context,
+    vector_coupling,
+)
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+class FlowDensity(nn.Module):
+    """A normalizing flow density, optionally of dequantised discrete data (module level).
+
+    ``transform`` maps an example x (N, *event_shape) to a flat latent z (N, D) with
+    log |det ∂z/∂x|; the base is a diagonal Gaussian N(loc, exp(log_scale)²) (standard
+    normal unless ``base="learned"``). Then:
+
+    - continuous data: ``log_prob(x) = log p_z(f(x)) + log |det ∂f/∂x|``, exact;
+    - discrete data (``n_categories`` = K): x is an integer vector, and ``log_prob`` is the
+      dequantisation bound E_u[log p(x + u) − log q(u | x)] ≤ log P(x), estimated with
+      ``n_dequant_samples`` draws that are the SAME for every example and every call
+      (scrambled Sobol points seeded with ``seed``, see ``fixed_noise``): the estimate is
+      a deterministic function of x, and each draw is exactly distributed as u (or ε), so
+      it is unbiased for the bound. It is an estimate of a bound: with few draws its Monte
+      Carlo error (typically hundredths of a nat) can exceed the Jensen gap.
+      ``loss`` uses one fresh draw from torch's global RNG (the Trainer seeds it).
+    - ``sample`` pushes base draws through the inverse; discrete samples are floor(x),
+      clipped to 0..K−1 (mass that the density puts outside [0, K)^D goes to the edge
+      cells; it is small once fitted).
+
+    Arguments:
+        transform: the :class:`~ptheta.nn.flows.Flow` from data to latent, ending flat.
+        event_shape: shape of one example.
+        n_categories: K for discrete data (then ``dequantizer`` is required); None: continuous.
+        n_classes: classes of a conditional flow (one-hot context); None: unconditional.
+        base: ``"normal"`` (fixed N(0, I)) or ``"learned"`` (learned diagonal Gaussian).
+        dequantizer: :class:`~ptheta.nn.dequantize.UniformDequantizer` or
+            :class:`~ptheta.nn.dequantize.VariationalDequantizer`.
+        n_dequant_samples: draws of u per example in ``log_prob``.
+        seed: seeds the fixed draws of ``log_prob``.
+
+    Example:
+        >>> import torch
+        >>> from ptheta.models.flows import FlowDensity
+        >>> from ptheta.nn.flows import FlowSequence, alternating_mask, vector_coupling
+        >>> layers = [vector_coupling(alternating_mask(2, i % 2), [16]) for i in range(4)]
+        >>> flow = FlowDensity(FlowSequence(layers), (2,))
+        >>> x = flow.sample(5, generator=torch.Generator().manual_seed(0))
+        >>> x.shape, flow.log_prob(x).shape
+        (torch.Size([5, 2]), torch.Size([5]))
+
+    References:
+        Dinh, Sohl-Dickstein & Bengio (2017); Papamakarios et al. (2021), Normalizing Flows
+        for Probabilistic Modeling and Inference, JMLR.
+    """
+
+    def __init__(
+        self,
+        transform: Flow,
+        event_shape: Sequence[int],
+        *,
+        n_categories: int | None = None,
+        n_classes: int | None = None,
+        base: str = "normal",
+        dequantizer: nn.Module | None = None,
+        n_dequant_samples: int = 16,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if n_categories is not None and dequantizer is None:
+            raise ValueError("discrete data (n_categories) needs a dequantizer")
+        self.transform = transform
+        self.event_shape = tuple(event_shape)
+        self.n_dims = math.prod(self.event_shape)
+        self.n_categories, self.n_classes = n_categories, n_classes
+        self.dequantizer = dequantizer
+        self.n_dequant_samples, self.seed = n_dequant_samples, seed
+        loc, log_scale = torch.zeros(self.n_dims), torch.zeros(self.n_dims)
+        self.learned_base = base == "learned"
+        if self.learned_base:
+            self.loc, self.log_scale = nn.Parameter(loc), nn.Parameter(log_scale)
+        else:
+            self.register_buffer("loc", loc)
+            self.register_buffer("log_scale", log_scale)
+
+    def _context(self, y: Tensor | None) -> Tensor | None:
+        return one_hot_context(y, self.n_classes, self.loc.dtype)
+
+    def base_log_prob(self, z: Tensor) -> Tensor:
+        """log N(z; loc, diag(exp(2·log_scale))) of flat latents (N, D) → (N,)."""
+        if not self.learned_base:
+            return -0.5 * (z**2).sum(1) - 0.5 * self.n_dims * _LOG_2PI
+        u = (z - self.loc) * (-self.log_scale).exp()
+        return -0.5 * (u**2).sum(1) - 0.5 * self.n_dims * _LOG_2PI - self.log_scale.sum()
+
+    def density(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Exact log-density of real-valued x (N, *event_shape) in nats, (N,)."""
+        z, logdet = self.transform(x.to(self.loc.dtype), self._context(y))
+        return self.base_log_prob(z.flatten(1)) + logdet
+
+    def dequantized(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
+        """(x + u, log q(u | x)) for integer x and the dequantiser's ``noise``."""
+        return self.dequantizer(x, noise)
+
+    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Exact log-density (continuous) or the dequantisation bound (discrete), (N,)."""
+        if self.n_categories is None:
+            return self.density(x, y)
+        # CPU float64 draws: the same on every device
+        draws = self.dequantizer.fixed_noise(self.n_dequant_samples, self.event_shape, self.seed)
+        draws = draws.to(device=self.loc.device, dtype=self.loc.dtype)
+        terms = []
+        for noise in draws:  # the same draws for every example: a deterministic estimate
+            v, log_q = self.dequantized(x, noise.expand(x.shape))
+            terms.append(self.density(v, y) - log_q)
+        return torch.stack(terms).mean(0)
+
+    def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Per-example −log p(x) (continuous) or −(log p(x + u) − log q(u | x)), (N,)."""
+        if self.n_categories is None:
+            return -self.density(x, y)
+        noise = self.dequantizer.noise(x.shape, device=self.loc.device, dtype=self.loc.dtype)
+        v, log_q = self.dequantized(x, noise)
+        return log_q - self.density(v, y)
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """n draws (n, *event_shape): float, or LongTensor levels for discrete data.
+
+        All randomness comes from ``generator`` (on the module's device).
+        """
+        eps = torch.randn(
+            n, self.n_dims, generator=generator, device=self.loc.device, dtype=self.loc.dtype
+        )
+        z = self.loc + self.log_scale.exp() * eps  # (n, D)
+        x, _ = self.transform.inverse(z, self._context(y))
+        x = x.reshape(n, *self.event_shape)
+        if self.n_categories is None:
+            return x
+        return x.floor().clamp(0, self.n_categories - 1).long()
+
+    def _point(self, x: Tensor) -> Tensor:
+        # discrete data: the centre of the unit cell, x + ½
+        return x.to(self.loc.dtype) + (0.5 if self.n_categories is not None else 0.0)
+
+    def embed(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """z = f(x) (discrete data: of the cell centre x + ½), flat (N, D)."""
+        return self.transform(self._point(x), self._context(y))[0].flatten(1)
+
+    def steps(self, x: Tensor, y: Tensor | None = None) -> list[Tensor]:
+        """x (cell centres for discrete data), then the points after every layer."""
+        return self.transform.steps(self._point(x), self._context(y))
+
+
+def _image_shape(spec: DataSpec) -> tuple[int, int, int] | None:
+    """The (C, H, W) shape examples of ``spec`` are images of, or None."""
+    image = spec.image_shape
+    if image is not None and len(image) == 3 and math.prod(image) == spec.n_dims:
+        return tuple(image)
+    if len(spec.event_shape) == 3:
+        return tuple(spec.event_shape)
+    return None
+
+
+def _norm(kind: str, n_features: int) -> list[Flow]:
+    return {"actnorm": [ActNorm(n_features)], "batchnorm": [BatchNorm(n_features)]}.get(kind, [])
+
+
+class _Flow(NeuralModel):
+    """What the three flow families share: preprocessing, dequantisation, embed, steps.
+
+    Subclasses implement ``_layers(spec, image, n_classes)``: the flow from the
+    preprocessed example (shape ``image`` when not None, else flat (D,)) to a flat latent.
+    """
+
+    family: ClassVar[str] = "flows"
+    likelihood: ClassVar[str] = "exact"
+    data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
+    can_marginalise: ClassVar[bool] = False
+
+    def _fitted_likelihood(self, spec: DataSpec) -> str:
+        # a continuous density on discrete data gives a bound on the discrete log P(x)
+        return "bound" if spec.is_discrete else "exact"
+
+    def _layers(self, spec: DataSpec, image: tuple[int, ...] | None, n_classes: int | None):
+        raise NotImplementedError
+
+    def _image(self, spec: DataSpec) -> tuple[int, int, int] | None:
+        return _image_shape(spec)
+
+    def _build_module(self, spec: DataSpec, n_classes: int | None) -> FlowDensity:
+        name = self.name
+        check_int(name, "hidden", self.hidden, low=1)
+        base = check_choice(name, "base", self.base, ("normal", "learned"))
+        deq = check_choice(name, "dequantization", self.dequantization, ("uniform", "variational"))
+        n_draws = check_int(name, "n_dequant_samples", self.n_dequant_samples, low=1)
+        alpha = check_float(name, "alpha", self.alpha, low=0, high=0.5, high_open=True)
+        # glow has no norm argument: every step starts with an actnorm
+        check_choice(name, "norm", getattr(self, "norm", "none"), ("actnorm", "batchnorm", "none"))
+        image = self._image(spec)
+        first = image[0] if image is not None else spec.n_dims
+        layers: list[Flow] = []
+        dequantizer: nn.Module | None = None
+        if spec.is_discrete:
+            k = spec.n_categories
+            layers += [Scale(1.0 / k), Logit(alpha)]  # [0, K) → [0, 1) → ℝ, log-dets counted
+            if deq == "uniform":
+                dequantizer = UniformDequantizer()
+            else:
+                dequantizer = VariationalDequantizer(
+                    spec.event_shape, k, hidden=self.hidden, n_layers=4, image_shape=image
+                )
+        if image is not None:
+            layers.append(Reshape(spec.event_shape, image))
+        else:
+            layers.append(Reshape(spec.event_shape, (spec.n_dims,)))
+        layers.append(ActNorm(first))  # data-dependent standardisation of the input
+        layers += self._layers(spec, image, n_classes)
+        return FlowDensity(
+            FlowSequence(layers),
+            spec.event_shape,
+            n_categories=spec.n_categories if spec.is_discrete else None,
+            n_classes=n_classes,
+            base=base,
+            dequantizer=dequantizer,
+            n_dequant_samples=n_draws,
+            seed=int(self.random_state),
+        )
+
+    # ----------------------------------------------------------------- representations
+    def _labels(self, y: Any, n: int) -> Tensor | None:
+        if not self._conditional():
+            if y is not None:
+                raise DataError(f"{self.name!r} was not fitted class-conditionally: omit y")
+            return None
+        if y is None:
+            raise DataError(
+                f"{self.name!r} is class-conditional: pass y (one label or one per example); "
+                "f⁻¹ depends on the class"
+            )
+        labels = self._check_sample_labels(y, n)
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        idx = [lookup[v] for v in labels.tolist()]
+        return torch.as_tensor(idx, dtype=torch.long, device=self._device())
+
+    def _input(self, X: Any) -> Tensor:
+        spec = self.fitted_spec
+        x = check_values(X, spec)
+        return self._tensors(x, None, spec)[0].to(self._device())
+
+    @torch.no_grad()
+    def embed(self, X: Any, y: Any = None) -> np.ndarray:
+        """Latent codes z = f⁻¹(x) (the flow's normalising direction), shape (N, D).
+
+        On discrete data the code of the cell centre x + ½ (the dequantised point with
+        the average noise). Class-conditional flows need ``y``: f depends on the class.
+        """
+        self._check_fitted()
+        x = self._input(X)
+        return self._module.embed(x, self._labels(y, len(x))).double().cpu().numpy()
+
+    @torch.no_grad()
+    def transform_steps(self, X: Any, y: Any = None) -> list[np.ndarray]:
+        """The points after every layer, from the data to the latent code.
+
+        Returns ``[x, after layer 1, ..., z]`` (discrete data: starting from x + ½); each
+        array keeps the layer's output shape (images are squeezed and flattened on the
+        way). Reversed, the list is the path along which ``sample`` warps a Gaussian draw
+        into data space, since every layer is a bijection: on 2-D data, an animation.
+        """
+        self._check_fitted()
+        x = self._input(X)
+        steps = self._module.steps(x, self._labels(y, len(x)))
+        return [s.double().cpu().numpy() for s in steps]
+
+
+_COMMON_DOC = """        base: ``"normal"`` (standard normal latent) or ``"learned"`` (a learned
+            diagonal Gaussian).
+        dequantization: on discrete data, ``"uniform"`` (u ~ U[0, 1)) or
+            ``"variational"`` (a learned conditional flow q(u | x), a tighter bound).
+        n_dequant_samples: draws of u per example when scoring discrete data; the draws
+            are fixed (seeded by ``random_state``), so scores are deterministic.
+        alpha: α of the logit preprocessing of discrete data (scaled to [0, 1) by 1/K).
+        class_conditional: fit p(x | y) with ``fit(X, y)``; the one-hot class is a context
+            input of every coupling / MADE network; ``sample(n, y=...)`` and
+            ``predict_proba`` (Bayes' rule) then work.
+        **training: the shared training arguments (epochs, lr, weight_decay, patience,
+            max_time, dtype, device, random_state, ...; see
+            ``ptheta.models.neural.TRAINING_PARAMS``)."""
+
+
+def _document(cls: type) -> type:
+    """Put the arguments every flow family shares into the class docstring."""
+    cls.__doc__ = cls.__doc__.replace("        {common}\n", _COMMON_DOC.lstrip("\n") + "\n")
+    return cls
+
+
+@_document
+class RealNVP(_Flow):
+    """RealNVP / NICE: affine (or additive) coupling flows with exact densities.
+
+    Every layer keeps the entries of a mask and shifts and scales the others by functions
+    of them (see :class:`~ptheta.nn.flows.Coupling`). Vectors use alternating masks and
+    MLP networks; image-shaped data (C, H, W), or flat data whose data set declares an
+    ``image_shape`` (digits), use ``n_layers`` checkerboard couplings, a squeeze, then
+    ``n_layers`` channel couplings with convolutional networks. Normalisation layers
+    (actnorm or batch norm) follow every coupling, and an actnorm standardises the input.
+
+    **Discrete data.** Binary and categorical data are dequantised (x + u), scaled to
+    [0, 1) and logit-transformed, all inside the model with their log-determinants, so that
+    ``score_samples`` is a lower bound on the discrete log P(x) in nats
+    (``likelihood_ == "bound"``, ``units_ == "discrete"``), comparable with the exact
+    numbers of discrete families. On continuous data it is the exact log-density.
+
+    Arguments:
+        hidden: width of the coupling networks (MLP units, or conv channels).
+        n_layers: couplings (per scale for images).
+        coupling: ``"affine"`` (RealNVP) or ``"additive"`` (NICE, volume-preserving).
+        norm: ``"actnorm"``, ``"batchnorm"`` or ``"none"`` after every coupling.
+        {common}
+
+    Fitted attributes:
+        module: the trained :class:`FlowDensity`; history_, best_epoch_ (training record);
+        classes_, class_log_prior_ for class-conditional flows.
+
+    Example:
+        >>> import ptheta
+        >>> data = ptheta.datasets.load("toy2d-moons")
+        >>> m = ptheta.make("realnvp", hidden=32, epochs=2, device="cpu").fit(data.train)
+        >>> m.score_samples(data.test.x).shape, m.embed(data.test.x[:3]).shape
+        ((1000,), (3, 2))
+
+    References:
+        Dinh, Krueger & Bengio (2015), NICE: Non-linear Independent Components Estimation.
+        Dinh, Sohl-Dickstein & Bengio (2017), Density estimation using Real NVP, ICLR.
+    """
+
+    name: ClassVar[str] = "realnvp"
+    quick_params: ClassVar[dict[str, Any]] = {
+        "hidden": 16,
+        "n_layers": 4,
+        "epochs": 10,
+        "batch_size": 32,
+        "lr": 1e-2,
+        "n_dequant_samples": 16,
+        "dtype": "float64",
+        "device": "cpu",
+    }
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        *,
+        n_layers: int = 6,
+        coupling: str = "affine",
+        norm: str = "actnorm",
+        base: str = "normal",
+        dequantization: str = "uniform",
+        n_dequant_samples: int = 16,
+        alpha: float = 0.05,
+        class_conditional: bool = False,
+        **training: Any,
+    ) -> None:
+        super().__init__(**training)
+        self.hidden = hidden
+        self.n_layers = n_layers
+        self.coupling = coupling
+        self.norm = norm
+        self.base = base
+        self.dequantization = dequantization
+        self.n_dequant_samples = n_dequant_samples
+        self.alpha = alpha
+        self.class_conditional = class_conditional
+
+    def _layers(self, spec, image, n_classes):
+        n = check_int(self.name, "n_layers", self.n_layers, low=1)
+        additive = check_choice(self.name, "coupling", self.coupling, ("affine", "additive"))
+        additive = additive == "additive"
+        h, ctx = self.hidden, n_classes or 0
+        layers: list[Flow] = []
+        if image is None:
+            d = spec.n_dims
+            for i in range(n):
+                mask = alternating_mask(d, i % 2)
+                layers += [vector_coupling(mask, [h, h], context_features=ctx, additive=additive)]
+                layers += _norm(self.norm, d)
+            return layers
+        shape = image
+        for i in range(n):
+            net = ConvNet(shape[0], h, 2 * shape[0], context_features=ctx)
+            layers += [Coupling(checkerboard_mask(shape, i % 2), net, additive=additive)]
+            layers += _norm(self.norm, shape[0])
+        c, hh, ww = shape
+        if hh % 2 == 0 and ww % 2 == 0:
+            shape = (4 * c, hh // 2, ww // 2)
+            layers.append(Squeeze())
+            for i in range(n):
+                mask, c4 = channel_mask(shape[0], i % 2), shape[0]
+                net = ConvNet(int(mask.sum()), h, 2 * (c4 - int(mask.sum())), context_features=ctx)
+                layers += [Coupling(mask, net, additive=additive)]
+                layers += _norm(self.norm, c4)
+        layers.append(Reshape(shape, (spec.n_dims,)))
+        return layers
+
+
+@_document
+class MAF(_Flow):
+    """Masked autoregressive flow: a stack of MADE affine transforms, densities in one pass.
+
+    Each layer is a MADE (:class:`~ptheta.nn.flows.MADEAffine`) giving a shift and a
+    log-scale for every variable from the variables before it; the ordering is reversed
+    from one layer to the next. Densities take one pass per layer; sampling inverts each
+    layer variable by variable (D passes per layer). Examples are flattened to vectors.
+    Discrete data are dequantised as in :class:`RealNVP` (``score_samples`` is then a lower
+    bound on the discrete log P(x)).
+
+    Arguments:
+        hidden: units of each of the MADE's two hidden layers.
+        n_layers: MADE layers.
+        norm: ``"actnorm"``, ``"batchnorm"`` (as in the MAF paper) or ``"none"`` between
+            layers.
+        {common}
+
+    Fitted attributes:
+        module: the trained :class:`FlowDensity`; history_, best_epoch_;
+        classes_, class_log_prior_ for class-conditional flows.
+
+    Example:
+        >>> import ptheta
+        >>> data = ptheta.datasets.load("toy2d-8gaussians")
+        >>> m = ptheta.make("maf", hidden=32, epochs=2, device="cpu").fit(data.train)
+        >>> m.sample(4, random_state=0).shape
+        (4, 2)
+
+    References:
+        Papamakarios, Pavlakou & Murray (2017), Masked Autoregressive Flow for Density
+        Estimation, NeurIPS.
+    """
+
+    name: ClassVar[str] = "maf"
+    quick_params: ClassVar[dict[str, Any]] = {
+        "hidden": 16,
+        "n_layers": 3,
+        "epochs": 10,
+        "batch_size": 32,
+        "lr": 1e-2,
+        "n_dequant_samples": 16,
+        "dtype": "float64",
+        "device": "cpu",
+    }
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        *,
+        n_layers: int = 5,
+        norm: str = "actnorm",
+        base: str = "normal",
+        dequantization: str = "uniform",
+        n_dequant_samples: int = 16,
+        alpha: float = 0.05,
+        class_conditional: bool = False,
+        **training: Any,
+    ) -> None:
+        super().__init__(**training)
+        self.hidden = hidden
+        self.n_layers = n_layers
+        self.norm = norm
+        self.base = base
+        self.dequantization = dequantization
+        self.n_dequant_samples = n_dequant_samples
+        self.alpha = alpha
+        self.class_conditional = class_conditional
+
+    def _image(self, spec: DataSpec) -> None:
+        return None  # MADE works on flat vectors
+
+    def _layers(self, spec, image, n_classes):
+        n = check_int(self.name, "n_layers", self.n_layers, low=1)
+        d = spec.n_dims
+        layers: list[Flow] = []
+        for i in range(n):
+            order = torch.arange(d) if i % 2 == 0 else torch.arange(d).flip(0)
+            layers.append(
+                MADEAffine(d, [self.hidden] * 2, ordering=order, context_features=n_classes or 0)
+            )
+            layers += _norm(self.norm, d)
+        return layers
+
+
+@_document
+class Glow(_Flow):
+    """Glow: actnorm, invertible 1×1 convolutions and affine couplings, multi-scale.
+
+    Each level squeezes the image (when its height and width are even), applies
+    ``n_steps`` steps of [actnorm → LU-parameterised 1×1 convolution → affine coupling],
+    and then factors out half of the channels straight to the latent (they are modelled by
+    the base distribution) while the other half goes on to the next level. For 8×8 digits
+    and ``n_levels=2``: (1, 8, 8) → (4, 4, 4) → 2 channels out, (2, 4, 4) → (8, 2, 2).
+    Couplings split channels; with a single channel (no squeeze possible) they use a
+    checkerboard. Images only: examples of shape (C, H, W), or flat examples whose data set
+    declares an ``image_shape``. Discrete data are dequantised as in :class:`RealNVP`.
+
+    Arguments:
+        hidden: channels of the coupling networks.
+        n_levels: scales of the multi-scale architecture.
+        n_steps: flow steps per level.
+        {common}
+
+    Fitted attributes:
+        module: the trained :class:`FlowDensity`; history_, best_epoch_;
+        classes_, class_log_prior_ for class-conditional flows.
+
+    Example:
+        >>> import ptheta
+        >>> data = ptheta.datasets.load("digits")
+        >>> m = ptheta.make("glow", hidden=16, n_steps=2, epochs=1, device="cpu")
+        >>> m.fit(data.train).sample(2, random_state=0).shape
+        (2, 64)
+
+    References:
+        Kingma & Dhariwal (2018), Glow: Generative Flow with Invertible 1x1 Convolutions,
+        NeurIPS.
+    """
+
+    name: ClassVar[str] = "glow"
+    needs_image: ClassVar[bool] = True
+    # continuous images are modelled too (see _image), but the registry's contract data
+    # has no continuous image case, so only the discrete kinds are declared
+    data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
+    quick_params: ClassVar[dict[str, Any]] = {
+        "hidden": 8,
+        "n_steps": 2,
+        "n_levels": 2,
+        "epochs": 10,
+        "batch_size": 32,
+        "lr": 1e-2,
+        "n_dequant_samples": 16,
+        "dtype": "float64",
+        "device": "cpu",
+    }
+
+    def __init__(
+        self,
+        hidden: int = 64,
+        *,
+        n_levels: int = 2,
+        n_steps: int = 4,
+        base: str = "normal",
+        dequantization: str = "uniform",
+        n_dequant_samples: int = 16,
+        alpha: float = 0.05,
+        class_conditional: bool = False,
+        **training: Any,
+    ) -> None:
+        super().__init__(**training)
+        self.hidden = hidden
+        self.n_levels = n_levels
+        self.n_steps = n_steps
+        self.base = base
+        self.dequantization = dequantization
+        self.n_dequant_samples = n_dequant_samples
+        self.alpha = alpha
+        self.class_conditional = class_conditional
+
+    def _image(self, spec: DataSpec) -> tuple[int, int, int]:
+        image = _image_shape(spec)
+        if image is None:
+            raise DataError(
+                f"glow needs image-shaped data: examples of shape (C, H, W), or flat examples "
+                f"whose data set declares an image_shape (digits: (64,) as (1, 8, 8)); got "
+                f"examples of shape {spec.event_shape}. Reshape X to (N, C, H, W), or use "
+                "realnvp or maf for vectors"
+            )
+        return image
+
+    def _layers(self, spec, image, n_classes):
+        levels = check_int(self.name, "n_levels", self.n_levels, low=1)
+        steps = check_int(self.name, "n_steps", self.n_steps, low=1)
+        g = torch.Generator().manual_seed(int(self.random_state))
+        return self._level(image, levels, steps, n_classes or 0, g)
+
+    def _level(self, shape, levels: int, steps: int, ctx: int, g) -> list[Flow]:
+        c, h, w = shape
+        layers: list[Flow] = []
+        if h % 2 == 0 and w % 2 == 0:
+            layers.append(Squeeze())
+            c, h, w = shape = (4 * c, h // 2, w // 2)
+        for i in range(steps):
+            if c >= 2:
+                coupling = channel_coupling(c, i % 2, self.hidden, context_features=ctx)
+            else:
+                net = ConvNet(c, self.hidden, 2 * c, context_features=ctx)
+                coupling = Coupling(checkerboard_mask(shape, i % 2), net)
+            layers += [ActNorm(c), InvConv1x1(c, generator=g), coupling]
+        if levels > 1 and c >= 2:
+            inner = FlowSequence(self._level((c // 2, h, w), levels - 1, steps, ctx, g))
+            layers.append(FactorOut(shape, c // 2, inner))
+        else:
+            layers.append(Reshape(shape, (c * h * w,)))
+        return layers
