@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import pairwise
 from numbers import Integral
 from typing import Any, ClassVar
 
@@ -16,10 +17,15 @@ from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError
 from ptheta.models.neural import NeuralModel
 from ptheta.models.params import check_bool, check_int, check_int_list
-from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks
+from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks, reuse_masked_weights
 
 # A member of the ensemble: the index of a stored mask, or one explicit mask per layer.
 Mask = int | Sequence[Tensor]
+
+
+def _flat(hidden_degrees: Sequence[Tensor]) -> Tensor:
+    """Per-layer hidden degrees → one LongTensor (H1 + H2 + …,), empty with no hidden layer."""
+    return torch.cat([torch.empty(0, dtype=torch.long), *hidden_degrees])
 
 
 class MADENetwork(nn.Module):
@@ -32,8 +38,10 @@ class MADENetwork(nn.Module):
     (:func:`~ptheta.nn.masked.made_degrees`): the ordering σ fixes the inputs' degrees, the
     hidden degrees are drawn at random.
 
-    The network stores ``n_masks`` masks (orderings and hidden degrees), all as buffers, so
-    a reloaded network is the same ensemble. Each member m is an exact model p_m. Then:
+    The network stores ``n_masks`` members as their orderings and hidden degrees (small
+    integer buffers, saved in the state dict), so a reloaded network is the same ensemble;
+    the layers' dense float masks are rebuilt from them and are not saved (M of them would
+    weigh M times the weights). Each member m is an exact model p_m. Then:
 
     - ``loss`` draws one member m uniformly with torch's global RNG (reproducible under
       ``torch.manual_seed`` and resumable from a saved RNG state) and returns −log p_m(x):
@@ -92,23 +100,35 @@ class MADENetwork(nn.Module):
             torch.randperm(d, generator=g) if order_agnostic else torch.arange(d)
             for _ in range(n_masks)
         ]
+        hidden_degrees = [_flat(made_degrees(o, self.hidden, g)[1:]) for o in orderings]
+        # what the masks are made of: the only connectivity the state dict saves
         self.register_buffer("orderings", torch.stack(orderings))  # (M, D)
-        per_mask = [self._masks(o, g) for o in orderings]  # M lists of per-layer masks
+        self.register_buffer("hidden_degrees", torch.stack(hidden_degrees))  # (M, H1 + H2 + …)
         sizes = [d * k, *self.hidden, d * k]
         self.layers = nn.ModuleList(
-            MaskedLinear(
-                sizes[i],
-                sizes[i + 1],
-                torch.stack([masks[i] for masks in per_mask]),  # (M, out, in)
-                context_features=n_classes or 0,
-            )
-            for i in range(len(sizes) - 1)
+            MaskedLinear(a, b, torch.empty(0, b, a), context_features=n_classes or 0)
+            for a, b in pairwise(sizes)
         )
+        self._rebuild_masks()
 
-    def _masks(self, ordering: Tensor, generator: torch.Generator) -> list[Tensor]:
-        degrees = made_degrees(ordering, self.hidden, generator)
+    def _masks(self, ordering: Tensor, hidden_degrees: Tensor) -> list[Tensor]:
+        """One member's mask per layer from its ordering (D,) and hidden degrees (ΣH,)."""
+        inputs = made_degrees(ordering.cpu(), [])[0]  # (D,)
+        degrees = [inputs, *hidden_degrees.cpu().split(self.hidden)] if self.hidden else [inputs]
         k = self.n_categories
         return made_masks(degrees, in_multiplicity=k, out_multiplicity=k)
+
+    def _rebuild_masks(self) -> None:
+        """Set every layer's (M, out, in) masks from the orderings and hidden degrees."""
+        members = [
+            self._masks(o, h) for o, h in zip(self.orderings, self.hidden_degrees, strict=True)
+        ]
+        for i, layer in enumerate(self.layers):
+            layer.set_masks(torch.stack([masks[i] for masks in members]))  # (M, out, in)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)  # loads orderings, hidden_degrees
+        self._rebuild_masks()
 
     def connectivity(self, ordering: Tensor, generator: torch.Generator) -> list[Tensor]:
         """Masks of a new member with the given ordering and random hidden degrees.
@@ -120,8 +140,10 @@ class MADENetwork(nn.Module):
         Returns:
             one mask per layer, for ``logits``/``log_prob``'s ``mask`` argument.
         """
+        ordering = torch.as_tensor(ordering).cpu()
+        hidden_degrees = _flat(made_degrees(ordering, self.hidden, generator)[1:])
         device = self.orderings.device
-        return [m.to(device) for m in self._masks(torch.as_tensor(ordering).cpu(), generator)]
+        return [m.to(device) for m in self._masks(ordering, hidden_degrees)]
 
     def logits(self, x_onehot: Tensor, y: Tensor | None = None, mask: Mask = 0) -> Tensor:
         """Logits of p_m(x_d | x_<d) for every variable under member ``mask``.
@@ -187,15 +209,17 @@ class MADENetwork(nn.Module):
         which = torch.randint(self.n_masks, (n,), generator=generator, device=device)
         x = torch.zeros(n, self.n_dims, dtype=torch.long, device=device)
         dtype = self.layers[0].weight.dtype
-        for m in range(self.n_masks):
-            rows = torch.nonzero(which == m).squeeze(1)
-            if not len(rows):
-                continue
-            xm, ym = x[rows], None if y is None else y[rows]  # (n_m, D), (n_m,)
-            for d in self.orderings[m].tolist():
-                logits = self.logits(F.one_hot(xm, self.n_categories).to(dtype), ym, m)[:, d]
-                xm[:, d] = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
-            x[rows] = xm
+        with reuse_masked_weights(self):  # D calls per member: mask the weights once
+            for m in range(self.n_masks):
+                rows = torch.nonzero(which == m).squeeze(1)
+                if not len(rows):
+                    continue
+                xm, ym = x[rows], None if y is None else y[rows]  # (n_m, D), (n_m,)
+                for d in self.orderings[m].tolist():
+                    onehot = F.one_hot(xm, self.n_categories).to(dtype)  # (n_m, D, K)
+                    logits = self.logits(onehot, ym, m)[:, d]  # (n_m, K)
+                    xm[:, d] = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+                x[rows] = xm
         return x.reshape(n, *self.event_shape)
 
 

@@ -89,6 +89,8 @@ class GatedPixelCNN(nn.Module):
             raise parameter_error("pixelcnn", "kernel_size", "odd (3, 5, 7, ...)", kernel_size)
         c, _, _ = image_shape
         self.image_shape = tuple(image_shape)
+        # how many rows above, and columns left of, a pixel its conditionals can depend on
+        self.reach = n_layers * (kernel_size // 2)
         self.n_categories = n_categories
         self.n_classes = n_classes
         common = {"data_channels": c, "n_classes": n_classes}
@@ -159,12 +161,28 @@ class GatedPixelCNN(nn.Module):
         """
         self._check_labels(y)
         c, h, w = self.image_shape
+        k = self.n_categories
         x = torch.zeros(n, c, h, w, dtype=torch.long, device=self.head[-1].weight.device)
         for i in range(h):
+            # The vertical stack at row i sees rows above i only, so it is computed once per
+            # row, and only on the rows it can reach: rows [top, i). Rows below i never
+            # matter. A window whose top is not row 0 is only used when everything above it
+            # is out of reach, so its zero padding is never read by row i.
+            top = max(0, i - self.reach)
+            v = self._one_hot(x[:, :, top : i + 1]).flatten(1, 2)  # (n, C·K, i − top + 1, W)
+            links = []
+            for block in self.blocks:
+                v, link = block.vertical(v, y)  # (n, F, ·, W), (n, 2F, ·, W)
+                links.append(link[:, :, -1:])  # row i: (n, 2F, 1, W)
             for j in range(w):
+                # the horizontal stack and the head work within row i, and its kernels look
+                # left only: columns [left, j] hold everything pixel (i, j) depends on
+                left = max(0, j - self.reach)
                 for ch in range(c):
-                    # rows below i never reach row i through the causal masks: leave them out
-                    logits = self._logits(self._one_hot(x[:, :, : i + 1]), y)[:, ch, i, j]
+                    hx = self._one_hot(x[:, :, i : i + 1, left : j + 1]).flatten(1, 2)
+                    for block, link in zip(self.blocks, links, strict=True):
+                        hx = block.horizontal(hx, link[..., left : j + 1], y)  # (n, F, 1, ·)
+                    logits = self.head(hx)[:, ch * k : (ch + 1) * k, 0, -1]  # (n, K)
                     draw = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
                     x[:, ch, i, j] = draw[:, 0]  # (n,)
         return x
@@ -179,8 +197,10 @@ class PixelCNN(NeuralModel):
     vertical and a horizontal stack see the whole causal past within the receptive field,
     with no blind spot (see :class:`GatedPixelCNN`). Levels enter as one-hot vectors.
     Data must be image-shaped: (C, H, W) examples, or flat examples whose data set declares
-    an ``image_shape`` (digits). Sampling takes C·H·W network passes (vectorised over the
-    samples); log-likelihoods take one.
+    an ``image_shape`` (digits). Log-likelihoods take one network pass. Sampling takes C·H·W
+    sequential steps (vectorised over the samples), each exact but cheap: the vertical stack
+    runs once per row on the rows within reach, and each step runs the horizontal stack on
+    the ``n_layers · (k // 2) + 1`` pixels of the current row it can see.
 
     Arguments:
         channels: feature channels of each stack.

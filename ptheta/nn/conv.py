@@ -240,12 +240,40 @@ class GatedBlock(nn.Module):
         self.label_bias = nn.Embedding(n_classes, 4 * channels) if n_classes else None
 
     def forward(self, v: Tensor, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        v_new, link = self.vertical(v, y)
+        return v_new, self.horizontal(h, link, y)
+
+    def _label_bias(self, y: Tensor | None) -> tuple[Tensor, Tensor] | None:
+        """The class biases of the vertical and horizontal gates, (B, 2F, 1, 1) each."""
+        if self.label_bias is None:
+            return None
+        if y is None:
+            raise DataError("this block is class-conditional: pass the labels y")
+        bias_v, bias_h = self.label_bias(y)[:, :, None, None].chunk(2, dim=1)
+        return bias_v, bias_h
+
+    def vertical(self, v: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The vertical stack alone: v (B, in, H, W) → (new v, link), (B, F, H, W) and
+        (B, 2F, H, W), where link is what row i of the horizontal stack receives from it.
+
+        Neither depends on row i of the image, only on the rows above it, which is what
+        lets a sampler compute them once per row (see :meth:`horizontal`).
+        """
         v_pre = self.v_conv(v)  # (B, 2F, H, W)
-        h_pre = self.h_conv(h) + self.link(v_pre)  # (B, 2F, H, W)
-        if self.label_bias is not None:
-            if y is None:
-                raise DataError("this block is class-conditional: pass the labels y")
-            bias_v, bias_h = self.label_bias(y)[:, :, None, None].chunk(2, dim=1)  # (B, 2F, 1, 1)
-            v_pre, h_pre = v_pre + bias_v, h_pre + bias_h
-        h_new = self.h_out(gate(h_pre))  # (B, F, H, W)
-        return gate(v_pre), h + h_new if self.residual else h_new
+        link = self.link(v_pre)  # (B, 2F, H, W)
+        biases = self._label_bias(y)
+        if biases is not None:
+            v_pre = v_pre + biases[0]
+        return gate(v_pre), link
+
+    def horizontal(self, h: Tensor, link: Tensor, y: Tensor | None = None) -> Tensor:
+        """The horizontal stack alone: h (B, in, H', W) and link (B, 2F, H', W) from
+        :meth:`vertical` for the same rows → new h (B, F, H', W). Rows are independent
+        here (1×k kernels), so H' may be a single row.
+        """
+        h_pre = self.h_conv(h) + link  # (B, 2F, H', W)
+        biases = self._label_bias(y)
+        if biases is not None:
+            h_pre = h_pre + biases[1]
+        h_new = self.h_out(gate(h_pre))  # (B, F, H', W)
+        return h + h_new if self.residual else h_new

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from itertools import pairwise
 from numbers import Integral
 
@@ -14,9 +15,13 @@ from torch import Tensor, nn
 class MaskedLinear(nn.Linear):
     """A linear layer whose weight is multiplied elementwise by a fixed 0/1 mask.
 
-    The layer keeps one or several masks (a buffer of shape (n_masks, out, in), saved with
-    the state dict so that a reloaded network has exactly the same connectivity) and applies
-    the one chosen at call time, or a mask passed explicitly. An optional unmasked
+    The layer keeps one or several masks (a buffer of shape (n_masks, out, in) in the
+    weight's dtype and device) and applies the one chosen at call time, or a mask passed
+    explicitly. The masks are NOT saved in the state dict: M dense float masks would weigh
+    M times the weights. They are part of the layer's construction (like a kernel size);
+    an owner whose masks are random (MADE) saves what they are made of, e.g. degrees, and
+    calls :meth:`set_masks` after loading. A state dict that still holds ``masks`` (saved
+    by an earlier version) is accepted and its masks are used. An optional unmasked
     ``context`` input (e.g. a one-hot class label) is added to the output: it may reach
     every unit without breaking the autoregressive property, since it is not part of x.
 
@@ -49,26 +54,84 @@ class MaskedLinear(nn.Linear):
         bias: bool = True,
     ) -> None:
         super().__init__(in_features, out_features, bias=bias)
-        masks = masks.unsqueeze(0) if masks.dim() == 2 else masks
-        if masks.shape[1:] != (out_features, in_features):
-            raise ValueError(
-                f"masks have shape {tuple(masks.shape)}, expected (n_masks, {out_features}, "
-                f"{in_features})"
-            )
-        self.register_buffer("masks", masks.to(self.weight.dtype))
+        self.register_buffer("masks", self._checked(masks), persistent=False)
+        self._reused: dict[int, Tensor] | None = None  # see reuse_masked_weights
         self.context = (
             nn.Linear(context_features, out_features, bias=False) if context_features else None
         )
 
+    def _checked(self, masks: Tensor) -> Tensor:
+        """(out, in) or (M, out, in) masks → (M, out, in) in the weight's dtype and device."""
+        masks = masks.unsqueeze(0) if masks.dim() == 2 else masks
+        if masks.dim() != 3 or masks.shape[1:] != (self.out_features, self.in_features):
+            raise ValueError(
+                f"masks have shape {tuple(masks.shape)}, expected (n_masks, "
+                f"{self.out_features}, {self.in_features})"
+            )
+        return masks.to(device=self.weight.device, dtype=self.weight.dtype)
+
+    def set_masks(self, masks: Tensor) -> None:
+        """Replace the masks by ``masks``, (out, in) or (n_masks, out, in) zeros and ones."""
+        self.masks = self._checked(masks)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:
+        legacy = prefix + "masks"
+        if legacy in state_dict:  # saved before masks left the state dict
+            self.set_masks(state_dict[legacy])
+            state_dict = {k: v for k, v in state_dict.items() if k != legacy}
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def masked_weight(self, mask: int | Tensor = 0) -> Tensor:
+        """weight ⊙ mask, (out, in), for mask number ``mask`` or the (out, in) tensor ``mask``.
+
+        Inside :func:`reuse_masked_weights` the product for a stored mask is computed once.
+        """
+        if not isinstance(mask, Integral):
+            return self.weight * mask.to(self.weight.dtype)
+        if self._reused is None:
+            return self.weight * self.masks[mask]
+        if mask not in self._reused:
+            self._reused[mask] = self.weight * self.masks[mask]
+        return self._reused[mask]
+
     def forward(self, x: Tensor, mask: int | Tensor = 0, context: Tensor | None = None) -> Tensor:
         """(N, in) → (N, out) with mask number ``mask``, or the (out, in) tensor ``mask``."""
-        m = self.masks[mask] if isinstance(mask, Integral) else mask.to(self.weight.dtype)
-        out = F.linear(x, self.weight * m, self.bias)  # (N, out)
+        out = F.linear(x, self.masked_weight(mask), self.bias)  # (N, out)
         if self.context is not None:
             if context is None:
                 raise ValueError("this layer was built with a context input; pass context=")
             out = out + self.context(context)
         return out
+
+
+@contextmanager
+def reuse_masked_weights(module: nn.Module) -> Iterator[None]:
+    """Within the block, each :class:`MaskedLinear` of ``module`` computes weight ⊙ mask once
+    per stored mask instead of at every call.
+
+    For loops that call the network many times with fixed weights: sequential sampling
+    (D calls for D variables) or a flow's inverse. The results are bit-identical to calls
+    outside the block; the weights must not change inside it (the products are dropped on
+    exit, so nothing stale outlives it).
+
+    Example:
+        >>> import torch
+        >>> from ptheta.nn.masked import MaskedLinear, reuse_masked_weights
+        >>> layer = MaskedLinear(3, 2, torch.tensor([[1.0, 0.0, 0.0], [1.0, 1.0, 0.0]]))
+        >>> x = torch.randn(5, 3)
+        >>> with torch.no_grad(), reuse_masked_weights(layer):
+        ...     same = all(torch.equal(layer(x), layer.forward(x)) for _ in range(3))
+        >>> same
+        True
+    """
+    layers = [m for m in module.modules() if isinstance(m, MaskedLinear)]
+    for layer in layers:
+        layer._reused = {}
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer._reused = None
 
 
 def made_degrees(

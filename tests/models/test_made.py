@@ -202,6 +202,38 @@ def test_save_load_round_trip_keeps_every_mask():
     np.testing.assert_array_equal(again.score_samples(x), model.score_samples(x))
 
 
+@pytest.mark.parametrize("hidden", [(32, 24), ()])
+def test_saved_state_holds_degrees_not_dense_masks(hidden, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    d, k, m = 20, 2, 16
+    net = _net(d, k, hidden=hidden, n_masks=m, seed=3)
+    state = net.state_dict()
+    floats = {key: v for key, v in state.items() if v.is_floating_point()}
+    assert all(key.endswith(("weight", "bias")) for key in floats), "no float mask tensors"
+    n_params = sum(p.numel() for p in net.parameters())
+    assert sum(v.numel() for v in floats.values()) == n_params
+    # the rest is M orderings and hidden degrees: M · (D + ΣH) integers
+    assert set(state) - set(floats) == {"orderings", "hidden_degrees"}
+    assert state["hidden_degrees"].shape == (m, sum(hidden))
+    save_file(state, tmp_path / "w.safetensors")
+    size = (tmp_path / "w.safetensors").stat().st_size
+    assert size < n_params * 8 + m * (d + sum(hidden)) * 8 + 4096, size
+    # reloaded into a network built from another seed: the same ensemble, to the last bit
+    other = MADENetwork(d, k, hidden, n_masks=m, order_agnostic=True, seed=99).double()
+    assert not torch.equal(other.orderings, net.orderings)
+    other.load_state_dict(load_file(tmp_path / "w.safetensors"))
+    for a, b in zip(other.layers, net.layers, strict=True):
+        assert torch.equal(a.masks, b.masks) and a.masks.dtype == torch.float64
+    x = torch.randint(k, (7, d), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.equal(other.log_prob(x), net.log_prob(x))
+    draw = [n.sample(9, generator=torch.Generator().manual_seed(1)) for n in (other, net)]
+    assert torch.equal(*draw)
+    # masks follow the module to another dtype; the saved state stays the same size
+    assert other.float().layers[0].masks.dtype == torch.float32
+
+
 def test_bad_input_is_a_clear_error():
     x, _ = _two_clusters(n=40)
     with pytest.raises(DataError, match="does not model continuous"):

@@ -140,6 +140,44 @@ def test_sampler_histogram_matches_exact_probabilities(shape, k):
     assert _chi_square_p(samples, logp, k) > 1e-4
 
 
+def _reference_sample(net: GatedPixelCNN, n: int, y, generator) -> torch.Tensor:
+    """The plain sampler: the whole network on the whole image at every step."""
+    c, h, w = net.image_shape
+    x = torch.zeros(n, c, h, w, dtype=torch.long)
+    with torch.no_grad():
+        for i, j, ch in itertools.product(range(h), range(w), range(c)):
+            logits = net.logits(x, y)[:, ch, i, j]  # (n, K)
+            x[:, ch, i, j] = torch.multinomial(logits.softmax(-1), 1, generator=generator)[:, 0]
+    return x
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "n_layers", "n_classes"),
+    [
+        ((1, 6, 6), 2, 2, None),
+        ((1, 6, 6), 2, 2, 3),
+        ((2, 4, 4), 2, 1, None),
+        ((1, 5, 4), 3, 3, None),
+    ],
+)
+def test_fast_sampler_equals_the_full_image_reference(shape, k, n_layers, n_classes):
+    net = _net(shape, k, n_layers=n_layers, n_classes=n_classes, seed=4)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # large weights: far rows weigh on the conditionals too
+        for p in net.parameters():
+            p.normal_(0.0, 0.5, generator=g)
+    n = 150
+    y = None if n_classes is None else torch.arange(n) % n_classes
+    expected = _reference_sample(net, n, y, torch.Generator().manual_seed(3))
+    got = net.sample(n, y, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(got, expected)
+    # the window of rows is as small as exactness allows: one row less changes the draws
+    assert net.reach == n_layers
+    if net.reach < shape[1] - 1:
+        net.reach -= 1
+        assert not torch.equal(net.sample(n, y, generator=torch.Generator().manual_seed(3)), got)
+
+
 def test_sampling_is_reproducible_from_the_generator():
     net = _net((1, 3, 3), 2, seed=3)
     a = net.sample(40, generator=torch.Generator().manual_seed(7))

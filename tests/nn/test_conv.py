@@ -141,3 +141,23 @@ def test_mask_is_saved_with_the_layer():
     assert torch.equal(conv.state_dict()["mask"], conv.mask)
     out = conv(torch.randn(1, 2, 6, 6))
     assert out.shape == (1, 3, 6, 6)
+
+
+@pytest.mark.parametrize("mask_type", ["A", "B"])
+def test_vertical_and_horizontal_halves_make_the_block_and_rows_are_independent(mask_type):
+    torch.manual_seed(0)
+    block = GatedBlock(4, 4, 3, mask_type=mask_type, data_channels=2, n_classes=3).double()
+    v, h = torch.randn(2, 5, 4, 6, 7, dtype=torch.float64)  # (B, C, H, W) each
+    y = torch.tensor([0, 2, 1, 1, 0])
+    v_new, h_new = block(v, h, y)
+    v_half, link = block.vertical(v, y)
+    torch.testing.assert_close(v_half, v_new, rtol=0, atol=0)
+    torch.testing.assert_close(block.horizontal(h, link, y), h_new, rtol=0, atol=0)
+    # the vertical stack at row i sees rows above i (type A; type B also its input's row i,
+    # itself made of rows above i): the sampler computes it once a row
+    changed = v.clone()
+    changed[:, :, 3 if mask_type == "A" else 4 :] += 1.0
+    torch.testing.assert_close(block.vertical(changed, y)[1][:, :, :4], link[:, :, :4])
+    # the horizontal stack works row by row: one row alone gives that row's output
+    row = block.horizontal(h[:, :, 2:3], link[:, :, 2:3], y)
+    torch.testing.assert_close(row, h_new[:, :, 2:3], rtol=1e-12, atol=1e-12)

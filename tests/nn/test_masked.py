@@ -7,7 +7,7 @@ import functools
 import pytest
 import torch
 
-from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks
+from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks, reuse_masked_weights
 
 
 def _paths(masks: list[torch.Tensor]) -> torch.Tensor:
@@ -71,8 +71,49 @@ def test_masked_linear_masks_weights_and_their_gradients():
     layer(x, 2, ctx).sum().backward()
     assert layer.weight.grad[masks[2] == 0].abs().sum() == 0
     assert layer.weight.grad[masks[2] == 1].abs().min() > 0
-    assert torch.equal(layer.state_dict()["masks"], masks)  # masks are saved with weights
     with pytest.raises(ValueError, match="context"):
         layer(x, 0)
     with pytest.raises(ValueError, match="shape"):
         MaskedLinear(5, 4, torch.ones(5, 4))
+    with pytest.raises(ValueError, match="shape"):
+        layer.set_masks(torch.ones(2, 5, 4))
+
+
+def test_masks_stay_out_of_the_state_dict_but_follow_dtype_and_device():
+    torch.manual_seed(0)
+    masks = (torch.rand(3, 4, 5) < 0.5).double()
+    layer = MaskedLinear(5, 4, masks)
+    assert layer.masks.dtype == torch.float32
+    layer = layer.double()
+    assert layer.masks.dtype == torch.float64 and torch.equal(layer.masks, masks)
+    state = layer.state_dict()
+    assert set(state) == {"weight", "bias"}, "dense masks must not weigh on saved files"
+    # a layer built with other masks keeps its own; set_masks replaces them
+    other = MaskedLinear(5, 4, torch.ones(4, 5)).double()
+    other.load_state_dict(state)
+    assert torch.equal(other.masks, torch.ones(1, 4, 5, dtype=torch.float64))
+    other.set_masks(masks.bool())
+    assert other.masks.dtype == torch.float64
+    x = torch.randn(6, 5, dtype=torch.float64)
+    assert torch.equal(other(x, 2), layer(x, 2))
+    # a state dict saved when masks were in it still loads, with its masks
+    legacy = MaskedLinear(5, 4, torch.ones(4, 5)).double()
+    legacy.load_state_dict({**state, "masks": masks})
+    assert torch.equal(legacy.masks, masks) and torch.equal(legacy(x, 1), layer(x, 1))
+
+
+def test_reused_masked_weights_are_bit_identical_and_dropped_on_exit():
+    torch.manual_seed(0)
+    masks = (torch.rand(3, 4, 5) < 0.5).double()
+    net = torch.nn.Sequential(MaskedLinear(5, 4, masks), MaskedLinear(4, 4, masks[:, :, :4]))
+    net = net.double()
+    x = torch.randn(6, 5, dtype=torch.float64)
+    plain = [net[1](net[0](x, m), m) for m in range(3)]
+    with torch.no_grad(), reuse_masked_weights(net):
+        for _ in range(2):  # the second round reads the products computed in the first
+            assert all(torch.equal(net[1](net[0](x, m), m), plain[m]) for m in range(3))
+        assert len(net[0]._reused) == 3
+    assert net[0]._reused is None and net[1]._reused is None
+    with torch.no_grad():
+        net[0].weight.mul_(2.0)  # after the block, new weights are seen at once
+    assert torch.equal(net[0](x, 1), x @ (net[0].weight * masks[1]).T + net[0].bias)
