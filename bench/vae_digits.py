@@ -115,23 +115,35 @@ def _pythae_rate(x: np.ndarray, epochs: int, batch_size: int, latent: int) -> fl
 def throughput(args, console: Console) -> None:
     data = ptheta.datasets.load("digits-binary")
     x, epochs, batch, latent = data.train.x, args.epochs, 64, 16
-    model = ptheta.make(
-        "vae", latent_dim=latent, hidden=[512, 256], epochs=epochs, batch_size=batch,
-        validation_fraction=0, patience=None, device="cpu",
-    )  # fmt: skip
-    start = time.perf_counter()
-    model.fit(x)
-    ours = len(x) * epochs / (time.perf_counter() - start)
+    # the first optimiser a process builds imports torch's compiler stack (~1 s): pay that
+    # once before timing anything, then alternate the two libraries and keep each best
+    torch.optim.AdamW([torch.nn.Parameter(torch.zeros(1))])
+
+    def ours_once() -> float:
+        model = ptheta.make(
+            "vae", latent_dim=latent, hidden=[512, 256], epochs=epochs, batch_size=batch,
+            validation_fraction=0, patience=None, device="cpu",
+        )  # fmt: skip
+        start = time.perf_counter()
+        model.fit(x)
+        return len(x) * epochs / (time.perf_counter() - start)
+
+    rounds = []
+    for _ in range(3):
+        try:
+            rounds.append((ours_once(), _pythae_rate(x, epochs, batch, latent)))
+        except ImportError:
+            rounds.append((ours_once(), None))
+    ours = max(r[0] for r in rounds)
     table = Table(title=f"training throughput, digits-binary (Bernoulli decoder), {epochs} "
                   f"epochs, batch {batch}, MLP 64-512-256-{latent}, CPU")  # fmt: skip
     for col in ("library", "examples/s", "ratio"):
         table.add_column(col, justify="right")
     table.add_row("ptheta", f"{ours:,.0f}", "1.00")
-    try:
-        theirs = _pythae_rate(x, epochs, batch, latent)
-    except ImportError as e:
-        console.print(f"[yellow]pythae is not installed ({e}); throughput comparison skipped")
+    if rounds[0][1] is None:
+        console.print("[yellow]pythae is not installed; throughput comparison skipped")
     else:
+        theirs = max(r[1] for r in rounds)
         table.add_row("pythae", f"{theirs:,.0f}", f"{theirs / ours:.2f}")
         table.caption = f"ptheta / pythae = {ours / theirs:.2f} (target ≥ 1.2)"
     console.print(table)
