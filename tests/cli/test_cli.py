@@ -247,7 +247,8 @@ def test_data_problems(gmm_run, tmp_path):
         str(tmp_path / "r3"),
         match="non-integer",
     )
-    _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.txt"), match=".npy")
+    _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.dat"), match=".npy")
+    _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.txt"), match="sequence data")
 
 
 def test_demo_fits_prints_one_table_and_writes_pictures(tmp_path, monkeypatch):
@@ -349,3 +350,28 @@ def test_run_files_are_strict_json_even_with_infinite_nll(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert (out / "config.json").stat().st_mode & 0o777 == 0o666 & ~mask  # not mkstemp's 0600
+
+
+def test_sequence_sampling_options_and_decoded_text(tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text("abcabcabd " * 60)
+    out = tmp_path / "lstm"
+    run("fit", "lstm", "--data", str(text), "--seq-len", "8", "--set", "hidden=8",
+        "--set", "epochs=1", "--set", "device=cpu", "--out", str(out), "--quiet")  # fmt: skip
+    written = tmp_path / "s.txt"
+    run("sample", str(out), "-n", "3", "--out", str(written), "--temperature", "0.5",
+        "--top-k", "2", "--prompt", "ab")  # fmt: skip
+    blocks = written.read_text().split("--- sample ")[1:]
+    assert len(blocks) == 3
+    assert all(block.split("\n", 1)[1].startswith("ab") for block in blocks)
+    # greedy is deterministic whatever the seed
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    run("sample", str(out), "-n", "2", "--out", str(a), "--temperature", "0", "--seed", "1")
+    run("sample", str(out), "-n", "2", "--out", str(b), "--temperature", "0", "--seed", "2")
+    np.testing.assert_array_equal(np.load(a), np.load(b))
+    _fails("sample", str(out), "--out", str(written), "--prompt", "xyz", match="never saw")
+
+
+def test_sequence_options_on_other_models_are_refused(gmm_run, tmp_path):
+    _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.npy"), "--temperature", "0.5",
+           match="sequence models")  # fmt: skip
