@@ -9,8 +9,8 @@ import numpy as np
 
 from ptheta.data.spec import DataSpec
 from ptheta.models.base import GenerativeModel
-from ptheta.models.params import check_float
 from ptheta.models.sampling import sample_categorical
+from ptheta.params import check_float
 
 
 class Independent(GenerativeModel):

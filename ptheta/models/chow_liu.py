@@ -13,8 +13,8 @@ from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.classifier import encode_labels
-from ptheta.models.params import check_bool, check_float, is_integer, parameter_error
 from ptheta.models.sampling import sample_categorical
+from ptheta.params import check_bool, check_float, is_integer, parameter_error
 
 # float32 sums of 0/1 indicators are exact integers up to 2**24: use it below that, it is
 # about four times faster than float64 in the count product.

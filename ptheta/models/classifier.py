@@ -11,8 +11,8 @@ from scipy.special import logsumexp
 from ptheta.data.spec import DataSpec, Split, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError, RunDirError, UnknownNameError
 from ptheta.models.base import GenerativeModel
-from ptheta.models.params import check_choice, check_float, check_str, parameter_error
 from ptheta.models.sampling import sample_categorical
+from ptheta.params import check_choice, check_float, check_str, parameter_error
 
 PRIORS: tuple[str, ...] = ("empirical", "uniform")
 # A classifier's score is as weak as its weakest class density's.

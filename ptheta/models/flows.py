@@ -13,7 +13,6 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import DataError
 from ptheta.models.neural import NeuralModel
-from ptheta.models.params import check_choice, check_float, check_int
 from ptheta.nn.dequantize import Logit, Scale, UniformDequantizer, VariationalDequantizer
 from ptheta.nn.flows import (
     ActNorm,
@@ -34,6 +33,7 @@ from ptheta.nn.flows import (
     one_hot_context,
     vector_coupling,
 )
+from ptheta.params import check_choice, check_float, check_int
 
 _LOG_2PI = math.log(2 * math.pi)
 

@@ -16,8 +16,8 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError
 from ptheta.models.neural import NeuralModel
-from ptheta.models.params import check_bool, check_int, check_int_list
 from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks, reuse_masked_weights
+from ptheta.params import check_bool, check_int, check_int_list
 
 # A member of the ensemble: the index of a stored mask, or one explicit mask per layer.
 Mask = int | Sequence[Tensor]

@@ -12,8 +12,8 @@ from scipy.special import logsumexp
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
-from ptheta.models.params import check_bool, check_float, check_int
 from ptheta.models.sampling import sample_categorical
+from ptheta.params import check_bool, check_float, check_int
 
 # Largest conditional table D·K^(k+1) (float64 entries) the discrete chain will allocate.
 MAX_TABLE_SIZE = 50_000_000

@@ -16,15 +16,15 @@ from sklearn.exceptions import ConvergenceWarning
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
-from ptheta.models.params import (
+from ptheta.models.sampling import sample_categorical
+from ptheta.nn.device import resolve_device, resolve_dtype
+from ptheta.params import (
     check_choice,
     check_float,
     check_int,
     check_random_state,
     check_str,
 )
-from ptheta.models.sampling import sample_categorical
-from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.progress import Advance, progress_bar
 
 # Variance of U[0, 1): what uniform dequantisation adds to every discrete coordinate.

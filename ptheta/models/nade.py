@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec
 from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
-from ptheta.models.params import check_int
+from ptheta.params import check_int
 
 
 class NADENetwork(nn.Module):

@@ -10,8 +10,8 @@ from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.classifier import BayesRule
-from ptheta.models.params import check_float
 from ptheta.models.sampling import sample_categorical
+from ptheta.params import check_float
 
 
 class NaiveBayes(BayesRule, GenerativeModel):

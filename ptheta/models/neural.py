@@ -21,7 +21,8 @@ from ptheta.data.spec import DataSpec, Split, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
 from ptheta.models.base import GenerativeModel, to_jsonable
 from ptheta.models.classifier import encode_labels
-from ptheta.models.params import (
+from ptheta.nn.device import resolve_device, resolve_dtype
+from ptheta.params import (
     check_bool,
     check_choice,
     check_float,
@@ -29,7 +30,6 @@ from ptheta.models.params import (
     check_random_state,
     check_str,
 )
-from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.train.trainer import TrainConfig, Trainer
 
 # Training hyper-parameters and their defaults (see TrainConfig for their meaning), plus:

@@ -12,8 +12,8 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
 from ptheta.models.neural import NeuralModel
-from ptheta.models.params import check_int, parameter_error
 from ptheta.nn.conv import GatedBlock, MaskedConv2d
+from ptheta.params import check_int, parameter_error
 
 
 def image_shape_of(spec: DataSpec) -> tuple[int, int, int]:

@@ -9,9 +9,9 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
-from ptheta.models.params import check_choice, check_float, check_int
 from ptheta.models.sequence import draw
 from ptheta.models.vae import LatentModel, LatentVariableModule
+from ptheta.params import check_choice, check_float, check_int
 
 CELLS: tuple[str, ...] = ("lstm", "gru")
 

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
-from ptheta.models.params import check_choice, check_float, check_int
 from ptheta.nn.attention import KVCache, TransformerBlock
+from ptheta.params import check_choice, check_float, check_int
 
 LONG_SEQUENCE_POLICIES: tuple[str, ...] = ("error", "sliding")
 

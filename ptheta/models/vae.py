@@ -14,14 +14,14 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec, Split, check_values
 from ptheta.errors import CapabilityError, DataError
 from ptheta.models.neural import NeuralModel
-from ptheta.models.params import (
+from ptheta.nn.decoders import DECODERS, Output, make_output
+from ptheta.nn.device import resolve_dtype
+from ptheta.params import (
     check_choice,
     check_float,
     check_int,
     check_int_list,
 )
-from ptheta.nn.decoders import DECODERS, Output, make_output
-from ptheta.nn.device import resolve_dtype
 
 LOG_2PI = math.log(2 * math.pi)
 # Rows (examples × importance samples) the decoder sees at once when estimating log p(x).

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import numbers
 import os
 import signal
 import threading
@@ -29,6 +28,14 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ptheta.errors import ParameterError, RunDirError
 from ptheta.io import append_jsonl, atomic_write_text, dumps
+from ptheta.params import (
+    MAX_SEED,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_str,
+)
 from ptheta.progress import progress_bar
 from ptheta.train import checkpoint
 from ptheta.train.distributed import World, current_world
@@ -79,66 +86,22 @@ class TrainConfig:
     progress: bool = False
 
     def __post_init__(self) -> None:
-        _check("epochs", self.epochs, integer=True, low=1)
-        _check("batch_size", self.batch_size, integer=True, low=1)
-        _check("lr", self.lr, low=0, low_open=True)
-        _check("weight_decay", self.weight_decay, low=0)
-        if not isinstance(self.schedule, str) or self.schedule not in ("cosine", "constant"):
-            raise ParameterError(f"schedule must be 'cosine' or 'constant', got {self.schedule!r}")
-        _check("warmup_steps", self.warmup_steps, integer=True, low=0)
-        _check("grad_clip", self.grad_clip, low=0, low_open=True, allow_none=True)
-        _check(
-            "ema_decay",
-            self.ema_decay,
-            low=0,
-            high=1,
-            low_open=True,
-            high_open=True,
-            allow_none=True,
-        )
-        _check("patience", self.patience, integer=True, low=1, allow_none=True)
-        _check("max_time", self.max_time, low=0, low_open=True, allow_none=True)
-        _check("checkpoint_every", self.checkpoint_every, integer=True, low=0)
-        if not isinstance(self.device, str) or not self.device:
-            raise ParameterError(f"device must be 'cpu', 'cuda' or 'auto', got {self.device!r}")
-        _check("seed", self.seed, integer=True, low=0, high=2**32 - 1)
-        if not isinstance(self.progress, bool):
-            raise ParameterError(f"progress must be True or False, got {self.progress!r}")
-
-
-def _check(
-    name: str,
-    value: Any,
-    *,
-    integer: bool = False,
-    low: float,
-    high: float | None = None,
-    low_open: bool = False,
-    high_open: bool = False,
-    allow_none: bool = False,
-) -> None:
-    """A ParameterError "<name> must be <what>, got <value!r>" unless ``value`` is an
-    integer (or a finite real number) from ``low`` up to ``high`` (bounds included unless
-    open); bool, strings, NaN and ±inf never pass."""
-    if value is None and allow_none:
-        return
-    kind = numbers.Integral if integer else numbers.Real
-    try:
-        ok = isinstance(value, kind) and not isinstance(value, bool) and math.isfinite(value)
-    except OverflowError:  # an int too large for a float
-        ok = False
-    ok = ok and (value > low if low_open else value >= low)
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        what = "an integer" if integer else "a finite number"
-        if high is None:
-            what += f" {'>' if low_open else '>='} {low}"
-        else:
-            what += f" in {'(' if low_open else '['}{low}, {high}{')' if high_open else ']'}"
-        raise ParameterError(
-            f"{name} must be {what}{' (or None)' if allow_none else ''}, got {value!r}"
-        )
+        # the Trainer's own settings: no model name in the messages ("epochs must be ...")
+        check_int("", "epochs", self.epochs, low=1)
+        check_int("", "batch_size", self.batch_size, low=1)
+        check_float("", "lr", self.lr, low=0, low_open=True)
+        check_float("", "weight_decay", self.weight_decay, low=0)
+        check_choice("", "schedule", self.schedule, ("cosine", "constant"))
+        check_int("", "warmup_steps", self.warmup_steps, low=0)
+        check_float("", "grad_clip", self.grad_clip, low=0, low_open=True, allow_none=True)
+        check_float("", "ema_decay", self.ema_decay, low=0, high=1, low_open=True,
+                    high_open=True, allow_none=True)  # fmt: skip
+        check_int("", "patience", self.patience, low=1, allow_none=True)
+        check_float("", "max_time", self.max_time, low=0, low_open=True, allow_none=True)
+        check_int("", "checkpoint_every", self.checkpoint_every, low=0)
+        check_str("", "device", self.device, hint="use 'cpu', 'cuda' or 'auto'")
+        check_int("", "seed", self.seed, low=0, high=MAX_SEED)
+        check_bool("", "progress", self.progress)
 
 
 @dataclass

@@ -15,14 +15,14 @@ import ptheta
 from ptheta.cli import cli
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError, PthetaError
 from ptheta.models import REGISTRY
-from ptheta.models.params import (
+from ptheta.models.sampling import sample_categorical
+from ptheta.params import (
     check_choice,
     check_float,
     check_int,
     check_int_list,
     check_random_state,
 )
-from ptheta.models.sampling import sample_categorical
 
 # None switches these off although their default is on; every other parameter takes None
 # only where its default is None.

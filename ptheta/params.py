@@ -1,4 +1,4 @@
-"""Hyper-parameter validators shared by every family: each bad value is one ParameterError.
+"""Hyper-parameter validators shared by every family and the Trainer: one ParameterError each.
 
 Families call these at fit time (scikit-learn's convention: ``__init__`` only stores its
 arguments). Every message reads ``"<model>: <name> must be <what>, got <value!r>"``, so
@@ -29,8 +29,9 @@ MAX_SEED = 2**32 - 1
 
 
 def parameter_error(model: str, name: str, what: str, value: Any, hint: str = "") -> ParameterError:
-    """The error "<model>: <name> must be <what>, got <value!r>[; <hint>]"."""
-    msg = f"{model}: {name} must be {what}, got {value!r}"
+    """The error "<model>: <name> must be <what>, got <value!r>[; <hint>]" (no prefix
+    when ``model`` is empty, e.g. for the Trainer's own settings)."""
+    msg = f"{model + ': ' if model else ''}{name} must be {what}, got {value!r}"
     return ParameterError(f"{msg}; {hint}" if hint else msg)
 
 
