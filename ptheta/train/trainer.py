@@ -3,7 +3,20 @@
 The Trainer takes a prepared ``nn.Module`` and tensors; it never builds data sets or
 models. A module to train exposes ``loss(x, y=None)`` → per-example loss, shape (N,), and
 optionally ``log_prob(x, y=None)`` → (N,), used for the validation NLL (otherwise the
-validation loss is used). It depends on torch alone.
+validation loss is used; a module whose ``log_prob`` is too costly to run every epoch sets
+``validate_with_loss = True``). It depends on torch alone.
+
+Families with several sets of parameters updated in turn (a GAN's generator and
+discriminator) define, besides ``loss(*batch, phase=name)``:
+
+- ``optim_groups() -> dict[str, dict]``: each phase's parameters and optional AdamW
+  settings, e.g. ``{"discriminator": {"params": [...], "betas": (0.5, 0.999)}, ...}``;
+  every parameter belongs to exactly one group;
+- ``phase(step: int) -> str``: which group the optimisation step ``step`` updates.
+
+Each step then computes the named phase's loss on its batch and updates only that
+phase's parameters; the learning-rate schedule follows the global step for all groups.
+This is the Trainer's own loop (checkpoints, resume, EMA, DDP, progress) — not a second one.
 """
 
 from __future__ import annotations
@@ -123,8 +136,8 @@ class _Objective(nn.Module):
         super().__init__()
         self.module = module
 
-    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
-        return self.module.loss(*batch)
+    def forward(self, *batch: torch.Tensor, **phase: str) -> torch.Tensor:
+        return self.module.loss(*batch, **phase)
 
 
 class Trainer:
@@ -194,11 +207,17 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         module.to(device)
         objective: nn.Module = _Objective(module)
+        groups = _param_groups(module)
+        phased = groups is not None
         if world.distributed:
             objective = DistributedDataParallel(
-                objective, device_ids=[device.index] if device.type == "cuda" else None
+                objective,
+                device_ids=[device.index] if device.type == "cuda" else None,
+                find_unused_parameters=phased,  # a phase leaves the other groups unused
             )
-        opt = torch.optim.AdamW(module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        opt = torch.optim.AdamW(
+            groups or module.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay
+        )
         batches_per_epoch = len(_global_batches(n, cfg.batch_size, world.world_size, cfg.seed, 0))
         total_steps = cfg.epochs * batches_per_epoch
         sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, total_steps))
@@ -247,12 +266,14 @@ class Trainer:
                         # this process's share of the global batch; the loss is scaled so
                         # that DDP's average over processes is the global batch's mean
                         mine = batches[b][world.rank :: world.world_size].to(device)
-                        losses = objective(*[t[mine] for t in train])  # (n_mine,)
+                        phase = {"phase": module.phase(s.step)} if phased else {}
+                        losses = objective(*[t[mine] for t in train], **phase)  # (n_mine,)
                         loss = losses.sum() * (world.world_size / len(batches[b]))
                         opt.zero_grad(set_to_none=True)
                         loss.backward()
+                        updated = _active_params(opt, phase.get("phase"))
                         if cfg.grad_clip is not None:
-                            nn.utils.clip_grad_norm_(module.parameters(), cfg.grad_clip)
+                            nn.utils.clip_grad_norm_(updated, cfg.grad_clip)
                         opt.step()
                         sched.step()
                         if ema is not None:
@@ -331,8 +352,11 @@ class Trainer:
         evaluated = ema.module if ema is not None else module
         if val is not None:
             value = validation_nll(evaluated, val, self.config.batch_size)
-            # with labels, the module scores −log p(x | y): say so in the record
-            record["val_nll" if len(val) == 1 else "val_nll_given_y"] = value
+            if not _scores_log_prob(evaluated):
+                key = "val_loss"  # not a likelihood: say so
+            else:  # with labels, the module scores −log p(x | y)
+                key = "val_nll" if len(val) == 1 else "val_nll_given_y"
+            record[key] = value
             if s.best_val is None or value < s.best_val:
                 s.best_val, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
                 s.best_state = copy.deepcopy(evaluated.state_dict())
@@ -437,6 +461,32 @@ class _State:
         )
 
 
+def _param_groups(module: nn.Module) -> list[dict[str, Any]] | None:
+    """AdamW parameter groups of a phased module (see the module docstring); None otherwise."""
+    if not hasattr(module, "optim_groups"):
+        return None
+    groups = [{**options, "name": name} for name, options in module.optim_groups().items()]
+    for g in groups:
+        g["params"] = list(g["params"])
+    seen = [id(p) for g in groups for p in g["params"]]
+    if len(seen) != len(set(seen)) or set(seen) != {id(p) for p in module.parameters()}:
+        raise ValueError("optim_groups() must list every parameter of the module exactly once")
+    return groups
+
+
+def _active_params(opt: torch.optim.Optimizer, phase: str | None) -> list[nn.Parameter]:
+    """The parameters this step updates; the other phases' gradients are dropped, so AdamW
+    leaves those parameters (and their moments) untouched."""
+    active: list[nn.Parameter] = []
+    for g in opt.param_groups:
+        if phase is None or g.get("name") == phase:
+            active += g["params"]
+        else:
+            for p in g["params"]:
+                p.grad = None
+    return active
+
+
 def _apply_best(module: nn.Module, ema: AveragedModel | None, s: _State) -> None:
     """Leave the best (validation) weights — of the EMA when there is one — in ``module``."""
     final = ema.module if ema is not None else module
@@ -512,12 +562,19 @@ def _schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+def _scores_log_prob(module: nn.Module) -> bool:
+    """Whether validation uses ``log_prob`` (else the loss)."""
+    return hasattr(module, "log_prob") and not getattr(module, "validate_with_loss", False)
+
+
 @torch.no_grad()
 def validation_nll(module: nn.Module, val: Sequence[torch.Tensor], batch_size: int) -> float:
     """Mean −log p on the validation tensors (or mean loss for modules without log_prob)."""
     was_training = module.training
     module.eval()
-    score = getattr(module, "log_prob", None)
+    score = (
+        None if getattr(module, "validate_with_loss", False) else getattr(module, "log_prob", None)
+    )
     total, count = 0.0, 0
     for chunk in zip(*(t.split(max(batch_size, 256)) for t in val), strict=True):
         values = -score(*chunk) if score is not None else module.loss(*chunk)

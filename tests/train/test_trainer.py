@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -326,3 +327,85 @@ def test_neural_model_class_conditional_and_fit_params(tmp_path):
         Tiny().fit(_split(), validaton_data=None)
     with pytest.raises(DataError, match="needs fit"):
         Tiny(class_conditional=True, device="cpu").fit(_split().x)
+
+
+# --------------------------------------------------------------------------- phases
+class TwoPlayer(nn.Module):
+    """A min-max toy: ``a`` minimises (a·x − b)², ``b`` maximises it, in turns (a: 2 steps,
+    b: 1 step), like a GAN's discriminator and generator."""
+
+    def __init__(self, missing: bool = False):
+        super().__init__()
+        self.a = nn.Parameter(torch.tensor([0.5], dtype=torch.float64))
+        self.b = nn.Parameter(torch.tensor([0.1], dtype=torch.float64))
+        self.missing = missing
+
+    def optim_groups(self):
+        groups = {"a": {"params": [self.a]}, "b": {"params": [self.b], "betas": (0.5, 0.9)}}
+        if self.missing:
+            del groups["b"]
+        return groups
+
+    def phase(self, step: int) -> str:
+        return "b" if step % 3 == 2 else "a"
+
+    def loss(self, x, phase=None):
+        value = (self.a * x[:, 0] - self.b) ** 2
+        return -value if phase == "b" else value
+
+
+def test_phased_modules_update_only_the_phase_s_parameters(tmp_path):
+    x = torch.linspace(-1, 1, 16, dtype=torch.float64)[:, None]
+    module = TwoPlayer()
+    seen = []
+
+    def record(step, loss):
+        seen.append((step, module.a.item(), module.b.item()))
+
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.1, device="cpu", patience=None)
+    Trainer(config).fit(module, (x,), callback=record)
+    values = [(0, 0.5, 0.1), *seen]
+    for (_, a0, b0), (step, a1, b1) in itertools.pairwise(values):
+        if step % 3 == 0:  # step index s.step - 1 == 2 (mod 3) was b's turn
+            assert a1 == a0 and b1 != b0
+        else:
+            assert a1 != a0 and b1 == b0
+    # both groups moved, b with its own betas
+    assert module.a.item() != 0.5 and module.b.item() != 0.1
+
+    # exact resume of a phased run
+    reference = TwoPlayer()
+    config = TrainConfig(epochs=6, batch_size=4, lr=0.1, device="cpu", patience=None)
+    Trainer(config).fit(reference, (x,))
+
+    def stop(step, loss):
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config).fit(TwoPlayer(), (x,), run_dir=tmp_path, callback=stop)
+    resumed = TwoPlayer()
+    Trainer(config).fit(resumed, (x,), run_dir=tmp_path, resume=True)
+    assert _same_weights(resumed, reference)
+
+
+def test_phased_modules_must_list_every_parameter():
+    x = torch.zeros(4, 1, dtype=torch.float64)
+    with pytest.raises(ValueError, match="every parameter"):
+        Trainer(TrainConfig(epochs=1, device="cpu")).fit(TwoPlayer(missing=True), (x,))
+
+
+def test_validate_with_loss_skips_log_prob():
+    class Costly(TinyAutoregressive):
+        validate_with_loss = True
+
+        def log_prob(self, x, y=None):
+            raise AssertionError("log_prob must not be called for validation")
+
+        def loss(self, x, y=None):
+            return -super().log_prob(x, y)
+
+    x, val = _data(), _data(32, seed=1)
+    torch.manual_seed(0)
+    result = Trainer(TrainConfig(**CONFIG)).fit(Costly().double(), (x,), (val,))
+    assert all(math.isfinite(h["val_loss"]) and "val_nll" not in h for h in result.history)
