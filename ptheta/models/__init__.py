@@ -9,13 +9,17 @@ from ptheta.models.base import LIKELIHOOD_KINDS, GenerativeModel
 from ptheta.models.baselines import Independent
 from ptheta.models.chow_liu import ChowLiuTree
 from ptheta.models.classifier import BayesClassifier
+from ptheta.models.diffusion import DDPM
+from ptheta.models.ebm import EBM
 from ptheta.models.flows import MAF, Glow, RealNVP
+from ptheta.models.gan import GAN
 from ptheta.models.made import MADE
 from ptheta.models.markov import MarkovChain
 from ptheta.models.mixtures import BernoulliMixture, CategoricalMixture, GaussianMixture
 from ptheta.models.nade import NADE
 from ptheta.models.naive_bayes import NaiveBayes
 from ptheta.models.pixelcnn import PixelCNN
+from ptheta.models.rbm import RBM
 from ptheta.models.seq_vae import SeqVAE
 from ptheta.models.sequence import LSTM, Transformer
 from ptheta.models.vae import VAE
@@ -41,6 +45,10 @@ REGISTRY: dict[str, type[GenerativeModel]] = {
         Transformer,
         VAE,
         SeqVAE,
+        DDPM,
+        RBM,
+        EBM,
+        GAN,
     )
 }
 
@@ -83,11 +91,15 @@ def list_models() -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "DDPM",
+    "EBM",
+    "GAN",
     "LIKELIHOOD_KINDS",
     "LSTM",
     "MADE",
     "MAF",
     "NADE",
+    "RBM",
     "REGISTRY",
     "VAE",
     "BayesClassifier",

@@ -71,6 +71,9 @@ class NeuralModel(GenerativeModel):
     """
 
     fit_params: ClassVar[tuple[str, ...]] = ("validation_data", "run_dir", "resume")
+    # False where the training loss does not measure fit (GAN, EBM): then tools such as
+    # `ptheta fit` and `compare` hold no validation data out for early stopping
+    validation_measures_fit: ClassVar[bool] = True
 
     def __init__(self, **training: Any) -> None:
         unknown = set(training) - set(TRAINING_PARAMS)

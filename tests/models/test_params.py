@@ -28,9 +28,9 @@ from ptheta.params import (
 # only where its default is None.
 NONE_SWITCHES_OFF = {"grad_clip", "patience"}
 # Real-valued parameters whose default is None (2.5 may be valid for them).
-REAL_DEFAULT_NONE = {"max_time", "ema_decay"}
+REAL_DEFAULT_NONE = {"max_time", "ema_decay", "noise_scale"}
 # A list of two integers, or a dict, is a valid value of these.
-TAKES_INT_LIST = {("made", "hidden"), ("vae", "hidden")}
+TAKES_INT_LIST = {("made", "hidden"), ("vae", "hidden"), ("gan", "hidden")}
 # String-valued by default but a positive real is valid too.
 TAKES_REAL = {("vae", "decoder_variance")}
 TAKES_DICT = {("bayes-classifier", "density_params")}
@@ -114,6 +114,24 @@ VALID = {
     "realnvp": [{"coupling": "additive", "norm": "batchnorm", "base": "learned"}],
     "maf": [{"n_layers": 1, "dequantization": "variational", "n_dequant_samples": 1}],
     "glow": [{"n_levels": 1, "n_steps": 1, "alpha": 0.1}],
+    "ddpm": [
+        {"noise_schedule": "cosine", "variance": "beta", "sampler": "ddim", "sampling_steps": 20},
+        {"timesteps": np.int64(1), "architecture": "mlp", "n_blocks": 3, "p_uncond": 0.0},
+        {"class_conditional": True, "guidance": 2.5, "p_uncond": 0.5, "hidden": np.int64(4)},
+    ],
+    "rbm": [
+        {"method": "cd", "k": 2, "sample_chains": 3, "thin": 1, "burn_in": 0},
+        {"n_hidden": np.int64(25), "ais_runs": 2, "ais_betas": 1, "sample_init": "persistent"},
+    ],
+    "ebm": [
+        {"noise_scale": 0, "spectral_norm": True, "reinit": 1, "alpha": 0, "sample_steps": 0},
+        {"noise_scale": 2.5, "n_layers": 1, "buffer_size": 1, "step_size": np.float64(0.5)},
+    ],
+    "gan": [
+        {"loss": "wgan-gp", "n_critic": 1, "gp_weight": 0, "spectral_norm": True},
+        {"class_conditional": True, "architecture": "mlp", "hidden": [], "beta1": 0},
+        {"n_critic": np.int64(3), "latent_dim": 1, "validation_fraction": 0.2, "ema_decay": 0.9},
+    ],
 }
 
 

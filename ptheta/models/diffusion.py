@@ -1,0 +1,805 @@
+"""Denoising diffusion (DDPM): ε-prediction, the variational bound, ancestral and DDIM sampling."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ptheta.data.spec import DataSpec, check_values
+from ptheta.errors import CapabilityError, DataError, ParameterError
+from ptheta.models.neural import NeuralModel
+from ptheta.nn.device import resolve_dtype
+from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet
+from ptheta.params import check_choice, check_float, check_int, check_random_state
+from ptheta.progress import progress_bar
+
+LOG_2PI = math.log(2 * math.pi)
+SCHEDULES: tuple[str, ...] = ("linear", "cosine")
+VARIANCES: tuple[str, ...] = ("posterior", "beta")
+ARCHITECTURES: tuple[str, ...] = ("auto", "mlp", "unet")
+SAMPLERS: tuple[str, ...] = ("ancestral", "ddim")
+# Rows (examples × time steps) the denoiser sees at once when the bound is evaluated.
+BOUND_ROWS = 8192
+# Seed of the forward-process noise of log_prob / bound_terms when no generator is given,
+# so that scores are deterministic.
+SCORE_SEED = 7919
+MAX_BETA = 0.999  # β_t = 1 would make 1/√α_t infinite (Nichol & Dhariwal clip the same way)
+
+
+def beta_schedule(name: str, timesteps: int) -> Tensor:
+    """β_1 … β_T of a named schedule, float64 (T,).
+
+    ``"linear"``: Ho et al.'s linear schedule (β from 1e-4 to 0.02 over T = 1000) in its
+    continuous form β(s) = 0.1 + 19.9 s, s ∈ [0, 1] (the VP process of Song et al.), so that
+    ᾱ_t = exp(−0.1 s − 9.95 s²) at s = t/T and β_t = 1 − ᾱ_t/ᾱ_{t−1}: the same ᾱ curve and
+    valid β_t < 1 for every T (Ho's end points scaled by 1000/T exceed 1 for T < 50).
+    ``"cosine"``: ᾱ_t = f(t) / f(0), f(t) = cos²(π/2 · (t/T + s)/(1 + s)), s = 0.008.
+    Both are clipped to ≤ 0.999.
+
+    Example:
+        >>> [round(b, 5) for b in beta_schedule("linear", 1000)[[0, -1]].tolist()]
+        [0.00011, 0.01979]
+
+    References:
+        Ho, Jain & Abbeel (2020), DDPM, NeurIPS; Song et al. (2021), Score-Based Generative
+        Modeling through Stochastic Differential Equations, ICLR; Nichol & Dhariwal (2021),
+        Improved Denoising Diffusion Probabilistic Models, ICML.
+    """
+    steps = torch.arange(timesteps + 1, dtype=torch.float64) / timesteps  # s = t/T
+    if name == "linear":
+        log_alphas_bar = -0.1 * steps - 9.95 * steps**2
+        betas = -torch.expm1(log_alphas_bar[1:] - log_alphas_bar[:-1])
+    elif name == "cosine":
+        f = torch.cos((steps + 0.008) / 1.008 * math.pi / 2) ** 2  # (T+1,)
+        betas = 1 - f[1:] / f[:-1]
+    else:
+        raise ParameterError(f"unknown noise schedule {name!r}; use one of {SCHEDULES}")
+    return betas.clamp(max=MAX_BETA)
+
+
+def log_discretised_gaussian(k: Tensor, mean: Tensor, std: Tensor | float, n_levels: int) -> Tensor:
+    """log P(level k) when x ~ N(mean, std²) is read off on K level centres in [−1, 1].
+
+    Level k has centre c_k = (2k + 1)/K − 1 and bin [c_k − 1/K, c_k + 1/K]; the first and
+    last bins extend to −∞ and +∞, so the K probabilities sum to one exactly.
+
+    Arguments:
+        k: levels, LongTensor of any shape.
+        mean, std: of the Gaussian, broadcastable to k's shape.
+        n_levels: K.
+
+    Returns:
+        log-probabilities in nats, k's shape.
+
+    Example:
+        >>> import torch
+        >>> k = torch.arange(3)
+        >>> round(float(log_discretised_gaussian(k, torch.zeros(3), 0.5, 3).exp().sum()), 6)
+        1.0
+
+    References:
+        Ho, Jain & Abbeel (2020), DDPM, NeurIPS, eq. (13).
+    """
+    centre = (2 * k.to(mean.dtype) + 1) / n_levels - 1
+    half = 1.0 / n_levels
+    lo = torch.where(k == 0, -math.inf, (centre - half - mean) / std)
+    hi = torch.where(k == n_levels - 1, math.inf, (centre + half - mean) / std)
+    # log(Φ(hi) − Φ(lo)) in the tail where it is accurate: mirror bins right of 0
+    flip = lo > 0
+    a, b = torch.where(flip, -hi, lo), torch.where(flip, -lo, hi)  # Φ(b) − Φ(a), a < b
+    log_b, log_a = torch.special.log_ndtr(b), torch.special.log_ndtr(a)
+    gap = (log_a - log_b).clamp(max=-torch.finfo(log_b.dtype).tiny)  # < 0: Φ(a) < Φ(b)
+    return log_b + torch.log(-torch.expm1(gap))
+
+
+def _gaussian_kl(mean1: Tensor, var1: Tensor, mean2: Tensor, var2: Tensor) -> Tensor:
+    """KL(N(mean1, var1) ‖ N(mean2, var2)) per entry."""
+    return 0.5 * (torch.log(var2 / var1) + (var1 + (mean1 - mean2) ** 2) / var2 - 1)
+
+
+# ---------------------------------------------------------------------------------------
+# Module level
+
+
+class DiffusionNetwork(nn.Module):
+    """A DDPM with ε-prediction over flat or image-shaped examples (module level).
+
+    Forward process q(x_t | x_{t−1}) = N(√α_t x_{t−1}, β_t I), t = 1 … T, α_t = 1 − β_t,
+    so q(x_t | x_0) = N(√ᾱ_t x_0, (1 − ᾱ_t) I), ᾱ_t = ∏_{s≤t} α_s. Data enter as x_0 in
+    model units: discrete levels k of K go to the centres (2k + 1)/K − 1 in [−1, 1];
+    continuous values are standardised, z = (x − shift)/scale (buffers, set from the
+    training data by the estimator).
+
+    Reverse process p(x_{t−1} | x_t) = N(μ_θ(x_t, t), σ_t² I) with
+    μ_θ = (x_t − β_t/√(1 − ᾱ_t) · ε_θ(x_t, t)) / √α_t. Variances (``variance``):
+    ``"posterior"`` σ_t² = β̃_t = β_t (1 − ᾱ_{t−1})/(1 − ᾱ_t), ``"beta"`` σ_t² = β_t, for
+    t ≥ 2; the decoder p(x_0 | x_1) has σ_1² = β_1 in both (β̃_1 = 0). The decoder is the
+    discretised Gaussian of Ho et al. on discrete data (a pmf over the K levels), a Gaussian
+    density on continuous data. The same σ_t² are used by the bound and by ancestral
+    sampling, so the bound is the bound of the model that ancestral sampling draws from.
+
+    Bound (nats per example; :meth:`bound_terms`): −log p(x) ≤ L_0 + L_1 + … + L_{T−1} + L_T
+    with L_0 = −log p(x_0 | x_1), L_{t−1} = KL(q(x_{t−1} | x_t, x_0) ‖ p(x_{t−1} | x_t)),
+    L_T = KL(q(x_T | x_0) ‖ N(0, I)), each L_{t−1} at one draw x_t ~ q(x_t | x_0) (the
+    usual unbiased estimate of the expectation; closed-form KLs otherwise). On continuous
+    data L_0 includes the standardisation's log-Jacobian Σ log scale, so the bound is on
+    the density of x, not of z.
+
+    Training loss (:meth:`loss`): Ho et al.'s simple objective, the mean over entries of
+    ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t)‖², t uniform on 1 … T. Class-conditional
+    networks (``n_classes``) add a label embedding to the time embedding; in training the
+    label is replaced by a null token with probability ``p_uncond``, so the same network
+    also predicts the unconditional ε(x, ∅) (y=None), and sampling can use classifier-free
+    guidance ε̂ = (1 + w) ε(x, y) − w ε(x, ∅).
+
+    Arguments:
+        event_shape: shape of one example; D = its size.
+        n_categories: K of discrete data; None: continuous.
+        timesteps: T.
+        noise_schedule: ``"linear"`` or ``"cosine"`` (:func:`beta_schedule`).
+        variance: ``"posterior"`` or ``"beta"`` (see above).
+        architecture: ``"mlp"`` (:class:`~ptheta.nn.unet.MLPDenoiser`) or ``"unet"``
+            (:class:`~ptheta.nn.unet.UNet`, needs ``image_shape``).
+        hidden: MLP width, or U-Net channels at full resolution.
+        n_blocks: residual blocks of the MLP.
+        image_shape: (C, H, W) with C·H·W = D, for the U-Net.
+        n_classes: classes of a class-conditional model; None: unconditional.
+        p_uncond: probability of dropping the label in training.
+        guidance: w of :meth:`sample` (0: the conditional ε itself).
+        sampler: ``"ancestral"`` (T steps) or ``"ddim"`` in :meth:`sample`.
+        sampling_steps: DDIM steps in :meth:`sample` (None: min(50, T)).
+        eta: DDIM's η in :meth:`sample` (0: deterministic).
+        dtype: of parameters and buffers (default: torch's default dtype).
+
+    Example:
+        >>> import torch
+        >>> net = DiffusionNetwork((4,), n_categories=3, timesteps=10, hidden=16)
+        >>> x = net.sample(5, generator=torch.Generator().manual_seed(0))
+        >>> x.shape, net.loss(x).shape, net.bound_terms(x).shape
+        (torch.Size([5, 4]), torch.Size([5]), torch.Size([5, 11]))
+
+    References:
+        Sohl-Dickstein et al. (2015), Deep Unsupervised Learning using Nonequilibrium
+        Thermodynamics, ICML; Ho, Jain & Abbeel (2020), Denoising Diffusion Probabilistic
+        Models, NeurIPS; Song, Meng & Ermon (2021), Denoising Diffusion Implicit Models,
+        ICLR; Nichol & Dhariwal (2021), Improved DDPM, ICML; Ho & Salimans (2021),
+        Classifier-Free Diffusion Guidance.
+    """
+
+    # the Trainer validates with loss(): log_prob sums T network passes
+    validate_with_loss: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        event_shape: tuple[int, ...],
+        *,
+        n_categories: int | None = None,
+        timesteps: int = 1000,
+        noise_schedule: str = "linear",
+        variance: str = "posterior",
+        architecture: str = "mlp",
+        hidden: int = 128,
+        n_blocks: int = 2,
+        image_shape: tuple[int, int, int] | None = None,
+        n_classes: int | None = None,
+        p_uncond: float = 0.1,
+        guidance: float = 0.0,
+        sampler: str = "ancestral",
+        sampling_steps: int | None = None,
+        eta: float = 0.0,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.event_shape = tuple(event_shape)
+        self.n_dims = math.prod(self.event_shape)
+        self.n_categories = n_categories
+        self.timesteps = T = timesteps
+        self.architecture = architecture
+        self.image_shape = None if image_shape is None else tuple(image_shape)
+        self.n_classes = n_classes
+        self.p_uncond = p_uncond
+        self.guidance = guidance
+        self.sampler = sampler
+        self.sampling_steps = sampling_steps
+        self.eta = eta
+
+        zero = torch.zeros(1, dtype=torch.float64)
+        betas = torch.cat([zero, beta_schedule(noise_schedule, T)])  # (T+1,), β_0 = 0
+        alphas_bar = torch.cumprod(1 - betas, 0)  # (T+1,), ᾱ_0 = 1
+        posterior = betas.clone()  # β̃_t; β̃_1 = 0 so the decoder keeps β_1
+        posterior[2:] = betas[2:] * (1 - alphas_bar[1:-1]) / (1 - alphas_bar[2:])
+        sigma2 = posterior if variance == "posterior" else betas.clone()
+        sigma2[1] = betas[1]
+        # index t = 0 … T; schedules are buffers so checkpoints and .to(dtype) carry them
+        self.register_buffer("betas", betas)
+        self.register_buffer("alphas_bar", alphas_bar)
+        self.register_buffer("posterior_var", posterior)
+        self.register_buffer("sigma2", sigma2)
+        self.register_buffer("shift", torch.zeros(self.event_shape, dtype=torch.float64))
+        self.register_buffer("scale", torch.ones(self.event_shape, dtype=torch.float64))
+
+        emb_dim = 2 * hidden
+        self.time_embed = TimeEmbedding(emb_dim)
+        # one extra row: the null label ∅ of classifier-free guidance
+        self.label_embed = None if n_classes is None else nn.Embedding(n_classes + 1, emb_dim)
+        if architecture == "unet":
+            if self.image_shape is None:
+                raise ParameterError("architecture='unet' needs image_shape (C, H, W)")
+            self.net = UNet(self.image_shape[0], hidden=hidden, emb_dim=emb_dim)
+            last = self.net.conv_out
+        else:
+            self.net = MLPDenoiser(self.n_dims, hidden=hidden, n_blocks=n_blocks, emb_dim=emb_dim)
+            last = self.net.out
+        # f_θ starts at 0: the untrained model is the exact one for x_0 ~ N(0, I) (see eps)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        # the schedule was computed in float64: cast once, without a float32 detour
+        self.to(dtype or torch.get_default_dtype())
+
+    # ----------------------------------------------------------------- units
+    @property
+    def _dtype(self) -> torch.dtype:
+        return self.betas.dtype
+
+    def to_unit(self, x: Tensor) -> Tensor:
+        """Data → model units x_0: level centres in [−1, 1], or standardised values."""
+        if self.n_categories is not None:
+            return (2 * x.to(self._dtype) + 1) / self.n_categories - 1
+        return (x.to(self._dtype) - self.shift) / self.scale
+
+    def from_unit(self, x0: Tensor) -> Tensor:
+        """Model units → data: the nearest level (LongTensor), or de-standardised values."""
+        if self.n_categories is not None:
+            k = torch.floor((x0 + 1) * self.n_categories / 2)
+            return k.clamp(0, self.n_categories - 1).long()
+        return x0 * self.scale + self.shift
+
+    # ----------------------------------------------------------------- denoiser
+    def _check_labels(self, y: Tensor | None) -> None:
+        if self.n_classes is None and y is not None:
+            raise DataError("this diffusion model is unconditional (n_classes=None): omit y")
+
+    def eps(self, x_t: Tensor, t: Tensor, y: Tensor | None = None, guidance: float = 0.0) -> Tensor:
+        """Predicted noise ε_θ(x_t, t[, y]) with x_t's shape (N, *event_shape).
+
+        ε_θ = √(1 − ᾱ_t) x_t + f_θ(x_t, t, y): the first term is E[ε | x_t] when x_0 ~
+        N(0, I), so the network f_θ (output layer zero-initialised) learns a correction to
+        the best linear denoiser of unit-variance data. This keeps x̂_0 and μ_θ bounded from
+        the first step even where α_t is close to 0 (β_t near 1 at large t for small T).
+
+        ``t``: LongTensor (N,) in 1 … T. ``y``: labels (N,) of a class-conditional network,
+        −1 or None for the null label ∅. ``guidance`` w > 0 returns the classifier-free
+        guided (1 + w) ε(x, y) − w ε(x, ∅); w = 0 returns ε(x, y) itself.
+        """
+        self._check_labels(y)
+        if guidance and y is not None:
+            both = self.eps(
+                torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, -1)])
+            )
+            cond, uncond = both.chunk(2)
+            return (1 + guidance) * cond - guidance * uncond
+        # the bound and the samplers give many rows the same t: embed each distinct t once
+        steps, index = torch.unique(t, return_inverse=True)
+        emb = self.time_embed(steps)[index]  # (N, E)
+        if self.label_embed is not None:
+            null = torch.full_like(t, self.n_classes)
+            labels = null if y is None else torch.where(y < 0, null, y)
+            emb = emb + self.label_embed(labels)
+        n = len(x_t)
+        if self.architecture == "unet":
+            f = self.net(x_t.reshape(n, *self.image_shape), emb).reshape(x_t.shape)
+        else:
+            f = self.net(x_t.reshape(n, self.n_dims), emb).reshape(x_t.shape)
+        skip = (1 - self.alphas_bar[t]).sqrt().reshape(-1, *[1] * (x_t.dim() - 1))  # (N, 1, …)
+        return skip * x_t + f
+
+    def q_sample(self, x0: Tensor, t: Tensor, noise: Tensor) -> Tensor:
+        """x_t = √ᾱ_t x_0 + √(1 − ᾱ_t) ε, a draw of q(x_t | x_0); t LongTensor (N,)."""
+        ab = self.alphas_bar[t].reshape(-1, *[1] * (x0.dim() - 1))  # (N, 1, …)
+        return ab.sqrt() * x0 + (1 - ab).sqrt() * noise
+
+    def q_posterior(self, x0: Tensor, x_t: Tensor, t: int) -> tuple[Tensor, Tensor]:
+        """Mean and variance β̃_t of q(x_{t−1} | x_t, x_0) for one t ≥ 1."""
+        ab, ab_prev, beta = self.alphas_bar[t], self.alphas_bar[t - 1], self.betas[t]
+        mean = (ab_prev.sqrt() * beta * x0 + (1 - beta).sqrt() * (1 - ab_prev) * x_t) / (1 - ab)
+        return mean, self.posterior_var[t]
+
+    def p_mean(self, x_t: Tensor, t: int, eps: Tensor) -> Tensor:
+        """μ_θ(x_t, t) = (x_t − β_t/√(1 − ᾱ_t) ε) / √α_t given the predicted ε."""
+        beta, ab = self.betas[t], self.alphas_bar[t]
+        return (x_t - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
+
+    # ----------------------------------------------------------------- training
+    def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Simple ε-MSE (mean over entries) at one uniform t per example, (N,).
+
+        In eval mode (the Trainer's validation) t and ε come from a generator seeded with
+        :data:`SCORE_SEED`: every epoch is validated on the same draws, so early stopping
+        compares weights rather than Monte-Carlo noise.
+        """
+        self._check_labels(y)
+        x0 = self.to_unit(x)
+        gen = None
+        if not self.training:
+            gen = torch.Generator(device=x0.device).manual_seed(SCORE_SEED)
+        t = torch.randint(1, self.timesteps + 1, (len(x0),), device=x0.device, generator=gen)
+        noise = torch.randn(x0.shape, generator=gen, device=x0.device, dtype=x0.dtype)
+        if y is not None and self.training and self.p_uncond > 0:
+            drop = torch.rand(len(y), device=y.device) < self.p_uncond
+            y = torch.where(drop, -1, y)
+        err = (self.eps(self.q_sample(x0, t, noise), t, y) - noise) ** 2
+        return err.reshape(len(x0), -1).mean(1)
+
+    # ----------------------------------------------------------------- the bound
+    def prior_term(self, x: Tensor) -> Tensor:
+        """L_T = KL(q(x_T | x_0) ‖ N(0, I)), (N,)."""
+        x0 = self.to_unit(x)
+        ab = self.alphas_bar[-1]
+        kl = _gaussian_kl(ab.sqrt() * x0, 1 - ab, torch.zeros_like(x0), torch.ones_like(ab))
+        return kl.reshape(len(x0), -1).sum(1)
+
+    def terms_at(
+        self,
+        x: Tensor,
+        ts: list[int],
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Tensor:
+        """L_{t−1} for each t of ``ts`` (t = 1: the decoder term L_0), (N, len(ts)).
+
+        One x_t ~ q(x_t | x_0) per example and t, drawn from ``generator`` in the order of
+        ``ts``; the denoiser sees at most :data:`BOUND_ROWS` rows at once. ``progress(k)``
+        is called after every k time steps done.
+        """
+        self._check_labels(y)
+        x0 = self.to_unit(x)  # (N, *E)
+        n = len(x0)
+        group = max(1, BOUND_ROWS // max(n, 1))
+        out = []
+        for start in range(0, len(ts), group):
+            chunk = ts[start : start + group]
+            t_vec = torch.tensor(chunk, device=x0.device).repeat_interleave(n)  # (g·N,)
+            noise = torch.cat(
+                [
+                    torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+                    for _ in chunk
+                ]
+            )  # (g·N, *E)
+            x0s = x0.repeat(len(chunk), *[1] * (x0.dim() - 1))
+            x_t = self.q_sample(x0s, t_vec, noise)
+            eps = self.eps(x_t, t_vec, None if y is None else y.repeat(len(chunk)))
+            for i, t in enumerate(chunk):
+                rows = slice(i * n, (i + 1) * n)
+                mean = self.p_mean(x_t[rows], t, eps[rows])  # (N, *E)
+                if t == 1:
+                    term = -self._decoder_log_prob(x, x0, mean)
+                else:
+                    q_mean, q_var = self.q_posterior(x0, x_t[rows], t)
+                    kl = _gaussian_kl(q_mean, q_var, mean, self.sigma2[t])
+                    term = kl.reshape(n, -1).sum(1)
+                out.append(term)
+            if progress is not None:
+                progress(len(chunk))
+        return torch.stack(out, dim=1)
+
+    def _decoder_log_prob(self, x: Tensor, x0: Tensor, mean: Tensor) -> Tensor:
+        """log p(x_0 | x_1) in data units, (N,)."""
+        std = self.sigma2[1].sqrt()
+        n = len(x0)
+        if self.n_categories is not None:
+            lp = log_discretised_gaussian(x.long(), mean, std, self.n_categories)
+            return lp.reshape(n, -1).sum(1)
+        lp = -0.5 * (((x0 - mean) / std) ** 2 + LOG_2PI) - torch.log(std)
+        # density of x = density of z / ∏ scale
+        return lp.reshape(n, -1).sum(1) - torch.log(self.scale).sum()
+
+    def bound_terms(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> Tensor:
+        """The bound's terms per example, (N, T + 1): column j is L_j (j = 0: the decoder,
+        1 … T−1: the KLs, T: the prior term); their sum is ≥ −log p(x) in expectation."""
+        if generator is None:
+            generator = torch.Generator(device=x.device).manual_seed(SCORE_SEED)
+        steps = self.terms_at(x, list(range(1, self.timesteps + 1)), y, generator, progress)
+        return torch.cat([steps, self.prior_term(x)[:, None]], dim=1)
+
+    def log_prob(
+        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """−(the bound), a lower bound on log p(x) (or log p(x | y)) in nats, (N,).
+
+        Deterministic without ``generator`` (noise seeded with :data:`SCORE_SEED`).
+        """
+        return -self.bound_terms(x, y, generator).sum(1)
+
+    # ----------------------------------------------------------------- sampling
+    def ancestral_step(self, x_t: Tensor, t: int, eps: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and standard deviation of p(x_{t−1} | x_t) (t = 1: the decoder's)."""
+        return self.p_mean(x_t, t, eps), self.sigma2[t].sqrt()
+
+    def ddim_step(
+        self, x_t: Tensor, t: int, s: int, eps: Tensor, eta: float
+    ) -> tuple[Tensor, Tensor]:
+        """Mean and standard deviation of DDIM's x_s given x_t, s < t (Song et al. eq. 12).
+
+        x̂_0 = (x_t − √(1 − ᾱ_t) ε)/√ᾱ_t, σ = η √((1 − ᾱ_s)/(1 − ᾱ_t)) √(1 − ᾱ_t/ᾱ_s),
+        mean = √ᾱ_s x̂_0 + √(1 − ᾱ_s − σ²) ε. With η = 1 and s = t − 1, σ² = β̃_t and the
+        mean is μ_θ: the ancestral step with σ_t² = β̃_t.
+        """
+        ab_t, ab_s = self.alphas_bar[t], self.alphas_bar[s]
+        x0_hat = (x_t - (1 - ab_t).sqrt() * eps) / ab_t.sqrt()
+        std = eta * ((1 - ab_s) / (1 - ab_t) * (1 - ab_t / ab_s)).sqrt()
+        mean = ab_s.sqrt() * x0_hat + (1 - ab_s - std**2).clamp(min=0).sqrt() * eps
+        return mean, std
+
+    def _noise(self, n: int, generator: torch.Generator | None) -> Tensor:
+        return torch.randn(
+            (n, *self.event_shape), generator=generator, device=self.betas.device, dtype=self._dtype
+        )
+
+    def _t(self, t: int, n: int) -> Tensor:
+        return torch.full((n,), t, dtype=torch.long, device=self.betas.device)
+
+    @torch.no_grad()
+    def ancestral(
+        self,
+        n: int,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        guidance: float | None = None,
+    ) -> Tensor:
+        """T ancestral steps from x_T ~ N(0, I); the last draws from the decoder
+        (discrete: the level whose bin holds x_0). Returns (n, *event_shape) in data units."""
+        w = self.guidance if guidance is None else guidance
+        x = self._noise(n, generator)
+        for t in range(self.timesteps, 0, -1):
+            mean, std = self.ancestral_step(x, t, self.eps(x, self._t(t, n), y, w))
+            x = mean + std * self._noise(n, generator)
+        return self.from_unit(x)
+
+    def ddim_times(self, steps: int) -> list[int]:
+        """The DDIM time steps τ_1 < … < τ_S, τ_i = round(i T / S): evenly spaced, ending
+        at T (S = T: every step; S = 1: one jump from T to 0). Needs 1 ≤ S ≤ T."""
+        taus = np.floor(np.arange(1, steps + 1) * self.timesteps / steps + 0.5)
+        return np.unique(taus).astype(int).tolist()
+
+    @torch.no_grad()
+    def ddim(
+        self,
+        x_T: Tensor,
+        steps: int,
+        eta: float = 0.0,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        guidance: float | None = None,
+    ) -> Tensor:
+        """DDIM from the given x_T (n, *event_shape) over ``steps`` steps; the final step
+        returns x̂_0 (no noise). η = 0 is deterministic: the result depends on x_T alone."""
+        w = self.guidance if guidance is None else guidance
+        x, n = x_T, len(x_T)
+        times = self.ddim_times(steps)
+        for i in range(len(times) - 1, -1, -1):
+            t, s = times[i], times[i - 1] if i > 0 else 0
+            mean, std = self.ddim_step(x, t, s, self.eps(x, self._t(t, n), y, w), eta)
+            x = mean + std * self._noise(n, generator) if float(std) > 0 else mean
+        return self.from_unit(x)
+
+    def sample(
+        self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """n examples with the configured ``sampler``, (n, *event_shape); LongTensor levels
+        for discrete data. All randomness comes from ``generator``."""
+        if self.sampler == "ddim":
+            steps = self.sampling_steps or min(50, self.timesteps)
+            return self.ddim(self._noise(n, generator), steps, self.eta, y, generator)
+        return self.ancestral(n, y, generator)
+
+
+# ---------------------------------------------------------------------------------------
+# Estimator level
+
+
+class DDPM(NeuralModel):
+    """Denoising diffusion probabilistic model: ε-prediction, bound on log p(x), DDIM.
+
+    The network is :class:`DiffusionNetwork`: an MLP denoiser for vectors, a small U-Net
+    for image-shaped data (``architecture="auto"``), the simple ε-MSE training loss, and
+    σ_t² = β̃_t (``variance="posterior"``) or β_t (``"beta"``) in the reverse process.
+
+    What it reports (``likelihood_ = "bound"``, nats per example): ``score_samples`` =
+    −(L_0 + … + L_T), the variational bound summed over all T steps (T network passes per
+    example; progress bar with ``verbose``). On discrete data (binary, categorical(K)) the
+    decoder is the discretised Gaussian on the K level centres, so the number is a lower
+    bound on log P(x) of the discrete data (units ``"discrete"``); on continuous data it is
+    a lower bound on the density of x including the standardisation's Jacobian (units
+    ``"continuous"``). Each KL term is evaluated at one seeded draw x_t ~ q(x_t | x_0):
+    an unbiased, deterministic estimate of the bound. :meth:`bound_terms` gives the terms,
+    :meth:`bound_estimate` a cheaper Monte-Carlo estimate over random t. Class-conditional
+    models score log Σ_y p(y) exp(bound(x | y)), itself a lower bound on log p(x).
+
+    Sampling: ``sampler="ancestral"`` (T steps) or ``"ddim"`` (``sampling_steps``,
+    deterministic); :meth:`sample_ancestral` and :meth:`sample_ddim` choose explicitly.
+    ``guidance`` (class-conditional only) applies to sampling, never to the bound.
+
+    Arguments:
+        timesteps: T (default 1000).
+        noise_schedule: ``"linear"`` or ``"cosine"`` (named so, because ``schedule`` is the
+            learning-rate schedule of the shared training arguments).
+        variance: ``"posterior"`` (β̃_t) or ``"beta"`` (β_t).
+        architecture: ``"auto"`` (U-Net for image-shaped data, else MLP), ``"mlp"``, ``"unet"``.
+        hidden: MLP width, or U-Net channels at full resolution.
+        n_blocks: residual blocks of the MLP denoiser.
+        class_conditional: fit p(x | y) with ``fit(X, y)``.
+        p_uncond: label dropout in training (classifier-free guidance).
+        guidance: guidance weight w ≥ 0 for sampling.
+        sampler: ``"ancestral"`` or ``"ddim"``.
+        sampling_steps: DDIM steps (None: min(50, T)); only with ``sampler="ddim"``.
+        **training: the shared training arguments of :class:`NeuralModel`.
+
+    Example:
+        >>> import numpy as np
+        >>> from ptheta.models.diffusion import DDPM
+        >>> x = np.random.default_rng(0).integers(0, 3, size=(100, 4))
+        >>> model = DDPM(10, hidden=16, epochs=2, device="cpu").fit(x)
+        >>> model.score_samples(x[:3]).shape, model.sample_ddim(2, 5, random_state=0).shape
+        ((3,), (2, 4))
+
+    References:
+        Ho, Jain & Abbeel (2020), DDPM, NeurIPS; Song, Meng & Ermon (2021), DDIM, ICLR;
+        Nichol & Dhariwal (2021), Improved DDPM, ICML; Ho & Salimans (2021),
+        Classifier-Free Diffusion Guidance.
+    """
+
+    name: ClassVar[str] = "ddpm"
+    family: ClassVar[str] = "diffusion"
+    likelihood: ClassVar[str] = "bound"
+    data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
+    quick_params: ClassVar[dict[str, Any]] = {
+        "timesteps": 20,
+        "hidden": 16,
+        "n_blocks": 1,
+        "epochs": 3,
+        "dtype": "float64",
+        "device": "cpu",
+    }
+
+    def __init__(
+        self,
+        timesteps: int = 1000,
+        *,
+        noise_schedule: str = "linear",
+        variance: str = "posterior",
+        architecture: str = "auto",
+        hidden: int = 64,
+        n_blocks: int = 2,
+        class_conditional: bool = False,
+        p_uncond: float = 0.1,
+        guidance: float = 0.0,
+        sampler: str = "ancestral",
+        sampling_steps: int | None = None,
+        **training: Any,
+    ) -> None:
+        super().__init__(**training)
+        self.timesteps = timesteps
+        self.noise_schedule = noise_schedule
+        self.variance = variance
+        self.architecture = architecture
+        self.hidden = hidden
+        self.n_blocks = n_blocks
+        self.class_conditional = class_conditional
+        self.p_uncond = p_uncond
+        self.guidance = guidance
+        self.sampler = sampler
+        self.sampling_steps = sampling_steps
+
+    # ----------------------------------------------------------------- building
+    def _architecture(self, spec: DataSpec) -> tuple[str, tuple[int, ...] | None]:
+        image = spec.image_shape or (spec.event_shape if len(spec.event_shape) == 3 else None)
+        if self.architecture == "unet" and image is None:
+            raise ParameterError(
+                f"{self.name}: architecture='unet' needs image-shaped data ((C, H, W) examples "
+                "or a data set with an image_shape), got event shape "
+                f"{spec.event_shape}; use architecture='mlp' or 'auto'"
+            )
+        if self.architecture == "auto":
+            return ("unet" if image is not None else "mlp"), image
+        return self.architecture, image
+
+    def _check_params(self) -> None:
+        name = self.name
+        T = check_int(name, "timesteps", self.timesteps, low=1)
+        check_choice(name, "noise_schedule", self.noise_schedule, SCHEDULES)
+        check_choice(name, "variance", self.variance, VARIANCES)
+        check_choice(name, "architecture", self.architecture, ARCHITECTURES)
+        check_int(name, "hidden", self.hidden, low=1)
+        check_int(name, "n_blocks", self.n_blocks, low=1)
+        check_float(name, "p_uncond", self.p_uncond, low=0, high=1, high_open=True)
+        check_float(name, "guidance", self.guidance, low=0)
+        check_choice(name, "sampler", self.sampler, SAMPLERS)
+        check_int(name, "sampling_steps", self.sampling_steps, low=1, high=T, allow_none=True)
+        if self.guidance and not self.class_conditional:
+            raise ParameterError(
+                f"{name}: guidance={self.guidance!r} needs class_conditional=True (it mixes "
+                "the conditional and unconditional ε); set guidance=0"
+            )
+        if self.sampling_steps is not None and self.sampler != "ddim":
+            raise ParameterError(
+                f"{name}: sampling_steps={self.sampling_steps!r} applies to sampler='ddim'; "
+                "ancestral sampling takes all T steps: set sampler='ddim' or sampling_steps=None"
+            )
+
+    def _build_module(self, spec: DataSpec, n_classes: int | None) -> DiffusionNetwork:
+        self._check_params()
+        architecture, image = self._architecture(spec)
+        module = DiffusionNetwork(
+            spec.event_shape,
+            n_categories=spec.n_categories if spec.is_discrete else None,
+            timesteps=self.timesteps,
+            noise_schedule=self.noise_schedule,
+            variance=self.variance,
+            architecture=architecture,
+            hidden=self.hidden,
+            n_blocks=self.n_blocks,
+            image_shape=image,
+            n_classes=n_classes,
+            p_uncond=self.p_uncond,
+            guidance=self.guidance,
+            sampler=self.sampler,
+            sampling_steps=self.sampling_steps,
+            dtype=resolve_dtype(self.dtype),
+        )
+        stats = getattr(self, "_standardise", None)
+        if stats is not None and not spec.is_discrete:  # overwritten by saved buffers on load
+            module.shift.copy_(torch.as_tensor(stats[0]).reshape(module.shift.shape))
+            module.scale.copy_(torch.as_tensor(stats[1]).reshape(module.scale.shape))
+        return module
+
+    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
+        self._check_params()  # before any training argument is looked at
+        if not spec.is_discrete:
+            std = x.std(axis=0)
+            self._standardise = (x.mean(axis=0), np.where(std > 0, std, 1.0))
+        try:
+            super()._fit(x, y, spec, **fit_params)
+        finally:
+            self._standardise = None
+
+    # ----------------------------------------------------------------- the bound
+    def _labels(self, y: Any, n: int) -> Tensor | None:
+        if not self._conditional():
+            if y is not None:
+                raise CapabilityError(f"{self.name!r} was not fitted class-conditionally; omit y")
+            return None
+        if y is None:
+            raise DataError(
+                "a class-conditional model's bound is on log p(x | y): pass y (one label or "
+                "one per example); score_samples(X) gives the bound on log p(x)"
+            )
+        labels = self._check_sample_labels(y, n)
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        index = [lookup[v] for v in labels.tolist()]
+        return torch.as_tensor(index, dtype=torch.long, device=self._device())
+
+    def bound_terms(self, X: Any, y: Any = None) -> np.ndarray:
+        """The bound's terms in nats, (N, T + 1): column 0 is L_0 = −log p(x_0 | x_1)
+        (continuous data: with the standardisation's Jacobian), columns 1 … T−1 the KL
+        terms L_{t−1}, column T the prior term L_T. ``score_samples(X)`` = −row sums for
+        unconditional models. Class-conditional models need ``y``: the terms of the bound
+        on log p(x | y).
+        """
+        self._check_fitted()
+        x = check_values(X, self.fitted_spec)
+        labels = self._labels(y, len(x))
+        xt = self._tensors(x, None, self.fitted_spec)[0].to(self._device())
+        with torch.no_grad():
+            return self._module.bound_terms(xt, labels).double().cpu().numpy()
+
+    def bound_estimate(
+        self, X: Any, n_t: int = 16, *, y: Any = None, random_state: Any = None
+    ) -> np.ndarray:
+        """Unbiased Monte-Carlo estimate of the bound on log p(x) (or log p(x | y)), (N,):
+        −(L_0 + L_T + (T − 1)/n_t Σ_{i ≤ n_t} L_{t_i − 1}), t_i uniform on 2 … T (with
+        replacement), the same t_i for every example. Costs n_t + 1 network passes instead
+        of T."""
+        self._check_fitted()
+        check_int(self.name, "n_t", n_t, low=1)
+        check_random_state(self.name, "random_state", random_state)
+        x = check_values(X, self.fitted_spec)
+        labels = self._labels(y, len(x))
+        rng = np.random.default_rng(random_state)
+        T = self.timesteps
+        ts = rng.integers(2, T + 1, size=n_t).tolist() if T > 1 else []
+        net = self._module
+        xt = self._tensors(x, None, self.fitted_spec)[0].to(self._device())
+        gen = torch.Generator(device=xt.device).manual_seed(int(rng.integers(2**62)))
+        with torch.no_grad():
+            terms = net.terms_at(xt, [1, *ts], labels, gen)  # (N, 1 + n_t)
+            total = terms[:, 0] + net.prior_term(xt)
+            if ts:
+                total = total + (T - 1) * terms[:, 1:].mean(1)
+        return -total.double().cpu().numpy()
+
+    @torch.no_grad()
+    def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:
+        # NeuralModel's chunks, with a progress bar over all T steps of every chunk
+        chunks = np.array_split(x, max(1, int(np.ceil(len(x) / 1024))))
+        total = len(chunks) * self.timesteps
+        out = []
+        with progress_bar(total, "bound", enabled=bool(self.verbose)) as advance:
+            for chunk in chunks:
+                xt = self._tensors(chunk, None, self.fitted_spec)[0].to(self._device())
+                y = None if label is None else torch.full((len(xt),), label, device=xt.device)
+                terms = self._module.bound_terms(xt, y, progress=advance)
+                out.append(-terms.sum(1).double().cpu().numpy())
+        return np.concatenate(out)
+
+    # ----------------------------------------------------------------- sampling
+    @contextlib.contextmanager
+    def _sampling(self, **settings: Any) -> Iterator[None]:
+        """Temporarily set the module's sampler settings (restored afterwards)."""
+        old = {k: getattr(self._module, k) for k in settings}
+        for k, v in settings.items():
+            setattr(self._module, k, v)
+        try:
+            yield
+        finally:
+            for k, v in old.items():
+                setattr(self._module, k, v)
+
+    def _guidance(self, guidance: float | None) -> float:
+        if guidance is None:
+            return float(self.guidance)
+        check_float(self.name, "guidance", guidance, low=0)
+        if guidance and not self._conditional():
+            raise CapabilityError(f"{self.name!r} is not class-conditional; guidance must be 0")
+        return float(guidance)
+
+    def sample_ddim(
+        self,
+        n_samples: int = 1,
+        steps: int | None = None,
+        *,
+        eta: float = 0.0,
+        y: Any = None,
+        guidance: float | None = None,
+        random_state: Any = None,
+    ) -> np.ndarray:
+        """Draw ``n_samples`` with DDIM over ``steps`` ≤ T steps (None: min(50, T); η = 0:
+        deterministic given x_T; η = 1 with steps = T: ancestral sampling with σ_t² = β̃_t).
+        Like :meth:`sample`.
+        """
+        self._check_fitted()
+        if steps is None:
+            steps = min(50, self.timesteps)
+        check_int(self.name, "steps", steps, low=1, high=self.timesteps)
+        check_float(self.name, "eta", eta, low=0)
+        w = self._guidance(guidance)
+        with self._sampling(sampler="ddim", sampling_steps=steps, eta=float(eta), guidance=w):
+            return self.sample(n_samples, y=y, random_state=random_state)
+
+    def sample_ancestral(
+        self,
+        n_samples: int = 1,
+        *,
+        y: Any = None,
+        guidance: float | None = None,
+        random_state: Any = None,
+    ) -> np.ndarray:
+        """Draw ``n_samples`` by T ancestral steps (the model the bound is about)."""
+        self._check_fitted()
+        w = self._guidance(guidance)
+        with self._sampling(sampler="ancestral", guidance=w):
+            return self.sample(n_samples, y=y, random_state=random_state)

@@ -1,0 +1,456 @@
+"""Bernoulli–Bernoulli RBM: CD-k / PCD training, Gibbs sampling, exact or AIS log Z."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ptheta.data.spec import DataSpec, check_values
+from ptheta.errors import DataError, ParameterError
+from ptheta.models.neural import NeuralModel
+from ptheta.params import check_choice, check_int, check_random_state
+
+# log Z is computed exactly when the smaller layer has at most this many units (2^20 terms)
+MAX_EXACT_UNITS = 20
+# configurations of the enumerated layer summed at once: bounds memory to ~2^14 × width
+_ENUM_CHUNK = 2**14
+# a quick AIS for the Trainer's validation NLL when log Z has no exact form (fixed seed, so
+# the validation numbers of a run are reproducible and training randomness is untouched)
+_VAL_AIS_RUNS, _VAL_AIS_BETAS = 32, 500
+
+
+def bernoulli(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """0/1 draws with probabilities ``p`` (same shape and dtype); rand < p is faster on CPU
+    than torch.bernoulli."""
+    return (torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device) < p).to(
+        p.dtype
+    )
+
+
+class RBMNetwork(nn.Module):
+    """Bernoulli–Bernoulli RBM over D binary visible and H binary hidden units (module level).
+
+    Energy E(v, h) = −b·v − c·h − hᵀW v; summing out h gives the free energy
+
+        F(v) = −b·v − Σ_j softplus(c_j + W_j·v),      p(v) = exp(−F(v)) / Z.
+
+    ``loss`` is the contrastive-divergence surrogate F(v_data) − mean F(v_neg) with the
+    negatives v_neg detached (they are samples), so its gradient is the CD/PCD gradient
+    ⟨∂F/∂θ⟩_data − ⟨∂F/∂θ⟩_model; for W that is −(⟨v hᵀ⟩_data − ⟨v hᵀ⟩_model) with h
+    replaced by its conditional mean. ``method="cd"`` starts k Gibbs steps at the data,
+    ``"pcd"`` continues ``n_chains`` persistent chains, a registered buffer updated in
+    place, so checkpoints hold it and resuming is exact. Training randomness comes from
+    torch's global RNG; ``gibbs``, ``sample`` and ``ais_log_z`` take a generator.
+
+    ``log_prob`` needs log Z: the buffer ``log_z`` caches it (NaN = unknown). ``loss`` in
+    training mode resets it (the weights are about to change); ``log_prob`` then recomputes
+    it, exactly when min(D, H) ≤ 20, else by a quick fixed-seed AIS. After changing the
+    weights by hand, call ``log_z.fill_(nan)`` or ``set_log_z``. log Z enters ``log_prob``
+    as a constant (no gradient): train with ``loss``, not by maximising ``log_prob``.
+
+    Arguments:
+        n_visible: D (examples are flattened to (N, D)).
+        n_hidden: H.
+        method: ``"cd"`` or ``"pcd"``.
+        k: Gibbs steps per negative phase.
+        n_chains: persistent chains (PCD).
+        base_bias: Tensor (D,), logits of the data marginals: initial visible biases and
+            the base-rate RBM that AIS starts from; None: zeros.
+        burn_in, thin, sample_chains, sample_init: see :meth:`sample`.
+        event_shape: shape of one example (default (D,)).
+
+    Example:
+        >>> import torch
+        >>> from ptheta.models.rbm import RBMNetwork
+        >>> rbm = RBMNetwork(6, 4)
+        >>> x = torch.randint(2, (5, 6))
+        >>> rbm.log_prob(x).shape, rbm.sample(3, generator=torch.Generator()).shape
+        (torch.Size([5]), torch.Size([3, 6]))
+
+    References:
+        Hinton (2002), Training products of experts by minimizing contrastive divergence.
+        Tieleman (2008), Training RBMs using approximations to the likelihood gradient (PCD).
+        Salakhutdinov & Murray (2008), On the quantitative analysis of deep belief networks.
+    """
+
+    def __init__(
+        self,
+        n_visible: int,
+        n_hidden: int,
+        *,
+        method: str = "pcd",
+        k: int = 1,
+        n_chains: int = 100,
+        base_bias: Tensor | None = None,
+        burn_in: int = 1000,
+        thin: int = 10,
+        sample_chains: int | None = None,
+        sample_init: str = "random",
+        event_shape: tuple[int, ...] | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_visible, self.n_hidden = n_visible, n_hidden
+        self.method, self.k, self.burn_in, self.thin = method, k, burn_in, thin
+        self.sample_chains, self.sample_init = sample_chains, sample_init
+        self.event_shape = tuple(event_shape or (n_visible,))
+        base = torch.zeros(n_visible) if base_bias is None else torch.as_tensor(base_bias)
+        self.W = nn.Parameter(0.01 * torch.randn(n_hidden, n_visible))  # (H, D)
+        self.b = nn.Parameter(base.clone().to(self.W.dtype))  # (D,) visible biases
+        self.c = nn.Parameter(torch.zeros(n_hidden))  # (H,) hidden biases
+        self.register_buffer("base_bias", base.clone().to(self.W.dtype))
+        # persistent chains start at the data marginals (Tieleman 2008 starts them anywhere)
+        chains = bernoulli(torch.sigmoid(base).expand(n_chains, n_visible))
+        self.register_buffer("chains", chains.to(self.W.dtype))  # (n_chains, D)
+        self.register_buffer("log_z", torch.tensor(float("nan")))
+
+    # ------------------------------------------------------------------ energies
+    def _flat(self, v: Tensor) -> Tensor:
+        return v.reshape(len(v), -1).to(self.W.dtype)  # (N, D)
+
+    def free_energy(self, v: Tensor) -> Tensor:
+        """F(v) = −b·v − Σ_j softplus(c_j + W_j·v), shape (N,)."""
+        v = self._flat(v)
+        return -(v @ self.b) - F.softplus(v @ self.W.T + self.c).sum(-1)
+
+    def hidden_probs(self, v: Tensor) -> Tensor:
+        """p(h_j = 1 | v) = sigmoid(c + W v), shape (N, H)."""
+        return torch.sigmoid(self._flat(v) @ self.W.T + self.c)
+
+    def visible_probs(self, h: Tensor) -> Tensor:
+        """p(v_i = 1 | h) = sigmoid(b + Wᵀ h), shape (N, D)."""
+        return torch.sigmoid(h @ self.W + self.b)
+
+    @torch.no_grad()
+    def gibbs(self, v: Tensor, steps: int, generator: torch.Generator | None = None) -> Tensor:
+        """Run ``steps`` block-Gibbs sweeps v → h → v from ``v`` (N, D); returns v (N, D)."""
+        v = self._flat(v)
+        for _ in range(steps):
+            h = bernoulli(self.hidden_probs(v), generator)  # (N, H)
+            v = bernoulli(self.visible_probs(h), generator)  # (N, D)
+        return v
+
+    # ------------------------------------------------------------------ training
+    def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """CD/PCD surrogate per example, shape (N,): F(v) − mean F(v_neg), v_neg detached."""
+        v = self._flat(x)
+        if self.training:
+            self.log_z.fill_(float("nan"))  # the weights are about to change
+            if self.method == "pcd":
+                negatives = self.gibbs(self.chains, self.k)
+                self.chains.copy_(negatives)  # in place: a buffer, saved in checkpoints
+            else:
+                negatives = self.gibbs(v, self.k)
+        else:
+            negatives = self.gibbs(v, self.k)
+        return self.free_energy(v) - self.free_energy(negatives.detach()).mean()
+
+    # ------------------------------------------------------------------ log Z
+    def exact_log_z(self, layer: str = "auto") -> Tensor:
+        """log Z by enumerating one layer and summing the other out analytically.
+
+        ``layer="hidden"``: log Z = logsumexp_h [c·h + Σ_i softplus(b_i + (Wᵀh)_i)];
+        ``"visible"``: log Z = logsumexp_v [−F(v)]; ``"auto"``: the smaller layer. The
+        2^n configurations are enumerated in chunks, so n = 20 stays memory-safe.
+        """
+        if layer == "auto":
+            layer = "hidden" if self.n_hidden <= self.n_visible else "visible"
+        n = self.n_hidden if layer == "hidden" else self.n_visible
+        if n > MAX_EXACT_UNITS:
+            raise ParameterError(
+                f"exact log Z enumerates 2^{n} configurations of the {layer} layer; it is "
+                f"limited to {MAX_EXACT_UNITS} units: use method='ais'"
+            )
+        bits = torch.arange(n, device=self.W.device)
+        parts = []
+        with torch.no_grad():
+            for start in range(0, 2**n, _ENUM_CHUNK):
+                idx = torch.arange(start, min(start + _ENUM_CHUNK, 2**n), device=self.W.device)
+                s = ((idx[:, None] >> bits) & 1).to(self.W.dtype)  # (chunk, n) configurations
+                if layer == "hidden":
+                    terms = s @ self.c + F.softplus(s @ self.W + self.b).sum(-1)
+                else:
+                    terms = -self.free_energy(s)
+                parts.append(torch.logsumexp(terms, 0))
+        return torch.logsumexp(torch.stack(parts), 0)
+
+    @torch.no_grad()
+    def ais_log_z(
+        self, n_runs: int = 100, n_betas: int = 10_000, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Annealed importance sampling estimate of log Z and its standard error.
+
+        Anneals from the base-rate RBM p_0(v) = ∏ Bernoulli(sigmoid(base_bias)) (W = 0,
+        c = 0, so Z_0 = 2^H ∏_i (1 + e^{base_bias_i})) to this RBM through the
+        unnormalised marginals
+
+            f_β(v) = exp((1−β) base_bias·v + β b·v) ∏_j (1 + exp(β (c_j + W_j·v)))
+
+        at ``n_betas`` intermediate temperatures β evenly spaced in (0, 1), each run moving
+        by one Gibbs sweep that leaves p_β invariant. With importance weights w_r,
+        log Ẑ = log Z_0 + log mean_r w_r. The standard error is the delta method on the
+        mean of the weights: se(log Ẑ) ≈ std(w) / (√R · mean(w)), computed from weights
+        rescaled by their maximum. AIS underestimates log Z on average (Jensen), so a
+        score from it slightly overestimates log p.
+
+        Returns:
+            (log_z, std_err), two scalar tensors.
+        """
+        W, b, c, base = self.W, self.b, self.c, self.base_bias
+        betas = torch.linspace(0.0, 1.0, n_betas + 2, dtype=W.dtype, device=W.device)
+        v = bernoulli(torch.sigmoid(base).expand(n_runs, -1), generator)
+        log_w = torch.zeros(n_runs, dtype=W.dtype, device=W.device)
+
+        def log_f(v_base: Tensor, v_b: Tensor, a: Tensor, beta: Tensor) -> Tensor:
+            return (1 - beta) * v_base + beta * v_b + F.softplus(beta * a).sum(-1)  # (R,)
+
+        for i in range(1, len(betas)):
+            a, v_base, v_b = v @ W.T + c, v @ base, v @ b  # (R, H), (R,), (R,)
+            log_w += log_f(v_base, v_b, a, betas[i]) - log_f(v_base, v_b, a, betas[i - 1])
+            if i < len(betas) - 1:  # a Gibbs sweep that leaves p_{β_i} invariant
+                beta = betas[i]
+                h = bernoulli(torch.sigmoid(beta * a), generator)
+                p_v = torch.sigmoid((1 - beta) * base + beta * (h @ W + b))
+                v = bernoulli(p_v, generator)
+        log_z0 = self.n_hidden * math.log(2.0) + F.softplus(base).sum()
+        log_z = log_z0 + torch.logsumexp(log_w, 0) - math.log(n_runs)
+        w = torch.exp(log_w - log_w.max())
+        std_err = w.std() / (math.sqrt(n_runs) * w.mean()) if n_runs > 1 else torch.nan
+        return log_z, torch.as_tensor(std_err, dtype=W.dtype)
+
+    def set_log_z(self, value: float) -> None:
+        """Store log Z for ``log_prob`` (e.g. a precise AIS estimate)."""
+        self.log_z.fill_(float(value))
+
+    def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """log p(v) = −F(v) − log Z in nats, shape (N,) (see the class notes on log Z)."""
+        if torch.isnan(self.log_z):
+            if min(self.n_visible, self.n_hidden) <= MAX_EXACT_UNITS:
+                value = self.exact_log_z()
+            else:
+                g = torch.Generator(device=self.W.device).manual_seed(0)
+                value = self.ais_log_z(_VAL_AIS_RUNS, _VAL_AIS_BETAS, g)[0]
+            self.log_z.fill_(float(value))
+        return -self.free_energy(x) - self.log_z
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def sample(
+        self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """``n`` samples by block Gibbs sampling, LongTensor (n, *event_shape).
+
+        ``sample_chains`` chains (None: one per sample) start at uniform random states
+        (``sample_init="random"``) or at the persistent training chains (``"persistent"``);
+        each runs ``burn_in`` sweeps before its first kept state, then ``thin`` sweeps
+        between kept states. All randomness comes from ``generator``.
+        """
+        n_chains = min(self.sample_chains or n, n)
+        if self.sample_init == "persistent":
+            v = self.chains[torch.arange(n_chains, device=self.W.device) % len(self.chains)]
+        else:
+            half = torch.full((n_chains, self.n_visible), 0.5, dtype=self.W.dtype)
+            v = bernoulli(half.to(self.W.device), generator)
+        kept = [self.gibbs(v, self.burn_in, generator)]
+        while len(kept) * n_chains < n:
+            kept.append(self.gibbs(kept[-1], self.thin, generator))
+        # sample i is the (i // n_chains)-th kept state of chain i % n_chains
+        out = torch.cat(kept)[:n]
+        return out.long().reshape(n, *self.event_shape)
+
+
+class RBM(NeuralModel):
+    """Restricted Boltzmann machine for binary data, trained by CD-k or persistent CD.
+
+    p(v) = exp(−F(v)) / Z with free energy F(v) = −b·v − Σ_j softplus(c_j + W_j·v) (see
+    :class:`RBMNetwork`). Training runs the shared Trainer's AdamW on the contrastive-
+    divergence surrogate (the classic is plain SGD with momentum; AdamW works as well and
+    keeps one training loop for every family). At the end of ``fit``, log Z is computed
+    once and stored: exactly by enumeration when min(n_visible, n_hidden) ≤ 20
+    (``likelihood_ = "exact"``), otherwise by annealed importance sampling
+    (``likelihood_ = "estimate"``, with ``log_z_std_`` its standard error).
+    ``score_samples`` = −F(v) − log Z in nats. Examples of any shape are flattened.
+
+    Arguments:
+        n_hidden: hidden units H.
+        method: ``"cd"`` (chains restart at the data) or ``"pcd"`` (persistent chains).
+        k: Gibbs sweeps per negative phase.
+        n_chains: persistent chains for PCD.
+        burn_in: Gibbs sweeps before a chain's first sample.
+        thin: sweeps between successive samples of one chain.
+        sample_chains: chains run in parallel when sampling; None: one per sample (the
+            samples are then independent).
+        sample_init: ``"random"`` (uniform states) or ``"persistent"`` (the PCD chains;
+            needs ``method="pcd"``).
+        ais_runs: AIS runs for log Z when it has no exact form.
+        ais_betas: AIS intermediate temperatures.
+        **training: the shared training arguments (epochs, lr, batch_size, dtype, device,
+            random_state, ...; see ``ptheta.models.neural.TRAINING_PARAMS``).
+
+    Fitted attributes:
+        log_z_, log_z_std_ (0 when exact), log_z_method_ (``"exact"`` or ``"ais"``),
+        base_bias_ (logits of the smoothed data marginals), module, history_.
+
+    Example:
+        >>> import ptheta
+        >>> data = ptheta.datasets.load("digits-binary")
+        >>> m = ptheta.make("rbm", n_hidden=16, epochs=2, device="cpu").fit(data.train)
+        >>> m.log_z_method_, m.embed(data.test.x).shape
+        ('exact', (447, 16))
+
+    References:
+        Hinton (2002), Training products of experts by minimizing contrastive divergence.
+        Tieleman (2008), Training RBMs using approximations to the likelihood gradient.
+        Salakhutdinov & Murray (2008), On the quantitative analysis of deep belief networks.
+        Hinton (2010), A practical guide to training restricted Boltzmann machines.
+    """
+
+    name: ClassVar[str] = "rbm"
+    family: ClassVar[str] = "energy-based"
+    likelihood: ClassVar[str] = "estimate"
+    data_kinds: ClassVar[tuple[str, ...]] = ("binary",)
+    quick_params: ClassVar[dict[str, Any]] = {
+        "n_hidden": 4,
+        "epochs": 10,
+        "lr": 0.05,
+        "batch_size": 32,
+        "n_chains": 32,
+        "ais_runs": 16,
+        "ais_betas": 100,
+        "burn_in": 100,
+        "dtype": "float64",
+        "device": "cpu",
+    }
+
+    def __init__(
+        self,
+        n_hidden: int = 64,
+        *,
+        method: str = "pcd",
+        k: int = 1,
+        n_chains: int = 100,
+        burn_in: int = 1000,
+        thin: int = 10,
+        sample_chains: int | None = None,
+        sample_init: str = "random",
+        ais_runs: int = 100,
+        ais_betas: int = 10_000,
+        **training: Any,
+    ) -> None:
+        super().__init__(**training)
+        self.n_hidden = n_hidden
+        self.method = method
+        self.k = k
+        self.n_chains = n_chains
+        self.burn_in = burn_in
+        self.thin = thin
+        self.sample_chains = sample_chains
+        self.sample_init = sample_init
+        self.ais_runs = ais_runs
+        self.ais_betas = ais_betas
+
+    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> RBM:
+        kind = self._resolve_spec(X).kind
+        if kind != "binary":
+            raise DataError(
+                f"'rbm' models binary data only, got {kind} data; binarise it first (e.g. "
+                "the digits-binary data set, or X > threshold), or use 'ebm' for continuous data"
+            )
+        return super().fit(X, y, **fit_params)
+
+    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **kw: Any) -> None:
+        flat = x.reshape(len(x), -1)
+        p = (flat.sum(0) + 1.0) / (len(flat) + 2.0)  # smoothed marginals: finite logits
+        self.base_bias_ = np.log(p) - np.log1p(-p)
+        super()._fit(x, y, spec, **kw)
+        log_z, std_err, method = self.estimate_log_z()
+        self._module.set_log_z(log_z)
+        self.log_z_, self.log_z_std_, self.log_z_method_ = log_z, std_err, method
+
+    def _build_module(self, spec: DataSpec, n_classes: int | None) -> RBMNetwork:
+        name = self.name
+        method = check_choice(name, "method", self.method, ("cd", "pcd"))
+        check_choice(name, "sample_init", self.sample_init, ("random", "persistent"))
+        if self.sample_init == "persistent" and method != "pcd":
+            raise ParameterError(
+                f"{name}: sample_init='persistent' needs method='pcd' (CD keeps no chains); "
+                "use sample_init='random'"
+            )
+        check_int(name, "ais_runs", self.ais_runs, low=2)
+        check_int(name, "ais_betas", self.ais_betas, low=1)
+        return RBMNetwork(
+            spec.n_dims,
+            check_int(name, "n_hidden", self.n_hidden, low=1),
+            method=method,
+            k=check_int(name, "k", self.k, low=1),
+            n_chains=check_int(name, "n_chains", self.n_chains, low=1),
+            base_bias=torch.as_tensor(self.base_bias_),
+            burn_in=check_int(name, "burn_in", self.burn_in, low=0),
+            thin=check_int(name, "thin", self.thin, low=1),
+            sample_chains=check_int(
+                name, "sample_chains", self.sample_chains, low=1, allow_none=True
+            ),
+            sample_init=self.sample_init,
+            event_shape=spec.event_shape,
+        )
+
+    def estimate_log_z(
+        self,
+        method: str = "auto",
+        *,
+        ais_runs: int | None = None,
+        ais_betas: int | None = None,
+        random_state: Any = None,
+    ) -> tuple[float, float, str]:
+        """log Z of the fitted RBM: (log_z, std_err, method used).
+
+        Arguments:
+            method: ``"exact"`` (enumeration, min(n_visible, n_hidden) ≤ 20), ``"ais"``, or
+                ``"auto"`` (exact when possible).
+            ais_runs, ais_betas: AIS settings (default: the model's hyper-parameters).
+            random_state: AIS seed (default: the model's ``random_state``).
+
+        Returns:
+            log Z in nats, its standard error (0.0 when exact), and ``"exact"`` or ``"ais"``.
+        """
+        check_choice(self.name, "method", method, ("auto", "exact", "ais"))
+        module = self._module if hasattr(self, "_module") else self.module
+        if method == "auto":
+            small = min(module.n_visible, module.n_hidden) <= MAX_EXACT_UNITS
+            method = "exact" if small else "ais"
+        if method == "exact":
+            return float(module.exact_log_z()), 0.0, "exact"
+        runs = check_int(self.name, "ais_runs", self.ais_runs if ais_runs is None else ais_runs,
+                         low=2)  # fmt: skip
+        betas = check_int(self.name, "ais_betas",
+                          self.ais_betas if ais_betas is None else ais_betas, low=1)  # fmt: skip
+        seed = self.random_state if random_state is None else random_state
+        seed = check_random_state(self.name, "random_state", seed, allow_none=False)
+        generator = torch.Generator(device=module.W.device).manual_seed(seed)
+        log_z, std_err = module.ais_log_z(runs, betas, generator)
+        return float(log_z), float(std_err), "ais"
+
+    def free_energy(self, X: Any) -> np.ndarray:
+        """Free energy F(v) of each example, shape (N,) (−log p(v) − log Z)."""
+        return self._apply(X, lambda m, v: m.free_energy(v))
+
+    def embed(self, X: Any) -> np.ndarray:
+        """Hidden unit probabilities p(h_j = 1 | v), shape (N, n_hidden)."""
+        return self._apply(X, lambda m, v: m.hidden_probs(v))
+
+    @torch.no_grad()
+    def _apply(self, X: Any, fn: Any) -> np.ndarray:
+        self._check_fitted()
+        x = check_values(X, self.fitted_spec)
+        v = torch.as_tensor(x.reshape(len(x), -1), device=self._device())
+        return fn(self._module, v).double().cpu().numpy()
+
+    def _fitted_likelihood(self, spec: DataSpec) -> str:
+        return "exact" if self.log_z_method_ == "exact" else "estimate"
+
+    def _required_attributes(self) -> tuple[str, ...]:
+        return ("log_z_", "log_z_std_", "log_z_method_", "base_bias_")

@@ -1,0 +1,172 @@
+"""RBM: exact and AIS log Z, free-energy and CD gradients, Gibbs sampler, persistent chains."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from ptheta.errors import DataError, ParameterError
+from ptheta.models.rbm import RBM, RBMNetwork
+from ptheta.train.trainer import TrainConfig, Trainer
+
+
+def _rbm(n_visible: int, n_hidden: int, seed: int = 0, std: float = 1.0, **kw) -> RBMNetwork:
+    torch.manual_seed(seed)
+    net = RBMNetwork(n_visible, n_hidden, **kw).double()
+    with torch.no_grad():
+        for p in (net.W, net.b, net.c):
+            p.normal_(0.0, std)
+    return net
+
+
+def _all(n: int) -> torch.Tensor:
+    return torch.tensor(list(itertools.product([0, 1], repeat=n)), dtype=torch.float64)
+
+
+def test_exact_log_z_over_either_layer_equals_brute_force_over_both():
+    net = _rbm(5, 3)
+    v, h = _all(5), _all(3)
+    # E(v, h) = −b·v − c·h − hᵀ W v, summed over all 2^(5+3) joint states
+    neg_energy = (v @ net.b)[:, None] + (h @ net.c)[None, :] + v @ net.W.T @ h.T
+    brute = torch.logsumexp(neg_energy.flatten(), 0).detach()
+    for layer in ("visible", "hidden", "auto"):
+        assert float(net.exact_log_z(layer).detach()) == pytest.approx(float(brute), abs=1e-10)
+    wide = _rbm(7, 12, seed=1)  # enumerating hidden (4096) or visible (128) states agrees
+    with torch.no_grad():
+        assert float(wide.exact_log_z("hidden")) == pytest.approx(
+            float(wide.exact_log_z("visible")), abs=1e-9
+        )
+
+
+def test_probabilities_sum_to_one_over_every_visible_configuration():
+    net = _rbm(6, 4, seed=2)
+    with torch.no_grad():
+        assert float(net.log_prob(_all(6)).exp().sum()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ais_log_z_is_within_0_05_nats_of_exact():
+    net = _rbm(10, 6, seed=3)
+    exact = float(net.exact_log_z())
+    log_z, std_err = net.ais_log_z(100, 1000, torch.Generator().manual_seed(0))
+    assert abs(float(log_z) - exact) < 0.05
+    assert 0 < float(std_err) < 0.05  # the reported error is small and not zero
+
+
+def test_ais_standard_error_matches_the_spread_of_repeated_runs():
+    net = _rbm(10, 6, seed=3)
+    runs = [net.ais_log_z(100, 20, torch.Generator().manual_seed(s)) for s in range(60)]
+    log_z = np.array([float(value) for value, _ in runs])
+    std_err = np.array([float(se) for _, se in runs])
+    # the delta-method error of one run is the spread of log Ẑ over independent runs
+    assert 0.7 < std_err.mean() / log_z.std(ddof=1) < 1.4
+
+
+def test_free_energy_gradient_is_the_closed_form():
+    net = _rbm(6, 4, seed=4)
+    v = torch.bernoulli(torch.full((5, 6), 0.5, dtype=torch.float64))
+    net.free_energy(v).sum().backward()
+    p_h = torch.sigmoid(v @ net.W.T.detach() + net.c.detach())  # (5, H)
+    # ∂F/∂W = −p(h|v) vᵀ, ∂F/∂b = −v, ∂F/∂c = −p(h|v), summed over examples
+    torch.testing.assert_close(net.W.grad, -(p_h.T @ v))
+    torch.testing.assert_close(net.b.grad, -v.sum(0))
+    torch.testing.assert_close(net.c.grad, -p_h.sum(0))
+
+
+def test_cd_surrogate_gradient_is_data_minus_model_statistics():
+    net = _rbm(6, 4, seed=5, method="pcd", n_chains=7).train()
+    ref = _rbm(6, 4, seed=5, method="pcd", n_chains=7)
+    v = torch.bernoulli(torch.full((9, 6), 0.5, dtype=torch.float64))
+    torch.manual_seed(11)
+    net.loss(v).mean().backward()
+    torch.manual_seed(11)  # the same negatives: k Gibbs sweeps of the persistent chains
+    neg = ref.gibbs(ref.chains, 1)
+    torch.testing.assert_close(net.chains, neg)  # the chains advanced in place
+    W, c = ref.W.detach(), ref.c.detach()
+    h_data, h_neg = torch.sigmoid(v @ W.T + c), torch.sigmoid(neg @ W.T + c)
+    vh = h_data.T @ v / len(v) - h_neg.T @ neg / len(neg)  # ⟨v h⟩_data − ⟨v h⟩_model
+    torch.testing.assert_close(-net.W.grad, vh)
+    torch.testing.assert_close(-net.b.grad, v.mean(0) - neg.mean(0))
+    torch.testing.assert_close(-net.c.grad, h_data.mean(0) - h_neg.mean(0))
+    assert torch.isnan(net.log_z)  # the cached log Z was dropped: weights will change
+
+
+def test_gibbs_sampler_histogram_matches_exact_probabilities():
+    net = _rbm(4, 3, seed=6, burn_in=50, sample_chains=500, thin=3).eval()
+    probs = net.log_prob(_all(4)).exp().detach().numpy()
+    n = 6000
+    x = net.sample(n, generator=torch.Generator().manual_seed(0)).numpy()
+    assert x.shape == (n, 4) and set(np.unique(x)) <= {0, 1}
+    counts = np.bincount(x @ (2 ** np.arange(4)[::-1]), minlength=16)
+    _, p_value = stats.chisquare(counts, probs * n)
+    assert p_value > 1e-3
+    again = net.sample(n, generator=torch.Generator().manual_seed(0)).numpy()
+    np.testing.assert_array_equal(x, again)
+
+
+def _data(n: int = 80) -> np.ndarray:
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, size=n)
+    return (rng.random((n, 6)) < np.where(y[:, None] == 1, 0.85, 0.15)).astype(np.int64)
+
+
+def test_pcd_chains_are_a_buffer_and_resume_exactly(tmp_path):
+    x = torch.as_tensor(_data(), dtype=torch.float64)
+    config = TrainConfig(epochs=3, batch_size=16, lr=0.05, device="cpu", patience=None, seed=1)
+
+    def fresh() -> RBMNetwork:
+        torch.manual_seed(0)
+        return RBMNetwork(6, 4, method="pcd", n_chains=10).double()
+
+    reference = fresh()
+    start = reference.chains.clone()
+    Trainer(config).fit(reference, (x,))
+    assert "chains" in reference.state_dict()
+    assert not torch.equal(reference.chains, start)  # the chains moved during training
+
+    def interrupt(step: int, loss: float) -> None:
+        if step == 7:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        Trainer(config).fit(fresh(), (x,), run_dir=tmp_path, callback=interrupt)
+    resumed = RBMNetwork(6, 4, method="pcd", n_chains=10).double()  # other weights and chains
+    Trainer(config).fit(resumed, (x,), run_dir=tmp_path, resume=True)
+    ref, res = reference.state_dict(), resumed.state_dict()
+    assert all(torch.equal(ref[k], res[k]) for k in ("W", "b", "c", "chains"))
+
+
+def test_estimator_exact_and_ais_log_z_agree_and_survive_save_load():
+    x = _data()
+    model = RBM(4, epochs=3, batch_size=16, ais_runs=50, ais_betas=300, burn_in=20,
+                dtype="float64", device="cpu").fit(x)  # fmt: skip
+    assert model.likelihood_ == "exact" and model.log_z_method_ == "exact"
+    log_z, std_err, method = model.estimate_log_z("ais")
+    assert method == "ais" and abs(log_z - model.log_z_) < 0.05 and std_err > 0
+    configs = _all(6).long().numpy()
+    assert np.exp(model.score_samples(configs)).sum() == pytest.approx(1.0, abs=1e-10)
+    np.testing.assert_allclose(
+        model.score_samples(x), -model.free_energy(x) - model.log_z_, rtol=1e-12
+    )
+    assert model.embed(x).shape == (80, 4)
+    assert np.all((model.embed(x) > 0) & (model.embed(x) < 1))
+    arrays, meta = model.get_state()
+    loaded = RBM(4, **{k: v for k, v in model.get_params().items() if k != "n_hidden"})
+    loaded.set_state(arrays, meta)
+    assert loaded.log_z_ == model.log_z_ and loaded.likelihood_ == "exact"
+    np.testing.assert_array_equal(loaded.score_samples(x), model.score_samples(x))
+
+
+def test_non_binary_data_and_bad_settings_are_clear_errors():
+    x = _data()
+    with pytest.raises(DataError, match="binarise"):
+        RBM(device="cpu").fit(x * 2)  # categorical levels 0, 2
+    with pytest.raises(DataError, match="binarise"):
+        RBM(device="cpu").fit(x + 0.5)
+    with pytest.raises(ParameterError, match="sample_init"):
+        RBM(method="cd", sample_init="persistent", epochs=1, device="cpu").fit(x)
+    with pytest.raises(ParameterError, match="ais"):
+        RBMNetwork(30, 25).exact_log_z()
