@@ -46,15 +46,16 @@ def command(name: str | None, as_json: bool) -> None:
         )
         return
     cls = get_model_class(name)
-    signature = inspect.signature(cls.__init__)
-    params = {k: p.default for k, p in signature.parameters.items() if k != "self"}
+    defaults = cls().get_params()  # the family's own and, for neural ones, the training ones
+    own = [k for k in inspect.signature(cls.__init__).parameters if k in defaults]
+    params = {k: defaults[k] for k in [*own, *sorted(set(defaults) - set(own))]}
     if as_json:
         console.print_json(json.dumps({"name": name, "params": params}, default=str))
         return
     print_table(
         f"{name} ({cls.family}, likelihood: {cls.likelihood})",
-        ["parameter", "default"],
-        [[k, repr(v)] for k, v in params.items()],
+        ["parameter", "default", "kind"],
+        [[k, repr(v), "model" if k in own else "training"] for k, v in params.items()],
     )
     doc = inspect.getdoc(cls) or ""
     console.print(doc, highlight=False, markup=False)

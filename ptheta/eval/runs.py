@@ -99,7 +99,9 @@ def fit_run(
         raise DataError(f"{name!r} needs labels, but data set {data.name!r} has none")
     fit_kwargs: dict[str, Any] = {}
     if trains_in_steps:
-        fit_kwargs = {"validation_data": data.val, "run_dir": out, "resume": resume}
+        fit_kwargs = {"run_dir": out, "resume": resume}
+        if getattr(model, "validation_measures_fit", True):  # early stopping on val NLL
+            fit_kwargs["validation_data"] = data.val
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         start = time.perf_counter()
@@ -107,13 +109,13 @@ def fit_run(
         fit_seconds = time.perf_counter() - start
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    if "verbose" in model.get_params():
-        model.set_params(verbose=0)  # the saved config should not replay a progress bar
     if not world.is_main:
         return None
 
-    train = nll_summary(model, data.train.x)
+    train = nll_summary(model, data.train.x)  # with its progress bar where it is slow (ddpm)
     val = nll_summary(model, data.val.x)
+    if "verbose" in model.get_params():
+        model.set_params(verbose=0)  # the saved config should not replay a progress bar
     if trains_in_steps:  # the Trainer's per-epoch records (not a resumed run's old evals)
         metrics = [r for r in read_metrics(out) if r.get("event") == "epoch"]
     else:

@@ -45,6 +45,8 @@ def test_models_and_datasets_list_the_registry():
     for name in ptheta.REGISTRY:
         assert name in out
     assert "n_components" in run("models", "gmm").output
+    nade = run("models", "nade").output  # its own and the shared training parameters
+    assert "ordering" in nade and "epochs" in nade and "inspect" not in nade
     rows = json.loads(run("models", "--json").output)
     assert {r["name"] for r in rows} == set(ptheta.REGISTRY)
     out = run("datasets").output
@@ -251,18 +253,25 @@ def test_data_problems(gmm_run, tmp_path):
     _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.txt"), match="sequence data")
 
 
-def test_demo_fits_prints_one_table_and_writes_pictures(tmp_path, monkeypatch):
+def test_demo_is_a_quick_compare_printing_its_tables(tmp_path, monkeypatch):
     from ptheta.cli import demo
 
     monkeypatch.setattr(
-        demo,
-        "DEMO_RUNS",
-        [("digits-binary", "independent", {}), ("toy2d-8gaussians", "gmm", {"n_components": 8})],
+        demo, "DEMO_MODELS", {"independent": {}, "gmm": {"n_components": 2}, "not-registered": {}}
     )
-    out = run("demo", "--out", str(tmp_path)).output
-    assert "test NLL" in out and "independent" in out and "gmm" in out
-    assert (tmp_path / "digits-binary-independent" / "samples.png").is_file()
-    assert (tmp_path / "toy2d-8gaussians-gmm" / "config.json").is_file()
+    monkeypatch.setattr(demo, "DEMO_TRUTH", ("groundtruth-tree", ("chow-liu",)))
+    # small unlabelled data instead of digits: no feature classifier to train in a test
+    bits = (np.random.default_rng(0).random((200, 6)) < 0.3).astype(np.int64)
+    np.save(tmp_path / "bits.npy", bits)
+    monkeypatch.setattr(demo, "DEMO_DATA", str(tmp_path / "bits.npy"))
+    out = run("demo", "--out", str(tmp_path / "demo")).output
+    assert "test NLL on bits.npy" in out and "independent" in out and "bound (deq.)" in out
+    assert "not-registered" not in out  # families missing from the registry are left out
+    assert "true entropy of the data" in out and "groundtruth-tree" in out
+    report = json.loads((tmp_path / "demo" / "bits.npy" / "report.json").read_text())
+    assert [r["model"] for r in report["rows"]] == ["independent", "gmm"]
+    assert (tmp_path / "demo" / "bits.npy" / "samples" / "gmm.png").is_file()
+    assert (tmp_path / "demo" / "groundtruth-tree" / "runs" / "chow-liu" / "config.json").is_file()
 
 
 def test_console_script_runs_outside_the_test_runner():
@@ -375,3 +384,19 @@ def test_sequence_sampling_options_and_decoded_text(tmp_path):
 def test_sequence_options_on_other_models_are_refused(gmm_run, tmp_path):
     _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.npy"), "--temperature", "0.5",
            match="sequence models")  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "validates"), [("ebm", False), ("gan", False), ("made", True)])
+def test_fit_validates_only_where_the_loss_measures_fit(tmp_path, name, validates):
+    """A GAN's or an EBM's loss says nothing about fit: early stopping on it would keep
+    arbitrary weights, so `ptheta fit` holds no validation data out for them."""
+    from ptheta.models import REGISTRY
+    from ptheta.train.rundir import read_metrics
+
+    quick = {**REGISTRY[name].quick_params, "epochs": 2, "dtype": "float32"}
+    sets = [a for k, v in quick.items() for a in ("--set", f"{k}={json.dumps(v)}")]
+    data = "toy2d-moons" if name != "made" else "digits-binary"
+    run("fit", name, "--data", data, *sets, "--out", str(tmp_path / name))
+    epochs = [r for r in read_metrics(tmp_path / name) if r.get("event") == "epoch"]
+    assert len(epochs) == 2
+    assert all(("val_nll" in r or "val_loss" in r) == validates for r in epochs)

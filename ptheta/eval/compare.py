@@ -1,0 +1,568 @@
+"""`compare`: fit several models on one split under a time budget, and write one report."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import re
+import time
+from collections.abc import Callable, Collection, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptheta import __version__
+from ptheta.data import Dataset
+from ptheta.errors import ParameterError, PthetaError, unknown_name
+from ptheta.eval.likelihood import nll_summary
+from ptheta.eval.plots import curves_figure, nll_bar_figure, samples_figure, save_figure
+from ptheta.eval.runs import SAMPLES_PNG, fit_run
+from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from ptheta.models import REGISTRY, GenerativeModel, get_model_class
+from ptheta.models.base import to_jsonable
+from ptheta.train.rundir import CONFIG, load_run, read_config, read_metrics
+
+SCHEMA = 1
+REPORT_JSON = "report.json"
+REPORT_MD = "report.md"
+NLL_PNG = "nll.png"
+CACHE_JSON = "compare.json"  # in each run directory: what it was fitted (and evaluated) with
+# Under a time budget a neural model trains until max_time or early stopping, so the
+# epoch limit only has to be out of reach; a constant learning rate, because a cosine
+# schedule over an unreachable number of epochs would be one anyway.
+BUDGET_EPOCHS = 10_000
+_UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
+METRIC_KEYS = ("fd", "precision", "recall", "mmd", "memorisation")
+LEGEND = (
+    "NLL in nats per example on the test split, lower is better. '≤ x': an upper bound on "
+    "the model's NLL (ELBO, diffusion bound, or a dequantisation bound: 'deq.' rows are "
+    "continuous densities of x + u bounding the discrete NLL in the same units); '≈ x': a "
+    "stochastic estimate (IWAE, AIS); '—': no likelihood (compare samples instead). 'density' "
+    "rows are continuous log-densities, comparable only with each other. Memorisation < 1: "
+    "samples sit closer to training points than held-out data do."
+)
+
+
+# --------------------------------------------------------------------------- inputs
+def parse_budget(text: str | float | int) -> float:
+    """A time budget in seconds from ``"90s"``, ``"5m"``, ``"1.5h"`` or a number of seconds.
+
+    Example:
+        >>> parse_budget("5m"), parse_budget("90s"), parse_budget(30)
+        (300.0, 90.0, 30.0)
+    """
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        seconds = float(text)
+    else:
+        match = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)\s*", str(text).lower())
+        if match is None or match.group(2) not in ("", *_UNITS):
+            raise ParameterError(
+                f"budget {text!r} is not a duration; write a number with s, m or h, "
+                "e.g. 90s, 5m, 1h"
+            )
+        seconds = float(match.group(1)) * _UNITS.get(match.group(2), 1.0)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ParameterError(f"budget must be a positive duration, got {text!r} (e.g. 5m)")
+    return seconds
+
+
+def select_models(
+    models: str | Sequence[str], data: Dataset
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The model names to fit, and the registered families ``"all"`` skipped (with why).
+
+    ``models`` is ``"all"``, a comma-separated string or a list of registry names. ``"all"``
+    takes every registered family that accepts the data kind, skipping those that need
+    class labels (compare scores p(x)) or images the data do not have. Named models are
+    always attempted: one that refuses the data gives a failed row, not an error.
+    """
+    if isinstance(models, str):
+        models = [m.strip() for m in models.split(",") if m.strip()]
+    models = list(dict.fromkeys(models))  # order kept, repeats dropped
+    if not models:
+        raise ParameterError("no models given; e.g. --models independent,gmm,made or all")
+    if models != ["all"]:
+        if "all" in models:
+            raise ParameterError("--models all cannot be combined with model names")
+        for name in models:
+            get_model_class(name)  # unknown names: an error with suggestions
+        return models, []
+    chosen, skipped = [], []
+    spec = data.spec
+    has_image = spec.image_shape is not None or len(spec.event_shape) == 3
+    for name, cls in REGISTRY.items():
+        if spec.kind not in cls.data_kinds:
+            continue
+        if cls.needs_labels:
+            skipped.append({"model": name, "reason": "needs class labels (a classifier)"})
+        elif cls.needs_image and not has_image:
+            skipped.append({"model": name, "reason": "needs image-shaped data"})
+        else:
+            chosen.append(name)
+    return chosen, skipped
+
+
+def resolve_model_params(
+    name: str,
+    *,
+    budget_seconds: float,
+    quick: bool = False,
+    overrides: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Hyper-parameters of one compared model: its defaults (or ``quick_params``), then the
+    time budget for models that train in steps, then the user's ``overrides``.
+
+    A neural model gets ``max_time`` = the budget; outside ``quick`` mode also an epoch limit
+    out of reach and a constant learning rate, so that the budget (or early stopping on the
+    validation split) ends training. Classical models fit in closed form or by EM and have
+    no time limit.
+    """
+    cls = get_model_class(name)
+    valid = cls._get_param_names()
+    params: dict[str, Any] = dict(cls.quick_params) if quick else {}
+    if "max_time" in valid:
+        params["max_time"] = float(budget_seconds)
+        if not quick:
+            params.update(epochs=BUDGET_EPOCHS, schedule="constant")
+    for key, value in (overrides or {}).items():
+        if key not in valid:
+            raise unknown_name(
+                f"parameter of {name!r}:", key, valid, hint=f"see `ptheta models {name}`"
+            )
+        params[key] = value
+    return params
+
+
+# --------------------------------------------------------------------------- table cells
+def units_of(model: GenerativeModel) -> str:
+    """``discrete``, ``dequantised`` or ``continuous``: the units of a fitted model's NLL.
+
+    A family whose declared likelihood is exact but whose fitted likelihood is a bound in
+    discrete units is a continuous density of dequantised data (flows, gmm on digits).
+    """
+    if model.units_ == "continuous":
+        return "continuous"
+    if model.likelihood_ == "bound" and type(model).likelihood == "exact":
+        return "dequantised"
+    return "discrete"
+
+
+def kind_label(likelihood: str | None, units: str | None) -> str:
+    """Table text for a row's likelihood: ``exact``, ``bound (deq.)`` (a dequantisation
+    bound), ``exact density``, ``none`` or ``failed``."""
+    if likelihood is None:
+        return "failed"
+    if likelihood == "none":
+        return "none"
+    if units == "continuous":
+        return f"{likelihood} density"
+    return f"{likelihood} (deq.)" if units == "dequantised" else likelihood
+
+
+def nll_text(
+    likelihood: str | None, value: float | None, digits: int = 2, sem: float | None = None
+) -> str:
+    """``135.02`` (exact), ``≤ 135.02`` (bound), ``≈ 135.02`` (estimate), ``—`` (none),
+    followed by ``± sem`` where given."""
+    if value is None or likelihood in (None, "none") or not math.isfinite(value):
+        return "—"
+    prefix = {"bound": "≤ ", "estimate": "≈ "}.get(likelihood, "")
+    return f"{prefix}{value:.{digits}f}" + ("" if sem is None else f" ± {sem:.{digits}f}")
+
+
+def row_order(row: dict[str, Any]) -> tuple:
+    """Sort key: discrete-unit NLLs, then densities, then no likelihood, then failures."""
+    if row["status"] != "ok":
+        return (3, 0.0, row["model"])
+    if row["test_nll_nats"] is None:
+        return (2, 0.0, row["model"])
+    return (int(row["units"] == "continuous"), row["test_nll_nats"], row["model"])
+
+
+# --------------------------------------------------------------------------- compare
+def compare(
+    data: Dataset,
+    models: str | Sequence[str],
+    out: str | os.PathLike,
+    *,
+    budget_seconds: float,
+    quick: bool | Collection[str] = False,
+    overrides: dict[str, dict[str, Any]] | None = None,
+    force: bool = False,
+    n_samples: int = 500,
+    data_source: dict[str, Any] | None = None,
+    verbose: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fit ``models`` on the same split of ``data`` and write the compare report to ``out``.
+
+    Every model trains on ``data.train`` (neural ones stop early on ``data.val`` or at the
+    budget), is scored on ``data.test`` and samples ``n_samples`` examples for the sample
+    metrics. Each run lives in ``out/runs/<model>/`` and is refitted only when its
+    hyper-parameters, the data fingerprint, the budget or ptheta's version changed (or with
+    ``force``). A model that fails gives a row with status ``"failed"`` and a one-line error.
+
+    Arguments:
+        data: the data set (its fixed train / val / test splits).
+        models: ``"all"``, comma-separated names or a list (see :func:`select_models`).
+        out: the report folder.
+        budget_seconds: training time per neural model (see :func:`parse_budget`).
+        quick: True (all models) or a set of names to start from ``quick_params``.
+        overrides: per-model hyper-parameters, ``{"gmm": {"n_components": 10}}``.
+        force: refit every model.
+        n_samples: samples per model for timing, pictures and sample metrics.
+        data_source: how to load the data again (recorded in each run directory).
+        verbose: progress bars while training.
+        log: called with one line per step (e.g. ``console.print``).
+
+    Returns:
+        the report (the content of ``out/report.json``).
+
+    Example:
+        >>> from ptheta.data import load
+        >>> report = compare(load("digits"), "independent,gmm", "reports/digits",
+        ...                  budget_seconds=60)
+        >>> [(r["model"], r["likelihood"]) for r in report["rows"]]
+        [('independent', 'exact'), ('gmm', 'bound')]
+
+    References:
+        Theis, van den Oord & Bethge (2016), A note on the evaluation of generative models,
+        ICLR (why bounds, estimates and densities must not be mixed silently).
+    """
+    log = log or (lambda line: None)
+    out = Path(out)
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 2:
+        raise ParameterError(f"n_samples must be a whole number ≥ 2, got {n_samples!r}")
+    names, skipped = select_models(models, data)
+    overrides = dict(overrides or {})
+    for name in overrides:
+        if name not in names:
+            raise ParameterError(
+                f"settings given for {name!r}, which is not among the compared models "
+                f"({', '.join(names) or 'none'}); add it to --models or drop its settings"
+            )
+    quick_names = set(names) if quick is True else set(quick or ())
+    params = {
+        name: resolve_model_params(
+            name,
+            budget_seconds=budget_seconds,
+            quick=name in quick_names,
+            overrides=overrides.get(name),
+        )
+        for name in names
+    }
+    metrics = _Metrics(data, out / "features")
+    source = data_source or {"source": data.name}
+    rows = []
+    for name in names:
+        try:
+            row = _compare_one(
+                name, params[name], data, out, force=force, n_samples=n_samples,
+                source=source, metrics=metrics, verbose=verbose, log=log,
+            )  # fmt: skip
+        except Exception as e:  # one model's failure must not stop the others
+            row = _failed_row(name, e)
+        done = "cached, not refitted" if row["cached"] else row["error"] or "done"
+        log(f"{name}: {row['status']} ({done})")
+        rows.append(row)
+    rows.sort(key=row_order)
+    report = {
+        "schema": SCHEMA,
+        "data": data.name,
+        "data_kind": data.spec.describe(),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "budget_seconds": budget_seconds,
+        "n_samples": n_samples,
+        "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "feature_space": metrics.feature_space,
+        "metrics_note": metrics.note(),
+        "true_entropy": data.entropy,
+        "skipped": skipped,
+        "rows": rows,
+    }
+    write_report(report, out)
+    return report
+
+
+def _compare_one(
+    name: str,
+    params: dict[str, Any],
+    data: Dataset,
+    out: Path,
+    *,
+    force: bool,
+    n_samples: int,
+    source: dict[str, Any],
+    metrics: _Metrics,
+    verbose: bool,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    run_dir = out / "runs" / name
+    # the budget enters through max_time: a new budget refits only the models it limits;
+    # another version of ptheta may fit (or store) a model differently
+    key = {"model": name, "params": to_jsonable(params), "data": data.fingerprint(),
+           "v": __version__}  # fmt: skip
+    cache = _read_cache(run_dir)
+    cached = not force and cache.get("key") == key and (run_dir / CONFIG).is_file()
+    if not cached:
+        log(f"{name}: fitting on {data.name} …")
+        (run_dir / CACHE_JSON).unlink(missing_ok=True)  # a crash mid-fit leaves no stale key
+        fit_run(name, params, data, run_dir, data_source=source, force=True, verbose=verbose)
+        cache = {"key": key}
+        atomic_write_json(run_dir / CACHE_JSON, cache)
+    eval_key = {"n_samples": n_samples, "metrics": metrics.available, "v": __version__}
+    if cached and cache.get("eval_key") == eval_key and "row" in cache:
+        row = dict(cache["row"])
+    else:
+        row = _evaluate(name, run_dir, data, out, n_samples=n_samples, metrics=metrics)
+        if name not in metrics.failed:  # without its metrics a row is computed again
+            atomic_write_json(run_dir / CACHE_JSON, {**cache, "eval_key": eval_key, "row": row})
+    row["cached"] = cached
+    return row
+
+
+def _evaluate(
+    name: str, run_dir: Path, data: Dataset, out: Path, *, n_samples: int, metrics: _Metrics
+) -> dict[str, Any]:
+    model = load_run(run_dir)
+    config = read_config(run_dir)
+    test = nll_summary(model, data.test.x)
+    start = time.perf_counter()
+    samples = model.sample(n_samples, random_state=0)
+    sample_seconds = time.perf_counter() - start
+    samples_png = Path("samples") / f"{name}.png"
+    if (run_dir / SAMPLES_PNG).is_file():  # fit_run drew one grid already: not twice
+        atomic_write_bytes(out / samples_png, (run_dir / SAMPLES_PNG).read_bytes())
+    else:
+        title = f"{name}: {min(n_samples, 64)} samples"
+        figure = samples_figure(samples, model.fitted_spec, data=data.train.x[:2000], title=title)
+        save_figure(figure, out / samples_png)
+    curves_png = None
+    epochs = [r for r in read_metrics(run_dir) if r.get("event") == "epoch"]
+    if epochs:
+        curves_png = Path("curves") / f"{name}.png"
+        save_figure(curves_figure(epochs, title=f"{name}: training"), out / curves_png)
+    return {
+        "model": name,
+        "family": type(model).family,
+        "likelihood": model.likelihood_,
+        "units": units_of(model),
+        "test_nll_nats": test["nll_nats"],
+        "test_nll_bits_per_dim": test["bits_per_dim"],
+        "test_nll_sem": test["std_err"],
+        "n_parameters": model.n_parameters(),
+        "fit_seconds": config.get("extra", {}).get("fit_seconds"),
+        "sample_seconds": sample_seconds,
+        **metrics(name, samples),
+        "status": "ok",
+        "error": None,
+        "cached": False,
+        "run_dir": (Path("runs") / name).as_posix(),
+        "samples_png": samples_png.as_posix(),
+        "curves_png": None if curves_png is None else curves_png.as_posix(),
+    }
+
+
+def _failed_row(name: str, e: Exception) -> dict[str, Any]:
+    lines = str(e).strip().splitlines()
+    text = lines[0] if lines else ""
+    error = text if isinstance(e, PthetaError) else f"{type(e).__name__}: {text}"
+    cls = REGISTRY.get(name)
+    return {
+        "model": name,
+        "family": getattr(cls, "family", None),
+        "likelihood": None,
+        "units": None,
+        "test_nll_nats": None,
+        "test_nll_bits_per_dim": None,
+        "test_nll_sem": None,
+        "n_parameters": None,
+        "fit_seconds": None,
+        "sample_seconds": None,
+        **dict.fromkeys(METRIC_KEYS),
+        "status": "failed",
+        "error": error[:300],
+        "cached": False,
+        "run_dir": None,
+        "samples_png": None,
+        "curves_png": None,
+    }
+
+
+def _read_cache(run_dir: Path) -> dict[str, Any]:
+    try:
+        cache = json.loads((run_dir / CACHE_JSON).read_text())
+    except (OSError, ValueError):
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
+class _Metrics:
+    """Sample-quality metrics of ``ptheta.eval.metrics``, with one feature extractor per
+    compare built on first use; where they cannot be computed every value is None and
+    ``note()`` says why (and for which models)."""
+
+    def __init__(self, data: Dataset, cache_dir: Path) -> None:
+        self.data, self.cache_dir = data, cache_dir
+        self._unavailable: str | None = None
+        self.failed: dict[str, str] = {}  # model → why its metrics are missing
+        self._extractor: Any = None
+        try:
+            from ptheta.eval.features import feature_extractor, feature_space_name
+            from ptheta.eval.metrics import sample_quality
+        except ImportError:
+            self._quality = None
+            self.available = False
+            self._unavailable = (
+                "sample metrics not available (ptheta.eval.metrics is not installed)"
+            )
+            self.feature_space = None
+            return
+        self._quality, self._build = sample_quality, feature_extractor
+        self.available = True
+        # named up front: when every row is cached no extractor is ever built
+        self.feature_space = feature_space_name(data)
+
+    def note(self) -> str | None:
+        """Why metrics are missing: for every model, or model by model."""
+        if self._unavailable is not None:
+            return self._unavailable
+        return "; ".join(f"{m}: {why}" for m, why in self.failed.items()) or None
+
+    def __call__(self, name: str, samples: np.ndarray) -> dict[str, float | None]:
+        empty: dict[str, float | None] = dict.fromkeys(METRIC_KEYS)
+        if self._quality is None:
+            return empty
+        try:
+            if self._extractor is None:
+                self._extractor = self._build(self.data, cache_dir=self.cache_dir)
+            result = self._quality(samples, self.data, extractor=self._extractor)
+        except Exception as e:  # auxiliary numbers: say why they are missing, keep the row
+            lines = str(e).strip().splitlines() or [""]
+            self.failed[name] = f"sample metrics not computed: {type(e).__name__}: {lines[0][:200]}"
+            return empty
+        self.feature_space = result.get("feature_space", self.feature_space)
+        return {k: _number(result.get(k)) for k in METRIC_KEYS}
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+# --------------------------------------------------------------------------- report
+def table_columns(feature_space: str | None) -> list[str]:
+    """Column titles of the compare table (terminal and Markdown)."""
+    fd = feature_space or "FD"
+    if fd.startswith("raw-"):  # standardised raw data: the column still holds Fréchet distances
+        fd = "FD (raw)"
+    return ["model", "family", "likelihood", "NLL (nats) ± s.e.", "bits/dim", "params",
+            "fit (s)", "sample (s)", fd, "prec. / recall", "memorisation"]  # fmt: skip
+
+
+def table_rows(report: dict[str, Any]) -> list[list[Any]]:
+    """One list of cells per row of ``report`` (numbers left to the caller's formatter)."""
+    out = []
+    for r in report["rows"]:
+        lik = r["likelihood"]
+        bpd = r["test_nll_bits_per_dim"]
+        out.append([
+            r["model"], r["family"], kind_label(lik, r["units"]),
+            nll_text(lik, r["test_nll_nats"], sem=r["test_nll_sem"]),
+            None if bpd is None else nll_text(lik, bpd, 3),
+            r["n_parameters"], _fixed(r["fit_seconds"]), _fixed(r["sample_seconds"]),
+            _fixed(r["fd"], 1), _pair(r["precision"], r["recall"]), _fixed(r["memorisation"]),
+        ])  # fmt: skip
+    return out
+
+
+def _fixed(value: float | None, digits: int = 2) -> str | None:
+    return None if value is None else f"{value:.{digits}f}"
+
+
+def _pair(a: float | None, b: float | None) -> str | None:
+    return None if a is None or b is None else f"{a:.2f} / {b:.2f}"
+
+
+def table_notes(report: dict[str, Any]) -> list[str]:
+    """Lines to print under the table: failures, skipped families, cached runs, metrics."""
+    notes = []
+    for r in report["rows"]:
+        if r["status"] != "ok":
+            notes.append(f"{r['model']} failed: {r['error']}")
+    for s in report.get("skipped", []):
+        notes.append(f"{s['model']} skipped: {s['reason']}")
+    space = report.get("feature_space") or ""
+    if space.startswith("raw-"):
+        notes.append(f"FD, precision / recall and MMD in {space}: the standardised raw values "
+                     "(no labels to train a feature classifier on)")  # fmt: skip
+    cached = [r["model"] for r in report["rows"] if r.get("cached")]
+    if cached:
+        notes.append(f"cached (not refitted): {', '.join(cached)}")
+    if report.get("metrics_note"):
+        notes.append(report["metrics_note"])
+    if report.get("true_entropy") is not None:
+        notes.append(
+            f"true entropy of the data (the floor of any NLL): {report['true_entropy']:.2f}"
+        )
+    return notes
+
+
+def write_report(report: dict[str, Any], out: str | os.PathLike) -> None:
+    """Write ``report.json``, ``nll.png`` and ``report.md`` into ``out``."""
+    out = Path(out)
+    atomic_write_json(out / REPORT_JSON, report)
+    title = f"Test NLL on {report['data']} (lower is better)"
+    save_figure(nll_bar_figure(report["rows"], title=title), out / NLL_PNG)
+    atomic_write_text(out / REPORT_MD, report_markdown(report))
+
+
+def report_markdown(report: dict[str, Any]) -> str:
+    """The report as Markdown: table, legend, NLL chart, sample grids, training curves."""
+    cols = table_columns(report["feature_space"])
+    lines = [
+        f"# ptheta compare: {report['data']}",
+        "",
+        f"Data: {report['data']} ({report.get('data_kind', '')}); split "
+        + ", ".join(f"{k} {v}" for k, v in report["split"].items())
+        + f". Budget per neural model: {report['budget_seconds']:g} s. "
+        f"Created {report['created']}.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "|".join("---" for _ in cols) + "|",
+    ]
+    for cells in table_rows(report):
+        lines.append("| " + " | ".join(_md_cell(c) for c in cells) + " |")
+    lines += ["", LEGEND, ""]
+    lines += [f"- {note}" for note in table_notes(report)]
+    lines += ["", "## Test NLL", "", f"![NLL per model]({NLL_PNG})", ""]
+    if any(r["units"] == "continuous" for r in report["rows"]) and any(
+        r["units"] in ("discrete", "dequantised") for r in report["rows"]
+    ):
+        lines += ["Densities (continuous units) are drawn on their own axis: a log-density "
+                  "is not comparable with a discrete NLL.", ""]  # fmt: skip
+    ok = [r for r in report["rows"] if r["status"] == "ok"]
+    lines += ["## Samples", ""]
+    for r in ok:
+        lines += [f"### {r['model']}", "", f"![{r['model']} samples]({r['samples_png']})", ""]
+    curves = [r for r in ok if r.get("curves_png")]
+    if curves:
+        lines += ["## Training curves", ""]
+        for r in curves:
+            lines += [f"### {r['model']}", "", f"![{r['model']} training]({r['curves_png']})", ""]
+    return "\n".join(lines)
+
+
+def _md_cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:.3g}" if value != 0 and abs(value) < 0.01 else f"{value:.2f}"
+    return str(value).replace("|", "\\|")
