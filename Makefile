@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint format bench bench-setup clean
+.PHONY: setup demo test browser lint format bench bench-setup clean
 
 setup: $(STAMP)
 
@@ -17,8 +17,27 @@ $(STAMP): pyproject.toml constraints.txt
 demo: setup
 	$(BIN)/ptheta demo --out runs/demo
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest
+
+# The explorer's browser tests drive Debian's chromium through Playwright's Python package
+# (installed by setup). Never `playwright install`: it downloads browsers from the internet.
+# Without /usr/bin/chromium those tests skip and say why.
+CHROMIUM := /usr/bin/chromium
+
+browser:
+	@if [ -x $(CHROMIUM) ]; then \
+	  echo "browser: $(CHROMIUM) is installed"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser: installing Debian's chromium with apt-get"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get install -y -qq chromium \
+	    || { apt-get update -qq && apt-get install -y -qq chromium; } \
+	    || echo "browser: apt-get could not install chromium; the browser tests will be skipped"; \
+	else \
+	  echo "browser: $(CHROMIUM) is missing; run 'sudo apt-get install chromium' (Debian)" \
+	    "or the browser tests will be skipped"; \
+	fi
 
 lint: setup
 	$(BIN)/ruff check ptheta tests bench

@@ -28,9 +28,24 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from ptheta.cli import datasets, demo, eval, fit, models, sample, score
+    from ptheta.cli import (
+        anomaly,
+        classify,
+        compare,
+        datasets,
+        demo,
+        eval,
+        experiment,
+        explore,
+        fit,
+        impute,
+        models,
+        sample,
+        score,
+    )
 
-    for module in (models, datasets, fit, sample, score, eval, demo):
+    for module in (models, datasets, fit, sample, score, eval, compare, anomaly, classify,
+                   experiment, impute, explore, demo):  # fmt: skip
         cli.add_command(module.command)
 
 

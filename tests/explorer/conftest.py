@@ -1,0 +1,47 @@
+"""Shared fixtures of the explorer tests: ONE quick app per test session, on a temporary cache.
+
+Fitting is the slow part, so every test (back end and front end) should reuse
+``explorer_client`` rather than build its own app: its models are fitted once, on first
+use, with the tiny ``quick=True`` budgets, and cached under ``explorer_dirs["cache"]``.
+
+- ``explorer_dirs``: ``{"cache": Path, "reports": Path}`` (the reports folder starts empty;
+  tests may write ``report.json`` files into sub-folders of it).
+- ``explorer_app``: the FastAPI app from ``create_app(..., quick=True)``.
+- ``explorer_client``: a ``fastapi.testclient.TestClient`` on that app.
+- ``explorer``: the app's :class:`ptheta.explorer.views.Explorer` (computations without HTTP;
+  ``explorer.cache.fits`` / ``.loads`` count fits and cache loads).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from ptheta.explorer.app import create_app
+
+
+@pytest.fixture(scope="session")
+def explorer_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("explorer")
+    (root / "reports").mkdir()
+    return {"cache": root / "cache", "reports": root / "reports"}
+
+
+@pytest.fixture(scope="session")
+def explorer_app(explorer_dirs):
+    return create_app(
+        cache_dir=explorer_dirs["cache"], reports_dir=explorer_dirs["reports"], quick=True
+    )
+
+
+@pytest.fixture(scope="session")
+def explorer_client(explorer_app):
+    with TestClient(explorer_app) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def explorer(explorer_app):
+    return explorer_app.state.explorer

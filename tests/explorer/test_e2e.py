@@ -1,0 +1,406 @@
+"""The explorer's page in a real headless Chromium: displayed numbers must be the API's numbers."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+
+try:
+    from playwright.sync_api import Error as PlaywrightError
+    from playwright.sync_api import expect, sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    pytest.skip(
+        "Playwright's Python package is missing: install the dev extra (make setup)",
+        allow_module_level=True,
+    )
+
+from ptheta.explorer.app import create_app
+from ptheta.explorer.server import ExplorerServer
+
+CHROMIUM = "/usr/bin/chromium"
+# root needs --no-sandbox; the network is closed, so nothing may phone home
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+if not os.access(CHROMIUM, os.X_OK):
+    pytest.skip(
+        f"{CHROMIUM} is missing: install Debian's chromium: make browser", allow_module_level=True
+    )
+
+FIT = 120_000  # ms: a view's models are fitted on first use (quick budgets)
+APP_JS = Path(__file__).parents[2] / "ptheta" / "explorer" / "static" / "app.js"
+VIEWS = ("space", "structure", "surface", "spam", "flow", "compare")
+
+# A compare report in the schema `ptheta compare` writes: one row per kind of likelihood.
+_ROW = {
+    "family": "f",
+    "units": "discrete",
+    "test_nll_sem": 1.0,
+    "fit_seconds": 1.0,
+    "sample_seconds": 0.1,
+    "fd": 1.0,
+    "precision": 0.5,
+    "recall": 0.5,
+    "mmd": 0.01,
+    "memorisation": 1.0,
+    "status": "ok",
+    "error": None,
+    "cached": False,
+}
+REPORT_ROWS = [
+    {"model": "gmm", "likelihood": "exact", "units": "dequantised", "bpd": 3.04, "n": 12345},
+    {"model": "vae", "likelihood": "bound", "bpd": 2.716, "n": 50000},
+    {"model": "gan", "likelihood": "none", "bpd": None, "n": 80000},
+    {"model": "independent", "likelihood": "exact", "bpd": 3.387, "n": 1024},
+    {"model": "rbm", "likelihood": "estimate", "bpd": 3.156, "n": 4000},
+]
+
+
+def _report() -> dict:
+    rows = []
+    for r in REPORT_ROWS:
+        bpd = r["bpd"]
+        rows.append(
+            {
+                **_ROW,
+                "model": r["model"],
+                "likelihood": r["likelihood"],
+                "units": r.get("units", "discrete"),
+                "test_nll_nats": None if bpd is None else bpd * 64 * 0.6931471805599453,
+                "test_nll_bits_per_dim": bpd,
+                "test_nll_sem": None if bpd is None else 1.0,
+                "n_parameters": r["n"],
+                "run_dir": f"runs/{r['model']}",
+                "samples_png": f"samples/{r['model']}.png",
+            }
+        )
+    return {
+        "schema": 1,
+        "data": "digits",
+        "created": "2026-11-21T12:00:00Z",
+        "budget_seconds": 30,
+        "split": {"train": 1000, "val": 350, "test": 447},
+        "feature_space": "FD-digits",
+        "rows": rows,
+    }
+
+
+# ---------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def server(explorer_dirs, tmp_path_factory):
+    """The real server (uvicorn, in a thread) on a free loopback port; the session's model
+    cache is shared with the API tests, so models fitted there are loaded, not refitted."""
+    reports = tmp_path_factory.mktemp("e2e-reports")
+    (reports / "digits").mkdir()
+    (reports / "digits" / "report.json").write_text(json.dumps(_report()))
+    app = create_app(
+        cache_dir=explorer_dirs["cache"], reports_dir=reports, quick=True, loopback_only=True
+    )  # as `ptheta explore` serves it: requests must be addressed to 127.0.0.1
+    with ExplorerServer(app, "127.0.0.1", 0) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def api(server):
+    with httpx.Client(base_url=server.url, timeout=FIT / 1000) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_playwright() as p:
+        try:
+            chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        except PlaywrightError as e:  # installed but unusable: a failure, not a skip
+            pytest.fail(f"{CHROMIUM} does not start under Playwright: {e}")
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A fresh page; any uncaught JavaScript error fails the test."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def open_view(page, server, view: str) -> None:
+    page.goto(f"{server.url}#{view}")
+    expect(page.locator(f"#view-{view}")).to_be_visible()
+    expect(page.locator(f"#tab-{view}")).to_have_attribute("aria-selected", "true")
+
+
+def no_error(page, view: str) -> None:
+    box = page.locator(f"#view-{view} .error")
+    assert box.is_hidden(), f"the {view} view shows an error: {box.text_content()}"
+
+
+def wait_for_plots(page, *ids: str) -> None:
+    """plotly.js loads on first use: wait until each plot holds its data."""
+    for plot_id in ids:
+        page.wait_for_function(f"() => document.getElementById('{plot_id}').data", timeout=FIT)
+
+
+def snap(page, tmp_path: Path, view: str) -> None:
+    path = tmp_path / f"{view}.png"
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 5000
+
+
+# ---------------------------------------------------------------- checks (also used broken)
+def check_space(page, api, n: int, timeout: float = FIT) -> dict:
+    """Move the slider to n: the page must show the API's count for n, its red state and
+    each family's parameter count."""
+    want = api.get("/api/space", params={"n": n}).json()
+    page.locator("#space-slider").fill(str(n))
+    expect(page.locator("#space-n")).to_have_text(str(n))
+    expect(page.locator("#space-configs")).to_have_text(
+        want["configurations_text"], timeout=timeout
+    )
+    red = "true" if want["red"] else "false"
+    expect(page.locator("#space-box")).to_have_attribute("data-red", red, timeout=timeout)
+    for family in want["families"]:
+        cell = page.locator(f'#space-families tr[data-model="{family["model"]}"] td.num')
+        expect(cell).to_have_text(f"{family['n_parameters']:,}", timeout=timeout)
+    return want
+
+
+def check_spam(page, api, words: list[str], timeout: float = FIT) -> dict:
+    """Click each word: both displayed posteriors must equal the API's, to 3 decimals."""
+    for i, word in enumerate(words):
+        page.locator(f'#spam-words button[data-word="{word}"]').click()
+        want = api.post("/api/spam/posterior", json={"words": words[: i + 1]}).json()
+        expect(page.locator(f'#spam-words button[data-word="{word}"]')).to_have_attribute(
+            "aria-pressed", "true"
+        )
+        expect(page.locator("#spam-nb")).to_have_text(f"{want['naive_bayes']:.3f}", timeout=timeout)
+        expect(page.locator("#spam-lr")).to_have_text(f"{want['logistic']:.3f}", timeout=timeout)
+    return want
+
+
+def check_flow(page, api, k: int, timeout: float = FIT) -> dict:
+    """Move the strength slider to layer k: the page shows the API's layer and integral."""
+    options = api.get("/api/flow/options").json()
+    strength = k / options["n_layers"]
+    params = {"data": options["datasets"][0], "strength": strength, "grid": 60}
+    want = api.get("/api/flow", params=params).json()
+    page.locator("#flow-strength").fill(str(k))
+    expect(page.locator("#flow-layer")).to_have_text(str(want["layer"]), timeout=timeout)
+    expect(page.locator("#flow-integral")).to_have_text(f"{want['integral']:.3f}", timeout=timeout)
+    return want
+
+
+# ------------------------------------------------------------------------------- views
+def test_space_slider_shows_the_api_numbers_and_turns_red(page, server, api, tmp_path):
+    open_view(page, server, "space")
+    small = check_space(page, api, 10)
+    assert not small["red"]
+    assert page.locator("#space-verdict.red").count() == 0
+    big = check_space(page, api, 300)
+    assert big["red"], "2^300 − 1 parameters exceed the atoms in the universe (≈ 2^265)"
+    # red is also said in words, not by colour alone
+    expect(page.locator("#space-verdict")).to_contain_text("Too big")
+    exceeded = page.locator("#space-refs li.exceeded .name")
+    assert sorted(exceeded.all_text_contents()) == sorted(big["exceeds"])
+    no_error(page, "space")
+    snap(page, tmp_path, "space")
+
+
+def test_structure_draws_the_api_samples_and_the_tree(page, server, api, tmp_path):
+    open_view(page, server, "structure")
+    structure = api.get("/api/structure").json()
+    names = [m["model"] for m in structure["models"]]
+    cards = page.locator("#structure-models .card")
+    expect(cards).to_have_count(len(names), timeout=FIT)
+    lines = page.locator("#structure-tree line")
+    expect(lines).to_have_count(len(structure["tree"]["edges"]))
+    for name in names:
+        expect(page.locator(f"#structure-canvas-{name}")).to_have_attribute("data-seed", "0")
+    page.locator("#structure-resample").click()
+    expect(page.locator("#structure-seed")).to_have_text("1")
+    for name in names:
+        expect(page.locator(f"#structure-canvas-{name}")).to_have_attribute(
+            "data-seed", "1", timeout=FIT
+        )
+    # the first image on each canvas, read back pixel by pixel, is the API's first sample
+    for name in names:
+        want = api.get("/api/structure/samples", params={"model": name, "n": 16, "seed": 1})
+        want = want.json()
+        h, w = want["image_shape"]
+        gray = page.evaluate(
+            """([id, h, w]) => {
+                const c = document.getElementById(id);
+                const d = c.getContext('2d').getImageData(1, 1, w, h).data;
+                return Array.from({length: h * w}, (_, i) => d[4 * i]);
+            }""",
+            [f"structure-canvas-{name}", h, w],
+        )
+        levels = want["levels"] - 1
+        expected = [math.floor(255 * (1 - v / levels) + 0.5) for v in want["samples"][0]]
+        assert gray == expected, name
+        card = page.locator(f'#structure-models .card[data-model="{name}"]')
+        model = next(m for m in structure["models"] if m["model"] == name)
+        expect(card).to_contain_text(f"{model['test_nll_nats']:.2f} nats")
+        expect(card).to_contain_text(f"{model['n_parameters']:,}")
+    no_error(page, "structure")
+    snap(page, tmp_path, "structure")
+
+
+def test_surface_plots_the_api_grid(page, server, api, tmp_path):
+    open_view(page, server, "surface")
+    options = api.get("/api/surface/options").json()
+    params = {"data": options["datasets"][0], "model": options["models"][0]["model"], "grid": 60}
+    want = api.get("/api/surface", params=params).json()
+    shown = "not defined (unnormalised quantity)"
+    if want["integral"] is not None:
+        shown = f"{want['integral']:.3f}"
+    expect(page.locator("#surface-integral")).to_have_text(shown, timeout=FIT)
+    wait_for_plots(page, "surface-3d", "surface-heat")
+    traces = page.evaluate(
+        """() => ['surface-3d', 'surface-heat'].map(id => document.getElementById(id).data
+               .map(t => [t.type, t.z ? t.z.length : t.x.length]))"""
+    )
+    assert traces[0] == [["surface", 60]]
+    assert traces[1][:2] == [["heatmap", 60], ["scatter", len(want["points"])]]
+    no_error(page, "surface")
+    snap(page, tmp_path, "surface")
+
+
+def test_spam_posteriors_update_as_the_api_says(page, server, api, tmp_path):
+    open_view(page, server, "spam")
+    vocab = api.get("/api/spam/vocab").json()
+    expect(page.locator("#spam-words button")).to_have_count(len(vocab["words"]), timeout=FIT)
+    prior = api.post("/api/spam/posterior", json={"words": []}).json()
+    expect(page.locator("#spam-nb")).to_have_text(f"{prior['naive_bayes']:.3f}")
+    pair = vocab["correlated_pairs"][0]
+    check_spam(page, api, pair)
+    # clicking a word again removes it from the e-mail
+    page.locator(f'#spam-words button[data-word="{pair[1]}"]').click()
+    alone = api.post("/api/spam/posterior", json={"words": pair[:1]}).json()
+    expect(page.locator("#spam-nb")).to_have_text(f"{alone['naive_bayes']:.3f}")
+    expect(page.locator("#spam-contrib tbody tr")).to_have_count(1)
+    no_error(page, "spam")
+    snap(page, tmp_path, "spam")
+
+
+def test_flow_slider_keeps_the_integral_at_one(page, server, api, tmp_path):
+    open_view(page, server, "flow")
+    n_layers = api.get("/api/flow/options").json()["n_layers"]
+    expect(page.locator("#flow-n-layers")).to_have_text(str(n_layers), timeout=FIT)
+    for k in (n_layers // 2, n_layers):
+        want = check_flow(page, api, k)
+        assert want["layer"] == k
+        assert float(page.locator("#flow-integral").text_content()) == pytest.approx(1, abs=0.02)
+    no_error(page, "flow")
+    snap(page, tmp_path, "flow")
+
+
+def test_compare_table_sorts_and_the_chart_draws_bounds_as_bounds(page, server, tmp_path):
+    open_view(page, server, "compare")
+    rows = page.locator("#compare-table tbody tr")
+    expect(rows).to_have_count(len(REPORT_ROWS))
+
+    def column(key: str) -> list[str]:
+        return page.locator(f'#compare-table tbody td[data-key="{key}"]').all_text_contents()
+
+    assert column("test_nll_bits_per_dim") == ["≤ 3.040", "≤ 2.716", "none", "3.387", "≈ 3.156"]
+    header = page.locator('#compare-table th[data-key="test_nll_bits_per_dim"]')
+    header.click()
+    expect(header).to_have_attribute("aria-sort", "ascending")
+    assert column("model") == ["vae", "gmm", "rbm", "independent", "gan"]  # none sorts last
+    header.click()
+    expect(header).to_have_attribute("aria-sort", "descending")
+    assert column("model") == ["independent", "rbm", "gmm", "vae", "gan"]
+    page.locator('#compare-table th[data-key="model"]').press("Enter")  # keyboard too
+    assert column("model") == sorted(r["model"] for r in REPORT_ROWS)
+    wait_for_plots(page, "compare-chart")
+    bars = page.evaluate(
+        """() => document.getElementById('compare-chart').data.map(t => ({
+               name: t.name, x: t.x.map(s => s.split('<br>')[0]),
+               pattern: t.marker.pattern ? t.marker.pattern.shape : null}))"""
+    )
+    by_name = {b["name"]: b for b in bars}
+    assert by_name["exact"]["x"] == ["independent"] and by_name["exact"]["pattern"] is None
+    assert by_name["upper bound (≤)"]["x"] == ["gmm", "vae"]
+    assert by_name["upper bound (≤)"]["pattern"] == "/"
+    assert by_name["estimate (≈)"]["x"] == ["rbm"]
+    expect(page.locator("#compare-chart .annotation-text", has_text="none")).to_have_count(1)
+    no_error(page, "compare")
+    snap(page, tmp_path, "compare")
+
+
+def test_every_tab_opens_its_view_and_is_screenshotted(page, server, tmp_path):
+    open_view(page, server, "space")
+    for view in VIEWS:
+        page.locator(f"#tab-{view}").click()
+        expect(page.locator(f"#view-{view}")).to_be_visible()
+        assert page.url.endswith(f"#{view}")
+        others = [v for v in VIEWS if v != view]
+        for other in others:
+            expect(page.locator(f"#view-{other}")).to_be_hidden()
+        expect(page.locator(f"#view-{view}")).not_to_have_attribute(
+            "aria-busy", "true", timeout=FIT
+        )
+        plots = page.locator(f"#view-{view} .plot")
+        wait_for_plots(page, *[plots.nth(i).get_attribute("id") for i in range(plots.count())])
+        no_error(page, view)
+        snap(page, tmp_path, view)
+    assert sorted(p.stem for p in tmp_path.glob("*.png")) == sorted(VIEWS)
+
+
+def test_an_api_error_is_shown_in_its_panel(page, server):
+    message = "n must be an integer in 1..784, got 0; move the slider back"
+    page.route(
+        re.compile(r".*/api/space\?.*"),
+        lambda route: route.fulfill(status=400, json={"error": message}),
+    )
+    open_view(page, server, "space")
+    box = page.locator("#view-space .error")
+    expect(box).to_have_text(message)
+    expect(box).to_be_visible()  # the text alone could sit in a hidden box
+    expect(box).to_have_attribute("role", "alert")
+
+
+# ----------------------------------------------------------------- the checks can fail
+BROKEN = [
+    ("space", '$("space-configs").textContent = data.configurations_text;', check_space, 300),
+    ("spam", '$("spam-nb").textContent = fmtProb(d.naive_bayes);', check_spam, None),
+    ("flow", '$("flow-integral").textContent = fmt(d.integral, 3);', check_flow, 1),
+]
+
+
+@pytest.mark.parametrize(("view", "line", "check", "arg"), BROKEN, ids=[b[0] for b in BROKEN])
+def test_the_checks_catch_a_page_that_does_not_update(page, server, api, view, line, check, arg):
+    """With one display line removed from app.js, the same check must fail."""
+    source = APP_JS.read_text()
+    assert source.count(line) == 1, "the line to break is no longer in app.js: update BROKEN"
+    broken = source.replace(line, "")
+    page.route(
+        "**/static/app.js",
+        lambda route: route.fulfill(status=200, content_type="text/javascript", body=broken),
+    )
+    if view == "spam":
+        arg = api.get("/api/spam/vocab").json()["correlated_pairs"][0]
+    open_view(page, server, view)
+    if view == "flow":  # the slider must be ready, or the check fails for the wrong reason
+        expect(page.locator("#flow-layer")).to_have_text("0", timeout=FIT)
+    with pytest.raises(AssertionError):
+        check(page, api, arg, timeout=1500)
