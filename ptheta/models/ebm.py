@@ -66,6 +66,9 @@ class EnergyNetwork(nn.Module):
         learning of energy-based models.
     """
 
+    # its loss does not measure fit: the Trainer records a validation loss, selects nothing
+    validation_measures_fit = False
+
     def __init__(
         self,
         event_shape: tuple[int, ...],

@@ -22,6 +22,7 @@ LOSSES: tuple[str, ...] = ("non-saturating", "wgan-gp")
 ARCHITECTURES: tuple[str, ...] = ("auto", "mlp", "dcgan")
 # architecture="auto" picks the DCGAN networks for images at least this high and wide
 DCGAN_MIN_SIZE = 8
+SCORE_CHUNK = 1024  # examples per forward pass of discriminator_score
 NO_LIKELIHOOD = (
     "gan has no likelihood (implicit model); use sample-based metrics (ptheta compare: "
     "FD/precision/recall/MMD) or discriminator_score(X) for anomaly scores"
@@ -101,6 +102,9 @@ class GANNetwork(nn.Module):
         Miyato et al. (2018), Spectral Normalization for GANs, ICLR. Miyato & Koyama
         (2018), cGANs with Projection Discriminator, ICLR.
     """
+
+    # its loss does not measure fit: the Trainer records a validation loss, selects nothing
+    validation_measures_fit = False
 
     def __init__(
         self,
@@ -301,8 +305,9 @@ class GAN(NeuralModel):
     anomaly scores use :meth:`discriminator_score` — though a discriminator is trained to
     separate data from the *current* generator, not to rank data by density, so it is a
     heuristic score. By default nothing is held out (``validation_fraction=0``): there is
-    no honest validation criterion; with a fraction, the history's ``val_loss`` is the
-    discriminator's loss, not an NLL.
+    no honest validation criterion. With a fraction (or ``validation_data``) the history's
+    ``val_loss`` is the discriminator's loss, not an NLL: it is recorded for watching, and
+    never stops training or selects weights (the last weights are kept).
 
     **Discrete data** are modelled as continuous values at the level centres in [−1, 1];
     the generator ends in tanh and samples are rounded to the nearest level, so they are
@@ -484,7 +489,11 @@ class GAN(NeuralModel):
             labels = np.array([lookup[v] for v in np.asarray(labels).tolist()])
         elif y is not None:
             raise ParameterError("this GAN is not class-conditional: call it without y")
-        device = self._device()
-        xt = self._tensors(x, None, self.fitted_spec)[0].to(device)
-        yt = None if labels is None else torch.as_tensor(labels, device=device)
-        return self._module.discriminator_score(xt, yt).double().cpu().numpy()
+        device, out = self._device(), []
+        # in chunks: memory stays bounded however many examples are scored
+        for start in range(0, len(x), SCORE_CHUNK):
+            part = slice(start, start + SCORE_CHUNK)
+            xt = self._tensors(x[part], None, self.fitted_spec)[0].to(device)
+            yt = None if labels is None else torch.as_tensor(labels[part], device=device)
+            out.append(self._module.discriminator_score(xt, yt).double().cpu().numpy())
+        return np.concatenate(out)

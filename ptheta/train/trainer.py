@@ -4,7 +4,9 @@ The Trainer takes a prepared ``nn.Module`` and tensors; it never builds data set
 models. A module to train exposes ``loss(x, y=None)`` → per-example loss, shape (N,), and
 optionally ``log_prob(x, y=None)`` → (N,), used for the validation NLL (otherwise the
 validation loss is used; a module whose ``log_prob`` is too costly to run every epoch sets
-``validate_with_loss = True``). It depends on torch alone.
+``validate_with_loss = True``; one whose loss does not measure fit at all — a GAN's, an
+EBM's — sets ``validation_measures_fit = False``: its validation loss is then recorded but
+never selects weights or stops training). It depends on torch alone.
 
 Families with several sets of parameters updated in turn (a GAN's generator and
 discriminator) define, besides ``loss(*batch, phase=name)``:
@@ -357,7 +359,9 @@ class Trainer:
             else:  # with labels, the module scores −log p(x | y)
                 key = "val_nll" if len(val) == 1 else "val_nll_given_y"
             record[key] = value
-            if s.best_val is None or value < s.best_val:
+            if not getattr(evaluated, "validation_measures_fit", True):
+                pass  # watched, never used to select weights or stop
+            elif s.best_val is None or value < s.best_val:
                 s.best_val, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
                 s.best_state = copy.deepcopy(evaluated.state_dict())
             else:

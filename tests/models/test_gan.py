@@ -10,6 +10,7 @@ import ptheta
 from ptheta.data.spec import DataSpec, Split
 from ptheta.data.toy2d import _G8_CENTRES, _G8_STD
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError
+from ptheta.models import gan as gan_module
 from ptheta.models.gan import GAN, GANNetwork
 from ptheta.train.trainer import TrainConfig, Trainer
 
@@ -297,3 +298,34 @@ def test_phase_schedule_and_optim_groups_cover_every_parameter_once():
     phases = [net.phase(s) for s in range(12)]
     assert phases == (["discriminator"] * 5 + ["generator"]) * 2
     assert GAN(loss="wgan-gp", **QUICK).fit(_blobs(32)[0]).module.n_critic == 5
+
+
+def test_discriminator_phase_gives_the_generator_no_gradient_and_the_generator_phase_does():
+    net = _tiny_critic("non-saturating")
+    x = torch.randn(6, 2, dtype=torch.float64)
+    for phase, generator_gets_grad in (("discriminator", False), ("generator", True)):
+        net.zero_grad(set_to_none=True)
+        net.loss(x, phase=phase).sum().backward()
+        grads = [p.grad for p in net.generator.parameters()]
+        assert all((g is not None) == generator_gets_grad for g in grads), phase
+
+
+def test_projection_discriminator_adds_the_label_embedding_times_the_features():
+    torch.manual_seed(0)
+    net = GANNetwork((2,), latent_dim=2, hidden=[4], n_classes=3).double()
+    v, y = torch.randn(5, 2, dtype=torch.float64), torch.tensor([0, 1, 2, 1, 0])
+    h = net.features(v)  # (5, 4)
+    expected = net.head(h).squeeze(1) + (net.d_embed.weight[y] * h).sum(1)
+    torch.testing.assert_close(net.critic(v, y), expected)
+    assert not torch.allclose(net.critic(v, y), net.critic(v, (y + 1) % 3))
+
+
+def test_discriminator_score_in_chunks_equals_one_pass(monkeypatch):
+    x, y = _blobs(50)
+    gan = GAN(**QUICK, class_conditional=True).fit(x, y)
+    whole = gan.discriminator_score(x, y)
+    with torch.no_grad():
+        direct = gan.module.critic(gan.module.encode(torch.as_tensor(x)), torch.as_tensor(y))
+    np.testing.assert_allclose(whole, direct.numpy())
+    monkeypatch.setattr(gan_module, "SCORE_CHUNK", 7)  # 50 = 7 × 7 + 1: labels follow chunks
+    np.testing.assert_allclose(gan.discriminator_score(x, y), whole)

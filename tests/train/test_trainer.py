@@ -409,3 +409,18 @@ def test_validate_with_loss_skips_log_prob():
     torch.manual_seed(0)
     result = Trainer(TrainConfig(**CONFIG)).fit(Costly().double(), (x,), (val,))
     assert all(math.isfinite(h["val_loss"]) and "val_nll" not in h for h in result.history)
+
+
+def test_a_validation_loss_that_does_not_measure_fit_is_only_watched():
+    class Watched(TwoPlayer):
+        validation_measures_fit = False
+
+    x = torch.linspace(-1, 1, 16, dtype=torch.float64)[:, None]
+    config = TrainConfig(epochs=6, batch_size=4, lr=0.1, device="cpu", patience=1)
+    reference = Watched()
+    Trainer(config).fit(reference, (x,))  # no validation: the last weights
+    watched = Watched()
+    result = Trainer(config).fit(watched, (x,), (x[:5],))
+    assert len(result.history) == 6 and result.best_epoch is None  # never stopped early
+    assert all("val_loss" in h for h in result.history)
+    assert _same_weights(watched, reference)  # nothing restored
