@@ -214,7 +214,7 @@ class DiffusionNetwork(nn.Module):
         alphas_bar = torch.cumprod(1 - betas, 0)  # (T+1,), ᾱ_0 = 1
         posterior = betas.clone()  # β̃_t; β̃_1 = 0 so the decoder keeps β_1
         posterior[2:] = betas[2:] * (1 - alphas_bar[1:-1]) / (1 - alphas_bar[2:])
-        sigma2 = posterior if variance == "posterior" else betas.clone()
+        sigma2 = (posterior if variance == "posterior" else betas).clone()  # own storage
         sigma2[1] = betas[1]
         # index t = 0 … T; schedules are buffers so checkpoints and .to(dtype) carry them
         self.register_buffer("betas", betas)

@@ -19,6 +19,7 @@ from ptheta.models.diffusion import (
     beta_schedule,
     log_discretised_gaussian,
 )
+from ptheta.train.rundir import load_run, save_run
 
 F64 = torch.float64
 QUICK = {"hidden": 16, "n_blocks": 1, "dtype": "float64", "device": "cpu"}
@@ -205,6 +206,17 @@ def test_continuous_bound_includes_the_standardisation_jacobian():
     # the same model in standardised units; densities differ by the Jacobian 10² exactly
     np.testing.assert_allclose(
         b.score_samples(10 * x[:20] + 3), a.score_samples(x[:20]) - 2 * math.log(10), atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("variance", ["posterior", "beta"])
+def test_checkpoints_and_run_directories_save(tmp_path, variance):
+    # every buffer owns its storage: safetensors refuses tensors that share memory
+    x, _ = _moons(100)
+    model = DDPM(6, **QUICK, variance=variance, epochs=1).fit(x, run_dir=tmp_path / "ckpt")
+    save_run(model, tmp_path / "run")
+    np.testing.assert_array_equal(
+        load_run(tmp_path / "run").score_samples(x), model.score_samples(x)
     )
 
 
