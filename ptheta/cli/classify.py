@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ptheta.cli.common import data_kwargs, data_options, print_table, resolve_params
+from ptheta.cli.common import data_options, print_table, resolve_params
 from ptheta.data import load
 from ptheta.eval.tasks import LOGISTIC_C, classify
 from ptheta.io import atomic_write_json
@@ -43,9 +43,7 @@ from ptheta.io import atomic_write_json
 @click.option(
     "--out", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON."
 )
-def command(
-    data, kind, label_column, image_size, seq_len, data_seed, model, sets, config_file, C, out
-) -> None:
+def command(data, data_opts, model, sets, config_file, C, out) -> None:
     """Fit a generative classifier p(y) p(x | y) on the training split and compare it on the
     test split with scikit-learn's LogisticRegression fitted on the same examples.
 
@@ -61,13 +59,7 @@ def command(
     params = resolve_params(density or name, config_file, sets)
     dataset = load(
         data,
-        **data_kwargs(
-            kind=kind,
-            label_column=label_column,
-            image_size=image_size,
-            seq_len=seq_len,
-            data_seed=data_seed,
-        ),
+        **data_opts,
     )
     rows = classify(dataset, model, params, C=C)
     print_table(

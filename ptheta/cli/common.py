@@ -125,7 +125,11 @@ def resolve_params(model: str, config_file: str | None, sets: Sequence[str]) -> 
 
 # --------------------------------------------------------------------------- options
 def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """The options that say which data to use, shared by fit/score/eval."""
+    """The options that say which data to use, shared by the commands that load data.
+
+    The command receives ``data`` (the name or path) and ``data_opts``: the other options
+    given, as keyword arguments of ``ptheta.data.load``.
+    """
 
     def decorate(f: Callable[..., Any]) -> Callable[..., Any]:
         options = [
@@ -171,11 +175,20 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
                 "(built-in sets have fixed splits).",
             ),
         ]
+
+        @functools.wraps(f)
+        def command(*args: Any, **kwargs: Any) -> Any:
+            given = {name: kwargs.pop(name) for name in _DATA_OPTIONS}
+            return f(*args, data_opts=data_kwargs(**given), **kwargs)
+
         for option in reversed(options):
-            f = option(f)
-        return functools.wraps(f)(f)
+            command = option(command)
+        return command
 
     return decorate
+
+
+_DATA_OPTIONS = ("kind", "label_column", "image_size", "seq_len", "data_seed")
 
 
 def data_kwargs(**options: Any) -> dict[str, Any]:

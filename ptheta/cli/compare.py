@@ -9,7 +9,6 @@ import click
 
 from ptheta.cli.common import (
     console,
-    data_kwargs,
     data_options,
     parse_sets,
     print_table,
@@ -107,7 +106,7 @@ def print_report(report: dict[str, Any], title: str, out: str | Path | None = No
 )
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def command(
-    data, kind, label_column, image_size, seq_len, data_seed, models, budget, out, sets,
+    data, data_opts, models, budget, out, sets,
     config_file, quick, force, n_samples, quiet,
 ) -> None:  # fmt: skip
     """Fit several models on the same split of --data and compare them in one table.
@@ -129,13 +128,7 @@ def command(
     budget_seconds = parse_budget(budget)
     if models == ",".join(DEFAULT_MODELS):
         models = ",".join(m for m in DEFAULT_MODELS if m in REGISTRY)
-    kwargs = data_kwargs(
-        kind=kind,
-        label_column=label_column,
-        image_size=image_size,
-        seq_len=seq_len,
-        data_seed=data_seed,
-    )
+    kwargs = data_opts
     dataset = load(data, **kwargs)
     source = {"source": str(Path(data).resolve()) if Path(data).exists() else data, **kwargs}
     report = compare(

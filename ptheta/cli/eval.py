@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ptheta.cli.common import console, data_kwargs, data_options, print_table
+from ptheta.cli.common import console, data_options, print_table
 from ptheta.eval.likelihood import describe_kind
 from ptheta.eval.runs import evaluate_run, load_run_data
 from ptheta.train.rundir import load_run, read_config
@@ -20,7 +20,7 @@ from ptheta.train.rundir import load_run, read_config
     type=click.Choice(["train", "val", "test"]),
     help="Splits to evaluate (repeatable). Default: all three.",
 )
-def command(run, data, kind, label_column, image_size, seq_len, data_seed, splits) -> None:
+def command(run, data, data_opts, splits) -> None:
     """Evaluate the fitted model in RUN: NLL in nats per example and bits per dimension.
 
     The likelihood column says what the number is: exact, a bound (the true NLL is at
@@ -31,13 +31,7 @@ def command(run, data, kind, label_column, image_size, seq_len, data_seed, split
     dataset = load_run_data(
         run,
         data,
-        **data_kwargs(
-            kind=kind,
-            label_column=label_column,
-            image_size=image_size,
-            seq_len=seq_len,
-            data_seed=data_seed,
-        ),
+        **data_opts,
     )
     rows = evaluate_run(model, dataset, list(splits) or ["train", "val", "test"])
     fitted_on = read_config(run).get("data", {}).get("fingerprint")

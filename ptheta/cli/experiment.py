@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from ptheta.cli.common import console, data_kwargs, data_options, fmt, print_table
+from ptheta.cli.common import console, data_options, fmt, print_table
 from ptheta.data import load
 from ptheta.errors import ParameterError, RunDirError
 from ptheta.eval import tasks
@@ -52,10 +52,6 @@ def _out_dir(out: str, force: bool) -> Path:
         raise RunDirError(f"{out!r} already holds results; pass --force to overwrite them")
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def _load(data: str, **options: Any):
-    return load(data, **data_kwargs(**options))
 
 
 def _cells(result: dict[str, Any], j: int) -> list[str]:
@@ -131,11 +127,7 @@ def _add_common(f, repeats: int):
 @_common(repeats=10)
 def ng_jordan(
     data,
-    kind,
-    label_column,
-    image_size,
-    seq_len,
-    data_seed,
+    data_opts,
     models,
     sizes,
     repeats,
@@ -153,14 +145,7 @@ def ng_jordan(
     crossover is the smallest size from which logistic regression's mean error stays below
     the generative classifier's; it is measured, and may not exist in range.
     """
-    dataset = _load(
-        data,
-        kind=kind,
-        label_column=label_column,
-        image_size=image_size,
-        seq_len=seq_len,
-        data_seed=data_seed,
-    )
+    dataset = load(data, **data_opts)
     folder = _out_dir(out, force)
     result = tasks.learning_curves(
         dataset,
@@ -209,11 +194,7 @@ def ng_jordan(
 @_common(repeats=3)
 def missing_data(
     data,
-    kind,
-    label_column,
-    image_size,
-    seq_len,
-    data_seed,
+    data_opts,
     models,
     fractions,
     repeats,
@@ -230,14 +211,7 @@ def missing_data(
     missing entries replaced by their training means. Mean ± standard error over the
     repeats (one random mask each).
     """
-    dataset = _load(
-        data,
-        kind=kind,
-        label_column=label_column,
-        image_size=image_size,
-        seq_len=seq_len,
-        data_seed=data_seed,
-    )
+    dataset = load(data, **data_opts)
     folder = _out_dir(out, force)
     result = tasks.missing_data_experiment(
         dataset,

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ptheta.cli.common import console, data_kwargs, data_options, print_table, resolve_params
+from ptheta.cli.common import console, data_options, print_table, resolve_params
 from ptheta.data import load
 from ptheta.eval.likelihood import describe_kind
 from ptheta.eval.runs import fit_run
@@ -41,7 +41,7 @@ from ptheta.train.distributed import init_from_env, shutdown
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
-    model, data, kind, label_column, image_size, seq_len, data_seed, out, sets, config_file, force,
+    model, data, data_opts, out, sets, config_file, force,
     resume, quiet,
 ) -> None:  # fmt: skip
     """Fit MODEL on the training split of --data and write a run directory to --out.
@@ -65,13 +65,7 @@ def command(
       torchrun --nproc_per_node 2 -m ptheta fit made --data digits --out runs/made2
     """
     params = resolve_params(model, config_file, sets)
-    kwargs = data_kwargs(
-        kind=kind,
-        label_column=label_column,
-        image_size=image_size,
-        seq_len=seq_len,
-        data_seed=data_seed,
-    )
+    kwargs = data_opts
     dataset = load(data, **kwargs)
     source = {"source": str(Path(data).resolve()) if Path(data).exists() else data, **kwargs}
     world = init_from_env(str(params.get("device", "auto")))  # torchrun: join the group

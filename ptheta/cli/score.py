@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ptheta.cli.common import CliError, data_kwargs, data_options, print_table
+from ptheta.cli.common import CliError, data_options, print_table
 from ptheta.eval.likelihood import describe_kind
 from ptheta.eval.runs import load_run_data, scores_table
 from ptheta.io import atomic_write_bytes
@@ -31,7 +31,7 @@ from ptheta.train.rundir import load_run
     type=click.Path(dir_okay=False),
     help="CSV file: one row per example, columns index, log_prob (nats)[, label].",
 )
-def command(run, data, kind, label_column, image_size, seq_len, data_seed, split, out) -> None:
+def command(run, data, data_opts, split, out) -> None:
     """Score every example of a split: log p(x) in nats, one row per example.
 
     Useful for anomaly detection (low log p = unusual). The model's likelihood kind
@@ -43,13 +43,7 @@ def command(run, data, kind, label_column, image_size, seq_len, data_seed, split
     dataset = load_run_data(
         run,
         data,
-        **data_kwargs(
-            kind=kind,
-            label_column=label_column,
-            image_size=image_size,
-            seq_len=seq_len,
-            data_seed=data_seed,
-        ),
+        **data_opts,
     )
     cols = scores_table(model, dataset, split)
     buf = io.StringIO()
