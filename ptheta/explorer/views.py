@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
+import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -154,7 +156,7 @@ class ModelCache:
             if found is not None:
                 self.loads[key] += 1
             else:
-                fit(path)
+                _fit_in_place(path, fit)
                 self.fits[key] += 1
                 found = ptheta.load(path)
             self._models[key] = found
@@ -175,6 +177,28 @@ class ModelCache:
             return ptheta.load(path)
         except PthetaError:  # a damaged cache entry is refitted, not reported
             return None
+
+
+def _fit_in_place(path: Path, fit: Callable[[Path], None]) -> None:
+    """Fit into a fresh sibling folder, then swap it in by renames: another explorer
+    process sharing the cache never sees a half-written run, nor has one deleted under it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    old = None
+    try:
+        fit(tmp)
+        if path.exists():
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
+            os.replace(path, old / path.name)
+        try:
+            os.replace(tmp, path)
+        except OSError:  # another process put its fit there meanwhile: keep that one
+            if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _fit_builtin(name: str, params: dict[str, Any], data: Dataset) -> Callable[[Path], None]:

@@ -81,6 +81,25 @@ def test_cache_reloads_refits_other_budgets_and_damaged_entries(tmp_path):
     assert damaged.fits[("v", "d", "markov")] == 1
 
 
+def test_a_refit_swaps_the_run_in_whole_and_a_failed_one_keeps_the_old(tmp_path):
+    views.ModelCache(tmp_path).get("v", "d", "markov", {"order": 1}, _fit_markov(1))
+    run = tmp_path / "v" / "d" / "markov"
+    seen = []
+
+    def failing(path):
+        seen.append(path)
+        _fit_markov(2)(path)  # a complete run ... then a crash before it is swapped in
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError):
+        views.ModelCache(tmp_path).get("v", "d", "markov", {"order": 2}, failing)
+    assert seen[0] != run  # never fitted in place: readers never see a half-written run
+    assert ptheta.load(run).order == 1  # the old run is intact
+    refit = views.ModelCache(tmp_path).get("v", "d", "markov", {"order": 2}, _fit_markov(2))
+    assert refit.order == 2 and ptheta.load(run).order == 2
+    assert sorted(p.name for p in run.parent.iterdir()) == ["markov"]  # no temporary folders
+
+
 # --------------------------------------------------------------------------- spam
 def test_naive_bayes_posterior_equals_hand_computation(explorer):
     words = ["free", "meeting", "viagra"]
