@@ -139,7 +139,7 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
                 required=required,
                 metavar="NAME|PATH",
                 help="A built-in data set (see `ptheta datasets`) or a path to a .npy, .npz, "
-                ".csv file or an image folder."
+                ".csv or .txt file or an image folder."
                 + ("" if required else " Default: the data set the run was fitted on."),
             ),
             click.option(

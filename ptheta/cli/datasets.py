@@ -12,8 +12,8 @@ from ptheta.data import list_datasets
 def command() -> None:
     """List the built-in data sets with kind, shape and split sizes.
 
-    Your own data work everywhere a name does: give a path to a .npy, .npz or .csv file
-    or to a folder of images (one sub-folder per class for labels).
+    Your own data work everywhere a name does: give a path to a .npy, .npz, .csv or .txt
+    file or to a folder of images (one sub-folder per class for labels).
     """
     rows = list_datasets()
     print_table(

@@ -31,8 +31,8 @@ from ptheta.explorer import server
     "cache_dir",
     default=None,
     type=click.Path(file_okay=False),
-    help="Folder where the models behind the views are fitted once and cached "
-    "[default: ~/.cache/ptheta/explorer].",
+    help="Folder where the models behind the views are fitted once and cached.  [default: "
+    "$XDG_CACHE_HOME/ptheta/explorer, else ~/.cache/ptheta/explorer]",
 )
 @click.option(
     "--reports",

@@ -78,7 +78,8 @@ def _shaped(x: np.ndarray, model: GenerativeModel, path: Path) -> np.ndarray:
     "in_path",
     required=True,
     type=click.Path(dir_okay=False),
-    help="A .npy or .csv file (with a header row) of examples; NaN or empty cells are missing.",
+    help="Examples with missing entries: a .npy array (NaN = missing) or a .csv file with a "
+    "header row (empty cells, nan, NA or ? are missing).",
 )
 @click.option(
     "--out",

@@ -310,7 +310,8 @@ def _compare_one(
     if not cached:
         log(f"{name}: fitting on {data.name} …")
         (run_dir / CACHE_JSON).unlink(missing_ok=True)  # a crash mid-fit leaves no stale key
-        fit_run(name, params, data, run_dir, data_source=source, force=True, verbose=verbose)
+        fit_run(name, params, data, run_dir, data_source=source, force=True, verbose=verbose,
+                score_splits=())  # fmt: skip  # the test split is scored below
         cache = {"key": key}
         atomic_write_json(run_dir / CACHE_JSON, cache)
     eval_key = {"n_samples": n_samples, "metrics": metrics.available, "v": __version__}

@@ -72,12 +72,16 @@ def fit_run(
     resume: bool = False,
     verbose: bool = True,
     n_picture: int | None = None,
+    score_splits: tuple[str, ...] = ("train", "val"),
 ) -> dict[str, Any] | None:
     """Fit model ``name`` with ``params`` on ``data.train`` and write the run to ``out``.
 
     ``data_source`` records how to load the data again (name or path, kind override and
     so on) so that ``ptheta eval RUN`` needs nothing else. Neural families train with the
-    validation split for early stopping, checkpoint into ``out`` and can ``resume``. Under
+    validation split for early stopping, checkpoint into ``out`` and can ``resume``. The
+    ``score_splits`` are scored after the fit (their NLL goes to the metrics and the row;
+    scoring costs T network passes per example for a DDPM, so callers that score the test
+    split themselves may pass ``()``). Under
     ``torchrun`` every process trains and only rank 0 writes; the others return None.
     Returns a summary row.
     """
@@ -112,18 +116,15 @@ def fit_run(
     if not world.is_main:
         return None
 
-    train = nll_summary(model, data.train.x)  # with its progress bar where it is slow (ddpm)
-    val = nll_summary(model, data.val.x)
+    # with the model's progress bar where scoring is slow (ddpm)
+    evals = {split: nll_summary(model, getattr(data, split).x) for split in score_splits}
     if "verbose" in model.get_params():
         model.set_params(verbose=0)  # the saved config should not replay a progress bar
     if trains_in_steps:  # the Trainer's per-epoch records (not a resumed run's old evals)
         metrics = [r for r in read_metrics(out) if r.get("event") == "epoch"]
     else:
         metrics = [{"event": "fit_step", **h} for h in getattr(model, "history_", []) or []]
-    metrics += [
-        {"event": "eval", "split": "train", **train},
-        {"event": "eval", "split": "val", **val},
-    ]
+    metrics += [{"event": "eval", "split": split, **summary} for split, summary in evals.items()]
     info = {
         **data_source,
         "name": data.name,
@@ -152,9 +153,9 @@ def fit_run(
         "parameters": model.n_parameters(),
         "likelihood": model.likelihood_,
         "units": model.units_,
-        "train_nll": train["nll_nats"],
-        "val_nll": val["nll_nats"],
-        "val_bpd": val["bits_per_dim"],
+        "train_nll": evals.get("train", {}).get("nll_nats"),
+        "val_nll": evals.get("val", {}).get("nll_nats"),
+        "val_bpd": evals.get("val", {}).get("bits_per_dim"),
         "run_dir": str(out),
         "warnings": len(caught),
     }

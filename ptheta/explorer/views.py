@@ -126,7 +126,7 @@ class ModelCache:
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
+        self.root = Path(root).expanduser()
         self.fits: Counter[tuple[str, str, str]] = Counter()
         self.loads: Counter[tuple[str, str, str]] = Counter()
         self._models: dict[tuple[str, str, str], GenerativeModel] = {}
@@ -299,7 +299,7 @@ class Explorer:
         quick: bool = False,
     ) -> None:
         self.cache = ModelCache(cache_dir)
-        self.reports_dir = Path(reports_dir)
+        self.reports_dir = Path(reports_dir).expanduser()
         self.spam_csv = spam_csv
         self.quick = quick
         self._memo: dict[Any, Any] = {}

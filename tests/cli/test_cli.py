@@ -400,3 +400,14 @@ def test_fit_validates_only_where_the_loss_measures_fit(tmp_path, name, validate
     epochs = [r for r in read_metrics(tmp_path / name) if r.get("event") == "epoch"]
     assert len(epochs) == 2
     assert all(("val_nll" in r or "val_loss" in r) == validates for r in epochs)
+
+
+def test_help_names_every_input_the_commands_accept():
+    """`--help` is where a user looks first: it lists .txt data (fit lstm --data book.txt),
+    every spelling impute reads as missing, and the XDG cache the explorer really uses."""
+    for command in (("fit",), ("score",), ("compare",), ("datasets",)):
+        assert ".txt" in run(*command, "--help").output, command
+    impute = " ".join(run("impute", "--help").output.split())
+    assert "empty cells, nan, NA or ?" in impute
+    explore = run("explore", "--help").output
+    assert "XDG_CACHE_HOME" in explore

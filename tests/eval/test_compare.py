@@ -16,7 +16,7 @@ from ptheta.eval import compare as cmp
 from ptheta.eval.plots import nll_bar_figure
 from ptheta.models import REGISTRY
 from ptheta.models.base import GenerativeModel
-from ptheta.train.rundir import load_run
+from ptheta.train.rundir import load_run, read_metrics
 
 
 class NoLikelihood(GenerativeModel):
@@ -133,6 +133,8 @@ def test_nll_is_minus_the_score_of_the_saved_run(first, data):
         assert r["test_nll_bits_per_dim"] == pytest.approx(nll / (8 * math.log(2)), rel=1e-9)
         scores = model.score_samples(data.test.x)
         assert r["test_nll_sem"] == pytest.approx(scores.std(ddof=1) / math.sqrt(40), rel=1e-9)
+        # only the test split is scored: fit_run skips train/val (T passes each for a DDPM)
+        assert not [m for m in read_metrics(out / r["run_dir"]) if m.get("event") == "eval"]
 
 
 def test_markdown_report_has_the_table_legend_and_pictures(first):
