@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from ptheta.cli import classify, experiment, fit, impute
 from ptheta.cli.common import PthetaGroup
+from ptheta.train.rundir import load_run
 
 # the commands under test in a group of their own: the same error handling as `ptheta`
 group = PthetaGroup("ptheta")
@@ -95,6 +96,18 @@ def test_impute_keeps_observed_entries_and_fills_every_missing_one(nb_run, tmp_p
     assert done.shape == x.shape and not np.isnan(done).any()
     assert (done[observed] == x[observed]).all()
     assert set(np.unique(done).tolist()) <= {0.0, 1.0}
+    # the filled entries are the run's model's draws with --seed (default 0), not a constant
+    model = load_run(nb_run)
+    np.testing.assert_array_equal(done, model.impute(x, method="sample", random_state=0))
+    assert not np.array_equal(done, model.impute(x, method="sample", random_state=1))
+    # --method mode: the model's most probable completion
+    mode_out = tmp_path / f"mode{suffix}"
+    run("impute", str(nb_run), "--in", str(src), "--out", str(mode_out), "--seed", "5")
+    if suffix == ".npy":
+        mode = np.load(mode_out)
+    else:
+        mode = np.loadtxt(mode_out, delimiter=",", skiprows=1)
+    np.testing.assert_array_equal(mode, model.impute(x, method="mode"))
 
 
 def test_bad_input_gives_one_line_errors(nb_run, tmp_path):

@@ -111,6 +111,21 @@ def test_missing_data_at_fraction_zero_is_plain_accuracy(tiny):
     assert lr["mean"][0] == pytest.approx(plain[tasks.LOGISTIC])
     assert curves["naive-bayes"]["stderr"][0] == 0.0  # no mask at fraction 0: no spread
     assert np.asarray(curves["naive-bayes"]["accuracy"]).shape == (2, 2)
+    # fraction 0.5, every repeat, by hand: the mask seeded (random_state, r, j); naive Bayes
+    # on the NaN-marked test split (exact marginal), logistic regression on training means
+    nb = NaiveBayes().fit(tiny.train.x, tiny.train.y)
+    logistic = tasks.logistic_regression(tiny.spec).fit(tiny.train.x, tiny.train.y)
+    means = tiny.train.x.mean(0)
+    masked = []
+    for r in range(2):
+        x = tasks.remove_at_random(tiny.test.x, 0.5, np.random.default_rng([0, r, 1]))
+        masked.append(x)
+        nb_acc = np.mean(nb.predict(x) == tiny.test.y)
+        assert curves["naive-bayes"]["accuracy"][r][1] == pytest.approx(nb_acc)
+        lr_acc = np.mean(logistic.predict(np.where(np.isnan(x), means, x)) == tiny.test.y)
+        assert lr["accuracy"][r][1] == pytest.approx(lr_acc)
+    assert 0.4 < np.isnan(masked[0]).mean() < 0.6
+    assert not np.array_equal(np.isnan(masked[0]), np.isnan(masked[1]))  # a mask per repeat
 
 
 def test_naive_bayes_marginal_equals_a_model_of_the_observed_columns(tiny):
