@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +64,23 @@ def _cells(result: dict[str, Any], j: int) -> list[str]:
     return out
 
 
-def _write_csv(path: Path, columns: list[str], rows: list[list[Any]]) -> None:
+def _write(
+    folder: Path,
+    stem: str,
+    result: dict[str, Any],
+    columns: list[str],
+    rows: list[list[Any]],
+    figure: Callable[[dict[str, Any]], Any],
+) -> None:
+    """An experiment's files: results.json, the table as <stem>.csv and <stem>.png."""
+    atomic_write_json(folder / RESULTS, result)
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(columns)
     writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    atomic_write_text(folder / f"{stem}.csv", buf.getvalue())
+    save_figure(figure(result), folder / f"{stem}.png")
+    console.print(f"written to {folder}/ ({RESULTS}, {stem}.csv, {stem}.png)")
 
 
 def _common(repeats: int):
@@ -171,10 +183,7 @@ def ng_jordan(
     )
     for name in names[:-1]:
         console.print(tasks.describe_crossover(result, name), highlight=False)
-    atomic_write_json(folder / RESULTS, result)
-    _write_csv(folder / "learning_curves.csv", columns, rows)
-    save_figure(tasks.learning_curves_figure(result), folder / "learning_curves.png")
-    console.print(f"written to {folder}/ ({RESULTS}, learning_curves.csv, learning_curves.png)")
+    _write(folder, "learning_curves", result, columns, rows, tasks.learning_curves_figure)
 
 
 @command.command("missing-data")
@@ -232,7 +241,4 @@ def missing_data(
         caption=f"mean ± standard error over {result['repeats']} random masks of the test "
         "split; models fitted on complete training data.",
     )
-    atomic_write_json(folder / RESULTS, result)
-    _write_csv(folder / "missing_data.csv", columns, rows)
-    save_figure(tasks.missing_data_figure(result), folder / "missing_data.png")
-    console.print(f"written to {folder}/ ({RESULTS}, missing_data.csv, missing_data.png)")
+    _write(folder, "missing_data", result, columns, rows, tasks.missing_data_figure)

@@ -6,25 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
+from clirun import run
 
-from ptheta.cli import classify, experiment, fit, impute
-from ptheta.cli.common import PthetaGroup
+from ptheta.cli import cli
 from ptheta.train.rundir import load_run
-
-# the commands under test in a group of their own: the same error handling as `ptheta`
-group = PthetaGroup("ptheta")
-for module in (classify, experiment, fit, impute):
-    group.add_command(module.command)
-
-
-def run(*args: str, ok: bool = True):
-    result = CliRunner().invoke(group, list(args), catch_exceptions=False)
-    if ok:
-        assert result.exit_code == 0, result.output
-    else:
-        assert result.exit_code == 2, result.output
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -131,8 +116,6 @@ def test_bad_input_gives_one_line_errors(nb_run, tmp_path):
 
 
 def test_commands_are_registered_in_ptheta():
-    from ptheta.cli import cli
-
     assert {"classify", "experiment", "impute"} <= set(cli.commands)
     assert set(cli.commands["experiment"].commands) == {"ng-jordan", "missing-data"}
 
