@@ -23,8 +23,8 @@ from pathlib import Path
 import ptheta
 from ptheta.data import Dataset
 from ptheta.eval import tasks
-from ptheta.eval.plots import save_figure
 from ptheta.io import atomic_write_json
+from ptheta.runs.pictures import save_figure
 
 DATASETS = ("digits-binary", "digits")
 MODELS = ("naive-bayes", "bayes-classifier:chow-liu")

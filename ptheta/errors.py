@@ -1,11 +1,15 @@
-"""User-facing errors: each names the problem and the fix, so the CLI can print one line."""
+"""User-facing errors: each names the problem and the fix, so the CLI can print one line.
+
+Nothing here imports scikit-learn at import time (``import ptheta`` stays light):
+:class:`NotFittedError`, which scikit-learn's utilities must recognise as theirs, is built
+on first use as a subclass of scikit-learn's (PEP 562 ``__getattr__``).
+"""
 
 from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
-
-from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+from typing import Any
 
 
 class PthetaError(Exception):
@@ -16,8 +20,26 @@ class DataError(PthetaError, ValueError):
     """Input data of the wrong shape, kind or values for what was asked."""
 
 
-class NotFittedError(PthetaError, _SklearnNotFittedError):
-    """A model was used before `fit` (scikit-learn's utilities recognise it too)."""
+def __getattr__(name: str) -> Any:
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError as sklearn_not_fitted
+
+        cls = type(
+            "NotFittedError",
+            (PthetaError, sklearn_not_fitted),
+            {
+                "__doc__": "A model was used before `fit` (scikit-learn's utilities recognise "
+                "it too).",
+                "__module__": __name__,
+            },
+        )
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+class RegistryError(PthetaError, LookupError):
+    """A registry entry that cannot be imported, or whose class has another name."""
 
 
 class UnknownNameError(PthetaError, KeyError):

@@ -8,14 +8,14 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ptheta.cli.common import CliError, parse_value, print_table, resolve_params
+from ptheta.cli.common import SEED, CliError, parse_value, print_table, resolve_params
 from ptheta.data import load
 from ptheta.eval.anomaly import SCENARIOS, anomaly_scenario, detect, fit_for, score_histogram
-from ptheta.eval.plots import save_figure
-from ptheta.eval.runs import load_run_data
 from ptheta.io import atomic_write_bytes
 from ptheta.models import make
-from ptheta.train.rundir import load_run
+from ptheta.runs.fitting import load_run_data
+from ptheta.runs.pictures import save_figure
+from ptheta.runs.store import load_run
 
 SCORES_CSV = "anomaly_scores.csv"
 HISTOGRAM_PNG = "anomaly_hist.png"
@@ -84,7 +84,7 @@ def _normal_classes(text: str) -> list:
     "--seed",
     default=0,
     show_default=True,
-    type=int,
+    type=SEED,
     help="Seed of the noise and permutation scenarios.",
 )
 @click.option(

@@ -44,8 +44,10 @@ from ptheta.io import atomic_write_json
     "--out", type=click.Path(dir_okay=False), default=None, help="Also write the rows as JSON."
 )
 def command(data, data_opts, model, sets, config_file, C, out) -> None:
-    """Fit a generative classifier p(y) p(x | y) on the training split and compare it on the
-    test split with scikit-learn's LogisticRegression fitted on the same examples.
+    """Fit a generative classifier p(y) p(x | y) and compare it with logistic regression.
+
+    Both are fitted on the training split (scikit-learn's LogisticRegression on the same
+    examples) and scored on the test split.
 
     Accuracy is the fraction of test examples classified correctly; log loss is the mean
     -log p(true class | x) in nats (lower is better; it rewards honest probabilities).

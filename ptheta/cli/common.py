@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import re
 import tomllib
 import warnings
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ptheta.errors import ParameterError, PthetaError, unknown_name
@@ -22,6 +24,9 @@ from ptheta.models import get_model_class
 console = Console(width=None if Console().is_terminal else 160)
 err_console = Console(stderr=True)
 
+# Seeds of numpy and torch generators: numpy refuses negative ones, torch ones of 2**64 or more.
+SEED = click.IntRange(0, 2**32 - 1)
+
 
 class CliError(click.ClickException):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
@@ -29,7 +34,10 @@ class CliError(click.ClickException):
     exit_code = 2
 
     def show(self, file: Any = None) -> None:
-        err_console.print(f"[bold red]Error:[/] {self.message}", highlight=False, soft_wrap=True)
+        # user text (paths, values) may hold brackets: never read it as rich markup
+        err_console.print(
+            f"[bold red]Error:[/] {escape(self.message)}", highlight=False, soft_wrap=True
+        )
 
 
 class PthetaGroup(click.Group):
@@ -48,7 +56,11 @@ class PthetaGroup(click.Group):
                     f"{e.strerror or e}{where}; check the path and its permissions"
                 ) from None
             except MemoryError:
-                raise CliError("out of memory; ask for fewer samples or a smaller batch") from None
+                raise CliError(_OUT_OF_MEMORY.format(detail="")) from None
+            except RuntimeError as e:  # torch's allocators: RuntimeError, torch.OutOfMemoryError
+                if not _is_out_of_memory(e):
+                    raise
+                raise CliError(_OUT_OF_MEMORY.format(detail=_allocation(e))) from None
             except KeyboardInterrupt:
                 raise CliError(
                     "interrupted; a training run keeps its last checkpoint: run the same "
@@ -56,8 +68,60 @@ class PthetaGroup(click.Group):
                 ) from None
 
 
+class LazyGroup(PthetaGroup):
+    """A group whose sub-commands live in modules imported only when a command runs.
+
+    ``lazy_commands`` maps each name to ``(module, short help)``: listing the commands
+    (``ptheta --help``) reads the short help from there and imports nothing.
+    """
+
+    lazy_commands: dict[str, tuple[str, str]] = {}  # noqa: RUF012 (set once per group)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [*self.lazy_commands, *super().list_commands(ctx)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.lazy_commands:
+            import importlib
+
+            return importlib.import_module(self.lazy_commands[cmd_name][0]).command
+        return super().get_command(ctx, cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        rows = [(name, help_text) for name, (_, help_text) in self.lazy_commands.items()]
+        limit = formatter.width - 6 - max(len(name) for name, _ in rows)
+        with formatter.section("Commands"):
+            formatter.write_dl(
+                [(n, click.utils.make_default_short_help(h, limit)) for n, h in rows]
+            )
+
+
+_OUT_OF_MEMORY = (
+    "out of memory{detail}: use smaller hyper-parameters (e.g. --set hidden=[64,64]), a "
+    "smaller batch_size, or ask for fewer samples"
+)
+
+
+def _is_out_of_memory(e: RuntimeError) -> bool:
+    text = str(e).lower()
+    return type(e).__name__ == "OutOfMemoryError" or any(
+        s in text for s in ("can't allocate memory", "cannot allocate memory", "out of memory")
+    )
+
+
+def _allocation(e: RuntimeError) -> str:
+    """`` (tried to allocate 37.3 GB)`` from torch's message, or nothing."""
+    if m := re.search(r"allocate (\d+) bytes", str(e)):
+        return f" (tried to allocate {int(m.group(1)) / 1e9:.3g} GB)"
+    if m := re.search(r"allocate ([\d.]+ [KMGT]i?B)", str(e)):
+        return f" (tried to allocate {m.group(1)})"
+    return ""
+
+
 def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
-    err_console.print(f"[yellow]Warning:[/] {message}", highlight=False, soft_wrap=True)
+    err_console.print(
+        f"[yellow]Warning:[/] {escape(str(message))}", highlight=False, soft_wrap=True
+    )
 
 
 # --------------------------------------------------------------------------- parameters
@@ -155,9 +219,9 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
             click.option(
                 "--image-size",
                 default=None,
-                type=int,
+                type=click.IntRange(min=1),
                 metavar="N",
-                help="Resize images of an image folder to N×N pixels.",
+                help="Resize images of an image folder to N×N pixels (N at most 1024).",
             ),
             click.option(
                 "--seq-len",
@@ -169,7 +233,7 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
             click.option(
                 "--data-seed",
                 default=None,
-                type=int,
+                type=SEED,
                 metavar="SEED",
                 help="Seed of the 80/10/10 split of a user's file "
                 "(built-in sets have fixed splits).",
@@ -220,10 +284,16 @@ def fmt(value: Any, digits: int = 2) -> str:
 def print_table(
     title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]], caption: str | None = None
 ) -> None:
-    table = Table(title=title, caption=caption, title_justify="left", caption_justify="left")
+    """Print a table; every text (titles, cells: paths, names, values) is shown verbatim."""
+    table = Table(
+        title=escape(title),
+        caption=None if caption is None else escape(caption),
+        title_justify="left",
+        caption_justify="left",
+    )
     for col in columns:
         numeric = col.lower().startswith(("nll", "bits", "time", "n ", "params", "fit", "log"))
-        table.add_column(col, justify="right" if numeric else "left", overflow="fold")
+        table.add_column(escape(col), justify="right" if numeric else "left", overflow="fold")
     for row in rows:
-        table.add_row(*[fmt(v) for v in row])
+        table.add_row(*[escape(fmt(v)) for v in row])
     console.print(table)

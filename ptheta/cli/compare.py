@@ -10,6 +10,7 @@ import click
 from ptheta.cli.common import (
     console,
     data_options,
+    escape,
     parse_sets,
     print_table,
     read_config_file,
@@ -24,10 +25,6 @@ from ptheta.eval.compare import (
     table_notes,
     table_rows,
 )
-from ptheta.models import REGISTRY
-
-# The default line-up: one family per structural assumption (those registered are used).
-DEFAULT_MODELS = ("independent", "markov", "chow-liu", "gmm", "made", "vae", "realnvp", "ddpm")
 
 
 def model_overrides(config_file: str | None, sets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -56,9 +53,10 @@ def print_report(report: dict[str, Any], title: str, out: str | Path | None = No
     """The compare table, its legend and notes, and where the report went."""
     print_table(title, table_columns(report["feature_space"]), table_rows(report), caption=LEGEND)
     for note in table_notes(report):
-        console.print(f"  {note}", highlight=False, soft_wrap=True)
+        console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)
     if out is not None:
-        console.print(f"report: [bold]{Path(out) / 'report.md'}[/] (and report.json, nll.png, "
+        report = escape(str(Path(out) / "report.md"))
+        console.print(f"report: [bold]{report}[/] (and report.json, nll.png, "
                       "samples/, runs/)\n", highlight=False)  # fmt: skip
 
 
@@ -66,11 +64,13 @@ def print_report(report: dict[str, Any], title: str, out: str | Path | None = No
 @data_options(required=True)
 @click.option(
     "--models",
-    default=",".join(DEFAULT_MODELS),
+    default="demo",
     show_default=True,
-    metavar="NAMES|all",
-    help="Comma-separated model names, or 'all' (every registered family that accepts the "
-    "data; classifiers that need labels are skipped). Default names not registered are left out.",
+    metavar="NAMES|demo|all",
+    help="Comma-separated model names; 'demo' (the families with a demo preset, one per "
+    "structural assumption, fitted at their defaults); or 'all' (every registered family). "
+    "'demo' and 'all' take the families that accept the data; classifiers that need labels "
+    "are skipped.",
 )
 @click.option(
     "--budget",
@@ -126,8 +126,6 @@ def command(
       ptheta compare --data digits --models gmm,made --set gmm.n_components=20 --out r
     """
     budget_seconds = parse_budget(budget)
-    if models == ",".join(DEFAULT_MODELS):
-        models = ",".join(m for m in DEFAULT_MODELS if m in REGISTRY)
     kwargs = data_opts
     dataset = load(data, **kwargs)
     source = {"source": str(Path(data).resolve()) if Path(data).exists() else data, **kwargs}
@@ -135,6 +133,6 @@ def command(
         dataset, models, out, budget_seconds=budget_seconds, quick=quick,
         overrides=model_overrides(config_file, sets), force=force, n_samples=n_samples,
         data_source=source, verbose=not quiet,
-        log=lambda line: console.print(line, highlight=False, soft_wrap=True),
+        log=lambda line: console.print(line, highlight=False, soft_wrap=True, markup=False),
     )  # fmt: skip
     print_report(report, f"ptheta compare: {dataset.name}", out)

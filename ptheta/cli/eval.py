@@ -6,8 +6,8 @@ import click
 
 from ptheta.cli.common import console, data_options, print_table
 from ptheta.eval.likelihood import describe_kind
-from ptheta.eval.runs import evaluate_run, load_run_data
-from ptheta.train.rundir import load_run, read_config
+from ptheta.runs.fitting import evaluate_run, load_run_data
+from ptheta.runs.store import load_run, read_config
 
 
 @click.command("eval")

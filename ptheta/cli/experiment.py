@@ -11,12 +11,12 @@ from typing import Any
 
 import click
 
-from ptheta.cli.common import console, data_options, fmt, print_table
+from ptheta.cli.common import SEED, console, data_options, fmt, print_table
 from ptheta.data import load
 from ptheta.errors import ParameterError, RunDirError
 from ptheta.eval import tasks
-from ptheta.eval.plots import save_figure
 from ptheta.io import atomic_write_json, atomic_write_text
+from ptheta.runs.pictures import save_figure
 
 RESULTS = "results.json"
 
@@ -80,7 +80,7 @@ def _write(
     writer.writerows(rows)
     atomic_write_text(folder / f"{stem}.csv", buf.getvalue())
     save_figure(figure(result), folder / f"{stem}.png")
-    console.print(f"written to {folder}/ ({RESULTS}, {stem}.csv, {stem}.png)")
+    console.print(f"written to {folder}/ ({RESULTS}, {stem}.csv, {stem}.png)", markup=False)
 
 
 def _common(repeats: int):
@@ -98,7 +98,7 @@ def _add_common(f, repeats: int):
                 type=click.IntRange(min=1),
                 help="Random repetitions (subsamples or masks) per point of the curves.",
             ),
-            click.option("--seed", default=0, show_default=True, type=int, help="Random seed."),
+            click.option("--seed", default=0, show_default=True, type=SEED, help="Random seed."),
             click.option(
                 "--C",
                 "C",
@@ -182,7 +182,7 @@ def ng_jordan(
         f"regression with fixed C={C:g}.",
     )
     for name in names[:-1]:
-        console.print(tasks.describe_crossover(result, name), highlight=False)
+        console.print(tasks.describe_crossover(result, name), highlight=False, markup=False)
     _write(folder, "learning_curves", result, columns, rows, tasks.learning_curves_figure)
 
 

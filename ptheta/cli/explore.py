@@ -74,14 +74,17 @@ def command(
       ptheta explore --no-browser --port 9000 --reports runs/compare
     """
     explicit = ctx.get_parameter_source("host") is ParameterSource.COMMANDLINE
-    server.serve(
-        host=host,
-        port=port,
-        open_browser=not no_browser,
-        cache_dir=cache_dir,
-        reports_dir=reports_dir,
-        spam_csv=spam_csv,
-        explicit_host=explicit,
-        quick=quick,
-        echo=click.echo,
-    )
+    try:
+        server.serve(
+            host=host,
+            port=port,
+            open_browser=not no_browser,
+            cache_dir=cache_dir,
+            reports_dir=reports_dir,
+            spam_csv=spam_csv,
+            explicit_host=explicit,
+            quick=quick,
+            echo=click.echo,
+        )
+    except KeyboardInterrupt:  # Ctrl+C is how the explorer is stopped, not a failed run
+        click.echo("ptheta explorer stopped (Ctrl+C).")

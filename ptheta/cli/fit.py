@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from ptheta.cli.common import console, data_options, print_table, resolve_params
+from ptheta.cli.common import console, data_options, escape, print_table, resolve_params
 from ptheta.data import load
 from ptheta.eval.likelihood import describe_kind
-from ptheta.eval.runs import fit_run
+from ptheta.runs.fitting import fit_run
 from ptheta.train.distributed import init_from_env, shutdown
 
 
@@ -36,8 +36,9 @@ from ptheta.train.distributed import init_from_env, shutdown
 @click.option(
     "--resume",
     is_flag=True,
-    help="Continue an interrupted training run in --out from its last checkpoint "
-    "(neural models; same model, parameters and data).",
+    help="Finish an interrupted run in --out (same model, parameters and data): neural "
+    "models continue from their last checkpoint; a run whose final writes were cut off is "
+    "completed; a classical fit that never got saved is fitted again.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
@@ -47,15 +48,18 @@ def command(
     """Fit MODEL on the training split of --data and write a run directory to --out.
 
     The run directory holds config.json (model, hyper-parameters, data fingerprint,
-    versions), weights.safetensors, metrics.jsonl and samples.png; `ptheta sample`,
-    `score` and `eval` need nothing else. Hyper-parameters: the model's defaults, then
-    --config, then --set (see `ptheta models MODEL` for the list).
+    versions), weights.safetensors, metrics.jsonl, samples.png and, written last, the
+    COMPLETE marker; `ptheta sample`, `score` and `eval` need nothing else and refuse a
+    run without the marker. One process writes a run directory at a time.
+    Hyper-parameters: the model's defaults, then --config, then --set (see
+    `ptheta models MODEL` for the list).
 
     Neural models train with the validation split for early stopping, write a checkpoint
     every epoch (and every checkpoint_every steps), and continue after an interruption
-    with --resume. Data-parallel training on several processes: launch the same command
-    with torchrun (gloo on CPU, nccl on GPUs; --set batch_size is the global batch, and
-    only rank 0 writes the run directory).
+    with --resume; --resume finishes an interrupted run of any other family too.
+    Data-parallel training on several processes: launch the same command with torchrun
+    (gloo on CPU, nccl on GPUs; --set batch_size is the global batch, and only rank 0
+    writes the run directory).
 
     \b
     Examples:
@@ -106,4 +110,4 @@ def command(
         ],
         caption="NLL in nats per example (lower is better).",
     )
-    console.print(f"run directory: [bold]{row['run_dir']}[/]", highlight=False)
+    console.print(f"run directory: [bold]{escape(str(row['run_dir']))}[/]", highlight=False)

@@ -9,11 +9,11 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ptheta.cli.common import CliError, print_table
+from ptheta.cli.common import SEED, CliError, print_table
 from ptheta.errors import CapabilityError, DataError
 from ptheta.io import atomic_write_bytes, atomic_write_text
 from ptheta.models import GenerativeModel
-from ptheta.train.rundir import load_run
+from ptheta.runs.store import load_run
 
 SUFFIXES = (".npy", ".csv")
 # CSV cells read as missing, besides an empty cell
@@ -26,10 +26,9 @@ def read_partial(path: Path) -> tuple[np.ndarray, list[str] | None]:
     A CSV file has a header row naming its columns; an empty cell (or nan, NA, ?) is missing.
     """
     if path.suffix.lower() == ".npy":
-        try:
-            x = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise DataError(f"could not read {path} as a .npy array: {e}") from None
+        from ptheta.data.files import read_npy
+
+        x = read_npy(path)  # never unpickles; refuses corrupted headers and record arrays
         if x.dtype.kind not in "biuf":
             raise DataError(f"{path} holds {x.dtype} values; impute needs numbers (NaN = missing)")
         return x.astype(np.float64), None
@@ -95,7 +94,7 @@ def _shaped(x: np.ndarray, model: GenerativeModel, path: Path) -> np.ndarray:
     help="mode: the most probable completion the model computes exactly; sample: a draw "
     "from p(missing | observed).",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed (sample).")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Random seed (sample).")
 def command(run, in_path, out, method, seed) -> None:
     """Fill the missing entries of a file with a fitted model; observed entries are kept.
 
@@ -115,10 +114,10 @@ def command(run, in_path, out, method, seed) -> None:
     if not src.is_file():
         raise CliError(f"--in {str(src)!r} does not exist")
     model = load_run(run)
-    if not model.can_marginalise:
+    if not model.capabilities().imputes:
         raise CapabilityError(
-            f"{model.name!r} cannot fill in missing entries (it does not marginalise exactly); "
-            "fit naive-bayes, independent, chow-liu, markov or a mixture instead"
+            f"{model.name!r} cannot fill in missing entries; fit a model that imputes (the "
+            "'impute' column of `ptheta models`)"
         )
     x, header = read_partial(src)
     if x.ndim < 2 or len(x) == 0:

@@ -29,20 +29,25 @@ def command(name: str | None, as_json: bool) -> None:
             return
         print_table(
             "Models",
-            ["name", "family", "likelihood", "data kinds", "needs labels", "what it is"],
+            ["name", "family", "likelihood", "data kinds", "can", "what it is"],
             [
                 [
                     r["name"],
                     r["family"],
                     r["likelihood"],
                     r["data_kinds"],
-                    r["needs_labels"],
+                    " ".join(r["can"]),
                     r["summary"],
                 ]
                 for r in rows
             ],
             caption="likelihood: exact | bound (lower bound on log p) | estimate | none. "
-            "A continuous density on discrete data reports a dequantisation bound.",
+            "A continuous density on discrete data reports a dequantised likelihood. "
+            "can: classify (Bayes' rule), sample|y (class-conditional), marginalise (exact "
+            "scores with missing entries), impute, steps (trains in steps: time budget, "
+            "resume), generate (temperature, top-k, prompt), graph (exports a structure), "
+            "embed. Defaults of the family; some follow a hyper-parameter "
+            "(e.g. class_conditional=true).",
         )
         return
     cls = get_model_class(name)

@@ -3,21 +3,30 @@
 from __future__ import annotations
 
 import io
+import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from ptheta.cli.common import CliError, print_table
+from ptheta.cli.common import SEED, CliError, print_table
 from ptheta.data.sequences import decode
-from ptheta.eval.plots import samples_figure, save_figure
-from ptheta.eval.runs import load_run_data
 from ptheta.io import atomic_write_bytes
 from ptheta.models import GenerativeModel
-from ptheta.train.rundir import load_run
+from ptheta.runs.fitting import load_run_data
+from ptheta.runs.pictures import samples_figure, save_figure
+from ptheta.runs.store import load_run
 
 SUFFIXES = (".npy", ".png", ".csv", ".txt")
+
+# The samples are held in memory (8 bytes a value, int64 or float64) before they are written.
+MAX_SAMPLE_BYTES = 1 << 30
+# Requests above this many samples are first timed on a small trial draw.
+TRIAL_FROM = 10_000
+TRIAL_SIZES = (16, 128, 512)  # a warm-up, then two sizes to tell cost per call from per sample
 
 
 @click.command("sample")
@@ -28,7 +37,9 @@ SUFFIXES = (".npy", ".png", ".csv", ".txt")
     default=64,
     show_default=True,
     type=click.IntRange(min=1),
-    help="How many samples to draw.",
+    help="How many samples to draw: at most what 1 GiB holds (8 bytes a value, e.g. "
+    "2,097,152 samples of 64 values) and, judged from a short trial draw, what takes at most "
+    "--time-limit seconds; run again with another --seed for more.",
 )
 @click.option(
     "--out",
@@ -38,7 +49,15 @@ SUFFIXES = (".npy", ".png", ".csv", ".txt")
     "grid, or a scatter plot for 2-D data) or .txt (sequences decoded: characters of a "
     "text file, values of a time series).",
 )
-@click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Random seed.")
+@click.option(
+    "--time-limit",
+    default=600.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="Refuse an -n that a trial draw estimates to take longer than this.",
+)
 @click.option(
     "--temperature",
     type=click.FloatRange(min=0),
@@ -62,6 +81,7 @@ def command(
     n_samples: int,
     out: str,
     seed: int,
+    time_limit: float,
     temperature: float | None,
     top_k: int | None,
     prompt: str | None,
@@ -69,6 +89,10 @@ def command(
     """Draw samples from the fitted model in run directory RUN.
 
     Without the sequence options, samples come from the model's distribution itself.
+
+    -n is bounded: the samples must fit in 1 GiB of memory, and a request of more than
+    10,000 samples is first timed on a short trial draw and refused when it would take
+    longer than --time-limit; the error names an -n that fits.
     """
     path = Path(out)
     suffix = path.suffix.lower()
@@ -84,9 +108,18 @@ def command(
             "is not one: use .npy, .csv or .png"
         )
     if any(v is not None for v in options.values()):
-        samples = _generate(model, n_samples, seed, data, **options)
+
+        def draw(n: int, seed: int) -> np.ndarray:
+            return _generate(model, n, seed, data, **options)
     else:
-        samples = model.sample(n_samples, random_state=seed)
+
+        def draw(n: int, seed: int) -> np.ndarray:
+            return model.sample(n, random_state=seed)
+
+    _check_memory(n_samples, math.prod(model.fitted_spec.event_shape))
+    if n_samples > TRIAL_FROM:
+        _check_time(draw, n_samples, seed, time_limit)
+    samples = draw(n_samples, seed)
     spec = model.fitted_spec
     if suffix == ".npy":
         buf = io.BytesIO()
@@ -115,14 +148,68 @@ def command(
     )
 
 
+def _check_memory(n: int, values: int) -> None:
+    """Refuse ``n`` samples of ``values`` values each that 1 GiB does not hold."""
+    if n * values * 8 <= MAX_SAMPLE_BYTES:
+        return
+    fits = max(1, MAX_SAMPLE_BYTES // (values * 8))
+    raise CliError(
+        f"-n {n} samples of {values} values would take {n * values * 8 / 2**30:.3g} GiB of "
+        f"memory (8 bytes a value), more than the {MAX_SAMPLE_BYTES / 2**30:g} GiB `ptheta "
+        f"sample` holds: use -n {fits} or fewer, and run again with another --seed for more"
+    )
+
+
+def _check_time(draw: Callable[[int, int], Any], n: int, seed: int, limit: float) -> None:
+    """Time trial draws and refuse ``n`` samples estimated to take over ``limit`` seconds.
+
+    A warm-up draw, then two sizes fit t = a + b·n: sequential samplers (MADE, PixelCNN)
+    pay a large cost per call, so a small draw alone would overstate the cost per sample.
+    """
+    timed: list[tuple[int, float]] = []
+    for size in TRIAL_SIZES:
+        start = time.perf_counter()
+        draw(size, seed)  # thrown away: the real draw is the same as without a trial
+        timed.append((size, time.perf_counter() - start))
+        if timed[-1][1] > limit:
+            break
+    size, seconds = timed[-1]
+    if len(timed) < len(TRIAL_SIZES):  # one trial alone ran past the limit
+        per_sample, fixed = seconds / size, 0.0
+    else:
+        (m1, t1), (m2, t2) = timed[-2:]
+        per_sample = (t2 - t1) / (m2 - m1) if t2 > t1 else t2 / m2  # noise: the average
+        fixed = max(0.0, t2 - per_sample * m2)
+    estimate = fixed + per_sample * n
+    if estimate <= limit:
+        return
+    fits = max(1, int((limit - fixed) / per_sample)) if limit > fixed else 1
+    if fits >= 100:  # rounded down to two significant digits: a number to type
+        step = 10 ** (len(str(fits)) - 2)
+        fits = fits // step * step
+    raise CliError(
+        f"-n {n} would take about {_duration(estimate)} (a trial drew {size} samples in "
+        f"{seconds:.2g} s), more than --time-limit {limit:g} s: use -n {fits} or fewer, run "
+        "again with another --seed for more, or raise --time-limit"
+    )
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.2g} seconds"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.0f} hours"
+
+
 def _generate(
     model: GenerativeModel, n: int, seed: int, data: Any, *, temperature, top_k, prompt
 ) -> np.ndarray:
     """Sequence sampling with options, for the families that offer ``generate``."""
-    if not hasattr(model, "generate"):
+    if not model.capabilities().generates_sequences:
         raise CliError(
-            f"--temperature, --top-k and --prompt apply to sequence models (lstm, "
-            f"transformer); {model.name!r} samples its distribution only"
+            f"--temperature, --top-k and --prompt apply to sequence models (the 'generate' "
+            f"column of `ptheta models`); {model.name!r} samples its distribution only"
         )
     tokens = None
     if prompt is not None:

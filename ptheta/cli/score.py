@@ -10,9 +10,9 @@ import numpy as np
 
 from ptheta.cli.common import CliError, data_options, print_table
 from ptheta.eval.likelihood import describe_kind
-from ptheta.eval.runs import load_run_data, scores_table
 from ptheta.io import atomic_write_bytes
-from ptheta.train.rundir import load_run
+from ptheta.runs.fitting import load_run_data, scores_table
+from ptheta.runs.store import load_run
 
 
 @click.command("score")

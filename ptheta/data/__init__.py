@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ptheta.data.builtin import BUILTIN, DESCRIPTIONS, builtin_summary
+from ptheta.data.builtin import BUILTIN, DESCRIPTIONS, SUMMARIES
 from ptheta.data.files import (
     FILE_SUFFIXES,
     IMAGE_SUFFIXES,
@@ -110,17 +110,16 @@ def list_datasets() -> list[dict[str, Any]]:
     n_train, n_val, n_test, has_labels, description."""
     rows = []
     for name in BUILTIN:
-        data = builtin_summary(name)
-        spec = data.spec
+        kind, event_shape, n_train, n_val, n_test, has_labels = SUMMARIES[name]
         rows.append(
             {
                 "name": name,
-                "kind": spec.describe().split(" ", 1)[0],
-                "event_shape": spec.event_shape,
-                "n_train": len(data.train),
-                "n_val": len(data.val),
-                "n_test": len(data.test),
-                "has_labels": data.train.y is not None,
+                "kind": kind,
+                "event_shape": event_shape,
+                "n_train": n_train,
+                "n_val": n_val,
+                "n_test": n_test,
+                "has_labels": has_labels,
                 "description": DESCRIPTIONS[name],
             }
         )

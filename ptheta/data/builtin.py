@@ -103,6 +103,20 @@ DESCRIPTIONS: dict[str, str] = {
 }
 
 
+# What `ptheta datasets` lists, without loading anything (scikit-learn and statsmodels
+# take seconds to import): kind, event shape, split sizes, labels. A test checks each row
+# against the loaded data set.
+SUMMARIES: dict[str, tuple[str, tuple[int, ...], int, int, int, bool]] = {
+    "digits": ("categorical(17)", (64,), 1000, 350, 447, True),
+    "digits-binary": ("binary", (64,), 1000, 350, 447, True),
+    **{f"toy2d-{n}": ("continuous", (2,), *TOY_SPLIT, False) for n in toy2d.DESCRIPTIONS},
+    "groundtruth-tree": ("binary", (30,), 10000, 2000, 2000, False),
+    "sunspots": ("categorical(16)", (15,), 202, 3, 3, False),
+    "co2": ("categorical(16)", (24,), 344, 3, 3, False),
+    "nile": ("categorical(8)", (5,), 66, 3, 3, False),
+}
+
+
 def _loader(name: str) -> Callable[[], Dataset]:
     def load() -> Dataset:
         return _copy(_CACHED[name]())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import zipfile
 from collections.abc import Sequence
@@ -13,12 +14,16 @@ from typing import Any
 import numpy as np
 
 from ptheta.data.sequences import load_text
-from ptheta.data.spec import Dataset, DataSpec, Split, infer_spec, parse_kind
+from ptheta.data.spec import Dataset, DataSpec, Split, check_magnitude, infer_spec, parse_kind
 from ptheta.errors import DataError, unknown_name
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".txt")
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
+
+# The largest side an image folder is resized to: 1024 x 1024 RGB pixels are 25 MB an
+# image as int64 already, and the `--image-size` help of the CLI quotes this number.
+MAX_IMAGE_SIZE = 1024
 
 # Fractions of a shuffled data set that go to validation and test; the rest is training.
 VAL_FRACTION = 0.1
@@ -38,6 +43,8 @@ def split_indices(n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.nda
         raise DataError(
             f"a data set needs at least 3 examples (one each for train, val and test), got {n}"
         )
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise DataError(f"the split seed must be an integer >= 0, got {seed!r}")
     perm = np.random.default_rng(seed).permutation(n)
     n_val = max(1, int(n * VAL_FRACTION))
     n_test = max(1, int(n * TEST_FRACTION))
@@ -70,6 +77,15 @@ def _encode_labels(ys: Sequence[np.ndarray]) -> tuple[list[np.ndarray], list[str
         out.append(codes[start : start + len(y)])
         start += len(y)
     return out, [str(v) for v in levels.tolist()]
+
+
+def _check_not_structured(x: np.ndarray, what: str) -> None:
+    if x.dtype.names is not None:
+        raise DataError(
+            f"{what} is a structured (record) array with fields {', '.join(x.dtype.names)}; "
+            "structured and record dtypes are not supported: save a plain numeric array, e.g. "
+            "np.stack([a[f] for f in a.dtype.names], axis=-1)"
+        )
 
 
 def _finalise_x(x: np.ndarray, spec: DataSpec, where: str) -> np.ndarray:
@@ -145,6 +161,7 @@ def from_splits(
     for s in SPLIT_NAMES:
         x, y = splits[s]
         x = np.asarray(x)
+        _check_not_structured(x, f"the {s} split of {name!r}")
         if x.dtype == object or not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
             raise DataError(f"the {s} split of {name!r} must be numeric, got dtype {x.dtype}")
         if np.iscomplexobj(x):
@@ -180,6 +197,7 @@ def from_splits(
         joined = joined.astype(np.int64)
     if joined.dtype.kind == "f" and np.isinf(joined).any():
         raise DataError(f"data set {name!r} contains infinite values; remove or clip them")
+    check_magnitude(joined, f"data set {name!r}")  # before its levels are counted
     spec = infer_spec(joined, kind)
     spec = DataSpec(
         spec.kind,
@@ -231,6 +249,7 @@ def from_arrays(
         ('binary', 8, 1, 1)
     """
     x = np.asarray(x)
+    _check_not_structured(x, repr(name))
     if x.ndim < 2:
         raise DataError(
             f"{name!r} has shape {x.shape}, but examples must be stacked along the first axis "
@@ -283,36 +302,84 @@ def set_kind(data: Dataset, kind: str) -> Dataset:
 # File loaders.
 
 
+_NOT_NPY = (
+    "{what} is not a valid .npy file of numbers ({why}); ptheta never unpickles files: "
+    "save a plain numeric array with numpy.save"
+)
+
+
 def _read_error(what: str, e: Exception) -> DataError:
-    # numpy refuses object arrays when pickling is off; say why instead of quoting numpy.
-    if "Object arrays" in str(e):
-        return DataError(
-            f"{what} holds Python objects (an object array); ptheta never unpickles files: "
-            "save a numeric array instead"
-        )
-    return DataError(f"could not read {what}: {e}")
+    # numpy refuses object arrays when pickling is off, and reads a file without its magic
+    # string as a pickle: say why, and never pass on numpy's advice to unpickle.
+    text = str(e)
+    if "Object arrays" in text or "pickle" in text:
+        return DataError(_NOT_NPY.format(what=what, why="it holds pickled Python objects"))
+    return DataError(f"could not read {what}: {text or type(e).__name__}")
 
 
 # What numpy raises on a file that is broken or not numpy's at all.
 _NUMPY_READ_ERRORS = (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile)
 
 
-def _load_npy(path: Path) -> np.ndarray:
+def _check_npy_header(f: Any, n_bytes: int, what: str) -> None:
+    """Read the header of the .npy file open as ``f`` (``n_bytes`` long) and refuse what
+    np.load would misread: no .npy header, an object or structured dtype, or a shape the
+    file has not the bytes for (a corrupted header would otherwise ask for terabytes)."""
     try:
-        arr = np.load(path, allow_pickle=False)
+        version = np.lib.format.read_magic(f)
+    except (ValueError, EOFError):
+        raise DataError(_NOT_NPY.format(what=what, why="it lacks the .npy header")) from None
+    read = {
+        (1, 0): np.lib.format.read_array_header_1_0,
+        (2, 0): np.lib.format.read_array_header_2_0,
+    }
+    if version not in read:  # a newer format: np.load knows it, or says so
+        return
+    try:
+        shape, _, dtype = read[version](f)
+    except (ValueError, EOFError) as e:
+        why = f"its header is corrupted: {e}"
+        raise DataError(_NOT_NPY.format(what=what, why=why)) from None
+    if dtype.hasobject:
+        raise DataError(_NOT_NPY.format(what=what, why="it holds pickled Python objects"))
+    if dtype.names is not None:
+        _check_not_structured(np.empty(0, dtype), what)
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > n_bytes - f.tell():
+        raise DataError(
+            f"{what} claims an array of shape {shape} and dtype {dtype} ({needed:.3g} bytes) "
+            f"but holds {n_bytes - f.tell()} bytes of data: the file is truncated or "
+            "corrupted; save it again with numpy.save"
+        )
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """The array in the .npy file ``path``, or a `DataError` saying what is wrong with it."""
+    what = f"{path}"
+    try:
+        with open(path, "rb") as f:
+            if f.read(4) in (b"PK\x03\x04", b"PK\x05\x06"):  # a zip archive
+                raise DataError(f"{path} is an .npz archive, not a .npy file: rename it to .npz")
+            f.seek(0)
+            _check_npy_header(f, os.fstat(f.fileno()).st_size, what)
+        return np.load(path, allow_pickle=False)
+    except DataError:
+        raise
     except _NUMPY_READ_ERRORS as e:
-        raise _read_error(f"{path} as a .npy file", e) from None
-    if not isinstance(arr, np.ndarray):
-        arr.close()
-        raise DataError(f"{path} is an .npz archive, not a .npy file: rename it to .npz")
-    return arr
+        raise _read_error(what, e) from None
 
 
 def _npz_get(path: Path, archive: Any, key: str) -> np.ndarray:
+    what = f"array {key!r} in {path}"
     try:
+        member = key if key in archive.zip.namelist() else f"{key}.npy"
+        with archive.zip.open(member) as f:
+            _check_npy_header(f, archive.zip.getinfo(member).file_size, what)
         return archive[key]
+    except DataError:
+        raise
     except _NUMPY_READ_ERRORS as e:
-        raise _read_error(f"array {key!r} in {path}", e) from None
+        raise _read_error(what, e) from None
 
 
 def _first_key(keys: Sequence[str], candidates: Sequence[str]) -> str | None:
@@ -448,8 +515,13 @@ def _image_size(image_size: int | Sequence[int] | None) -> tuple[int, int] | Non
     if image_size is None:
         return None
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
-    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) and s > 0 for s in size):
-        raise DataError(f"image_size must be a positive int or (H, W), got {image_size!r}")
+    if len(size) != 2 or not all(isinstance(s, (int, np.integer)) for s in size):
+        raise DataError(f"image_size must be an int or (H, W), got {image_size!r}")
+    if not all(1 <= s <= MAX_IMAGE_SIZE for s in size):
+        raise DataError(
+            f"image_size must be between 1 and {MAX_IMAGE_SIZE} pixels a side (larger images "
+            f"do not fit in memory as a data set), got {image_size!r}"
+        )
     return int(size[0]), int(size[1])
 
 
@@ -496,8 +568,12 @@ def _read_image(path: Path, size: tuple[int, int] | None) -> tuple[np.ndarray, s
                 # black and white stays black and white.
                 img = img.resize(size[::-1], Image.Resampling.BILINEAR)
             arr = np.asarray(img)
+    except MemoryError:
+        raise DataError(
+            f"out of memory reading the image {path} (MemoryError): use a smaller image_size"
+        ) from None
     except Exception as e:  # Pillow raises many types on broken or unknown files
-        raise DataError(f"could not read the image {path}: {e}") from None
+        raise DataError(f"could not read the image {path}: {e or type(e).__name__}") from None
     if depth == BILEVEL:
         arr = arr.astype(np.uint8)  # Pillow gives booleans
     return (arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)), mode, depth
@@ -666,7 +742,7 @@ def load_path(
         raise DataError(f"{path} is empty (0 bytes)")
     if suffix == ".npy":
         return from_arrays(
-            _load_npy(path),
+            read_npy(path),
             name=path.name,
             kind=kind,
             seed=seed,

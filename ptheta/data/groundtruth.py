@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import xlogy
 
 from ptheta.data.spec import Dataset, DataSpec, Split
 from ptheta.errors import ParameterError
@@ -70,6 +69,8 @@ class TreeNetwork:
     def entropy(self) -> float:
         """Exact entropy in nats: H(root) + Σ_d H(x_d | x_parent(d)) along the tree."""
         marg = self.marginals()
+        from scipy.special import xlogy  # scipy on first use: `import ptheta` stays light
+
         row_h = -xlogy(self.cpts, self.cpts).sum(axis=2)  # (D, K): H of each table row
         parent_marg = np.where((self.parents >= 0)[:, None], marg[np.maximum(self.parents, 0)], 0.0)
         root = int(np.flatnonzero(self.parents < 0)[0])

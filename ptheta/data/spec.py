@@ -18,6 +18,9 @@ DISCRETE_KINDS: tuple[str, ...] = ("binary", "categorical")
 
 # Integer data with more levels than this is treated as continuous when the kind is inferred.
 MAX_INFERRED_CATEGORIES = 256
+# Values beyond this magnitude are refused: their squares (variances, distances, Gaussian
+# exponents, sums of squares over many examples) overflow float64.
+MAX_ABS_VALUE = 1e150
 
 
 @dataclass(frozen=True)
@@ -155,12 +158,13 @@ def infer_spec(x: np.ndarray, kind: str | None = None) -> DataSpec:
     0/1 values give `binary`; non-negative integers below 256 give `categorical(max+1)`;
     anything else `continuous`. `kind` (``"categorical:17"`` and so on) overrides.
     """
-    x = np.asarray(x)
+    x = as_array(x)
     if x.ndim < 2:
         raise DataError(
             f"expected examples of shape (N, ...) with N >= 1, got an array of shape {x.shape}; "
             "a single example is X[None], a single feature is X[:, None]"
         )
+    _check_has_features(x, "X")
     event_shape = x.shape[1:]
     if kind is not None:
         name, k = parse_kind(kind)
@@ -192,19 +196,13 @@ def check_values(
     """Check that `x` holds examples of `spec` and return them as a numpy array.
 
     Discrete data come back as int64 (float64 when NaN marks missing entries and
-    `allow_nan`), continuous data as float64. Every failure is a `DataError` that says
-    what was expected.
+    `allow_nan`), continuous data as float64, always C-contiguous (so equal values give
+    equal results whatever the input's memory layout). Every failure is a `DataError`
+    that says what was expected: sparse, complex, string and object input, examples with
+    no features, infinite values, NaN (unless `allow_nan`) and values beyond
+    ±`MAX_ABS_VALUE` (whose squares overflow float64) are refused.
     """
-    if isinstance(x, Split):
-        x = x.x
-    try:
-        arr = np.asarray(x)
-    except Exception as e:  # ragged lists and the like
-        raise DataError(f"{what} could not be read as an array: {e}") from None
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise DataError(f"{what} must be numeric, got an array of dtype {arr.dtype}")
+    arr = as_array(x, what)
     expected = (spec.event_shape,)
     if arr.ndim == len(spec.event_shape) and arr.shape == spec.event_shape:
         raise DataError(
@@ -218,7 +216,10 @@ def check_values(
         )
     if arr.shape[0] == 0:
         raise DataError(f"{what} is empty (0 examples)")
-    arr = arr.astype(np.float64, copy=False)
+    _check_has_features(arr, what)
+    # one C-contiguous float64 copy: the same values give the same model whatever the
+    # memory layout (Fortran order, a DataFrame, a reversed view X[::-1])
+    arr = np.ascontiguousarray(arr, dtype=np.float64)
     finite = np.isfinite(arr)
     if not finite.all():
         if np.isinf(arr).any():
@@ -228,6 +229,7 @@ def check_values(
                 f"{what} contains NaN (missing) values in {int((~finite).sum())} entries; this "
                 "model cannot marginalise missing entries: drop or impute those rows first"
             )
+    check_magnitude(arr, what)
     if spec.is_discrete:
         vals = arr[finite]
         if vals.size and not np.all(vals == np.round(vals)):
@@ -241,5 +243,78 @@ def check_values(
                 f"{spec.describe()} data with values 0..{spec.n_categories - 1}"
             )
         if finite.all():
-            return arr.astype(np.int64)
+            return np.ascontiguousarray(arr, dtype=np.int64)
     return arr
+
+
+def as_array(x: Any, what: str = "X") -> np.ndarray:
+    """``x`` (an array, a DataFrame, nested lists, a :class:`Split`) as a numpy array of real
+    numbers (bool, integer or float dtype), or a `DataError` that says what to pass instead:
+    sparse matrices, complex numbers, strings and other objects are refused.
+    """
+    if isinstance(x, Split):
+        x = x.x
+    if type(x).__module__.startswith("scipy.sparse"):
+        raise DataError(
+            f"{what} is a scipy sparse matrix; pass a dense numeric array instead "
+            "(X.toarray(), if it fits in memory)"
+        )
+    try:
+        arr = np.asarray(x)
+    except Exception as e:  # ragged lists and the like
+        raise DataError(
+            f"{what} could not be read as an array ({e}); pass a dense numeric array of "
+            "shape (N, ...)"
+        ) from None
+    if arr.dtype.kind == "c":
+        raise DataError(
+            f"{what} has complex values (dtype {arr.dtype}), which would lose their imaginary "
+            "part; pass real numbers: X.real, np.abs(X), or both parts as features "
+            "(np.concatenate([X.real, X.imag], axis=1))"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise DataError(
+            f"{what} must be numeric, got an array of dtype {arr.dtype}; pass a dense numeric "
+            "array (encode text or categories as numbers, e.g. with ptheta's table data or "
+            "np.unique(..., return_inverse=True), and missing values as NaN)"
+        )
+    return arr
+
+
+def check_magnitude(arr: np.ndarray, what: str = "X") -> None:
+    """Refuse finite values whose squares overflow float64 (|x| > `MAX_ABS_VALUE`)."""
+    if arr.dtype.kind != "f" or arr.size == 0:
+        return
+    with np.errstate(invalid="ignore"):
+        big = float(np.nanmax(np.abs(arr))) if not np.isnan(arr).all() else 0.0
+    if big > MAX_ABS_VALUE:
+        scale = 10.0 ** math.floor(math.log10(big))
+        raise DataError(
+            f"{what} has values up to {big:.3g} in magnitude; beyond ±{MAX_ABS_VALUE:.0e} "
+            "squares and variances overflow float64, so densities and samples would be inf or "
+            f"NaN: rescale the data before fitting (e.g. X / {scale:.0e}, or a log transform)"
+        )
+
+
+def _check_has_features(arr: np.ndarray, what: str) -> None:
+    if arr.ndim >= 2 and 0 in arr.shape[1:]:
+        raise DataError(
+            f"{what} has no features (shape {arr.shape}): every example needs at least one "
+            "value; pass an array of shape (N, D) with D >= 1"
+        )
+
+
+def location_scale(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of examples ``x`` (N, ...) over axis 0, each of shape
+    x.shape[1:], for standardising z = (x − mean) / std; a constant entry gets std 1.
+
+    Computed on the values divided by their largest magnitude, so no square overflows
+    however large the data are.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    big = np.abs(x).max(axis=0)
+    big = np.where(big > 0, big, 1.0)
+    u = x / big
+    mean = u.mean(axis=0)
+    std = np.sqrt(np.mean((u - mean) ** 2, axis=0)) * big
+    return mean * big, np.where(std > 0, std, 1.0)

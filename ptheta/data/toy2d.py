@@ -7,8 +7,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import logsumexp
-from sklearn.datasets import make_circles, make_moons
 
 Sampler = Callable[[int, np.random.Generator], np.ndarray]
 
@@ -21,6 +19,8 @@ def _sklearn_seed(rng: np.random.Generator) -> int:
 def moons(n: int, rng: np.random.Generator) -> np.ndarray:
     """Two interleaved half circles (scikit-learn's `make_moons`, noise 0.05), centred and
     scaled to lie in about [-2, 2]²; returns (n, 2) float64."""
+    from sklearn.datasets import make_moons  # on first use: `import ptheta` stays light
+
     x, _ = make_moons(n, noise=0.05, random_state=_sklearn_seed(rng))
     # make_moons spans about [-1, 2] x [-0.5, 1]: centre it, then stretch to the ±2 box.
     return ((x - [0.5, 0.25]) * 1.3).astype(np.float64)
@@ -29,6 +29,8 @@ def moons(n: int, rng: np.random.Generator) -> np.ndarray:
 def circles(n: int, rng: np.random.Generator) -> np.ndarray:
     """Two concentric rings of radius 2 and 1 (scikit-learn's `make_circles`, noise 0.05,
     factor 0.5, scaled by 2); returns (n, 2) float64."""
+    from sklearn.datasets import make_circles
+
     x, _ = make_circles(n, noise=0.05, factor=0.5, random_state=_sklearn_seed(rng))
     return (2.0 * x).astype(np.float64)
 
@@ -52,6 +54,8 @@ def gaussians8_log_density(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, dtype=np.float64)
     sq = ((x[:, None, :] - _G8_CENTRES[None, :, :]) ** 2).sum(-1)  # (N, 8)
     log_comp = -0.5 * sq / _G8_STD**2 - math.log(2 * math.pi * _G8_STD**2)
+    from scipy.special import logsumexp
+
     return logsumexp(log_comp, axis=1) - math.log(8)
 
 

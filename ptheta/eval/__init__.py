@@ -1,5 +1,1 @@
-"""Evaluation: likelihood summaries, plots, and fitting models into run directories."""
-
-from ptheta.eval.likelihood import nll_summary
-
-__all__ = ["nll_summary"]
+"""Evaluation: information measures, sample metrics, anomaly detection, tasks and compare."""

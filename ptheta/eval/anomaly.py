@@ -18,6 +18,7 @@ from sklearn.metrics import roc_auc_score
 from ptheta.data.spec import Dataset, Split
 from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
 from ptheta.models.base import GenerativeModel
+from ptheta.runs.fitting import fit_kwargs
 
 # likelihood_ of a fitted model → what −score_samples is
 SCORE_KINDS = {
@@ -65,12 +66,15 @@ def anomaly_scores(model: GenerativeModel, X: Any) -> tuple[np.ndarray, str]:
         >>> scores.shape, kind
         ((447,), '-log p (exact)')
     """
-    model._check_fitted()
-    if model.likelihood != "none" and model.likelihood_ in SCORE_KINDS:
-        return -model.score_samples(X), SCORE_KINDS[model.likelihood_]
-    if callable(getattr(model, "energy", None)):
+    caps = model.capabilities()
+    if caps.fitted_likelihood is None:
+        model._check_fitted()  # the NotFittedError with its usual message
+    source = caps.anomaly_score
+    if source == "log_prob" and caps.fitted_likelihood in SCORE_KINDS:
+        return -model.score_samples(X), SCORE_KINDS[caps.fitted_likelihood]
+    if source == "energy":
         return np.asarray(model.energy(X), dtype=np.float64), "energy"
-    if callable(getattr(model, "discriminator_score", None)):
+    if source == "discriminator":
         return -np.asarray(model.discriminator_score(X), dtype=np.float64), "discriminator"
     raise CapabilityError(
         f"{model.name!r} has no likelihood, energy or discriminator to score anomalies with; "
@@ -257,11 +261,8 @@ def detect(model: GenerativeModel, inliers: Any, outliers: Any) -> AnomalyResult
 def fit_for(model: GenerativeModel, data: Dataset) -> GenerativeModel:
     """Fit ``model`` on ``data.train`` (labels where it needs them, validation data for
     early stopping where its loss measures fit)."""
-    validates = "validation_data" in model.fit_params and getattr(
-        model, "validation_measures_fit", True
-    )
-    kwargs = {"validation_data": data.val} if validates else {}
-    return model.fit(data.train, data.train.y if model.needs_labels else None, **kwargs)
+    y = data.train.y if model.capabilities().needs_labels else None
+    return model.fit(data.train, y, **fit_kwargs(model, data))
 
 
 def held_out_class_experiment(

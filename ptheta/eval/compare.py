@@ -17,13 +17,15 @@ import numpy as np
 from ptheta import __version__
 from ptheta.data import Dataset
 from ptheta.errors import ParameterError, PthetaError, unknown_name
-from ptheta.eval.likelihood import nll_summary
-from ptheta.eval.plots import curves_figure, nll_bar_figure, samples_figure, save_figure
-from ptheta.eval.runs import SAMPLES_PNG, fit_run
+from ptheta.eval.plots import curves_figure, nll_bar_figure
 from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ptheta.models import REGISTRY, GenerativeModel, get_model_class
+from ptheta.models import REGISTRY, GenerativeModel, get_model_class, with_preset
 from ptheta.models.base import to_jsonable
-from ptheta.train.rundir import CONFIG, load_run, read_config, read_metrics
+from ptheta.runs import lock
+from ptheta.runs.fitting import fit_run
+from ptheta.runs.layout import SAMPLES_PNG
+from ptheta.runs.pictures import samples_figure, save_figure
+from ptheta.runs.store import is_complete, load_run, read_config, read_metrics
 
 SCHEMA = 1
 REPORT_JSON = "report.json"
@@ -74,31 +76,35 @@ def select_models(
 ) -> tuple[list[str], list[dict[str, str]]]:
     """The model names to fit, and the registered families ``"all"`` skipped (with why).
 
-    ``models`` is ``"all"``, a comma-separated string or a list of registry names. ``"all"``
-    takes every registered family that accepts the data kind, skipping those that need
-    class labels (compare scores p(x)) or images the data do not have. Named models are
-    always attempted: one that refuses the data gives a failed row, not an error.
+    ``models`` is ``"all"``, ``"demo"``, a comma-separated string or a list of registry
+    names. ``"all"`` takes every registered family that accepts the data kind, skipping
+    those that need class labels (compare scores p(x)) or images the data do not have;
+    ``"demo"`` does the same among the families that declare a ``demo`` preset. Named
+    models are always attempted: one that refuses the data gives a failed row, not an error.
     """
     if isinstance(models, str):
         models = [m.strip() for m in models.split(",") if m.strip()]
     models = list(dict.fromkeys(models))  # order kept, repeats dropped
     if not models:
         raise ParameterError("no models given; e.g. --models independent,gmm,made or all")
-    if models != ["all"]:
-        if "all" in models:
-            raise ParameterError("--models all cannot be combined with model names")
+    lineup = models[0] if models in (["all"], ["demo"]) else None
+    if lineup is None:
+        for word in ("all", "demo"):
+            if word in models:
+                raise ParameterError(f"--models {word} cannot be combined with model names")
         for name in models:
             get_model_class(name)  # unknown names: an error with suggestions
         return models, []
     chosen, skipped = [], []
     spec = data.spec
     has_image = spec.image_shape is not None or len(spec.event_shape) == 3
-    for name, cls in REGISTRY.items():
-        if spec.kind not in cls.data_kinds:
+    for name in REGISTRY if lineup == "all" else with_preset("demo"):
+        caps = get_model_class(name)().capabilities()
+        if not caps.fits(spec.kind):
             continue
-        if cls.needs_labels:
+        if caps.needs_labels:
             skipped.append({"model": name, "reason": "needs class labels (a classifier)"})
-        elif cls.needs_image and not has_image:
+        elif caps.needs_image and not has_image:
             skipped.append({"model": name, "reason": "needs image-shaped data"})
         else:
             chosen.append(name)
@@ -140,14 +146,13 @@ def resolve_model_params(
 def units_of(model: GenerativeModel) -> str:
     """``discrete``, ``dequantised`` or ``continuous``: the units of a fitted model's NLL.
 
-    A family whose declared likelihood is exact but whose fitted likelihood is a bound in
-    discrete units is a continuous density of dequantised data (flows, gmm on digits).
+    A continuous density of dequantised discrete data (flows, gmm on digits) reports its
+    likelihood in discrete units through the dequantisation.
     """
-    if model.units_ == "continuous":
+    caps = model.capabilities()
+    if caps.units == "continuous":
         return "continuous"
-    if model.likelihood_ == "bound" and type(model).likelihood == "exact":
-        return "dequantised"
-    return "discrete"
+    return "dequantised" if caps.dequantised else "discrete"
 
 
 def kind_label(likelihood: str | None, units: str | None) -> str:
@@ -183,6 +188,10 @@ def row_order(row: dict[str, Any]) -> tuple:
 
 
 # --------------------------------------------------------------------------- compare
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
 def compare(
     data: Dataset,
     models: str | Sequence[str],
@@ -254,36 +263,40 @@ def compare(
         )
         for name in names
     }
-    metrics = _Metrics(data, out / "features")
-    source = data_source or {"source": data.name}
-    rows = []
-    for name in names:
-        try:
-            row = _compare_one(
-                name, params[name], data, out, force=force, n_samples=n_samples,
-                source=source, metrics=metrics, verbose=verbose, log=log,
-            )  # fmt: skip
-        except Exception as e:  # one model's failure must not stop the others
-            row = _failed_row(name, e)
-        done = "cached, not refitted" if row["cached"] else row["error"] or "done"
-        log(f"{name}: {row['status']} ({done})")
-        rows.append(row)
-    rows.sort(key=row_order)
-    report = {
-        "schema": SCHEMA,
-        "data": data.name,
-        "data_kind": data.spec.describe(),
-        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "budget_seconds": budget_seconds,
-        "n_samples": n_samples,
-        "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-        "feature_space": metrics.feature_space,
-        "metrics_note": metrics.note(),
-        "true_entropy": data.entropy,
-        "skipped": skipped,
-        "rows": rows,
-    }
-    write_report(report, out)
+    # one compare writes a report folder at a time (its runs are locked each in turn)
+    with lock.exclusive(out, "compare report folder"):
+        metrics = _Metrics(data, out / "features")
+        source = data_source or {"source": data.name}
+        rows = []
+        for name in names:
+            try:
+                row = _compare_one(
+                    name, params[name], data, out, force=force, n_samples=n_samples,
+                    source=source, metrics=metrics, verbose=verbose, log=log,
+                )  # fmt: skip
+            except Exception as e:  # one model's failure must not stop the others
+                row = _failed_row(name, e)
+            done = "cached, not refitted" if row["cached"] else row["error"] or "done"
+            log(f"{name}: {row['status']} ({done})")
+            rows.append(row)
+        rows.sort(key=row_order)
+        report = {
+            "schema": SCHEMA,
+            "data": data.name,
+            "data_kind": data.spec.describe(),
+            "created": _dt.datetime.now(_dt.UTC)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "budget_seconds": budget_seconds,
+            "n_samples": n_samples,
+            "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+            "feature_space": metrics.feature_space,
+            "metrics_note": metrics.note(),
+            "true_entropy": data.entropy,
+            "skipped": skipped,
+            "rows": rows,
+        }
+        write_report(report, out)
     return report
 
 
@@ -306,7 +319,7 @@ def _compare_one(
     key = {"model": name, "params": to_jsonable(params), "data": data.fingerprint(),
            "v": __version__}  # fmt: skip
     cache = _read_cache(run_dir)
-    cached = not force and cache.get("key") == key and (run_dir / CONFIG).is_file()
+    cached = not force and cache.get("key") == key and is_complete(run_dir)
     if not cached:
         log(f"{name}: fitting on {data.name} …")
         (run_dir / CACHE_JSON).unlink(missing_ok=True)  # a crash mid-fit leaves no stale key
@@ -330,7 +343,7 @@ def _evaluate(
 ) -> dict[str, Any]:
     model = load_run(run_dir)
     config = read_config(run_dir)
-    test = nll_summary(model, data.test.x)
+    test = model.nll_summary(data.test.x)
     start = time.perf_counter()
     samples = model.sample(n_samples, random_state=0)
     sample_seconds = time.perf_counter() - start

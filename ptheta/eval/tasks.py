@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ptheta.data.spec import Dataset, DataSpec, Split
 from ptheta.errors import CapabilityError, DataError, ParameterError
-from ptheta.models import REGISTRY, GenerativeModel, get_model_class, make
+from ptheta.models import GenerativeModel, get_model_class, make
 from ptheta.progress import progress_bar
 
 # Logistic regression's inverse regularisation strength: fixed (scikit-learn's default), not
@@ -55,17 +55,18 @@ def make_classifier(model: str, params: dict[str, Any] | None = None) -> Generat
     params = dict(params or {})
     name, _, density = model.partition(":")
     cls = get_model_class(name.strip())  # UnknownNameError with suggestions
+    caps = cls().capabilities()
     if density:
-        if cls.name != "bayes-classifier":
+        if "density" not in cls._get_param_names():
             raise ParameterError(
-                f"{model!r}: only bayes-classifier takes a density after ':' "
-                "(e.g. bayes-classifier:chow-liu)"
+                f"{model!r}: only a classifier with a density parameter takes a density "
+                "after ':' (e.g. bayes-classifier:chow-liu)"
             )
         get_model_class(density.strip())
         return make(cls.name, density=density.strip(), density_params=params or None)
-    if cls.needs_labels:
+    if caps.classifies and caps.needs_labels:
         return make(cls.name, **params)
-    if "class_conditional" in cls._get_param_names():
+    if caps.can_condition:
         return make(cls.name, **{"class_conditional": True, **params})
     raise CapabilityError(
         f"{cls.name!r} cannot classify (it models x alone); use naive-bayes, "
@@ -76,9 +77,7 @@ def make_classifier(model: str, params: dict[str, Any] | None = None) -> Generat
 
 def can_marginalise(model: GenerativeModel) -> bool:
     """Whether ``model`` classifies examples with missing (NaN) entries exactly."""
-    if getattr(model, "density", None) is not None and model.name == "bayes-classifier":
-        return REGISTRY[model.density].can_marginalise
-    return type(model).can_marginalise
+    return model.capabilities().marginalises
 
 
 def logistic_regression(spec: DataSpec, C: float = LOGISTIC_C) -> Pipeline:
@@ -113,9 +112,11 @@ def _labels(data: Dataset) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _seeded(model: Any, seed: int) -> Any:
-    """A fresh clone; a model with a random_state left at None gets ``seed`` instead."""
+    """A fresh clone; an estimator with a random_state left at None gets ``seed`` instead
+    (ptheta's own models and scikit-learn's alike, so no capability is asked here)."""
     model = clone(model)
-    if "random_state" in model.get_params() and model.get_params()["random_state"] is None:
+    params = model.get_params()
+    if "random_state" in params and params["random_state"] is None:
         model.set_params(random_state=seed)
     return model
 

@@ -239,8 +239,12 @@ def create_app(
         return _json(views.surface_options())
 
     @app.get("/api/surface")
-    def surface(data: str = "toy2d-moons", model: str = "gmm", grid: int = 60) -> JSONResponse:
-        return _json(explorer.surface(data, model, grid=grid))
+    def surface(
+        data: str = "toy2d-moons", model: str | None = None, grid: int = 60
+    ) -> JSONResponse:
+        # no model: the first of the surface view's families
+        chosen = model if model is not None else (views.surface_models() or [""])[0]
+        return _json(explorer.surface(data, chosen, grid=grid))
 
     @app.get("/api/spam/vocab")
     def spam_vocab() -> JSONResponse:

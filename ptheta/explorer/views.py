@@ -2,7 +2,13 @@
 
 :class:`Explorer` holds one method per API endpoint; every argument is validated here (a
 ptheta error naming the problem and the fix), so the functions are safe without the app.
-Models are fitted on first use and cached as ptheta run directories by :class:`ModelCache`.
+Models are fitted on first use and cached as ptheta run directories by
+:class:`~ptheta.explorer.cache.ModelCache`.
+
+Which families a view shows is derived, in registry order, from the families' "explorer"
+presets and their capabilities (:func:`space_fitted`, :func:`structure_models`,
+:func:`surface_models`, ...): no family is named here, so a new family with an "explorer"
+preset appears wherever its capabilities fit.
 """
 
 from __future__ import annotations
@@ -10,27 +16,21 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import threading
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 import ptheta
-from ptheta.data import Dataset
+from ptheta.data import Dataset, spam
 from ptheta.data.spec import DataSpec
-from ptheta.errors import ParameterError, PthetaError, UnknownNameError, unknown_name
-from ptheta.eval.likelihood import nll_summary
-from ptheta.eval.runs import fit_run
-from ptheta.explorer import spam
-from ptheta.models import REGISTRY, GenerativeModel, make
-from ptheta.models.base import to_jsonable
-from ptheta.train.rundir import CONFIG, read_config, save_run
+from ptheta.errors import ParameterError, UnknownNameError, unknown_name
+from ptheta.explorer.cache import ModelCache
+from ptheta.models import REGISTRY, Capabilities, GenerativeModel, make, with_preset
+from ptheta.runs.fitting import fit_run
+from ptheta.runs.store import save_run
 
 MAX_SPACE_N = 784
 MIN_GRID, MAX_GRID = 10, 200
@@ -47,57 +47,121 @@ REFERENCES: tuple[tuple[str, int], ...] = (
 )
 RED_REFERENCE = REFERENCES[0]
 
-# Families whose parameter count is shown next to n binary pixels; fitted (classical) or
-# built from the spec (neural: the count does not depend on training).
-SPACE_FITTED = ("independent", "markov", "chow-liu", "bernoulli-mixture")
-SPACE_BUILT = ("nade", "made")
 SPACE_ROWS = 32  # rows of random binary data the classical families are fitted on
-
 STRUCTURE_DATA = "digits"
-STRUCTURE_MODELS = ("independent", "markov", "chow-liu", "made")
 TOY_DATA = tuple(name for name in ptheta.datasets.BUILTIN if name.startswith("toy2d-"))
-SURFACE_MODELS = ("gmm", "realnvp", "maf", "ebm", "ddpm")
-FLOW_MODEL = "realnvp"
 QUANTITIES = {
     "exact": "density",
     "bound": "exp(−bound) (a lower bound on the density)",
     "estimate": "exp(estimate) (a stochastic estimate of the density)",
     "none": "negative energy (unnormalised)",
 }
+# A neural family whose "explorer" preset sets no time limit is capped at this, so that a
+# first visit waits a minute, not an hour.
+MAX_FIT_SECONDS = 60
 
-# Hyper-parameters of the explorer's models: (quick, full). Neural "full" budgets are
-# capped in time so that a first visit waits a minute, not an hour.
-_NEURAL_QUICK = {"epochs": 3, "batch_size": 128, "lr": 1e-2, "dtype": "float64", "device": "cpu"}
-BUDGETS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "independent": ({}, {}),
-    "markov": ({"order": 1}, {"order": 1}),
-    "chow-liu": ({}, {}),
-    "made": (
-        {"hidden": [32], **_NEURAL_QUICK},
-        {"hidden": [256], "epochs": 60, "lr": 3e-3, "max_time": 60},
-    ),
-    "gmm": ({"n_components": 8, "max_iter": 50, "random_state": 0}, {"n_components": 16}),
-    "realnvp": (
-        {"hidden": 16, "n_layers": 4, **_NEURAL_QUICK},
-        {"hidden": 64, "n_layers": 8, "epochs": 200, "lr": 3e-3, "max_time": 60},
-    ),
-    "maf": (
-        {"hidden": 16, "n_layers": 3, **_NEURAL_QUICK},
-        {"hidden": 64, "n_layers": 5, "epochs": 200, "lr": 3e-3, "max_time": 60},
-    ),
-}
+
+# --------------------------------------------------------------------------- families
+def capabilities(name: str) -> Capabilities:
+    """What family ``name`` can do with its "explorer" preset (its defaults without one)."""
+    cls = REGISTRY[name]
+    return cls(**(cls.preset("explorer") or {})).capabilities()
+
+
+def _explorer_families(keep: Callable[[Capabilities], bool]) -> list[str]:
+    """The families with an "explorer" preset whose capabilities ``keep`` accepts, in
+    registry order."""
+    return [name for name in with_preset("explorer") if keep(capabilities(name))]
+
+
+def _exact_on(caps: Capabilities, kind: str) -> bool:
+    """An exact likelihood on ``kind`` data (not through dequantisation), no labels needed,
+    no image shape needed."""
+    return (
+        caps.fits(kind)
+        and caps.likelihood == "exact"
+        and not caps.dequantises_discrete
+        and not caps.needs_labels
+        and not caps.needs_image
+    )
+
+
+def space_fitted() -> list[str]:
+    """The space view's classical families (fitted in closed form or by EM), whose
+    parameter count is that of a fit to random binary data: exact on binary data."""
+    return _explorer_families(lambda c: not c.trains_in_steps and _exact_on(c, "binary"))
+
+
+def space_built() -> list[str]:
+    """The space view's neural families, exact on binary data: their parameter count is
+    that of the module built from the data spec (training does not change it)."""
+    return _explorer_families(lambda c: c.trains_in_steps and _exact_on(c, "binary"))
+
+
+def structure_models() -> list[str]:
+    """The structure view's families: exact likelihoods of categorical data (digits)."""
+    return _explorer_families(lambda c: _exact_on(c, "categorical"))
+
+
+def structure_graph_model() -> str | None:
+    """The structure model whose learned graph the structure view draws (the first that
+    exports one), or None."""
+    return next((m for m in structure_models() if capabilities(m).exports_structure), None)
+
+
+def surface_models() -> list[str]:
+    """The surface view's families: continuous flat data, and a likelihood or an energy to
+    draw."""
+    return _explorer_families(
+        lambda c: (
+            c.fits("continuous")
+            and not c.needs_image
+            and not c.needs_labels
+            and (c.likelihood != "none" or c.anomaly_score == "energy")
+        )
+    )
+
+
+def flow_model() -> str | None:
+    """The flow view's family: the first surface family whose flow can be cut after its
+    first k layers (``partial_flows``), or None."""
+    return next((m for m in surface_models() if capabilities(m).partial_flows), None)
+
+
+def spam_classifier() -> str | None:
+    """The spam view's generative classifier: the first family with an "explorer" preset
+    that classifies binary data by Bayes' rule from labelled examples, or None."""
+    found = _explorer_families(lambda c: c.classifies and c.needs_labels and c.fits("binary"))
+    return found[0] if found else None
 
 
 def budget(name: str, quick: bool) -> dict[str, Any]:
-    """Hyper-parameters the explorer fits ``name`` with (families without an entry in
-    :data:`BUDGETS`, e.g. ones added later: their ``quick_params``, or defaults capped at
-    60 s of training)."""
-    if name in BUDGETS:
-        return dict(BUDGETS[name][0 if quick else 1])
+    """Hyper-parameters the explorer fits ``name`` with: the family's "explorer" preset, or
+    in quick mode (tests) its "explorer-quick" preset, falling back to the "explorer"
+    preset for classical families and to the "quick" preset for neural ones.
+
+    A neural family whose full budget sets no ``max_time`` gets :data:`MAX_FIT_SECONDS`.
+    """
     cls = REGISTRY[name]
+    full = cls.preset("explorer") or {}
+    steps = capabilities(name).trains_in_steps
     if quick:
-        return dict(cls.quick_params)
-    return {"max_time": 60} if "max_time" in cls._get_param_names() else {}
+        found = cls.preset("explorer-quick")
+        if found is not None:
+            return found
+        return (cls.preset("quick") or {}) if steps else full
+    if steps:  # a family that trains in steps takes max_time (see Capabilities)
+        full.setdefault("max_time", MAX_FIT_SECONDS)
+    return full
+
+
+def _need(what: str, name: str | None) -> str:
+    """``name``, or a ParameterError when no registered family can play ``what``."""
+    if name is None:
+        raise ParameterError(
+            f'no registered family can be the {what}: give one an "explorer" preset'
+        )
+    return name
 
 
 def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
@@ -115,92 +179,7 @@ def _choose(what: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
     return value
 
 
-# --------------------------------------------------------------------------- cache
-class ModelCache:
-    """Fitted models as ptheta run directories under ``root/<view>/<data>/<model>/``.
-
-    ``get`` returns the model from memory, else loads its run directory with
-    :func:`ptheta.load` (when it was fitted with the same hyper-parameters), else fits it
-    with the given function and loads the result. One lock per model, so concurrent
-    requests fit it once. ``fits`` and ``loads`` count what happened, per key.
-    """
-
-    def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root).expanduser()
-        self.fits: Counter[tuple[str, str, str]] = Counter()
-        self.loads: Counter[tuple[str, str, str]] = Counter()
-        self._models: dict[tuple[str, str, str], GenerativeModel] = {}
-        self._locks: dict[tuple[str, str, str], threading.Lock] = {}
-        self._guard = threading.Lock()
-
-    def path(self, view: str, data: str, model: str) -> Path:
-        return self.root / view / data / model
-
-    def get(
-        self,
-        view: str,
-        data: str,
-        model: str,
-        params: dict[str, Any],
-        fit: Callable[[Path], None],
-    ) -> GenerativeModel:
-        """The fitted ``model`` of ``view`` on ``data``; ``fit(run_dir)`` writes it."""
-        key = (view, data, model)
-        with self._guard:
-            lock = self._locks.setdefault(key, threading.Lock())
-        with lock:
-            if key in self._models:
-                return self._models[key]
-            path = self.path(*key)
-            found = self._load(path, model, params)
-            if found is not None:
-                self.loads[key] += 1
-            else:
-                _fit_in_place(path, fit)
-                self.fits[key] += 1
-                found = ptheta.load(path)
-            self._models[key] = found
-            return found
-
-    @staticmethod
-    def _load(path: Path, model: str, params: dict[str, Any]) -> GenerativeModel | None:
-        """The cached model, or None when there is none or it was fitted otherwise."""
-        if not (path / CONFIG).is_file():
-            return None
-        try:
-            config = read_config(path)
-            saved = config["params"]
-            if config["model"] != model or any(
-                saved.get(k) != to_jsonable(v) for k, v in params.items()
-            ):
-                return None  # another budget (quick vs full): fit again
-            return ptheta.load(path)
-        except PthetaError:  # a damaged cache entry is refitted, not reported
-            return None
-
-
-def _fit_in_place(path: Path, fit: Callable[[Path], None]) -> None:
-    """Fit into a fresh sibling folder, then swap it in by renames: another explorer
-    process sharing the cache never sees a half-written run, nor has one deleted under it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-    old = None
-    try:
-        fit(tmp)
-        if path.exists():
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}-old-", dir=path.parent))
-            os.replace(path, old / path.name)
-        try:
-            os.replace(tmp, path)
-        except OSError:  # another process put its fit there meanwhile: keep that one
-            if not path.is_dir():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-
-
+# --------------------------------------------------------------------------- fitting
 def _fit_builtin(name: str, params: dict[str, Any], data: Dataset) -> Callable[[Path], None]:
     def fit(path: Path) -> None:
         fit_run(
@@ -260,16 +239,13 @@ def _cell_area(x: np.ndarray, y: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------- options
-def surface_models() -> list[str]:
-    """The surface view's families that are registered (ebm and ddpm may be absent)."""
-    return [m for m in SURFACE_MODELS if m in REGISTRY]
-
-
 def surface_options() -> dict[str, Any]:
+    """The surface view's toy data sets and families, each with the quantity it draws."""
     return {
         "datasets": list(TOY_DATA),
         "models": [
-            {"model": m, "quantity": QUANTITIES[REGISTRY[m].likelihood]} for m in surface_models()
+            {"model": m, "quantity": QUANTITIES[capabilities(m).likelihood]}
+            for m in surface_models()
         ],
     }
 
@@ -320,10 +296,10 @@ class Explorer:
         out = space_numbers(n)
         out["families"] = self._once(("space", n), lambda: self._space_families(n))
         out["note"] = (
-            f"{', '.join(SPACE_FITTED)}: fitted to {SPACE_ROWS} rows of random binary data with "
-            f"n columns (their counts depend on n only); {', '.join(SPACE_BUILT)}: built from "
-            "the data spec with default hyper-parameters, untrained (training does not change "
-            "the count). A full table over n binary pixels needs 2^n − 1."
+            f"{', '.join(space_fitted())}: fitted to {SPACE_ROWS} rows of random binary data "
+            f"with n columns (their counts depend on n only); {', '.join(space_built())}: "
+            "built from the data spec with default hyper-parameters, untrained (training does "
+            "not change the count). A full table over n binary pixels needs 2^n − 1."
         )
         return out
 
@@ -331,10 +307,8 @@ class Explorer:
         x = np.random.default_rng(n).integers(0, 2, size=(SPACE_ROWS, n))  # (R, n) binary
         data_key = f"random-binary-{n}"
         rows = []
-        for name in SPACE_FITTED:
-            if name not in REGISTRY:
-                continue
-            params = budget(name, True) if name in BUDGETS else {}
+        for name in space_fitted():
+            params = budget(name, True)
 
             def fit(path: Path, name: str = name, params: dict[str, Any] = params) -> None:
                 model = make(name, **params).fit(x)
@@ -344,11 +318,10 @@ class Explorer:
             model = self.cache.get("space", data_key, name, params, fit)
             rows.append({"model": name, "n_parameters": model.n_parameters(), "how": "fitted"})
         spec = DataSpec("binary", (n,))
-        for name in SPACE_BUILT:
-            if name in REGISTRY:
-                module = make(name)._build_module(spec, None)
-                count = sum(p.numel() for p in module.parameters())
-                rows.append({"model": name, "n_parameters": int(count), "how": "built"})
+        for name in space_built():
+            module = make(name).build_module(spec)
+            count = sum(p.numel() for p in module.parameters())
+            rows.append({"model": name, "n_parameters": int(count), "how": "built"})
         return rows
 
     # ----------------------------------------------------------------- 2. structure
@@ -359,16 +332,16 @@ class Explorer:
         return self.cache.get("structure", STRUCTURE_DATA, name, params, fit)
 
     def structure(self) -> dict[str, Any]:
-        """Test NLL and parameter count of each structure model on digits, and the fitted
-        Chow–Liu tree over the 8×8 pixels."""
+        """Test NLL and parameter count of each structure model on digits, and the graph
+        learned by the first one that exports its structure (None when none does)."""
         return self._once("structure", self._structure)
 
     def _structure(self) -> dict[str, Any]:
         data = ptheta.datasets.load(STRUCTURE_DATA)
         rows = []
-        for name in STRUCTURE_MODELS:
+        for name in structure_models():
             model = self._structure_model(name)
-            summary = nll_summary(model, data.test.x)
+            summary = model.nll_summary(data.test.x)
             rows.append(
                 {
                     "model": name,
@@ -378,18 +351,33 @@ class Explorer:
                     "n_parameters": model.n_parameters(),
                 }
             )
-        tree = self._structure_model("chow-liu")
         return {
             "data": STRUCTURE_DATA,
             "image_shape": list(data.spec.image_shape[1:]),
             "levels": data.spec.n_categories,
             "models": rows,
-            "tree": {"edges": [[int(a), int(b)] for a, b in tree.edges_], "root": int(tree.root_)},
+            "tree": self._structure_tree(),
+        }
+
+    def _structure_tree(self) -> dict[str, Any] | None:
+        """The graph of :func:`structure_graph_model` over the pixels: ``edges`` (parent,
+        child), ``roots``, ``root`` (the first), ``model`` and ``title``."""
+        name = structure_graph_model()
+        if name is None:
+            return None
+        graph = self._structure_model(name).structure_graph()
+        roots = [int(r) for r in graph["roots"]]
+        return {
+            "model": name,
+            "title": graph["title"],
+            "edges": [[int(a), int(b)] for a, b in graph["edges"]],
+            "roots": roots,
+            "root": roots[0] if roots else None,
         }
 
     def structure_samples(self, model: str, *, n: int = 16, seed: int = 0) -> dict[str, Any]:
         """``n`` samples (row-major 8×8 gray levels) of a structure model, drawn with ``seed``."""
-        model = _choose("structure model", model, STRUCTURE_MODELS)
+        model = _choose("structure model", model, structure_models())
         n = _check_int("n", n, 1, MAX_STRUCTURE_SAMPLES)
         seed = _check_int("seed", seed, 0, 2**32 - 1)
         fitted = self._structure_model(model)
@@ -420,10 +408,11 @@ class Explorer:
         grid = _check_int("grid", grid, MIN_GRID, MAX_GRID)
         dataset, fitted = self._toy_model(data, model)
         x, y, pts = _grid_points(*_box(dataset.train.x), grid)
-        normalised = fitted.likelihood_ != "none"
+        caps = fitted.capabilities()
+        normalised = caps.fitted_likelihood != "none"
         if normalised:
             log_z = fitted.score_samples(pts)
-        elif hasattr(fitted, "energy"):
+        elif caps.anomaly_score == "energy":
             log_z = -np.asarray(fitted.energy(pts), dtype=np.float64)
         else:
             raise ParameterError(f"{model!r} has neither a likelihood nor an energy to draw")
@@ -448,56 +437,35 @@ class Explorer:
 
     # ----------------------------------------------------------------- 5. flow
     def flow_options(self) -> dict[str, Any]:
-        """The toy data sets and the number of layers L of the flow (fitted on the first)."""
-        _, fitted = self._toy_model(TOY_DATA[0], FLOW_MODEL)
-        return {
-            "datasets": list(TOY_DATA),
-            "model": FLOW_MODEL,
-            "n_layers": len(fitted.module.transform.layers),
-        }
+        """The toy data sets, the flow family and its number of layers L (fitted on the first
+        data set)."""
+        name = _need("flow view's model", flow_model())
+        _, fitted = self._toy_model(TOY_DATA[0], name)
+        return {"datasets": list(TOY_DATA), "model": name, "n_layers": fitted.n_flow_layers()}
 
     def flow(self, data: str, *, strength: float = 1.0, grid: int = 60) -> dict[str, Any]:
-        """Density of the partial flow: the Gaussian base pushed through the first
-        k = round(strength · L) of the L layers of the fitted flow (in sampling order).
-
-        The flow maps data to latent by f = f_L ∘ … ∘ f_1 and samples x = f⁻¹(z). After the
-        first k sampling layers a base draw z is at u = f_{L−k+1}⁻¹ ∘ … ∘ f_L⁻¹(z), whose
-        density is p_k(u) = N(g(u)) |det ∂g/∂u| with g = f_L ∘ … ∘ f_{L−k+1}, exactly
-        normalised for every k: p_0 is the base, p_L the fitted model.
-        """
+        """Density of the partial flow: the base pushed through the first
+        k = round(strength · L) of the L sampling layers of the fitted flow, exactly
+        normalised for every k (see the flow family's ``partial_log_prob``)."""
         data = _choose("2-D toy data set", data, TOY_DATA)
         ok = isinstance(strength, (int, float)) and not isinstance(strength, bool)
         if not ok or not 0.0 <= strength <= 1.0:
             raise ParameterError(f"strength must be a number in [0, 1], got {strength!r}")
         grid = _check_int("grid", grid, MIN_GRID, MAX_GRID)
-        dataset, fitted = self._toy_model(data, FLOW_MODEL)
-        flow = fitted.module  # FlowDensity
-        layers = list(flow.transform.layers)
-        n_layers = len(layers)
+        name = _need("flow view's model", flow_model())
+        dataset, fitted = self._toy_model(data, name)
+        n_layers = fitted.n_flow_layers()
         k = math.floor(strength * n_layers + 0.5)  # round half up
-        tail = layers[n_layers - k :]  # the last k data→latent layers
-        dtype, device = flow.loc.dtype, flow.loc.device
-        with torch.no_grad():
-            gen = torch.Generator(device=device).manual_seed(0)
-            eps = torch.randn(2000, flow.n_dims, generator=gen, dtype=dtype, device=device)
-            u = flow.loc + flow.log_scale.exp() * eps  # (P, 2) base draws
-            for layer in reversed(tail):
-                u, _ = layer.inverse(u)
-            pushed = u.double().cpu().numpy()  # (P, 2)
-            # the box holds the data and the bulk of the partial flow's mass
-            bulk = np.quantile(pushed, [0.001, 0.999], axis=0)  # (2, 2)
-            lo, hi = _box(np.concatenate([dataset.train.x, bulk]), margin=0.15)
-            x, y, pts = _grid_points(lo, hi, grid)
-            v = torch.as_tensor(pts, dtype=dtype, device=device)
-            logdet = torch.zeros(len(v), dtype=dtype, device=device)
-            for layer in tail:
-                v, ld = layer(v)
-                logdet = logdet + ld
-            log_z = (flow.base_log_prob(v.flatten(1)) + logdet).double().cpu().numpy()
+        pushed = fitted.partial_sample(2000, k, random_state=0)  # (P, 2)
+        # the box holds the data and the bulk of the partial flow's mass
+        bulk = np.quantile(pushed, [0.001, 0.999], axis=0)  # (2, 2)
+        lo, hi = _box(np.concatenate([dataset.train.x, bulk]), margin=0.15)
+        x, y, pts = _grid_points(lo, hi, grid)
+        log_z = fitted.partial_log_prob(pts, k)
         z = np.exp(log_z)
         return {
             "data": data,
-            "model": FLOW_MODEL,
+            "model": name,
             "strength": float(strength),
             "layer": k,
             "n_layers": n_layers,
@@ -516,16 +484,18 @@ class Explorer:
     def _fit_spam(self) -> dict[str, Any]:
         from sklearn.linear_model import LogisticRegression
 
+        name = _need("spam view's classifier", spam_classifier())
         corpus = spam.load_csv(self.spam_csv) if self.spam_csv else spam.generate()
         x, y = corpus.features(), corpus.labels  # (N, V), (N,)
-        nb = make("naive-bayes").fit(x, y)
+        classifier = make(name, **budget(name, self.quick)).fit(x, y)
         logistic = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
-        return {"corpus": corpus, "nb": nb, "logistic": logistic}
+        return {"corpus": corpus, "model": name, "classifier": classifier, "logistic": logistic}
 
     def spam_vocab(self) -> dict[str, Any]:
         fitted = self._spam()
         corpus = fitted["corpus"]
         return {
+            "classifier": fitted["model"],
             "synthetic": corpus.synthetic,
             "source": corpus.source,
             "words": list(corpus.vocabulary),
@@ -534,8 +504,14 @@ class Explorer:
         }
 
     def spam_posterior(self, words: list[str]) -> dict[str, Any]:
-        """P(spam | words present, all other vocabulary words absent) under naive Bayes and
-        logistic regression, with each word's additive share of the log-odds."""
+        """P(spam | words present, all other vocabulary words absent) under the generative
+        classifier (:func:`spam_classifier`, naive Bayes: the ``naive_bayes`` fields) and
+        logistic regression, with each word's share of the log-odds.
+
+        The classifier is asked through ``predict_proba`` only. A word's share is the move of
+        the log-odds from the empty e-mail to the e-mail with that word alone; under naive
+        Bayes the shares add up: log-odds = base (empty e-mail) + Σ shares of the words.
+        """
         fitted = self._spam()
         vocabulary = fitted["corpus"].vocabulary
         index = {w: j for j, w in enumerate(vocabulary)}
@@ -550,35 +526,35 @@ class Explorer:
                 )
             if word not in chosen:
                 chosen.append(word)
-        x = np.zeros((1, len(vocabulary)), dtype=np.int64)
+        # rows: the e-mail, the empty e-mail, then each chosen word alone
+        x = np.zeros((2 + len(chosen), len(vocabulary)), dtype=np.int64)  # (2 + W, V)
         x[0, [index[w] for w in chosen]] = 1
-        nb, logistic = fitted["nb"], fitted["logistic"]
-        spam_col = int(np.flatnonzero(nb.classes_ == 1)[0])
-        logp = nb.feature_log_prob_  # (C, V, 2): log p(x_i = k | class)
-        s, h = spam_col, 1 - spam_col
-        # presence of word i adds log θ_si/θ_hi − log (1−θ_si)/(1−θ_hi) to the log-odds
-        present = logp[s, :, 1] - logp[h, :, 1]
-        absent = logp[s, :, 0] - logp[h, :, 0]
-        base = float(nb.class_log_prior_[s] - nb.class_log_prior_[h] + absent.sum())
-        share = present - absent  # (V,)
-        nb_log_odds = base + float(share[x[0] == 1].sum())
+        for row, w in enumerate(chosen, start=2):
+            x[row, index[w]] = 1
+        classifier, logistic = fitted["classifier"], fitted["logistic"]
+        is_spam = np.asarray(classifier.classes_) == 1
+        proba = classifier.predict_proba(x)  # (2 + W, C), columns in classes_ order
+        log_odds = np.log(proba[:, is_spam].sum(1)) - np.log(proba[:, ~is_spam].sum(1))
+        base = float(log_odds[1])
+        share = log_odds[2:] - base  # (W,)
         coef = logistic.coef_[0]  # (V,): log-odds of class 1 (spam)
         lr_log_odds = float(logistic.intercept_[0] + coef @ x[0])
         return {
             "words": chosen,
-            "naive_bayes": float(nb.predict_proba(x)[0, spam_col]),
-            "logistic": float(logistic.predict_proba(x)[0, 1]),
-            "naive_bayes_log_odds": nb_log_odds,
+            "classifier": fitted["model"],
+            "naive_bayes": float(proba[0, is_spam].sum()),
+            "logistic": float(logistic.predict_proba(x[:1])[0, 1]),
+            "naive_bayes_log_odds": float(log_odds[0]),
             "naive_bayes_base_log_odds": base,
             "logistic_log_odds": lr_log_odds,
             "logistic_intercept": float(logistic.intercept_[0]),
             "contributions": [
                 {
                     "word": w,
-                    "naive_bayes": float(share[index[w]]),
+                    "naive_bayes": float(share[j]),
                     "logistic": float(coef[index[w]]),
                 }
-                for w in chosen
+                for j, w in enumerate(chosen)
             ],
         }
 

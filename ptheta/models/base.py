@@ -2,16 +2,74 @@
 
 from __future__ import annotations
 
+import functools
 import math
-from typing import Any, ClassVar
+import types
+from collections.abc import Callable
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 from sklearn.base import BaseEstimator
 
 from ptheta.data.spec import DataSpec, Split, check_values, infer_spec
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError, RunDirError
+from ptheta.models.capabilities import LIKELIHOOD_KINDS, Capabilities
 
-LIKELIHOOD_KINDS: tuple[str, ...] = ("exact", "bound", "estimate", "none")
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+class Unavailable(CapabilityError, AttributeError):
+    """A method this model cannot honour: ``hasattr`` is False (scikit-learn and user code
+    probe methods so), and reaching for it raises this CapabilityError, which says why."""
+
+
+def only_where(why_not: Callable[[Any], str | None]) -> Callable[[_Method], _Method]:
+    """Decorate a method that exists on an instance only where ``why_not(instance)`` is
+    None; elsewhere getting it raises :class:`Unavailable` with ``why_not``'s message.
+
+    Like scikit-learn's ``available_if``, but the error keeps ptheta's message and is a
+    :class:`CapabilityError`. On the class the plain function is returned (for docs).
+    """
+
+    def decorate(method: _Method) -> _Method:
+        return _OnlyWhere(method, why_not)  # type: ignore[return-value]
+
+    return decorate
+
+
+class _OnlyWhere:
+    """The descriptor of :func:`only_where`."""
+
+    def __init__(self, method: Callable[..., Any], why_not: Callable[[Any], str | None]):
+        self.method = method
+        self.why_not = why_not
+        functools.update_wrapper(self, method)
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Any:
+        if obj is None:
+            return self.method
+        reason = self.why_not(obj)
+        if reason is not None:
+            raise Unavailable(reason)
+        return types.MethodType(self.method, obj)
+
+
+def _why_no_likelihood(model: GenerativeModel) -> str | None:
+    return None if model._capabilities().has_likelihood else model._no_likelihood()
+
+
+def why_not_classify(model: GenerativeModel) -> str | None:
+    """None where ``model`` classifies by Bayes' rule (``predict_proba``, ``predict``),
+    else why not: for :func:`only_where` on those methods."""
+    caps = model._capabilities()
+    if caps.classifies:
+        return None
+    if not caps.has_likelihood:
+        return f"{model._no_likelihood()}; Bayes' rule (predict_proba) needs p(x | y)"
+    return (
+        f"{model.name!r} classifies only with class_conditional=True and fit(X, y): it "
+        "has no predict_proba or predict otherwise"
+    )
 
 
 class GenerativeModel(BaseEstimator):
@@ -60,6 +118,77 @@ class GenerativeModel(BaseEstimator):
     quick_params: ClassVar[dict[str, Any]] = {}
     # Keyword arguments fit() accepts besides X and y (e.g. validation_data for neural ones).
     fit_params: ClassVar[tuple[str, ...]] = ()
+    # Further fields of Capabilities this family has by default (embeds, exports_structure,
+    # anomaly_score, ...), merged along the class hierarchy: NeuralModel's apply to every
+    # neural family. Hyper-parameters override them in _capabilities().
+    abilities: ClassVar[dict[str, Any]] = {}
+    # Named hyper-parameter sets next to the defaults: "quick" (tiny, for tests and
+    # --quick), "demo" (the digits comparison of `ptheta demo`, and the default list of
+    # `ptheta compare`), "explorer" (the explorer's cached models). A family without a
+    # preset of a name is left out of what that name selects.
+    presets: ClassVar[dict[str, dict[str, Any]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # A class's presets are its own (a subclass is not in the demo because its parent
+        # is), but for "quick", which ``quick_params`` also names and a subclass inherits.
+        own = dict(vars(cls).get("presets", {}))
+        own.setdefault("quick", dict(vars(cls).get("quick_params", cls.quick_params)))
+        cls.presets = own
+        cls.quick_params = dict(own["quick"])
+
+    # ----------------------------------------------------------------- capabilities
+    def capabilities(self) -> Capabilities:
+        """What this model, with its hyper-parameters, can do (see :class:`Capabilities`).
+
+        Before fit ``fitted_likelihood`` and ``units`` are None; after fit they say what
+        ``score_samples`` returns on the data the model was fitted on.
+
+        Example:
+            >>> import ptheta
+            >>> ptheta.make("naive-bayes").capabilities().classifies
+            True
+        """
+        caps = self._capabilities()
+        if self.is_fitted():
+            caps = caps.replace(
+                fitted_likelihood=self.likelihood_,
+                units=self.units_,
+                dequantised=self._dequantised(),
+            )
+        return caps
+
+    def _dequantised(self) -> bool:
+        """After fit: whether this is a continuous density of dequantised discrete data."""
+        return False
+
+    def _capabilities(self) -> Capabilities:
+        """The class defaults; families override this where a hyper-parameter decides."""
+        conditional = bool(self.class_conditional)
+        names = self._get_param_names()
+        fields: dict[str, Any] = {
+            "likelihood": self.likelihood,
+            "data_kinds": tuple(self.data_kinds),
+            "needs_labels": self.needs_labels,
+            "needs_image": self.needs_image,
+            "class_conditional": conditional,
+            "classifies": conditional and self.likelihood != "none",
+            "marginalises": self.can_marginalise,
+            "imputes": self.can_marginalise,
+            "anomaly_score": "log_prob" if self.likelihood != "none" else None,
+            "random_state": "random_state" in names,
+            "can_condition": "class_conditional" in names,
+            "progress": "verbose" in names,
+        }
+        for klass in reversed(type(self).__mro__):
+            fields.update(vars(klass).get("abilities", {}))
+        return Capabilities(**fields)
+
+    @classmethod
+    def preset(cls, name: str) -> dict[str, Any] | None:
+        """The hyper-parameters of preset ``name`` (a copy), or None if the family has none."""
+        found = cls.presets.get(name)
+        return None if found is None else dict(found)
 
     # ----------------------------------------------------------------- public API
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> GenerativeModel:
@@ -77,11 +206,7 @@ class GenerativeModel(BaseEstimator):
             )
         spec = self._resolve_spec(X)
         if spec.kind not in self.data_kinds:
-            raise DataError(
-                f"{self.name!r} does not model {spec.kind} data (it accepts "
-                f"{', '.join(self.data_kinds)}); choose another model, or declare the data kind "
-                "if it was inferred wrongly"
-            )
+            raise DataError(self._kind_error(X, spec))
         if isinstance(X, Split) and y is None:
             y = X.y
         x = check_values(X, spec, allow_nan=False, what="training data")
@@ -93,22 +218,110 @@ class GenerativeModel(BaseEstimator):
         self.units_ = self._fitted_units(spec)
         return self
 
-    def score_samples(self, X: Any) -> np.ndarray:
+    def _kind_error(self, X: Any, spec: DataSpec) -> str:
+        """The message for training data of a kind this family does not model."""
+        if spec.kind == "continuous" and not isinstance(X, Split):
+            from ptheta.data.spec import as_array
+
+            arr = as_array(X, "training data").astype(np.float64)
+            if arr.min() < 0 and np.all(arr == np.round(arr)):
+                # integer levels shifted below 0: say so (scikit-learn's phrase, too)
+                return (
+                    f"Negative values in data passed to {self.name!r}: it models discrete "
+                    f"levels 0..K-1 ({', '.join(self.data_kinds)}), and negative values make "
+                    "the data continuous; shift the levels (X - X.min()), or choose a model "
+                    "of continuous data"
+                )
+        return (
+            f"{self.name!r} does not model {spec.kind} data (it accepts "
+            f"{', '.join(self.data_kinds)}); choose another model, or declare the data kind "
+            "if it was inferred wrongly"
+        )
+
+    @property
+    def n_features_in_(self) -> int:
+        """After fit: the number of features of one example flattened (scikit-learn's
+        attribute), the product of the event shape. Derived from ``spec_``, so a model
+        loaded from a run directory has it too; an AttributeError before fit."""
+        if not self.is_fitted():
+            raise AttributeError(f"this {type(self).__name__} is not fitted: no n_features_in_")
+        return int(np.prod(DataSpec.from_json(self.spec_).event_shape))
+
+    def _no_likelihood(self) -> str:
+        """Why a model without a likelihood has no ``score_samples``; families say more."""
+        return f"{self.name!r} has no likelihood; use sample-based metrics instead"
+
+    def _is_classifier(self) -> bool:
+        """A classifier in scikit-learn's sense: it classifies by Bayes' rule (a
+        class-conditional model with a likelihood), see :meth:`__sklearn_tags__`."""
+        return self._capabilities().classifies
+
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's tags, from the capabilities: a model that classifies
+        (``capabilities().classifies``: naive Bayes, a Bayes classifier, any family with
+        ``class_conditional=True`` and a likelihood) is a ``"classifier"`` (stratified
+        folds in ``cross_val_score``, ``score(X, y)`` = accuracy); every other model is a
+        ``"density_estimator"``. ``target_tags.required`` where ``fit`` needs ``y``.
+
+        Input tags: families of discrete data only (levels 0..K-1) declare
+        ``categorical`` and ``positive_only``; families that need images (C, H, W) do not
+        take 2-D arrays (``two_d_array`` False, as scikit-learn's image estimators).
+        ``allow_nan`` stays False although marginalising models score NaN entries: the tag
+        says ``fit`` takes NaN (meta-estimators pass it there), and every model refuses it.
+        """
+        from sklearn.utils import ClassifierTags
+
+        tags = super().__sklearn_tags__()
+        caps = self._capabilities()
+        discrete = "continuous" not in caps.data_kinds
+        tags.input_tags.allow_nan = False
+        tags.input_tags.categorical = discrete
+        tags.input_tags.positive_only = discrete
+        tags.input_tags.two_d_array = not caps.needs_image
+        tags.target_tags.required = caps.needs_labels or caps.classifies
+        if caps.classifies:
+            tags.estimator_type = "classifier"
+            tags.classifier_tags = ClassifierTags(multi_class=True, multi_label=False)
+        else:
+            tags.estimator_type = "density_estimator"
+        return tags
+
+    @only_where(_why_no_likelihood)
+    def score_samples(self, X: Any, *, return_std: bool = False) -> Any:
         """Log-likelihood of each example in nats, shape (N,).
 
+        Absent on a model without a likelihood (GAN, EBM): ``hasattr`` is False, and
+        calling it raises a :class:`CapabilityError` that says what to use instead.
+
         See ``likelihood_`` for whether it is exact, a bound or an estimate, and
-        ``units_`` for whether it is a log-probability or a log-density.
+        ``units_`` for whether it is a log-probability or a log-density. With
+        ``return_std=True`` it returns ``(scores, std)``: ``std`` (N,) is the Monte-Carlo
+        standard error of each stochastic score (zeros where the score is exact or a
+        deterministic bound).
         """
         self._check_fitted()
-        if self.likelihood == "none":
-            raise CapabilityError(
-                f"{self.name!r} has no likelihood; use sample-based metrics instead"
-            )
         x = check_values(X, self.fitted_spec, allow_nan=self.can_marginalise)
-        return np.asarray(self._score_samples(x), dtype=np.float64)
+        if not return_std:
+            return np.asarray(self._score_samples(x), dtype=np.float64)
+        scores, std = self._score_samples_with_std(x)
+        return np.asarray(scores, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
+    @only_where(_why_no_likelihood)
     def score(self, X: Any, y: Any = None) -> float:
-        """Mean log-likelihood per example in nats (higher is better; GridSearchCV uses it)."""
+        """What scikit-learn's model selection (``GridSearchCV``, ``cross_val_score``)
+        maximises: higher is better.
+
+        - A classifier (``sklearn.base.is_classifier(model)``, i.e. ``capabilities().
+          classifies``) given labels ``y``: the accuracy of ``predict(X)``, the mean of
+          ``predict(X) == y``, as scikit-learn's classifiers score.
+        - Otherwise (a density, or a classifier without ``y``): the mean log-likelihood per
+          example in nats, ``score_samples(X).mean()``; ``y`` is ignored.
+
+        For the held-out log-likelihood of a classifier, call ``score(X)`` without ``y``.
+        """
+        if y is not None and self._is_classifier():
+            predicted = self.predict(X)  # checks fitting and X first
+            return float(np.mean(predicted == self._check_labels(y, len(predicted))))
         return float(np.mean(self.score_samples(X)))
 
     def sample(
@@ -186,6 +399,33 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         return int(self._n_parameters())
 
+    def nll_summary(self, X: Any) -> dict[str, Any]:
+        """Mean negative log-likelihood of ``X`` in one unit, with its kind.
+
+        Returns a dict with ``n``, ``nll_nats`` (per example), ``bits_per_dim``, ``std_err``
+        (of the mean, nats), ``likelihood`` (exact / bound / estimate / none) and ``units``
+        (``discrete``: −log P, comparable across discrete models and their bounds;
+        ``continuous``: −log density, comparable only with other densities of the same
+        data). A model with no likelihood gives None for the numbers.
+        """
+        self._check_fitted()
+        out: dict[str, Any] = {
+            "n": len(X),
+            "likelihood": self.likelihood_,
+            "units": self.units_,
+            "nll_nats": None,
+            "bits_per_dim": None,
+            "std_err": None,
+        }
+        if self.likelihood_ == "none":
+            return out
+        log_p = self.score_samples(X)
+        nll = float(-log_p.mean())
+        out["nll_nats"] = nll
+        out["bits_per_dim"] = nll / (self.fitted_spec.n_dims * math.log(2.0))
+        out["std_err"] = float(log_p.std(ddof=1) / math.sqrt(len(log_p))) if len(log_p) > 1 else 0.0
+        return out
+
     def bits_per_dim(self, X: Any) -> float:
         """Mean negative log-likelihood in bits per dimension."""
         nll = -self.score(X)
@@ -262,7 +502,22 @@ class GenerativeModel(BaseEstimator):
             return f"has likelihood_={self.likelihood_!r}, not one of {', '.join(LIKELIHOOD_KINDS)}"
         if self.units_ not in ("discrete", "continuous"):
             return f"has units_={self.units_!r}, not 'discrete' or 'continuous'"
+        for key, shape in self._expected_shapes(spec).items():
+            if not hasattr(self, key):
+                return f"lacks the fitted attribute(s) {key!r}"
+            actual = np.shape(getattr(self, key))
+            if actual != tuple(shape):
+                return (
+                    f"has {key} of shape {actual}, but its parameters and data spec make it "
+                    f"{tuple(shape)} (weights from another run?)"
+                )
         return None
+
+    def _expected_shapes(self, spec: DataSpec) -> dict[str, tuple[int, ...]]:
+        """The shapes that the hyper-parameters and the data spec fix for fitted arrays
+        (``{"means_": (K, D)}``): a restored state is cross-checked against them, so
+        weights of another run are refused. Families list theirs."""
+        return {}
 
     # ----------------------------------------------------------------- hooks
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
@@ -273,6 +528,12 @@ class GenerativeModel(BaseEstimator):
 
     def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
         raise NotImplementedError
+
+    def _score_samples_with_std(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores and their Monte-Carlo standard errors, (N,) each; stochastic scorers
+        override this (the default is a deterministic score with zero error)."""
+        scores = np.asarray(self._score_samples(x), dtype=np.float64)
+        return scores, np.zeros_like(scores)
 
     def _n_parameters(self) -> int:
         raise NotImplementedError
@@ -303,10 +564,9 @@ class GenerativeModel(BaseEstimator):
     def _resolve_spec(self, X: Any) -> DataSpec:
         if isinstance(X, Split):
             return X.spec
-        try:
-            arr = np.asarray(X, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise DataError("training data must be a numeric array of shape (N, ...)") from None
+        from ptheta.data.spec import as_array  # refuses sparse, complex, string, object
+
+        arr = as_array(X, "training data").astype(np.float64)
         if arr.ndim < 2:
             raise DataError(
                 f"training data must have shape (N, ...) with one example per row, got shape "
@@ -356,11 +616,17 @@ class GenerativeModel(BaseEstimator):
     def _check_labels(self, y: Any, n: int) -> np.ndarray | None:
         if y is None:
             if self.needs_labels:
-                raise DataError(f"{self.name!r} needs class labels: call fit(X, y)")
+                raise DataError(
+                    f"{self.name!r} needs class labels: it requires y to be passed, but the "
+                    "target y is None; call fit(X, y)"
+                )
             return None
+        if type(y).__module__.startswith("scipy.sparse"):
+            raise DataError("labels are a scipy sparse matrix; pass one label per example (N,)")
         y = np.asarray(y)
         if y.shape != (n,):
-            raise DataError(f"labels must have shape ({n},) to match X, got {y.shape}")
+            hint = "; a column (N, 1) is y.ravel()" if y.shape == (n, 1) else ""
+            raise DataError(f"labels must have shape ({n},) to match X, got {y.shape}{hint}")
         return y
 
     def _check_fitted(self) -> None:

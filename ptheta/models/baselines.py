@@ -45,6 +45,8 @@ class Independent(GenerativeModel):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = True
+    abilities: ClassVar[dict[str, Any]] = {"closed_form": True}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {}, "explorer": {}}
 
     def __init__(self, *, alpha: float = 0.5, min_var: float = 1e-6) -> None:
         self.alpha = alpha
@@ -109,6 +111,18 @@ class Independent(GenerativeModel):
         if hasattr(self, "probs_"):
             return sample_categorical(self.probs_, rng, size=n)  # (n, D)
         return self.mean_ + np.sqrt(self.var_) * rng.standard_normal((n, self.mean_.size))
+
+    def closed_form(self) -> dict[str, np.ndarray]:
+        """The fitted distribution for closed-form entropy and KL: ``{"probs": (D, K)}``
+        (independent categorical factors) or ``{"mean": (D,), "cov": (D,)}`` (a diagonal
+        Gaussian)."""
+        self._check_fitted()
+        if hasattr(self, "probs_"):
+            return {"probs": np.asarray(self.probs_, dtype=np.float64)}
+        return {
+            "mean": np.asarray(self.mean_, np.float64),
+            "cov": np.asarray(self.var_, np.float64),
+        }
 
     def _n_parameters(self) -> int:
         if hasattr(self, "probs_"):

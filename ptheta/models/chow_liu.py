@@ -11,7 +11,7 @@ from scipy.special import logsumexp, xlogy
 
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
-from ptheta.models.base import GenerativeModel
+from ptheta.models.base import GenerativeModel, only_where, why_not_classify
 from ptheta.models.classifier import encode_labels
 from ptheta.models.sampling import sample_categorical
 from ptheta.params import check_bool, check_float, is_integer, parameter_error
@@ -91,8 +91,10 @@ class ChowLiuTree(GenerativeModel):
     name: ClassVar[str] = "chow-liu"
     family: ClassVar[str] = "graphical"
     likelihood: ClassVar[str] = "exact"
+    abilities: ClassVar[dict[str, Any]] = {"exports_structure": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
     can_marginalise: ClassVar[bool] = True
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {}, "explorer": {}}
 
     def __init__(
         self,
@@ -122,8 +124,9 @@ class ChowLiuTree(GenerativeModel):
         if self.class_conditional:
             if y is None:
                 raise DataError(
-                    f"{self.name!r} with class_conditional=True needs class labels: call "
-                    "fit(X, y), or set class_conditional=False"
+                    f"{self.name!r} with class_conditional=True needs class labels: it "
+                    "requires y to be passed, but the target y is None; call fit(X, y), or "
+                    "set class_conditional=False"
                 )
             classes, index = encode_labels(self.name, y)
         else:
@@ -208,10 +211,12 @@ class ChowLiuTree(GenerativeModel):
     def _score_samples(self, x: np.ndarray) -> np.ndarray:
         return logsumexp(self._log_joint(x.reshape(len(x), -1)), axis=1)
 
+    @only_where(why_not_classify)
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class posterior p(y | x) by Bayes rule, shape (N, C) in the order of ``classes_``.
 
-        Missing entries (NaN) are summed out exactly. Only for ``class_conditional=True``.
+        Missing entries (NaN) are summed out exactly. Only for ``class_conditional=True``:
+        absent otherwise (``hasattr`` is False; calling it raises a CapabilityError).
         """
         self._check_fitted()
         if not self._is_tan:
@@ -223,8 +228,9 @@ class ChowLiuTree(GenerativeModel):
         joint = self._log_joint(x.reshape(len(x), -1))  # (N, C)
         return np.exp(joint - logsumexp(joint, axis=1, keepdims=True))
 
+    @only_where(why_not_classify)
     def predict(self, X: Any) -> np.ndarray:
-        """Most probable class of each example, shape (N,)."""
+        """Most probable class of each example, shape (N,) (``class_conditional=True``)."""
         index = self.predict_proba(X).argmax(axis=1)  # checks first that there are classes
         return self.classes_[index]
 
@@ -305,6 +311,20 @@ class ChowLiuTree(GenerativeModel):
         lines += [f"  {i} [label={quote(s)}];" for i, s in enumerate(names)]
         lines += [f'  {p} -> {c} [label="{self.mutual_info_[p, c]:.4f}"];' for p, c in self.edges_]
         return "\n".join([*lines, "}"]) + "\n"
+
+    def structure_graph(self) -> dict[str, Any]:
+        """The tree for drawing: ``n_nodes``, ``edges`` (parent, child), ``weights`` (each
+        edge's mutual information, nats), ``roots``, ``layout`` (D, 2) and ``title``."""
+        self._check_fitted()
+        d = len(self.parents_)
+        return {
+            "n_nodes": d,
+            "edges": [(int(p), int(c)) for p, c in self.edges_],
+            "weights": [float(self.mutual_info_[p, c]) for p, c in self.edges_],
+            "roots": [int(self.root_)],
+            "layout": self.layered_layout(),
+            "title": f"Chow–Liu tree, {d} variables (edge width ∝ mutual information)",
+        }
 
     def layered_layout(self) -> np.ndarray:
         """(D, 2) positions: depth below the root downwards, breadth-first order across.

@@ -11,6 +11,7 @@ from scipy.special import logsumexp
 from ptheta.data.spec import DataSpec, Split, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError, RunDirError, UnknownNameError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.capabilities import Capabilities
 from ptheta.models.sampling import sample_categorical
 from ptheta.params import check_choice, check_float, check_str, parameter_error
 
@@ -97,7 +98,8 @@ def encode_labels(model: str, y: Any) -> tuple[np.ndarray, np.ndarray]:
     """Sorted distinct labels (C,) and each example's class index (N,), or a DataError.
 
     Labels are numbers or strings; a missing label (NaN or None) is refused, since it would
-    otherwise become a class of its own.
+    otherwise become a class of its own, and so are continuous (non-integer or infinite
+    float) values.
     """
     labels = np.asarray(y)
     if labels.dtype.kind == "f":
@@ -112,6 +114,16 @@ def encode_labels(model: str, y: Any) -> tuple[np.ndarray, np.ndarray]:
             f"{model}: {len(rows)} class label(s) are missing (NaN or None; first at rows "
             f"{rows[:5].tolist()}); drop those examples or give them a label"
         )
+    if labels.dtype.kind == "f":
+        # scikit-learn's rule (type_of_target): floats with a fractional part, or infinite
+        # ones, are a continuous target, not classes (each value would be a class)
+        bad = ~np.isfinite(labels) | (labels != np.round(labels))
+        if bad.any():
+            raise DataError(
+                f"{model}: y holds continuous values (e.g. {labels[bad][0]!r}), not class "
+                "labels; a classifier needs integer or string labels: bin a continuous "
+                "target first"
+            )
     try:
         classes, index = np.unique(labels, return_inverse=True)
     except TypeError:
@@ -159,6 +171,7 @@ class BayesClassifier(BayesRule, GenerativeModel):
     name: ClassVar[str] = "bayes-classifier"
     family: ClassVar[str] = "classifiers"
     likelihood: ClassVar[str] = "exact"
+    abilities: ClassVar[dict[str, Any]] = {"embeds": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     needs_labels: ClassVar[bool] = True
     class_conditional: ClassVar[bool] = True
@@ -176,6 +189,17 @@ class BayesClassifier(BayesRule, GenerativeModel):
         self.density_params = density_params
         self.prior = prior
         self.prior_alpha = prior_alpha
+
+    def _capabilities(self) -> Capabilities:
+        from ptheta.models import get_model_class  # the registry imports this module
+
+        caps = super()._capabilities()
+        try:
+            inner = get_model_class(self.density)().capabilities()
+        except (UnknownNameError, TypeError):  # an invalid density is refused at fit
+            return caps
+        # missing entries are summed out exactly only where the class densities can
+        return caps.replace(marginalises=inner.marginalises, imputes=inner.marginalises)
 
     # ----------------------------------------------------------------- fitting
     def _new_density(self) -> GenerativeModel:

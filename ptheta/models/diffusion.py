@@ -1,4 +1,5 @@
-"""Denoising diffusion (DDPM): ε-prediction, the variational bound, ancestral and DDIM sampling."""
+"""Denoising diffusion (DDPM): ε-prediction, estimates of the variational bound, ancestral and
+DDIM sampling."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.device import resolve_dtype
+from ptheta.nn.noise import example_keys, keyed_normal
 from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet
 from ptheta.params import check_choice, check_float, check_int, check_random_state
 from ptheta.progress import progress_bar
@@ -26,8 +28,8 @@ ARCHITECTURES: tuple[str, ...] = ("auto", "mlp", "unet")
 SAMPLERS: tuple[str, ...] = ("ancestral", "ddim")
 # Rows (examples × time steps) the denoiser sees at once when the bound is evaluated.
 BOUND_ROWS = 8192
-# Seed of the forward-process noise of log_prob / bound_terms when no generator is given,
-# so that scores are deterministic.
+# Seed of the forward-process noise of log_prob / bound_terms when neither a generator nor
+# keys are given: with each example's values it seeds that example's draws.
 SCORE_SEED = 7919
 MAX_BETA = 0.999  # β_t = 1 would make 1/√α_t infinite (Nichol & Dhariwal clip the same way)
 
@@ -125,11 +127,15 @@ class DiffusionNetwork(nn.Module):
     sampling, so the bound is the bound of the model that ancestral sampling draws from.
 
     Bound (nats per example; :meth:`bound_terms`): −log p(x) ≤ L_0 + L_1 + … + L_{T−1} + L_T
-    with L_0 = −log p(x_0 | x_1), L_{t−1} = KL(q(x_{t−1} | x_t, x_0) ‖ p(x_{t−1} | x_t)),
-    L_T = KL(q(x_T | x_0) ‖ N(0, I)), each L_{t−1} at one draw x_t ~ q(x_t | x_0) (the
-    usual unbiased estimate of the expectation; closed-form KLs otherwise). On continuous
-    data L_0 includes the standardisation's log-Jacobian Σ log scale, so the bound is on
-    the density of x, not of z.
+    with L_0 = E_q[−log p(x_0 | x_1)], L_{t−1} = E_q[KL(q(x_{t−1} | x_t, x_0) ‖
+    p(x_{t−1} | x_t))], L_T = KL(q(x_T | x_0) ‖ N(0, I)). The expectations over
+    x_t ~ q(x_t | x_0) are estimated by averaging ``n_draws`` draws per term (unbiased; the
+    KLs given x_t are closed-form), so what is computed is an *estimate* of the bound, with
+    the standard error of :meth:`bound_with_stderr`. On continuous data L_0 includes the
+    standardisation's log-Jacobian Σ log scale, so the bound is on the density of x, not
+    of z. Draws come from ``generator`` or, with ``keys``
+    (:func:`~ptheta.nn.noise.example_keys`), from each example's own key, so that an
+    example's estimate does not depend on the rest of the batch.
 
     Training loss (:meth:`loss`): Ho et al.'s simple objective, the mean over entries of
     ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t)‖², t uniform on 1 … T. Class-conditional
@@ -344,39 +350,57 @@ class DiffusionNetwork(nn.Module):
         kl = _gaussian_kl(ab.sqrt() * x0, 1 - ab, torch.zeros_like(x0), torch.ones_like(ab))
         return kl.reshape(len(x0), -1).sum(1)
 
-    def terms_at(
+    def _forward_noise(
+        self, like: Tensor, t: int, draw: int, generator: torch.Generator | None, keys
+    ) -> Tensor:
+        """ε of draw ``draw`` at time t for every example, like's shape (N, *E)."""
+        if keys is None:
+            return torch.randn(
+                like.shape, generator=generator, device=like.device, dtype=like.dtype
+            )
+        # stream (draw, t): draw s at time t is the same whatever the number of draws
+        eps = keyed_normal(keys, draw * 2**32 + t, self.event_shape)
+        return eps.to(device=like.device, dtype=like.dtype)
+
+    def draw_terms(
         self,
         x: Tensor,
         ts: list[int],
         y: Tensor | None = None,
         generator: torch.Generator | None = None,
         progress: Callable[[int], None] | None = None,
+        *,
+        n_draws: int = 1,
+        keys: Any = None,
+        first_draw: int = 0,
     ) -> Tensor:
-        """L_{t−1} for each t of ``ts`` (t = 1: the decoder term L_0), (N, len(ts)).
+        """L_{t−1} for each t of ``ts`` (t = 1: the decoder term L_0) at ``n_draws``
+        independent draws x_t ~ q(x_t | x_0) each, (n_draws, N, len(ts)).
 
-        One x_t ~ q(x_t | x_0) per example and t, drawn from ``generator`` in the order of
-        ``ts``; the denoiser sees at most :data:`BOUND_ROWS` rows at once. ``progress(k)``
-        is called after every k time steps done.
+        The noise comes from ``keys`` (one :func:`~ptheta.nn.noise.example_keys` entry
+        per example: each example's draws depend on its key alone; draws number
+        ``first_draw`` … ``first_draw + n_draws − 1``) or else from ``generator``, in the
+        order of ``ts``, then of the draws. The denoiser sees at most
+        :data:`BOUND_ROWS` rows at once. ``progress(k)`` is called after every k time
+        steps done.
         """
         self._check_labels(y)
         x0 = self.to_unit(x)  # (N, *E)
         n = len(x0)
-        group = max(1, BOUND_ROWS // max(n, 1))
+        group = max(1, BOUND_ROWS // max(n * n_draws, 1))
         out = []
         for start in range(0, len(ts), group):
             chunk = ts[start : start + group]
-            t_vec = torch.tensor(chunk, device=x0.device).repeat_interleave(n)  # (g·N,)
-            noise = torch.cat(
-                [
-                    torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
-                    for _ in chunk
-                ]
-            )  # (g·N, *E)
-            x0s = x0.repeat(len(chunk), *[1] * (x0.dim() - 1))
+            draws = range(first_draw, first_draw + n_draws)
+            pairs = [(t, s) for t in chunk for s in draws]  # row block j = pairs[j]
+            t_vec = torch.tensor([t for t, _ in pairs], device=x0.device).repeat_interleave(n)
+            noise = torch.cat([self._forward_noise(x0, t, s, generator, keys) for t, s in pairs])
+            x0s = x0.repeat(len(pairs), *[1] * (x0.dim() - 1))  # (P·N, *E)
             x_t = self.q_sample(x0s, t_vec, noise)
-            eps = self.eps(x_t, t_vec, None if y is None else y.repeat(len(chunk)))
-            for i, t in enumerate(chunk):
-                rows = slice(i * n, (i + 1) * n)
+            eps = self.eps(x_t, t_vec, None if y is None else y.repeat(len(pairs)))
+            terms = []
+            for j, (t, _) in enumerate(pairs):
+                rows = slice(j * n, (j + 1) * n)
                 mean = self.p_mean(x_t[rows], t, eps[rows])  # (N, *E)
                 if t == 1:
                     term = -self._decoder_log_prob(x, x0, mean)
@@ -384,10 +408,26 @@ class DiffusionNetwork(nn.Module):
                     q_mean, q_var = self.q_posterior(x0, x_t[rows], t)
                     kl = _gaussian_kl(q_mean, q_var, mean, self.sigma2[t])
                     term = kl.reshape(n, -1).sum(1)
-                out.append(term)
+                terms.append(term)
+            out.append(torch.stack(terms).reshape(len(chunk), n_draws, n))  # (g, S, N)
             if progress is not None:
                 progress(len(chunk))
-        return torch.stack(out, dim=1)
+        return torch.cat(out).permute(1, 2, 0)  # (S, N, len(ts))
+
+    def terms_at(
+        self,
+        x: Tensor,
+        ts: list[int],
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        progress: Callable[[int], None] | None = None,
+        *,
+        n_draws: int = 1,
+        keys: Any = None,
+    ) -> Tensor:
+        """L_{t−1} for each t of ``ts``, averaged over ``n_draws`` draws, (N, len(ts));
+        see :meth:`draw_terms`."""
+        return self.draw_terms(x, ts, y, generator, progress, n_draws=n_draws, keys=keys).mean(0)
 
     def _decoder_log_prob(self, x: Tensor, x0: Tensor, mean: Tensor) -> Tensor:
         """log p(x_0 | x_1) in data units, (N,)."""
@@ -400,26 +440,65 @@ class DiffusionNetwork(nn.Module):
         # density of x = density of z / ∏ scale
         return lp.reshape(n, -1).sum(1) - torch.log(self.scale).sum()
 
+    def _keys(self, x: Tensor, generator: torch.Generator | None, keys: Any) -> Any:
+        # neither given: each example's draws are seeded by SCORE_SEED and its values
+        return example_keys(x, SCORE_SEED) if keys is None and generator is None else keys
+
     def bound_terms(
         self,
         x: Tensor,
         y: Tensor | None = None,
         generator: torch.Generator | None = None,
         progress: Callable[[int], None] | None = None,
+        *,
+        n_draws: int = 1,
+        keys: Any = None,
     ) -> Tensor:
         """The bound's terms per example, (N, T + 1): column j is L_j (j = 0: the decoder,
-        1 … T−1: the KLs, T: the prior term); their sum is ≥ −log p(x) in expectation."""
-        if generator is None:
-            generator = torch.Generator(device=x.device).manual_seed(SCORE_SEED)
-        steps = self.terms_at(x, list(range(1, self.timesteps + 1)), y, generator, progress)
+        1 … T−1: the KLs, T: the prior term), each averaged over ``n_draws`` draws of x_t;
+        their sum is ≥ −log p(x) in expectation. Noise: see :meth:`draw_terms`; with neither
+        ``generator`` nor ``keys``, each example's draws are seeded by :data:`SCORE_SEED`
+        and its values."""
+        keys = self._keys(x, generator, keys)
+        ts = list(range(1, self.timesteps + 1))
+        steps = self.terms_at(x, ts, y, generator, progress, n_draws=n_draws, keys=keys)
         return torch.cat([steps, self.prior_term(x)[:, None]], dim=1)
+
+    def bound_with_stderr(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        progress: Callable[[int], None] | None = None,
+        *,
+        n_draws: int = 2,
+        keys: Any = None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """(terms (N, T + 1) as :meth:`bound_terms`, the estimate −Σ terms of the bound on
+        log p(x) (N,), its Monte-Carlo standard error (N,)).
+
+        The terms' draws are independent across t, so the error is
+        √(Σ_t s_t² / n_draws), s_t² the sample variance of term t over its draws (NaN for
+        a single draw; the prior term is exact).
+        """
+        keys = self._keys(x, generator, keys)
+        ts = list(range(1, self.timesteps + 1))
+        draws = self.draw_terms(x, ts, y, generator, progress, n_draws=n_draws, keys=keys)
+        terms = torch.cat([draws.mean(0), self.prior_term(x)[:, None]], dim=1)
+        if n_draws < 2:
+            stderr = torch.full((len(x),), math.nan, dtype=terms.dtype, device=terms.device)
+        else:
+            stderr = (draws.var(0).sum(1) / n_draws).sqrt()
+        return terms, -terms.sum(1), stderr
 
     def log_prob(
         self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """−(the bound), a lower bound on log p(x) (or log p(x | y)) in nats, (N,).
+        """−(the bound's terms), one draw of x_t per term: an unbiased estimate of the lower
+        bound on log p(x) (or log p(x | y)) in nats, (N,).
 
-        Deterministic without ``generator`` (noise seeded with :data:`SCORE_SEED`).
+        Without ``generator`` each example's draws are seeded by :data:`SCORE_SEED` and its
+        values: deterministic, and independent of the rest of the batch.
         """
         return -self.bound_terms(x, y, generator).sum(1)
 
@@ -513,22 +592,26 @@ class DiffusionNetwork(nn.Module):
 
 
 class DDPM(NeuralModel):
-    """Denoising diffusion probabilistic model: ε-prediction, bound on log p(x), DDIM.
+    """Denoising diffusion probabilistic model: ε-prediction, the bound on log p(x), DDIM.
 
     The network is :class:`DiffusionNetwork`: an MLP denoiser for vectors, a small U-Net
     for image-shaped data (``architecture="auto"``), the simple ε-MSE training loss, and
     σ_t² = β̃_t (``variance="posterior"``) or β_t (``"beta"``) in the reverse process.
 
-    What it reports (``likelihood_ = "bound"``, nats per example): ``score_samples`` =
-    −(L_0 + … + L_T), the variational bound summed over all T steps (T network passes per
-    example; progress bar with ``verbose``). On discrete data (binary, categorical(K)) the
-    decoder is the discretised Gaussian on the K level centres, so the number is a lower
-    bound on log P(x) of the discrete data (units ``"discrete"``); on continuous data it is
-    a lower bound on the density of x including the standardisation's Jacobian (units
-    ``"continuous"``). Each KL term is evaluated at one seeded draw x_t ~ q(x_t | x_0):
-    an unbiased, deterministic estimate of the bound. :meth:`bound_terms` gives the terms,
-    :meth:`bound_estimate` a cheaper Monte-Carlo estimate over random t. Class-conditional
-    models score log Σ_y p(y) exp(bound(x | y)), itself a lower bound on log p(x).
+    What it reports (``likelihood_ = "estimate"``, nats per example): ``score_samples`` =
+    −(L_0 + … + L_T), the variational bound summed over all T steps, with each term's
+    expectation over x_t ~ q(x_t | x_0) estimated by the mean of ``n_bound_samples`` draws
+    (T · ``n_bound_samples`` network passes per example; progress bar with ``verbose``). So
+    the score is an unbiased Monte-Carlo *estimate* of the bound, not a bound itself: a
+    single score can exceed the bound (and, rarely, log p(x)) by its Monte-Carlo error,
+    which ``score_samples(X, return_std=True)`` returns. On discrete data (binary,
+    categorical(K)) the decoder is the discretised Gaussian on the K level centres, so the
+    bound is on log P(x) of the discrete data (units ``"discrete"``); on continuous data it
+    is on the density of x including the standardisation's Jacobian (units
+    ``"continuous"``). Each example's draws are a fixed function of ``random_state`` and its
+    values: scores are deterministic and do not depend on the rest of the batch.
+    :meth:`bound_terms` gives the terms, :meth:`bound_estimate` a cheaper Monte-Carlo
+    estimate over random t. Class-conditional models score log Σ_y p(y) exp(bound(x | y)).
 
     Sampling: ``sampler="ancestral"`` (T steps) or ``"ddim"`` (``sampling_steps``,
     deterministic); :meth:`sample_ancestral` and :meth:`sample_ddim` choose explicitly.
@@ -547,6 +630,8 @@ class DDPM(NeuralModel):
         guidance: guidance weight w ≥ 0 for sampling.
         sampler: ``"ancestral"`` or ``"ddim"``.
         sampling_steps: DDIM steps (None: min(50, T)); only with ``sampler="ddim"``.
+        n_bound_samples: draws of x_t per term of the bound in ``score_samples`` (≥ 2 gives
+            a standard error; 1: NaN).
         **training: the shared training arguments of :class:`NeuralModel`.
 
     Example:
@@ -565,15 +650,21 @@ class DDPM(NeuralModel):
 
     name: ClassVar[str] = "ddpm"
     family: ClassVar[str] = "diffusion"
-    likelihood: ClassVar[str] = "bound"
+    likelihood: ClassVar[str] = "estimate"  # a Monte-Carlo estimate of the variational bound
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     quick_params: ClassVar[dict[str, Any]] = {
         "timesteps": 20,
         "hidden": 16,
         "n_blocks": 1,
         "epochs": 3,
+        "n_bound_samples": 4,
         "dtype": "float64",
         "device": "cpu",
+    }
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        # a short schedule: scoring costs T network passes per example
+        "demo": {"timesteps": 100, "hidden": 32, "lr": 2e-3, "sampler": "ddim", "device": "cpu"},
+        "explorer": {"max_time": 60},
     }
 
     def __init__(
@@ -590,6 +681,7 @@ class DDPM(NeuralModel):
         guidance: float = 0.0,
         sampler: str = "ancestral",
         sampling_steps: int | None = None,
+        n_bound_samples: int = 4,
         **training: Any,
     ) -> None:
         super().__init__(**training)
@@ -604,6 +696,7 @@ class DDPM(NeuralModel):
         self.guidance = guidance
         self.sampler = sampler
         self.sampling_steps = sampling_steps
+        self.n_bound_samples = n_bound_samples
 
     # ----------------------------------------------------------------- building
     def _architecture(self, spec: DataSpec) -> tuple[str, tuple[int, ...] | None]:
@@ -630,6 +723,7 @@ class DDPM(NeuralModel):
         check_float(name, "guidance", self.guidance, low=0)
         check_choice(name, "sampler", self.sampler, SAMPLERS)
         check_int(name, "sampling_steps", self.sampling_steps, low=1, high=T, allow_none=True)
+        check_int(name, "n_bound_samples", self.n_bound_samples, low=1)
         if self.guidance and not self.class_conditional:
             raise ParameterError(
                 f"{name}: guidance={self.guidance!r} needs class_conditional=True (it mixes "
@@ -693,10 +787,15 @@ class DDPM(NeuralModel):
         index = [lookup[v] for v in labels.tolist()]
         return torch.as_tensor(index, dtype=torch.long, device=self._device())
 
+    def _keys(self, x: np.ndarray, seed: int | None = None) -> np.ndarray:
+        """Each example's noise key: a hash of (seed, default random_state, its values)."""
+        return example_keys(x, int(self.random_state) if seed is None else seed)
+
     def bound_terms(self, X: Any, y: Any = None) -> np.ndarray:
-        """The bound's terms in nats, (N, T + 1): column 0 is L_0 = −log p(x_0 | x_1)
-        (continuous data: with the standardisation's Jacobian), columns 1 … T−1 the KL
-        terms L_{t−1}, column T the prior term L_T. ``score_samples(X)`` = −row sums for
+        """The estimated bound's terms in nats, (N, T + 1): column 0 is L_0 = −log p(x_0 |
+        x_1) (continuous data: with the standardisation's Jacobian), columns 1 … T−1 the KL
+        terms L_{t−1}, column T the prior term L_T; each averaged over ``n_bound_samples``
+        draws of x_t (the draws of ``score_samples``). ``score_samples(X)`` = −row sums for
         unconditional models. Class-conditional models need ``y``: the terms of the bound
         on log p(x | y).
         """
@@ -705,14 +804,18 @@ class DDPM(NeuralModel):
         labels = self._labels(y, len(x))
         xt = self._tensors(x, None, self.fitted_spec)[0].to(self._device())
         with torch.no_grad():
-            return self._module.bound_terms(xt, labels).double().cpu().numpy()
+            terms = self._module.bound_terms(
+                xt, labels, n_draws=int(self.n_bound_samples), keys=self._keys(x)
+            )
+        return terms.double().cpu().numpy()
 
     def bound_estimate(
         self, X: Any, n_t: int = 16, *, y: Any = None, random_state: Any = None
     ) -> np.ndarray:
         """Unbiased Monte-Carlo estimate of the bound on log p(x) (or log p(x | y)), (N,):
         −(L_0 + L_T + (T − 1)/n_t Σ_{i ≤ n_t} L_{t_i − 1}), t_i uniform on 2 … T (with
-        replacement), the same t_i for every example. Costs n_t + 1 network passes instead
+        replacement), the same t_i for every example, one draw of x_t each (a function of
+        the seed and the example, not of the batch). Costs n_t + 1 network passes instead
         of T."""
         self._check_fitted()
         check_int(self.name, "n_t", n_t, low=1)
@@ -724,27 +827,45 @@ class DDPM(NeuralModel):
         ts = rng.integers(2, T + 1, size=n_t).tolist() if T > 1 else []
         net = self._module
         xt = self._tensors(x, None, self.fitted_spec)[0].to(self._device())
-        gen = torch.Generator(device=xt.device).manual_seed(int(rng.integers(2**62)))
+        keys = self._keys(x, int(rng.integers(2**62)))
         with torch.no_grad():
-            terms = net.terms_at(xt, [1, *ts], labels, gen)  # (N, 1 + n_t)
+            # draw i of the noise at t_i: the same t drawn twice gets two different x_t
+            terms = torch.stack(
+                [
+                    net.draw_terms(xt, [t], labels, keys=keys, first_draw=i)[0, :, 0]
+                    for i, t in enumerate([1, *ts])
+                ],
+                dim=1,
+            )  # (N, 1 + n_t)
             total = terms[:, 0] + net.prior_term(xt)
             if ts:
                 total = total + (T - 1) * terms[:, 1:].mean(1)
         return -total.double().cpu().numpy()
 
     @torch.no_grad()
-    def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:
+    def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
+        """The estimated bound on log p(x) (or log p(x | class)) and its standard error."""
         # NeuralModel's chunks, with a progress bar over all T steps of every chunk
         chunks = np.array_split(x, max(1, int(np.ceil(len(x) / 1024))))
         total = len(chunks) * self.timesteps
-        out = []
+        scores, errors = [], []
         with progress_bar(total, "bound", enabled=bool(self.verbose)) as advance:
             for chunk in chunks:
                 xt = self._tensors(chunk, None, self.fitted_spec)[0].to(self._device())
                 y = None if label is None else torch.full((len(xt),), label, device=xt.device)
-                terms = self._module.bound_terms(xt, y, progress=advance)
-                out.append(-terms.sum(1).double().cpu().numpy())
-        return np.concatenate(out)
+                _, bound, stderr = self._module.bound_with_stderr(
+                    xt,
+                    y,
+                    progress=advance,
+                    n_draws=int(self.n_bound_samples),
+                    keys=self._keys(chunk),
+                )
+                scores.append(bound.double().cpu().numpy())
+                errors.append(stderr.double().cpu().numpy())
+        return np.concatenate(scores), np.concatenate(errors)
+
+    def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:
+        return self._log_prob_with_std(x, label)[0]
 
     # ----------------------------------------------------------------- sampling
     @contextlib.contextmanager

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.errors import CapabilityError, DataError, ParameterError
+from ptheta.errors import DataError, ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.params import check_bool, check_choice, check_float, check_int
 
@@ -229,6 +229,10 @@ class EBM(NeuralModel):
     name: ClassVar[str] = "ebm"
     family: ClassVar[str] = "energy-based"
     likelihood: ClassVar[str] = "none"
+    abilities: ClassVar[dict[str, Any]] = {
+        "anomaly_score": "energy",
+        "validation_measures_fit": False,
+    }
     data_kinds: ClassVar[tuple[str, ...]] = ("continuous",)
     quick_params: ClassVar[dict[str, Any]] = {
         "hidden": 16,
@@ -241,6 +245,7 @@ class EBM(NeuralModel):
     }
 
     validation_measures_fit = False  # its loss does not measure fit: no early stopping
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {"max_time": 60}}
 
     def __init__(
         self,
@@ -333,9 +338,9 @@ class EBM(NeuralModel):
     def _required_attributes(self) -> tuple[str, ...]:
         return ("shift_", "scale_", "low_", "high_")
 
-    def score_samples(self, X: Any) -> np.ndarray:
-        self._check_fitted()
-        raise CapabilityError(
+    def _no_likelihood(self) -> str:
+        # score_samples and score are absent (hasattr is False); this says why
+        return (
             "'ebm' has no normalised likelihood (its log Z is intractable); use "
             "model.energy(X) as an anomaly score (lower = more typical), and sample-based "
             "metrics (Fréchet distance, MMD, precision/recall) to judge its samples"

@@ -1,4 +1,4 @@
-"""Normalizing flows: RealNVP/NICE, MAF and Glow, with exact densities and dequantisation bounds."""
+"""Normalizing flows: RealNVP/NICE, MAF and Glow: exact densities, dequantisation estimates."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import DataError
-from ptheta.models.neural import NeuralModel
+from ptheta.models.neural import EXPLORER_QUICK, NeuralModel
 from ptheta.nn.dequantize import Logit, Scale, UniformDequantizer, VariationalDequantizer
 from ptheta.nn.flows import (
     ActNorm,
@@ -33,6 +33,7 @@ from ptheta.nn.flows import (
     one_hot_context,
     vector_coupling,
 )
+from ptheta.nn.noise import example_keys, mean_and_stderr
 from ptheta.params import check_choice, check_float, check_int
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -47,13 +48,15 @@ class FlowDensity(nn.Module):
 
     - continuous data: ``log_prob(x) = log p_z(f(x)) + log |det ∂f/∂x|``, exact;
     - discrete data (``n_categories`` = K): x is an integer vector, and ``log_prob`` is the
-      dequantisation bound E_u[log p(x + u) − log q(u | x)] ≤ log P(x), estimated with
-      ``n_dequant_samples`` draws that are the SAME for every example and every call
-      (scrambled Sobol points seeded with ``seed``, see ``fixed_noise``): the estimate is
-      a deterministic function of x, and each draw is exactly distributed as u (or ε), so
-      it is unbiased for the bound. It is an estimate of a bound: with few draws its Monte
-      Carlo error (typically hundredths of a nat) can exceed the Jensen gap.
-      ``loss`` uses one fresh draw from torch's global RNG (the Trainer seeds it).
+      mean of log p(x + u_s) − log q(u_s | x) over ``n_dequant_samples`` independent draws
+      u_s ~ q(u | x): an unbiased *estimate* of the dequantisation bound
+      E_u[log p(x + u) − log q(u | x)] ≤ log P(x), not a bound itself (one score can exceed
+      the bound by its Monte-Carlo error; :meth:`log_prob_with_std` gives that error). Since
+      exp(mean of logs) ≤ mean of exp, E[exp(log_prob)] ≤ E_q[p(x + u)/q(u | x)] = P(x).
+      The draws of an example are a fixed function of (``seed``, the example's values)
+      (:func:`~ptheta.nn.noise.example_keys`): scores are deterministic and do not
+      depend on the batch. ``loss`` uses one fresh draw from torch's global RNG (the
+      Trainer seeds it).
     - ``sample`` pushes base draws through the inverse; discrete samples are floor(x),
       clipped to 0..K−1 (mass that the density puts outside [0, K)^D goes to the edge
       cells; it is small once fitted).
@@ -67,7 +70,7 @@ class FlowDensity(nn.Module):
         dequantizer: :class:`~ptheta.nn.dequantize.UniformDequantizer` or
             :class:`~ptheta.nn.dequantize.VariationalDequantizer`.
         n_dequant_samples: draws of u per example in ``log_prob``.
-        seed: seeds the fixed draws of ``log_prob``.
+        seed: with each example's values, seeds its draws in ``log_prob``.
 
     Example:
         >>> import torch
@@ -132,18 +135,32 @@ class FlowDensity(nn.Module):
         """(x + u, log q(u | x)) for integer x and the dequantiser's ``noise``."""
         return self.dequantizer(x, noise)
 
+    def dequantization_draws(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """log p(x + u_s) − log q(u_s | x) for the ``n_dequant_samples`` draws u_s of each
+        (integer) example, (S, N); each row's draws depend on ``seed`` and its values only."""
+        keys = example_keys(x, self.seed)
+        terms = []
+        for s in range(self.n_dequant_samples):
+            # CPU float64 draws: the same on every device
+            noise = self.dequantizer.keyed_noise(keys, s, self.event_shape)
+            v, log_q = self.dequantized(x, noise.to(device=self.loc.device, dtype=self.loc.dtype))
+            terms.append(self.density(v, y) - log_q)
+        return torch.stack(terms)
+
+    def log_prob_with_std(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """:meth:`log_prob` and its Monte-Carlo standard error, (N,) each (zeros on
+        continuous data, NaN with a single draw)."""
+        if self.n_categories is None:
+            lp = self.density(x, y)
+            return lp, torch.zeros_like(lp)
+        return mean_and_stderr(self.dequantization_draws(x, y))
+
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Exact log-density (continuous) or the dequantisation bound (discrete), (N,)."""
+        """Exact log-density (continuous) or the estimate of the dequantisation bound
+        (discrete), (N,)."""
         if self.n_categories is None:
             return self.density(x, y)
-        # CPU float64 draws: the same on every device
-        draws = self.dequantizer.fixed_noise(self.n_dequant_samples, self.event_shape, self.seed)
-        draws = draws.to(device=self.loc.device, dtype=self.loc.dtype)
-        terms = []
-        for noise in draws:  # the same draws for every example: a deterministic estimate
-            v, log_q = self.dequantized(x, noise.expand(x.shape))
-            terms.append(self.density(v, y) - log_q)
-        return torch.stack(terms).mean(0)
+        return self.dequantization_draws(x, y).mean(0)
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Per-example −log p(x) (continuous) or −(log p(x + u) − log q(u | x)), (N,)."""
@@ -207,12 +224,35 @@ class _Flow(NeuralModel):
 
     family: ClassVar[str] = "flows"
     likelihood: ClassVar[str] = "exact"
+    abilities: ClassVar[dict[str, Any]] = {
+        "embeds": True,
+        "dequantises_discrete": True,
+        "partial_flows": True,
+    }
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = False
 
+    def _dequantised(self) -> bool:
+        return self.fitted_spec.is_discrete
+
     def _fitted_likelihood(self, spec: DataSpec) -> str:
-        # a continuous density on discrete data gives a bound on the discrete log P(x)
-        return "bound" if spec.is_discrete else "exact"
+        # on discrete data: a Monte-Carlo estimate of the dequantisation bound on log P(x)
+        return "estimate" if spec.is_discrete else "exact"
+
+    @torch.no_grad()
+    def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
+        spec, device = self.fitted_spec, self._device()
+        scores, errors = [], []
+        for chunk in np.array_split(x, max(1, int(np.ceil(len(x) / 1024)))):
+            xt = self._tensors(chunk, None, spec)[0].to(device)
+            y = None if label is None else torch.full((len(xt),), label, device=device)
+            lp, se = self._module.log_prob_with_std(xt, y)
+            scores.append(lp.double().cpu().numpy())
+            errors.append(se.double().cpu().numpy())
+        return np.concatenate(scores), np.concatenate(errors)
+
+    def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:
+        return self._log_prob_with_std(x, label)[0]
 
     def _layers(self, spec: DataSpec, image: tuple[int, ...] | None, n_classes: int | None):
         raise NotImplementedError
@@ -305,13 +345,83 @@ class _Flow(NeuralModel):
         steps = self._module.steps(x, self._labels(y, len(x)))
         return [s.double().cpu().numpy() for s in steps]
 
+    # ----------------------------------------------------------------- partial flows
+    def n_flow_layers(self) -> int:
+        """L, the number of layers of the fitted flow (preprocessing layers included)."""
+        self._check_fitted()
+        return len(self._module.transform.layers)
+
+    def _partial_tail(self, k: Any) -> list[Flow]:
+        """The last k data→latent layers, i.e. the first k sampling layers (validated)."""
+        self._check_fitted()
+        spec = self.fitted_spec
+        if spec.is_discrete or self._conditional() or self._image(spec) is not None:
+            # the intermediate spaces are the data's space only for flat continuous data
+            raise DataError(
+                f"{self.name!r}: partial flows are defined for an unconditional flow fitted "
+                "on flat continuous data (not images)"
+            )
+        layers = list(self._module.transform.layers)
+        n = len(layers)
+        k = check_int(self.name, "k", k, low=0, high=n, hint=f"the flow has {n} layers")
+        return layers[n - k :]
+
+    @torch.no_grad()
+    def partial_log_prob(self, X: Any, k: int) -> np.ndarray:
+        """Log-density (N,) at X (N, D) after the first ``k`` of the flow's L sampling layers.
+
+        The flow maps data to latent by f = f_L ∘ … ∘ f_1 and samples x = f⁻¹(z). After the
+        first k sampling layers a base draw z is at u = f_{L−k+1}⁻¹ ∘ … ∘ f_L⁻¹(z), whose
+        density is p_k(u) = N(g(u)) |det ∂g/∂u| with g = f_L ∘ … ∘ f_{L−k+1}: exactly
+        normalised for every k; p_0 is the base, p_L the fitted model (``score_samples``).
+        Unconditional flows fitted on flat continuous data only.
+
+        Example:
+            >>> import numpy as np
+            >>> from ptheta.models import RealNVP
+            >>> x = np.random.default_rng(0).normal(size=(200, 2))
+            >>> flow = RealNVP(hidden=8, n_layers=2, epochs=1, dtype="float64").fit(x)
+            >>> L = flow.n_flow_layers()
+            >>> np.allclose(flow.partial_log_prob(x[:5], L), flow.score_samples(x[:5]))
+            True
+        """
+        tail = self._partial_tail(k)
+        flow = self._module
+        x = check_values(X, self.fitted_spec)
+        v = self._tensors(x, None, self.fitted_spec)[0].to(self._device())
+        logdet = torch.zeros(len(v), dtype=flow.loc.dtype, device=flow.loc.device)
+        for layer in tail:
+            v, ld = layer(v)
+            logdet = logdet + ld
+        log_p = flow.base_log_prob(v.flatten(1)) + logdet
+        return log_p.double().cpu().numpy() + self._log_jacobian()
+
+    @torch.no_grad()
+    def partial_sample(self, n_samples: int, k: int, *, random_state: int = 0) -> np.ndarray:
+        """``n_samples`` draws (n, D) of the density after the first ``k`` sampling layers
+        (see :meth:`partial_log_prob`): base draws, seeded by ``random_state``, pushed
+        through those layers."""
+        tail = self._partial_tail(k)
+        flow = self._module
+        n = check_int(self.name, "n_samples", n_samples, low=1)
+        seed = check_int(self.name, "random_state", random_state, low=0)
+        dtype, device = flow.loc.dtype, flow.loc.device
+        gen = torch.Generator(device=device).manual_seed(seed)
+        eps = torch.randn(n, flow.n_dims, generator=gen, dtype=dtype, device=device)
+        u = flow.loc + flow.log_scale.exp() * eps  # (n, D) base draws
+        for layer in reversed(tail):
+            u, _ = layer.inverse(u)
+        return self._from_model_units(u.double().cpu().numpy())
+
 
 _COMMON_DOC = """        base: ``"normal"`` (standard normal latent) or ``"learned"`` (a learned
             diagonal Gaussian).
         dequantization: on discrete data, ``"uniform"`` (u ~ U[0, 1)) or
             ``"variational"`` (a learned conditional flow q(u | x), a tighter bound).
-        n_dequant_samples: draws of u per example when scoring discrete data; the draws
-            are fixed (seeded by ``random_state``), so scores are deterministic.
+        n_dequant_samples: draws of u per example when scoring discrete data; each
+            example's draws are a fixed function of ``random_state`` and its values, so
+            scores are deterministic and independent of the batch; more draws shrink the
+            standard error (``score_samples(X, return_std=True)``; NaN with one draw).
         alpha: α of the logit preprocessing of discrete data (scaled to [0, 1) by 1/K).
         class_conditional: fit p(x | y) with ``fit(X, y)``; the one-hot class is a context
             input of every coupling / MADE network; ``sample(n, y=...)`` and
@@ -340,9 +450,12 @@ class RealNVP(_Flow):
 
     **Discrete data.** Binary and categorical data are dequantised (x + u), scaled to
     [0, 1) and logit-transformed, all inside the model with their log-determinants, so that
-    ``score_samples`` is a lower bound on the discrete log P(x) in nats
-    (``likelihood_ == "bound"``, ``units_ == "discrete"``), comparable with the exact
-    numbers of discrete families. On continuous data it is the exact log-density.
+    ``score_samples`` estimates the dequantisation lower bound on the discrete log P(x) in
+    nats (``units_ == "discrete"``), comparable with the exact numbers of discrete families.
+    The bound is an expectation over u, averaged over ``n_dequant_samples`` draws, so the
+    score is an unbiased Monte-Carlo estimate of it (``likelihood_ == "estimate"``; its
+    standard error comes with ``score_samples(X, return_std=True)``), and E[exp(score)] ≤
+    P(x). On continuous data it is the exact log-density.
 
     Arguments:
         hidden: width of the coupling networks (MLP units, or conv channels).
@@ -377,6 +490,18 @@ class RealNVP(_Flow):
         "n_dequant_samples": 16,
         "dtype": "float64",
         "device": "cpu",
+    }
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "demo": {
+            "hidden": 32,
+            "n_layers": 4,
+            "n_dequant_samples": 4,
+            "lr": 3e-3,
+            "batch_size": 64,
+            "device": "cpu",
+        },
+        "explorer": {"hidden": 64, "n_layers": 8, "epochs": 200, "lr": 3e-3, "max_time": 60},
+        "explorer-quick": {"hidden": 16, "n_layers": 4, **EXPLORER_QUICK},
     }
 
     def __init__(
@@ -443,8 +568,8 @@ class MAF(_Flow):
     log-scale for every variable from the variables before it; the ordering is reversed
     from one layer to the next. Densities take one pass per layer; sampling inverts each
     layer variable by variable (D passes per layer). Examples are flattened to vectors.
-    Discrete data are dequantised as in :class:`RealNVP` (``score_samples`` is then a lower
-    bound on the discrete log P(x)).
+    Discrete data are dequantised as in :class:`RealNVP` (``score_samples`` is then an
+    unbiased estimate of a lower bound on the discrete log P(x), with its standard error).
 
     Arguments:
         hidden: units of each of the MADE's two hidden layers.
@@ -479,6 +604,10 @@ class MAF(_Flow):
         "n_dequant_samples": 16,
         "dtype": "float64",
         "device": "cpu",
+    }
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "explorer": {"hidden": 64, "n_layers": 5, "epochs": 200, "lr": 3e-3, "max_time": 60},
+        "explorer-quick": {"hidden": 16, "n_layers": 3, **EXPLORER_QUICK},
     }
 
     def __init__(

@@ -299,8 +299,9 @@ class GAN(NeuralModel):
     one generator step, each with Adam (β1 = ``beta1``, β2 = 0.999). An epoch is one pass
     of batches over the data, whichever player each batch updates.
 
-    **No likelihood.** ``likelihood = "none"``: ``score_samples``, ``score``,
-    ``bits_per_dim`` and ``predict_proba`` raise a :class:`CapabilityError`. Judge a GAN
+    **No likelihood.** ``likelihood = "none"``: ``score_samples``, ``score`` and
+    ``predict_proba`` are absent (``hasattr`` is False; reaching for them, or calling
+    ``bits_per_dim``, raises a :class:`CapabilityError` that says what to use instead). Judge a GAN
     by its samples (``ptheta compare``: Fréchet distance, precision/recall, MMD); for
     anomaly scores use :meth:`discriminator_score` — though a discriminator is trained to
     separate data from the *current* generator, not to rank data by density, so it is a
@@ -354,6 +355,10 @@ class GAN(NeuralModel):
     name: ClassVar[str] = "gan"
     family: ClassVar[str] = "implicit"
     likelihood: ClassVar[str] = "none"
+    abilities: ClassVar[dict[str, Any]] = {
+        "anomaly_score": "discriminator",
+        "validation_measures_fit": False,
+    }
     data_kinds: ClassVar[tuple[str, ...]] = ("continuous", "binary", "categorical")
     quick_params: ClassVar[dict[str, Any]] = {
         "hidden": [16],
@@ -365,6 +370,7 @@ class GAN(NeuralModel):
     }
 
     validation_measures_fit = False  # its loss does not measure fit: no early stopping
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {"device": "cpu"}}
 
     def __init__(
         self,
@@ -448,18 +454,11 @@ class GAN(NeuralModel):
         )
 
     # ----------------------------------------------------------------- no likelihood
-    def score_samples(self, X: Any) -> np.ndarray:
-        """Not available: a GAN has no likelihood (raises :class:`CapabilityError`)."""
-        self._check_fitted()
-        raise CapabilityError(NO_LIKELIHOOD)
+    def _no_likelihood(self) -> str:
+        return NO_LIKELIHOOD
 
     def _score_samples(self, x: np.ndarray) -> np.ndarray:
         raise CapabilityError(NO_LIKELIHOOD)
-
-    def predict_proba(self, X: Any) -> np.ndarray:
-        """Not available: Bayes' rule needs p(x | y), which a GAN does not have."""
-        self._check_fitted()
-        raise CapabilityError(NO_LIKELIHOOD.replace("likelihood", "likelihood for Bayes' rule", 1))
 
     @torch.no_grad()
     def discriminator_score(self, X: Any, y: Any = None) -> np.ndarray:

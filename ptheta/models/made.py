@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError
-from ptheta.models.neural import NeuralModel
+from ptheta.models.neural import EXPLORER_QUICK, NeuralModel
 from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks, reuse_masked_weights
 from ptheta.params import check_bool, check_int, check_int_list
 
@@ -282,6 +282,11 @@ class MADE(NeuralModel):
         "batch_size": 64,
         "dtype": "float64",
         "device": "cpu",
+    }
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "demo": {"hidden": [256], "lr": 3e-3, "batch_size": 64, "device": "cpu"},
+        "explorer": {"hidden": [256], "epochs": 60, "lr": 3e-3, "max_time": 60},
+        "explorer-quick": {"hidden": [32], **EXPLORER_QUICK},
     }
 
     def __init__(

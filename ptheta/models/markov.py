@@ -9,7 +9,7 @@ import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 from scipy.special import logsumexp
 
-from ptheta.data.spec import DataSpec
+from ptheta.data.spec import DataSpec, location_scale
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.sampling import sample_categorical
@@ -46,7 +46,9 @@ class MarkovChain(GenerativeModel):
         x_t = a_t + Σ_{j ≤ min(k, t-1)} b_{t,j} x_{t-j} + ε_t,   ε_t ~ N(0, σ_t²),
 
     fitted by least squares per position (shared over t > k when ``homogeneous``), the
-    residual variance raised by ``min_var``. It is a joint Gaussian N(μ, Σ) with
+    residual variance raised by ``min_var``. The least squares run on standardised lags
+    and targets, so data far from the origin (timestamps near 1.7e9) lose no precision;
+    ``coef_`` and ``var_`` are in data units. It is a joint Gaussian N(μ, Σ) with
     μ = (I − B)⁻¹ a and precision Λ = (I − B)ᵀ diag(σ⁻²) (I − B), B strictly lower
     triangular (:meth:`joint_gaussian`); missing entries are marginalised exactly with
     the observed block of Σ, and ``impute`` returns the Gaussian conditional mean
@@ -92,6 +94,7 @@ class MarkovChain(GenerativeModel):
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = True
     quick_params: ClassVar[dict[str, Any]] = {"order": 1}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {"order": 2}, "explorer": {"order": 1}}
 
     def __init__(
         self,
@@ -160,12 +163,21 @@ class MarkovChain(GenerativeModel):
             groups = [*groups[:k], list(range(k, d))]
         for group in groups:
             cols = min(group[0], k) + 1  # intercept and the available lags
-            design = lags[:, group, :cols].reshape(-1, cols)  # (N·positions, cols)
+            design = lags[:, group, 1:cols].reshape(len(flat) * len(group), cols - 1)
             target = flat[:, group].reshape(-1)
-            w = np.linalg.lstsq(design, target, rcond=None)[0]
-            coef[group, :cols] = w
-            var[group] = np.mean((target - design @ w) ** 2) + self.min_var
-            scale[group] = np.mean(target**2)
+            # least squares on standardised lags and target (no loss of precision far from
+            # the origin, e.g. timestamps), mapped back to data units
+            (t_mean,), (t_std,) = location_scale(target[:, None])
+            l_mean, l_std = location_scale(design) if cols > 1 else (np.zeros(0), np.ones(0))
+            z_design = np.column_stack([np.ones(len(target)), (design - l_mean) / l_std])
+            z_target = (target - t_mean) / t_std
+            w = np.linalg.lstsq(z_design, z_target, rcond=None)[0]
+            slopes = w[1:] * t_std / l_std
+            coef[group, :cols] = [t_mean + t_std * w[0] - slopes @ l_mean, *slopes]
+            resid = np.mean((z_target - z_design @ w) ** 2)
+            var[group] = t_std**2 * resid + self.min_var
+            # the target's spread around its mean (its square when it is constant)
+            scale[group] = t_std**2 if np.ptp(target) > 0 else t_mean**2
         # a residual at rounding level is an exact fit: the density would be (near) infinite
         bad = np.flatnonzero(var <= 1e-12 * scale)
         if bad.size:

@@ -11,11 +11,12 @@ import numpy as np
 import torch
 from scipy.special import gammaln, logsumexp, softmax
 from sklearn.cluster import kmeans_plusplus
-from sklearn.exceptions import ConvergenceWarning
 
-from ptheta.data.spec import DataSpec, check_values
+from ptheta.data.spec import DataSpec, check_values, location_scale
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.capabilities import Capabilities
+from ptheta.models.em import EStep, MStep, Params, run_em
 from ptheta.models.sampling import sample_categorical
 from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.params import (
@@ -25,15 +26,9 @@ from ptheta.params import (
     check_random_state,
     check_str,
 )
-from ptheta.progress import Advance, progress_bar
 
 # Variance of U[0, 1): what uniform dequantisation adds to every discrete coordinate.
 _DEQUANT_VAR = 1.0 / 12.0
-
-Params = tuple[torch.Tensor, ...]
-# e_step(params) -> (mean objective, mean log-likelihood, responsibilities (N, K))
-EStep = Callable[[Params], tuple[float, float, torch.Tensor]]
-MStep = Callable[[torch.Tensor], Params]
 
 
 class _EMMixture(GenerativeModel):
@@ -44,6 +39,7 @@ class _EMMixture(GenerativeModel):
 
     family: ClassVar[str] = "mixtures"
     can_marginalise: ClassVar[bool] = True
+    abilities: ClassVar[dict[str, Any]] = {"embeds": True}
 
     def _log_joint(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -86,62 +82,19 @@ class _EMMixture(GenerativeModel):
     def _fit_em(
         self, init: Callable[[np.random.SeedSequence], Params], e_step: EStep, m_step: MStep
     ) -> tuple[np.ndarray, ...]:
-        """EM from ``n_init`` initialisations ``init(seed)``. Keeps the run with the best
-        objective: sets ``converged_``, ``n_iter_``, ``history_``, ``best_init_`` and returns
-        its parameters as float64 arrays.
+        """EM from ``n_init`` initialisations ``init(seed)`` (:func:`ptheta.models.em.run_em`).
+        Keeps the run with the best objective: sets ``converged_``, ``n_iter_``,
+        ``history_``, ``best_init_`` and returns its parameters as float64 arrays.
         """
-        seeds = np.random.SeedSequence(self.random_state).spawn(int(self.n_init))
-        best: dict[str, Any] | None = None
-        total = int(self.n_init) * int(self.max_iter)
-        with progress_bar(total, f"EM {self.name}", enabled=bool(self.verbose)) as advance:
-            for run, seed in enumerate(seeds):
-                result = _em_loop(init(seed), e_step, m_step, int(self.max_iter), self.tol, advance)
-                result["init"] = run
-                if best is None or result["objective"] > best["objective"]:
-                    best = result
-        assert best is not None
-        if not best["converged"]:
-            warnings.warn(
-                f"EM did not converge in max_iter={self.max_iter} iterations (last change of "
-                f"the objective per example: {best['last_change']:.3g} > tol={self.tol:g}); "
-                "raise max_iter or tol",
-                ConvergenceWarning,
-                stacklevel=4,
-            )
-        self.converged_ = bool(best["converged"])
-        self.n_iter_ = int(best["n_iter"])
-        self.history_ = best["history"]
-        self.best_init_ = int(best["init"])
-        return tuple(t.cpu().numpy().astype(np.float64) for t in best["params"])
-
-
-def _em_loop(
-    params: Params, e_step: EStep, m_step: MStep, max_iter: int, tol: float, advance: Advance
-) -> dict[str, Any]:
-    """Alternate E and M steps from ``params`` until the mean objective per example changes
-    by less than ``tol``, or for ``max_iter`` steps."""
-    history: list[dict[str, float]] = []
-    prev, change, converged, it = -math.inf, math.inf, False, 0
-    for it in range(1, max_iter + 1):
-        objective, loglik, resp = e_step(params)
-        history.append({"step": it, "objective": objective, "log_likelihood": loglik})
-        params = m_step(resp)
-        change, prev = objective - prev, objective
-        advance(1, objective=objective)
-        if abs(change) < tol:
-            converged = True
-            break
-    advance(max_iter - it)
-    # The parameters returned are those after the last M-step, one step beyond the last
-    # recorded objective; EM guarantees they are at least as good.
-    return {
-        "params": params,
-        "objective": prev,
-        "converged": converged,
-        "n_iter": it,
-        "history": history,
-        "last_change": abs(change),
-    }
+        result = run_em(
+            init, e_step, m_step, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+            random_state=self.random_state, label=f"EM {self.name}", verbose=bool(self.verbose),
+        )  # fmt: skip
+        self.converged_ = result.converged
+        self.n_iter_ = result.n_iter
+        self.history_ = result.history
+        self.best_init_ = result.best_init
+        return result.params
 
 
 def _initial_resp(x: torch.Tensor, k: int, init: str, seed: np.random.SeedSequence) -> torch.Tensor:
@@ -172,12 +125,23 @@ def _missing_patterns(flat: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray
 class GaussianMixture(_EMMixture):
     """Gaussian mixture p(x) = Σ_k π_k N(x; μ_k, Σ_k), fitted by EM in log space (torch).
 
-    **Regularisation as smoothing.** ``reg_covar`` is added to every covariance in each
-    M-step, as in scikit-learn. That update is exactly the EM (minorise–maximise) step for
-    the *smoothed* objective Σ_n log Σ_k π_k exp(E_ε log N(x_n + ε; μ_k, Σ_k)) with
-    ε ~ N(0, reg_covar·I), because E_ε log N(x + ε) = log N(x) − ½·reg_covar·tr(Σ_k⁻¹).
-    So that objective never decreases from one EM step to the next; it is recorded per
-    step in ``history_`` together with the plain log-likelihood.
+    **Standardisation.** On continuous data EM runs on z = (x − shift_) / scale_, each
+    feature shifted by its mean and divided by its standard deviation (1 for a constant
+    feature), so the fit does not depend on the data's units or offset: timestamps near
+    1.7e9 or values near 1e30 are fitted like the same data near 0, and equal values give
+    the same model whatever their memory layout. ``weights_``, ``means_``,
+    ``covariances_``, ``history_`` and every score are in data units: log-densities
+    include the Jacobian −Σ_d log scale_d. (Discrete data keep their level units:
+    shift_ = 0, scale_ = 1.)
+
+    **Regularisation as smoothing.** ``reg_covar`` is added to every covariance of the
+    standardised data in each M-step (as in scikit-learn, but in units of each feature's
+    variance: reg_covar·scale_² in data units). That update is exactly the EM
+    (minorise–maximise) step for the *smoothed* objective
+    Σ_n log Σ_k π_k exp(E_ε log N(z_n + ε; μ_k, Σ_k)) with ε ~ N(0, reg_covar·I), because
+    E_ε log N(z + ε) = log N(z) − ½·reg_covar·tr(Σ_k⁻¹). So that objective never decreases
+    from one EM step to the next; it is recorded per step in ``history_`` together with the
+    plain log-likelihood.
 
     **Discrete data.** On binary or categorical data (``dequantize="auto"``) the mixture
     models the dequantised variable x + u, u ~ U[0, 1)^D, and ``score_samples`` returns
@@ -224,7 +188,8 @@ class GaussianMixture(_EMMixture):
     Fitted attributes:
         weights_ (K,), means_ (K, D), covariances_ (K, D, D) or (K, D), converged_,
         n_iter_, history_ (per step: mean objective and mean log-likelihood / bound),
-        dequantized_ (whether the model is of dequantised discrete data).
+        dequantized_ (whether the model is of dequantised discrete data), shift_ and
+        scale_ (D,): the standardisation z = (x − shift_) / scale_ EM ran on.
 
     Example:
         >>> import ptheta
@@ -242,6 +207,12 @@ class GaussianMixture(_EMMixture):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     quick_params: ClassVar[dict[str, Any]] = {"n_components": 3, "max_iter": 30, "random_state": 0}
+    abilities: ClassVar[dict[str, Any]] = {"dequantises_discrete": True}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "demo": {"n_components": 10, "random_state": 0},
+        "explorer": {"n_components": 16},
+        "explorer-quick": {"n_components": 8, "max_iter": 50, "random_state": 0},
+    }
 
     def __init__(
         self,
@@ -310,8 +281,14 @@ class GaussianMixture(_EMMixture):
                 )
 
         dev, dt = resolve_device(self.device), resolve_dtype(self.dtype)
-        offset = flat.mean(axis=0)  # EM on centred data: no cancellation far from the origin
-        xt = torch.as_tensor(flat - offset, dtype=dt, device=dev)  # (N, D)
+        if deq:  # level units, where the dequantisation bound is defined
+            shift, scale = np.zeros(flat.shape[1]), np.ones(flat.shape[1])
+        else:  # EM on standardised data: no dependence on units, offset or memory layout
+            shift, scale = location_scale(flat)
+        z = (flat - shift) / scale
+        centre = z.mean(axis=0)  # EM on centred data: no cancellation far from the origin
+        xt = torch.as_tensor(z - centre, dtype=dt, device=dev)  # (N, D)
+        log_jacobian = float(np.log(scale).sum())  # history_ in data units
         cov_type, k = self.covariance_type, int(self.n_components)
 
         def e_step(params: Params) -> tuple[float, float, torch.Tensor]:
@@ -319,15 +296,22 @@ class GaussianMixture(_EMMixture):
             smoothed = log_w - 0.5 * smooth * trace_prec
             objective = torch.logsumexp(smoothed, dim=1)  # (N,)
             loglik = torch.logsumexp(log_w - 0.5 * report_smooth * trace_prec, dim=1)
-            return float(objective.mean()), float(loglik.mean()), torch.softmax(smoothed, dim=1)
+            return (
+                float(objective.mean()) - log_jacobian,
+                float(loglik.mean()) - log_jacobian,
+                torch.softmax(smoothed, dim=1),
+            )
 
         def m_step(resp: torch.Tensor) -> Params:
             return _m_step(xt, resp, cov_type, smooth)
 
-        self.weights_, means, self.covariances_ = self._fit_em(
+        self.weights_, means, cov = self._fit_em(
             lambda seed: m_step(_initial_resp(xt, k, self.init, seed)), e_step, m_step
         )
-        self.means_ = means + offset
+        self.means_ = (means + centre) * scale + shift
+        outer = np.outer(scale, scale) if cov_type == "full" else scale**2
+        self.covariances_ = cov * outer
+        self.shift_, self.scale_ = shift, scale
         self.dequantized_ = bool(deq)
 
     # ----------------------------------------------------------------- scoring
@@ -338,20 +322,30 @@ class GaussianMixture(_EMMixture):
         smooth = 0.0
         if self.dequantized_:
             flat, smooth = flat + 0.5, _DEQUANT_VAR
+        # score in the standardised units EM ran in (exact for float32 too), then add the
+        # Jacobian of the observed coordinates; older fits without shift_ are unscaled
+        d = flat.shape[1]
+        shift = np.asarray(getattr(self, "shift_", np.zeros(d)), dtype=np.float64)
+        scale = np.asarray(getattr(self, "scale_", np.ones(d)), dtype=np.float64)
+        flat = (flat - shift) / scale
+        means = (self.means_ - shift) / scale
+        outer = np.outer(scale, scale) if self.covariance_type == "full" else scale**2
+        covariances = self.covariances_ / outer
         dt = resolve_dtype(self.dtype)
         out = np.empty((len(flat), len(self.weights_)))
         for rows, obs in _missing_patterns(flat):
             if not obs.any():
                 out[rows] = np.log(self.weights_)  # nothing observed: every marginal is 1
                 continue
-            cov = self.covariances_[:, obs]
+            cov = covariances[:, obs]
             if self.covariance_type == "full":
                 cov = cov[:, :, obs]  # Σ_k[O, O]
-            args = (flat[np.ix_(rows, obs)], self.weights_, self.means_[:, obs], cov)
+            args = (flat[np.ix_(rows, obs)], self.weights_, means[:, obs], cov)
             log_w, trace_prec = _log_weighted_densities(
                 *(torch.as_tensor(a, dtype=dt) for a in args), self.covariance_type
             )
-            out[rows] = (log_w - 0.5 * smooth * trace_prec).double().numpy()
+            log_w = log_w - 0.5 * smooth * trace_prec
+            out[rows] = log_w.double().numpy() - np.log(scale[obs]).sum()
         return out
 
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
@@ -395,6 +389,31 @@ class GaussianMixture(_EMMixture):
         # dequantised: x = floor(x + u); mass outside the valid levels is clipped onto the
         # edges (the bound counts only the valid cells, so it stays a bound)
         return np.clip(np.floor(out), 0, spec.n_categories - 1)
+
+    def _capabilities(self) -> Capabilities:
+        # one Gaussian component has a closed-form entropy and KL (see closed_form)
+        caps = super()._capabilities()
+        return caps.replace(closed_form=self.n_components == 1)
+
+    def _dequantised(self) -> bool:
+        return bool(self.dequantized_)
+
+    def _expected_shapes(self, spec: DataSpec) -> dict[str, tuple[int, ...]]:
+        k, d = self.n_components, spec.n_dims
+        cov = (k, d, d) if self.covariance_type == "full" else (k, d)
+        return {"weights_": (k,), "means_": (k, d), "covariances_": cov}
+
+    def closed_form(self) -> dict[str, np.ndarray] | None:
+        """A one-component fit on continuous data as ``{"mean": (D,), "cov": (D, D) or
+        (D,)}`` for closed-form entropy and KL; None otherwise (a dequantised or
+        integer-valued fit is not a Gaussian in the units it is scored in)."""
+        self._check_fitted()
+        if len(self.weights_) != 1 or self.fitted_spec.is_discrete:
+            return None
+        return {
+            "mean": np.asarray(self.means_[0], np.float64),
+            "cov": np.asarray(self.covariances_[0]),
+        }
 
     def _n_parameters(self) -> int:
         k, d = self.means_.shape
@@ -533,6 +552,10 @@ class CategoricalMixture(_EMMixture):
         # a missing entry has an all-zero one-hot row: its factor (which sums to 1) drops out
         return np.log(self.weights_) + _one_hot(flat, levels) @ log_probs.T
 
+    def _expected_shapes(self, spec: DataSpec) -> dict[str, tuple[int, ...]]:
+        k = self.n_components
+        return {"weights_": (k,), "probs_": (k, spec.n_dims, spec.n_categories)}
+
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
         flat = x.reshape(len(x), -1).astype(np.float64)  # (N, D)
         missing = np.isnan(flat)
@@ -581,6 +604,7 @@ class BernoulliMixture(CategoricalMixture):
 
     name: ClassVar[str] = "bernoulli-mixture"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary",)
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {}}
 
 
 def _one_hot(flat: np.ndarray, levels: int) -> np.ndarray:

@@ -191,6 +191,7 @@ class NADE(NeuralModel):
         "dtype": "float64",
         "device": "cpu",
     }
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {}}
 
     def __init__(
         self,

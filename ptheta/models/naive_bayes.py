@@ -60,10 +60,13 @@ class NaiveBayes(BayesRule, GenerativeModel):
     name: ClassVar[str] = "naive-bayes"
     family: ClassVar[str] = "graphical"
     likelihood: ClassVar[str] = "exact"
+    abilities: ClassVar[dict[str, Any]] = {"embeds": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     needs_labels: ClassVar[bool] = True
     class_conditional: ClassVar[bool] = True
     can_marginalise: ClassVar[bool] = True
+    # the explorer's spam view fits it with its defaults
+    presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {}}
 
     def __init__(
         self,
@@ -95,6 +98,11 @@ class NaiveBayes(BayesRule, GenerativeModel):
             counts = counts.reshape(n_classes, d, k) + alpha  # (C, D, K)
             self.feature_log_prob_ = np.log(counts) - np.log(counts.sum(axis=2, keepdims=True))
         else:
+            if len(flat) == 1:  # no variance at all, hence no smoothing either
+                raise DataError(
+                    f"{self.name!r} cannot fit Gaussian variances to 1 sample; fit it on two "
+                    "examples or more, or declare the data discrete"
+                )
             largest = float(flat.var(axis=0).max())
             self.epsilon_ = var_smoothing * largest
             self.theta_ = np.empty((n_classes, d))  # (C, D)

@@ -17,11 +17,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptheta.data.spec import DataSpec, Split, check_values
+from ptheta.data.spec import DataSpec, Split, check_values, location_scale
 from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
-from ptheta.models.base import GenerativeModel, to_jsonable
+from ptheta.models.base import GenerativeModel, only_where, to_jsonable, why_not_classify
 from ptheta.models.classifier import encode_labels
 from ptheta.nn.device import resolve_device, resolve_dtype
+from ptheta.nn.noise import marginal_with_stderr
 from ptheta.params import (
     check_bool,
     check_choice,
@@ -54,6 +55,16 @@ TRAINING_PARAMS: dict[str, Any] = {
     "verbose": 0,
 }
 
+# Training settings of the explorer's quick mode (its tests), for the "explorer-quick"
+# presets of neural families: a few epochs, in float64 on the CPU.
+EXPLORER_QUICK: dict[str, Any] = {
+    "epochs": 3,
+    "batch_size": 128,
+    "lr": 1e-2,
+    "dtype": "float64",
+    "device": "cpu",
+}
+
 _MODULE_PREFIX = "module."
 _SAMPLE_CHUNK = 4096
 
@@ -74,6 +85,14 @@ class NeuralModel(GenerativeModel):
     # False where the training loss does not measure fit (GAN, EBM): then tools such as
     # `ptheta fit` and `compare` hold no validation data out for early stopping
     validation_measures_fit: ClassVar[bool] = True
+    # On continuous data the module sees standardised values z = (x − input_shift_) /
+    # input_scale_ (per entry, computed in float64 before the cast to the module's dtype,
+    # so large offsets such as timestamps lose no precision); score_samples adds the
+    # Jacobian −Σ log input_scale_ (a log-density of x, not of z) and samples are mapped
+    # back. Families opt in where every path from data to the module goes through
+    # _tensors, and map their own extra outputs with _from_model_units / _log_jacobian.
+    standardize_input: ClassVar[bool] = False
+    abilities: ClassVar[dict[str, Any]] = {"trains_in_steps": True}
 
     def __init__(self, **training: Any) -> None:
         unknown = set(training) - set(TRAINING_PARAMS)
@@ -92,6 +111,35 @@ class NeuralModel(GenerativeModel):
     # ----------------------------------------------------------------- to implement
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> nn.Module:
         raise NotImplementedError
+
+    def build_module(self, spec: DataSpec, n_classes: int | None = None) -> nn.Module:
+        """The untrained ``nn.Module`` that ``fit`` would train on data of ``spec`` (to
+        count its parameters or print its architecture without training).
+
+        The hyper-parameters are validated as ``fit`` validates them (a ParameterError
+        otherwise); ``n_classes`` (≥ 2) is required by a class-conditional model and
+        ignored by others.
+
+        Example:
+            >>> from ptheta.data.spec import DataSpec
+            >>> from ptheta.models import MADE
+            >>> module = MADE(hidden=[8]).build_module(DataSpec("binary", (4,)))
+            >>> sum(p.numel() for p in module.parameters()) > 0
+            True
+        """
+        self.train_config()
+        if spec.kind not in self.data_kinds:
+            raise DataError(
+                f"{self.name!r} does not model {spec.kind} data (it accepts "
+                f"{', '.join(self.data_kinds)})"
+            )
+        if not self._conditional():
+            n_classes = None
+        elif not isinstance(n_classes, int) or n_classes < 2:
+            raise ParameterError(
+                f"{self.name!r} is class-conditional: pass n_classes (2 or more), got {n_classes!r}"
+            )
+        return self._build_module(spec, n_classes).to(resolve_dtype(self.dtype))
 
     # ----------------------------------------------------------------- fitting
     @property
@@ -150,11 +198,17 @@ class NeuralModel(GenerativeModel):
         labels, n_classes = None, None
         if self._conditional():
             if y is None:
-                raise DataError(f"{self.name!r} with class_conditional=True needs fit(X, y)")
+                raise DataError(
+                    f"{self.name!r} with class_conditional=True needs fit(X, y) with class "
+                    "labels: it requires y to be passed, but the target y is None (or set "
+                    "class_conditional=False)"
+                )
             self.classes_, labels = encode_labels(self.name, y)
             n_classes = len(self.classes_)
             counts = np.bincount(labels, minlength=n_classes)
             self.class_log_prior_ = np.log(counts / counts.sum())
+        if self.standardize_input and not spec.is_discrete:
+            self.input_shift_, self.input_scale_ = location_scale(x)
         x_train, y_train, x_val, y_val = self._validation_split(x, labels, validation_data, spec)
 
         torch.manual_seed(config.seed)
@@ -209,8 +263,34 @@ class NeuralModel(GenerativeModel):
         return x[train], labels[train], x[val], labels[val]
 
     def _tensors(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> list[torch.Tensor]:
+        """The one place where numpy goes to torch: data in model units, C-contiguous (torch
+        refuses negative strides such as X[::-1])."""
+        x = np.ascontiguousarray(self._to_model_units(x))
         xt = torch.as_tensor(x, dtype=torch.long if spec.is_discrete else resolve_dtype(self.dtype))
         return [xt] if y is None else [xt, torch.as_tensor(y, dtype=torch.long)]
+
+    def _to_model_units(self, x: np.ndarray) -> np.ndarray:
+        """Data → what the module sees: standardised where the family standardises (NaN
+        stays NaN), else unchanged."""
+        shift = getattr(self, "input_shift_", None)
+        return x if shift is None else (x - shift) / self.input_scale_
+
+    def _from_model_units(self, z: np.ndarray) -> np.ndarray:
+        """The module's values (samples, reconstructions) → data units."""
+        shift = getattr(self, "input_shift_", None)
+        return z if shift is None else z * self.input_scale_ + shift
+
+    def _log_jacobian(self, observed: np.ndarray | None = None) -> np.ndarray | float:
+        """log |dz/dx| = −Σ log input_scale_ to add to a log-density of z: a number, or (N,)
+        summed over the observed entries of a mask (N, *event_shape); 0 without
+        standardisation."""
+        scale = getattr(self, "input_scale_", None)
+        if scale is None:
+            return 0.0
+        log_scale = np.log(np.asarray(scale, dtype=np.float64)).reshape(-1)
+        if observed is None:
+            return -float(log_scale.sum())
+        return -(observed.reshape(len(observed), -1) @ log_scale)
 
     # Settings that do not change the model or its training trajectory: a run may resume
     # with other values (more time, another device, a progress bar or not).
@@ -238,27 +318,52 @@ class NeuralModel(GenerativeModel):
             out.append(self._module.log_prob(*args).double().cpu().numpy())
         return np.concatenate(out)
 
-    def _score_samples(self, x: np.ndarray) -> np.ndarray:
+    def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
+        """log p(x) (or log p(x | class)) of the module, in model units, and its Monte-Carlo
+        standard error; families with stochastic scores override this (and define
+        ``_log_prob`` as its first part), exact ones keep zero error."""
+        scores = self._log_prob(x, label)
+        return scores, np.zeros_like(scores)
+
+    def _score_samples_with_std(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of the data (model units + the standardisation's Jacobian) and their
+        errors; class-conditional models sum the classes out by Bayes' rule."""
         if not self._conditional():
-            return self._log_prob(x, None)
-        joint = self._joint_log_prob(x)
-        return np.logaddexp.reduce(joint, axis=1)
+            scores, std = self._log_prob_with_std(x, None)
+        else:
+            scores, std = marginal_with_stderr(
+                lambda c: self._log_prob_with_std(x, c), self.class_log_prior_
+            )
+        return scores + self._log_jacobian(), std
+
+    def _score_samples(self, x: np.ndarray) -> np.ndarray:
+        return self._score_samples_with_std(x)[0]
 
     def _joint_log_prob(self, x: np.ndarray) -> np.ndarray:
         """log p(x, y) for every class, shape (N, C)."""
         per_class = [self._log_prob(x, c) for c in range(len(self.classes_))]
-        return np.stack(per_class, axis=1) + self.class_log_prior_
+        return np.stack(per_class, axis=1) + self.class_log_prior_ + self._log_jacobian()
 
+    # Present only where the model classifies (class_conditional=True and a likelihood):
+    # scikit-learn and user code probe ``hasattr(model, "predict_proba")``.
+    @only_where(why_not_classify)
     def predict_proba(self, X: Any) -> np.ndarray:
-        """p(y | x) by Bayes' rule (class-conditional models), shape (N, C)."""
+        """p(y | x) by Bayes' rule, shape (N, C), columns in ``classes_`` order.
+
+        Only on a class-conditional model with a likelihood (``capabilities().classifies``);
+        absent otherwise: ``hasattr(model, "predict_proba")`` is False, and calling it
+        raises a :class:`CapabilityError` that says why.
+        """
         self._check_fitted()
         if not self._conditional():
             raise CapabilityError(f"{self.name!r} was not fitted class-conditionally")
         joint = self._joint_log_prob(check_values(X, self.fitted_spec))
         return np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True))
 
+    @only_where(why_not_classify)
     def predict(self, X: Any) -> np.ndarray:
-        """Most probable class of each example (class-conditional models), shape (N,)."""
+        """Most probable class of each example, shape (N,); present where ``predict_proba``
+        is."""
         index = self.predict_proba(X).argmax(axis=1)  # checks fitting and classes first
         return self.classes_[index]
 
@@ -280,7 +385,7 @@ class NeuralModel(GenerativeModel):
             part = None if labels is None else labels[start : start + _SAMPLE_CHUNK]
             size = min(_SAMPLE_CHUNK, n - start)
             chunks.append(self._module.sample(size, part, generator=generator).cpu().numpy())
-        return np.concatenate(chunks)
+        return self._from_model_units(np.concatenate(chunks))
 
     def _n_parameters(self) -> int:
         return sum(p.numel() for p in self._module.parameters())

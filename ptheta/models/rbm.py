@@ -312,6 +312,7 @@ class RBM(NeuralModel):
     name: ClassVar[str] = "rbm"
     family: ClassVar[str] = "energy-based"
     likelihood: ClassVar[str] = "estimate"
+    abilities: ClassVar[dict[str, Any]] = {"embeds": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary",)
     quick_params: ClassVar[dict[str, Any]] = {
         "n_hidden": 4,
@@ -370,6 +371,11 @@ class RBM(NeuralModel):
         log_z, std_err, method = self.estimate_log_z()
         self._module.set_log_z(log_z)
         self.log_z_, self.log_z_std_, self.log_z_method_ = log_z, std_err, method
+
+    def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
+        # every row shares log Z: its AIS standard error is each score's error (0 if exact)
+        scores = self._log_prob(x, label)
+        return scores, np.full_like(scores, float(self.log_z_std_))
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> RBMNetwork:
         name = self.name

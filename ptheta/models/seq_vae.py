@@ -169,6 +169,7 @@ class SeqVAE(LatentModel):
         Grosse & Salakhutdinov (2016), Importance Weighted Autoencoders, ICLR.
     """
 
+    abilities: ClassVar[dict[str, Any]] = {"needs_sequence": True}
     name: ClassVar[str] = "seq-vae"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
     quick_params: ClassVar[dict[str, Any]] = {

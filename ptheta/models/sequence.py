@@ -458,6 +458,7 @@ class LSTM(NeuralModel):
     name: ClassVar[str] = "lstm"
     family: ClassVar[str] = "autoregressive"
     likelihood: ClassVar[str] = "exact"
+    abilities: ClassVar[dict[str, Any]] = {"generates_sequences": True, "needs_sequence": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
     quick_params: ClassVar[dict[str, Any]] = {
         "hidden": 16,
@@ -525,6 +526,7 @@ class Transformer(NeuralModel):
     name: ClassVar[str] = "transformer"
     family: ClassVar[str] = "autoregressive"
     likelihood: ClassVar[str] = "exact"
+    abilities: ClassVar[dict[str, Any]] = {"generates_sequences": True, "needs_sequence": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
     quick_params: ClassVar[dict[str, Any]] = {
         "dim": 16,

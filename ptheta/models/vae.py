@@ -13,9 +13,11 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, Split, check_values
 from ptheta.errors import CapabilityError, DataError
+from ptheta.models.capabilities import Capabilities
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.decoders import DECODERS, Output, make_output
 from ptheta.nn.device import resolve_dtype
+from ptheta.nn.noise import example_keys, keyed_normal
 from ptheta.params import (
     check_choice,
     check_float,
@@ -26,7 +28,7 @@ from ptheta.params import (
 LOG_2PI = math.log(2 * math.pi)
 # Rows (examples × importance samples) the decoder sees at once when estimating log p(x).
 IWAE_ROWS = 8192
-# Seed offset of the importance-sampling noise of score_samples / elbo (see _LatentModel).
+# Seed offset of the importance-sampling noise of score_samples / elbo (see LatentModel).
 SCORE_SEED = 7919
 ARCHITECTURES: tuple[str, ...] = ("mlp", "conv")
 # Posterior-mean variance above which a latent dimension counts as active (Burda et al.).
@@ -117,6 +119,15 @@ class LatentVariableModule(nn.Module):
     def _noise(self, shape: tuple[int, ...], like: Tensor, generator) -> Tensor:
         return torch.randn(shape, generator=generator, device=like.device, dtype=like.dtype)
 
+    def _draws(self, like: Tensor, first: int, count: int, generator, keys) -> Tensor:
+        """ε of draws ``first`` … ``first + count − 1`` for every example, (count, N, L):
+        from each example's key (:func:`~ptheta.nn.noise.example_keys`) when ``keys``
+        is given, so that its draws do not depend on the batch; else from ``generator``."""
+        if keys is None:
+            return self._noise((count, *like.shape), like, generator)
+        eps = [keyed_normal(keys, s, like.shape[1:]) for s in range(first, first + count)]
+        return torch.stack(eps).to(device=like.device, dtype=like.dtype)
+
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """−ELBO with the current β and free bits, per example, (N,); one z per example.
 
@@ -135,21 +146,23 @@ class LatentVariableModule(nn.Module):
         return reconstruction + beta * kl.sum(1)
 
     def elbo_terms(
-        self, x: Tensor, y: Tensor | None = None, k: int = 1, generator=None
+        self, x: Tensor, y: Tensor | None = None, k: int = 1, generator=None, *, keys=None
     ) -> tuple[Tensor, Tensor]:
         """E_q[log p(x | z)] estimated with k samples, (N,), and the exact KL per latent
-        dimension, (N, L); ELBO = first − second.sum(1)."""
+        dimension, (N, L); ELBO = first − second.sum(1). Noise: see :meth:`_draws`."""
         mean, logvar = self.encode(x, y)
         log_px = torch.zeros(len(x), dtype=mean.dtype, device=mean.device)
-        for _ in range(k):
-            z = mean + (0.5 * logvar).exp() * self._noise(mean.shape, mean, generator)
-            log_px = log_px + self.log_px(x, z, y)
+        for s in range(k):
+            eps = self._draws(mean, s, 1, generator, keys)[0]
+            log_px = log_px + self.log_px(x, mean + (0.5 * logvar).exp() * eps, y)
         return log_px / k, self.kl(mean, logvar)
 
-    def elbo(self, x: Tensor, y: Tensor | None = None, k: int = 1, generator=None) -> Tensor:
+    def elbo(
+        self, x: Tensor, y: Tensor | None = None, k: int = 1, generator=None, *, keys=None
+    ) -> Tensor:
         """The evidence lower bound E_q[log p(x | z)] − KL(q(z | x) ‖ p(z)) in nats, (N,)
         (reconstruction term averaged over k draws of z, the KL exact; β is not applied)."""
-        log_px, kl = self.elbo_terms(x, y, k, generator)
+        log_px, kl = self.elbo_terms(x, y, k, generator, keys=keys)
         return log_px - kl.sum(1)
 
     def iwae(
@@ -160,6 +173,7 @@ class LatentVariableModule(nn.Module):
         generator: torch.Generator | None = None,
         *,
         mask: Tensor | None = None,
+        keys=None,
     ) -> Tensor:
         """The importance-weighted estimate of log p(x) with k samples, (N,):
         log (1/k) Σ_s p(x, z_s) / q(z_s | x), z_s ~ q(z | x) (Burda et al. 2016).
@@ -169,37 +183,71 @@ class LatentVariableModule(nn.Module):
         most :data:`IWAE_ROWS` rows, so memory stays bounded. With ``mask`` (x's shape,
         True = observed) only the observed entries' factors enter p(x | z): an estimate of
         the marginal of the observed entries (x must still hold some value elsewhere for
-        the encoder; see ``VAE.marginal_log_prob``).
+        the encoder; see ``VAE.marginal_log_prob``). Noise: see :meth:`_draws`.
         """
+        return self.iwae_with_stderr(x, y, k, generator, mask=mask, keys=keys)[0]
+
+    def iwae_with_stderr(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        k: int | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        mask: Tensor | None = None,
+        keys=None,
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`iwae` and its standard error, (N,) each: by the delta method,
+        sd(w) / (√k · mean(w)) for the importance weights w_s (NaN for k = 1)."""
         k = self.k if k is None else k
         n = len(x)
         mean, logvar = self.encode(x, y)  # (N, L)
         std = (0.5 * logvar).exp()
         chunk = max(1, IWAE_ROWS // max(n, 1))
-        total = None
+        log_w = []
         for start in range(0, k, chunk):
             c = min(chunk, k - start)
-            eps = self._noise((c, *mean.shape), mean, generator)  # (c, N, L)
+            eps = self._draws(mean, start, c, generator, keys)  # (c, N, L)
             z = mean + std * eps
             log_q = -0.5 * (eps**2 + logvar + LOG_2PI).sum(-1)  # (c, N)
             log_p = -0.5 * (z**2 + LOG_2PI).sum(-1)
             log_px = self.log_px(
                 _repeat(x, c), z.reshape(c * n, -1), _repeat(y, c), _repeat(mask, c)
             ).reshape(c, n)
-            part = torch.logsumexp(log_px + log_p - log_q, dim=0)  # (N,)
-            total = part if total is None else torch.logaddexp(total, part)
-        return total - math.log(k)
+            log_w.append(log_px + log_p - log_q)
+        log_w = torch.cat(log_w)  # (k, N)
+        estimate = torch.logsumexp(log_w, dim=0) - math.log(k)
+        if k < 2:
+            return estimate, torch.full_like(estimate, math.nan)
+        w = (log_w - log_w.max(0).values).exp()  # weights over their largest, in (0, 1]
+        return estimate, w.std(0) / (math.sqrt(k) * w.mean(0))
 
     def log_prob(
-        self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        keys=None,
     ) -> Tensor:
         """IWAE estimate of log p(x) (or log p(x | y)) with ``self.k`` samples, (N,).
 
         For discrete data it is capped at 0, which log P(x) never exceeds (the cap only
-        moves the estimate closer to the truth).
+        moves the estimate closer to the truth). Noise: see :meth:`_draws`.
         """
-        out = self.iwae(x, y, self.k, generator)
-        return out.clamp(max=0.0) if self.discrete else out
+        return self.log_prob_with_std(x, y, generator, keys=keys)[0]
+
+    def log_prob_with_std(
+        self,
+        x: Tensor,
+        y: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        *,
+        keys=None,
+    ) -> tuple[Tensor, Tensor]:
+        """:meth:`log_prob` and its standard error (see :meth:`iwae_with_stderr`)."""
+        out, stderr = self.iwae_with_stderr(x, y, self.k, generator, keys=keys)
+        return (out.clamp(max=0.0) if self.discrete else out), stderr
 
     @torch.no_grad()
     def sample(
@@ -361,22 +409,49 @@ class VAENetwork(LatentVariableModule):
         sample: bool = False,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Fill the entries of x where ``missing`` is True by pseudo-Gibbs sampling
-        (Rezende et al. 2014): start from a decoded prior draw (``sample``) or the decoded
-        prior mean, then ``n_steps`` times encode the completed x, take z (a draw of q, or
-        its mean) and replace the missing entries by a draw (or the mode) of p(x | z).
-        Observed entries are never changed. Returns x's shape and dtype."""
+        """Fill the entries of x where ``missing`` is True; x's shape and dtype.
+
+        ``sample=True``: Metropolis-within-Gibbs (Mattei & Frellsen 2018), a Markov chain
+        whose stationary law is p(z, x_missing | x_observed). It starts from z ~ p(z) and
+        x_missing ~ p(x_missing | z); each of the ``n_steps`` rounds proposes z' ~ q(z | x)
+        for the current completion x, accepts it with probability
+        min(1, p(x, z') q(z | x) / (p(x, z) q(z' | x))), then draws x_missing ~
+        p(x_missing | z). Plain pseudo-Gibbs (Rezende et al. 2014) accepts every z'; its
+        chain can drift to where encoder and decoder amplify each other, up to inf and NaN.
+        ``sample=False``: coordinate ascent on log p(x, z) from z = 0: x_missing = the mode
+        of p(x_missing | z) (the mean of a Gaussian), z = the mean of q(z | x) where that
+        does not lower log p(x, z). Both stay where log p(x, z) is finite. Observed entries
+        are never changed; rejected or non-finite proposals keep the current z.
+        """
         ref = next(self.parameters())
+        missing = missing.reshape(x.shape)
+
+        def complete(z: Tensor) -> Tensor:
+            guess = self.decode_sample(z, None, generator) if sample else self.decode_mode(z)
+            return torch.where(missing, guess.to(x.dtype), x)
+
+        def log_joint(xs: Tensor, z: Tensor) -> Tensor:  # log p(x, z) up to a constant, (N,)
+            return self.log_px(xs, z) - 0.5 * (z**2).sum(1)
+
         z = self._noise((len(x), self.latent_dim), ref, generator)  # (N, L)
         if not sample:
             z = torch.zeros_like(z)
-        for step in range(n_steps + 1):
-            guess = self.decode_sample(z, None, generator) if sample else self.decode_mode(z)
-            out = torch.where(missing, guess.to(x.dtype), x)
-            if step < n_steps:
-                mean, logvar = self.encode(out)
-                noise = self._noise(mean.shape, mean, generator)
-                z = mean + (0.5 * logvar).exp() * noise if sample else mean
+        out = complete(z)
+        for _ in range(n_steps):
+            mean, logvar = self.encode(out)
+            if sample:
+                eps = self._noise(mean.shape, mean, generator)
+                proposal = mean + (0.5 * logvar).exp() * eps
+                log_q_new = -0.5 * (eps**2 + logvar).sum(1)
+                log_q_old = -0.5 * ((z - mean) ** 2 * (-logvar).exp() + logvar).sum(1)
+                log_ratio = log_joint(out, proposal) - log_joint(out, z) + log_q_old - log_q_new
+                u = torch.rand(len(x), generator=generator, device=ref.device, dtype=ref.dtype)
+                accept = torch.log(u) < log_ratio  # False where the ratio is NaN
+            else:
+                proposal = mean
+                accept = log_joint(out, proposal) >= log_joint(out, z)
+            z = torch.where(accept[:, None] & proposal.isfinite().all(1, keepdim=True), proposal, z)
+            out = complete(z)
         return out
 
 
@@ -408,17 +483,22 @@ class LatentModel(NeuralModel):
     """Estimator-level behaviour shared by :class:`VAE` and ``SeqVAE`` (see :class:`VAE`).
 
     ``score_samples`` is the IWAE estimate with ``k`` samples (``likelihood_ =
-    "estimate"``); it and :meth:`elbo` draw their noise from a generator seeded by
-    ``random_state`` (plus a fixed offset), so they are deterministic given the fitted
-    model and X. After fit, the diagnostics ``reconstruction_`` (mean −E_q log p(x | z)),
-    ``kl_`` (mean KL(q ‖ p)), ``kl_per_dim_`` (L,) and ``active_units_`` (latent
+    "estimate"``; ``score_samples(X, return_std=True)`` adds its standard error); it and
+    :meth:`elbo` draw each example's noise from a key hashed from ``random_state`` (plus a
+    fixed offset) and the example's values, so they are deterministic given the fitted
+    model and X, and an example's score does not depend on the rest of the batch. After
+    fit, the diagnostics ``reconstruction_`` (mean −E_q log p(x | z)), ``kl_`` (mean
+    KL(q ‖ p)), ``kl_per_dim_`` (L,) and ``active_units_`` (latent
     dimensions whose posterior means vary across examples with variance > 0.01, Burda et
     al. 2016) are computed on the validation data, or the training data without any; so
     −ELBO = ``reconstruction_`` + ``kl_`` and posterior collapse shows as ``kl_`` ≈ 0.
     """
 
     family: ClassVar[str] = "latent variable"
+    # continuous data are standardised for the network; scores stay densities of the data
+    standardize_input: ClassVar[bool] = True
     likelihood: ClassVar[str] = "estimate"
+    abilities: ClassVar[dict[str, Any]] = {"embeds": True}
 
     def _check_latent_params(self) -> None:
         name = self.name
@@ -464,8 +544,8 @@ class LatentModel(NeuralModel):
     @torch.no_grad()
     def _diagnose(self, x: np.ndarray, labels: np.ndarray | None, spec: DataSpec) -> None:
         rec, kl, means = [], [], []
-        for xt, yt, g in self._batches(x, labels, spec=spec):
-            log_px, kl_dims = self._module.elbo_terms(xt, yt, 1, g)
+        for xt, yt, keys in self._batches(x, labels, spec=spec):
+            log_px, kl_dims = self._module.elbo_terms(xt, yt, 1, keys=keys)
             rec.append(-log_px.double().cpu())
             kl.append(kl_dims.double().cpu())
             means.append(self._module.encode(xt, yt)[0].double().cpu())
@@ -495,19 +575,30 @@ class LatentModel(NeuralModel):
     def _batches(
         self, x: np.ndarray, labels: np.ndarray | None, size: int = 1024, spec: DataSpec = None
     ):
-        """(x, y, generator) tensors per chunk, the generator seeded from random_state."""
+        """(x, y, keys) per chunk: tensors, and each example's noise key (a hash of
+        random_state and its values, see :func:`~ptheta.nn.noise.example_keys`)."""
         device, spec = self._device(), spec or self.fitted_spec
-        generator = torch.Generator(device=device).manual_seed(int(self.random_state) + SCORE_SEED)
         for start in range(0, len(x), size):
-            xt = self._tensors(x[start : start + size], None, spec)[0].to(device)
+            chunk = x[start : start + size]
+            xt = self._tensors(chunk, None, spec)[0].to(device)
             yt = None if labels is None else torch.as_tensor(labels[start : start + size])
-            yield xt, None if yt is None else yt.to(device), generator
+            yield xt, None if yt is None else yt.to(device), self._keys(chunk)
+
+    def _keys(self, x: np.ndarray) -> np.ndarray:
+        return example_keys(x, int(self.random_state) + SCORE_SEED)
 
     @torch.no_grad()
-    def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:
+    def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
         labels = None if label is None else np.full(len(x), label)
-        out = [self._module.log_prob(xt, yt, g) for xt, yt, g in self._batches(x, labels)]
-        return torch.cat(out).double().cpu().numpy()
+        parts = [
+            self._module.log_prob_with_std(xt, yt, keys=keys)
+            for xt, yt, keys in self._batches(x, labels)
+        ]
+        scores = torch.cat([p[0] for p in parts]).double().cpu().numpy()
+        return scores, torch.cat([p[1] for p in parts]).double().cpu().numpy()
+
+    def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:
+        return self._log_prob_with_std(x, label)[0]
 
     def _inputs(self, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
         self._check_fitted()
@@ -523,13 +614,14 @@ class LatentModel(NeuralModel):
         averaged over ``k`` draws of z (the KL term is exact).
 
         −ELBO ≥ −IWAE_k ≥ −IWAE_{k+1} ≥ … ≥ −log p(x) in expectation; ``score_samples``
-        is IWAE_k. Deterministic given the fitted model and X. Conditional models need
-        ``y`` and give the bound on log p(x | y).
+        is IWAE_k. Deterministic given the fitted model and X, and per example (the same
+        value in any batch). Conditional models need ``y`` and give the bound on
+        log p(x | y).
         """
         k = check_int(self.name, "k", k, low=1)
         x, labels = self._inputs(X, y)
-        out = [self._module.elbo(xt, yt, k, g) for xt, yt, g in self._batches(x, labels)]
-        return torch.cat(out).double().cpu().numpy()
+        out = [self._module.elbo(xt, yt, k, keys=kk) for xt, yt, kk in self._batches(x, labels)]
+        return torch.cat(out).double().cpu().numpy() + self._log_jacobian()
 
     @torch.no_grad()
     def embed(self, X: Any, y: Any = None) -> np.ndarray:
@@ -553,14 +645,18 @@ class VAE(LatentModel):
     of log p(x) (``likelihood_ = "estimate"``; exp(IWAE_k) is unbiased for p(x), and
     IWAE_k → log p(x) as k grows); :meth:`elbo` = the evidence lower bound. In
     expectation −ELBO ≥ −IWAE_1 ≥ … ≥ −IWAE_k ≥ −log p(x). Both are deterministic given the
-    fitted model and X (noise seeded from ``random_state``). See :class:`LatentModel` for
+    fitted model and X, each example's noise seeded from ``random_state`` and its own values
+    (never its position or neighbours in the batch); ``score_samples(X, return_std=True)``
+    adds the standard error of IWAE_k. See :class:`LatentModel` for
     the diagnostics ``reconstruction_``, ``kl_``, ``kl_per_dim_``, ``active_units_``.
 
     Missing data: ``score_samples`` refuses NaN (its marginal would only be an estimate);
     :meth:`marginal_log_prob` is the IWAE estimate of the log-marginal of the observed
     entries (the decoder factorises, so missing factors are dropped); ``impute`` and
     ``sample(given=...)`` fill NaN entries by pseudo-Gibbs sampling (``impute_steps``
-    rounds, see :meth:`VAENetwork.impute`; approximate, unconditional models only).
+    rounds of Metropolis-within-Gibbs, or of coordinate ascent for the mode, see
+    :meth:`VAENetwork.impute`; unconditional models only). Observed entries come back
+    exactly as given.
 
     Arguments:
         latent_dim: L, the size of z.
@@ -615,6 +711,9 @@ class VAE(LatentModel):
         "k": 20,
         "dtype": "float64",
         "device": "cpu",
+    }
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "demo": {"latent_dim": 8, "hidden": [128], "lr": 3e-3, "batch_size": 64, "device": "cpu"}
     }
 
     def __init__(
@@ -706,7 +805,7 @@ class VAE(LatentModel):
         out = []
         for xt, yt, _ in self._batches(x, labels):
             out.append(self._module.decode_mode(self._module.encode(xt, yt)[0], yt).cpu())
-        return self._finish(torch.cat(out).numpy(), len(x))
+        return self._finish(self._from_model_units(torch.cat(out).numpy()), len(x))
 
     @torch.no_grad()
     def interpolate(self, x1: Any, x2: Any, steps: int = 8, y: Any = None) -> np.ndarray:
@@ -734,7 +833,11 @@ class VAE(LatentModel):
         yt = None if labels is None else torch.as_tensor(labels, device=self._device())
         with torch.no_grad():
             out = self._module.decode_mode(z, yt).cpu().numpy()
-        return self._finish(out, steps)
+        return self._finish(self._from_model_units(out), steps)
+
+    def _capabilities(self) -> Capabilities:
+        # imputes by its decoder (not exactly); the class is unknown in a conditional VAE
+        return super()._capabilities().replace(imputes=not self._conditional())
 
     # ----------------------------------------------------------------- missing data
     def _check_partial(self, X: Any) -> np.ndarray:
@@ -750,13 +853,17 @@ class VAE(LatentModel):
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
         device, dtype = self._device(), resolve_dtype(self.dtype)
         generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
+        given = x
+        x = self._to_model_units(x)  # the network's units (NaN stays NaN)
         missing = torch.as_tensor(np.isnan(x), device=device)
         filled = torch.as_tensor(np.nan_to_num(x), device=device)
         filled = filled.long() if self.fitted_spec.is_discrete else filled.to(dtype)
         out = self._module.impute(
             filled, missing, self.impute_steps, sample=method == "sample", generator=generator
         )
-        return out.cpu().numpy()
+        # observed entries exactly as given (a float32 round trip would perturb them)
+        filled_in = self._from_model_units(out.cpu().numpy().astype(np.float64))
+        return np.where(np.isnan(given), filled_in, given)
 
     @torch.no_grad()
     def marginal_log_prob(self, X: Any) -> np.ndarray:
@@ -772,13 +879,13 @@ class VAE(LatentModel):
         observed = ~np.isnan(x)
         filled = self._impute(x, "mode", np.random.default_rng(0))
         device, spec = self._device(), self.fitted_spec
-        generator = torch.Generator(device=device).manual_seed(int(self.random_state) + SCORE_SEED)
         out = []
         for start in range(0, len(x), 1024):
             xt = self._tensors(filled[start : start + 1024], None, spec)[0].to(device)
             mt = torch.as_tensor(observed[start : start + 1024], device=device)
-            out.append(self._module.iwae(xt, None, self.k, generator, mask=mt).double().cpu())
-        result = torch.cat(out).numpy()
+            keys = self._keys(x[start : start + 1024])  # of the partial rows, NaN included
+            out.append(self._module.iwae(xt, None, self.k, mask=mt, keys=keys).double().cpu())
+        result = torch.cat(out).numpy() + self._log_jacobian(observed)
         if spec.is_discrete:
             result = np.minimum(result, 0.0)
         result[~observed.reshape(len(x), -1).any(1)] = 0.0

@@ -10,6 +10,8 @@ dequantisation takes q = U[0, 1)^D (log q = 0); variational dequantisation learn
 small conditional flow. The preprocessing maps (:class:`Scale`, :class:`Logit`) are
 bijections whose log-determinants are counted, so that densities stay in the units of the
 original data.
+
+The dequantisation noise of a score is drawn per example (:mod:`ptheta.nn.noise`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -30,6 +33,7 @@ from ptheta.nn.flows import (
     checkerboard_mask,
     vector_coupling,
 )
+from ptheta.nn.noise import keyed_normal, keyed_uniform
 
 
 class Scale(Flow):
@@ -80,17 +84,6 @@ class Logit(Flow):
         return x, logdet.flatten(1).sum(1)
 
 
-def sobol_uniform(n: int, shape: Sequence[int], seed: int) -> Tensor:
-    """n scrambled Sobol points in [0, 1)^prod(shape), float64 (n, *shape), on the CPU.
-
-    Each point of an Owen-scrambled Sobol sequence is uniformly distributed, so averages
-    over them are unbiased, while the points cover the cube more evenly than independent
-    draws (a smaller error for the same number of draws).
-    """
-    engine = torch.quasirandom.SobolEngine(math.prod(shape), scramble=True, seed=seed)
-    return engine.draw(n, dtype=torch.float64).reshape(n, *shape)
-
-
 class UniformDequantizer(nn.Module):
     """x ↦ x + u with u ~ U[0, 1)^D, log q(u | x) = 0.
 
@@ -118,9 +111,10 @@ class UniformDequantizer(nn.Module):
         """U[0, 1) draws of the given shape."""
         return torch.rand(*shape, generator=generator, device=device, dtype=dtype)
 
-    def fixed_noise(self, n: int, shape: Sequence[int], seed: int) -> Tensor:
-        """n fixed draws of u (scrambled Sobol points), float64 (n, *shape), on the CPU."""
-        return sobol_uniform(n, shape, seed)
+    def keyed_noise(self, keys: np.ndarray, draw: int, shape: Sequence[int]) -> Tensor:
+        """Draw number ``draw`` of u for the examples with these keys
+        (:func:`~ptheta.nn.noise.example_keys`), float64 (N, *shape) on the CPU."""
+        return keyed_uniform(keys, draw, shape)
 
     def forward(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
         return x.to(noise.dtype) + noise, noise.new_zeros(len(x))
@@ -196,10 +190,10 @@ class VariationalDequantizer(nn.Module):
         """Standard normal draws ε of the given shape."""
         return torch.randn(*shape, generator=generator, device=device, dtype=dtype)
 
-    def fixed_noise(self, n: int, shape: Sequence[int], seed: int) -> Tensor:
-        """n fixed draws of ε: Φ⁻¹ of scrambled Sobol points, float64 (n, *shape), CPU."""
-        u = sobol_uniform(n, shape, seed).clamp(1e-12, 1 - 1e-12)
-        return math.sqrt(2) * torch.erfinv(2 * u - 1)
+    def keyed_noise(self, keys: np.ndarray, draw: int, shape: Sequence[int]) -> Tensor:
+        """Draw number ``draw`` of ε for the examples with these keys
+        (:func:`~ptheta.nn.noise.example_keys`), float64 (N, *shape) on the CPU."""
+        return keyed_normal(keys, draw, shape)
 
     def _view(self, t: Tensor) -> Tensor:
         shape = self.image_shape or (math.prod(self.event_shape),)

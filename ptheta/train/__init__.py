@@ -1,6 +1,7 @@
-"""Training machinery: the Trainer (torch only), distributed set-up, checkpoints, run directories.
+"""Training machinery: the Trainer (torch only), distributed set-up and checkpoints.
 
-Import what you need from the submodules (``ptheta.train.trainer``, ``ptheta.train.rundir``):
-the Trainer depends on torch alone, so model families can use it without importing the
-registry that ``rundir`` needs.
+Import what you need from the submodules (``ptheta.train.trainer``,
+``ptheta.train.checkpoint``, ``ptheta.train.distributed``). Nothing here imports the model
+registry, so model families use the Trainer without a cycle; run directories live in
+:mod:`ptheta.runs`.
 """

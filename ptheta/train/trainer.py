@@ -19,6 +19,7 @@ discriminator) define, besides ``loss(*batch, phase=name)``:
 Each step then computes the named phase's loss on its batch and updates only that
 phase's parameters; the learning-rate schedule follows the global step for all groups.
 This is the Trainer's own loop (checkpoints, resume, EMA, DDP, progress) — not a second one.
+The expectations are written as protocols in :mod:`ptheta.train.protocol`.
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from ptheta.params import (
 from ptheta.progress import progress_bar
 from ptheta.train import checkpoint
 from ptheta.train.distributed import World, current_world
+from ptheta.train.protocol import Phased, scores_log_prob, validation_measures_fit
 
 METRICS = "metrics.jsonl"
 
@@ -354,12 +356,12 @@ class Trainer:
         evaluated = ema.module if ema is not None else module
         if val is not None:
             value = validation_nll(evaluated, val, self.config.batch_size)
-            if not _scores_log_prob(evaluated):
+            if not scores_log_prob(evaluated):
                 key = "val_loss"  # not a likelihood: say so
             else:  # with labels, the module scores −log p(x | y)
                 key = "val_nll" if len(val) == 1 else "val_nll_given_y"
             record[key] = value
-            if not getattr(evaluated, "validation_measures_fit", True):
+            if not validation_measures_fit(evaluated):
                 pass  # watched, never used to select weights or stop
             elif s.best_val is None or value < s.best_val:
                 s.best_val, s.best_epoch, s.bad_epochs = value, s.epoch + 1, 0
@@ -467,7 +469,7 @@ class _State:
 
 def _param_groups(module: nn.Module) -> list[dict[str, Any]] | None:
     """AdamW parameter groups of a phased module (see the module docstring); None otherwise."""
-    if not hasattr(module, "optim_groups"):
+    if not isinstance(module, Phased):
         return None
     groups = [{**options, "name": name} for name, options in module.optim_groups().items()]
     for g in groups:
@@ -566,19 +568,12 @@ def _schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
-def _scores_log_prob(module: nn.Module) -> bool:
-    """Whether validation uses ``log_prob`` (else the loss)."""
-    return hasattr(module, "log_prob") and not getattr(module, "validate_with_loss", False)
-
-
 @torch.no_grad()
 def validation_nll(module: nn.Module, val: Sequence[torch.Tensor], batch_size: int) -> float:
     """Mean −log p on the validation tensors (or mean loss for modules without log_prob)."""
     was_training = module.training
     module.eval()
-    score = (
-        None if getattr(module, "validate_with_loss", False) else getattr(module, "log_prob", None)
-    )
+    score = module.log_prob if scores_log_prob(module) else None
     total, count = 0.0, 0
     for chunk in zip(*(t.split(max(batch_size, 256)) for t in val), strict=True):
         values = -score(*chunk) if score is not None else module.loss(*chunk)

@@ -214,7 +214,8 @@ def test_run_directory_problems(gmm_run, tmp_path):
     config = json.loads((mixed / "config.json").read_text())
     config.pop("weights_sha256")
     (mixed / "config.json").write_text(json.dumps(config))
-    _fails("eval", str(mixed), match="written by model 'independent'")
+    # without its checksum a config is refused outright (the checksum is mandatory)
+    _fails("eval", str(mixed), match="no 'weights_sha256' entry")
     # refusing to overwrite
     _fails("fit", "gmm", "--data", "toy2d-moons", "--out", str(gmm_run), match="--force")
 
@@ -253,20 +254,30 @@ def test_data_problems(gmm_run, tmp_path):
     _fails("sample", str(gmm_run), "--out", str(tmp_path / "s.txt"), match="sequence data")
 
 
+def test_the_demo_line_up_comes_from_the_families_presets():
+    from ptheta.cli import demo
+    from ptheta.models import REGISTRY, with_preset
+
+    models = demo.demo_models()
+    assert list(models) == with_preset("demo") and "gan" in models
+    assert all(models[name] == REGISTRY[name].presets["demo"] for name in models)
+    # the truth table: the demo's exact classical families of binary data
+    assert demo.truth_models() == ["independent", "markov", "chow-liu"]
+
+
 def test_demo_is_a_quick_compare_printing_its_tables(tmp_path, monkeypatch):
     from ptheta.cli import demo
 
     monkeypatch.setattr(
-        demo, "DEMO_MODELS", {"independent": {}, "gmm": {"n_components": 2}, "not-registered": {}}
+        demo, "demo_models", lambda: {"independent": {}, "gmm": {"n_components": 2}}
     )
-    monkeypatch.setattr(demo, "DEMO_TRUTH", ("groundtruth-tree", ("chow-liu",)))
+    monkeypatch.setattr(demo, "truth_models", lambda: ["chow-liu"])
     # small unlabelled data instead of digits: no feature classifier to train in a test
     bits = (np.random.default_rng(0).random((200, 6)) < 0.3).astype(np.int64)
     np.save(tmp_path / "bits.npy", bits)
     monkeypatch.setattr(demo, "DEMO_DATA", str(tmp_path / "bits.npy"))
     out = run("demo", "--out", str(tmp_path / "demo")).output
     assert "test NLL on bits.npy" in out and "independent" in out and "bound (deq.)" in out
-    assert "not-registered" not in out  # families missing from the registry are left out
     assert "true entropy of the data" in out and "groundtruth-tree" in out
     report = json.loads((tmp_path / "demo" / "bits.npy" / "report.json").read_text())
     assert [r["model"] for r in report["rows"]] == ["independent", "gmm"]
@@ -324,13 +335,13 @@ def test_an_interrupted_neural_fit_resumes_to_the_same_weights(tmp_path, monkeyp
     resumed = load_file(tmp_path / "resumed" / "weights.safetensors")
     for key in straight:
         np.testing.assert_array_equal(resumed[key], straight[key], err_msg=key)
-    # resuming with other parameters is refused
+    # a complete run has nothing to resume; neither has an empty folder, for any family
     _fails("fit", "made", *NEURAL, "--set", "lr=0.5", "--out", str(tmp_path / "resumed"),
-           "--resume", match="another model or data set")  # fmt: skip
+           "--resume", match="already complete")  # fmt: skip
     _fails("fit", "made", *NEURAL, "--out", str(tmp_path / "new"), "--resume",
            match="nothing to resume")  # fmt: skip
     _fails("fit", "gmm", "--data", "digits", "--out", str(tmp_path / "g"), "--resume",
-           match="fits in one go")  # fmt: skip
+           match="nothing to resume")  # fmt: skip
 
 
 def test_unwritable_paths_are_one_line_errors(gmm_run, tmp_path):
@@ -391,7 +402,7 @@ def test_fit_validates_only_where_the_loss_measures_fit(tmp_path, name, validate
     """A GAN's or an EBM's loss says nothing about fit: early stopping on it would keep
     arbitrary weights, so `ptheta fit` holds no validation data out for them."""
     from ptheta.models import REGISTRY
-    from ptheta.train.rundir import read_metrics
+    from ptheta.runs.store import read_metrics
 
     quick = {**REGISTRY[name].quick_params, "epochs": 2, "dtype": "float32"}
     sets = [a for k, v in quick.items() for a in ("--set", f"{k}={json.dumps(v)}")]

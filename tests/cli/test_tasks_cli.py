@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import click
 import numpy as np
 import pytest
 from clirun import run
 
 from ptheta.cli import cli
-from ptheta.train.rundir import load_run
+from ptheta.runs.store import load_run
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +117,10 @@ def test_bad_input_gives_one_line_errors(nb_run, tmp_path):
 
 
 def test_commands_are_registered_in_ptheta():
-    assert {"classify", "experiment", "impute"} <= set(cli.commands)
-    assert set(cli.commands["experiment"].commands) == {"ng-jordan", "missing-data"}
+    ctx = click.Context(cli)
+    assert {"classify", "experiment", "impute"} <= set(cli.list_commands(ctx))
+    experiment = cli.get_command(ctx, "experiment")
+    assert set(experiment.commands) == {"ng-jordan", "missing-data"}
 
 
 @pytest.mark.parametrize(("command", "repeats"), [("ng-jordan", 10), ("missing-data", 3)])

@@ -78,7 +78,7 @@ def test_npy_bad_contents(tmp_path):
     with pytest.raises(DataError, match="numeric"):
         data.load(tmp_path / "text.npy")
     (tmp_path / "junk.npy").write_bytes(b"this is not numpy")
-    with pytest.raises(DataError, match="could not read"):
+    with pytest.raises(DataError, match=r"not a valid \.npy file"):
         data.load(tmp_path / "junk.npy")
     (tmp_path / "empty.npy").write_bytes(b"")
     with pytest.raises(DataError, match="empty"):

@@ -19,8 +19,8 @@ from ptheta.eval.anomaly import (
     roc_auc,
     score_histogram,
 )
-from ptheta.eval.plots import save_figure
 from ptheta.models.base import GenerativeModel
+from ptheta.runs.pictures import save_figure
 
 
 @pytest.fixture(scope="module")
@@ -50,11 +50,15 @@ class _Estimate(_Stub):
 
 
 class _Energy(_Stub):
+    abilities: ClassVar[dict] = {"anomaly_score": "energy"}  # declared, not probed
+
     def energy(self, X):
         return np.asarray(X, dtype=float).sum(1) * 2
 
 
 class _Discriminator(_Stub):
+    abilities: ClassVar[dict] = {"anomaly_score": "discriminator"}
+
     def discriminator_score(self, X):
         return np.asarray(X, dtype=float).sum(1) * 3
 

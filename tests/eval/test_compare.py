@@ -16,7 +16,7 @@ from ptheta.eval import compare as cmp
 from ptheta.eval.plots import nll_bar_figure
 from ptheta.models import REGISTRY
 from ptheta.models.base import GenerativeModel
-from ptheta.train.rundir import load_run, read_metrics
+from ptheta.runs.store import load_run, read_metrics
 
 
 class NoLikelihood(GenerativeModel):

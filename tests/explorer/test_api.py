@@ -77,11 +77,14 @@ def test_structure_tree_is_the_fitted_chow_liu_tree(explorer_client, explorer_di
     body = explorer_client.get("/api/structure").json()
     assert body["data"] == "digits" and body["image_shape"] == [8, 8] and body["levels"] == 17
     # read the cached run directory independently of the app
+    assert body["tree"]["model"] == views.structure_graph_model() == "chow-liu"
     tree = ptheta.load(explorer_dirs["cache"] / "structure" / "digits" / "chow-liu")
-    assert body["tree"]["edges"] == tree.edges_ and body["tree"]["root"] == tree.root_
+    graph = tree.structure_graph()
+    assert body["tree"]["edges"] == [list(e) for e in graph["edges"]] == tree.edges_
+    assert body["tree"]["roots"] == graph["roots"] == [tree.root_] == [body["tree"]["root"]]
     assert len(body["tree"]["edges"]) == 63  # a spanning tree over 64 pixels
     rows = {r["model"]: r for r in body["models"]}
-    assert list(rows) == list(views.STRUCTURE_MODELS)
+    assert list(rows) == views.structure_models()
     test_x = ptheta.datasets.load("digits").test.x
     assert rows["chow-liu"]["test_nll_nats"] == pytest.approx(-tree.score(test_x), rel=1e-12)
     assert rows["chow-liu"]["test_nll_bits_per_dim"] == pytest.approx(

@@ -1,10 +1,8 @@
-"""The explorer's computations without HTTP: exact numbers, the model cache, hand-checked maths."""
+"""The explorer's computations without HTTP: exact numbers, derived model lists, hand maths."""
 
 from __future__ import annotations
 
 import math
-import threading
-import time
 from typing import ClassVar
 
 import numpy as np
@@ -14,7 +12,6 @@ import ptheta
 from ptheta.errors import ParameterError, UnknownNameError
 from ptheta.explorer import views
 from ptheta.models.base import GenerativeModel
-from ptheta.train.rundir import WEIGHTS
 
 
 def test_space_numbers_for_every_n():
@@ -29,83 +26,16 @@ def test_space_numbers_for_every_n():
         views.space_numbers(True)
 
 
-# --------------------------------------------------------------------------- cache
-def _fit_markov(order: int):
-    x = np.random.default_rng(0).integers(0, 2, size=(20, 4))
-
-    def fit(path):
-        from ptheta.train.rundir import save_run
-
-        save_run(ptheta.make("markov", order=order).fit(x), path)
-
-    return fit
-
-
-def test_cache_fits_once_under_concurrent_requests(tmp_path):
-    cache = views.ModelCache(tmp_path)
-    calls = []
-
-    def slow_fit(path):
-        calls.append(path)
-        time.sleep(0.2)  # keeps the first request inside fit while the second arrives
-        _fit_markov(1)(path)
-
-    got = []
-    threads = [
-        threading.Thread(
-            target=lambda: got.append(cache.get("v", "d", "markov", {"order": 1}, slow_fit))
-        )
-        for _ in range(3)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert len(calls) == 1 and got[0] is got[1] is got[2]
-    assert cache.fits[("v", "d", "markov")] == 1
-
-
-def test_cache_reloads_refits_other_budgets_and_damaged_entries(tmp_path):
-    first = views.ModelCache(tmp_path)
-    first.get("v", "d", "markov", {"order": 1}, _fit_markov(1))
-    again = views.ModelCache(tmp_path)  # a new app on the same folder
-    model = again.get("v", "d", "markov", {"order": 1}, _fit_markov(1))
-    assert again.loads[("v", "d", "markov")] == 1 and not again.fits
-    assert model.order == 1
-    other = views.ModelCache(tmp_path)  # another budget: fitted again
-    assert other.get("v", "d", "markov", {"order": 2}, _fit_markov(2)).order == 2
-    assert other.fits[("v", "d", "markov")] == 1
-    (tmp_path / "v" / "d" / "markov" / WEIGHTS).write_bytes(b"garbage")
-    damaged = views.ModelCache(tmp_path)
-    assert damaged.get("v", "d", "markov", {"order": 2}, _fit_markov(2)).order == 2
-    assert damaged.fits[("v", "d", "markov")] == 1
-
-
-def test_a_refit_swaps_the_run_in_whole_and_a_failed_one_keeps_the_old(tmp_path):
-    views.ModelCache(tmp_path).get("v", "d", "markov", {"order": 1}, _fit_markov(1))
-    run = tmp_path / "v" / "d" / "markov"
-    seen = []
-
-    def failing(path):
-        seen.append(path)
-        _fit_markov(2)(path)  # a complete run ... then a crash before it is swapped in
-        raise RuntimeError("interrupted")
-
-    with pytest.raises(RuntimeError):
-        views.ModelCache(tmp_path).get("v", "d", "markov", {"order": 2}, failing)
-    assert seen[0] != run  # never fitted in place: readers never see a half-written run
-    assert ptheta.load(run).order == 1  # the old run is intact
-    refit = views.ModelCache(tmp_path).get("v", "d", "markov", {"order": 2}, _fit_markov(2))
-    assert refit.order == 2 and ptheta.load(run).order == 2
-    assert sorted(p.name for p in run.parent.iterdir()) == ["markov"]  # no temporary folders
-
-
 # --------------------------------------------------------------------------- spam
 def test_naive_bayes_posterior_equals_hand_computation(explorer):
     words = ["free", "meeting", "viagra"]
     out = explorer.spam_posterior(words)
     fitted = explorer._spam()
-    nb, vocab = fitted["nb"], fitted["corpus"].vocabulary
+    # the view asks its classifier through predict_proba only; naive Bayes's own parameters
+    # give the hand computation
+    assert fitted["model"] == views.spam_classifier() == "naive-bayes"
+    assert out["classifier"] == fitted["model"]
+    nb, vocab = fitted["classifier"], fitted["corpus"].vocabulary
     spam_row = list(nb.classes_).index(1)
     theta = np.exp(nb.feature_log_prob_[:, :, 1])  # (C, V): P(word present | class)
     log_odds = nb.class_log_prior_[spam_row] - nb.class_log_prior_[1 - spam_row]
@@ -152,14 +82,168 @@ def test_flow_strength_rounds_half_up(explorer):
         explorer.flow("digits")
 
 
+def test_partial_flow_goes_from_the_base_to_the_model():
+    x = ptheta.datasets.load("toy2d-moons").train.x
+    flow = ptheta.make("realnvp", hidden=8, n_layers=2, epochs=1, dtype="float64").fit(x)
+    assert flow.capabilities().partial_flows
+    n = flow.n_flow_layers()
+    pts = x[:50]
+    base = -0.5 * (pts**2).sum(1) - math.log(2 * math.pi)
+    np.testing.assert_allclose(flow.partial_log_prob(pts, 0), base, rtol=1e-12)
+    np.testing.assert_allclose(flow.partial_log_prob(pts, n), flow.score_samples(pts), rtol=1e-9)
+    # the same seed gives the same draws; at k = L they are the model's own samples' law
+    np.testing.assert_array_equal(flow.partial_sample(20, 1), flow.partial_sample(20, 1))
+    assert flow.partial_sample(20, n, random_state=3).shape == (20, 2)
+    with pytest.raises(ParameterError, match="k"):
+        flow.partial_log_prob(pts, n + 1)
+
+
+def test_build_module_counts_what_fit_trains():
+    from ptheta.data.spec import DataSpec
+
+    x = np.random.default_rng(0).integers(0, 2, size=(64, 5))
+    made = ptheta.make("made", hidden=[8], epochs=1)
+    built = made.build_module(DataSpec("binary", (5,)))
+    trained = made.fit(x).module
+    assert sum(p.numel() for p in built.parameters()) == sum(
+        p.numel() for p in trained.parameters()
+    )
+    with pytest.raises(ParameterError, match="dtype"):
+        ptheta.make("made", dtype="float16").build_module(DataSpec("binary", (5,)))
+
+
+# --------------------------------------------------------------------------- derived lists
+def test_view_lists_follow_presets_and_capabilities():
+    names = ptheta.models.with_preset("explorer")
+    caps = views.capabilities
+    lists = {
+        "space_fitted": views.space_fitted(),
+        "space_built": views.space_built(),
+        "structure": views.structure_models(),
+        "surface": views.surface_models(),
+    }
+    for found in lists.values():
+        assert found and found == [n for n in names if n in found]  # registry order
+    for name in lists["space_fitted"] + lists["space_built"]:
+        c = caps(name)
+        assert c.fits("binary") and c.likelihood == "exact" and not c.dequantises_discrete
+        assert (name in lists["space_built"]) == c.trains_in_steps
+    for name in lists["structure"]:
+        c = caps(name)
+        assert c.fits("categorical") and c.likelihood == "exact" and not c.dequantises_discrete
+    for name in lists["surface"]:
+        c = caps(name)
+        assert c.fits("continuous") and not c.needs_image and not c.needs_labels
+        assert c.likelihood != "none" or c.anomaly_score == "energy"
+    # a family of the registry with the preset and fitting capabilities is never left out
+    for name in names:
+        c = caps(name)
+        drawable = c.likelihood == "exact" and not (c.needs_image or c.needs_labels)
+        if c.fits("continuous") and drawable:
+            assert name in lists["surface"]
+    assert caps(views.structure_graph_model()).exports_structure
+    assert caps(views.flow_model()).partial_flows and views.flow_model() in lists["surface"]
+    assert caps(views.spam_classifier()).classifies
+
+
+def test_budget_is_the_explorer_preset_with_fallbacks():
+    for name in ptheta.models.with_preset("explorer"):
+        cls, steps = ptheta.REGISTRY[name], views.capabilities(name).trains_in_steps
+        full = views.budget(name, quick=False)
+        assert {k: v for k, v in full.items() if k != "max_time"} == {
+            k: v for k, v in cls.preset("explorer").items() if k != "max_time"
+        }
+        if steps:
+            assert full["max_time"] == cls.preset("explorer").get("max_time", 60)
+        quick = cls.preset("explorer-quick")
+        if quick is None:
+            quick = cls.preset("quick") if steps else cls.preset("explorer")
+        assert views.budget(name, quick=True) == quick
+
+
+# --------------------------------------------------------------------------- toy families
+class _Gaussian(GenerativeModel):
+    """A stand-in family: one isotropic Gaussian, with an "explorer" preset."""
+
+    name: ClassVar[str] = "toy-gaussian"
+    family: ClassVar[str] = "test"
+    likelihood: ClassVar[str] = "exact"
+    data_kinds: ClassVar[tuple[str, ...]] = ("continuous",)
+    presets: ClassVar[dict[str, dict]] = {"explorer": {"scale": 2.0}}
+
+    def __init__(self, scale: float = 1.0) -> None:
+        self.scale = scale
+
+    def _fit(self, x, y, spec):
+        self.mean_ = x.mean(axis=0)
+
+    def _score_samples(self, x):
+        d = x.shape[1]
+        s2 = self.scale**2
+        return -0.5 * ((x - self.mean_) ** 2).sum(1) / s2 - 0.5 * d * math.log(2 * math.pi * s2)
+
+    def _sample(self, n, y, rng):
+        return self.mean_ + self.scale * rng.standard_normal((n, len(self.mean_)))
+
+    def _n_parameters(self):
+        return len(self.mean_)
+
+
+class _HiddenGaussian(_Gaussian):
+    """The same family without an "explorer" preset."""
+
+    name: ClassVar[str] = "toy-hidden"
+    presets: ClassVar[dict[str, dict]] = {}
+
+
+class _Silent(_Gaussian):
+    """An "explorer" preset but nothing to draw: no likelihood, no energy."""
+
+    name: ClassVar[str] = "toy-silent"
+    likelihood: ClassVar[str] = "none"
+    presets: ClassVar[dict[str, dict]] = {"explorer": {}}
+
+
+def test_a_new_family_with_an_explorer_preset_appears_in_the_surface_view(tmp_path, monkeypatch):
+    for cls in (_Gaussian, _HiddenGaussian, _Silent):
+        monkeypatch.setitem(ptheta.REGISTRY, cls.name, cls)
+    options = {m["model"]: m["quantity"] for m in views.surface_options()["models"]}
+    assert options["toy-gaussian"] == "density"
+    assert "toy-hidden" not in options and "toy-silent" not in options
+    assert list(options)[-1] == "toy-gaussian"  # registry order: added last
+    assert "toy-gaussian" not in views.space_fitted() + views.structure_models()
+    assert views.budget("toy-gaussian", quick=True) == {"scale": 2.0}  # classical: explorer
+    out = views.Explorer(tmp_path, quick=True).surface("toy2d-circles", "toy-gaussian", grid=20)
+    model = ptheta.load(tmp_path / "surface" / "toy2d-circles" / "toy-gaussian")
+    assert model.scale == 2.0
+    gx, gy = np.meshgrid(out["x"], out["y"])
+    expected = model.score_samples(np.stack([gx.ravel(), gy.ravel()], axis=1))
+    np.testing.assert_allclose(np.ravel(out["log_z"]), expected)
+    with pytest.raises(UnknownNameError):
+        views.Explorer(tmp_path, quick=True).surface("toy2d-circles", "toy-hidden")
+
+
+def test_a_neural_family_without_a_quick_explorer_preset_uses_its_quick_preset(monkeypatch):
+    class Stepped(_Gaussian):
+        name: ClassVar[str] = "toy-stepped"
+        abilities: ClassVar[dict] = {"trains_in_steps": True}
+        presets: ClassVar[dict[str, dict]] = {"explorer": {"scale": 2.0}, "quick": {"scale": 0.5}}
+
+    monkeypatch.setitem(ptheta.REGISTRY, Stepped.name, Stepped)
+    assert views.budget("toy-stepped", quick=True) == {"scale": 0.5}
+    assert views.budget("toy-stepped", quick=False) == {"scale": 2.0, "max_time": 60}
+
+
 # --------------------------------------------------------------------------- energy surfaces
 class _QuadraticEnergy(GenerativeModel):
-    """A stand-in energy model: E(x) = |x − mean|² / 2, no likelihood (like ``ebm``)."""
+    """A stand-in energy model: E(x) = |x − mean|² / 2, no likelihood (an energy-based family)."""
 
-    name: ClassVar[str] = "ebm"
+    name: ClassVar[str] = "toy-energy"
     family: ClassVar[str] = "energy-based"
     likelihood: ClassVar[str] = "none"
     data_kinds: ClassVar[tuple[str, ...]] = ("continuous",)
+    abilities: ClassVar[dict] = {"anomaly_score": "energy"}
+    presets: ClassVar[dict[str, dict]] = {"explorer": {"shift": 1000.0}}
 
     def __init__(self, shift: float = 0.0) -> None:
         self.shift = shift
@@ -178,15 +262,14 @@ class _QuadraticEnergy(GenerativeModel):
 
 
 def test_unnormalised_surface_uses_the_energy(tmp_path, monkeypatch):
-    monkeypatch.setitem(ptheta.REGISTRY, "ebm", _QuadraticEnergy)
-    monkeypatch.setitem(views.BUDGETS, "ebm", ({"shift": 1000.0}, {"shift": 1000.0}))
+    monkeypatch.setitem(ptheta.REGISTRY, "toy-energy", _QuadraticEnergy)
     options = {m["model"]: m["quantity"] for m in views.surface_options()["models"]}
-    assert options["ebm"] == "negative energy (unnormalised)"
+    assert options["toy-energy"] == "negative energy (unnormalised)"
     ex = views.Explorer(tmp_path, quick=True)
-    out = ex.surface("toy2d-circles", "ebm", grid=20)
+    out = ex.surface("toy2d-circles", "toy-energy", grid=20)
     assert out["integral"] is None and out["likelihood"] == "none"
     gx, gy = np.meshgrid(out["x"], out["y"])
-    model = ptheta.load(tmp_path / "surface" / "toy2d-circles" / "ebm")
+    model = ptheta.load(tmp_path / "surface" / "toy2d-circles" / "toy-energy")
     energy = model.energy(np.stack([gx.ravel(), gy.ravel()], axis=1))
     np.testing.assert_allclose(np.ravel(out["log_z"]), -energy)
     # exp(−E) would underflow to 0 everywhere: it is scaled to a maximum of 1

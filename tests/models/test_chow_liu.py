@@ -14,14 +14,14 @@ import ptheta
 from ptheta.data.groundtruth import random_tree_network
 from ptheta.data.spec import DataSpec
 from ptheta.errors import CapabilityError, DataError, ParameterError
-from ptheta.eval.plots import save_figure, tree_figure
 from ptheta.models.baselines import Independent
 from ptheta.models.chow_liu import (
     ChowLiuTree,
     maximum_spanning_tree,
     pairwise_mutual_information,
 )
-from ptheta.train.rundir import load_run, save_run
+from ptheta.runs.pictures import save_figure, structure_figure
+from ptheta.runs.store import load_run, save_run
 
 
 def _configs(k: int, d: int) -> np.ndarray:
@@ -310,13 +310,13 @@ def test_to_dot_lists_every_edge_with_its_mutual_information():
 def test_tree_picture_is_written(tmp_path):
     data = ptheta.datasets.load("digits-binary")
     model = ChowLiuTree().fit(data.train)  # image data: nodes at pixel positions
-    save_figure(tree_figure(model), tmp_path / "digits.png")
+    save_figure(structure_figure(model), tmp_path / "digits.png")
     layered, _, _ = _fit(False, d=7)
-    save_figure(tree_figure(layered), tmp_path / "tree.png")
+    save_figure(structure_figure(layered), tmp_path / "tree.png")
     for name in ("digits.png", "tree.png"):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ParameterError, match="pixels"):
-        tree_figure(layered, image_shape=(3, 3))
+        structure_figure(layered, image_shape=(3, 3))
 
 
 # --------------------------------------------------------------------------- bad input

@@ -17,7 +17,7 @@ from ptheta.models import REGISTRY
 from ptheta.models.baselines import Independent
 from ptheta.models.classifier import BayesClassifier
 from ptheta.models.naive_bayes import NaiveBayes
-from ptheta.train.rundir import load_run, save_run
+from ptheta.runs.store import load_run, save_run
 
 
 def _configs(d: int, k: int) -> np.ndarray:

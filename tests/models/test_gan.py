@@ -9,7 +9,7 @@ import torch
 import ptheta
 from ptheta.data.spec import DataSpec, Split
 from ptheta.data.toy2d import _G8_CENTRES, _G8_STD
-from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError
+from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models import gan as gan_module
 from ptheta.models.gan import GAN, GANNetwork
 from ptheta.train.trainer import TrainConfig, Trainer
@@ -171,6 +171,8 @@ def test_class_conditional_samples_land_on_their_class_blob():
         gan.discriminator_score(x[:5])
     with pytest.raises(DataError, match="unknown class"):
         gan.sample(2, y=7)
+    # no likelihood, no Bayes' rule: predict_proba is absent, and reaching for it says why
+    assert not hasattr(gan, "predict_proba")
     with pytest.raises(CapabilityError, match="no likelihood"):
         gan.predict_proba(x[:3])
 
@@ -214,7 +216,9 @@ def test_fit_stopped_by_max_time_resumes_through_the_estimator_to_the_same_model
 
 def test_no_likelihood_is_a_clear_capability_error():
     x, _ = _blobs(64)
-    with pytest.raises(NotFittedError):
+    # absent before and after fit (hasattr is False): scikit-learn then never calls them
+    assert not hasattr(GAN(**QUICK), "score_samples") and not hasattr(GAN(**QUICK), "score")
+    with pytest.raises(CapabilityError, match="no likelihood"):
         GAN(**QUICK).score_samples(x)
     gan = GAN(**QUICK).fit(x)
     assert gan.likelihood_ == "none" and gan.units_ == "continuous"

@@ -169,7 +169,8 @@ def test_chunked_recursions_give_the_same_answers(monkeypatch):
     rows[:, [0, 4]] = np.nan
     whole = model.score_samples(rows), model.impute(rows, method="mode")
     monkeypatch.setattr("ptheta.models.markov._MESSAGE_BUDGET", 1)  # one row per chunk
-    np.testing.assert_array_equal(model.score_samples(rows), whole[0])
+    # other chunks, other batch sizes: the same numbers up to rounding
+    np.testing.assert_allclose(model.score_samples(rows), whole[0], rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(model.impute(rows, method="mode"), whole[1])
 
 

@@ -15,7 +15,7 @@ import ptheta
 from ptheta.data.spec import DataSpec, Split
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.naive_bayes import NaiveBayes
-from ptheta.train.rundir import load_run, save_run
+from ptheta.runs.store import load_run, save_run
 
 
 def _configs(d: int, k: int) -> np.ndarray:

@@ -13,7 +13,7 @@ import ptheta
 from ptheta.data.spec import DataSpec, Split
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.pixelcnn import GatedPixelCNN, PixelCNN, image_shape_of
-from ptheta.train.rundir import load_run, save_run
+from ptheta.runs.store import load_run, save_run
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -213,7 +213,9 @@ def test_representations_and_missing_data(fitted_1d):
 def test_elbo_and_score_are_deterministic_and_ordered(fitted_1d):
     x = _binary(n=50, seed=2)
     np.testing.assert_array_equal(fitted_1d.elbo(x), fitted_1d.elbo(x))
-    assert fitted_1d.score(x) >= fitted_1d.elbo(x, k=10).mean()
+    # in expectation IWAE_k ≥ ELBO; the ELBO's reconstruction term is averaged over enough
+    # draws that its Monte-Carlo error (duplicate rows share their draws) is below the gap
+    assert fitted_1d.score(x) >= fitted_1d.elbo(x, k=1000).mean()
     assert fitted_1d.likelihood_ == "estimate" and fitted_1d.units_ == "discrete"
     assert fitted_1d.kl_ > 0 and fitted_1d.reconstruction_ > 0
     assert 0 <= fitted_1d.active_units_ <= 1 and fitted_1d.kl_per_dim_.shape == (1,)

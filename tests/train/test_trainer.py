@@ -17,8 +17,8 @@ from ptheta.data.spec import DataSpec, Split
 from ptheta.errors import DataError, ParameterError, RunDirError
 from ptheta.models import REGISTRY
 from ptheta.models.neural import NeuralModel
+from ptheta.runs.store import load_run, save_run
 from ptheta.train import checkpoint
-from ptheta.train.rundir import load_run, save_run
 from ptheta.train.trainer import TrainConfig, Trainer
 
 

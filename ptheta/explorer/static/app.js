@@ -166,7 +166,7 @@ const structure = {
       this.loadSamples();
     });
     const data = await this.panel.request(
-      "Fitting independent, Markov, Chow–Liu and autoregressive models on digits (first use only; cached afterwards)…",
+      "Fitting the structure models on digits (first use only; cached afterwards)…",
       () => api("api/structure"));
     if (!data) return;
     this.data = data;
@@ -193,6 +193,9 @@ const structure = {
   drawTree(tree, shape) {
     const [h, w] = shape;
     const svg = $("structure-tree");
+    $("structure-graph").hidden = !tree; // no structure model exports a graph
+    if (!tree) return;
+    $("structure-tree-title").textContent = `${tree.model}: the learned graph over the ${h}×${w} pixels`;
     svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
     const centre = (i) => [(i % w) + 0.5, Math.floor(i / w) + 0.5]; // row-major pixel index
     const shapes = [];
@@ -209,10 +212,13 @@ const structure = {
       const [x, y] = centre(i);
       shapes.push(svgEl("circle", { class: "node", cx: x, cy: y, r: 0.1 }));
     }
-    const [rx, ry] = centre(tree.root);
-    shapes.push(svgEl("circle", { class: "root", cx: rx, cy: ry, r: 0.3 }));
+    for (const root of tree.roots) {
+      const [rx, ry] = centre(root);
+      shapes.push(svgEl("circle", { class: "root", cx: rx, cy: ry, r: 0.3 }));
+    }
     svg.replaceChildren(...shapes);
-    svg.setAttribute("aria-label", `Chow–Liu tree over the ${h}×${w} pixels: ${tree.edges.length} edges, root at row ${Math.floor(tree.root / w) + 1}, column ${(tree.root % w) + 1}`);
+    const where = tree.roots.map((r) => `row ${Math.floor(r / w) + 1}, column ${(r % w) + 1}`).join("; ");
+    svg.setAttribute("aria-label", `${tree.title}, over the ${h}×${w} pixels: ${tree.edges.length} edges, root at ${where}`);
   },
 };
 

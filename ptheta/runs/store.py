@@ -1,8 +1,12 @@
-"""Run directories: config (JSON), weights (safetensors), metrics (JSON lines), written atomically.
+"""Save and load fitted models: config (JSON), weights (safetensors), metrics (JSON lines).
 
 A run directory holds everything needed to rebuild a fitted model, and nothing that is
 unpickled: ``config.json`` (model name, hyper-parameters, fitted scalars, data spec and
-fingerprint, versions), ``weights.safetensors`` (every fitted array) and ``metrics.jsonl``.
+fingerprint, versions), ``weights.safetensors`` (every fitted array), ``metrics.jsonl``,
+and last the ``COMPLETE`` marker, which holds the checksums of the config and the weights.
+Every file is written atomically. Loading refuses a run without the marker (interrupted
+while writing), a config or weights that do not match it (edited, or mixed up with
+another run), and arrays whose shapes disagree with the parameters.
 """
 
 from __future__ import annotations
@@ -26,12 +30,11 @@ from ptheta.errors import PthetaError, RunDirError
 from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps
 from ptheta.models import GenerativeModel, get_model_class
 from ptheta.models.base import to_jsonable
+from ptheta.runs.layout import COMPLETE, CONFIG, METRICS, WEIGHTS
 
 FORMAT = "ptheta-run"
-FORMAT_VERSION = 1
-CONFIG = "config.json"
-WEIGHTS = "weights.safetensors"
-METRICS = "metrics.jsonl"
+# 2: the COMPLETE marker with the config's and the weights' checksums
+FORMAT_VERSION = 2
 
 
 def write_metrics(run_dir: str | os.PathLike, records: list[dict[str, Any]]) -> None:
@@ -44,12 +47,20 @@ def read_metrics(run_dir: str | os.PathLike) -> list[dict[str, Any]]:
     path = Path(run_dir) / METRICS
     if not path.exists():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise RunDirError(
+            f"{path} is corrupted (not UTF-8 text); delete it, or start the run again with --force"
+        ) from None
     out = []
-    for line in path.read_text().splitlines():
+    for line in text.splitlines():
         try:
-            out.append(json.loads(line))
+            record = json.loads(line)
         except json.JSONDecodeError:
             continue
+        if isinstance(record, dict):
+            out.append(record)
     return out
 
 
@@ -76,11 +87,14 @@ def save_run(
     data: dict[str, Any] | None = None,
     metrics: list[dict[str, Any]] | None = None,
     extra: dict[str, Any] | None = None,
+    complete: bool = True,
 ) -> Path:
     """Write a fitted ``model`` to ``run_dir`` (created if needed) and return its path.
 
     ``data`` describes the training data (name, fingerprint, sizes); ``extra`` is any
-    other JSON-able information (fit time, command line).
+    other JSON-able information (fit time, command line). With ``complete`` the
+    ``COMPLETE`` marker is written last; a caller that writes more files (pictures) passes
+    False and calls :func:`mark_complete` when they are all in place.
     """
     run_dir = Path(run_dir)
     arrays, fitted = model.get_state()
@@ -102,12 +116,66 @@ def save_run(
         **({"extra": extra} if extra else {}),
     }
     run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / COMPLETE).unlink(missing_ok=True)  # incomplete until every file is written
     # weights first: a config only ever points at weights that are complete
     atomic_write_bytes(run_dir / WEIGHTS, blob)
     atomic_write_json(run_dir / CONFIG, config)
     if metrics is not None:
         write_metrics(run_dir, metrics)
+    if complete:
+        mark_complete(run_dir)
     return run_dir
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def mark_complete(run_dir: str | os.PathLike) -> None:
+    """Write the ``COMPLETE`` marker, last: the checksums of config.json and the weights."""
+    run_dir = Path(run_dir)
+    marker = {
+        "format": FORMAT,
+        "config_sha256": _sha256(run_dir / CONFIG),
+        "weights_sha256": _sha256(run_dir / WEIGHTS),
+    }
+    atomic_write_json(run_dir / COMPLETE, marker)
+
+
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` holds a complete run (its marker exists)."""
+    return (Path(run_dir) / COMPLETE).is_file()
+
+
+def _check_complete(run_dir: Path) -> None:
+    """Refuse a run whose marker is missing, or whose config no longer matches it."""
+    path = run_dir / COMPLETE
+    finish = (
+        "finish it with the same `ptheta fit` command and --resume, or start again with --force"
+    )
+    if not path.is_file():
+        raise RunDirError(
+            f"{str(run_dir)!r} holds an incomplete run (it has no {COMPLETE} marker: the "
+            f"writing was interrupted, or it was written by an older ptheta); {finish}"
+        )
+    try:
+        marker = json.loads(path.read_text(encoding="utf-8"))
+        expected = marker["config_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise RunDirError(f"{path} is corrupted; {finish}") from None
+    try:
+        actual = _sha256(run_dir / CONFIG)
+    except OSError as e:
+        raise RunDirError(
+            f"could not read {run_dir / CONFIG} ({e.strerror or e}); check its permissions, or "
+            "re-run `ptheta fit`"
+        ) from None
+    if actual != expected:
+        raise RunDirError(
+            f"{run_dir / CONFIG} was changed after the run was written (its checksum differs "
+            f"from {COMPLETE}'s): the run is edited or mixed up with another; re-run "
+            "`ptheta fit` instead of editing a run"
+        )
 
 
 # The entries of config.json that loading relies on, with their JSON types; "required"
@@ -119,7 +187,7 @@ _CONFIG_FIELDS: dict[str, tuple[type, bool]] = {
     "fitted": (dict, True),
     "data": (dict, False),
     "weights": (str, False),
-    "weights_sha256": (str, False),
+    "weights_sha256": (str, True),
     "tuple_params": (list, False),
     "versions": (dict, False),
     "extra": (dict, False),
@@ -240,7 +308,12 @@ def _check_restored(model: GenerativeModel, run_dir: Path) -> None:
         ) from None
 
 
-def load_run(run_dir: str | os.PathLike, *, expect_model: str | None = None) -> GenerativeModel:
+def load_run(
+    run_dir: str | os.PathLike,
+    *,
+    expect_model: str | None = None,
+    require_complete: bool = True,
+) -> GenerativeModel:
     """Rebuild the fitted estimator stored in ``run_dir``.
 
     ``expect_model`` guards against loading a checkpoint of another model. The restored
@@ -249,6 +322,8 @@ def load_run(run_dir: str | os.PathLike, *, expect_model: str | None = None) -> 
     """
     run_dir = Path(run_dir)
     config = read_config(run_dir)
+    if require_complete:  # False only to finish an interrupted run (ptheta fit --resume)
+        _check_complete(run_dir)
     name = config["model"]
     if expect_model is not None and name != expect_model:
         raise RunDirError(
@@ -270,8 +345,7 @@ def load_run(run_dir: str | os.PathLike, *, expect_model: str | None = None) -> 
             f"could not read {weights_path} ({e.strerror or e}); check its permissions, or "
             "re-run `ptheta fit`"
         ) from None
-    expected_hash = config.get("weights_sha256")
-    if expected_hash and hashlib.sha256(blob).hexdigest() != expected_hash:
+    if hashlib.sha256(blob).hexdigest() != config["weights_sha256"]:
         raise RunDirError(
             f"{weights_path} does not match config.json (checksum differs): it is corrupted or "
             "from another run; re-run `ptheta fit`"

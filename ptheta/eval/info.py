@@ -85,7 +85,7 @@ def entropy(
 
     Example:
         >>> import numpy as np, ptheta
-        >>> from ptheta.info import entropy
+        >>> from ptheta.eval.info import entropy
         >>> m = ptheta.make("independent").fit(np.array([[0, 1], [1, 1], [0, 0], [1, 0]]))
         >>> round(float(entropy(m, base="bits")), 6)
         2.0
@@ -133,7 +133,7 @@ def cross_entropy(
 
     Example:
         >>> import numpy as np, ptheta
-        >>> from ptheta.info import cross_entropy
+        >>> from ptheta.eval.info import cross_entropy
         >>> x = np.array([[0, 1], [1, 1], [0, 0], [1, 0]])
         >>> q = ptheta.make("independent").fit(x)
         >>> float(cross_entropy(x, q)) == -q.score(x)
@@ -184,7 +184,7 @@ def kl(
 
     Example:
         >>> import numpy as np, ptheta
-        >>> from ptheta.info import kl
+        >>> from ptheta.eval.info import kl
         >>> x = np.array([[0, 1], [1, 1], [0, 0], [1, 0]])
         >>> p = ptheta.make("independent").fit(x)
         >>> float(kl(p, p))
@@ -306,32 +306,16 @@ class _Gaussian:
         return trace, float(diff @ np.linalg.solve(self.cov, diff))
 
 
-def _independent_form(model: GenerativeModel) -> _Factorised | _Gaussian:
-    if hasattr(model, "probs_"):
-        return _Factorised(np.asarray(model.probs_, dtype=np.float64))
-    return _Gaussian(np.asarray(model.mean_, np.float64), np.asarray(model.var_, np.float64))
-
-
-def _gmm_form(model: GenerativeModel) -> _Gaussian | None:
-    # One component of a density on continuous data; dequantised or integer-valued fits
-    # are not Gaussians in the units they are scored in.
-    if len(model.weights_) != 1 or model.fitted_spec.is_discrete:
-        return None
-    return _Gaussian(np.asarray(model.means_[0], np.float64), np.asarray(model.covariances_[0]))
-
-
-# Registry name -> the fitted model as a distribution with closed-form measures (or None).
-_CLOSED_FORMS: dict[str, Callable[[GenerativeModel], _Factorised | _Gaussian | None]] = {
-    "independent": _independent_form,
-    "gmm": _gmm_form,
-}
-
-
 def _closed_form(model: GenerativeModel) -> _Factorised | _Gaussian | None:
-    extract = _CLOSED_FORMS.get(model.name)
-    if extract is None or model.likelihood_ != "exact":
+    """The fitted model as a distribution with closed-form measures, or None."""
+    if not model.capabilities().closed_form or model.likelihood_ != "exact":
         return None
-    return extract(model)
+    form = model.closed_form()
+    if form is None:
+        return None
+    if "probs" in form:
+        return _Factorised(np.asarray(form["probs"], dtype=np.float64))
+    return _Gaussian(np.asarray(form["mean"], np.float64), np.asarray(form["cov"], np.float64))
 
 
 def _entropy_form(p: _Factorised | _Gaussian) -> float:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from ptheta.data import spam
 from ptheta.errors import DataError
-from ptheta.explorer import spam
 
 
 @pytest.fixture(scope="module")

@@ -11,10 +11,10 @@ import pytest
 from scipy import stats
 
 import ptheta
-from ptheta import info
 from ptheta.data.spec import DataSpec, Split
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError
-from ptheta.info import cross_entropy, entropy, kl
+from ptheta.eval import info
+from ptheta.eval.info import cross_entropy, entropy, kl
 from ptheta.models import REGISTRY
 from ptheta.models.base import GenerativeModel
 from ptheta.models.baselines import Independent
@@ -25,6 +25,7 @@ class _Plain(Independent):
     """The independent model under another name: no closed form, so enumeration or MC."""
 
     name = "test-plain-independent"
+    abilities = {"closed_form": False}  # noqa: RUF012 (a class default, as in the families)
 
 
 class _NoLikelihood(GenerativeModel):

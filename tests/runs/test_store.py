@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -14,12 +15,13 @@ from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
 import ptheta
-import ptheta.train.rundir as rundir
+import ptheta.runs.store as rundir
 from ptheta.cli import cli
 from ptheta.errors import RunDirError
 from ptheta.models import REGISTRY
 from ptheta.models.base import GenerativeModel
-from ptheta.train.rundir import CONFIG, WEIGHTS, load_run, read_config, save_run
+from ptheta.runs.layout import CONFIG, WEIGHTS
+from ptheta.runs.store import load_run, read_config, save_run
 
 RNG = np.random.default_rng(0)
 X2 = RNG.normal(size=(60, 2))  # continuous, 2 dims
@@ -48,10 +50,15 @@ def _copy(src: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def _edit_config(run: Path, edit) -> None:
+def _edit_config(run: Path, edit, *, consistent: bool = True) -> None:
+    """Edit config.json; ``consistent`` re-marks the run complete, as if it had been
+    written so (the deeper checks are tested that way); otherwise the edit stays visible
+    to the COMPLETE marker's checksum."""
     config = json.loads((run / CONFIG).read_text())
     edit(config)
     (run / CONFIG).write_text(json.dumps(config))
+    if consistent and (run / rundir.COMPLETE).exists():
+        rundir.mark_complete(run)
 
 
 def _refused(run: Path, match: str) -> str:
@@ -150,7 +157,7 @@ def test_unreadable_files_are_refused(runs, tmp_path, monkeypatch):
     _refused(run, r"could not read .*config.json \(Permission denied\)")
     monkeypatch.undo()
     monkeypatch.setattr(Path, "read_bytes", no_access)
-    _refused(run, r"could not read .*weights.safetensors \(Permission denied\)")
+    _refused(run, r"could not read .*(config.json|weights.safetensors) \(Permission denied\)")
 
 
 # --------------------------------------------------------------------------- fitted state
@@ -172,7 +179,7 @@ def test_unreadable_files_are_refused(runs, tmp_path, monkeypatch):
         # a 3-D spec for 2-D weights: the fitted parts disagree with each other
         (
             _set_fitted("spec_", {"kind": "continuous", "event_shape": [3]}),
-            "scoring one example with the restored 'gmm' model failed",
+            r"has means_ of shape \(2, 2\), but its parameters and data spec make it \(2, 3\)",
         ),
     ],
 )
@@ -191,10 +198,12 @@ def test_a_fitted_value_missing_from_config_is_found_at_load_time(runs, tmp_path
 
 
 def _rewrite_weights(run: Path, arrays: dict[str, np.ndarray], model: str = "gmm") -> None:
-    """New weights for `run` and no checksum in its config, so only the content can tell."""
+    """New weights for `run` with a matching checksum in its config and marker (a mix-up
+    written consistently), so only the content can tell."""
     blob = st_save(arrays, metadata={"format": rundir.FORMAT, "model": model})
     (run / WEIGHTS).write_bytes(blob)
-    _edit_config(run, lambda c: c.pop("weights_sha256"))
+    digest = hashlib.sha256(blob).hexdigest()
+    _edit_config(run, lambda c: c.__setitem__("weights_sha256", digest))
 
 
 def test_an_array_missing_from_the_weights_is_found_at_load_time(runs, tmp_path):
@@ -202,13 +211,13 @@ def test_an_array_missing_from_the_weights_is_found_at_load_time(runs, tmp_path)
     arrays = st_load((run / WEIGHTS).read_bytes())
     del arrays["covariances_"]
     _rewrite_weights(run, arrays)
-    _refused(run, "scoring one example.*covariances_")
+    _refused(run, "lacks the fitted attribute.*covariances_")
 
 
 def test_weights_of_another_fit_of_the_same_model_are_refused(runs, tmp_path):
     run = _copy(runs["gmm"], tmp_path)
     _rewrite_weights(run, st_load((runs["gmm3"] / WEIGHTS).read_bytes()))
-    _refused(run, "corrupted or incomplete: scoring one example with the restored 'gmm'")
+    _refused(run, r"has means_ of shape \(2, 3\), but its parameters and data spec make it")
 
 
 def test_weights_with_the_checksum_kept_are_refused_by_the_checksum(runs, tmp_path):

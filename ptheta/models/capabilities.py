@@ -1,0 +1,143 @@
+"""What a model can do, as one frozen record: the only thing code outside ``models/`` asks.
+
+Every model answers :meth:`~ptheta.models.base.GenerativeModel.capabilities` with a
+:class:`Capabilities`. Its fields start from the family's class defaults and are
+overridden where a hyper-parameter decides (``class_conditional=True`` makes a MADE
+classify; a flow on discrete data reports a dequantised likelihood after fit). The CLI,
+``compare``, the explorer and the evaluation code branch on these fields, never on a
+family's name or on ``hasattr``.
+
+Example:
+    >>> caps = Capabilities(likelihood="exact", data_kinds=("binary",))
+    >>> caps.likelihood, caps.classifies
+    ('exact', False)
+    >>> caps.fits("continuous")
+    False
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+LIKELIHOOD_KINDS: tuple[str, ...] = ("exact", "bound", "estimate", "none")
+# Where an anomaly score comes from: -log p, an energy, or minus a GAN's discriminator.
+ANOMALY_SOURCES: tuple[str, ...] = ("log_prob", "energy", "discriminator")
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What one model (with its hyper-parameters, fitted or not) can do.
+
+    Attributes:
+        likelihood: what ``score_samples`` returns on the data kinds the family models
+            natively: ``"exact"``, ``"bound"`` (a lower bound on log p for every example),
+            ``"estimate"`` (stochastic, with a standard error) or ``"none"``.
+        fitted_likelihood: the same after fit, for the data it was fitted on (a
+            continuous density on discrete data reports a dequantised quantity); None
+            before fit.
+        units: ``"discrete"`` (log-probabilities) or ``"continuous"`` (log-densities)
+            after fit; None before.
+        dequantised: after fit, whether the model is a continuous density of dequantised
+            discrete data (its discrete-unit likelihood goes through the dequantisation).
+        data_kinds: the data kinds ``fit`` accepts.
+        dequantises_discrete: discrete data are modelled as a continuous density of
+            dequantised values (flows, gmm), so the likelihood on them is not exact.
+        needs_labels: ``fit`` requires ``y``.
+        needs_image: examples must be images (C, H, W), or flat with an image shape.
+        needs_sequence: examples are sequences (an ordered axis the model reads in order).
+        class_conditional: ``sample(n, y=...)`` draws from p(x | y).
+        classifies: ``predict_proba`` / ``predict`` by Bayes' rule.
+        marginalises: ``score_samples`` takes NaN for missing entries and returns the
+            exact log-marginal of the observed ones.
+        imputes: ``impute`` and ``sample(given=...)`` fill missing entries.
+        trains_in_steps: fitted by gradient steps through the Trainer: ``fit`` accepts
+            ``validation_data``, ``run_dir`` and ``resume``; ``max_time`` bounds it;
+            ``verbose`` shows progress.
+        validation_measures_fit: the validation loss measures fit (early stopping may
+            use it); False for GAN and EBM, whose losses do not.
+        anomaly_score: where an anomaly score comes from (``"log_prob"``, ``"energy"``,
+            ``"discriminator"``), or None.
+        generates_sequences: ``generate(n, temperature=, top_k=, prompt=)``.
+        exports_structure: ``to_dot()`` draws a learned graph.
+        embeds: ``embed(X)`` returns a representation per example.
+        closed_form: ``closed_form()`` returns the fitted distribution in a form with
+            closed-form entropy and KL (factorised discrete or Gaussian), or None.
+        random_state: the family takes a ``random_state`` hyper-parameter.
+        can_condition: the family has a ``class_conditional`` hyper-parameter (it can be
+            switched on to model p(x | y)).
+        progress: the family takes a ``verbose`` hyper-parameter (a progress bar).
+        partial_flows: ``n_flow_layers()``, ``partial_log_prob(X, k)`` and
+            ``partial_sample(n, k)`` give the density after the first k of the flow's L
+            sampling layers (the base at k = 0, the fitted model at k = L).
+    """
+
+    likelihood: str = "none"
+    fitted_likelihood: str | None = None
+    units: str | None = None
+    dequantised: bool = False
+    data_kinds: tuple[str, ...] = ()
+    dequantises_discrete: bool = False
+    needs_labels: bool = False
+    needs_image: bool = False
+    needs_sequence: bool = False
+    class_conditional: bool = False
+    classifies: bool = False
+    marginalises: bool = False
+    imputes: bool = False
+    trains_in_steps: bool = False
+    validation_measures_fit: bool = True
+    anomaly_score: str | None = "log_prob"
+    generates_sequences: bool = False
+    exports_structure: bool = False
+    embeds: bool = False
+    closed_form: bool = False
+    random_state: bool = False
+    can_condition: bool = False
+    progress: bool = False
+    partial_flows: bool = False
+
+    def __post_init__(self) -> None:
+        if self.likelihood not in LIKELIHOOD_KINDS:
+            raise ValueError(
+                f"likelihood must be one of {LIKELIHOOD_KINDS}, got {self.likelihood!r}"
+            )
+        if self.anomaly_score is not None and self.anomaly_score not in ANOMALY_SOURCES:
+            raise ValueError(
+                f"anomaly_score must be one of {ANOMALY_SOURCES} or None, "
+                f"got {self.anomaly_score!r}"
+            )
+
+    @property
+    def has_likelihood(self) -> bool:
+        """Whether ``score_samples`` answers at all (any kind but ``"none"``)."""
+        return self.likelihood != "none"
+
+    def fits(self, kind: str) -> bool:
+        """Whether ``fit`` accepts data of ``kind`` (``binary``, ``categorical``, ...)."""
+        return kind in self.data_kinds
+
+    def replace(self, **changes: Any) -> Capabilities:
+        """A copy with ``changes`` (a hyper-parameter's or a fit's override)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as JSON-able values (for ``ptheta models --json``, the explorer)."""
+        out = dataclasses.asdict(self)
+        out["data_kinds"] = list(self.data_kinds)
+        return out
+
+    def flags(self) -> list[str]:
+        """The true boolean abilities as short words, for tables."""
+        words = {
+            "classifies": "classify",
+            "class_conditional": "sample|y",
+            "marginalises": "marginalise",
+            "imputes": "impute",
+            "trains_in_steps": "steps",
+            "generates_sequences": "generate",
+            "exports_structure": "graph",
+            "embeds": "embed",
+        }
+        return [word for field, word in words.items() if getattr(self, field)]

@@ -1,0 +1,293 @@
+"""Fit a model on a data set into a run directory, and read runs back; shared by the commands.
+
+Every family goes through the same path: the directory is locked for the run
+(:mod:`ptheta.runs.lock`), the model is fitted, saved, pictured, and marked complete last.
+``resume`` finishes whatever an interruption left: a neural training run continues from
+its checkpoint; a run whose model was saved but whose pictures or marker are missing is
+completed without refitting; a classical fit that never got saved is fitted again.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptheta.data import Dataset, load
+from ptheta.errors import DataError, PthetaError, RunDirError
+from ptheta.io import atomic_write_text
+from ptheta.models import GenerativeModel, make
+from ptheta.runs import lock
+from ptheta.runs.layout import CONFIG, LOCK, SAMPLES_PNG, STRUCTURE_DOT, STRUCTURE_PNG, owned_files
+from ptheta.runs.pictures import samples_figure, save_figure, structure_figure
+from ptheta.runs.store import (
+    is_complete,
+    load_run,
+    mark_complete,
+    read_config,
+    read_metrics,
+    save_run,
+)
+from ptheta.train import checkpoint
+from ptheta.train.distributed import current_world, on_main
+
+
+def prepare_out_dir(out: str | os.PathLike, *, force: bool, resume: bool = False) -> Path:
+    """Refuse to overwrite an existing run or a non-empty folder unless ``force``.
+
+    With ``resume`` the folder must hold something to finish: a training checkpoint, or a
+    run that is not complete. With ``force`` every file of an earlier run is removed,
+    temporary files of interrupted writes included (nothing else in the folder is).
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"--out {str(out)!r} is a file; give a directory path")
+    if resume:
+        if is_complete(out):
+            raise RunDirError(
+                f"the run in {str(out)!r} is already complete; nothing to resume (use --force "
+                "to fit it again)"
+            )
+        if not out.is_dir() or not (owned_files(out) or checkpoint.exists(out)):
+            raise RunDirError(
+                f"nothing to resume in {str(out)!r}: it holds no interrupted run; start the "
+                "run without --resume"
+            )
+        return out
+    others = [p for p in out.iterdir() if p.name != LOCK] if out.is_dir() else []
+    if others:
+        if not force:
+            what = "holds a run" if (out / CONFIG).exists() else "is not empty"
+            raise RunDirError(
+                f"{str(out)!r} {what}; pass --force to overwrite it, --resume to finish an "
+                "interrupted run, or choose another --out"
+            )
+        for path in owned_files(out):
+            path.unlink(missing_ok=True)
+    return out
+
+
+def _saved_model(out: Path, name: str) -> GenerativeModel | None:
+    """The model an interrupted run already saved (config and weights intact, only the
+    pictures or the marker missing), or None."""
+    if not (out / CONFIG).exists():
+        return None
+    try:
+        return load_run(out, expect_model=name, require_complete=False)
+    except PthetaError:
+        return None
+
+
+def fit_kwargs(model: GenerativeModel, data: Dataset, **training: Any) -> dict[str, Any]:
+    """The keyword arguments ``model.fit`` takes besides X and y, from its capabilities:
+    validation data for early stopping where the validation loss measures fit, and the
+    Trainer's ``training`` options (``run_dir``, ``resume``) where it trains in steps."""
+    caps = model.capabilities()
+    if not caps.trains_in_steps:
+        return {}
+    kwargs = dict(training)
+    if caps.validation_measures_fit and len(data.val):
+        kwargs["validation_data"] = data.val
+    return kwargs
+
+
+def fit_run(
+    name: str,
+    params: dict[str, Any],
+    data: Dataset,
+    out: str | os.PathLike,
+    *,
+    data_source: dict[str, Any],
+    force: bool = False,
+    resume: bool = False,
+    verbose: bool = True,
+    n_picture: int | None = None,
+    score_splits: tuple[str, ...] = ("train", "val"),
+) -> dict[str, Any] | None:
+    """Fit model ``name`` with ``params`` on ``data.train`` and write the run to ``out``.
+
+    ``data_source`` records how to load the data again (name or path, kind override and
+    so on) so that ``ptheta eval RUN`` needs nothing else. Models that train in steps use
+    the validation split for early stopping (where their loss measures fit) and checkpoint
+    into ``out``. ``resume`` finishes an interrupted run of any family (see the module
+    docstring). The ``score_splits`` are scored after the fit (their NLL goes to the
+    metrics and the row; scoring costs T network passes per example for a DDPM, so callers
+    that score the test split themselves may pass ``()``). The directory is locked for the
+    whole run: a second writer gets a RunDirError naming the first. Under ``torchrun``
+    every process trains and only rank 0 writes; the others return None. Returns a
+    summary row.
+    """
+    world = current_world()
+    out = Path(out)
+    held = lock.exclusive(out) if world.is_main else contextlib.nullcontext()
+    with held:
+        return _fit_locked(
+            name, params, data, out, data_source=data_source, force=force, resume=resume,
+            verbose=verbose, n_picture=n_picture, score_splits=score_splits,
+        )  # fmt: skip
+
+
+def _fit_locked(
+    name: str,
+    params: dict[str, Any],
+    data: Dataset,
+    out: Path,
+    *,
+    data_source: dict[str, Any],
+    force: bool,
+    resume: bool,
+    verbose: bool,
+    n_picture: int | None,
+    score_splits: tuple[str, ...],
+) -> dict[str, Any] | None:
+    world = current_world()
+    model = make(name, **params)
+    caps = model.capabilities()
+    # rank 0 prepares the folder; under torchrun the others learn its outcome, so that an
+    # error is the same one-line error everywhere (not a broken barrier)
+    on_main(lambda: prepare_out_dir(out, force=force, resume=resume))
+    if caps.needs_labels and data.train.y is None:
+        raise DataError(f"{name!r} needs labels, but data set {data.name!r} has none")
+    saved = _saved_model(out, name) if resume else None
+    if saved is not None:  # only the final writes were interrupted: finish them, no refit
+        if world.is_main:
+            _write_pictures(saved, out, data, n_picture)
+            mark_complete(out)
+            return _finished_row(saved, name, data, out)
+        return None
+    if verbose and caps.progress:
+        model.set_params(verbose=1)
+    y = data.train.y if caps.needs_labels else None
+    kwargs = fit_kwargs(model, data, run_dir=out, resume=resume and checkpoint.exists(out))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        start = time.perf_counter()
+        model.fit(data.train, y, **kwargs)
+        fit_seconds = time.perf_counter() - start
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if not world.is_main:
+        return None
+
+    # with the model's progress bar where scoring is slow (ddpm)
+    evals = {split: model.nll_summary(getattr(data, split).x) for split in score_splits}
+    if caps.progress:
+        model.set_params(verbose=0)  # the saved config should not replay a progress bar
+    if caps.trains_in_steps:  # the Trainer's per-epoch records (not a resumed run's old evals)
+        metrics = [r for r in read_metrics(out) if r.get("event") == "epoch"]
+    else:
+        metrics = [{"event": "fit_step", **h} for h in getattr(model, "history_", []) or []]
+    metrics += [{"event": "eval", "split": split, **summary} for split, summary in evals.items()]
+    info = {
+        **data_source,
+        "name": data.name,
+        "fingerprint": data.fingerprint(),
+        "spec": data.spec.to_json(),
+        "n_train": len(data.train),
+        "n_val": len(data.val),
+        "n_test": len(data.test),
+    }
+    extra = {
+        "fit_seconds": fit_seconds,
+        "warnings": [str(w.message) for w in caught],
+        "processes": world.world_size,
+    }
+    save_run(model, out, data=info, metrics=metrics, extra=extra, complete=False)
+    _write_pictures(model, out, data, n_picture)
+    mark_complete(out)  # last: the run is complete only now
+    return _finished_row(model, name, data, out)
+
+
+def _write_pictures(model: GenerativeModel, out: Path, data: Dataset, n: int | None) -> None:
+    """The run's pictures: samples, and the learned graph of a model that exports one."""
+    write_samples_picture(model, out / SAMPLES_PNG, data=data, n=n)
+    if model.capabilities().exports_structure:  # DOT text and a picture of it
+        atomic_write_text(out / STRUCTURE_DOT, model.to_dot())
+        save_figure(structure_figure(model), out / STRUCTURE_PNG)
+
+
+def _finished_row(model: GenerativeModel, name: str, data: Dataset, out: Path) -> dict[str, Any]:
+    """The summary row of a written run, from the model and what the run recorded."""
+    config = read_config(out)
+    evals = {
+        r.get("split"): r for r in read_metrics(out) if r.get("event") == "eval"
+    }  # the NLLs scored after the fit
+    extra = config.get("extra", {})
+    return {
+        "model": name,
+        "data": data.name,
+        "kind": data.spec.describe(),
+        "n_train": len(data.train),
+        "fit_seconds": extra.get("fit_seconds"),
+        "parameters": model.n_parameters(),
+        "likelihood": model.likelihood_,
+        "units": model.units_,
+        "train_nll": evals.get("train", {}).get("nll_nats"),
+        "val_nll": evals.get("val", {}).get("nll_nats"),
+        "val_bpd": evals.get("val", {}).get("bits_per_dim"),
+        "run_dir": str(out),
+        "warnings": len(extra.get("warnings", [])),
+    }
+
+
+def write_samples_picture(
+    model: GenerativeModel,
+    path: str | os.PathLike,
+    *,
+    data: Dataset | None = None,
+    n: int | None = None,
+    random_state: int = 0,
+) -> None:
+    """Draw samples and save them as a PNG grid (images) or scatter plot (2-D)."""
+    spec = model.fitted_spec
+    if n is None:
+        n = 1000 if spec.n_dims == 2 and not spec.is_discrete else 64
+    samples = model.sample(n, random_state=random_state)
+    title = f"{model.name}: {n} samples"
+    background = data.train.x[:2000] if data is not None else None
+    save_figure(samples_figure(samples, spec, data=background, title=title), path)
+
+
+def load_run_data(run_dir: str | os.PathLike, data: str | None = None, **overrides: Any) -> Dataset:
+    """The data set named on the command line, or else the one the run was fitted on."""
+    config = read_config(run_dir)
+    source = dict(config.get("data", {}))
+    if data is None:
+        data = source.get("source")
+        if data is None:
+            raise DataError(
+                f"the run {str(run_dir)!r} does not record its data set; pass --data NAME|PATH"
+            )
+        kwargs = {
+            k: source.get(k) for k in ("kind", "label_column", "image_size", "seq_len", "seed")
+        }
+        kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    else:
+        kwargs = {}
+    kwargs.update({k: v for k, v in overrides.items() if v is not None})
+    return load(data, **kwargs)
+
+
+def evaluate_run(model: GenerativeModel, data: Dataset, splits: list[str]) -> list[dict[str, Any]]:
+    """One NLL summary row per split."""
+    rows = []
+    for split in splits:
+        rows.append({"split": split, **model.nll_summary(data.split(split).x)})
+    return rows
+
+
+def scores_table(model: GenerativeModel, data: Dataset, split: str) -> dict[str, np.ndarray]:
+    """Per-example log-likelihoods (and labels where the data have them)."""
+    part = data.split(split)
+    cols: dict[str, np.ndarray] = {
+        "index": np.arange(len(part)),
+        "log_prob": model.score_samples(part.x),
+    }
+    if part.y is not None:
+        cols["label"] = part.y
+    return cols
