@@ -178,6 +178,7 @@ def resolve_params(model: str, config_file: str | None, sets: Sequence[str]) -> 
     if config_file:
         params.update(read_config_file(config_file))
     params.update(parse_sets(sets))
+    cls._refuse_renamed(params)  # an old name: say the new one
     valid = cls._get_param_names()
     for key in params:
         if key not in valid:

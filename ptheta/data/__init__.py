@@ -7,15 +7,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ptheta.data.arrays import from_arrays, from_splits, set_kind
 from ptheta.data.builtin import BUILTIN, DESCRIPTIONS, SUMMARIES
-from ptheta.data.files import (
-    FILE_SUFFIXES,
-    IMAGE_SUFFIXES,
-    from_arrays,
-    from_splits,
-    load_path,
-    set_kind,
-)
+from ptheta.data.files import FILE_SUFFIXES, load_path
+from ptheta.data.images import IMAGE_SUFFIXES
 from ptheta.data.spec import Dataset, DataSpec, Split, check_values, infer_spec, parse_kind
 from ptheta.errors import DataError, unknown_name
 

@@ -206,8 +206,14 @@ def check_values(
     expected = (spec.event_shape,)
     if arr.ndim == len(spec.event_shape) and arr.shape == spec.event_shape:
         raise DataError(
-            f"{what} has the shape of one example {arr.shape}; pass a batch: X[None] has shape "
-            f"(1, {', '.join(map(str, spec.event_shape))})"
+            f"{what} has the shape of one example {arr.shape}; pass a batch. Reshape your "
+            f"data: X[None] has shape (1, {', '.join(map(str, spec.event_shape))})"
+        )
+    if arr.ndim == 2 and len(spec.event_shape) == 1 and arr.shape[1] != spec.event_shape[0]:
+        raise DataError(  # scikit-learn's words, then ours
+            f"{what} has {arr.shape[1]} features, but it is expecting "
+            f"{spec.event_shape[0]} features as input (the model was fitted on examples of shape "
+            f"{spec.event_shape}); pass an array of shape (N, {spec.event_shape[0]})"
         )
     if arr.ndim < 1 or arr.shape[1:] != spec.event_shape:
         raise DataError(
@@ -268,9 +274,9 @@ def as_array(x: Any, what: str = "X") -> np.ndarray:
         ) from None
     if arr.dtype.kind == "c":
         raise DataError(
-            f"{what} has complex values (dtype {arr.dtype}), which would lose their imaginary "
-            "part; pass real numbers: X.real, np.abs(X), or both parts as features "
-            "(np.concatenate([X.real, X.imag], axis=1))"
+            f"Complex data not supported: {what} has complex values (dtype {arr.dtype}), which "
+            "would lose their imaginary part; pass real numbers: X.real, np.abs(X), or both "
+            "parts as features (np.concatenate([X.real, X.imag], axis=1))"
         )
     if arr.dtype.kind not in "biuf":
         raise DataError(
@@ -299,8 +305,9 @@ def check_magnitude(arr: np.ndarray, what: str = "X") -> None:
 def _check_has_features(arr: np.ndarray, what: str) -> None:
     if arr.ndim >= 2 and 0 in arr.shape[1:]:
         raise DataError(
-            f"{what} has no features (shape {arr.shape}): every example needs at least one "
-            "value; pass an array of shape (N, D) with D >= 1"
+            f"{what} has no features: 0 feature(s) (shape={arr.shape}) while a minimum of 1 is "
+            "required; every example needs at least one value: pass an array of shape (N, D) "
+            "with D >= 1"
         )
 
 

@@ -40,11 +40,13 @@ _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 METRIC_KEYS = ("fd", "precision", "recall", "mmd", "memorisation")
 LEGEND = (
     "NLL in nats per example on the test split, lower is better. '≤ x': an upper bound on "
-    "the model's NLL (ELBO, diffusion bound, or a dequantisation bound: 'deq.' rows are "
-    "continuous densities of x + u bounding the discrete NLL in the same units); '≈ x': a "
-    "stochastic estimate (IWAE, AIS); '—': no likelihood (compare samples instead). 'density' "
-    "rows are continuous log-densities, comparable only with each other. Memorisation < 1: "
-    "samples sit closer to training points than held-out data do."
+    "the model's NLL for every example (a closed-form dequantisation bound); '≈ x': a "
+    "stochastic estimate (IWAE, AIS, or a Monte-Carlo estimate of a diffusion or "
+    "dequantisation bound), whose noise is part of the ± standard error; ± is the standard "
+    "error of the mean over test examples; 'deq.' rows are continuous densities "
+    "of x + u reported in the discrete units; '—': no likelihood (compare samples instead). "
+    "'density' rows are continuous log-densities, comparable only with each other. "
+    "Memorisation < 1: samples sit closer to training points than held-out data do."
 )
 
 

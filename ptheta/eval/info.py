@@ -465,6 +465,6 @@ def _check_same_space(p: GenerativeModel, q: GenerativeModel) -> None:
         raise CapabilityError(
             f"p ({p.name!r}) is {what[p.units_]} and q ({q.name!r}) is {what[q.units_]}; "
             "their log-values are in different units and are never mixed. Fit both as "
-            "discrete models (a gmm on discrete data with dequantize='auto' is one) or both "
+            "discrete models (a gmm on discrete data with dequantization='auto' is one) or both "
             "as densities"
         )

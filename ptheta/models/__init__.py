@@ -150,8 +150,13 @@ def get_model_class(name: str) -> type[GenerativeModel]:
 
 
 def make(name: str, **params: Any) -> GenerativeModel:
-    """Build an unfitted model by registry name: ``make("gmm", n_components=8)``."""
+    """Build an unfitted model by registry name: ``make("gmm", n_components=8)``.
+
+    An old, renamed hyper-parameter is refused with the new name (``make("vae", k=5)``:
+    "vae: 'k' was renamed 'iwae_samples'"); values are checked at fit.
+    """
     cls = get_model_class(name)
+    cls._refuse_renamed(params)
     valid = cls._get_param_names()
     for key in params:
         if key not in valid:

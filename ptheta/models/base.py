@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import types
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator
 from ptheta.data.spec import DataSpec, Split, check_values, infer_spec
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError, RunDirError
 from ptheta.models.capabilities import LIKELIHOOD_KINDS, Capabilities
+from ptheta.params import Config, Param
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])
 
@@ -127,9 +128,25 @@ class GenerativeModel(BaseEstimator):
     # `ptheta compare`), "explorer" (the explorer's cached models). A family without a
     # preset of a name is left out of what that name selects.
     presets: ClassVar[dict[str, dict[str, Any]]] = {}
+    # Every hyper-parameter of ``__init__``, declared once (scikit-learn's
+    # ``_parameter_constraints``): name -> a :class:`~ptheta.params.Param` (``Int(low=1)``,
+    # ``Choice("full", "diag")``, ...). ``fit`` checks them all before anything else
+    # (:meth:`check_params`); ``ptheta models NAME`` prints them; the tests refuse each
+    # declaration's bad values. Merged along the class hierarchy (a neural family adds its
+    # own to NeuralModel's training parameters).
+    parameters: ClassVar[dict[str, Param]] = {}
+    # Old hyper-parameter names -> new ones: refused with a message naming the new name by
+    # ``make``, ``set_params`` and ``ptheta fit --set``. Merged along the class hierarchy.
+    renamed: ClassVar[dict[str, str]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        for attr in ("parameters", "renamed"):  # the subclass's own first, then inherited
+            merged: dict[str, Any] = {}
+            for klass in cls.__mro__:
+                for key, value in vars(klass).get(attr, {}).items():
+                    merged.setdefault(key, value)
+            setattr(cls, attr, merged)
         # A class's presets are its own (a subclass is not in the demo because its parent
         # is), but for "quick", which ``quick_params`` also names and a subclass inherits.
         own = dict(vars(cls).get("presets", {}))
@@ -190,14 +207,62 @@ class GenerativeModel(BaseEstimator):
         found = cls.presets.get(name)
         return None if found is None else dict(found)
 
+    # ----------------------------------------------------------------- hyper-parameters
+    def check_params(self) -> Mapping[str, Any]:
+        """Check every declared hyper-parameter (:attr:`parameters`), then the rules
+        between them (:meth:`_check_params_together`); ``fit`` calls this before anything
+        else. Returns the checked values, normalised (numpy scalars as Python numbers, a
+        layer size as a list) in a frozen :class:`~ptheta.params.Config`; raises the ParameterError
+        "<model>: <name> must be <what>, got <value!r>" of the first bad one.
+
+        Example:
+            >>> import ptheta
+            >>> ptheta.make("gmm", n_components=2.5).check_params()
+            Traceback (most recent call last):
+            ...
+            ptheta.errors.ParameterError: gmm: n_components must be an integer >= 1, got 2.5
+        """
+        raw = {key: getattr(self, key) for key in self.parameters}
+        checked = Config(
+            {key: decl.check(self.name, key, raw[key]) for key, decl in self.parameters.items()}
+        )
+        self._check_params_together(checked)
+        self.__dict__["_checked"] = (raw, checked)  # for _params(), while they are unchanged
+        return checked
+
+    def _check_params_together(self, params: Mapping[str, Any]) -> None:
+        """Rules between checked hyper-parameters that one declaration cannot express
+        (ddpm's guidance needs class_conditional); a ParameterError where one is broken."""
+
+    def _params(self) -> Mapping[str, Any]:
+        """The checked hyper-parameters: those of the last :meth:`check_params` while no
+        attribute has changed since, else checked now."""
+        cached = self.__dict__.get("_checked")
+        if cached is not None and all(getattr(self, k) is v for k, v in cached[0].items()):
+            return cached[1]
+        return self.check_params()
+
+    @classmethod
+    def _refuse_renamed(cls, params: Mapping[str, Any]) -> None:
+        """A ParameterError naming the new name for any old one in ``params``."""
+        for key in params:
+            if key in cls.renamed:
+                raise ParameterError(f"{cls.name}: {key!r} was renamed {cls.renamed[key]!r}")
+
+    def set_params(self, **params: Any) -> GenerativeModel:
+        """scikit-learn's ``set_params``; an old (renamed) name is refused, naming the new."""
+        self._refuse_renamed(params)
+        return super().set_params(**params)
+
     # ----------------------------------------------------------------- public API
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> GenerativeModel:
         """Fit the model to examples ``X`` of shape (N, *event_shape).
 
         ``X`` may be a numpy array (its kind is inferred: 0/1 → binary, small non-negative
         integers → categorical, else continuous) or a :class:`~ptheta.data.Split`, whose
-        declared kind is used.
+        declared kind is used. The hyper-parameters are checked first (:meth:`check_params`).
         """
+        self.check_params()
         unknown = sorted(set(fit_params) - set(self.fit_params))
         if unknown:
             accepted = ", ".join(self.fit_params) or "none"
@@ -234,9 +299,12 @@ class GenerativeModel(BaseEstimator):
                 )
         return (
             f"{self.name!r} does not model {spec.kind} data (it accepts "
-            f"{', '.join(self.data_kinds)}); choose another model, or declare the data kind "
-            "if it was inferred wrongly"
+            f"{', '.join(self.data_kinds)}); {self._kind_fix(spec)}"
         )
+
+    def _kind_fix(self, spec: DataSpec) -> str:
+        """What to do with training data of a kind this family does not model."""
+        return "choose another model, or declare the data kind if it was inferred wrongly"
 
     @property
     def n_features_in_(self) -> int:
@@ -403,8 +471,10 @@ class GenerativeModel(BaseEstimator):
         """Mean negative log-likelihood of ``X`` in one unit, with its kind.
 
         Returns a dict with ``n``, ``nll_nats`` (per example), ``bits_per_dim``, ``std_err``
-        (of the mean, nats), ``likelihood`` (exact / bound / estimate / none) and ``units``
-        (``discrete``: −log P, comparable across discrete models and their bounds;
+        (of the mean over examples, nats), ``mc_std_err`` (the Monte-Carlo error of the mean
+        alone: 0 for exact scores and closed-form bounds), ``likelihood`` (exact / bound /
+        estimate / none) and ``units`` (``discrete``: −log P, comparable across discrete
+        models and their bounds;
         ``continuous``: −log density, comparable only with other densities of the same
         data). A model with no likelihood gives None for the numbers.
         """
@@ -419,8 +489,11 @@ class GenerativeModel(BaseEstimator):
         }
         if self.likelihood_ == "none":
             return out
-        log_p = self.score_samples(X)
+        log_p, mc_std = self.score_samples(X, return_std=True)
         nll = float(-log_p.mean())
+        # the Monte-Carlo error of the mean alone (draws are independent across examples);
+        # std_err, over examples, already includes that noise
+        out["mc_std_err"] = float(np.sqrt(np.nansum(mc_std**2)) / len(log_p))
         out["nll_nats"] = nll
         out["bits_per_dim"] = nll / (self.fitted_spec.n_dims * math.log(2.0))
         out["std_err"] = float(log_p.std(ddof=1) / math.sqrt(len(log_p))) if len(log_p) > 1 else 0.0

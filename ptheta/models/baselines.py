@@ -10,7 +10,7 @@ import numpy as np
 from ptheta.data.spec import DataSpec
 from ptheta.models.base import GenerativeModel
 from ptheta.models.sampling import sample_categorical
-from ptheta.params import check_float
+from ptheta.params import Float, Param
 
 
 class Independent(GenerativeModel):
@@ -47,14 +47,14 @@ class Independent(GenerativeModel):
     can_marginalise: ClassVar[bool] = True
     abilities: ClassVar[dict[str, Any]] = {"closed_form": True}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {}, "explorer": {}}
+    parameters: ClassVar[dict[str, Param]] = {"alpha": Float(low=0), "min_var": Float(low=0)}
 
     def __init__(self, *, alpha: float = 0.5, min_var: float = 1e-6) -> None:
         self.alpha = alpha
         self.min_var = min_var
 
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
-        alpha = check_float(self.name, "alpha", self.alpha, low=0)
-        min_var = check_float(self.name, "min_var", self.min_var, low=0)
+        alpha, min_var = float(self.alpha), float(self.min_var)
         flat = x.reshape(len(x), -1)
         if spec.is_discrete:
             k = spec.n_categories

@@ -14,7 +14,7 @@ from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.base import GenerativeModel, only_where, why_not_classify
 from ptheta.models.classifier import encode_labels
 from ptheta.models.sampling import sample_categorical
-from ptheta.params import check_bool, check_float, is_integer, parameter_error
+from ptheta.params import Bool, Choice, Float, Int, OneOf, Param, parameter_error
 
 # float32 sums of 0/1 indicators are exact integers up to 2**24: use it below that, it is
 # about four times faster than float64 in the count product.
@@ -95,6 +95,11 @@ class ChowLiuTree(GenerativeModel):
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
     can_marginalise: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {}, "explorer": {}}
+    parameters: ClassVar[dict[str, Param]] = {
+        "alpha": Float(low=0),
+        "root": OneOf(Choice("auto"), Int(low=0)),
+        "class_conditional": Bool(),
+    }
 
     def __init__(
         self,
@@ -108,19 +113,17 @@ class ChowLiuTree(GenerativeModel):
         self.class_conditional = class_conditional
 
     # ----------------------------------------------------------------- fitting
-    def _check_params(self, n_dims: int) -> None:
-        check_float(self.name, "alpha", self.alpha, low=0)
-        auto = isinstance(self.root, str) and self.root == "auto"
-        if not auto and not (is_integer(self.root) and 0 <= self.root < n_dims):
+    def _check_root(self, n_dims: int) -> None:
+        """The root is one of the data's variables (a rule of the data)."""
+        if self.root != "auto" and not self.root < n_dims:
             what = f"'auto' or a variable index in 0..{n_dims - 1}"
             raise parameter_error(self.name, "root", what, self.root)
-        check_bool(self.name, "class_conditional", self.class_conditional)
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
         flat = x.reshape(len(x), -1)  # (N, D)
         n, d = flat.shape
         k = int(spec.n_categories)
-        self._check_params(d)
+        self._check_root(d)
         if self.class_conditional:
             if y is None:
                 raise DataError(

@@ -13,9 +13,11 @@ from ptheta.errors import CapabilityError, DataError, ParameterError, RunDirErro
 from ptheta.models.base import GenerativeModel
 from ptheta.models.capabilities import Capabilities
 from ptheta.models.sampling import sample_categorical
-from ptheta.params import check_choice, check_float, check_str, parameter_error
+from ptheta.params import Choice, Dict, Float, Name, Param
 
 PRIORS: tuple[str, ...] = ("empirical", "uniform")
+# The class prior's hyper-parameters, declared for every generative classifier.
+PRIOR_PARAMS: dict[str, Param] = {"prior": Choice(*PRIORS), "prior_alpha": Float(low=0)}
 # A classifier's score is as weak as its weakest class density's.
 _LIKELIHOOD_RANK = {"exact": 0, "bound": 1, "estimate": 2}
 
@@ -68,8 +70,7 @@ class BayesRule:
     # ----------------------------------------------------------------- helpers
     def _fit_prior(self, y: np.ndarray, prior: str, prior_alpha: float) -> np.ndarray:
         """Set the class attributes from labels ``y`` (N,); return class indices (N,)."""
-        check_choice(self.name, "prior", prior, PRIORS)
-        prior_alpha = check_float(self.name, "prior_alpha", prior_alpha, low=0)
+        prior_alpha = float(prior_alpha)  # both declared in PRIOR_PARAMS, checked at fit
         self.classes_, index = encode_labels(self.name, y)
         counts = np.bincount(index, minlength=len(self.classes_)).astype(np.float64)  # (C,)
         self.class_count_ = counts
@@ -176,6 +177,11 @@ class BayesClassifier(BayesRule, GenerativeModel):
     needs_labels: ClassVar[bool] = True
     class_conditional: ClassVar[bool] = True
     can_marginalise: ClassVar[bool] = True
+    parameters: ClassVar[dict[str, Param]] = {
+        "density": Name(),
+        "density_params": Dict(),
+        **PRIOR_PARAMS,
+    }
 
     def __init__(
         self,
@@ -205,11 +211,7 @@ class BayesClassifier(BayesRule, GenerativeModel):
     def _new_density(self) -> GenerativeModel:
         from ptheta.models import get_model_class, make  # the registry imports this module
 
-        check_str(self.name, "density", self.density, hint="a model name such as 'gmm'")
-        try:
-            cls = get_model_class(self.density)
-        except UnknownNameError as e:
-            raise UnknownNameError(f"{self.name}: density must be a model name; {e}") from None
+        cls = get_model_class(self.density)  # a registered name: checked at fit
         if cls.needs_labels:
             raise ParameterError(
                 f"density {self.density!r} is itself a classifier (it needs labels); "
@@ -220,14 +222,14 @@ class BayesClassifier(BayesRule, GenerativeModel):
                 f"density {self.density!r} has no likelihood, and Bayes' rule needs p(x | y); "
                 "choose a density with an exact likelihood, a bound or an estimate"
             )
-        params = {} if self.density_params is None else self.density_params
-        if not isinstance(params, dict) or not all(isinstance(k, str) for k in params):
-            what = f"a dict of {self.density!r}'s parameters (or None)"
-            raise parameter_error(self.name, "density_params", what, self.density_params)
-        return make(self.density, **params)
+        return make(self.density, **(self.density_params or {}))
+
+    def _check_params_together(self, params: Any) -> None:
+        # the class density must be one of x, with a likelihood, and its parameters valid
+        self._new_density().check_params()
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
-        first = self._new_density()  # checks the name and parameters before any fit
+        first = self._new_density()
         if spec.kind not in first.data_kinds:
             raise DataError(
                 f"density {self.density!r} does not model {spec.kind} data (it accepts "

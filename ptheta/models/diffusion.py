@@ -17,6 +17,7 @@ from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.device import resolve_dtype
 from ptheta.nn.noise import example_keys, keyed_normal
+from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet
 from ptheta.params import check_choice, check_float, check_int, check_random_state
 from ptheta.progress import progress_bar
@@ -136,6 +137,10 @@ class DiffusionNetwork(nn.Module):
     of z. Draws come from ``generator`` or, with ``keys``
     (:func:`~ptheta.nn.noise.example_keys`), from each example's own key, so that an
     example's estimate does not depend on the rest of the batch.
+
+    Shapes (:mod:`ptheta.nn.shapes`): ``log_prob`` and ``loss`` take x (*batch,
+    *event_shape) (levels of any integer dtype, or reals) and y (*batch), and return
+    (*batch); ``sample`` takes a sample shape. The other methods work on flat batches.
 
     Training loss (:meth:`loss`): Ho et al.'s simple objective, the mean over entries of
     ‖ε − ε_θ(√ᾱ_t x_0 + √(1 − ᾱ_t) ε, t)‖², t uniform on 1 … T. Class-conditional
@@ -322,8 +327,9 @@ class DiffusionNetwork(nn.Module):
         return (x_t - beta / (1 - ab).sqrt() * eps) / (1 - beta).sqrt()
 
     # ----------------------------------------------------------------- training
+    @batched
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Simple ε-MSE (mean over entries) at one uniform t per example, (N,).
+        """Simple ε-MSE (mean over entries) at one uniform t per example, (*batch).
 
         In eval mode (the Trainer's validation) t and ε come from a generator seeded with
         :data:`SCORE_SEED`: every epoch is validated on the same draws, so early stopping
@@ -491,11 +497,12 @@ class DiffusionNetwork(nn.Module):
             stderr = (draws.var(0).sum(1) / n_draws).sqrt()
         return terms, -terms.sum(1), stderr
 
+    @batched
     def log_prob(
         self, x: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
         """−(the bound's terms), one draw of x_t per term: an unbiased estimate of the lower
-        bound on log p(x) (or log p(x | y)) in nats, (N,).
+        bound on log p(x) (or log p(x | y)) in nats, (*batch).
 
         Without ``generator`` each example's draws are seeded by :data:`SCORE_SEED` and its
         values: deterministic, and independent of the rest of the batch.
@@ -576,11 +583,13 @@ class DiffusionNetwork(nn.Module):
             x = mean + std * self._noise(n, generator) if float(std) > 0 else mean
         return self.from_unit(x)
 
+    @sampled
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """n examples with the configured ``sampler``, (n, *event_shape); LongTensor levels
-        for discrete data. All randomness comes from ``generator``."""
+        """Examples with the configured ``sampler``, (*sample_shape, *event_shape) for an int
+        n, a tuple, or () for one; LongTensor levels for discrete data. All randomness comes
+        from ``generator``."""
         if self.sampler == "ddim":
             steps = self.sampling_steps or min(50, self.timesteps)
             return self.ddim(self._noise(n, generator), steps, self.eta, y, generator)

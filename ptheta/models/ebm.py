@@ -11,8 +11,9 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.errors import DataError, ParameterError
+from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
+from ptheta.nn.shapes import batched, sampled
 from ptheta.params import check_bool, check_choice, check_float, check_int
 
 # seed of the validation chains (eval-mode loss): the same negatives every epoch
@@ -40,6 +41,13 @@ class EnergyNetwork(nn.Module):
     Training randomness comes from torch's global RNG; ``langevin`` and ``sample`` take a
     generator. In eval mode ``loss`` runs chains from noise seeded with ``VALIDATION_SEED``
     (buffer untouched), so validation compares epochs on the same draws.
+
+    **No** ``log_prob``: exp(−E_θ) is unnormalised and its normaliser Z_θ is unknown, so the
+    module has no ``log_prob`` attribute at all (``hasattr(net, "log_prob")`` is False: the
+    Trainer scores modules with one); ``energy`` ranks examples as −log p would, up to the
+    unknown constant log Z_θ. Shapes (:mod:`ptheta.nn.shapes`): ``energy`` and ``loss`` take
+    x (*batch, *event_shape) of any float or integer dtype and return (*batch); ``sample``
+    takes a sample shape.
 
     Arguments:
         event_shape: shape of one example: (D,) for ``"mlp"``, (C, H, W) for ``"cnn"``.
@@ -130,8 +138,9 @@ class EnergyNetwork(nn.Module):
         """E_θ(z) of standardised inputs, shape (N,)."""
         return self.net(z).squeeze(-1)
 
+    @batched
     def energy(self, x: Tensor) -> Tensor:
-        """E_θ(standardise(x)) of inputs in data units, shape (N,); lower = more typical.
+        """E_θ(standardise(x)) of inputs in data units, shape (*batch); lower = more typical.
 
         In data units the density is exp(−E) / Z up to the constant Jacobian of the
         standardisation, so energies rank examples as log-densities do (shifted by a
@@ -149,8 +158,9 @@ class EnergyNetwork(nn.Module):
                 z = z - 0.5 * self.step_size * grad + self.noise_scale * eps
         return z.detach()
 
+    @batched
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Contrastive-divergence loss with regularisation per example, shape (N,)."""
+        """Contrastive-divergence loss with regularisation per example, shape (*batch)."""
         z_pos = self.standardise(x)  # (B, *event_shape)
         if self.training:
             with torch.no_grad():
@@ -166,11 +176,13 @@ class EnergyNetwork(nn.Module):
         e_pos, e_neg = self.net_energy(z_pos), self.net_energy(z_neg)  # (B,), (B,)
         return e_pos - e_neg + self.alpha * (e_pos**2 + e_neg**2)
 
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """``sample_steps`` Langevin steps from uniform noise; (n, *event_shape) in data units."""
+        """``sample_steps`` Langevin steps from uniform noise; (*sample_shape, *event_shape)
+        in data units, for an int n, a tuple, or () for one."""
         z = self.langevin(self._noise(n, generator), self.sample_steps, generator)
         return z * self.scale + self.shift
 
@@ -186,7 +198,8 @@ class EBM(NeuralModel):
     E_θ is an MLP or a small CNN on standardised data (see :class:`EnergyNetwork` for the
     exact Langevin update and loss). Trained by contrastive divergence with short-run
     Langevin chains kept in a replay buffer, through the shared Trainer (AdamW). The
-    normalising constant is intractable, so ``score_samples`` raises a CapabilityError:
+    normalising constant is intractable, so ``score_samples`` and ``score`` are absent
+    (``hasattr`` is False; reaching for one raises a CapabilityError that says so):
     use :meth:`energy` (lower = more typical) as an anomaly score and sample-based
     metrics for quality. Discrete data are refused (dequantise them first, or use a
     discrete family such as ``rbm``). No validation split by default
@@ -276,15 +289,11 @@ class EBM(NeuralModel):
         self.alpha = alpha
         self.sample_steps = sample_steps
 
-    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> EBM:
-        kind = self._resolve_spec(X).kind
-        if kind != "continuous":
-            raise DataError(
-                f"'ebm' models continuous data only, got {kind} data; dequantise it first "
-                "(add uniform noise in [0, 1) to the levels), or use a discrete family (rbm "
-                "for binary data)"
-            )
-        return super().fit(X, y, **fit_params)
+    def _kind_fix(self, spec: DataSpec) -> str:
+        return (
+            "dequantise it first (add uniform noise in [0, 1) to the levels), or use a "
+            "discrete family (rbm for binary data)"
+        )
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **kw: Any) -> None:
         shift, scale = x.mean(0), x.std(0)
@@ -364,7 +373,10 @@ class EBM(NeuralModel):
 
 
 class _Reshaped(nn.Module):
-    """Views flat examples (N, D) as images for a CNN energy, and samples back as flat."""
+    """Views flat examples (N, D) as images for a CNN energy, and samples back as flat.
+
+    Like :class:`EnergyNetwork`, it has no ``log_prob``; shapes as there.
+    """
 
     def __init__(self, inner: EnergyNetwork, event_shape: tuple[int, ...]) -> None:
         super().__init__()
@@ -373,11 +385,14 @@ class _Reshaped(nn.Module):
     def _view(self, x: Tensor) -> Tensor:
         return x.reshape(len(x), *self.inner.event_shape)
 
+    @batched
     def energy(self, x: Tensor) -> Tensor:
         return self.inner.energy(self._view(x))
 
+    @batched
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         return self.inner.loss(self._view(x))
 
+    @sampled
     def sample(self, n: int, y: Tensor | None = None, generator: Any = None) -> Tensor:
         return self.inner.sample(n, generator=generator).reshape(n, *self.event_shape)

@@ -34,6 +34,7 @@ from ptheta.nn.flows import (
     vector_coupling,
 )
 from ptheta.nn.noise import example_keys, mean_and_stderr
+from ptheta.nn.shapes import batched, sampled
 from ptheta.params import check_choice, check_float, check_int
 
 _LOG_2PI = math.log(2 * math.pi)
@@ -60,6 +61,11 @@ class FlowDensity(nn.Module):
     - ``sample`` pushes base draws through the inverse; discrete samples are floor(x),
       clipped to 0..K−1 (mass that the density puts outside [0, K)^D goes to the edge
       cells; it is small once fitted).
+
+    Shapes (:mod:`ptheta.nn.shapes`): ``log_prob``, ``log_prob_with_std`` and ``loss``
+    take x (*batch, *event_shape) (reals of any float or integer dtype, or discrete levels
+    of any integer dtype) and y (*batch), and return (*batch); ``sample`` takes a sample
+    shape.
 
     Arguments:
         transform: the :class:`~ptheta.nn.flows.Flow` from data to latent, ending flat.
@@ -147,34 +153,39 @@ class FlowDensity(nn.Module):
             terms.append(self.density(v, y) - log_q)
         return torch.stack(terms)
 
+    @batched(outputs=2)
     def log_prob_with_std(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """:meth:`log_prob` and its Monte-Carlo standard error, (N,) each (zeros on
+        """:meth:`log_prob` and its Monte-Carlo standard error, (*batch) each (zeros on
         continuous data, NaN with a single draw)."""
         if self.n_categories is None:
             lp = self.density(x, y)
             return lp, torch.zeros_like(lp)
         return mean_and_stderr(self.dequantization_draws(x, y))
 
+    @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Exact log-density (continuous) or the estimate of the dequantisation bound
-        (discrete), (N,)."""
+        (discrete), (*batch)."""
         if self.n_categories is None:
             return self.density(x, y)
         return self.dequantization_draws(x, y).mean(0)
 
+    @batched
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Per-example −log p(x) (continuous) or −(log p(x + u) − log q(u | x)), (N,)."""
+        """Per-example −log p(x) (continuous) or −(log p(x + u) − log q(u | x)), (*batch)."""
         if self.n_categories is None:
             return -self.density(x, y)
         noise = self.dequantizer.noise(x.shape, device=self.loc.device, dtype=self.loc.dtype)
         v, log_q = self.dequantized(x, noise)
         return log_q - self.density(v, y)
 
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """n draws (n, *event_shape): float, or LongTensor levels for discrete data.
+        """Draws (*sample_shape, *event_shape), ``sample_shape`` an int n, a tuple, or ()
+        for one: float, or LongTensor levels for discrete data.
 
         All randomness comes from ``generator`` (on the module's device).
         """

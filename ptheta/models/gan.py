@@ -16,6 +16,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
+from ptheta.nn.shapes import batched, sampled
 from ptheta.params import check_bool, check_choice, check_float, check_int, check_int_list
 
 LOSSES: tuple[str, ...] = ("non-saturating", "wgan-gp")
@@ -56,8 +57,14 @@ class GANNetwork(nn.Module):
       (Gulrajani et al. 2017).
 
     ``loss(x, y)`` without a phase returns the discriminator's loss: a GAN has no
-    likelihood, and that is what the Trainer records as ``val_loss`` (not an NLL). There is
-    no ``log_prob``.
+    likelihood, and that is what the Trainer records as ``val_loss`` (not an NLL).
+
+    **No** ``log_prob``: the generator is an implicit model, a push-forward of N(0, I) with
+    no density to evaluate, so the module has no ``log_prob`` attribute at all
+    (``hasattr(net, "log_prob")`` is False: the Trainer scores modules with one), and the
+    discriminator's score is no likelihood either. Shapes (:mod:`ptheta.nn.shapes`):
+    ``loss`` and ``discriminator_score`` take x (*batch, *event_shape) and y (*batch) and
+    return (*batch); ``sample`` takes a sample shape.
 
     Architectures: ``"mlp"`` (ReLU generator, LeakyReLU(0.2) discriminator, hidden sizes
     ``hidden``) on flattened examples; ``"dcgan"`` on images (C, H, W) with H, W ≥ 4: the
@@ -222,8 +229,10 @@ class GANNetwork(nn.Module):
             out = out + (self.d_embed(y) * h).sum(1)  # projection of the label
         return out
 
+    @batched
     def discriminator_score(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """D's logits (critic values for WGAN-GP) of data x, (N,): higher = judged more real."""
+        """D's logits (critic values for WGAN-GP) of data x, (*batch): higher = judged more
+        real."""
         return self.critic(self.encode(x), y)
 
     def gradient_penalty(self, real: Tensor, fake: Tensor, y: Tensor | None = None) -> Tensor:
@@ -255,8 +264,9 @@ class GANNetwork(nn.Module):
         """The player step ``step`` updates: n_critic discriminator steps, then G once."""
         return "generator" if step % (self.n_critic + 1) == self.n_critic else "discriminator"
 
+    @batched
     def loss(self, x: Tensor, y: Tensor | None = None, phase: str | None = None) -> Tensor:
-        """Per-example loss of ``phase`` (None: the discriminator's), (N,); see the class."""
+        """Per-example loss of ``phase`` (None: the discriminator's), (*batch); see the class."""
         real = self.encode(x)  # (N, *event_shape)
         z = torch.randn(len(x), self.latent_dim, dtype=real.dtype, device=real.device)
         fake = self.generate(z, y)  # (N, *event_shape)
@@ -273,11 +283,13 @@ class GANNetwork(nn.Module):
             return fake_score - real_score + self.gp_weight * penalty
         return F.softplus(-real_score) + F.softplus(fake_score)  # BCE: real → 1, fake → 0
 
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Draw n examples, (n, *event_shape) (LongTensor of levels for discrete data).
+        """Draw examples, (*sample_shape, *event_shape) for an int n, a tuple, or () for one
+        (LongTensor of levels for discrete data).
 
         z comes from ``generator`` (on the network's device), so sampling is reproducible.
         """
@@ -300,12 +312,12 @@ class GAN(NeuralModel):
     of batches over the data, whichever player each batch updates.
 
     **No likelihood.** ``likelihood = "none"``: ``score_samples``, ``score`` and
-    ``predict_proba`` are absent (``hasattr`` is False; reaching for them, or calling
-    ``bits_per_dim``, raises a :class:`CapabilityError` that says what to use instead). Judge a GAN
-    by its samples (``ptheta compare``: Fréchet distance, precision/recall, MMD); for
-    anomaly scores use :meth:`discriminator_score` — though a discriminator is trained to
-    separate data from the *current* generator, not to rank data by density, so it is a
-    heuristic score. By default nothing is held out (``validation_fraction=0``): there is
+    ``predict_proba`` are absent (``hasattr`` is False; reaching for one, or calling
+    ``bits_per_dim``, raises a :class:`CapabilityError` that says what to use instead).
+    Judge a GAN by its samples (``ptheta compare``: Fréchet distance, precision/recall,
+    MMD); for anomaly scores use :meth:`discriminator_score` — though a discriminator is
+    trained to separate data from the *current* generator, not to rank data by density, so
+    it is a heuristic score. By default nothing is held out (``validation_fraction=0``): there is
     no honest validation criterion. With a fraction (or ``validation_data``) the history's
     ``val_loss`` is the discriminator's loss, not an NLL: it is recorded for watching, and
     never stops training or selects weights (the last weights are kept).

@@ -15,9 +15,10 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError
-from ptheta.models.neural import EXPLORER_QUICK, NeuralModel
+from ptheta.models.neural import CONDITIONAL, EXPLORER_QUICK, NeuralModel
 from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks, reuse_masked_weights
-from ptheta.params import check_bool, check_int, check_int_list
+from ptheta.nn.shapes import batched, sampled
+from ptheta.params import Bool, Config, Int, IntList, Param
 
 # A member of the ensemble: the index of a stored mask, or one explicit mask per layer.
 Mask = int | Sequence[Tensor]
@@ -77,6 +78,23 @@ class MADENetwork(nn.Module):
         Distribution Estimation, ICML. Uria, Murray & Larochelle (2014), A Deep and
         Tractable Density Estimator, ICML (order-agnostic training).
     """
+
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> MADENetwork:
+        """The network of a :class:`MADE`'s config (``hidden``, ``n_masks``,
+        ``order_agnostic``, ``seed``) for data of ``spec``."""
+        return cls(
+            spec.n_dims,
+            spec.n_categories,
+            config.hidden,
+            n_masks=config.n_masks,
+            order_agnostic=config.order_agnostic,
+            n_classes=n_classes,
+            seed=config.seed,
+            event_shape=spec.event_shape,
+        )
 
     def __init__(
         self,
@@ -179,8 +197,10 @@ class MADENetwork(nn.Module):
         logits = self.logits(onehot, y, mask)  # (N, D, K)
         return logits.log_softmax(-1).gather(-1, x[..., None]).squeeze(-1)
 
+    @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None, mask: Mask | None = None) -> Tensor:
-        """Exact log-likelihood in nats, (N, *event_shape) LongTensor → (N,).
+        """Exact log-likelihood in nats: levels (*batch, *event_shape) of any integer dtype,
+        y (*batch) → (*batch) (see :mod:`ptheta.nn.shapes`).
 
         ``mask=None``: the ensemble log (1/M) Σ_m p_m(x); an index or explicit masks: that
         member's log p_m(x) alone.
@@ -191,15 +211,17 @@ class MADENetwork(nn.Module):
         return torch.logsumexp(members, 0) - math.log(self.n_masks)
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """−log p_m(x) for one member m drawn with torch's global RNG, (N,)."""
+        """−log p_m(x) for one member m drawn with torch's global RNG, (*batch)."""
         m = int(torch.randint(self.n_masks, ()))
         return -self.log_prob(x, y, m)
 
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Draw n examples, LongTensor (n, *event_shape), from the mask ensemble.
+        """Draw examples, LongTensor (*sample_shape, *event_shape), from the mask ensemble;
+        ``sample_shape`` is an int n, a tuple, or () for one example.
 
         Each sample picks its member uniformly; samples are grouped by member and drawn one
         variable at a time along the member's ordering. All randomness comes from
@@ -244,7 +266,8 @@ class MADE(NeuralModel):
     first (see there for exactly what it is).
 
     Arguments:
-        hidden: sizes of the hidden layers (a number: one hidden layer).
+        hidden: sizes of the hidden layers: a list, or an int for one hidden layer ([]: a
+            masked logistic model).
         n_masks: number of masks M in the ensemble (each with its own hidden degrees).
         order_agnostic: give each mask a random ordering (else all use the natural order).
         class_conditional: fit p(x | y) with ``fit(X, y)``; then ``sample(n, y=...)``
@@ -288,6 +311,12 @@ class MADE(NeuralModel):
         "explorer": {"hidden": [256], "epochs": 60, "lr": 3e-3, "max_time": 60},
         "explorer-quick": {"hidden": [32], **EXPLORER_QUICK},
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "hidden": IntList(),
+        "n_masks": Int(low=1),
+        "order_agnostic": Bool(),
+        **CONDITIONAL,
+    }
 
     def __init__(
         self,
@@ -305,16 +334,7 @@ class MADE(NeuralModel):
         self.class_conditional = class_conditional
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> MADENetwork:
-        return MADENetwork(
-            spec.n_dims,
-            spec.n_categories,
-            check_int_list(self.name, "hidden", self.hidden),
-            n_masks=check_int(self.name, "n_masks", self.n_masks, low=1),
-            order_agnostic=check_bool(self.name, "order_agnostic", self.order_agnostic),
-            n_classes=n_classes,
-            seed=int(self.random_state),
-            event_shape=spec.event_shape,
-        )
+        return MADENetwork.from_config(self.config(), spec, n_classes)
 
     def _n_parameters(self) -> int:
         # a weight that every mask zeroes is not a free parameter

@@ -13,7 +13,7 @@ from ptheta.data.spec import DataSpec, location_scale
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.sampling import sample_categorical
-from ptheta.params import check_bool, check_float, check_int
+from ptheta.params import Bool, Float, Int, Param
 
 # Largest conditional table D·K^(k+1) (float64 entries) the discrete chain will allocate.
 MAX_TABLE_SIZE = 50_000_000
@@ -95,6 +95,17 @@ class MarkovChain(GenerativeModel):
     can_marginalise: ClassVar[bool] = True
     quick_params: ClassVar[dict[str, Any]] = {"order": 1}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {"order": 2}, "explorer": {"order": 1}}
+    parameters: ClassVar[dict[str, Param]] = {
+        "order": Int(
+            low=1,
+            high=3,
+            hint="for order 0 use ptheta.make('independent'), for longer contexts an "
+            "autoregressive family",
+        ),
+        "homogeneous": Bool(),
+        "alpha": Float(low=0),
+        "min_var": Float(low=0),
+    }
 
     def __init__(
         self,
@@ -110,18 +121,7 @@ class MarkovChain(GenerativeModel):
         self.min_var = min_var
 
     # ----------------------------------------------------------------- fitting
-    def _check_params(self) -> None:
-        hint = (
-            "for order 0 use ptheta.make('independent'), for longer contexts an "
-            "autoregressive family"
-        )
-        check_int(self.name, "order", self.order, low=1, high=3, hint=hint)
-        check_bool(self.name, "homogeneous", self.homogeneous)
-        check_float(self.name, "alpha", self.alpha, low=0)
-        check_float(self.name, "min_var", self.min_var, low=0)
-
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
-        self._check_params()
         flat = x.reshape(len(x), -1)  # (N, D)
         if spec.is_discrete:
             self._fit_tables(flat.astype(np.int64), spec.n_categories)

@@ -19,13 +19,7 @@ from ptheta.models.capabilities import Capabilities
 from ptheta.models.em import EStep, MStep, Params, run_em
 from ptheta.models.sampling import sample_categorical
 from ptheta.nn.device import resolve_device, resolve_dtype
-from ptheta.params import (
-    check_choice,
-    check_float,
-    check_int,
-    check_random_state,
-    check_str,
-)
+from ptheta.params import Choice, Device, Float, Int, Param, Seed
 
 # Variance of U[0, 1): what uniform dequantisation adds to every discrete coordinate.
 _DEQUANT_VAR = 1.0 / 12.0
@@ -40,6 +34,18 @@ class _EMMixture(GenerativeModel):
     family: ClassVar[str] = "mixtures"
     can_marginalise: ClassVar[bool] = True
     abilities: ClassVar[dict[str, Any]] = {"embeds": True}
+    # what every EM mixture shares; each family adds its own
+    parameters: ClassVar[dict[str, Param]] = {
+        "n_components": Int(low=1),
+        "max_iter": Int(low=1),
+        "tol": Float(low=0),
+        "n_init": Int(low=1),
+        "init": Choice("kmeans++", "random"),
+        "dtype": Choice("float64", "float32"),
+        "device": Device(),
+        "random_state": Seed(),
+        "verbose": Int(low=0, flag=True),
+    }
 
     def _log_joint(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
@@ -61,18 +67,9 @@ class _EMMixture(GenerativeModel):
         """Representation: the responsibilities, shape (N, K)."""
         return self.predict_proba(X)
 
-    def _check_em_params(self, n: int) -> None:
-        """The parameters every EM mixture shares (at fit time, on ``n`` examples)."""
-        name = self.name
-        k = check_int(name, "n_components", self.n_components, low=1)
-        check_int(name, "max_iter", self.max_iter, low=1)
-        check_float(name, "tol", self.tol, low=0)
-        check_int(name, "n_init", self.n_init, low=1)
-        check_choice(name, "init", self.init, ("kmeans++", "random"))
-        check_choice(name, "dtype", self.dtype, ("float64", "float32"))
-        check_str(name, "device", self.device, hint="use cpu, cuda or auto")
-        check_random_state(name, "random_state", self.random_state)
-        check_int(name, "verbose", self.verbose, low=0, allow_bool=True)
+    def _check_n_components(self, n: int) -> None:
+        """No more components than the ``n`` training examples (a rule of the data)."""
+        k = int(self.n_components)
         if k > n:
             raise DataError(
                 f"n_components={k} is more than the {n} training examples; "
@@ -143,7 +140,7 @@ class GaussianMixture(_EMMixture):
     from one EM step to the next; it is recorded per step in ``history_`` together with the
     plain log-likelihood.
 
-    **Discrete data.** On binary or categorical data (``dequantize="auto"``) the mixture
+    **Discrete data.** On binary or categorical data (``dequantization="auto"``) the mixture
     models the dequantised variable x + u, u ~ U[0, 1)^D, and ``score_samples`` returns
     the lower bound
 
@@ -155,7 +152,7 @@ class GaussianMixture(_EMMixture):
     this bound directly (the same smoothing argument with Var(u) = 1/12), which also keeps
     every variance ≥ 1/12: pixels that are constant in training cannot make a covariance
     singular. To model integer values as points of a continuous density instead, declare
-    the data continuous (``kind="continuous"``); ``dequantize="none"`` on discrete data is
+    the data continuous (``kind="continuous"``); ``dequantization="none"`` on discrete data is
     refused rather than reporting a density as if it were a probability.
 
     **Missing data.** NaN entries are marginalised: with O the observed coordinates,
@@ -179,10 +176,11 @@ class GaussianMixture(_EMMixture):
         init: ``"kmeans++"`` (k-means++ centres, then a hard assignment) or ``"random"``
             (random responsibilities).
         reg_covar: variance added to the diagonal of every covariance (see above).
-        dequantize: ``"auto"`` (on discrete data), ``"uniform"`` (always) or ``"none"``.
+        dequantization: ``"auto"`` (on discrete data), ``"uniform"`` (always) or ``"none"``.
         dtype: ``"float64"`` or ``"float32"`` for the EM arithmetic.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        random_state: seed for the initialisation.
+        random_state: seed of the initialisation: an integer, or None for fresh randomness
+            (see :class:`~ptheta.params.Seed`).
         verbose: 1 shows a progress bar.
 
     Fitted attributes:
@@ -213,6 +211,12 @@ class GaussianMixture(_EMMixture):
         "explorer": {"n_components": 16},
         "explorer-quick": {"n_components": 8, "max_iter": 50, "random_state": 0},
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "covariance_type": Choice("full", "diag"),
+        "reg_covar": Float(low=0),
+        "dequantization": Choice("auto", "uniform", "none"),
+    }
+    renamed: ClassVar[dict[str, str]] = {"dequantize": "dequantization"}
 
     def __init__(
         self,
@@ -224,10 +228,10 @@ class GaussianMixture(_EMMixture):
         n_init: int = 1,
         init: str = "kmeans++",
         reg_covar: float = 1e-6,
-        dequantize: str = "auto",
+        dequantization: str = "auto",
         dtype: str = "float64",
         device: str = "cpu",
-        random_state: int | None = None,
+        random_state: int | None = 0,
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
@@ -237,29 +241,25 @@ class GaussianMixture(_EMMixture):
         self.n_init = n_init
         self.init = init
         self.reg_covar = reg_covar
-        self.dequantize = dequantize
+        self.dequantization = dequantization
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
     # ----------------------------------------------------------------- fitting
-    def _check_params(self, n: int) -> None:
-        self._check_em_params(n)
-        check_choice(self.name, "covariance_type", self.covariance_type, ("full", "diag"))
-        check_choice(self.name, "dequantize", self.dequantize, ("auto", "uniform", "none"))
-        check_float(self.name, "reg_covar", self.reg_covar, low=0)
-
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
         flat = x.reshape(len(x), -1).astype(np.float64)
-        self._check_params(len(flat))
+        self._check_n_components(len(flat))
         deq = spec.is_discrete
-        if self.dequantize == "uniform" and not deq:
-            raise ParameterError("dequantize='uniform' needs discrete (binary/categorical) data")
-        if self.dequantize == "none" and deq:
+        if self.dequantization == "uniform" and not deq:
+            raise ParameterError(
+                "gmm: dequantization='uniform' needs discrete (binary/categorical) data"
+            )
+        if self.dequantization == "none" and deq:
             # a density evaluated at integer points is not a probability: refuse to mix units
             raise ParameterError(
-                "dequantize='none' on discrete data would report a density at integer points, "
+                "dequantization='none' on discrete data would report a density at integer points, "
                 "not comparable with any probability; to model the values as points of a "
                 "continuous density, declare the data continuous (kind='continuous')"
             )
@@ -274,7 +274,7 @@ class GaussianMixture(_EMMixture):
                     f"{constant.size} feature(s) are constant in the training data (first: "
                     f"{constant[:5].tolist()}); their variance is only reg_covar="
                     f"{self.reg_covar:g}, so held-out values that differ get almost no density. "
-                    "If the data are discrete, keep dequantize='auto' and declare the kind; "
+                    "If the data are discrete, keep dequantization='auto' and declare the kind; "
                     "otherwise raise reg_covar.",
                     UserWarning,
                     stacklevel=3,
@@ -461,7 +461,8 @@ class CategoricalMixture(_EMMixture):
             assignment) or ``"random"`` (random responsibilities).
         dtype: ``"float64"`` or ``"float32"`` for the EM arithmetic.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
-        random_state: seed for the initialisation.
+        random_state: seed of the initialisation: an integer, or None for fresh randomness
+            (see :class:`~ptheta.params.Seed`).
         verbose: 1 shows a progress bar.
 
     Fitted attributes:
@@ -485,6 +486,7 @@ class CategoricalMixture(_EMMixture):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
     quick_params: ClassVar[dict[str, Any]] = {"n_components": 3, "max_iter": 30, "random_state": 0}
+    parameters: ClassVar[dict[str, Param]] = {"alpha": Float(low=0)}
 
     def __init__(
         self,
@@ -497,7 +499,7 @@ class CategoricalMixture(_EMMixture):
         init: str = "kmeans++",
         dtype: str = "float64",
         device: str = "cpu",
-        random_state: int | None = None,
+        random_state: int | None = 0,
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
@@ -513,8 +515,8 @@ class CategoricalMixture(_EMMixture):
 
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
         flat = x.reshape(len(x), -1)
-        self._check_em_params(len(flat))
-        alpha = check_float(self.name, "alpha", self.alpha, low=0)
+        self._check_n_components(len(flat))
+        alpha = float(self.alpha)
         (n, d), levels, k = flat.shape, int(spec.n_categories), int(self.n_components)
         dev, dt = resolve_device(self.device), resolve_dtype(self.dtype)
         onehot = torch.as_tensor(_one_hot(flat, levels), dtype=dt, device=dev)  # (N, D·L)

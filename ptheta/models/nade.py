@@ -13,8 +13,9 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec
 from ptheta.errors import ParameterError
-from ptheta.models.neural import NeuralModel
-from ptheta.params import check_int
+from ptheta.models.neural import CONDITIONAL, NeuralModel
+from ptheta.nn.shapes import batched, sampled
+from ptheta.params import Choice, Config, Int, IntList, OneOf, Param
 
 
 class NADENetwork(nn.Module):
@@ -55,6 +56,21 @@ class NADENetwork(nn.Module):
         AISTATS. Uria, Côté, Gregor, Murray & Larochelle (2016), Neural Autoregressive
         Distribution Estimation, JMLR (categorical outputs).
     """
+
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> NADENetwork:
+        """The network of a :class:`NADE`'s config (``hidden``, ``ordering``, ``seed``) for
+        data of ``spec``."""
+        return cls(
+            spec.n_dims,
+            spec.n_categories,
+            config.hidden,
+            ordering=resolve_ordering("nade", config.ordering, spec.n_dims, config.seed),
+            n_classes=n_classes,
+            event_shape=spec.event_shape,
+        )
 
     def __init__(
         self,
@@ -116,21 +132,25 @@ class NADENetwork(nn.Module):
         out = out + bias_out[:, order]  # (N, D, K) in σ order
         return out[:, torch.argsort(order)]  # back to the natural order
 
+    @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Exact log p(x) (or log p(x | y)) in nats: (N, *event_shape) LongTensor → (N,)."""
+        """Exact log p(x) (or log p(x | y)) in nats: levels (*batch, *event_shape) of any
+        integer dtype, y (*batch) → (*batch) (see :mod:`ptheta.nn.shapes`)."""
         x = x.reshape(len(x), -1)  # (N, D)
         logits = self.logits(F.one_hot(x, self.n_categories).to(self.weight_in.dtype), y)
         return logits.log_softmax(-1).gather(-1, x[..., None]).squeeze(-1).sum(1)
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Per-example negative log-likelihood, (N,)."""
+        """Per-example negative log-likelihood, (*batch) ((N,) for the Trainer's batches)."""
         return -self.log_prob(x, y)
 
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Draw n examples, LongTensor (n, *event_shape), one variable at a time along σ.
+        """Draw examples, LongTensor (*sample_shape, *event_shape), one variable at a time
+        along σ; ``sample_shape`` is an int n, a tuple, or () for one example.
 
         All randomness comes from ``generator`` (on the network's device).
         """
@@ -155,7 +175,7 @@ class NADE(NeuralModel):
     Examples of any event shape are modelled as flat vectors in row-major order.
 
     Arguments:
-        hidden: hidden units H.
+        hidden: hidden units H (an int: NADE has one hidden layer).
         ordering: ``"natural"`` (0..D−1 in row-major order), ``"random"`` (a permutation
             drawn from ``random_state``) or an explicit permutation of 0..D−1.
         class_conditional: fit p(x | y) with ``fit(X, y)``; then ``sample(n, y=...)``
@@ -192,6 +212,16 @@ class NADE(NeuralModel):
         "device": "cpu",
     }
     presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {}}
+    parameters: ClassVar[dict[str, Param]] = {
+        "hidden": Int(low=1),
+        # a list's length and values are checked against the data (resolve_ordering)
+        "ordering": OneOf(
+            Choice("natural", "random"),
+            IntList(low=0, empty=False, scalar=False),
+            what="'natural', 'random' or a permutation of 0..D-1",
+        ),
+        **CONDITIONAL,
+    }
 
     def __init__(
         self,
@@ -207,14 +237,7 @@ class NADE(NeuralModel):
         self.class_conditional = class_conditional
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> NADENetwork:
-        return NADENetwork(
-            spec.n_dims,
-            spec.n_categories,
-            check_int(self.name, "hidden", self.hidden, low=1),
-            ordering=resolve_ordering(self.name, self.ordering, spec.n_dims, self.random_state),
-            n_classes=n_classes,
-            event_shape=spec.event_shape,
-        )
+        return NADENetwork.from_config(self.config(), spec, n_classes)
 
 
 def resolve_ordering(model: str, ordering: Any, n_dims: int, seed: int) -> Tensor:

@@ -9,9 +9,9 @@ import numpy as np
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
-from ptheta.models.classifier import BayesRule
+from ptheta.models.classifier import PRIOR_PARAMS, BayesRule
 from ptheta.models.sampling import sample_categorical
-from ptheta.params import check_float
+from ptheta.params import Float, Param
 
 
 class NaiveBayes(BayesRule, GenerativeModel):
@@ -67,6 +67,16 @@ class NaiveBayes(BayesRule, GenerativeModel):
     can_marginalise: ClassVar[bool] = True
     # the explorer's spam view fits it with its defaults
     presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {}}
+    parameters: ClassVar[dict[str, Param]] = {
+        "alpha": Float(
+            low=0,
+            low_open=True,
+            hint="0 gives levels unseen in a class probability 0, and undefined posteriors; "
+            "try 1.0",
+        ),
+        "var_smoothing": Float(low=0),
+        **PRIOR_PARAMS,
+    }
 
     def __init__(
         self,
@@ -83,9 +93,7 @@ class NaiveBayes(BayesRule, GenerativeModel):
 
     # ----------------------------------------------------------------- fitting
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
-        hint = "0 gives levels unseen in a class probability 0, and undefined posteriors; try 1.0"
-        alpha = check_float(self.name, "alpha", self.alpha, low=0, low_open=True, hint=hint)
-        var_smoothing = check_float(self.name, "var_smoothing", self.var_smoothing, low=0)
+        alpha, var_smoothing = float(self.alpha), float(self.var_smoothing)
         assert y is not None  # the base checks needs_labels
         flat = x.reshape(len(x), -1)  # (N, D)
         index = self._fit_prior(y, self.prior, self.prior_alpha)

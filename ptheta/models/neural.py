@@ -23,14 +23,7 @@ from ptheta.models.base import GenerativeModel, only_where, to_jsonable, why_not
 from ptheta.models.classifier import encode_labels
 from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.nn.noise import marginal_with_stderr
-from ptheta.params import (
-    check_bool,
-    check_choice,
-    check_float,
-    check_int,
-    check_random_state,
-    check_str,
-)
+from ptheta.params import Bool, Choice, Config, Device, Float, Int, Param, Seed
 from ptheta.train.trainer import TrainConfig, Trainer
 
 # Training hyper-parameters and their defaults (see TrainConfig for their meaning), plus:
@@ -54,6 +47,28 @@ TRAINING_PARAMS: dict[str, Any] = {
     "random_state": 0,
     "verbose": 0,
 }
+
+# The declarations of the training hyper-parameters (see GenerativeModel.parameters).
+TRAINING_DECLARED: dict[str, Param] = {
+    "epochs": Int(low=1),
+    "batch_size": Int(low=1),
+    "lr": Float(low=0, low_open=True),
+    "weight_decay": Float(low=0),
+    "schedule": Choice("cosine", "constant"),
+    "warmup_steps": Int(low=0),
+    "grad_clip": Float(low=0, low_open=True, none=True),
+    "ema_decay": Float(low=0, high=1, low_open=True, high_open=True, none=True),
+    "patience": Int(low=1, none=True),
+    "validation_fraction": Float(low=0, high=1, high_open=True, hint="0 holds nothing out"),
+    "max_time": Float(low=0, low_open=True, none=True),
+    "checkpoint_every": Int(low=0),
+    "device": Device(),
+    "dtype": Choice("float32", "float64"),
+    "random_state": Seed(),
+    "verbose": Int(low=0, flag=True),
+}
+# class_conditional, where a family has it, is declared by the family: Bool().
+CONDITIONAL: dict[str, Param] = {"class_conditional": Bool()}
 
 # Training settings of the explorer's quick mode (its tests), for the "explorer-quick"
 # presets of neural families: a few epochs, in float64 on the CPU.
@@ -93,8 +108,10 @@ class NeuralModel(GenerativeModel):
     # _tensors, and map their own extra outputs with _from_model_units / _log_jacobian.
     standardize_input: ClassVar[bool] = False
     abilities: ClassVar[dict[str, Any]] = {"trains_in_steps": True}
+    parameters: ClassVar[dict[str, Param]] = TRAINING_DECLARED
 
     def __init__(self, **training: Any) -> None:
+        self._refuse_renamed(training)
         unknown = set(training) - set(TRAINING_PARAMS)
         if unknown:
             raise unknown_name(
@@ -110,13 +127,39 @@ class NeuralModel(GenerativeModel):
 
     # ----------------------------------------------------------------- to implement
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> nn.Module:
+        """The module for data of ``spec``: ``Network.from_config(self.config(...), spec,
+        n_classes)``."""
         raise NotImplementedError
+
+    def config(self, **derived: Any) -> Config:
+        """The family's own hyper-parameters (not the training ones), checked and
+        normalised (see :meth:`check_params`), as the one frozen
+        :class:`~ptheta.params.Config` its module is built from; ``derived`` adds what the
+        data decide (a resolved architecture, an image shape) and ``seed`` is this fit's.
+
+        Example:
+            >>> import ptheta
+            >>> ptheta.make("made", hidden=8).config().hidden
+            [8]
+        """
+        own = {k: v for k, v in self._params().items() if k not in TRAINING_PARAMS}
+        return Config(own, seed=self._seed(), **derived)
+
+    def _seed(self) -> int:
+        """This fit's seed: ``random_state``, or with ``random_state=None`` one drawn fresh
+        at fit and kept as ``seed_`` (so a loaded model scores as the fitted one did)."""
+        seed = getattr(self, "seed_", None)
+        if seed is None:
+            seed = self.random_state
+        if seed is None:  # fresh randomness, fixed for this fit once _fit stores it
+            seed = int(np.random.SeedSequence().generate_state(1)[0])
+        return int(seed)
 
     def build_module(self, spec: DataSpec, n_classes: int | None = None) -> nn.Module:
         """The untrained ``nn.Module`` that ``fit`` would train on data of ``spec`` (to
         count its parameters or print its architecture without training).
 
-        The hyper-parameters are validated as ``fit`` validates them (a ParameterError
+        The hyper-parameters are checked as ``fit`` checks them (a ParameterError
         otherwise); ``n_classes`` (≥ 2) is required by a class-conditional model and
         ignored by others.
 
@@ -127,7 +170,7 @@ class NeuralModel(GenerativeModel):
             >>> sum(p.numel() for p in module.parameters()) > 0
             True
         """
-        self.train_config()
+        self.check_params()
         if spec.kind not in self.data_kinds:
             raise DataError(
                 f"{self.name!r} does not model {spec.kind} data (it accepts "
@@ -152,37 +195,14 @@ class NeuralModel(GenerativeModel):
         return bool(getattr(self, "class_conditional", False))
 
     def train_config(self) -> TrainConfig:
-        """The Trainer's configuration from this model's training hyper-parameters.
-
-        Every training hyper-parameter is validated here (a ParameterError naming the model
-        and the parameter otherwise): those of :class:`TrainConfig` by it, the others here.
-        """
-        name = self.name
-        check_float(
-            name,
-            "validation_fraction",
-            self.validation_fraction,
-            low=0,
-            high=1,
-            high_open=True,
-            hint="0 holds nothing out",
-        )
-        check_choice(name, "dtype", self.dtype, ("float32", "float64"))
-        check_str(name, "device", self.device, hint="use cpu, cuda or auto")
-        check_random_state(name, "random_state", self.random_state, allow_none=False)
-        check_int(name, "verbose", self.verbose, low=0, allow_bool=True)
-        if hasattr(self, "class_conditional"):
-            check_bool(name, "class_conditional", self.class_conditional)
+        """The Trainer's configuration from this model's checked training hyper-parameters
+        (declared in :data:`TRAINING_DECLARED`; a ParameterError naming the model and the
+        parameter otherwise)."""
+        params = self._params()
         keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress"}
-        try:
-            resolve_device(self.device)
-            return TrainConfig(
-                **{k: getattr(self, k) for k in keys},
-                seed=int(self.random_state),
-                progress=bool(self.verbose),
-            )
-        except ParameterError as e:
-            raise ParameterError(f"{name}: {e}") from None
+        return TrainConfig(
+            **{k: params[k] for k in keys}, seed=self._seed(), progress=bool(params["verbose"])
+        )
 
     def _fit(
         self,
@@ -194,6 +214,7 @@ class NeuralModel(GenerativeModel):
         run_dir: Any = None,
         resume: bool = False,
     ) -> None:
+        self.seed_ = self._seed()  # fresh if random_state is None; kept for scoring
         config = self.train_config()
         labels, n_classes = None, None
         if self._conditional():
@@ -254,7 +275,7 @@ class NeuralModel(GenerativeModel):
             return x, labels, x_val, y_val
         if not self.validation_fraction or len(x) < 10:
             return x, labels, None, None
-        rng = np.random.default_rng(self.random_state)
+        rng = np.random.default_rng(self._seed())
         order = rng.permutation(len(x))
         n_val = max(1, round(self.validation_fraction * len(x)))
         val, train = order[:n_val], order[n_val:]

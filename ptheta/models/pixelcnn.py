@@ -13,6 +13,7 @@ from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.conv import GatedBlock, MaskedConv2d
+from ptheta.nn.shapes import batched, sampled
 from ptheta.params import check_int, parameter_error
 
 
@@ -55,8 +56,9 @@ class GatedPixelCNN(nn.Module):
         n_classes: number of classes of a class-conditional model (the label adds a
             learned bias to every gate); None: unconditional.
 
-    Methods take x as a LongTensor (N, C, H, W) of levels, or any (N, ...) with C·H·W
-    entries in that order, and y as a LongTensor (N,) of class indices (or None).
+    ``log_prob`` and ``loss`` take levels x (*batch, C, H, W) of any integer dtype (or flat
+    (*batch, C·H·W) in that order) and y (*batch) of class indices (or None), and return
+    (*batch); ``sample`` takes a sample shape (see :mod:`ptheta.nn.shapes`).
 
     Example:
         >>> import torch
@@ -88,7 +90,7 @@ class GatedPixelCNN(nn.Module):
         if kernel_size % 2 == 0:
             raise parameter_error("pixelcnn", "kernel_size", "odd (3, 5, 7, ...)", kernel_size)
         c, _, _ = image_shape
-        self.image_shape = tuple(image_shape)
+        self.image_shape = self.event_shape = tuple(image_shape)
         # how many rows above, and columns left of, a pixel its conditionals can depend on
         self.reach = n_layers * (kernel_size // 2)
         self.n_categories = n_categories
@@ -141,21 +143,24 @@ class GatedPixelCNN(nn.Module):
             one_hot = self._one_hot(x.reshape(len(x), *self.image_shape))
         return self._logits(one_hot, y)
 
+    @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """log p(x) (or log p(x | y)) in nats, shape (N,)."""
+        """log p(x) (or log p(x | y)) in nats: (*batch, C, H, W) → (*batch)."""
         x = x.reshape(len(x), *self.image_shape)  # (N, C, H, W)
         logp = self.logits(x, y).log_softmax(dim=-1)  # (N, C, H, W, K)
         return logp.gather(-1, x.unsqueeze(-1)).flatten(1).sum(dim=1)
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Negative log-likelihood per example, (N,)."""
+        """Negative log-likelihood per example, (*batch)."""
         return -self.log_prob(x, y)
 
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Draw n images pixel by pixel and colour by colour, LongTensor (n, C, H, W).
+        """Draw images pixel by pixel and colour by colour, LongTensor (*sample_shape, C, H,
+        W); ``sample_shape`` is an int n, a tuple, or () for one image.
 
         All randomness comes from ``generator`` (on the module's device).
         """

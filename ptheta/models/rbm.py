@@ -11,8 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.errors import DataError, ParameterError
+from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
+from ptheta.nn.shapes import batched, sampled
 from ptheta.params import check_choice, check_int, check_random_state
 
 # log Z is computed exactly when the smaller layer has at most this many units (2^20 terms)
@@ -78,6 +79,10 @@ class RBMNetwork(nn.Module):
         Salakhutdinov & Murray (2008), On the quantitative analysis of deep belief networks.
     """
 
+    # binary visible units: ``log_prob`` and ``loss`` take 0/1 levels (*batch, *event_shape)
+    # of any integer dtype or bool and return (*batch) (see ptheta.nn.shapes)
+    n_categories = 2
+
     def __init__(
         self,
         n_visible: int,
@@ -135,8 +140,10 @@ class RBMNetwork(nn.Module):
         return v
 
     # ------------------------------------------------------------------ training
+    @batched
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """CD/PCD surrogate per example, shape (N,): F(v) − mean F(v_neg), v_neg detached."""
+        """CD/PCD surrogate per example, shape (*batch): F(v) − mean F(v_neg), v_neg
+        detached."""
         v = self._flat(x)
         if self.training:
             self.log_z.fill_(float("nan"))  # the weights are about to change
@@ -226,8 +233,9 @@ class RBMNetwork(nn.Module):
         """Store log Z for ``log_prob`` (e.g. a precise AIS estimate)."""
         self.log_z.fill_(float(value))
 
+    @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """log p(v) = −F(v) − log Z in nats, shape (N,) (see the class notes on log Z)."""
+        """log p(v) = −F(v) − log Z in nats, shape (*batch) (see the class notes on log Z)."""
         if torch.isnan(self.log_z):
             if min(self.n_visible, self.n_hidden) <= MAX_EXACT_UNITS:
                 value = self.exact_log_z()
@@ -238,11 +246,13 @@ class RBMNetwork(nn.Module):
         return -self.free_energy(x) - self.log_z
 
     # ------------------------------------------------------------------ sampling
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """``n`` samples by block Gibbs sampling, LongTensor (n, *event_shape).
+        """Samples by block Gibbs sampling, LongTensor (*sample_shape, *event_shape) for an
+        int n, a tuple, or () for one; n below is their number.
 
         ``sample_chains`` chains (None: one per sample) start at uniform random states
         (``sample_init="random"``) or at the persistent training chains (``"persistent"``);
@@ -354,14 +364,11 @@ class RBM(NeuralModel):
         self.ais_runs = ais_runs
         self.ais_betas = ais_betas
 
-    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> RBM:
-        kind = self._resolve_spec(X).kind
-        if kind != "binary":
-            raise DataError(
-                f"'rbm' models binary data only, got {kind} data; binarise it first (e.g. "
-                "the digits-binary data set, or X > threshold), or use 'ebm' for continuous data"
-            )
-        return super().fit(X, y, **fit_params)
+    def _kind_fix(self, spec: DataSpec) -> str:
+        return (
+            "binarise it first (e.g. the digits-binary data set, or X > threshold), or use "
+            "'ebm' for continuous data"
+        )
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **kw: Any) -> None:
         flat = x.reshape(len(x), -1)

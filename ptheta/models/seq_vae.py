@@ -26,7 +26,8 @@ class SeqVAENetwork(LatentVariableModule):
     each decoder input token by UNK with probability ``token_dropout`` in training mode
     only, which makes the decoder rely on z (a remedy for posterior collapse, with KL
     warm-up; see :class:`~ptheta.models.vae.LatentVariableModule`). Embedding indices K and
-    K + 1 are BOS and UNK.
+    K + 1 are BOS and UNK. Shapes: tokens (*batch, L) of any length L are a batch of
+    sequences, scored to (*batch) (see :class:`~ptheta.models.vae.LatentVariableModule`).
 
     Arguments:
         n_tokens: K ≥ 2.
@@ -51,6 +52,12 @@ class SeqVAENetwork(LatentVariableModule):
     """
 
     discrete = True
+    variable_length = True  # log_prob reads (*batch, L) for any length L (ptheta.nn.shapes)
+
+    @property
+    def n_categories(self) -> int:
+        """K, the vocabulary (the levels ptheta.nn.shapes checks inputs against)."""
+        return self.n_tokens
 
     def __init__(
         self,
@@ -78,6 +85,7 @@ class SeqVAENetwork(LatentVariableModule):
         if n_classes is not None:
             raise DataError("the sequence VAE is unconditional: n_classes must be None")
         self.n_tokens, self.seq_len = n_tokens, seq_len
+        self.event_shape = (seq_len,)
         self.cell, self.token_dropout = cell, token_dropout
         rnn = nn.LSTM if cell == "lstm" else nn.GRU
         self.embed = nn.Embedding(n_tokens + 2, hidden)  # K: BOS, K + 1: UNK

@@ -14,6 +14,7 @@ from ptheta.data.spec import DataSpec
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.attention import KVCache, TransformerBlock
+from ptheta.nn.shapes import batched, sampled
 from ptheta.params import check_choice, check_float, check_int
 
 LONG_SEQUENCE_POLICIES: tuple[str, ...] = ("error", "sliding")
@@ -107,7 +108,9 @@ class LSTMNetwork(nn.Module):
     Inputs are [BOS, x_0, …, x_{T−2}] (BOS is a learned embedding, index K); the LSTM
     state after input t gives the logits of x_t, so ``log_prob`` is exact and sampling
     feeds each drawn token back in. Event shapes of several axes are flattened in raster
-    (C) order.
+    (C) order. ``log_prob`` and ``loss`` read the last axis as time: tokens (*batch, L) of
+    any integer dtype, any length L, give (*batch) (a batch of sequences, never one long
+    sequence); ``sample`` takes a sample shape (see :mod:`ptheta.nn.shapes`).
 
     Arguments:
         n_tokens: K, the vocabulary (2 for binary data).
@@ -126,6 +129,13 @@ class LSTMNetwork(nn.Module):
         Hochreiter & Schmidhuber, "Long short-term memory", Neural Computation 1997;
         Graves, "Generating sequences with recurrent neural networks", arXiv:1308.0850.
     """
+
+    variable_length = True  # log_prob reads (*batch, L) for any length L (ptheta.nn.shapes)
+
+    @property
+    def n_categories(self) -> int:
+        """K, the vocabulary (the levels ptheta.nn.shapes checks inputs against)."""
+        return self.n_tokens
 
     def __init__(
         self,
@@ -162,16 +172,19 @@ class LSTMNetwork(nn.Module):
         p(x_t | x_<t)."""
         return self._run(_shift(x, self.n_tokens))[0]
 
+    @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Exact log p(x) in nats of tokens (N, *event_shape), shape (N,)."""
+        """Exact log p(x) in nats of tokens (*batch, L) (or (*batch, *event_shape)),
+        shape (*batch)."""
         _no_labels(y)
         x = x.reshape(len(x), -1)
         return _sequence_log_prob(self(x), x)
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Per-sequence negative log-likelihood, shape (N,)."""
+        """Per-sequence negative log-likelihood, shape (*batch)."""
         return -self.log_prob(x, y)
 
+    @sampled(per_example={"prompt": 1})
     @torch.no_grad()
     def sample(
         self,
@@ -183,11 +196,12 @@ class LSTMNetwork(nn.Module):
         top_k: int | None = None,
         prompt: Tensor | None = None,
     ) -> Tensor:
-        """Draw n sequences (n, *event_shape), all randomness from ``generator``.
+        """Draw sequences (*sample_shape, *event_shape), all randomness from ``generator``.
 
         Arguments:
+            sample_shape: an int n, a tuple, or () for one sequence.
             temperature, top_k: see :func:`draw`; the defaults sample the model itself.
-            prompt: tokens (P,) or (n, P) every sequence starts with (P ≤ T).
+            prompt: tokens (P,) or (*sample_shape, P) every sequence starts with (P ≤ T).
         """
         _no_labels(y)
         device = self.head.weight.device
@@ -219,7 +233,8 @@ class TransformerNetwork(nn.Module):
     scoring and sampling alike (the positions shift, so the cache cannot be reused).
 
     Sampling uses a key–value cache by default (``use_cache=False`` recomputes the prefix
-    at every step); both draw identical sequences from the same generator.
+    at every step); both draw identical sequences from the same generator. Shapes: as for
+    :class:`LSTMNetwork` (tokens (*batch, L) → (*batch)).
 
     Arguments:
         n_tokens: K, the vocabulary (2 for binary data).
@@ -241,6 +256,13 @@ class TransformerNetwork(nn.Module):
         Vaswani et al., "Attention is all you need", NeurIPS 2017; Radford et al.,
         "Language models are unsupervised multitask learners" (GPT-2), 2019.
     """
+
+    variable_length = True  # log_prob reads (*batch, L) for any length L (ptheta.nn.shapes)
+
+    @property
+    def n_categories(self) -> int:
+        """K, the vocabulary (the levels ptheta.nn.shapes checks inputs against)."""
+        return self.n_tokens
 
     def __init__(
         self,
@@ -315,14 +337,16 @@ class TransformerNetwork(nn.Module):
         tail = self._run(u)[:, -1].reshape(n, length - c, -1)  # (N, L − c, K)
         return torch.cat([head, tail], dim=1)
 
+    @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Exact log p(x) in nats of tokens (N, *event_shape), shape (N,)."""
+        """Exact log p(x) in nats of tokens (*batch, L) (or (*batch, *event_shape)),
+        shape (*batch)."""
         _no_labels(y)
         x = x.reshape(len(x), -1)
         return _sequence_log_prob(self(x), x)
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Per-sequence negative log-likelihood, shape (N,)."""
+        """Per-sequence negative log-likelihood, shape (*batch)."""
         return -self.log_prob(x, y)
 
     def next_logits(self, out: Tensor, t: int, caches: list[KVCache] | None = None) -> Tensor:
@@ -341,6 +365,7 @@ class TransformerNetwork(nn.Module):
         done = len(caches[0])
         return self._run(u[:, done:], done, caches)[:, -1]
 
+    @sampled(per_example={"prompt": 1})
     @torch.no_grad()
     def sample(
         self,
@@ -353,11 +378,12 @@ class TransformerNetwork(nn.Module):
         prompt: Tensor | None = None,
         use_cache: bool = True,
     ) -> Tensor:
-        """Draw n sequences (n, *event_shape), all randomness from ``generator``.
+        """Draw sequences (*sample_shape, *event_shape), all randomness from ``generator``.
 
         Arguments:
+            sample_shape: an int n, a tuple, or () for one sequence.
             temperature, top_k: see :func:`draw`; the defaults sample the model itself.
-            prompt: tokens (P,) or (n, P) every sequence starts with (P ≤ T).
+            prompt: tokens (P,) or (*sample_shape, P) every sequence starts with (P ≤ T).
             use_cache: decode with a key–value cache (O(t) per step) instead of recomputing
                 the prefix (O(t²)); the samples are the same.
         """

@@ -18,6 +18,7 @@ from ptheta.models.neural import NeuralModel
 from ptheta.nn.decoders import DECODERS, Output, make_output
 from ptheta.nn.device import resolve_dtype
 from ptheta.nn.noise import example_keys, keyed_normal
+from ptheta.nn.shapes import batched, sampled
 from ptheta.params import (
     check_choice,
     check_float,
@@ -57,6 +58,11 @@ class LatentVariableModule(nn.Module):
     is below λ nats is not pushed further towards the prior. Per example this is
     KL_ij where the batch mean of dimension j is ≥ λ, and the constant λ elsewhere, so the
     batch mean of ``loss`` is exactly the free-bits objective.
+
+    Shapes (:mod:`ptheta.nn.shapes`): ``loss``, ``log_prob``, ``log_prob_with_std`` and
+    ``elbo`` take x (*batch, *event_shape) (discrete levels of any integer dtype, or reals),
+    y and ``keys`` (*batch), and return (*batch); ``sample`` takes a sample shape. Subclasses
+    set ``event_shape`` and ``n_categories`` (None for real inputs).
     """
 
     def __init__(
@@ -128,8 +134,9 @@ class LatentVariableModule(nn.Module):
         eps = [keyed_normal(keys, s, like.shape[1:]) for s in range(first, first + count)]
         return torch.stack(eps).to(device=like.device, dtype=like.dtype)
 
+    @batched
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """−ELBO with the current β and free bits, per example, (N,); one z per example.
+        """−ELBO with the current β and free bits, per example, (*batch); one z per example.
 
         In training mode each call advances the warm-up counter by one step.
         """
@@ -157,10 +164,11 @@ class LatentVariableModule(nn.Module):
             log_px = log_px + self.log_px(x, mean + (0.5 * logvar).exp() * eps, y)
         return log_px / k, self.kl(mean, logvar)
 
+    @batched(per_example={"keys": 0})
     def elbo(
         self, x: Tensor, y: Tensor | None = None, k: int = 1, generator=None, *, keys=None
     ) -> Tensor:
-        """The evidence lower bound E_q[log p(x | z)] − KL(q(z | x) ‖ p(z)) in nats, (N,)
+        """The evidence lower bound E_q[log p(x | z)] − KL(q(z | x) ‖ p(z)) in nats, (*batch)
         (reconstruction term averaged over k draws of z, the KL exact; β is not applied)."""
         log_px, kl = self.elbo_terms(x, y, k, generator, keys=keys)
         return log_px - kl.sum(1)
@@ -222,6 +230,7 @@ class LatentVariableModule(nn.Module):
         w = (log_w - log_w.max(0).values).exp()  # weights over their largest, in (0, 1]
         return estimate, w.std(0) / (math.sqrt(k) * w.mean(0))
 
+    @batched(per_example={"keys": 0})
     def log_prob(
         self,
         x: Tensor,
@@ -230,13 +239,14 @@ class LatentVariableModule(nn.Module):
         *,
         keys=None,
     ) -> Tensor:
-        """IWAE estimate of log p(x) (or log p(x | y)) with ``self.k`` samples, (N,).
+        """IWAE estimate of log p(x) (or log p(x | y)) with ``self.k`` samples, (*batch).
 
         For discrete data it is capped at 0, which log P(x) never exceeds (the cap only
         moves the estimate closer to the truth). Noise: see :meth:`_draws`.
         """
         return self.log_prob_with_std(x, y, generator, keys=keys)[0]
 
+    @batched(per_example={"keys": 0}, outputs=2)
     def log_prob_with_std(
         self,
         x: Tensor,
@@ -249,12 +259,13 @@ class LatentVariableModule(nn.Module):
         out, stderr = self.iwae_with_stderr(x, y, self.k, generator, keys=keys)
         return (out.clamp(max=0.0) if self.discrete else out), stderr
 
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """z ~ N(0, I), then x ~ p(x | z, y): (n, *event_shape); all randomness from
-        ``generator``."""
+        """z ~ N(0, I), then x ~ p(x | z, y): (*sample_shape, *event_shape), ``sample_shape``
+        an int n, a tuple, or () for one example; all randomness from ``generator``."""
         ref = next(self.parameters())
         self._check_labels(y)
         z = self._noise((n, self.latent_dim), ref, generator)

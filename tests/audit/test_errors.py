@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from ptheta import data
 from ptheta.cli import cli, common
-from ptheta.data import files
+from ptheta.data import images
 from ptheta.errors import DataError
 
 
@@ -169,7 +169,7 @@ def test_image_size_is_bounded_with_a_clear_range(tmp_path):
         Image.fromarray(np.full((4, 4), 60 * i, dtype=np.uint8)).save(folder / f"{i}.png")
     _fails("fit", "independent", "--data", str(folder), "--image-size", "100000",
            "--out", str(tmp_path / "r"), match=("image_size", "between 1 and 1024"))  # fmt: skip
-    assert f"at most {files.MAX_IMAGE_SIZE})" in " ".join(_run("fit", "--help").output.split())
+    assert f"at most {images.MAX_IMAGE_SIZE})" in " ".join(_run("fit", "--help").output.split())
     with pytest.raises(DataError, match="between 1 and 1024"):
         data.load(str(folder), image_size=100000)
 

@@ -175,7 +175,7 @@ def test_bad_input_gives_one_clear_error(tiny):
         tasks.make_classifier("bayes-classifier:nonsense")
     with pytest.raises(CapabilityError, match="bayes-classifier:independent"):
         tasks.make_classifier("independent")
-    with pytest.raises(ParameterError, match="only bayes-classifier"):
+    with pytest.raises(ParameterError, match="only a classifier with a density parameter"):
         tasks.make_classifier("naive-bayes:chow-liu")
     with pytest.raises(CapabilityError, match="cannot marginalise"):
         tasks.missing_data_experiment(tiny, ["made"], [0.1])

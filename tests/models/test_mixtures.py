@@ -149,7 +149,7 @@ def test_digits_like_constant_pixels_get_a_sensible_held_out_bound():
         naive = ptheta.make("gmm", n_components=2, random_state=0).fit(points)
     assert np.all(naive.score_samples(x[250:].astype(float)) < -1e4)
     with pytest.raises(ParameterError, match="kind='continuous'"):
-        ptheta.make("gmm", n_components=2, dequantize="none").fit(x[:250])
+        ptheta.make("gmm", n_components=2, dequantization="none").fit(x[:250])
 
 
 def test_singular_covariance_is_a_clear_error():

@@ -29,11 +29,6 @@ CASES = [
     *REGISTRY,
     *(f"{n}:conditional" for n in REGISTRY if ptheta.make(n).capabilities().can_condition),
 ]
-# Settings on top of the quick ones, where the quick ones are too small for a check
-EXTRA_SETTINGS: dict[str, dict[str, Any]] = {
-    # 3 epochs give a DDPM classifier below check_classifiers_train's accuracy bar (0.83)
-    "ddpm:conditional": {"epochs": 20},
-}
 
 NEURAL = [c for c in CASES if ptheta.make(c.partition(":")[0]).capabilities().trains_in_steps]
 BINARY_ONLY = (
@@ -71,33 +66,12 @@ _BINARY_DATA_CHECKS = (
 )
 
 # check name -> why it fails: one reason for every case where the check fails, or
-# {case: reason} for those cases only.
+# {case: reason} for those cases only ("*": every other case).
 EXPECTED_FAILURES: dict[str, str | dict[str, str]] = {
-    "check_n_features_in_after_fitting": (
-        "a wrong number of features is a DataError (a ValueError) from ptheta's one input "
-        "validator, data/spec.py check_values, worded 'X has shape (15, 1), but this model was "
-        "fitted on examples of shape (4,)'; the check matches scikit-learn's own sentence "
-        "'X has 1 features, but … is expecting 4 features as input'"
-    ),
-    "check_complex_data": (
-        "complex X is refused, on purpose, by data/spec.py as_array with ptheta's message, "
-        "which names the fixes (X.real, np.abs(X)); the check matches scikit-learn's words "
-        "'Complex data not supported'"
-    ),
     "check_dtype_object": (
         "object arrays are refused on purpose (data/spec.py as_array), even when they hold "
         "numbers: an object column may hide strings or None; the check expects them to be "
         "converted to float"
-    ),
-    "check_estimators_empty_data_messages": (
-        "X with no features is refused by data/spec.py as 'X has no features (shape (12, 0))'; "
-        "the check matches scikit-learn's '0 feature(s) (shape=(12, 0)) while a minimum of 1 "
-        "is required'"
-    ),
-    "check_fit2d_predict1d": (
-        "one example of shape (D,) is refused by data/spec.py check_values as 'X has the "
-        "shape of one example (3,); pass a batch: X[None]'; the check matches scikit-learn's "
-        "'Reshape your data'"
     ),
     "check_supervised_y_2d": (
         "a label column y (N, 1) is refused on purpose, with a message naming y.ravel() "
@@ -114,6 +88,14 @@ EXPECTED_FAILURES: dict[str, str | dict[str, str]] = {
             "chow-liu:conditional",
         )
     },
+    "check_classifiers_train": {
+        "ddpm:conditional": (
+            "a DDPM classifies by Bayes' rule on a Monte-Carlo estimate of its variational "
+            "bound (n_bound_samples draws per class): at quick settings (3 epochs, 4 draws) "
+            "that estimate is too noisy for the check's 0.83 accuracy bar (20 epochs pass in "
+            "float64 but not always in float32)"
+        )
+    },
     "check_no_attributes_set_in_init": {case: TRAINING_KWARGS for case in NEURAL},
     "check_do_not_raise_errors_in_init_or_set_params": {
         case: TRAINING_KWARGS
@@ -122,9 +104,9 @@ EXPECTED_FAILURES: dict[str, str | dict[str, str]] = {
     },
 }
 for _check in _BINARY_DATA_CHECKS:
-    _entry = EXPECTED_FAILURES.setdefault(_check, {})
-    if isinstance(_entry, dict):
-        _entry.update({"rbm": BINARY_ONLY, "bernoulli-mixture": BINARY_ONLY})
+    _entry = EXPECTED_FAILURES.get(_check, {})
+    _entry = {"*": _entry} if isinstance(_entry, str) else _entry
+    EXPECTED_FAILURES[_check] = {**_entry, "rbm": BINARY_ONLY, "bernoulli-mixture": BINARY_ONLY}
 EXPECTED_FAILURES["check_estimators_dtypes"]["ebm"] = (  # type: ignore[index]
     "ebm models continuous data only: the check's integer-typed copies of X are inferred as "
     "categorical data and refused (dequantise first)"
@@ -143,7 +125,7 @@ NOT_CHECKED = {
 
 def _model(case: str) -> Any:
     name, _, variant = case.partition(":")
-    params = {**REGISTRY[name].quick_params, **EXTRA_SETTINGS.get(case, {})}
+    params = dict(REGISTRY[name].quick_params)
     if variant:
         params["class_conditional"] = True
     return ptheta.make(name, **params)
@@ -151,7 +133,12 @@ def _model(case: str) -> Any:
 
 def _expected(check: str, case: str) -> str | None:
     reason = EXPECTED_FAILURES.get(check)
-    return reason.get(case) if isinstance(reason, dict) else reason
+    return reason.get(case, reason.get("*")) if isinstance(reason, dict) else reason
+
+
+def _for_every_case(check: str) -> str | None:
+    reason = EXPECTED_FAILURES[check]
+    return reason.get("*") if isinstance(reason, dict) else reason
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -181,7 +168,7 @@ def test_check_estimator(case):
 
 def test_every_listed_failure_still_fails_somewhere():
     # the per-case entries are checked above; a reason for every case must fail on one at least
-    everywhere = [c for c, r in EXPECTED_FAILURES.items() if isinstance(r, str)]
+    everywhere = [c for c in EXPECTED_FAILURES if _for_every_case(c) is not None]
     failing: set[str] = set()
     for case in ("independent", "gmm", "naive-bayes"):
         with warnings.catch_warnings():
@@ -189,7 +176,7 @@ def test_every_listed_failure_still_fails_somewhere():
             results = check_estimator(_model(case), on_fail=None, on_skip=None)
         failing |= {r["check_name"] for r in results if r["status"] == "failed"}
     assert set(everywhere) <= failing, set(everywhere) - failing
-    assert all(len(r) > 40 for r in everywhere), "each reason says why"
+    assert all(len(_for_every_case(c) or "") > 40 for c in everywhere), "each reason says why"
 
 
 # --------------------------------------------------------------------------- classifiers
