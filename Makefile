@@ -40,12 +40,12 @@ browser:
 	fi
 
 lint: setup
-	$(BIN)/ruff check ptheta tests bench
-	$(BIN)/ruff format --check ptheta tests bench
+	$(BIN)/ruff check ptheta tests bench conftest.py
+	$(BIN)/ruff format --check ptheta tests bench conftest.py
 
 format: setup
-	$(BIN)/ruff format ptheta tests bench
-	$(BIN)/ruff check --fix ptheta tests bench
+	$(BIN)/ruff format ptheta tests bench conftest.py
+	$(BIN)/ruff check --fix ptheta tests bench conftest.py
 
 # Benchmarks run in their own environment, with the peers of bench/requirements.txt.
 BENCH_VENV := .venv-bench

@@ -31,7 +31,14 @@ MODELS = {
     "vae-mlp": {"latent_dim": 16, "hidden": [512, 256], "architecture": "mlp"},
     "vae-conv": {"latent_dim": 16, "hidden": [32, 32], "architecture": "conv"},
 }
-TRAIN = {"lr": 1e-3, "batch_size": 64, "epochs": 1000, "patience": 30, "k": 20, "device": "cpu"}
+TRAIN = {
+    "lr": 1e-3,
+    "batch_size": 64,
+    "epochs": 1000,
+    "patience": 30,
+    "iwae_samples": 20,
+    "device": "cpu",
+}
 
 
 def _largest_k(model, x, k_max: int, seconds: float = 60.0) -> int:

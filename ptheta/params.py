@@ -1,10 +1,14 @@
-"""Hyper-parameter validators shared by every family and the Trainer: one ParameterError each.
+"""Hyper-parameter declarations and validators, shared by every family and the Trainer.
 
-Families call these at fit time (scikit-learn's convention: ``__init__`` only stores its
-arguments). Every message reads ``"<model>: <name> must be <what>, got <value!r>"``, so
-that the CLI prints one line naming the parameter and the values it takes.
+A family declares each hyper-parameter once (``parameters = {"max_iter": Int(low=1), ...}``,
+see :class:`Param`); ``fit`` checks them all first (scikit-learn's convention: ``__init__``
+only stores its arguments). Every message reads ``"<model>: <name> must be <what>, got
+<value!r>"``, so that the CLI prints one line naming the parameter and the values it takes.
+A neural family's module is built from one frozen :class:`Config` of them.
 
 Example:
+    >>> Int(low=1).describe()
+    'int ≥ 1'
     >>> check_int("gmm", "max_iter", 100, low=1)
     100
     >>> check_int("gmm", "max_iter", 2.5, low=1)
@@ -188,7 +192,7 @@ def _num(value: float) -> str:
 
 
 def _span(low: Any, high: Any, low_open: bool = False, high_open: bool = False) -> str:
-    """" ≥ 1", " in (0, 1)", " ≤ 3" or "" (the short form of ``describe``)."""
+    """The short form of a range in ``describe``: " ≥ 1", " in (0, 1)", " ≤ 3" or ""."""
     if low is not None and high is not None:
         return f" in {'(' if low_open else '['}{_num(low)}, {_num(high)}{')' if high_open else ']'}"
     if low is not None:
@@ -367,7 +371,7 @@ class Device(Param):
         try:
             resolve_device(value)
         except ParameterError as e:
-            raise ParameterError(f"{model}: {name}: {e}" if model else f"{name}: {e}") from None
+            raise parameter_error(model, name, "a device that exists here", value, str(e)) from None
         return value
 
     def describe(self) -> str:

@@ -28,11 +28,11 @@ def test_import_ptheta_loads_no_heavy_library():
     assert not any(loaded.values()), loaded
 
 
-def test_help_and_datasets_load_no_heavy_library():
+def test_help_datasets_and_command_help_load_no_heavy_library():
     code = (
         "import contextlib, io\n"
         "from ptheta.cli import cli\n"
-        "for args in (['--help'], ['datasets']):\n"
+        "for args in (['--help'], ['datasets'], ['fit', '--help'], ['compare', '--help']):\n"
         "    with contextlib.redirect_stdout(io.StringIO()):\n"
         "        cli(args, standalone_mode=False)\n"
     )

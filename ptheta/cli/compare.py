@@ -15,16 +15,7 @@ from ptheta.cli.common import (
     print_table,
     read_config_file,
 )
-from ptheta.data import load
 from ptheta.errors import ParameterError
-from ptheta.eval.compare import (
-    LEGEND,
-    compare,
-    parse_budget,
-    table_columns,
-    table_notes,
-    table_rows,
-)
 
 
 def model_overrides(config_file: str | None, sets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -51,6 +42,8 @@ def model_overrides(config_file: str | None, sets: tuple[str, ...]) -> dict[str,
 
 def print_report(report: dict[str, Any], title: str, out: str | Path | None = None) -> None:
     """The compare table, its legend and notes, and where the report went."""
+    from ptheta.eval.compare import LEGEND, table_columns, table_notes, table_rows
+
     print_table(title, table_columns(report["feature_space"]), table_rows(report), caption=LEGEND)
     for note in table_notes(report):
         console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)
@@ -125,6 +118,9 @@ def command(
       ptheta compare --data digits-binary --models all --quick --out reports/bin
       ptheta compare --data digits --models gmm,made --set gmm.n_components=20 --out r
     """
+    from ptheta.data import load
+    from ptheta.eval.compare import compare, parse_budget
+
     budget_seconds = parse_budget(budget)
     kwargs = data_opts
     dataset = load(data, **kwargs)

@@ -9,9 +9,6 @@ import click
 
 from ptheta.cli.common import console, escape
 from ptheta.cli.compare import print_report
-from ptheta.data import load
-from ptheta.eval.compare import compare, parse_budget
-from ptheta.models import REGISTRY, with_preset
 
 DEMO_DATA = "digits"
 # Data from a known tree: the true entropy is the floor of any NLL.
@@ -22,12 +19,16 @@ def demo_models() -> dict[str, dict[str, Any]]:
     """The digits comparison: every family with a ``demo`` preset, with its preset
     (small enough that each neural model converges usefully within the budget on two CPU
     cores)."""
+    from ptheta.models import REGISTRY, with_preset
+
     return {name: REGISTRY[name].preset("demo") or {} for name in with_preset("demo")}
 
 
 def truth_models() -> list[str]:
     """The models held against the known tree's true entropy: the demo's families that fit
     binary data exactly in closed form or by EM (no time budget, no dequantisation)."""
+    from ptheta.models import REGISTRY, with_preset
+
     out = []
     for name in with_preset("demo"):
         caps = REGISTRY[name]().capabilities()
@@ -60,6 +61,9 @@ def command(out: str, budget: str, force: bool) -> None:
     the second table holds the exact classical ones against the true entropy of data drawn
     from a known tree (the floor of any NLL). Both tables are printed and written.
     """
+    from ptheta.data import load
+    from ptheta.eval.compare import compare, parse_budget
+
     seconds = parse_budget(budget)
     root = Path(out)
     params = demo_models()

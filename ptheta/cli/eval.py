@@ -5,9 +5,6 @@ from __future__ import annotations
 import click
 
 from ptheta.cli.common import console, data_options, print_table
-from ptheta.eval.likelihood import describe_kind
-from ptheta.runs.fitting import evaluate_run, load_run_data
-from ptheta.runs.store import load_run, read_config
 
 
 @click.command("eval")
@@ -27,6 +24,10 @@ def command(run, data, data_opts, splits) -> None:
     most this), or an estimate; "density" marks a continuous log-density, comparable only
     with other densities of the same data.
     """
+    from ptheta.eval.likelihood import describe_kind
+    from ptheta.runs.fitting import evaluate_run, load_run_data
+    from ptheta.runs.store import load_run, read_config
+
     model = load_run(run)
     dataset = load_run_data(
         run,

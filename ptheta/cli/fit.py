@@ -7,10 +7,6 @@ from pathlib import Path
 import click
 
 from ptheta.cli.common import console, data_options, escape, print_table, resolve_params
-from ptheta.data import load
-from ptheta.eval.likelihood import describe_kind
-from ptheta.runs.fitting import fit_run
-from ptheta.train.distributed import init_from_env, shutdown
 
 
 @click.command("fit")
@@ -68,6 +64,11 @@ def command(
       ptheta fit made --data digits --set epochs=50 --out runs/made --resume
       torchrun --nproc_per_node 2 -m ptheta fit made --data digits --out runs/made2
     """
+    from ptheta.data import load
+    from ptheta.eval.likelihood import describe_kind
+    from ptheta.runs.fitting import fit_run
+    from ptheta.train.distributed import init_from_env, shutdown
+
     params = resolve_params(model, config_file, sets)
     kwargs = data_opts
     dataset = load(data, **kwargs)

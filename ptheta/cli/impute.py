@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import numpy as np
@@ -12,8 +13,9 @@ import numpy as np
 from ptheta.cli.common import SEED, CliError, print_table
 from ptheta.errors import CapabilityError, DataError
 from ptheta.io import atomic_write_bytes, atomic_write_text
-from ptheta.models import GenerativeModel
-from ptheta.runs.store import load_run
+
+if TYPE_CHECKING:
+    from ptheta.models import GenerativeModel
 
 SUFFIXES = (".npy", ".csv")
 # CSV cells read as missing, besides an empty cell
@@ -105,6 +107,8 @@ def command(run, in_path, out, method, seed) -> None:
     Example:
       ptheta impute runs/cl --in partial.csv --out completed.csv --method sample --seed 1
     """
+    from ptheta.runs.store import load_run
+
     src, dst = Path(in_path), Path(out)
     for path, flag in ((src, "--in"), (dst, "--out")):
         if path.suffix.lower() not in SUFFIXES:

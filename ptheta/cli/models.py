@@ -19,8 +19,9 @@ from ptheta.models import get_model_class, list_models
 def command(name: str | None, as_json: bool) -> None:
     """List the registered models: name, family, likelihood kind and data kinds.
 
-    With NAME, show that model's hyper-parameters and their defaults (set them with
-    `ptheta fit NAME --set key=value`).
+    With NAME, show that model's hyper-parameters: default, type and range (as the model
+    declares them; `fit` refuses other values), and whether each is the model's own or a
+    shared training one (set them with `ptheta fit NAME --set key=value`).
     """
     if name is None:
         rows = list_models()
@@ -54,13 +55,25 @@ def command(name: str | None, as_json: bool) -> None:
     defaults = cls().get_params()  # the family's own and, for neural ones, the training ones
     own = [k for k in inspect.signature(cls.__init__).parameters if k in defaults]
     params = {k: defaults[k] for k in [*own, *sorted(set(defaults) - set(own))]}
+    declared = [
+        {
+            "name": k,
+            "default": v,
+            "type": cls.parameters[k].describe() if k in cls.parameters else "",
+            "kind": "model" if k in own else "training",
+        }
+        for k, v in params.items()
+    ]
     if as_json:
-        console.print_json(json.dumps({"name": name, "params": params}, default=str))
+        out = {"name": name, "params": params, "parameters": declared, "renamed": cls.renamed}
+        console.print_json(json.dumps(out, default=str))
         return
+    renamed = ", ".join(f"{old} → {new}" for old, new in cls.renamed.items())
     print_table(
         f"{name} ({cls.family}, likelihood: {cls.likelihood})",
-        ["parameter", "default", "kind"],
-        [[k, repr(v), "model" if k in own else "training"] for k, v in params.items()],
+        ["parameter", "default", "type / range", "kind"],
+        [[p["name"], repr(p["default"]), p["type"], p["kind"]] for p in declared],
+        caption=f"renamed: {renamed}" if renamed else None,
     )
     doc = inspect.getdoc(cls) or ""
     console.print(doc, highlight=False, markup=False)

@@ -7,18 +7,16 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
 
 from ptheta.cli.common import SEED, CliError, print_table
-from ptheta.data.sequences import decode
 from ptheta.io import atomic_write_bytes
-from ptheta.models import GenerativeModel
-from ptheta.runs.fitting import load_run_data
-from ptheta.runs.pictures import samples_figure, save_figure
-from ptheta.runs.store import load_run
+
+if TYPE_CHECKING:
+    from ptheta.models import GenerativeModel
 
 SUFFIXES = (".npy", ".png", ".csv", ".txt")
 
@@ -94,6 +92,11 @@ def command(
     10,000 samples is first timed on a short trial draw and refused when it would take
     longer than --time-limit; the error names an -n that fits.
     """
+    from ptheta.data.sequences import decode
+    from ptheta.runs.fitting import load_run_data
+    from ptheta.runs.pictures import samples_figure, save_figure
+    from ptheta.runs.store import load_run
+
     path = Path(out)
     suffix = path.suffix.lower()
     if suffix not in SUFFIXES:

@@ -9,10 +9,7 @@ import click
 import numpy as np
 
 from ptheta.cli.common import CliError, data_options, print_table
-from ptheta.eval.likelihood import describe_kind
 from ptheta.io import atomic_write_bytes
-from ptheta.runs.fitting import load_run_data, scores_table
-from ptheta.runs.store import load_run
 
 
 @click.command("score")
@@ -37,6 +34,10 @@ def command(run, data, data_opts, split, out) -> None:
     Useful for anomaly detection (low log p = unusual). The model's likelihood kind
     (exact, bound, estimate) is printed with the summary.
     """
+    from ptheta.eval.likelihood import describe_kind
+    from ptheta.runs.fitting import load_run_data, scores_table
+    from ptheta.runs.store import load_run
+
     if Path(out).suffix.lower() != ".csv":
         raise CliError(f"--out must be a .csv file, got {out!r}")
     model = load_run(run)

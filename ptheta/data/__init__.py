@@ -11,11 +11,20 @@ from ptheta.data.arrays import from_arrays, from_splits, set_kind
 from ptheta.data.builtin import BUILTIN, DESCRIPTIONS, SUMMARIES
 from ptheta.data.files import FILE_SUFFIXES, load_path
 from ptheta.data.images import IMAGE_SUFFIXES
-from ptheta.data.spec import Dataset, DataSpec, Split, check_values, infer_spec, parse_kind
+from ptheta.data.spec import (
+    Data,
+    Dataset,
+    DataSpec,
+    Split,
+    check_values,
+    infer_spec,
+    parse_kind,
+)
 from ptheta.errors import DataError, unknown_name
 
 __all__ = [
     "BUILTIN",
+    "Data",
     "DataSpec",
     "Dataset",
     "Split",

@@ -6,9 +6,10 @@ import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, TypeAlias
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from ptheta.errors import DataError
 
@@ -88,6 +89,11 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.x)
+
+
+# What the public API takes as examples: an array-like of shape (N, *event_shape), or a
+# Split (its ``x``; ``fit`` also takes its declared kind and labels).
+Data: TypeAlias = ArrayLike | Split
 
 
 @dataclass

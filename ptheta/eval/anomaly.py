@@ -15,7 +15,7 @@ import numpy as np
 from scipy.stats import rankdata
 from sklearn.metrics import roc_auc_score
 
-from ptheta.data.spec import Dataset, Split
+from ptheta.data.spec import Data, Dataset, Split
 from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
 from ptheta.models.base import GenerativeModel
 from ptheta.runs.fitting import fit_kwargs
@@ -37,7 +37,7 @@ SCENARIOS: dict[str, str] = {
 DEFAULT_NORMAL = (0, 1, 2, 3, 4)
 
 
-def anomaly_scores(model: GenerativeModel, X: Any) -> tuple[np.ndarray, str]:
+def anomaly_scores(model: GenerativeModel, X: Data) -> tuple[np.ndarray, str]:
     """Anomaly score of each example: higher means more anomalous.
 
     The score is the best the model has, in this order: ``−log p`` when it has a
@@ -251,7 +251,7 @@ class AnomalyResult:
         }
 
 
-def detect(model: GenerativeModel, inliers: Any, outliers: Any) -> AnomalyResult:
+def detect(model: GenerativeModel, inliers: Data, outliers: Data) -> AnomalyResult:
     """Score ``inliers`` and ``outliers`` with :func:`anomaly_scores` and compute the AUROC."""
     a, kind = anomaly_scores(model, inliers)
     b, _ = anomaly_scores(model, outliers)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 from scipy.special import rel_entr, xlogy
 
-from ptheta.data.spec import Split, check_values
+from ptheta.data.spec import Data, Split, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 
@@ -106,7 +106,7 @@ def entropy(
 
 
 def cross_entropy(
-    p: GenerativeModel | np.ndarray | Split,
+    p: GenerativeModel | Data,
     q: GenerativeModel,
     *,
     base: str = "nats",

@@ -145,6 +145,7 @@ def classify(
         ``n_train``, ``n_test`` — the generative classifier first.
 
     Example:
+        >>> import ptheta
         >>> rows = classify(ptheta.datasets.load("digits-binary"), "naive-bayes")
         >>> [r["model"] for r in rows]
         ['naive-bayes', 'logistic-regression']
@@ -260,6 +261,7 @@ def learning_curves(
         ``crossover``: {model: size or None} (see :func:`crossover`).
 
     Example:
+        >>> import ptheta
         >>> data = ptheta.datasets.load("digits-binary")
         >>> r = learning_curves(data, ["naive-bayes"], [2, 5], repeats=2)
         >>> len(r["curves"]["naive-bayes"]["mean"])
@@ -423,6 +425,7 @@ def missing_data_experiment(
         ``"logistic-regression (mean-imputed)"``.
 
     Example:
+        >>> import ptheta
         >>> data = ptheta.datasets.load("digits-binary")
         >>> r = missing_data_experiment(data, ["naive-bayes"], [0, 0.5])
         >>> r["curves"]["naive-bayes"]["mean"][0] > r["curves"]["naive-bayes"]["mean"][1]

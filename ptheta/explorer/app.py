@@ -170,7 +170,7 @@ def create_app(
 
     Example:
         >>> from fastapi.testclient import TestClient
-        >>> client = TestClient(create_app(cache_dir="/tmp/ptheta-explorer"))
+        >>> client = TestClient(create_app(cache_dir="explorer-cache"))
         >>> client.get("/api/health").json()["ok"]
         True
     """

@@ -261,7 +261,7 @@ class Explorer:
         quick: tiny budgets (tests): every view answers in seconds on two CPU cores.
 
     Example:
-        >>> ex = Explorer("/tmp/ptheta-explorer-doc", quick=True)
+        >>> ex = Explorer("explorer-cache", quick=True)
         >>> ex.space(3)["configurations_text"]
         '8'
     """

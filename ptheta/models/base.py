@@ -9,9 +9,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
 
 import numpy as np
+from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator
 
-from ptheta.data.spec import DataSpec, Split, check_values, infer_spec
+from ptheta.data.spec import Data, DataSpec, Split, check_values, infer_spec
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError, RunDirError
 from ptheta.models.capabilities import LIKELIHOOD_KINDS, Capabilities
 from ptheta.params import Config, Param
@@ -98,6 +99,11 @@ class GenerativeModel(BaseEstimator):
 
     Subclasses implement ``_fit(X, y)``, ``_score_samples(X)`` and ``_sample(n, y, rng)``
     on validated arrays; the public methods here validate input and check fitting.
+    Hyper-parameters are declared once in ``parameters`` and checked at the start of
+    ``fit`` (:meth:`check_params`); ``random_state``, wherever a family has one, is an
+    integer seed in [0, 2**32 − 1] or None for fresh randomness, default 0
+    (:class:`~ptheta.params.Seed`).
+
     Fitted state is every public attribute ending in ``_``: numpy arrays are saved as
     safetensors, other values (numbers, strings, lists, dicts) as JSON.
     """
@@ -255,7 +261,7 @@ class GenerativeModel(BaseEstimator):
         return super().set_params(**params)
 
     # ----------------------------------------------------------------- public API
-    def fit(self, X: Any, y: Any = None, **fit_params: Any) -> GenerativeModel:
+    def fit(self, X: Data, y: ArrayLike | None = None, **fit_params: Any) -> GenerativeModel:
         """Fit the model to examples ``X`` of shape (N, *event_shape).
 
         ``X`` may be a numpy array (its kind is inferred: 0/1 → binary, small non-negative
@@ -355,7 +361,9 @@ class GenerativeModel(BaseEstimator):
         return tags
 
     @only_where(_why_no_likelihood)
-    def score_samples(self, X: Any, *, return_std: bool = False) -> Any:
+    def score_samples(
+        self, X: Data, *, return_std: bool = False
+    ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         """Log-likelihood of each example in nats, shape (N,).
 
         Absent on a model without a likelihood (GAN, EBM): ``hasattr`` is False, and
@@ -375,7 +383,7 @@ class GenerativeModel(BaseEstimator):
         return np.asarray(scores, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
     @only_where(_why_no_likelihood)
-    def score(self, X: Any, y: Any = None) -> float:
+    def score(self, X: Data, y: ArrayLike | None = None) -> float:
         """What scikit-learn's model selection (``GridSearchCV``, ``cross_val_score``)
         maximises: higher is better.
 
@@ -396,9 +404,9 @@ class GenerativeModel(BaseEstimator):
         self,
         n_samples: int = 1,
         *,
-        y: Any = None,
-        given: Any = None,
-        random_state: Any = None,
+        y: ArrayLike | None = None,
+        given: Data | None = None,
+        random_state: int | np.random.Generator | None = None,
     ) -> np.ndarray:
         """Draw ``n_samples`` examples, shape (n_samples, *event_shape), of the fitted kind.
 
@@ -437,7 +445,13 @@ class GenerativeModel(BaseEstimator):
         labels = None if y is None else self._check_sample_labels(y, n_samples)
         return self._finish(self._sample(int(n_samples), labels, rng), n_samples)
 
-    def impute(self, X: Any, *, method: str = "mode", random_state: Any = None) -> np.ndarray:
+    def impute(
+        self,
+        X: Data,
+        *,
+        method: str = "mode",
+        random_state: int | np.random.Generator | None = None,
+    ) -> np.ndarray:
         """Fill the NaN entries of ``X``: ``method="mode"`` takes the most probable
         completion the family can compute exactly (see its docs), ``"sample"`` draws from
         p(x_missing | x_observed). Observed entries are returned unchanged.
@@ -467,7 +481,7 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         return int(self._n_parameters())
 
-    def nll_summary(self, X: Any) -> dict[str, Any]:
+    def nll_summary(self, X: Data) -> dict[str, Any]:
         """Mean negative log-likelihood of ``X`` in one unit, with its kind.
 
         Returns a dict with ``n``, ``nll_nats`` (per example), ``bits_per_dim``, ``std_err``
@@ -499,7 +513,7 @@ class GenerativeModel(BaseEstimator):
         out["std_err"] = float(log_p.std(ddof=1) / math.sqrt(len(log_p))) if len(log_p) > 1 else 0.0
         return out
 
-    def bits_per_dim(self, X: Any) -> float:
+    def bits_per_dim(self, X: Data) -> float:
         """Mean negative log-likelihood in bits per dimension."""
         nll = -self.score(X)
         return nll / (self.fitted_spec.n_dims * math.log(2.0))

@@ -19,7 +19,17 @@ from ptheta.nn.device import resolve_dtype
 from ptheta.nn.noise import example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet
-from ptheta.params import check_choice, check_float, check_int, check_random_state
+from ptheta.params import (
+    Bool,
+    Choice,
+    Config,
+    Float,
+    Int,
+    Param,
+    check_float,
+    check_int,
+    check_random_state,
+)
 from ptheta.progress import progress_bar
 
 LOG_2PI = math.log(2 * math.pi)
@@ -186,6 +196,32 @@ class DiffusionNetwork(nn.Module):
     # the Trainer validates with loss(): log_prob sums T network passes
     validate_with_loss: ClassVar[bool] = True
 
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> DiffusionNetwork:
+        """The network of a :class:`DDPM`'s config (``timesteps``, ``noise_schedule``,
+        ``variance``, ``hidden``, ``n_blocks``, ``p_uncond``, ``guidance``, ``sampler``,
+        ``sampling_steps``, and the ``architecture``, ``image_shape`` and ``dtype`` the
+        estimator resolved) for data of ``spec``."""
+        return cls(
+            spec.event_shape,
+            n_categories=spec.n_categories if spec.is_discrete else None,
+            timesteps=config.timesteps,
+            noise_schedule=config.noise_schedule,
+            variance=config.variance,
+            architecture=config.architecture,
+            hidden=config.hidden,
+            n_blocks=config.n_blocks,
+            image_shape=config.image_shape,
+            n_classes=n_classes,
+            p_uncond=config.p_uncond,
+            guidance=config.guidance,
+            sampler=config.sampler,
+            sampling_steps=config.sampling_steps,
+            dtype=config.dtype,
+        )
+
     def __init__(
         self,
         event_shape: tuple[int, ...],
@@ -252,6 +288,15 @@ class DiffusionNetwork(nn.Module):
         nn.init.zeros_(last.bias)
         # the schedule was computed in float64: cast once, without a float32 detour
         self.to(dtype or torch.get_default_dtype())
+
+    def extra_repr(self) -> str:
+        parts = [f"event_shape={self.event_shape}"]
+        if self.n_categories is not None:
+            parts.append(f"n_categories={self.n_categories}")
+        parts += [f"timesteps={self.timesteps}", f"architecture={self.architecture}"]
+        if self.n_classes is not None:
+            parts.append(f"n_classes={self.n_classes}, guidance={self.guidance}")
+        return ", ".join([*parts, f"sampler={self.sampler}"])
 
     # ----------------------------------------------------------------- units
     @property
@@ -675,6 +720,20 @@ class DDPM(NeuralModel):
         "demo": {"timesteps": 100, "hidden": 32, "lr": 2e-3, "sampler": "ddim", "device": "cpu"},
         "explorer": {"max_time": 60},
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "timesteps": Int(low=1),
+        "noise_schedule": Choice(*SCHEDULES),
+        "variance": Choice(*VARIANCES),
+        "architecture": Choice(*ARCHITECTURES),
+        "hidden": Int(low=1),
+        "n_blocks": Int(low=1),
+        "class_conditional": Bool(),
+        "p_uncond": Float(low=0, high=1, high_open=True),
+        "guidance": Float(low=0),
+        "sampler": Choice(*SAMPLERS),
+        "sampling_steps": Int(low=1, none=True),  # ≤ timesteps: _check_params_together
+        "n_bound_samples": Int(low=1),
+    }
 
     def __init__(
         self,
@@ -720,19 +779,9 @@ class DDPM(NeuralModel):
             return ("unet" if image is not None else "mlp"), image
         return self.architecture, image
 
-    def _check_params(self) -> None:
-        name = self.name
-        T = check_int(name, "timesteps", self.timesteps, low=1)
-        check_choice(name, "noise_schedule", self.noise_schedule, SCHEDULES)
-        check_choice(name, "variance", self.variance, VARIANCES)
-        check_choice(name, "architecture", self.architecture, ARCHITECTURES)
-        check_int(name, "hidden", self.hidden, low=1)
-        check_int(name, "n_blocks", self.n_blocks, low=1)
-        check_float(name, "p_uncond", self.p_uncond, low=0, high=1, high_open=True)
-        check_float(name, "guidance", self.guidance, low=0)
-        check_choice(name, "sampler", self.sampler, SAMPLERS)
-        check_int(name, "sampling_steps", self.sampling_steps, low=1, high=T, allow_none=True)
-        check_int(name, "n_bound_samples", self.n_bound_samples, low=1)
+    def _check_params_together(self, params: Any) -> None:
+        name, T = self.name, params["timesteps"]
+        check_int(name, "sampling_steps", params["sampling_steps"], low=1, high=T, allow_none=True)
         if self.guidance and not self.class_conditional:
             raise ParameterError(
                 f"{name}: guidance={self.guidance!r} needs class_conditional=True (it mixes "
@@ -745,25 +794,11 @@ class DDPM(NeuralModel):
             )
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> DiffusionNetwork:
-        self._check_params()
         architecture, image = self._architecture(spec)
-        module = DiffusionNetwork(
-            spec.event_shape,
-            n_categories=spec.n_categories if spec.is_discrete else None,
-            timesteps=self.timesteps,
-            noise_schedule=self.noise_schedule,
-            variance=self.variance,
-            architecture=architecture,
-            hidden=self.hidden,
-            n_blocks=self.n_blocks,
-            image_shape=image,
-            n_classes=n_classes,
-            p_uncond=self.p_uncond,
-            guidance=self.guidance,
-            sampler=self.sampler,
-            sampling_steps=self.sampling_steps,
-            dtype=resolve_dtype(self.dtype),
+        config = self.config(
+            architecture=architecture, image_shape=image, dtype=resolve_dtype(self.dtype)
         )
+        module = DiffusionNetwork.from_config(config, spec, n_classes)
         stats = getattr(self, "_standardise", None)
         if stats is not None and not spec.is_discrete:  # overwritten by saved buffers on load
             module.shift.copy_(torch.as_tensor(stats[0]).reshape(module.shift.shape))
@@ -771,7 +806,6 @@ class DDPM(NeuralModel):
         return module
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
-        self._check_params()  # before any training argument is looked at
         if not spec.is_discrete:
             std = x.std(axis=0)
             self._standardise = (x.mean(axis=0), np.where(std > 0, std, 1.0))
@@ -798,7 +832,7 @@ class DDPM(NeuralModel):
 
     def _keys(self, x: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Each example's noise key: a hash of (seed, default random_state, its values)."""
-        return example_keys(x, int(self.random_state) if seed is None else seed)
+        return example_keys(x, self._seed() if seed is None else seed)
 
     def bound_terms(self, X: Any, y: Any = None) -> np.ndarray:
         """The estimated bound's terms in nats, (N, T + 1): column 0 is L_0 = −log p(x_0 |

@@ -14,7 +14,7 @@ from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.shapes import batched, sampled
-from ptheta.params import check_bool, check_choice, check_float, check_int
+from ptheta.params import Bool, Choice, Config, Float, Int, Param
 
 # seed of the validation chains (eval-mode loss): the same negatives every epoch
 VALIDATION_SEED = 7919
@@ -77,6 +77,34 @@ class EnergyNetwork(nn.Module):
     # its loss does not measure fit: the Trainer records a validation loss, selects nothing
     validation_measures_fit = False
 
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> EnergyNetwork:
+        """The network of an :class:`EBM`'s config (``architecture``, ``hidden``,
+        ``n_layers``, ``spectral_norm``, ``langevin_steps``, ``step_size``,
+        ``noise_scale``, ``buffer_size``, ``reinit``, ``energy_weight`` as ``alpha``,
+        ``sample_steps``, and the ``shape``, ``shift``, ``scale``, ``low``, ``high`` the
+        estimator took from the data)."""
+        return cls(
+            config.shape,
+            architecture=config.architecture,
+            hidden=config.hidden,
+            n_layers=config.n_layers,
+            spectral_norm=config.spectral_norm,
+            langevin_steps=config.langevin_steps,
+            step_size=config.step_size,
+            noise_scale=config.noise_scale,
+            buffer_size=config.buffer_size,
+            reinit=config.reinit,
+            alpha=config.energy_weight,
+            sample_steps=config.sample_steps,
+            shift=config.shift,
+            scale=config.scale,
+            low=config.low,
+            high=config.high,
+        )
+
     def __init__(
         self,
         event_shape: tuple[int, ...],
@@ -125,6 +153,13 @@ class EnergyNetwork(nn.Module):
         self.register_buffer("low", -ones if low is None else torch.as_tensor(low))
         self.register_buffer("high", ones if high is None else torch.as_tensor(high))
         self.register_buffer("buffer", self._noise(buffer_size))  # (buffer_size, *event_shape)
+
+    def extra_repr(self) -> str:
+        return (
+            f"event_shape={self.event_shape}, langevin_steps={self.langevin_steps}, "
+            f"step_size={self.step_size}, buffer_size={len(self.buffer)}, "
+            f"sample_steps={self.sample_steps}"
+        )
 
     def _noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         u = torch.rand((n, *self.event_shape), generator=generator, dtype=self.low.dtype,
@@ -188,6 +223,9 @@ class EnergyNetwork(nn.Module):
 
 
 class _Mean(nn.Module):
+    def extra_repr(self) -> str:
+        return "mean over the last axis"
+
     def forward(self, h: Tensor) -> Tensor:
         return h.mean(-1)  # (B, C, H·W) → (B, C)
 
@@ -210,7 +248,7 @@ class EBM(NeuralModel):
     Arguments:
         architecture: ``"mlp"`` or ``"cnn"`` (image-shaped data (C, H, W), or flat data
             whose spec gives an image shape).
-        hidden: units (mlp) or channels (cnn) per layer.
+        hidden: units (mlp) or channels (cnn), an int: every layer has it.
         n_layers: hidden layers.
         spectral_norm: spectral normalisation of every layer.
         langevin_steps: Langevin steps per training step (from the replay buffer).
@@ -218,7 +256,8 @@ class EBM(NeuralModel):
         noise_scale: std of the noise; None: sqrt(step_size) (true Langevin).
         buffer_size: chains in the replay buffer.
         reinit: probability of restarting a chain from uniform noise.
-        alpha: weight of the energy regulariser alpha · (E(x+)² + E(x−)²).
+        energy_weight: weight of the energy regulariser energy_weight · (E(x+)² + E(x−)²);
+            was ``alpha``.
         sample_steps: Langevin steps from noise for ``sample``.
         **training: the shared training arguments (see ``ptheta.models.neural``).
 
@@ -259,6 +298,20 @@ class EBM(NeuralModel):
 
     validation_measures_fit = False  # its loss does not measure fit: no early stopping
     presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {"max_time": 60}}
+    parameters: ClassVar[dict[str, Param]] = {
+        "architecture": Choice("mlp", "cnn"),
+        "hidden": Int(low=1),
+        "n_layers": Int(low=1),
+        "spectral_norm": Bool(),
+        "langevin_steps": Int(low=1),
+        "step_size": Float(low=0, low_open=True),
+        "noise_scale": Float(low=0, none=True, hint="None means sqrt(step_size)"),
+        "buffer_size": Int(low=1),
+        "reinit": Float(low=0, high=1),
+        "energy_weight": Float(low=0),
+        "sample_steps": Int(low=0),
+    }
+    renamed: ClassVar[dict[str, str]] = {"alpha": "energy_weight"}
 
     def __init__(
         self,
@@ -272,7 +325,7 @@ class EBM(NeuralModel):
         noise_scale: float | None = None,
         buffer_size: int = 10_000,
         reinit: float = 0.05,
-        alpha: float = 0.1,
+        energy_weight: float = 0.1,
         sample_steps: int = 500,
         **training: Any,
     ) -> None:
@@ -286,7 +339,7 @@ class EBM(NeuralModel):
         self.noise_scale = noise_scale
         self.buffer_size = buffer_size
         self.reinit = reinit
-        self.alpha = alpha
+        self.energy_weight = energy_weight
         self.sample_steps = sample_steps
 
     def _kind_fix(self, spec: DataSpec) -> str:
@@ -304,9 +357,8 @@ class EBM(NeuralModel):
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> EnergyNetwork:
         name = self.name
-        architecture = check_choice(name, "architecture", self.architecture, ("mlp", "cnn"))
         shape = spec.event_shape
-        if architecture == "cnn":
+        if self.architecture == "cnn":
             shape = spec.event_shape if len(spec.event_shape) == 3 else spec.image_shape
             if shape is None or len(shape) != 3:
                 raise ParameterError(
@@ -317,31 +369,14 @@ class EBM(NeuralModel):
         def view(a: np.ndarray) -> Tensor:
             return torch.as_tensor(np.asarray(a, dtype=np.float64).reshape(shape))
 
-        module = EnergyNetwork(
-            shape,
-            architecture=architecture,
-            hidden=check_int(name, "hidden", self.hidden, low=1),
-            n_layers=check_int(name, "n_layers", self.n_layers, low=1),
-            spectral_norm=check_bool(name, "spectral_norm", self.spectral_norm),
-            langevin_steps=check_int(name, "langevin_steps", self.langevin_steps, low=1),
-            step_size=check_float(name, "step_size", self.step_size, low=0, low_open=True),
-            noise_scale=check_float(
-                name,
-                "noise_scale",
-                self.noise_scale,
-                low=0,
-                allow_none=True,
-                hint="None means sqrt(step_size)",
-            ),
-            buffer_size=check_int(name, "buffer_size", self.buffer_size, low=1),
-            reinit=check_float(name, "reinit", self.reinit, low=0, high=1),
-            alpha=check_float(name, "alpha", self.alpha, low=0),
-            sample_steps=check_int(name, "sample_steps", self.sample_steps, low=0),
+        config = self.config(
+            shape=shape,
             shift=view(self.shift_),
             scale=view(self.scale_),
             low=view(self.low_),
             high=view(self.high_),
         )
+        module = EnergyNetwork.from_config(config, spec)
         return _Reshaped(module, spec.event_shape) if shape != spec.event_shape else module
 
     def _required_attributes(self) -> tuple[str, ...]:
@@ -381,6 +416,9 @@ class _Reshaped(nn.Module):
     def __init__(self, inner: EnergyNetwork, event_shape: tuple[int, ...]) -> None:
         super().__init__()
         self.inner, self.event_shape = inner, tuple(event_shape)
+
+    def extra_repr(self) -> str:
+        return f"event_shape={self.event_shape}"
 
     def _view(self, x: Tensor) -> Tensor:
         return x.reshape(len(x), *self.inner.event_shape)

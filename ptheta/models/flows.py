@@ -12,7 +12,7 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import DataError
-from ptheta.models.neural import EXPLORER_QUICK, NeuralModel
+from ptheta.models.neural import CONDITIONAL, EXPLORER_QUICK, NeuralModel
 from ptheta.nn.dequantize import Logit, Scale, UniformDequantizer, VariationalDequantizer
 from ptheta.nn.flows import (
     ActNorm,
@@ -35,7 +35,7 @@ from ptheta.nn.flows import (
 )
 from ptheta.nn.noise import example_keys, mean_and_stderr
 from ptheta.nn.shapes import batched, sampled
-from ptheta.params import check_choice, check_float, check_int
+from ptheta.params import Choice, Config, Float, Int, Param, check_int, check_random_state
 
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -93,6 +93,30 @@ class FlowDensity(nn.Module):
         for Probabilistic Modeling and Inference, JMLR.
     """
 
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        spec: DataSpec,
+        n_classes: int | None = None,
+        *,
+        transform: Flow,
+        dequantizer: nn.Module | None = None,
+    ) -> FlowDensity:
+        """The density of a flow family's config (``base``, ``n_dequant_samples``,
+        ``seed``) around the estimator's ``transform`` (and ``dequantizer`` on discrete
+        data) for data of ``spec``."""
+        return cls(
+            transform,
+            spec.event_shape,
+            n_categories=spec.n_categories if spec.is_discrete else None,
+            n_classes=n_classes,
+            base=config.base,
+            dequantizer=dequantizer,
+            n_dequant_samples=config.n_dequant_samples,
+            seed=config.seed,
+        )
+
     def __init__(
         self,
         transform: Flow,
@@ -121,6 +145,15 @@ class FlowDensity(nn.Module):
         else:
             self.register_buffer("loc", loc)
             self.register_buffer("log_scale", log_scale)
+
+    def extra_repr(self) -> str:
+        base = "learned" if self.learned_base else "normal"
+        parts = [f"event_shape={self.event_shape}", f"base={base}"]
+        if self.n_categories is not None:
+            parts.append(f"n_categories={self.n_categories}")
+        if self.n_classes is not None:
+            parts.append(f"n_classes={self.n_classes}")
+        return ", ".join(parts)
 
     def _context(self, y: Tensor | None) -> Tensor | None:
         return one_hot_context(y, self.n_classes, self.loc.dtype)
@@ -242,6 +275,16 @@ class _Flow(NeuralModel):
     }
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = False
+    # what every flow family shares (see _COMMON_DOC); each adds its own
+    parameters: ClassVar[dict[str, Param]] = {
+        "hidden": Int(low=1),
+        "base": Choice("normal", "learned"),
+        "dequantization": Choice("uniform", "variational"),
+        "n_dequant_samples": Int(low=1),
+        "logit_alpha": Float(low=0, high=0.5, high_open=True),
+        **CONDITIONAL,
+    }
+    renamed: ClassVar[dict[str, str]] = {"alpha": "logit_alpha"}
 
     def _dequantised(self) -> bool:
         return self.fitted_spec.is_discrete
@@ -272,26 +315,20 @@ class _Flow(NeuralModel):
         return _image_shape(spec)
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> FlowDensity:
-        name = self.name
-        check_int(name, "hidden", self.hidden, low=1)
-        base = check_choice(name, "base", self.base, ("normal", "learned"))
-        deq = check_choice(name, "dequantization", self.dequantization, ("uniform", "variational"))
-        n_draws = check_int(name, "n_dequant_samples", self.n_dequant_samples, low=1)
-        alpha = check_float(name, "alpha", self.alpha, low=0, high=0.5, high_open=True)
-        # glow has no norm argument: every step starts with an actnorm
-        check_choice(name, "norm", getattr(self, "norm", "none"), ("actnorm", "batchnorm", "none"))
+        config = self.config()
         image = self._image(spec)
         first = image[0] if image is not None else spec.n_dims
         layers: list[Flow] = []
         dequantizer: nn.Module | None = None
         if spec.is_discrete:
             k = spec.n_categories
-            layers += [Scale(1.0 / k), Logit(alpha)]  # [0, K) → [0, 1) → ℝ, log-dets counted
-            if deq == "uniform":
+            # [0, K) → [0, 1) → ℝ, log-dets counted
+            layers += [Scale(1.0 / k), Logit(config.logit_alpha)]
+            if config.dequantization == "uniform":
                 dequantizer = UniformDequantizer()
             else:
                 dequantizer = VariationalDequantizer(
-                    spec.event_shape, k, hidden=self.hidden, n_layers=4, image_shape=image
+                    spec.event_shape, k, hidden=config.hidden, n_layers=4, image_shape=image
                 )
         if image is not None:
             layers.append(Reshape(spec.event_shape, image))
@@ -299,15 +336,8 @@ class _Flow(NeuralModel):
             layers.append(Reshape(spec.event_shape, (spec.n_dims,)))
         layers.append(ActNorm(first))  # data-dependent standardisation of the input
         layers += self._layers(spec, image, n_classes)
-        return FlowDensity(
-            FlowSequence(layers),
-            spec.event_shape,
-            n_categories=spec.n_categories if spec.is_discrete else None,
-            n_classes=n_classes,
-            base=base,
-            dequantizer=dequantizer,
-            n_dequant_samples=n_draws,
-            seed=int(self.random_state),
+        return FlowDensity.from_config(
+            config, spec, n_classes, transform=FlowSequence(layers), dequantizer=dequantizer
         )
 
     # ----------------------------------------------------------------- representations
@@ -408,16 +438,17 @@ class _Flow(NeuralModel):
         return log_p.double().cpu().numpy() + self._log_jacobian()
 
     @torch.no_grad()
-    def partial_sample(self, n_samples: int, k: int, *, random_state: int = 0) -> np.ndarray:
+    def partial_sample(self, n_samples: int, k: int, *, random_state: Any = 0) -> np.ndarray:
         """``n_samples`` draws (n, D) of the density after the first ``k`` sampling layers
-        (see :meth:`partial_log_prob`): base draws, seeded by ``random_state``, pushed
-        through those layers."""
+        (see :meth:`partial_log_prob`): base draws, seeded by ``random_state`` (an integer
+        seed, or None for fresh randomness), pushed through those layers."""
         tail = self._partial_tail(k)
         flow = self._module
         n = check_int(self.name, "n_samples", n_samples, low=1)
-        seed = check_int(self.name, "random_state", random_state, low=0)
+        seed = check_random_state(self.name, "random_state", random_state)
         dtype, device = flow.loc.dtype, flow.loc.device
-        gen = torch.Generator(device=device).manual_seed(seed)
+        gen = torch.Generator(device=device)
+        gen.seed() if seed is None else gen.manual_seed(seed)
         eps = torch.randn(n, flow.n_dims, generator=gen, dtype=dtype, device=device)
         u = flow.loc + flow.log_scale.exp() * eps  # (n, D) base draws
         for layer in reversed(tail):
@@ -433,7 +464,8 @@ _COMMON_DOC = """        base: ``"normal"`` (standard normal latent) or ``"learn
             example's draws are a fixed function of ``random_state`` and its values, so
             scores are deterministic and independent of the batch; more draws shrink the
             standard error (``score_samples(X, return_std=True)``; NaN with one draw).
-        alpha: α of the logit preprocessing of discrete data (scaled to [0, 1) by 1/K).
+        logit_alpha: α of the logit preprocessing of discrete data (scaled to [0, 1) by
+            1/K): logit(α + (1 − 2α) u); was ``alpha``.
         class_conditional: fit p(x | y) with ``fit(X, y)``; the one-hot class is a context
             input of every coupling / MADE network; ``sample(n, y=...)`` and
             ``predict_proba`` (Bayes' rule) then work.
@@ -469,7 +501,8 @@ class RealNVP(_Flow):
     P(x). On continuous data it is the exact log-density.
 
     Arguments:
-        hidden: width of the coupling networks (MLP units, or conv channels).
+        hidden: width (an int) of the coupling networks: the units of both hidden layers
+            of each MLP, or the channels of each convolutional network.
         n_layers: couplings (per scale for images).
         coupling: ``"affine"`` (RealNVP) or ``"additive"`` (NICE, volume-preserving).
         norm: ``"actnorm"``, ``"batchnorm"`` or ``"none"`` after every coupling.
@@ -514,6 +547,11 @@ class RealNVP(_Flow):
         "explorer": {"hidden": 64, "n_layers": 8, "epochs": 200, "lr": 3e-3, "max_time": 60},
         "explorer-quick": {"hidden": 16, "n_layers": 4, **EXPLORER_QUICK},
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "n_layers": Int(low=1),
+        "coupling": Choice("affine", "additive"),
+        "norm": Choice("actnorm", "batchnorm", "none"),
+    }
 
     def __init__(
         self,
@@ -525,7 +563,7 @@ class RealNVP(_Flow):
         base: str = "normal",
         dequantization: str = "uniform",
         n_dequant_samples: int = 16,
-        alpha: float = 0.05,
+        logit_alpha: float = 0.05,
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
@@ -537,13 +575,11 @@ class RealNVP(_Flow):
         self.base = base
         self.dequantization = dequantization
         self.n_dequant_samples = n_dequant_samples
-        self.alpha = alpha
+        self.logit_alpha = logit_alpha
         self.class_conditional = class_conditional
 
     def _layers(self, spec, image, n_classes):
-        n = check_int(self.name, "n_layers", self.n_layers, low=1)
-        additive = check_choice(self.name, "coupling", self.coupling, ("affine", "additive"))
-        additive = additive == "additive"
+        n, additive = int(self.n_layers), self.coupling == "additive"
         h, ctx = self.hidden, n_classes or 0
         layers: list[Flow] = []
         if image is None:
@@ -583,7 +619,7 @@ class MAF(_Flow):
     unbiased estimate of a lower bound on the discrete log P(x), with its standard error).
 
     Arguments:
-        hidden: units of each of the MADE's two hidden layers.
+        hidden: units (an int) of each of the MADE's two hidden layers.
         n_layers: MADE layers.
         norm: ``"actnorm"``, ``"batchnorm"`` (as in the MAF paper) or ``"none"`` between
             layers.
@@ -620,6 +656,10 @@ class MAF(_Flow):
         "explorer": {"hidden": 64, "n_layers": 5, "epochs": 200, "lr": 3e-3, "max_time": 60},
         "explorer-quick": {"hidden": 16, "n_layers": 3, **EXPLORER_QUICK},
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "n_layers": Int(low=1),
+        "norm": Choice("actnorm", "batchnorm", "none"),
+    }
 
     def __init__(
         self,
@@ -630,7 +670,7 @@ class MAF(_Flow):
         base: str = "normal",
         dequantization: str = "uniform",
         n_dequant_samples: int = 16,
-        alpha: float = 0.05,
+        logit_alpha: float = 0.05,
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
@@ -641,15 +681,14 @@ class MAF(_Flow):
         self.base = base
         self.dequantization = dequantization
         self.n_dequant_samples = n_dequant_samples
-        self.alpha = alpha
+        self.logit_alpha = logit_alpha
         self.class_conditional = class_conditional
 
     def _image(self, spec: DataSpec) -> None:
         return None  # MADE works on flat vectors
 
     def _layers(self, spec, image, n_classes):
-        n = check_int(self.name, "n_layers", self.n_layers, low=1)
-        d = spec.n_dims
+        n, d = int(self.n_layers), spec.n_dims
         layers: list[Flow] = []
         for i in range(n):
             order = torch.arange(d) if i % 2 == 0 else torch.arange(d).flip(0)
@@ -674,7 +713,7 @@ class Glow(_Flow):
     declares an ``image_shape``. Discrete data are dequantised as in :class:`RealNVP`.
 
     Arguments:
-        hidden: channels of the coupling networks.
+        hidden: channels (an int) of the coupling networks.
         n_levels: scales of the multi-scale architecture.
         n_steps: flow steps per level.
         {common}
@@ -711,6 +750,7 @@ class Glow(_Flow):
         "dtype": "float64",
         "device": "cpu",
     }
+    parameters: ClassVar[dict[str, Param]] = {"n_levels": Int(low=1), "n_steps": Int(low=1)}
 
     def __init__(
         self,
@@ -721,7 +761,7 @@ class Glow(_Flow):
         base: str = "normal",
         dequantization: str = "uniform",
         n_dequant_samples: int = 16,
-        alpha: float = 0.05,
+        logit_alpha: float = 0.05,
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
@@ -732,7 +772,7 @@ class Glow(_Flow):
         self.base = base
         self.dequantization = dequantization
         self.n_dequant_samples = n_dequant_samples
-        self.alpha = alpha
+        self.logit_alpha = logit_alpha
         self.class_conditional = class_conditional
 
     def _image(self, spec: DataSpec) -> tuple[int, int, int]:
@@ -747,9 +787,8 @@ class Glow(_Flow):
         return image
 
     def _layers(self, spec, image, n_classes):
-        levels = check_int(self.name, "n_levels", self.n_levels, low=1)
-        steps = check_int(self.name, "n_steps", self.n_steps, low=1)
-        g = torch.Generator().manual_seed(int(self.random_state))
+        levels, steps = int(self.n_levels), int(self.n_steps)
+        g = torch.Generator().manual_seed(self._seed())
         return self._level(image, levels, steps, n_classes or 0, g)
 
     def _level(self, shape, levels: int, steps: int, ctx: int, g) -> list[Flow]:

@@ -17,7 +17,7 @@ from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.shapes import batched, sampled
-from ptheta.params import check_bool, check_choice, check_float, check_int, check_int_list
+from ptheta.params import Bool, Choice, Config, Float, Int, IntList, Param
 
 LOSSES: tuple[str, ...] = ("non-saturating", "wgan-gp")
 ARCHITECTURES: tuple[str, ...] = ("auto", "mlp", "dcgan")
@@ -113,6 +113,32 @@ class GANNetwork(nn.Module):
     # its loss does not measure fit: the Trainer records a validation loss, selects nothing
     validation_measures_fit = False
 
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> GANNetwork:
+        """The networks of a :class:`GAN`'s config (``latent_dim``, ``hidden``,
+        ``channels``, ``loss``, ``gp_weight``, ``spectral_norm``, ``beta1``, and the
+        ``architecture``, ``image_shape``, ``n_critic``, ``loc``, ``scale`` the estimator
+        resolved for the data)."""
+        return cls(
+            spec.event_shape,
+            n_categories=spec.n_categories if spec.is_discrete else None,
+            latent_dim=config.latent_dim,
+            hidden=config.hidden,
+            architecture=config.architecture,
+            channels=config.channels,
+            image_shape=config.image_shape,
+            loss=config.loss,
+            gp_weight=config.gp_weight,
+            n_critic=config.n_critic,
+            spectral_norm=config.spectral_norm,
+            beta1=config.beta1,
+            n_classes=n_classes,
+            loc=config.loc,
+            scale=config.scale,
+        )
+
     def __init__(
         self,
         event_shape: Sequence[int],
@@ -187,6 +213,17 @@ class GANNetwork(nn.Module):
             for layer in [*self.features, self.head]:
                 if isinstance(layer, (nn.Linear, nn.Conv2d)):
                     _spectral_norm(layer)
+
+    def extra_repr(self) -> str:
+        parts = [
+            f"event_shape={self.event_shape}",
+            f"latent_dim={self.latent_dim}",
+            f"loss={self.loss_kind}",
+            f"n_critic={self.n_critic}",
+        ]
+        if self.n_classes:
+            parts.append(f"n_classes={self.n_classes}")
+        return ", ".join(parts)
 
     # ----------------------------------------------------------------- data space
     def encode(self, x: Tensor) -> Tensor:
@@ -328,7 +365,8 @@ class GAN(NeuralModel):
     dimension internally (samples come back in the data's units).
 
     Arguments:
-        hidden: hidden layer sizes of the MLP generator and discriminator (a number: one).
+        hidden: hidden layer sizes of the MLP generator and discriminator: a list, or an
+            int for one layer.
         latent_dim: size of the noise z.
         architecture: ``"auto"`` (DCGAN networks for image data at least 8×8, e.g.
             digits' (1, 8, 8), else MLP), ``"mlp"`` or ``"dcgan"``.
@@ -383,6 +421,18 @@ class GAN(NeuralModel):
 
     validation_measures_fit = False  # its loss does not measure fit: no early stopping
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {"device": "cpu"}}
+    parameters: ClassVar[dict[str, Param]] = {
+        "hidden": IntList(),
+        "latent_dim": Int(low=1),
+        "architecture": Choice(*ARCHITECTURES),
+        "channels": Int(low=1),
+        "loss": Choice(*LOSSES),
+        "gp_weight": Float(low=0),
+        "n_critic": Int(low=1, none=True),
+        "spectral_norm": Bool(),
+        "beta1": Float(low=0, high=1, high_open=True),
+        "class_conditional": Bool(),
+    }
 
     def __init__(
         self,
@@ -426,16 +476,7 @@ class GAN(NeuralModel):
         return image
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> GANNetwork:
-        name = self.name
-        hidden = check_int_list(name, "hidden", self.hidden)
-        latent_dim = check_int(name, "latent_dim", self.latent_dim, low=1)
-        architecture = check_choice(name, "architecture", self.architecture, ARCHITECTURES)
-        channels = check_int(name, "channels", self.channels, low=1)
-        loss = check_choice(name, "loss", self.loss, LOSSES)
-        gp_weight = check_float(name, "gp_weight", self.gp_weight, low=0)
-        n_critic = check_int(name, "n_critic", self.n_critic, low=1, allow_none=True)
-        spectral_norm = check_bool(name, "spectral_norm", self.spectral_norm)
-        beta1 = check_float(name, "beta1", self.beta1, low=0, high=1, high_open=True)
+        name, architecture = self.name, self.architecture
         image = self._image_shape(spec)
         if architecture == "auto":
             large = image is not None and min(image[1:]) >= DCGAN_MIN_SIZE
@@ -447,23 +488,11 @@ class GAN(NeuralModel):
                 f"(1, 8, 8)); got examples of shape {spec.event_shape}. Use architecture='mlp'"
             )
         loc, scale = getattr(self, "_standardise", None) or (None, None)
-        return GANNetwork(
-            spec.event_shape,
-            n_categories=spec.n_categories if spec.is_discrete else None,
-            latent_dim=latent_dim,
-            hidden=hidden,
-            architecture=architecture,
-            channels=channels,
-            image_shape=image,
-            loss=loss,
-            gp_weight=gp_weight,
-            n_critic=n_critic or (5 if loss == "wgan-gp" else 2),
-            spectral_norm=spectral_norm,
-            beta1=beta1,
-            n_classes=n_classes,
-            loc=loc,
-            scale=scale,
+        n_critic = self.n_critic or (5 if self.loss == "wgan-gp" else 2)
+        config = self.config(
+            architecture=architecture, image_shape=image, n_critic=n_critic, loc=loc, scale=scale
         )
+        return GANNetwork.from_config(config, spec, n_classes)
 
     # ----------------------------------------------------------------- no likelihood
     def _no_likelihood(self) -> str:

@@ -129,6 +129,13 @@ class MADENetwork(nn.Module):
         )
         self._rebuild_masks()
 
+    def extra_repr(self) -> str:
+        classes = f", n_classes={self.n_classes}" if self.n_classes else ""
+        return (
+            f"n_dims={self.n_dims}, n_categories={self.n_categories}, hidden={self.hidden}, "
+            f"n_masks={self.n_masks}{classes}"
+        )
+
     def _masks(self, ordering: Tensor, hidden_degrees: Tensor) -> list[Tensor]:
         """One member's mask per layer from its ordering (D,) and hidden degrees (ΣH,)."""
         inputs = made_degrees(ordering.cpu(), [])[0]  # (D,)

@@ -234,7 +234,13 @@ class MarkovChain(GenerativeModel):
             mean (D,) and covariance (D, D), in closed form from x = a + B x + ε.
 
         Example:
+            >>> import numpy as np, ptheta
+            >>> x = np.random.default_rng(0).normal(size=(500, 4)).cumsum(axis=1)  # random walks
             >>> mean, cov = ptheta.make("markov").fit(x).joint_gaussian()
+            >>> mean.shape, cov.shape
+            ((4,), (4, 4))
+            >>> np.round(np.diag(cov))  # a random walk's variance grows by one a step
+            array([1., 2., 3., 4.])
         """
         self._check_fitted()
         if not hasattr(self, "coef_"):

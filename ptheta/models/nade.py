@@ -99,6 +99,12 @@ class NADENetwork(nn.Module):
             self.class_hidden = nn.Parameter(torch.zeros(n_classes, h))
             self.class_out = nn.Parameter(torch.zeros(n_classes, d, k))
 
+    def extra_repr(self) -> str:
+        classes = f", n_classes={self.n_classes}" if self.n_classes else ""
+        return (
+            f"n_dims={self.n_dims}, n_categories={self.n_categories}, hidden={self.hidden}{classes}"
+        )
+
     def _biases(self, y: Tensor | None, n: int) -> tuple[Tensor, Tensor]:
         """Hidden bias (n or 1, H) and output bias (n or 1, D, K), including the class y."""
         if not self.n_classes:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ptheta.data.spec import DataSpec, Split, check_values, location_scale
+from ptheta.data.spec import Data, DataSpec, Split, check_values, location_scale
 from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
 from ptheta.models.base import GenerativeModel, only_where, to_jsonable, why_not_classify
 from ptheta.models.classifier import encode_labels
@@ -28,7 +28,8 @@ from ptheta.train.trainer import TrainConfig, Trainer
 
 # Training hyper-parameters and their defaults (see TrainConfig for their meaning), plus:
 # validation_fraction (held out for early stopping when no validation data is given),
-# dtype (float32 or float64 weights), random_state (TrainConfig.seed) and verbose.
+# dtype (float32 or float64 weights), random_state (TrainConfig.seed; see ptheta.params.Seed:
+# an int, or None for a seed drawn at fit and kept as seed_) and verbose.
 TRAINING_PARAMS: dict[str, Any] = {
     "epochs": 50,
     "batch_size": 128,
@@ -368,7 +369,7 @@ class NeuralModel(GenerativeModel):
     # Present only where the model classifies (class_conditional=True and a likelihood):
     # scikit-learn and user code probe ``hasattr(model, "predict_proba")``.
     @only_where(why_not_classify)
-    def predict_proba(self, X: Any) -> np.ndarray:
+    def predict_proba(self, X: Data) -> np.ndarray:
         """p(y | x) by Bayes' rule, shape (N, C), columns in ``classes_`` order.
 
         Only on a class-conditional model with a likelihood (``capabilities().classifies``);
@@ -382,7 +383,7 @@ class NeuralModel(GenerativeModel):
         return np.exp(joint - np.logaddexp.reduce(joint, axis=1, keepdims=True))
 
     @only_where(why_not_classify)
-    def predict(self, X: Any) -> np.ndarray:
+    def predict(self, X: Data) -> np.ndarray:
         """Most probable class of each example, shape (N,); present where ``predict_proba``
         is."""
         index = self.predict_proba(X).argmax(axis=1)  # checks fitting and classes first

@@ -11,10 +11,10 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
-from ptheta.models.neural import NeuralModel
+from ptheta.models.neural import CONDITIONAL, NeuralModel
 from ptheta.nn.conv import GatedBlock, MaskedConv2d
 from ptheta.nn.shapes import batched, sampled
-from ptheta.params import check_int, parameter_error
+from ptheta.params import Config, Int, Param, check_int, parameter_error
 
 
 def image_shape_of(spec: DataSpec) -> tuple[int, int, int]:
@@ -73,6 +73,21 @@ class GatedPixelCNN(nn.Module):
         Conditional Image Generation with PixelCNN Decoders, NeurIPS.
     """
 
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> GatedPixelCNN:
+        """The network of a :class:`PixelCNN`'s config (``channels``, ``n_layers``,
+        ``kernel_size``) for image-shaped data of ``spec``."""
+        return cls(
+            image_shape_of(spec),
+            spec.n_categories,
+            channels=config.channels,
+            n_layers=config.n_layers,
+            kernel_size=config.kernel_size,
+            n_classes=n_classes,
+        )
+
     def __init__(
         self,
         image_shape: tuple[int, int, int],
@@ -106,6 +121,13 @@ class GatedPixelCNN(nn.Module):
             MaskedConv2d(channels, channels, 1, **head),
             nn.ReLU(),
             MaskedConv2d(channels, c * n_categories, 1, **head),
+        )
+
+    def extra_repr(self) -> str:
+        classes = f", n_classes={self.n_classes}" if self.n_classes else ""
+        return (
+            f"image_shape={self.image_shape}, n_categories={self.n_categories}, "
+            f"n_layers={len(self.blocks)}, reach={self.reach}{classes}"
         )
 
     def _one_hot(self, x: Tensor) -> Tensor:
@@ -249,6 +271,12 @@ class PixelCNN(NeuralModel):
         "dtype": "float64",
         "device": "cpu",
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "channels": Int(low=1),
+        "n_layers": Int(low=1),
+        "kernel_size": Int(low=3, odd=True),
+        **CONDITIONAL,
+    }
 
     def __init__(
         self,
@@ -266,11 +294,4 @@ class PixelCNN(NeuralModel):
         self.class_conditional = class_conditional
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> nn.Module:
-        return GatedPixelCNN(
-            image_shape_of(spec),
-            spec.n_categories,
-            channels=self.channels,
-            n_layers=self.n_layers,
-            kernel_size=self.kernel_size,
-            n_classes=n_classes,
-        )
+        return GatedPixelCNN.from_config(self.config(), spec, n_classes)

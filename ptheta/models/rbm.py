@@ -14,7 +14,7 @@ from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.shapes import batched, sampled
-from ptheta.params import check_choice, check_int, check_random_state
+from ptheta.params import Choice, Config, Int, Param, check_choice, check_int, check_random_state
 
 # log Z is computed exactly when the smaller layer has at most this many units (2^20 terms)
 MAX_EXACT_UNITS = 20
@@ -83,6 +83,28 @@ class RBMNetwork(nn.Module):
     # of any integer dtype or bool and return (*batch) (see ptheta.nn.shapes)
     n_categories = 2
 
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> RBMNetwork:
+        """The network of an :class:`RBM`'s config (``n_hidden``, ``method``,
+        ``gibbs_steps`` as ``k``, ``n_chains``, ``burn_in``, ``thin``, ``sample_chains``,
+        ``sample_init``, and the ``base_bias`` the estimator took from the data) for binary
+        data of ``spec``."""
+        return cls(
+            spec.n_dims,
+            config.n_hidden,
+            method=config.method,
+            k=config.gibbs_steps,
+            n_chains=config.n_chains,
+            base_bias=config.base_bias,
+            burn_in=config.burn_in,
+            thin=config.thin,
+            sample_chains=config.sample_chains,
+            sample_init=config.sample_init,
+            event_shape=spec.event_shape,
+        )
+
     def __init__(
         self,
         n_visible: int,
@@ -112,6 +134,12 @@ class RBMNetwork(nn.Module):
         chains = bernoulli(torch.sigmoid(base).expand(n_chains, n_visible))
         self.register_buffer("chains", chains.to(self.W.dtype))  # (n_chains, D)
         self.register_buffer("log_z", torch.tensor(float("nan")))
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, method={self.method}, "
+            f"k={self.k}, n_chains={len(self.chains)}"
+        )
 
     # ------------------------------------------------------------------ energies
     def _flat(self, v: Tensor) -> Tensor:
@@ -288,7 +316,7 @@ class RBM(NeuralModel):
     Arguments:
         n_hidden: hidden units H.
         method: ``"cd"`` (chains restart at the data) or ``"pcd"`` (persistent chains).
-        k: Gibbs sweeps per negative phase.
+        gibbs_steps: Gibbs sweeps per negative phase (the k of CD-k); was ``k``.
         n_chains: persistent chains for PCD.
         burn_in: Gibbs sweeps before a chain's first sample.
         thin: sweeps between successive samples of one chain.
@@ -336,13 +364,26 @@ class RBM(NeuralModel):
         "dtype": "float64",
         "device": "cpu",
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "n_hidden": Int(low=1),
+        "method": Choice("cd", "pcd"),
+        "gibbs_steps": Int(low=1),
+        "n_chains": Int(low=1),
+        "burn_in": Int(low=0),
+        "thin": Int(low=1),
+        "sample_chains": Int(low=1, none=True),
+        "sample_init": Choice("random", "persistent"),
+        "ais_runs": Int(low=2),
+        "ais_betas": Int(low=1),
+    }
+    renamed: ClassVar[dict[str, str]] = {"k": "gibbs_steps"}
 
     def __init__(
         self,
         n_hidden: int = 64,
         *,
         method: str = "pcd",
-        k: int = 1,
+        gibbs_steps: int = 1,
         n_chains: int = 100,
         burn_in: int = 1000,
         thin: int = 10,
@@ -355,7 +396,7 @@ class RBM(NeuralModel):
         super().__init__(**training)
         self.n_hidden = n_hidden
         self.method = method
-        self.k = k
+        self.gibbs_steps = gibbs_steps
         self.n_chains = n_chains
         self.burn_in = burn_in
         self.thin = thin
@@ -384,32 +425,16 @@ class RBM(NeuralModel):
         scores = self._log_prob(x, label)
         return scores, np.full_like(scores, float(self.log_z_std_))
 
-    def _build_module(self, spec: DataSpec, n_classes: int | None) -> RBMNetwork:
-        name = self.name
-        method = check_choice(name, "method", self.method, ("cd", "pcd"))
-        check_choice(name, "sample_init", self.sample_init, ("random", "persistent"))
-        if self.sample_init == "persistent" and method != "pcd":
+    def _check_params_together(self, params: Any) -> None:
+        if params["sample_init"] == "persistent" and params["method"] != "pcd":
             raise ParameterError(
-                f"{name}: sample_init='persistent' needs method='pcd' (CD keeps no chains); "
-                "use sample_init='random'"
+                f"{self.name}: sample_init='persistent' needs method='pcd' (CD keeps no "
+                "chains); use sample_init='random'"
             )
-        check_int(name, "ais_runs", self.ais_runs, low=2)
-        check_int(name, "ais_betas", self.ais_betas, low=1)
-        return RBMNetwork(
-            spec.n_dims,
-            check_int(name, "n_hidden", self.n_hidden, low=1),
-            method=method,
-            k=check_int(name, "k", self.k, low=1),
-            n_chains=check_int(name, "n_chains", self.n_chains, low=1),
-            base_bias=torch.as_tensor(self.base_bias_),
-            burn_in=check_int(name, "burn_in", self.burn_in, low=0),
-            thin=check_int(name, "thin", self.thin, low=1),
-            sample_chains=check_int(
-                name, "sample_chains", self.sample_chains, low=1, allow_none=True
-            ),
-            sample_init=self.sample_init,
-            event_shape=spec.event_shape,
-        )
+
+    def _build_module(self, spec: DataSpec, n_classes: int | None) -> RBMNetwork:
+        config = self.config(base_bias=torch.as_tensor(self.base_bias_))
+        return RBMNetwork.from_config(config, spec, n_classes)
 
     def estimate_log_z(
         self,
@@ -437,12 +462,14 @@ class RBM(NeuralModel):
             method = "exact" if small else "ais"
         if method == "exact":
             return float(module.exact_log_z()), 0.0, "exact"
-        runs = check_int(self.name, "ais_runs", self.ais_runs if ais_runs is None else ais_runs,
-                         low=2)  # fmt: skip
-        betas = check_int(self.name, "ais_betas",
-                          self.ais_betas if ais_betas is None else ais_betas, low=1)  # fmt: skip
-        seed = self.random_state if random_state is None else random_state
-        seed = check_random_state(self.name, "random_state", seed, allow_none=False)
+        # the hyper-parameters were checked at fit; this method's own arguments here
+        params, name = self._params(), self.name
+        runs = check_int(name, "ais_runs", ais_runs, low=2, allow_none=True)
+        betas = check_int(name, "ais_betas", ais_betas, low=1, allow_none=True)
+        seed = check_random_state(name, "random_state", random_state)
+        runs = params["ais_runs"] if runs is None else runs
+        betas = params["ais_betas"] if betas is None else betas
+        seed = self._seed() if seed is None else seed
         generator = torch.Generator(device=module.W.device).manual_seed(seed)
         log_z, std_err = module.ais_log_z(runs, betas, generator)
         return float(log_z), float(std_err), "ais"

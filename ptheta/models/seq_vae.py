@@ -10,8 +10,8 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
 from ptheta.models.sequence import draw
-from ptheta.models.vae import LatentModel, LatentVariableModule
-from ptheta.params import check_choice, check_float, check_int
+from ptheta.models.vae import LatentModel, LatentVariableModule, latent_args
+from ptheta.params import Choice, Config, Float, Int, Param
 
 CELLS: tuple[str, ...] = ("lstm", "gru")
 
@@ -59,6 +59,22 @@ class SeqVAENetwork(LatentVariableModule):
         """K, the vocabulary (the levels ptheta.nn.shapes checks inputs against)."""
         return self.n_tokens
 
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> SeqVAENetwork:
+        """The network of a :class:`SeqVAE`'s config (``hidden``, ``cell``,
+        ``token_dropout`` and the latent ones of :func:`~ptheta.models.vae.latent_args`)
+        for sequences of ``spec`` (event shape (T,))."""
+        return cls(
+            spec.n_categories,
+            spec.event_shape[0],
+            hidden=config.hidden,
+            cell=config.cell,
+            token_dropout=config.token_dropout,
+            **latent_args(config, n_classes),
+        )
+
     def __init__(
         self,
         n_tokens: int,
@@ -95,6 +111,12 @@ class SeqVAENetwork(LatentVariableModule):
         self.initial_state = nn.Linear(latent_dim, n_states * hidden)
         self.decoder_rnn = rnn(hidden + latent_dim, hidden, batch_first=True)
         self.head = nn.Linear(hidden, n_tokens)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_tokens={self.n_tokens}, seq_len={self.seq_len}, cell={self.cell}, "
+            f"hidden={self.embed.embedding_dim}, {super().extra_repr()}"
+        )
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         self._check_labels(y)
@@ -152,16 +174,17 @@ class SeqVAE(LatentModel):
     (see :class:`SeqVAENetwork`). A strong autoregressive decoder can ignore z (posterior
     collapse: KL → 0); the remedies are KL warm-up (``beta_warmup_epochs``), free bits and
     token dropout, and ``kl_`` / ``kl_per_dim_`` / ``active_units_`` after fit show whether
-    z is used. ``score_samples`` is the IWAE estimate of log p(x) with ``k`` samples
+    z is used. ``score_samples`` is the IWAE estimate of log p(x) with ``iwae_samples``
     (``likelihood_ = "estimate"``), ``elbo`` the bound, ``embed`` the posterior means; see
     :class:`~ptheta.models.vae.LatentModel`. Discrete data with a 1-D event shape (T,).
 
     Arguments:
         latent_dim: L.
-        hidden: width of the embeddings and RNN states.
+        hidden: width of the embeddings and RNN states (an int: one RNN layer each).
         cell: ``"lstm"`` or ``"gru"``.
         token_dropout: probability of replacing a decoder input by UNK while training.
-        beta, beta_warmup_epochs, free_bits, k: as for :class:`~ptheta.models.vae.VAE`.
+        beta, beta_warmup_epochs, free_bits, iwae_samples: as for
+            :class:`~ptheta.models.vae.VAE`.
         **training: the shared training arguments (see
             :data:`ptheta.models.neural.TRAINING_PARAMS`).
 
@@ -186,9 +209,14 @@ class SeqVAE(LatentModel):
         "epochs": 5,
         "batch_size": 32,
         "lr": 1e-2,
-        "k": 10,
+        "iwae_samples": 10,
         "dtype": "float64",
         "device": "cpu",
+    }
+    parameters: ClassVar[dict[str, Param]] = {
+        "hidden": Int(low=1),
+        "cell": Choice(*CELLS),
+        "token_dropout": Float(low=0, high=1, high_open=True),
     }
 
     def __init__(
@@ -201,7 +229,7 @@ class SeqVAE(LatentModel):
         beta: float = 1.0,
         beta_warmup_epochs: float = 0.0,
         free_bits: float = 0.0,
-        k: int = 100,
+        iwae_samples: int = 100,
         **training: Any,
     ) -> None:
         super().__init__(**training)
@@ -212,23 +240,14 @@ class SeqVAE(LatentModel):
         self.beta = beta
         self.beta_warmup_epochs = beta_warmup_epochs
         self.free_bits = free_bits
-        self.k = k
+        self.iwae_samples = iwae_samples
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> SeqVAENetwork:
         name = self.name
-        self._check_latent_params()
         if len(spec.event_shape) != 1:
             raise DataError(
                 f"{name} models sequences: examples of shape (T,), got {spec.event_shape}; "
                 "flatten them (X.reshape(len(X), -1)) or use vae for images"
             )
-        return SeqVAENetwork(
-            spec.n_categories,
-            spec.event_shape[0],
-            hidden=check_int(name, "hidden", self.hidden, low=1),
-            cell=check_choice(name, "cell", self.cell, CELLS),
-            token_dropout=check_float(
-                name, "token_dropout", self.token_dropout, low=0, high=1, high_open=True
-            ),
-            **self._latent_kwargs(n_classes),
-        )
+        config = self.config(warmup_steps=self._warmup_steps())
+        return SeqVAENetwork.from_config(config, spec, n_classes)

@@ -15,7 +15,7 @@ from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.attention import KVCache, TransformerBlock
 from ptheta.nn.shapes import batched, sampled
-from ptheta.params import check_choice, check_float, check_int
+from ptheta.params import Choice, Config, Float, Int, Param, check_choice, check_float, check_int
 
 LONG_SEQUENCE_POLICIES: tuple[str, ...] = ("error", "sliding")
 
@@ -137,6 +137,20 @@ class LSTMNetwork(nn.Module):
         """K, the vocabulary (the levels ptheta.nn.shapes checks inputs against)."""
         return self.n_tokens
 
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> LSTMNetwork:
+        """The network of an :class:`LSTM`'s config (``hidden``, ``n_layers``,
+        ``dropout``) for token sequences of ``spec``."""
+        return cls(
+            spec.n_categories,
+            spec.event_shape,
+            hidden=config.hidden,
+            n_layers=config.n_layers,
+            dropout=config.dropout,
+        )
+
     def __init__(
         self,
         n_tokens: int,
@@ -159,6 +173,12 @@ class LSTMNetwork(nn.Module):
         )
         self.drop = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, self.n_tokens)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_tokens={self.n_tokens}, seq_len={self.seq_len}, "
+            f"hidden={self.embed.embedding_dim}, n_layers={self.lstm.num_layers}"
+        )
 
     def _run(
         self, u: Tensor, state: tuple[Tensor, Tensor] | None = None
@@ -264,6 +284,24 @@ class TransformerNetwork(nn.Module):
         """K, the vocabulary (the levels ptheta.nn.shapes checks inputs against)."""
         return self.n_tokens
 
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> TransformerNetwork:
+        """The network of a :class:`Transformer`'s config (``hidden`` is the width
+        ``dim``, ``n_heads``, ``n_layers``, ``context``, ``long_sequences``, ``dropout``)
+        for token sequences of ``spec``."""
+        return cls(
+            spec.n_categories,
+            spec.event_shape,
+            dim=config.hidden,
+            n_heads=config.n_heads,
+            n_layers=config.n_layers,
+            context=config.context,
+            long_sequences=config.long_sequences,
+            dropout=config.dropout,
+        )
+
     def __init__(
         self,
         n_tokens: int,
@@ -301,6 +339,13 @@ class TransformerNetwork(nn.Module):
         )
         self.ln = nn.LayerNorm(dim)
         self.head = nn.Linear(dim, self.n_tokens)
+
+    def extra_repr(self) -> str:
+        window = ", sliding" if self.sliding else ""
+        return (
+            f"n_tokens={self.n_tokens}, seq_len={self.seq_len}, context={self.context}{window}, "
+            f"dim={self.tok.embedding_dim}, n_layers={len(self.blocks)}"
+        )
 
     def _too_long(self, length: int) -> str:
         return (
@@ -461,7 +506,7 @@ class LSTM(NeuralModel):
     Binary and categorical data; event shapes of several axes are read in raster order.
 
     Arguments:
-        hidden: width of the embedding and the LSTM state.
+        hidden: width of the embedding and the LSTM state (an int: every layer has it).
         n_layers: stacked LSTM layers.
         dropout: dropout between layers and before the output (training only).
         **training: the shared training arguments (epochs, lr, batch_size, dtype, device,
@@ -494,6 +539,11 @@ class LSTM(NeuralModel):
         "dtype": "float64",
         "device": "cpu",
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "hidden": Int(low=1),
+        "n_layers": Int(low=1),
+        "dropout": Float(low=0, high=1, high_open=True),
+    }
 
     def __init__(
         self, hidden: int = 128, *, n_layers: int = 1, dropout: float = 0.0, **training: Any
@@ -504,13 +554,7 @@ class LSTM(NeuralModel):
         self.dropout = dropout
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> LSTMNetwork:
-        return LSTMNetwork(
-            spec.n_categories,
-            spec.event_shape,
-            hidden=self.hidden,
-            n_layers=self.n_layers,
-            dropout=self.dropout,
-        )
+        return LSTMNetwork.from_config(self.config(), spec, n_classes)
 
     generate = _generate
 
@@ -524,7 +568,7 @@ class Transformer(NeuralModel):
     shapes of several axes are read in raster order.
 
     Arguments:
-        dim: model width (divisible by ``n_heads``).
+        hidden: model width (an int, divisible by ``n_heads``; every block has it).
         n_heads: attention heads.
         n_layers: Transformer blocks.
         context: positions attended over; None: the fitted sequence length T.
@@ -541,7 +585,7 @@ class Transformer(NeuralModel):
     Example:
         >>> import ptheta
         >>> data = ptheta.datasets.load("sunspots")
-        >>> m = ptheta.make("transformer", dim=32, epochs=5, device="cpu").fit(data.train)
+        >>> m = ptheta.make("transformer", hidden=32, epochs=5, device="cpu").fit(data.train)
         >>> m.generate(2, prompt=data.test.x[0, :5], random_state=0).shape
         (2, 15)
 
@@ -555,7 +599,7 @@ class Transformer(NeuralModel):
     abilities: ClassVar[dict[str, Any]] = {"generates_sequences": True, "needs_sequence": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
     quick_params: ClassVar[dict[str, Any]] = {
-        "dim": 16,
+        "hidden": 16,
         "n_heads": 2,
         "n_layers": 1,
         "epochs": 20,
@@ -564,10 +608,19 @@ class Transformer(NeuralModel):
         "dtype": "float64",
         "device": "cpu",
     }
+    parameters: ClassVar[dict[str, Param]] = {
+        "hidden": Int(low=1),
+        "n_heads": Int(low=1),
+        "n_layers": Int(low=1),
+        "context": Int(low=1, none=True),
+        "long_sequences": Choice(*LONG_SEQUENCE_POLICIES),
+        "dropout": Float(low=0, high=1, high_open=True),
+    }
+    renamed: ClassVar[dict[str, str]] = {"dim": "hidden"}
 
     def __init__(
         self,
-        dim: int = 64,
+        hidden: int = 64,
         *,
         n_heads: int = 4,
         n_layers: int = 2,
@@ -577,23 +630,21 @@ class Transformer(NeuralModel):
         **training: Any,
     ) -> None:
         super().__init__(**training)
-        self.dim = dim
+        self.hidden = hidden
         self.n_heads = n_heads
         self.n_layers = n_layers
         self.context = context
         self.long_sequences = long_sequences
         self.dropout = dropout
 
+    def _check_params_together(self, params: Any) -> None:
+        if params["hidden"] % params["n_heads"]:
+            raise ParameterError(
+                f"{self.name}: hidden={params['hidden']} must be divisible by "
+                f"n_heads={params['n_heads']} (each head gets hidden / n_heads channels)"
+            )
+
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> TransformerNetwork:
-        return TransformerNetwork(
-            spec.n_categories,
-            spec.event_shape,
-            dim=self.dim,
-            n_heads=self.n_heads,
-            n_layers=self.n_layers,
-            context=self.context,
-            long_sequences=self.long_sequences,
-            dropout=self.dropout,
-        )
+        return TransformerNetwork.from_config(self.config(), spec, n_classes)
 
     generate = _generate

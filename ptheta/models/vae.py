@@ -14,16 +14,20 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec, Split, check_values
 from ptheta.errors import CapabilityError, DataError
 from ptheta.models.capabilities import Capabilities
-from ptheta.models.neural import NeuralModel
+from ptheta.models.neural import CONDITIONAL, NeuralModel
 from ptheta.nn.decoders import DECODERS, Output, make_output
 from ptheta.nn.device import resolve_dtype
 from ptheta.nn.noise import example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import (
-    check_choice,
-    check_float,
+    Choice,
+    Config,
+    Float,
+    Int,
+    IntList,
+    OneOf,
+    Param,
     check_int,
-    check_int_list,
 )
 
 LOG_2PI = math.log(2 * math.pi)
@@ -83,6 +87,10 @@ class LatentVariableModule(nn.Module):
         self.k = k
         self.n_classes = n_classes
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        classes = f", n_classes={self.n_classes}" if self.n_classes else ""
+        return f"latent_dim={self.latent_dim}, beta={self.beta}, k={self.k}{classes}"
 
     # ----------------------------------------------------------------- to implement
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -272,6 +280,20 @@ class LatentVariableModule(nn.Module):
         return self.decode_sample(z, y, generator)
 
 
+def latent_args(config: Config, n_classes: int | None) -> dict[str, Any]:
+    """:class:`LatentVariableModule`'s arguments from a latent family's config
+    (``latent_dim``, ``beta``, ``free_bits``, ``iwae_samples`` as ``k``, and the
+    ``warmup_steps`` the estimator derives from ``beta_warmup_epochs``)."""
+    return {
+        "latent_dim": config.latent_dim,
+        "beta": config.beta,
+        "warmup_steps": config.warmup_steps,
+        "free_bits": config.free_bits,
+        "k": config.iwae_samples,
+        "n_classes": n_classes,
+    }
+
+
 class VAENetwork(LatentVariableModule):
     """A variational autoencoder over flat or image-shaped examples (module level).
 
@@ -311,6 +333,23 @@ class VAENetwork(LatentVariableModule):
         Generative Models, ICML; Sohn, Lee & Yan (2015), Learning Structured Output
         Representation using Deep Conditional Generative Models, NeurIPS.
     """
+
+    @classmethod
+    def from_config(
+        cls, config: Config, spec: DataSpec, n_classes: int | None = None
+    ) -> VAENetwork:
+        """The network of a :class:`VAE`'s config (``hidden``, ``architecture``, the
+        latent ones of :func:`latent_args`, and the ``output`` and ``image_shape`` the
+        estimator resolved for the data) for data of ``spec``."""
+        return cls(
+            spec.event_shape,
+            config.output,
+            hidden=config.hidden,
+            architecture=config.architecture,
+            image_shape=config.image_shape,
+            n_categories=spec.n_categories if spec.is_discrete else None,
+            **latent_args(config, n_classes),
+        )
 
     def __init__(
         self,
@@ -358,6 +397,12 @@ class VAENetwork(LatentVariableModule):
             self.encoder = nn.Linear(hidden[-1] * h * w + n_cls, 2 * latent_dim)
             self.decoder_in = nn.Linear(latent_dim + n_cls, hidden[-1] * h * w)
             self.decoder = nn.Sequential(*_convs(hidden[::-1]), nn.Conv2d(hidden[0], c * p, 1))
+
+    def extra_repr(self) -> str:
+        return (
+            f"event_shape={self.event_shape}, output={self.output!r}, "
+            f"architecture={self.architecture}, {super().extra_repr()}"
+        )
 
     def _features(self, x: Tensor) -> Tensor:
         """Encoder input: (N, D·K) flat (mlp) or (N, C·K, H, W) (conv), K = 1 for reals."""
@@ -493,7 +538,7 @@ def _convs(channels: list[int]) -> list[nn.Module]:
 class LatentModel(NeuralModel):
     """Estimator-level behaviour shared by :class:`VAE` and ``SeqVAE`` (see :class:`VAE`).
 
-    ``score_samples`` is the IWAE estimate with ``k`` samples (``likelihood_ =
+    ``score_samples`` is the IWAE estimate with ``iwae_samples`` samples (``likelihood_ =
     "estimate"``; ``score_samples(X, return_std=True)`` adds its standard error); it and
     :meth:`elbo` draw each example's noise from a key hashed from ``random_state`` (plus a
     fixed offset) and the example's values, so they are deterministic given the fitted
@@ -510,24 +555,15 @@ class LatentModel(NeuralModel):
     standardize_input: ClassVar[bool] = True
     likelihood: ClassVar[str] = "estimate"
     abilities: ClassVar[dict[str, Any]] = {"embeds": True}
-
-    def _check_latent_params(self) -> None:
-        name = self.name
-        check_int(name, "latent_dim", self.latent_dim, low=1)
-        check_float(name, "beta", self.beta, low=0)
-        check_float(name, "beta_warmup_epochs", self.beta_warmup_epochs, low=0)
-        check_float(name, "free_bits", self.free_bits, low=0)
-        check_int(name, "k", self.k, low=1)
-
-    def _latent_kwargs(self, n_classes: int | None) -> dict[str, Any]:
-        return {
-            "latent_dim": self.latent_dim,
-            "beta": float(self.beta),
-            "warmup_steps": self._warmup_steps(),
-            "free_bits": float(self.free_bits),
-            "k": self.k,
-            "n_classes": n_classes,
-        }
+    # what every latent family shares (see latent_args)
+    parameters: ClassVar[dict[str, Param]] = {
+        "latent_dim": Int(low=1),
+        "beta": Float(low=0),
+        "beta_warmup_epochs": Float(low=0),
+        "free_bits": Float(low=0),
+        "iwae_samples": Int(low=1),
+    }
+    renamed: ClassVar[dict[str, str]] = {"k": "iwae_samples"}
 
     def _warmup_steps(self) -> int:
         saved = getattr(self, "beta_warmup_steps_", None)  # a loaded model
@@ -596,7 +632,7 @@ class LatentModel(NeuralModel):
             yield xt, None if yt is None else yt.to(device), self._keys(chunk)
 
     def _keys(self, x: np.ndarray) -> np.ndarray:
-        return example_keys(x, int(self.random_state) + SCORE_SEED)
+        return example_keys(x, self._seed() + SCORE_SEED)
 
     @torch.no_grad()
     def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
@@ -652,14 +688,15 @@ class VAE(LatentModel):
     decoder on discrete data is refused (it would be a density, not a pmf). See
     :class:`VAENetwork` for the MLP and convolutional architectures.
 
-    What it reports (all per example, in nats): ``score_samples`` = IWAE_k, an estimate
-    of log p(x) (``likelihood_ = "estimate"``; exp(IWAE_k) is unbiased for p(x), and
-    IWAE_k → log p(x) as k grows); :meth:`elbo` = the evidence lower bound. In
-    expectation −ELBO ≥ −IWAE_1 ≥ … ≥ −IWAE_k ≥ −log p(x). Both are deterministic given the
-    fitted model and X, each example's noise seeded from ``random_state`` and its own values
-    (never its position or neighbours in the batch); ``score_samples(X, return_std=True)``
-    adds the standard error of IWAE_k. See :class:`LatentModel` for
-    the diagnostics ``reconstruction_``, ``kl_``, ``kl_per_dim_``, ``active_units_``.
+    What it reports (all per example, in nats): ``score_samples`` = IWAE_k with k =
+    ``iwae_samples``, an estimate of log p(x) (``likelihood_ = "estimate"``; exp(IWAE_k) is
+    unbiased for p(x), and IWAE_k → log p(x) as k grows); :meth:`elbo` = the evidence lower
+    bound. In expectation −ELBO ≥ −IWAE_1 ≥ … ≥ −IWAE_k ≥ −log p(x). Both are deterministic
+    given the fitted model and X, each example's noise seeded from ``random_state`` and its
+    own values (never its position or neighbours in the batch);
+    ``score_samples(X, return_std=True)`` adds the standard error of IWAE_k. See
+    :class:`LatentModel` for the diagnostics ``reconstruction_``, ``kl_``, ``kl_per_dim_``,
+    ``active_units_``.
 
     Missing data: ``score_samples`` refuses NaN (its marginal would only be an estimate);
     :meth:`marginal_log_prob` is the IWAE estimate of the log-marginal of the observed
@@ -671,7 +708,8 @@ class VAE(LatentModel):
 
     Arguments:
         latent_dim: L, the size of z.
-        hidden: hidden widths (mlp) or channels (conv); an int or a list.
+        hidden: hidden widths (mlp) or channels (conv) of the encoder's layers, mirrored by
+            the decoder: a list, or an int for one layer.
         architecture: ``"mlp"`` or ``"conv"`` (image-shaped data: (C, H, W) examples or a
             data set with an ``image_shape``, like digits' (1, 8, 8)).
         decoder: ``"auto"`` (matched to the data kind), ``"bernoulli"``, ``"categorical"``,
@@ -684,7 +722,8 @@ class VAE(LatentModel):
             exactly); 0: no warm-up.
         free_bits: λ ≥ 0 nats per latent dimension (Kingma et al. 2016; 0: off): see
             :class:`LatentVariableModule`.
-        k: importance samples of ``score_samples`` (and of the validation NLL).
+        iwae_samples: importance samples k of ``score_samples`` (and of the validation
+            NLL); was ``k``.
         impute_steps: pseudo-Gibbs rounds of ``impute`` / ``sample(given=...)``.
         class_conditional: fit p(x | y) with q(z | x, y) and p(x | z, y) (``fit(X, y)``);
             ``sample(n, y=...)`` and ``predict_proba`` (Bayes' rule on IWAE estimates) work.
@@ -719,12 +758,22 @@ class VAE(LatentModel):
         "epochs": 8,
         "batch_size": 32,
         "lr": 1e-2,
-        "k": 20,
+        "iwae_samples": 20,
         "dtype": "float64",
         "device": "cpu",
     }
     presets: ClassVar[dict[str, dict[str, Any]]] = {
         "demo": {"latent_dim": 8, "hidden": [128], "lr": 3e-3, "batch_size": 64, "device": "cpu"}
+    }
+    parameters: ClassVar[dict[str, Param]] = {
+        "hidden": IntList(empty=False),
+        "architecture": Choice(*ARCHITECTURES),
+        "decoder": Choice("auto", *DECODERS),
+        "decoder_variance": OneOf(
+            Choice("learned"), Float(low=0, low_open=True), what="'learned' or a number > 0"
+        ),
+        "impute_steps": Int(low=0),
+        **CONDITIONAL,
     }
 
     def __init__(
@@ -738,7 +787,7 @@ class VAE(LatentModel):
         beta: float = 1.0,
         beta_warmup_epochs: float = 0.0,
         free_bits: float = 0.0,
-        k: int = 100,
+        iwae_samples: int = 100,
         impute_steps: int = 50,
         class_conditional: bool = False,
         **training: Any,
@@ -752,7 +801,7 @@ class VAE(LatentModel):
         self.beta = beta
         self.beta_warmup_epochs = beta_warmup_epochs
         self.free_bits = free_bits
-        self.k = k
+        self.iwae_samples = iwae_samples
         self.impute_steps = impute_steps
         self.class_conditional = class_conditional
 
@@ -764,30 +813,28 @@ class VAE(LatentModel):
             "categorical": ("categorical", "discretised-logistic"),
             "continuous": ("gaussian",),
         }[spec.kind]
-        decoder = check_choice(name, "decoder", self.decoder, ("auto", *DECODERS))
-        decoder = matched[spec.kind] if decoder == "auto" else decoder
+        decoder = matched[spec.kind] if self.decoder == "auto" else self.decoder
         if decoder not in allowed:
             raise DataError(
                 f"{name}: a {decoder} decoder does not model {spec.describe()} data; use "
                 f"decoder='auto' or one of {', '.join(allowed)}"
                 + (" (discrete data needs a pmf, not a density)" if decoder == "gaussian" else "")
             )
-        variance = self.decoder_variance
-        if variance != "learned":
-            check_float(
-                name, "decoder_variance", variance, low=0, low_open=True, hint="or 'learned'"
-            )
-        return make_output(decoder, spec.n_categories, variance)
+        return make_output(decoder, spec.n_categories, self._params()["decoder_variance"])
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> VAENetwork:
+        config = self.config(
+            output=self._output(spec),
+            image_shape=self._image(spec),
+            warmup_steps=self._warmup_steps(),
+        )
+        return VAENetwork.from_config(config, spec, n_classes)
+
+    def _image(self, spec: DataSpec) -> tuple[int, ...] | None:
+        """The (C, H, W) of a conv VAE's examples; None for an MLP."""
         name = self.name
-        self._check_latent_params()
-        hidden = check_int_list(name, "hidden", self.hidden, allow_empty=False)
-        architecture = check_choice(name, "architecture", self.architecture, ARCHITECTURES)
-        check_int(name, "impute_steps", self.impute_steps, low=0)
-        output = self._output(spec)
         image = None
-        if architecture == "conv":
+        if self.architecture == "conv":
             image = spec.image_shape
             if image is None or len(image) != 3 or math.prod(image) != spec.n_dims:
                 image = spec.event_shape if len(spec.event_shape) == 3 else None
@@ -798,15 +845,7 @@ class VAE(LatentModel):
                     f"(digits: (1, 8, 8)); got examples of shape {spec.event_shape}. Reshape "
                     "X to (N, C, H, W), or use architecture='mlp'"
                 )
-        return VAENetwork(
-            spec.event_shape,
-            output,
-            hidden=hidden,
-            architecture=architecture,
-            image_shape=image,
-            n_categories=spec.n_categories if spec.is_discrete else None,
-            **self._latent_kwargs(n_classes),
-        )
+        return image
 
     # ----------------------------------------------------------------- representations
     @torch.no_grad()
@@ -895,7 +934,8 @@ class VAE(LatentModel):
             xt = self._tensors(filled[start : start + 1024], None, spec)[0].to(device)
             mt = torch.as_tensor(observed[start : start + 1024], device=device)
             keys = self._keys(x[start : start + 1024])  # of the partial rows, NaN included
-            out.append(self._module.iwae(xt, None, self.k, mask=mt, keys=keys).double().cpu())
+            estimate = self._module.iwae(xt, None, self.iwae_samples, mask=mt, keys=keys)
+            out.append(estimate.double().cpu())
         result = torch.cat(out).numpy() + self._log_jacobian(observed)
         if spec.is_discrete:
             result = np.minimum(result, 0.0)

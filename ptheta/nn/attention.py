@@ -86,6 +86,9 @@ class CausalSelfAttention(nn.Module):
         self.proj = nn.Linear(dim, dim)
         self.out_drop = nn.Dropout(dropout)
 
+    def extra_repr(self) -> str:
+        return f"dim={self.proj.in_features}, n_heads={self.n_heads}, dropout={self.dropout}"
+
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         b, s, c = x.shape
         # (B, S, 3C) -> three (B, H, S, Dh)
@@ -138,6 +141,9 @@ class TransformerBlock(nn.Module):
         self.mlp = nn.Sequential(
             nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim), nn.Dropout(dropout)
         )
+
+    def extra_repr(self) -> str:
+        return f"dim={self.ln1.normalized_shape[0]}, n_heads={self.attn.n_heads}"
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         x = x + self.attn(self.ln1(x), cache)

@@ -160,6 +160,9 @@ class MaskedConv2d(nn.Conv2d):
         self.register_buffer("mask", mask.to(self.weight.dtype))
         self.mask_type, self.stack = mask_type, stack
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, mask_type={self.mask_type}, stack={self.stack}"
+
     def forward(self, x: Tensor) -> Tensor:
         """(B, in, H, W) → (B, out, H, W)."""
         return self._conv_forward(x, self.weight * self.mask, self.bias)
@@ -238,6 +241,14 @@ class GatedBlock(nn.Module):
         )
         self.residual = mask_type == "B" and in_channels == channels
         self.label_bias = nn.Embedding(n_classes, 4 * channels) if n_classes else None
+
+    def extra_repr(self) -> str:
+        classes = None if self.label_bias is None else self.label_bias.num_embeddings
+        return (
+            f"in_channels={self.v_conv.in_channels}, channels={self.h_out.out_channels}, "
+            f"kernel_size={self.v_conv.kernel_size[0]}, mask_type={self.v_conv.mask_type}, "
+            f"residual={self.residual}" + (f", n_classes={classes}" if classes else "")
+        )
 
     def forward(self, v: Tensor, h: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
         v_new, link = self.vertical(v, y)

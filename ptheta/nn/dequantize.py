@@ -47,6 +47,9 @@ class Scale(Flow):
         super().__init__()
         self.factor = float(factor)
 
+    def extra_repr(self) -> str:
+        return f"factor={self.factor:g}"
+
     def _logdet(self, x: Tensor) -> Tensor:
         return x.new_full((len(x),), x[0].numel() * math.log(abs(self.factor)))
 
@@ -70,6 +73,9 @@ class Logit(Flow):
     def __init__(self, alpha: float = 0.05) -> None:
         super().__init__()
         self.alpha = float(alpha)
+
+    def extra_repr(self) -> str:
+        return f"alpha={self.alpha:g}"
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         p = self.alpha + (1 - 2 * self.alpha) * x
@@ -99,6 +105,9 @@ class UniformDequantizer(nn.Module):
         >>> bool(((v - x) >= 0).all() and ((v - x) < 1).all()), log_q.tolist()
         (True, [0.0, 0.0])
     """
+
+    def extra_repr(self) -> str:
+        return "u ~ U[0, 1)"
 
     def noise(
         self,
@@ -178,6 +187,12 @@ class VariationalDequantizer(nn.Module):
                 net: nn.Module = ConvNet(c, hidden, 2 * c, context_features=c)
                 layers.append(Coupling(checkerboard_mask(self.image_shape, i % 2), net))
         self.flow = FlowSequence(layers)
+
+    def extra_repr(self) -> str:
+        return (
+            f"event_shape={self.event_shape}, n_categories={self.n_categories}, "
+            f"image_shape={self.image_shape}, n_layers={len(self.flow.layers)}"
+        )
 
     def noise(
         self,

@@ -60,6 +60,9 @@ class FlowSequence(Flow):
         super().__init__()
         self.layers = nn.ModuleList(layers)
 
+    def extra_repr(self) -> str:
+        return f"n_layers={len(self.layers)}"
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         total = _zeros(x)
         for layer in self.layers:
@@ -97,6 +100,11 @@ class Permutation(Flow):
         self.register_buffer("perm", perm)
         self.register_buffer("inv_perm", torch.argsort(perm))
 
+    def extra_repr(self) -> str:
+        n = len(self.perm)
+        reverse = n > 1 and self.perm.tolist() == list(range(n - 1, -1, -1))
+        return f"n_features={n}" + (", reverse" if reverse else "")
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x[:, self.perm], _zeros(x)
 
@@ -113,6 +121,9 @@ class Reshape(Flow):
         if math.prod(self.in_shape) != math.prod(self.out_shape):
             raise ValueError(f"cannot reshape {self.in_shape} to {self.out_shape}")
 
+    def extra_repr(self) -> str:
+        return f"{self.in_shape} -> {self.out_shape}"
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return x.reshape(len(x), *self.out_shape), _zeros(x)
 
@@ -126,6 +137,9 @@ class Squeeze(Flow):
     Each 2×2 block of a channel becomes 4 channels (Dinh et al., 2017, figure 3), so that
     channel-wise masks after a squeeze alternate the spatial split of a checkerboard.
     """
+
+    def extra_repr(self) -> str:
+        return "(C, H, W) -> (4C, H/2, W/2)"
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         n, c, h, w = x.shape
@@ -162,6 +176,9 @@ class FactorOut(Flow):
             self.out_shape = tuple(inner.eval()(torch.zeros(1, keep, h, w))[0].shape[1:])
             inner.train(was)
 
+    def extra_repr(self) -> str:
+        return f"shape={self.shape}, keep={self.keep}"
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         y, logdet = self.inner(x[:, : self.keep], context)
         return torch.cat([y.flatten(1), x[:, self.keep :].flatten(1)], 1), logdet
@@ -194,6 +211,9 @@ class ActNorm(Flow):
         self.bias = nn.Parameter(torch.zeros(n_features))
         self.log_scale = nn.Parameter(torch.zeros(n_features))
         self.register_buffer("initialized", torch.tensor(False))
+
+    def extra_repr(self) -> str:
+        return f"n_features={self.bias.numel()}"
 
     @torch.no_grad()
     def _init(self, x: Tensor) -> None:
@@ -239,6 +259,9 @@ class BatchNorm(Flow):
         self.beta = nn.Parameter(torch.zeros(n_features))
         self.register_buffer("running_mean", torch.zeros(n_features))
         self.register_buffer("running_var", torch.ones(n_features))
+
+    def extra_repr(self) -> str:
+        return f"n_features={self.beta.numel()}, momentum={self.momentum}, eps={self.eps}"
 
     def _stats(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if not self.training:
@@ -294,6 +317,9 @@ class InvConv1x1(Flow):
         self.upper = nn.Parameter(torch.triu(upper, 1))
         self.log_s = nn.Parameter(torch.log(s.abs()))
 
+    def extra_repr(self) -> str:
+        return f"n_channels={self.log_s.numel()}"
+
     def weight(self) -> Tensor:
         """The (C, C) matrix W."""
         lower = self.lower * self.l_mask + self.eye
@@ -335,6 +361,14 @@ class MLP(nn.Module):
         nn.init.zeros_(layers[-1].bias)
         self.net = nn.Sequential(*layers)
 
+    def extra_repr(self) -> str:
+        linears = [m for m in self.net if isinstance(m, nn.Linear)]
+        hidden = [m.out_features for m in linears[:-1]]
+        return (
+            f"in_features={linears[0].in_features}, hidden={hidden}, "
+            f"out_features={linears[-1].out_features}"
+        )
+
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         if context is not None:
             x = torch.cat([x, context.to(x.dtype)], 1)  # (N, D + F)
@@ -361,6 +395,13 @@ class ConvNet(nn.Module):
             nn.Conv2d(hidden, hidden, 1),
             nn.ReLU(),
             last,
+        )
+
+    def extra_repr(self) -> str:
+        first, last = self.net[0], self.net[-1]
+        return (
+            f"in_channels={first.in_channels}, hidden={first.out_channels}, "
+            f"out_channels={last.out_channels}"
         )
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
@@ -441,6 +482,12 @@ class Coupling(Flow):
             self.scale = nn.Parameter(torch.ones(len(self.free)))
         else:
             self.scale = nn.Parameter(torch.ones(mask.shape[0]))
+
+    def extra_repr(self) -> str:
+        kind = "additive" if self.additive else "affine"
+        if self.vector:  # conditioning entries out of the entries along axis 1
+            return f"{kind}, conditioning={len(self.cond)}/{len(self.mask)}"
+        return f"{kind}, mask_shape={tuple(self.mask.shape)}"
 
     def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """Shift and log-scale: (N, n_free) each for vectors, (N, C, H, W) for images."""
@@ -553,6 +600,12 @@ class MADEAffine(Flow):
         )
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
+
+    def extra_repr(self) -> str:
+        hidden = [layer.out_features for layer in self.layers[:-1]]
+        return (
+            f"n_features={len(self.ordering)}, hidden={hidden}, max_log_scale={self.max_log_scale}"
+        )
 
     def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         h = x

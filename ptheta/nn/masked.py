@@ -60,6 +60,9 @@ class MaskedLinear(nn.Linear):
             nn.Linear(context_features, out_features, bias=False) if context_features else None
         )
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, n_masks={len(self.masks)}"
+
     def _checked(self, masks: Tensor) -> Tensor:
         """(out, in) or (M, out, in) masks → (M, out, in) in the weight's dtype and device."""
         masks = masks.unsqueeze(0) if masks.dim() == 2 else masks

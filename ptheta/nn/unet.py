@@ -56,6 +56,9 @@ class TimeEmbedding(nn.Module):
         self.dim = dim
         self.mlp = nn.Sequential(nn.Linear(dim, dim), nn.SiLU(), nn.Linear(dim, dim))
 
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}"
+
     def forward(self, t: Tensor) -> Tensor:
         dtype = self.mlp[0].weight.dtype
         return self.mlp(sinusoidal_embedding(t.to(dtype), self.dim))
@@ -87,6 +90,10 @@ class ResBlock(nn.Module):
             if in_channels == out_channels
             else nn.Conv2d(in_channels, out_channels, 1)
         )
+
+    def extra_repr(self) -> str:
+        channels = f"{self.conv1.in_channels} -> {self.conv1.out_channels}"
+        return f"{channels}, emb_dim={self.emb.in_features}"
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (N, C_out, H, W)
@@ -134,6 +141,12 @@ class UNet(nn.Module):
         self.norm_out = nn.GroupNorm(_groups(c), c)
         self.conv_out = nn.Conv2d(c, channels, 3, padding=1)
 
+    def extra_repr(self) -> str:
+        return (
+            f"channels={self.conv_in.in_channels}, hidden={self.conv_in.out_channels}, "
+            f"emb_dim={self.down1.emb.in_features}"
+        )
+
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         skip = self.down1(self.conv_in(x), emb)  # (N, c, H, W)
         h = self.down2(self.downsample(skip), emb)  # (N, 2c, ⌈H/2⌉, ⌈W/2⌉)
@@ -169,6 +182,12 @@ class MLPDenoiser(nn.Module):
             for _ in range(n_blocks)
         )
         self.out = nn.Linear(hidden, n_dims)
+
+    def extra_repr(self) -> str:
+        return (
+            f"n_dims={self.inp.in_features}, hidden={self.inp.out_features}, "
+            f"n_blocks={len(self.blocks)}"
+        )
 
     def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         h = self.inp(x)  # (N, h)

@@ -159,7 +159,7 @@ class Trainer:
         >>> m = Mean()
         >>> config = TrainConfig(epochs=200, lr=0.1, device="cpu")
         >>> result = Trainer(config).fit(m, (torch.ones(8, 1),))
-        >>> round(float(m.mu), 2)
+        >>> round(m.mu.item(), 2)
         1.0
     """
 

@@ -97,7 +97,7 @@ def test_a_torch_allocation_failure_is_one_line(monkeypatch, tmp_path, error):
     def fit_run(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("ptheta.cli.fit.fit_run", fit_run)
+    monkeypatch.setattr("ptheta.runs.fitting.fit_run", fit_run)  # imported when fit runs
     out = _fails("fit", "made", "--data", "digits-binary", "--set", "hidden=[100000,100000]",
                  "--out", str(tmp_path / "r"), match=("out of memory", "hidden"))  # fmt: skip
     assert len(out.strip().splitlines()) == 1
@@ -107,7 +107,7 @@ def test_other_runtime_errors_are_not_taken_for_memory(monkeypatch, tmp_path):
     def fit_run(*args, **kwargs):
         raise RuntimeError("a bug")
 
-    monkeypatch.setattr("ptheta.cli.fit.fit_run", fit_run)
+    monkeypatch.setattr("ptheta.runs.fitting.fit_run", fit_run)  # imported when fit runs
     with pytest.raises(RuntimeError, match="a bug"):
         _run("fit", "made", "--data", "digits-binary", "--out", str(tmp_path / "r"))
 

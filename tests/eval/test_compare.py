@@ -74,7 +74,7 @@ def data():
     return from_arrays(x, name="chain8")
 
 
-VAE = {"latent_dim": 2, "hidden": [8], "epochs": 3, "batch_size": 64, "k": 5,
+VAE = {"latent_dim": 2, "hidden": [8], "epochs": 3, "batch_size": 64, "iwae_samples": 5,
        "dtype": "float64", "device": "cpu"}  # fmt: skip
 MODELS = "independent,gmm,vae,test-none"
 

@@ -135,7 +135,7 @@ def test_bad_input_gives_one_clear_error():
         BayesClassifier().fit(x)
     with pytest.raises(DataError, match=r"labels must have shape \(60,\)"):
         BayesClassifier().fit(x, y[:10])
-    with pytest.raises(ParameterError, match="density must be .*did you mean 'gmm'"):
+    with pytest.raises(ParameterError, match=r"density must be .*did you mean 'gmm'"):
         BayesClassifier("gmn").fit(x, y)
     with pytest.raises(UnknownNameError, match="n_components"):
         BayesClassifier("gmm", density_params={"n_component": 2}).fit(x, y)

@@ -192,7 +192,7 @@ def test_glow_refuses_data_that_is_not_image_shaped():
         ({"base": "mixture"}, "base"),
         ({"dequantization": "gaussian"}, "dequantization"),
         ({"n_dequant_samples": 0}, "n_dequant_samples"),
-        ({"alpha": 0.5}, "alpha"),
+        ({"logit_alpha": 0.5}, "logit_alpha"),
         ({"hidden": 0}, "hidden"),
         ({"n_layers": 1.5}, "n_layers"),
     ],

@@ -14,7 +14,7 @@ from ptheta.models.seq_vae import SeqVAE, SeqVAENetwork
 @pytest.fixture(scope="module")
 def sunspots_model():
     data = ptheta.datasets.load("sunspots")
-    model = SeqVAE(4, hidden=24, epochs=15, lr=5e-3, batch_size=32, k=20, device="cpu")
+    model = SeqVAE(4, hidden=24, epochs=15, lr=5e-3, batch_size=32, iwae_samples=20, device="cpu")
     model.set_params(beta_warmup_epochs=5, token_dropout=0.2, cell="gru")
     return data, model.fit(data.train, validation_data=data.val)
 

@@ -347,10 +347,10 @@ def test_generate_with_default_options_is_sample(cls):
 
 def test_transformer_refuses_long_sequences_at_fit_time_without_a_policy():
     x = _binary_sequences(t=10)
-    model = Transformer(dim=8, n_heads=2, context=4, epochs=1, **FAST)
+    model = Transformer(hidden=8, n_heads=2, context=4, epochs=1, **FAST)
     with pytest.raises(ParameterError, match=r"length 10 .* context of 4"):
         model.fit(x)
-    model = Transformer(dim=8, n_heads=2, context=4, long_sequences="sliding", epochs=1, **FAST)
+    model = Transformer(hidden=8, n_heads=2, context=4, long_sequences="sliding", epochs=1, **FAST)
     configs = _configs(2, 10).numpy()
     assert np.exp(model.fit(x).score_samples(configs)).sum() == pytest.approx(1.0, abs=1e-9)
     assert model.generate(3, random_state=0).shape == (3, 10)
@@ -359,7 +359,7 @@ def test_transformer_refuses_long_sequences_at_fit_time_without_a_policy():
 @pytest.mark.parametrize(
     ("cls", "params", "match"),
     [
-        (Transformer, {"dim": 10, "n_heads": 4}, "divisible"),
+        (Transformer, {"hidden": 10, "n_heads": 4}, "divisible"),
         (Transformer, {"context": 0}, "context"),
         (Transformer, {"dropout": 1.5}, "dropout"),
         (LSTM, {"hidden": 0}, "hidden"),
@@ -378,7 +378,7 @@ def test_continuous_data_is_refused():
 
 
 @pytest.mark.parametrize(
-    ("cls", "params"), [(LSTM, {"hidden": 32}), (Transformer, {"dim": 32, "n_layers": 1})]
+    ("cls", "params"), [(LSTM, {"hidden": 32}), (Transformer, {"hidden": 32, "n_layers": 1})]
 )
 def test_training_on_sunspots_beats_the_independent_baseline(cls, params):
     data = ptheta.data.load("sunspots")

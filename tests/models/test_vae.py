@@ -67,7 +67,7 @@ def test_iwae_matches_numerical_integration_and_probabilities_sum_to_one(fitted_
     # marginals of the observed entries: sum over the completions of the missing ones
     partial = configs.numpy().astype(np.float64)[::5]
     partial[:, [0, 2]] = np.nan
-    fitted_1d.set_params(k=2000)
+    fitted_1d.set_params(iwae_samples=2000)
     fitted_1d.module.k = 2000
     estimate = fitted_1d.marginal_log_prob(partial)
     for row, value in zip(partial, estimate, strict=True):
@@ -224,7 +224,7 @@ def test_elbo_and_score_are_deterministic_and_ordered(fitted_1d):
 
 def test_conditional_samples_are_recognised_as_the_requested_class():
     data = ptheta.datasets.load("digits-binary")
-    model = VAE(8, hidden=[128], epochs=10, k=5, class_conditional=True, **FAST)
+    model = VAE(8, hidden=[128], epochs=10, iwae_samples=5, class_conditional=True, **FAST)
     model.set_params(batch_size=50, lr=5e-3, dtype="float32")
     model.fit(data.train, validation_data=data.val)
     classifier = LogisticRegression(max_iter=2000).fit(data.train.x, data.train.y)
@@ -243,7 +243,9 @@ def test_conditional_samples_are_recognised_as_the_requested_class():
 
 def test_conv_architecture_on_images():
     data = ptheta.datasets.load("digits")
-    model = VAE(4, hidden=[4], architecture="conv", decoder="discretised-logistic", epochs=1, k=5)
+    model = VAE(
+        4, hidden=[4], architecture="conv", decoder="discretised-logistic", epochs=1, iwae_samples=5
+    )
     model.set_params(**FAST)
     model.fit(Split(data.train.x[:64], None, data.spec))
     assert model.score_samples(data.test.x[:3]).shape == (3,)
