@@ -16,7 +16,7 @@ from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.device import resolve_dtype
-from ptheta.nn.noise import example_keys, keyed_normal
+from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet
 from ptheta.params import (
@@ -39,9 +39,6 @@ ARCHITECTURES: tuple[str, ...] = ("auto", "mlp", "unet")
 SAMPLERS: tuple[str, ...] = ("ancestral", "ddim")
 # Rows (examples × time steps) the denoiser sees at once when the bound is evaluated.
 BOUND_ROWS = 8192
-# Seed of the forward-process noise of log_prob / bound_terms when neither a generator nor
-# keys are given: with each example's values it seeds that example's draws.
-SCORE_SEED = 7919
 MAX_BETA = 0.999  # β_t = 1 would make 1/√α_t infinite (Nichol & Dhariwal clip the same way)
 
 
@@ -816,19 +813,10 @@ class DDPM(NeuralModel):
 
     # ----------------------------------------------------------------- the bound
     def _labels(self, y: Any, n: int) -> Tensor | None:
-        if not self._conditional():
-            if y is not None:
-                raise CapabilityError(f"{self.name!r} was not fitted class-conditionally; omit y")
-            return None
-        if y is None:
-            raise DataError(
-                "a class-conditional model's bound is on log p(x | y): pass y (one label or "
-                "one per example); score_samples(X) gives the bound on log p(x)"
-            )
-        labels = self._check_sample_labels(y, n)
-        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-        index = [lookup[v] for v in labels.tolist()]
-        return torch.as_tensor(index, dtype=torch.long, device=self._device())
+        index = self._class_index(
+            y, n, why="its bound is on log p(x | y); score_samples(X) gives the one on log p(x)"
+        )
+        return None if index is None else torch.as_tensor(index, device=self._device())
 
     def _keys(self, x: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Each example's noise key: a hash of (seed, default random_state, its values)."""

@@ -13,6 +13,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
+from ptheta.nn.mlp import dense_layers
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Bool, Choice, Config, Float, Int, Param
 
@@ -140,12 +141,9 @@ class EnergyNetwork(nn.Module):
             # mean over positions: works for any image size, even 2×3
             layers += [nn.Flatten(2), _Mean(), norm(nn.Linear(channels, 1))]
         else:
-            width = math.prod(self.event_shape)
-            layers.append(nn.Flatten())
-            for _ in range(n_layers):
-                layers += [norm(nn.Linear(width, hidden)), nn.SiLU()]
-                width = hidden
-            layers.append(norm(nn.Linear(width, 1)))
+            sizes = [math.prod(self.event_shape), *[hidden] * n_layers]
+            layers += [nn.Flatten(), *dense_layers(sizes, nn.SiLU, wrap=norm)]
+            layers.append(norm(nn.Linear(sizes[-1], 1)))
         self.net = nn.Sequential(*layers)  # (B, *event_shape) → (B, 1); smooth for Langevin
         ones = torch.ones(self.event_shape)
         self.register_buffer("shift", ones * 0 if shift is None else torch.as_tensor(shift))

@@ -342,19 +342,8 @@ class _Flow(NeuralModel):
 
     # ----------------------------------------------------------------- representations
     def _labels(self, y: Any, n: int) -> Tensor | None:
-        if not self._conditional():
-            if y is not None:
-                raise DataError(f"{self.name!r} was not fitted class-conditionally: omit y")
-            return None
-        if y is None:
-            raise DataError(
-                f"{self.name!r} is class-conditional: pass y (one label or one per example); "
-                "f⁻¹ depends on the class"
-            )
-        labels = self._check_sample_labels(y, n)
-        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-        idx = [lookup[v] for v in labels.tolist()]
-        return torch.as_tensor(idx, dtype=torch.long, device=self._device())
+        index = self._class_index(y, n, why="f⁻¹ depends on the class")
+        return None if index is None else torch.as_tensor(index, device=self._device())
 
     def _input(self, X: Any) -> Tensor:
         spec = self.fitted_spec

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from itertools import pairwise
 from typing import Any, ClassVar
 
 import numpy as np
@@ -16,6 +15,7 @@ from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import NeuralModel
+from ptheta.nn.mlp import dense_layers
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Bool, Choice, Config, Float, Int, IntList, Param
 
@@ -175,13 +175,9 @@ class GANNetwork(nn.Module):
         if architecture == "mlp":
             self.view = (d,)
             sizes = [g_in, *hidden, d]
-            g_layers: list[nn.Module] = []
-            for a, b in pairwise(sizes):
-                g_layers += [nn.Linear(a, b), nn.ReLU()]
-            self.generator = nn.Sequential(*g_layers[:-1])
-            d_layers: list[nn.Module] = []
-            for a, b in pairwise([d, *hidden]):
-                d_layers += [nn.Linear(a, b), nn.LeakyReLU(0.2)]
+            # the generator's last layer is linear: no activation after it
+            self.generator = nn.Sequential(*dense_layers(sizes, nn.ReLU)[:-1])
+            d_layers = dense_layers([d, *hidden], lambda: nn.LeakyReLU(0.2))
             features = [d, *hidden][-1]
         else:
             if image_shape is None or len(image_shape) != 3 or math.prod(image_shape) != d:
@@ -524,9 +520,7 @@ class GAN(NeuralModel):
                 raise DataError(
                     "a class-conditional GAN scores D(x, y): pass y, one label per example"
                 )
-            labels = self._check_sample_labels(y, len(x))
-            lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-            labels = np.array([lookup[v] for v in np.asarray(labels).tolist()])
+            labels = self._index_of(self._check_sample_labels(y, len(x)))
         elif y is not None:
             raise ParameterError("this GAN is not class-conditional: call it without y")
         device, out = self._device(), []

@@ -340,6 +340,27 @@ class NeuralModel(GenerativeModel):
             out.append(self._module.log_prob(*args).double().cpu().numpy())
         return np.concatenate(out)
 
+    def _class_index(self, y: Any, n: int, *, why: str = "") -> np.ndarray | None:
+        """Class indices (n,) of labels ``y`` (one label or n known labels) for a
+        class-conditional model; None for an unconditional one, which refuses ``y``.
+        ``why`` says, in the error for a missing ``y``, what the class is needed for."""
+        if not self._conditional():
+            if y is not None:
+                raise CapabilityError(f"this {self.name!r} is not class-conditional; omit y")
+            return None
+        if y is None:
+            raise DataError(
+                f"this {self.name!r} was fitted with class_conditional=True: pass y (one label "
+                f"or one per example){'; ' + why if why else ''}"
+            )
+        labels = self._check_sample_labels(y, n)
+        return self._index_of(labels)
+
+    def _index_of(self, labels: Any) -> np.ndarray:
+        """Indices into ``classes_`` of known class labels, (n,) int64."""
+        lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
+        return np.array([lookup[v] for v in np.asarray(labels).tolist()], dtype=np.int64)
+
     def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
         """log p(x) (or log p(x | class)) of the module, in model units, and its Monte-Carlo
         standard error; families with stochastic scores override this (and define
@@ -398,8 +419,7 @@ class NeuralModel(GenerativeModel):
             if y is None:
                 idx = rng.choice(len(self.classes_), size=n, p=np.exp(self.class_log_prior_))
             else:
-                lookup = {c: i for i, c in enumerate(self.classes_.tolist())}
-                idx = np.array([lookup[v] for v in np.asarray(y).tolist()])
+                idx = self._index_of(y)
             labels = torch.as_tensor(idx, dtype=torch.long, device=device)
         # in chunks: memory stays bounded however many samples are asked for
         chunks = []

@@ -9,8 +9,8 @@ from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
+from ptheta.models.latent import LatentModel, LatentVariableModule, latent_args
 from ptheta.models.sequence import draw
-from ptheta.models.vae import LatentModel, LatentVariableModule, latent_args
 from ptheta.params import Choice, Config, Float, Int, Param
 
 CELLS: tuple[str, ...] = ("lstm", "gru")

@@ -11,7 +11,6 @@ class (N, C), or for image nets an image (N, C', H, W)) that coupling and MADE n
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Sequence
 
@@ -20,6 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks
+from ptheta.nn.mlp import dense_layers
 
 
 def _zeros(x: Tensor) -> Tensor:
@@ -353,9 +353,7 @@ class MLP(nn.Module):
     ) -> None:
         super().__init__()
         sizes = [in_features + context_features, *hidden]
-        layers: list[nn.Module] = []
-        for a, b in itertools.pairwise(sizes):
-            layers += [nn.Linear(a, b), nn.ReLU()]
+        layers = dense_layers(sizes, nn.ReLU)
         layers.append(nn.Linear(sizes[-1], out_features))
         nn.init.zeros_(layers[-1].weight)
         nn.init.zeros_(layers[-1].bias)

@@ -20,6 +20,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
+# Offset of the seed of a model's scoring noise (IWAE, the DDPM bound): with the model's
+# random_state and an example's values it keys that example's draws.
+SCORE_SEED = 7919
+
 _GOLDEN = 0x9E3779B97F4A7C15  # 2^64 / φ, the Weyl increment of splitmix64
 _MASK64 = (1 << 64) - 1
 

@@ -356,7 +356,7 @@ def test_bad_settings_and_calls_are_clear_errors():
         model.sample_ddim(2, 3, eta=-1.0)
     with pytest.raises(CapabilityError, match="guidance"):
         model.sample_ancestral(2, guidance=1.0)
-    with pytest.raises(CapabilityError, match="class-conditionally"):
+    with pytest.raises(CapabilityError, match="not class-conditional"):
         model.bound_terms(x[:2], y=[0, 1])
     with pytest.raises(ParameterError, match="n_t"):
         model.bound_estimate(x[:2], 0)

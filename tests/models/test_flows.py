@@ -15,7 +15,7 @@ from scipy.special import logsumexp
 import ptheta
 from ptheta.data import BUILTIN
 from ptheta.data.spec import DataSpec, Split
-from ptheta.errors import DataError, ParameterError
+from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.flows import MAF, Glow, RealNVP
 
 FAST = {"dtype": "float64", "device": "cpu", "batch_size": 256, "lr": 1e-2}
@@ -212,11 +212,11 @@ def test_bad_input_to_fitted_flows():
         model.score_samples(bad)
     with pytest.raises(DataError, match="NaN"):
         model.embed(bad)
-    with pytest.raises(DataError, match="not fitted class-conditionally"):
+    with pytest.raises(CapabilityError, match="not class-conditional; omit y"):
         model.embed(x, y=np.zeros(60))
     labels = np.arange(60) % 2
     conditional = _fit(RealNVP(8, n_layers=2, epochs=1, class_conditional=True, **FAST), x, labels)
-    with pytest.raises(DataError, match="class-conditional: pass y"):
+    with pytest.raises(DataError, match="class_conditional=True: pass y"):
         conditional.embed(x)
     assert conditional.embed(x, y=1).shape == (60, 2)
     with pytest.raises(DataError, match="with class_conditional=True needs fit"):
