@@ -481,6 +481,13 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         return int(self._n_parameters())
 
+    def fit_history(self) -> list[dict[str, Any]]:
+        """The fit's per-step records (EM families: objective and log-likelihood per
+        step), for the run's metrics; empty where the family keeps none (neural families
+        log their epochs through the Trainer)."""
+        self._check_fitted()
+        return [dict(h) for h in getattr(self, "history_", None) or []]
+
     def nll_summary(self, X: Data) -> dict[str, Any]:
         """Mean negative log-likelihood of ``X`` in one unit, with its kind.
 

@@ -37,7 +37,7 @@ class EnergyNetwork(nn.Module):
     noise over the box [low, high] of the standardised training data, runs
     ``langevin_steps`` steps, writes them back and returns per example
 
-        E_θ(z+) − E_θ(z−) + alpha · (E_θ(z+)² + E_θ(z−)²).
+        E_θ(z+) − E_θ(z−) + energy_weight · (E_θ(z+)² + E_θ(z−)²).
 
     Training randomness comes from torch's global RNG; ``langevin`` and ``sample`` take a
     generator. In eval mode ``loss`` runs chains from noise seeded with ``VALIDATION_SEED``
@@ -56,7 +56,7 @@ class EnergyNetwork(nn.Module):
         hidden: units (mlp) or channels (cnn) per layer.
         n_layers: hidden layers.
         spectral_norm: spectral normalisation of every layer (a Lipschitz energy).
-        langevin_steps, step_size, noise_scale, buffer_size, reinit, alpha: see above.
+        langevin_steps, step_size, noise_scale, buffer_size, reinit, energy_weight: see above.
         sample_steps: Langevin steps of ``sample`` (from uniform noise).
         shift, scale: Tensors of ``event_shape``, the standardisation; low, high: the
             noise box in z. Defaults: 0, 1, −1, 1.
@@ -84,7 +84,7 @@ class EnergyNetwork(nn.Module):
     ) -> EnergyNetwork:
         """The network of an :class:`EBM`'s config (``architecture``, ``hidden``,
         ``n_layers``, ``spectral_norm``, ``langevin_steps``, ``step_size``,
-        ``noise_scale``, ``buffer_size``, ``reinit``, ``energy_weight`` as ``alpha``,
+        ``noise_scale``, ``buffer_size``, ``reinit``, ``energy_weight``,
         ``sample_steps``, and the ``shape``, ``shift``, ``scale``, ``low``, ``high`` the
         estimator took from the data)."""
         return cls(
@@ -98,7 +98,7 @@ class EnergyNetwork(nn.Module):
             noise_scale=config.noise_scale,
             buffer_size=config.buffer_size,
             reinit=config.reinit,
-            alpha=config.energy_weight,
+            energy_weight=config.energy_weight,
             sample_steps=config.sample_steps,
             shift=config.shift,
             scale=config.scale,
@@ -119,7 +119,7 @@ class EnergyNetwork(nn.Module):
         noise_scale: float | None = None,
         buffer_size: int = 10_000,
         reinit: float = 0.05,
-        alpha: float = 0.1,
+        energy_weight: float = 0.1,
         sample_steps: int = 500,
         shift: Tensor | None = None,
         scale: Tensor | None = None,
@@ -130,7 +130,7 @@ class EnergyNetwork(nn.Module):
         self.event_shape = tuple(event_shape)
         self.langevin_steps, self.step_size = langevin_steps, step_size
         self.noise_scale = math.sqrt(step_size) if noise_scale is None else noise_scale
-        self.reinit, self.alpha, self.sample_steps = reinit, alpha, sample_steps
+        self.reinit, self.energy_weight, self.sample_steps = reinit, energy_weight, sample_steps
         norm = _spectral_norm if spectral_norm else (lambda layer: layer)
         layers: list[nn.Module] = []
         if architecture == "cnn":
@@ -207,7 +207,7 @@ class EnergyNetwork(nn.Module):
             gen = torch.Generator(device=z_pos.device).manual_seed(VALIDATION_SEED)
             z_neg = self.langevin(self._noise(len(x), gen), self.langevin_steps, gen)
         e_pos, e_neg = self.net_energy(z_pos), self.net_energy(z_neg)  # (B,), (B,)
-        return e_pos - e_neg + self.alpha * (e_pos**2 + e_neg**2)
+        return e_pos - e_neg + self.energy_weight * (e_pos**2 + e_neg**2)
 
     @sampled
     @torch.no_grad()

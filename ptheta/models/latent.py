@@ -73,7 +73,7 @@ class LatentVariableModule(nn.Module):
         beta: float = 1.0,
         warmup_steps: int = 0,
         free_bits: float = 0.0,
-        k: int = 100,
+        iwae_samples: int = 100,
         n_classes: int | None = None,
     ) -> None:
         super().__init__()
@@ -81,13 +81,14 @@ class LatentVariableModule(nn.Module):
         self.beta = beta
         self.warmup_steps = warmup_steps
         self.free_bits = free_bits
-        self.k = k
+        self.iwae_samples = iwae_samples
         self.n_classes = n_classes
         self.register_buffer("step", torch.zeros((), dtype=torch.long))
 
     def extra_repr(self) -> str:
         classes = f", n_classes={self.n_classes}" if self.n_classes else ""
-        return f"latent_dim={self.latent_dim}, beta={self.beta}, k={self.k}{classes}"
+        samples = f"iwae_samples={self.iwae_samples}"
+        return f"latent_dim={self.latent_dim}, beta={self.beta}, {samples}{classes}"
 
     # ----------------------------------------------------------------- to implement
     def encode(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
@@ -212,7 +213,7 @@ class LatentVariableModule(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         """:meth:`iwae` and its standard error, (N,) each: by the delta method,
         sd(w) / (√k · mean(w)) for the importance weights w_s (NaN for k = 1)."""
-        k = self.k if k is None else k
+        k = self.iwae_samples if k is None else k
         n = len(x)
         mean, logvar = self.encode(x, y)  # (N, L)
         std = (0.5 * logvar).exp()
@@ -244,7 +245,7 @@ class LatentVariableModule(nn.Module):
         *,
         keys=None,
     ) -> Tensor:
-        """IWAE estimate of log p(x) (or log p(x | y)) with ``self.k`` samples, (*batch).
+        """IWAE estimate of log p(x) (or log p(x | y)) with ``self.iwae_samples`` samples, (*batch).
 
         For discrete data it is capped at 0, which log P(x) never exceeds (the cap only
         moves the estimate closer to the truth). Noise: see :meth:`_draws`.
@@ -261,7 +262,7 @@ class LatentVariableModule(nn.Module):
         keys=None,
     ) -> tuple[Tensor, Tensor]:
         """:meth:`log_prob` and its standard error (see :meth:`iwae_with_stderr`)."""
-        out, stderr = self.iwae_with_stderr(x, y, self.k, generator, keys=keys)
+        out, stderr = self.iwae_with_stderr(x, y, self.iwae_samples, generator, keys=keys)
         return (out.clamp(max=0.0) if self.discrete else out), stderr
 
     @sampled
@@ -279,14 +280,14 @@ class LatentVariableModule(nn.Module):
 
 def latent_args(config: Config, n_classes: int | None) -> dict[str, Any]:
     """:class:`LatentVariableModule`'s arguments from a latent family's config
-    (``latent_dim``, ``beta``, ``free_bits``, ``iwae_samples`` as ``k``, and the
+    (``latent_dim``, ``beta``, ``free_bits``, ``iwae_samples``, and the
     ``warmup_steps`` the estimator derives from ``beta_warmup_epochs``)."""
     return {
         "latent_dim": config.latent_dim,
         "beta": config.beta,
         "warmup_steps": config.warmup_steps,
         "free_bits": config.free_bits,
-        "k": config.iwae_samples,
+        "iwae_samples": config.iwae_samples,
         "n_classes": n_classes,
     }
 

@@ -95,7 +95,7 @@ class RBMNetwork(nn.Module):
             spec.n_dims,
             config.n_hidden,
             method=config.method,
-            k=config.gibbs_steps,
+            gibbs_steps=config.gibbs_steps,
             n_chains=config.n_chains,
             base_bias=config.base_bias,
             burn_in=config.burn_in,
@@ -111,7 +111,7 @@ class RBMNetwork(nn.Module):
         n_hidden: int,
         *,
         method: str = "pcd",
-        k: int = 1,
+        gibbs_steps: int = 1,
         n_chains: int = 100,
         base_bias: Tensor | None = None,
         burn_in: int = 1000,
@@ -122,7 +122,7 @@ class RBMNetwork(nn.Module):
     ) -> None:
         super().__init__()
         self.n_visible, self.n_hidden = n_visible, n_hidden
-        self.method, self.k, self.burn_in, self.thin = method, k, burn_in, thin
+        self.method, self.gibbs_steps, self.burn_in, self.thin = method, gibbs_steps, burn_in, thin
         self.sample_chains, self.sample_init = sample_chains, sample_init
         self.event_shape = tuple(event_shape or (n_visible,))
         base = torch.zeros(n_visible) if base_bias is None else torch.as_tensor(base_bias)
@@ -138,7 +138,7 @@ class RBMNetwork(nn.Module):
     def extra_repr(self) -> str:
         return (
             f"n_visible={self.n_visible}, n_hidden={self.n_hidden}, method={self.method}, "
-            f"k={self.k}, n_chains={len(self.chains)}"
+            f"gibbs_steps={self.gibbs_steps}, n_chains={len(self.chains)}"
         )
 
     # ------------------------------------------------------------------ energies
@@ -176,12 +176,12 @@ class RBMNetwork(nn.Module):
         if self.training:
             self.log_z.fill_(float("nan"))  # the weights are about to change
             if self.method == "pcd":
-                negatives = self.gibbs(self.chains, self.k)
+                negatives = self.gibbs(self.chains, self.gibbs_steps)
                 self.chains.copy_(negatives)  # in place: a buffer, saved in checkpoints
             else:
-                negatives = self.gibbs(v, self.k)
+                negatives = self.gibbs(v, self.gibbs_steps)
         else:
-            negatives = self.gibbs(v, self.k)
+            negatives = self.gibbs(v, self.gibbs_steps)
         return self.free_energy(v) - self.free_energy(negatives.detach()).mean()
 
     # ------------------------------------------------------------------ log Z

@@ -87,7 +87,7 @@ class SeqVAENetwork(LatentVariableModule):
         beta: float = 1.0,
         warmup_steps: int = 0,
         free_bits: float = 0.0,
-        k: int = 100,
+        iwae_samples: int = 100,
         n_classes: int | None = None,
     ) -> None:
         super().__init__(
@@ -95,7 +95,7 @@ class SeqVAENetwork(LatentVariableModule):
             beta=beta,
             warmup_steps=warmup_steps,
             free_bits=free_bits,
-            k=k,
+            iwae_samples=iwae_samples,
             n_classes=n_classes,
         )
         if n_classes is not None:

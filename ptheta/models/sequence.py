@@ -259,7 +259,7 @@ class TransformerNetwork(nn.Module):
     Arguments:
         n_tokens: K, the vocabulary (2 for binary data).
         seq_len: T, or an event shape (flattened in raster order; T is its size).
-        dim: model width C (divisible by ``n_heads``).
+        hidden: model width C (divisible by ``n_heads``).
         n_heads: attention heads.
         n_layers: Transformer blocks.
         context: positions the model attends over; None: T.
@@ -267,7 +267,7 @@ class TransformerNetwork(nn.Module):
         dropout: dropout on embeddings, attention and MLP outputs (training only).
 
     Example:
-        >>> net = TransformerNetwork(5, 12, dim=16, n_heads=2, n_layers=1)
+        >>> net = TransformerNetwork(5, 12, hidden=16, n_heads=2, n_layers=1)
         >>> x = net.sample(3, generator=torch.Generator().manual_seed(0))
         >>> x.shape, net.log_prob(x).shape
         (torch.Size([3, 12]), torch.Size([3]))
@@ -288,13 +288,13 @@ class TransformerNetwork(nn.Module):
     def from_config(
         cls, config: Config, spec: DataSpec, n_classes: int | None = None
     ) -> TransformerNetwork:
-        """The network of a :class:`Transformer`'s config (``hidden`` is the width
-        ``dim``, ``n_heads``, ``n_layers``, ``context``, ``long_sequences``, ``dropout``)
+        """The network of a :class:`Transformer`'s config (``hidden``, the width,
+        ``n_heads``, ``n_layers``, ``context``, ``long_sequences``, ``dropout``)
         for token sequences of ``spec``."""
         return cls(
             spec.n_categories,
             spec.event_shape,
-            dim=config.hidden,
+            hidden=config.hidden,
             n_heads=config.n_heads,
             n_layers=config.n_layers,
             context=config.context,
@@ -307,7 +307,7 @@ class TransformerNetwork(nn.Module):
         n_tokens: int,
         seq_len: int | tuple[int, ...],
         *,
-        dim: int = 64,
+        hidden: int = 64,
         n_heads: int = 4,
         n_layers: int = 2,
         context: int | None = None,
@@ -322,7 +322,7 @@ class TransformerNetwork(nn.Module):
         context = check_int(name, "context", context, low=1, allow_none=True)
         self.context = self.seq_len if context is None else context
         check_choice(name, "long_sequences", long_sequences, LONG_SEQUENCE_POLICIES)
-        dim = check_int(name, "dim", dim, low=1)
+        dim = check_int(name, "hidden", hidden, low=1)
         n_heads = check_int(name, "n_heads", n_heads, low=1)
         n_layers = check_int(name, "n_layers", n_layers, low=1)
         dropout = _rate(name, "dropout", dropout)
@@ -344,7 +344,7 @@ class TransformerNetwork(nn.Module):
         window = ", sliding" if self.sliding else ""
         return (
             f"n_tokens={self.n_tokens}, seq_len={self.seq_len}, context={self.context}{window}, "
-            f"dim={self.tok.embedding_dim}, n_layers={len(self.blocks)}"
+            f"hidden={self.tok.embedding_dim}, n_layers={len(self.blocks)}"
         )
 
     def _too_long(self, length: int) -> str:

@@ -108,14 +108,14 @@ class VAENetwork(LatentVariableModule):
         beta: float = 1.0,
         warmup_steps: int = 0,
         free_bits: float = 0.0,
-        k: int = 100,
+        iwae_samples: int = 100,
     ) -> None:
         super().__init__(
             latent_dim,
             beta=beta,
             warmup_steps=warmup_steps,
             free_bits=free_bits,
-            k=k,
+            iwae_samples=iwae_samples,
             n_classes=n_classes,
         )
         self.event_shape = tuple(event_shape)

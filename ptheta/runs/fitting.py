@@ -181,7 +181,7 @@ def _fit_locked(
     if caps.trains_in_steps:  # the Trainer's per-epoch records (not a resumed run's old evals)
         metrics = [r for r in read_metrics(out) if r.get("event") == "epoch"]
     else:
-        metrics = [{"event": "fit_step", **h} for h in getattr(model, "history_", []) or []]
+        metrics = [{"event": "fit_step", **h} for h in model.fit_history()]
     metrics += [{"event": "eval", "split": split, **summary} for split, summary in evals.items()]
     info = {
         **data_source,

@@ -53,6 +53,7 @@ def test_em_never_lowers_the_objective_and_finds_the_components():
     np.testing.assert_allclose(np.sort(w), [0.4, 0.6], atol=0.02)
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 3 steps only
 def test_the_best_restart_is_kept_and_the_seed_decides_it():
     a = run_em(*_steps(), n_init=4, max_iter=3, tol=0.0, random_state=7)
     b = run_em(*_steps(), n_init=4, max_iter=3, tol=0.0, random_state=7)

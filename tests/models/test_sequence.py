@@ -31,7 +31,7 @@ def _lstm(k: int, t, **kw) -> LSTMNetwork:
 
 def _transformer(k: int, t, **kw) -> TransformerNetwork:
     torch.manual_seed(0)
-    net = TransformerNetwork(k, t, dim=8, n_heads=2, n_layers=2, **kw).double().eval()
+    net = TransformerNetwork(k, t, hidden=8, n_heads=2, n_layers=2, **kw).double().eval()
     with torch.no_grad():  # sharper conditionals than the initialisation gives
         net.head.weight.mul_(4.0)
     return net
@@ -207,8 +207,8 @@ def test_sliding_log_prob_equals_truncated_context_reference():
 
 def test_sequences_longer_than_the_context_need_a_policy():
     with pytest.raises(ParameterError, match=r"length 10 .* context of 4"):
-        TransformerNetwork(3, 10, dim=8, n_heads=2, context=4)
-    net = TransformerNetwork(3, 4, dim=8, n_heads=2)
+        TransformerNetwork(3, 10, hidden=8, n_heads=2, context=4)
+    net = TransformerNetwork(3, 4, hidden=8, n_heads=2)
     with pytest.raises(ParameterError, match="long_sequences='sliding'"):
         net.log_prob(_tokens(2, 3, 6))
     with pytest.raises(ParameterError, match="long_sequences"):

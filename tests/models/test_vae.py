@@ -68,7 +68,7 @@ def test_iwae_matches_numerical_integration_and_probabilities_sum_to_one(fitted_
     partial = configs.numpy().astype(np.float64)[::5]
     partial[:, [0, 2]] = np.nan
     fitted_1d.set_params(iwae_samples=2000)
-    fitted_1d.module.k = 2000
+    fitted_1d.module.iwae_samples = 2000
     estimate = fitted_1d.marginal_log_prob(partial)
     for row, value in zip(partial, estimate, strict=True):
         match = (configs.numpy()[:, [1, 3]] == row[[1, 3]]).all(1)
