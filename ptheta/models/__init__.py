@@ -36,6 +36,7 @@ ENTRIES: dict[str, str] = {
     "naive-bayes": "ptheta.models.naive_bayes:NaiveBayes",
     "bayes-classifier": "ptheta.models.classifier:BayesClassifier",
     "chow-liu": "ptheta.models.chow_liu:ChowLiuTree",
+    "hmm": "ptheta.models.hmm:HMM",
     "nade": "ptheta.models.nade:NADE",
     "made": "ptheta.models.made:MADE",
     "pixelcnn": "ptheta.models.pixelcnn:PixelCNN",
