@@ -62,10 +62,20 @@ class PthetaGroup(click.Group):
                     raise
                 raise CliError(_OUT_OF_MEMORY.format(detail=_allocation(e))) from None
             except KeyboardInterrupt:
-                raise CliError(
-                    "interrupted; a training run keeps its last checkpoint: run the same "
-                    "command with --resume to continue"
-                ) from None
+                raise CliError(_interrupted(ctx)) from None
+
+
+def _interrupted(ctx: click.Context) -> str:
+    """What an interruption left, by command: what to run to finish it."""
+    command = ctx.invoked_subcommand or ""
+    if command == "fit":
+        return (
+            "interrupted; if the run had started writing to --out, the same command with "
+            "--resume finishes it (a training run continues from its last checkpoint)"
+        )
+    if command in ("compare", "demo"):
+        return "interrupted; run the same command again: the models already fitted are cached"
+    return "interrupted"
 
 
 class LazyGroup(PthetaGroup):

@@ -61,7 +61,8 @@ def print_report(report: dict[str, Any], title: str, out: str | Path | None = No
     show_default=True,
     metavar="NAMES|demo|all",
     help="Comma-separated model names; 'demo' (the families with a demo preset, one per "
-    "structural assumption, fitted at their defaults); or 'all' (every registered family). "
+    "structural assumption, each starting from that preset, as in `ptheta demo`); or 'all' "
+    "(every registered family, at their defaults). "
     "'demo' and 'all' take the families that accept the data; classifiers that need labels "
     "are skipped.",
 )

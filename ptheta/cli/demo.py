@@ -11,7 +11,7 @@ from ptheta.cli.common import console, escape
 from ptheta.cli.compare import print_report
 
 DEMO_DATA = "digits"
-# Data from a known tree: the true entropy is the floor of any NLL.
+# Data from a known tree: the true entropy is the floor of any model's expected NLL.
 TRUTH_DATA = "groundtruth-tree"
 
 
@@ -59,7 +59,7 @@ def command(out: str, budget: str, force: bool) -> None:
 
     The digits comparison is a quick `ptheta compare` of every family with a demo preset;
     the second table holds the exact classical ones against the true entropy of data drawn
-    from a known tree (the floor of any NLL). Both tables are printed and written.
+    from a known tree (the floor of any expected NLL). Both tables are printed and written.
     """
     from ptheta.data import load
     from ptheta.eval.compare import compare, parse_budget

@@ -172,7 +172,12 @@ def list_models() -> list[dict[str, Any]]:
     """One dict per registered model: name, family, likelihood kind, data kinds, what it
     can do (capabilities of its defaults), presets, class and a one-line summary."""
     rows = []
-    for name, cls in REGISTRY.items():
+    for name in REGISTRY:
+        try:
+            cls = REGISTRY[name]
+        except RegistryError as e:  # one broken entry must not hide the others
+            rows.append(_broken_row(name, e))
+            continue
         caps = cls().capabilities()
         rows.append(
             {
@@ -189,6 +194,21 @@ def list_models() -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+def _broken_row(name: str, error: RegistryError) -> dict[str, Any]:
+    return {
+        "name": name,
+        "family": "(broken entry)",
+        "likelihood": "none",
+        "data_kinds": [],
+        "needs_labels": False,
+        "can": [],
+        "capabilities": None,
+        "presets": [],
+        "class": ENTRIES.get(name, str(REGISTRY._entries.get(name))),
+        "summary": str(error),
+    }
 
 
 def with_preset(preset: str) -> list[str]:

@@ -30,7 +30,7 @@ from ptheta.errors import PthetaError, RunDirError
 from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps
 from ptheta.models import GenerativeModel, get_model_class
 from ptheta.models.base import to_jsonable
-from ptheta.runs.layout import COMPLETE, CONFIG, METRICS, WEIGHTS
+from ptheta.runs.layout import COMPLETE, CONFIG, METRICS, WEIGHTS, owned_files
 
 FORMAT = "ptheta-run"
 # 2: the COMPLETE marker with the config's and the weights' checksums
@@ -234,6 +234,11 @@ def read_config(run_dir: str | os.PathLike) -> dict[str, Any]:
         )
     path = run_dir / CONFIG
     # save_run writes config.json last, so a fit that crashed part-way leaves none.
+    if not path.exists() and owned_files(run_dir):
+        raise RunDirError(
+            f"{str(run_dir)!r} holds an interrupted run (no {CONFIG} yet); finish it with the "
+            "same `ptheta fit` command and --resume, or start again with --force"
+        )
     if not path.exists():
         raise RunDirError(
             f"{str(run_dir)!r} is not a ptheta run directory (no {CONFIG}); "

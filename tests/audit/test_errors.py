@@ -229,3 +229,24 @@ def test_sample_refuses_a_draw_estimated_to_take_too_long(tmp_path):
     assert not (tmp_path / "s.npy").exists()
     assert "second" in out or "minute" in out or "hour" in out
     assert "--time-limit" in _run("sample", "--help").output
+
+
+# --------------------------------------------------------------------------- interruptions
+@pytest.mark.parametrize(
+    ("target", "args", "says"),
+    [
+        ("ptheta.runs.fitting.fit_run", ["fit", "independent", "--data", "digits-binary"],
+         "--resume finishes it"),
+        ("ptheta.eval.compare.compare", ["compare", "--data", "digits-binary"],
+         "run the same command again"),
+    ],
+)  # fmt: skip
+def test_ctrl_c_says_what_finishes_the_interrupted_command(
+    monkeypatch, tmp_path, target, args, says
+):
+    def interrupted(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, interrupted)
+    out = _fails(*args, "--out", str(tmp_path / "o"), match=("interrupted", says))
+    assert "--resume" not in out or args[0] == "fit"  # compare has no --resume

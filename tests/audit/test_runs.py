@@ -234,3 +234,11 @@ def test_a_cached_compare_with_a_damaged_metrics_file_gives_a_failed_row_not_a_t
     rows = {r["model"]: r for r in json.loads((out / "report.json").read_text())["rows"]}
     assert rows["independent"]["status"] == "ok"
     assert rows["made"]["status"] == "failed" and "not UTF-8" in rows["made"]["error"]
+
+
+def test_a_run_interrupted_before_its_config_says_how_to_finish_it(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / METRICS).write_text('{"event": "epoch", "epoch": 1}\n')  # training had begun
+    code, output = _cli("eval", str(out))
+    assert code == 2 and "interrupted run" in output and "--resume" in output, output

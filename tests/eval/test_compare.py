@@ -216,7 +216,7 @@ def test_bad_budgets_say_how_to_write_one(text):
 def test_model_selection_and_parameters(data, registry):
     names, skipped = cmp.select_models("all", data)
     assert "independent" in names and "test-none" in names and "naive-bayes" not in names
-    assert {"model": "naive-bayes", "reason": "needs class labels (a classifier)"} in skipped
+    assert {"model": "naive-bayes", "reason": cmp.CLASSIFIER_SKIPPED} in skipped
     continuous = from_arrays(np.zeros((10, 2)) + np.arange(20).reshape(10, 2) / 3)
     assert "chow-liu" not in cmp.select_models("all", continuous)[0]
     with pytest.raises(UnknownNameError, match="did you mean"):

@@ -265,7 +265,7 @@ def test_a_fit_that_crashed_before_the_config_leaves_no_run(tmp_path, monkeypatc
     with pytest.raises(KeyboardInterrupt):
         save_run(_gmm(X2), tmp_path / "run")
     assert (tmp_path / "run" / WEIGHTS).is_file()
-    with pytest.raises(RunDirError, match=r"not a ptheta run directory \(no config\.json\)"):
+    with pytest.raises(RunDirError, match=r"interrupted run \(no config\.json yet\).*--resume"):
         load_run(tmp_path / "run")
 
 
