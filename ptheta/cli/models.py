@@ -72,8 +72,19 @@ def command(name: str | None, as_json: bool) -> None:
     print_table(
         f"{name} ({cls.family}, likelihood: {cls.likelihood})",
         ["parameter", "default", "type / range", "kind"],
-        [[p["name"], repr(p["default"]), p["type"], p["kind"]] for p in declared],
+        [[p["name"], _as_set(p["default"]), p["type"], p["kind"]] for p in declared],
         caption=f"renamed: {renamed}" if renamed else None,
     )
     doc = inspect.getdoc(cls) or ""
     console.print(doc, highlight=False, markup=False)
+
+
+def _as_set(value: object) -> str:
+    """A default as it is written after --set: text as it is, else JSON (lists in
+    brackets, null, true)."""
+    if isinstance(value, str):
+        return value
+    try:
+        return json.dumps(list(value) if isinstance(value, tuple) else value)
+    except TypeError:
+        return repr(value)
