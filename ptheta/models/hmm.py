@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -15,6 +14,7 @@ from ptheta.data.spec import DataSpec, check_values, location_scale
 from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.em import Params, run_em
+from ptheta.models.missing import missing_patterns, one_hot
 from ptheta.models.mixtures import _conditional_gaussians
 from ptheta.models.sampling import sample_categorical
 from ptheta.params import Choice, Float, Int, Param, Seed
@@ -198,7 +198,7 @@ class HMM(GenerativeModel):
         log_norm = (k + 1) * _log_dirichlet_norm(k, alpha)
         if emission == "categorical":
             levels = int(spec.n_categories)
-            onehot = _one_hot(x3.reshape(n * t_len, f), levels)  # (S, F·L)
+            onehot = one_hot(x3.reshape(n * t_len, f), levels)  # (S, F·L)
             log_norm += k * f * _log_dirichlet_norm(levels, alpha)
             features = onehot
         else:
@@ -281,14 +281,14 @@ class HMM(GenerativeModel):
         if self.emission_ == "categorical":
             levels = self.emissionprob_.shape[2]
             log_probs = _log(self.emissionprob_).reshape(k, -1)
-            return (_one_hot(flat, levels) @ log_probs.T).reshape(n, t_len, k)
+            return (one_hot(flat, levels) @ log_probs.T).reshape(n, t_len, k)
         full = self.covariance_type == "full"
         z = (flat - self.shift_) / self.scale_
         means = (self.means_ - self.shift_) / self.scale_
         cov = self.covars_ / (np.outer(self.scale_, self.scale_) if full else self.scale_**2)
         log_scale = np.log(self.scale_)
         out = np.zeros((n * t_len, k))
-        for rows, obs in _missing_patterns(flat):
+        for rows, obs in missing_patterns(flat):
             if obs.any():
                 c = cov[:, obs][:, :, obs] if full else cov[:, obs]
                 dens = _log_gauss(z[np.ix_(rows, obs)], means[:, obs], c, full)
@@ -357,7 +357,7 @@ class HMM(GenerativeModel):
         """Full covariance: the missing features of each step (S, F) drawn from (or, with
         ``method="mean"``, the mean of) N(x_M | x_O, state) of the given states (S,)."""
         out = given.copy()
-        for rows, obs in _missing_patterns(given):
+        for rows, obs in missing_patterns(given):
             if obs.all():
                 continue
             mean, chol = _conditional_gaussians(
@@ -546,23 +546,6 @@ def _normalise(counts: np.ndarray) -> np.ndarray:
 def _log_dirichlet_norm(cells: int, alpha: float) -> float:
     """log of the normaliser of a Dirichlet(α + 1, …) density over ``cells`` cells."""
     return float(gammaln(cells * (alpha + 1)) - cells * gammaln(alpha + 1))
-
-
-def _one_hot(flat: np.ndarray, levels: int) -> np.ndarray:
-    """One-hot codes (S, F·L) of steps (S, F); a NaN (missing) entry is all zeros."""
-    return (flat[..., None] == np.arange(levels)).reshape(len(flat), -1).astype(np.float64)
-
-
-def _missing_patterns(flat: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rows, observed features) for every distinct pattern of NaN entries of (S, F)."""
-    missing = np.isnan(flat)
-    if not missing.any():
-        yield np.arange(len(flat)), np.ones(flat.shape[1], dtype=bool)
-        return
-    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    for p, pattern in enumerate(patterns):
-        yield np.flatnonzero(inverse == p), ~pattern
 
 
 def _log_gauss(z: np.ndarray, means: np.ndarray, cov: np.ndarray, full: bool) -> np.ndarray:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -17,6 +17,7 @@ from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.capabilities import Capabilities
 from ptheta.models.em import EStep, MStep, Params, run_em
+from ptheta.models.missing import missing_patterns, one_hot
 from ptheta.models.sampling import sample_categorical
 from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.params import Choice, Device, Float, Int, Param, Seed
@@ -105,18 +106,6 @@ def _initial_resp(x: torch.Tensor, k: int, init: str, seed: np.random.SeedSequen
     c = torch.as_tensor(centres, dtype=x.dtype, device=x.device)
     nearest = torch.cdist(x, c).argmin(dim=1)
     return torch.nn.functional.one_hot(nearest, k).to(x.dtype)
-
-
-def _missing_patterns(flat: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """(rows, observed) for every distinct pattern of NaN entries in ``flat`` (N, D)."""
-    missing = np.isnan(flat)
-    if not missing.any():
-        yield np.arange(len(flat)), np.ones(flat.shape[1], dtype=bool)
-        return
-    patterns, inverse = np.unique(missing, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    for p, pattern in enumerate(patterns):
-        yield np.flatnonzero(inverse == p), ~pattern
 
 
 class GaussianMixture(_EMMixture):
@@ -333,7 +322,7 @@ class GaussianMixture(_EMMixture):
         covariances = self.covariances_ / outer
         dt = resolve_dtype(self.dtype)
         out = np.empty((len(flat), len(self.weights_)))
-        for rows, obs in _missing_patterns(flat):
+        for rows, obs in missing_patterns(flat):
             if not obs.any():
                 out[rows] = np.log(self.weights_)  # nothing observed: every marginal is 1
                 continue
@@ -356,7 +345,7 @@ class GaussianMixture(_EMMixture):
         cov = self.covariances_
         if self.covariance_type == "diag":
             cov = cov[:, :, None] * np.eye(cov.shape[1])  # (K, D, D)
-        for rows, obs in _missing_patterns(flat):
+        for rows, obs in missing_patterns(flat):
             if obs.all():
                 continue
             mean, chol = _conditional_gaussians(self.means_, cov, y[np.ix_(rows, obs)], obs)
@@ -519,7 +508,7 @@ class CategoricalMixture(_EMMixture):
         alpha = float(self.alpha)
         (n, d), levels, k = flat.shape, int(spec.n_categories), int(self.n_components)
         dev, dt = resolve_device(self.device), resolve_dtype(self.dtype)
-        onehot = torch.as_tensor(_one_hot(flat, levels), dtype=dt, device=dev)  # (N, D·L)
+        onehot = torch.as_tensor(one_hot(flat, levels), dtype=dt, device=dev)  # (N, D·L)
         tiny = torch.finfo(dt).tiny
         # log-normalisers of the Dirichlet(α+1) prior of every θ_k,d and of the flat one on π
         log_norm = k * d * (gammaln(levels * (alpha + 1)) - levels * gammaln(alpha + 1))
@@ -552,7 +541,7 @@ class CategoricalMixture(_EMMixture):
         k, _, levels = self.probs_.shape
         log_probs = np.log(np.maximum(self.probs_, np.finfo(np.float64).tiny)).reshape(k, -1)
         # a missing entry has an all-zero one-hot row: its factor (which sums to 1) drops out
-        return np.log(self.weights_) + _one_hot(flat, levels) @ log_probs.T
+        return np.log(self.weights_) + one_hot(flat, levels) @ log_probs.T
 
     def _expected_shapes(self, spec: DataSpec) -> dict[str, tuple[int, ...]]:
         k = self.n_components
@@ -607,11 +596,6 @@ class BernoulliMixture(CategoricalMixture):
     name: ClassVar[str] = "bernoulli-mixture"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary",)
     presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {}}
-
-
-def _one_hot(flat: np.ndarray, levels: int) -> np.ndarray:
-    """One-hot codes (N, D·L) of values (N, D); a NaN (missing) entry gets an all-zero block."""
-    return (flat[..., None] == np.arange(levels)).reshape(len(flat), -1).astype(np.float64)
 
 
 def _m_step(
