@@ -46,7 +46,8 @@ def anomaly_scores(model: GenerativeModel, X: Data) -> tuple[np.ndarray, str]:
     ``"-log p estimate"``, from the fitted model's ``likelihood_``); else the model's
     ``energy(X)`` (``"energy"``, low energy = typical); else ``−discriminator_score(X)``
     (``"discriminator"``: a GAN discriminator's "realness" is high for data-like inputs,
-    so its negative is the anomaly score).
+    so its negative is the anomaly score); else ``score_norm(X)`` (``"score norm"``: the
+    size of a learned score field ‖∇ₓ log p(x)‖, large far from the data).
 
     Arguments:
         model: a fitted model.
@@ -76,8 +77,11 @@ def anomaly_scores(model: GenerativeModel, X: Data) -> tuple[np.ndarray, str]:
         return np.asarray(model.energy(X), dtype=np.float64), "energy"
     if source == "discriminator":
         return -np.asarray(model.discriminator_score(X), dtype=np.float64), "discriminator"
+    if source == "score_norm":
+        return np.asarray(model.score_norm(X), dtype=np.float64), "score norm"
     raise CapabilityError(
-        f"{model.name!r} has no likelihood, energy or discriminator to score anomalies with; "
+        f"{model.name!r} has no likelihood, energy, discriminator or score field to score "
+        "anomalies with; "
         "use a model with a likelihood (see `ptheta models`)"
     )
 

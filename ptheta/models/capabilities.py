@@ -22,8 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 LIKELIHOOD_KINDS: tuple[str, ...] = ("exact", "bound", "estimate", "none")
-# Where an anomaly score comes from: -log p, an energy, or minus a GAN's discriminator.
-ANOMALY_SOURCES: tuple[str, ...] = ("log_prob", "energy", "discriminator")
+# Where an anomaly score comes from: -log p, an energy, minus a GAN's discriminator, or the
+# norm of a learned score field (a model with no likelihood and no energy).
+ANOMALY_SOURCES: tuple[str, ...] = ("log_prob", "energy", "discriminator", "score_norm")
+# How ``sample_paths`` moves from noise to data: Langevin chains along a score field, or an
+# ordinary / stochastic differential equation integrated in time.
+SAMPLE_PATHS: tuple[str, ...] = ("langevin", "ode", "sde")
 
 
 @dataclass(frozen=True)
@@ -58,7 +62,8 @@ class Capabilities:
         validation_measures_fit: the validation loss measures fit (early stopping may
             use it); False for GAN and EBM, whose losses do not.
         anomaly_score: where an anomaly score comes from (``"log_prob"``, ``"energy"``,
-            ``"discriminator"``), or None.
+            ``"discriminator"``, ``"score_norm"``: the norm of the learned score field,
+            ``score_norm(X)``), or None.
         generates_sequences: ``generate(n, temperature=, top_k=, prompt=)``.
         exports_structure: ``to_dot()`` draws a learned graph.
         embeds: ``embed(X)`` returns a representation per example.
@@ -71,6 +76,12 @@ class Capabilities:
         partial_flows: ``n_flow_layers()``, ``partial_log_prob(X, k)`` and
             ``partial_sample(n, k)`` give the density after the first k of the flow's L
             sampling layers (the base at k = 0, the fitted model at k = L).
+        score_field: ``score_field(X)`` returns the learned score ∇ₓ log p(x) at the
+            smallest noise level (same shape as X); the family documents the keyword
+            that picks another level (``sigma=`` for NCSN, ``t=`` for SDE models).
+        sample_paths: ``sample_paths(n_samples, n_frames=, random_state=)`` returns the
+            sampler's path from noise to data, (n_frames, n_samples, *event_shape), by
+            ``"langevin"`` dynamics, an ``"ode"`` or an ``"sde"``; None where absent.
     """
 
     likelihood: str = "none"
@@ -97,6 +108,8 @@ class Capabilities:
     can_condition: bool = False
     progress: bool = False
     partial_flows: bool = False
+    score_field: bool = False
+    sample_paths: str | None = None
 
     def __post_init__(self) -> None:
         if self.likelihood not in LIKELIHOOD_KINDS:
@@ -107,6 +120,10 @@ class Capabilities:
             raise ValueError(
                 f"anomaly_score must be one of {ANOMALY_SOURCES} or None, "
                 f"got {self.anomaly_score!r}"
+            )
+        if self.sample_paths is not None and self.sample_paths not in SAMPLE_PATHS:
+            raise ValueError(
+                f"sample_paths must be one of {SAMPLE_PATHS} or None, got {self.sample_paths!r}"
             )
 
     @property
