@@ -17,6 +17,7 @@ import pytest
 from ptheta.data.spec import DataSpec, Split
 from ptheta.models.diffusion import DDPM
 from ptheta.models.flows import MAF, Glow, RealNVP
+from ptheta.models.nsf import NSF
 from ptheta.models.seq_vae import SeqVAE
 from ptheta.models.vae import VAE
 
@@ -67,6 +68,7 @@ CASES = [
     (RealNVP, "categorical", (4,), {"dequantization": "variational"}),
     (MAF, "categorical", (4,), {}),
     (Glow, "binary", (1, 2, 2), {}),
+    (NSF, "categorical", (4,), {"transform_type": "autoregressive"}),
 ]
 
 

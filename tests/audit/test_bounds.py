@@ -21,6 +21,7 @@ from ptheta.data.spec import DataSpec, Split
 from ptheta.models.diffusion import DDPM
 from ptheta.models.flows import MAF, Glow, RealNVP
 from ptheta.models.mixtures import GaussianMixture
+from ptheta.models.nsf import NSF
 
 HALF_WIDTH, STEP = 6.0, 0.15  # the grid: midpoints of STEP-squares covering [−6, 6]²
 
@@ -84,7 +85,7 @@ def test_ddpm_discrete_estimate_sums_to_at_most_one():
 PROBS_8 = np.array([0.25, 0.05, 0.10, 0.05, 0.05, 0.10, 0.05, 0.35])  # 3 binary variables
 
 
-@pytest.mark.parametrize("cls", [RealNVP, MAF])
+@pytest.mark.parametrize("cls", [RealNVP, MAF, NSF])
 @pytest.mark.parametrize("dequantization", ["uniform", "variational"])
 def test_dequantised_flow_estimate_sums_to_at_most_one(cls, dequantization):
     params = {**cls.quick_params, "n_dequant_samples": 4, "dequantization": dequantization}

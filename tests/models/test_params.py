@@ -205,6 +205,7 @@ def test_the_drifting_names_are_renamed():
         ("realnvp", "alpha"): "logit_alpha",
         ("maf", "alpha"): "logit_alpha",
         ("glow", "alpha"): "logit_alpha",
+        ("nsf", "alpha"): "logit_alpha",
         ("transformer", "dim"): "hidden",
         ("vae", "k"): "iwae_samples",
         ("seq-vae", "k"): "iwae_samples",
@@ -249,6 +250,16 @@ def test_check_params_is_the_fit_check_and_names_the_parameter():
 
 # Boundary and alternative values that must still fit (numpy scalars included).
 VALID = {
+    "nsf": [
+        {
+            "transform_type": "autoregressive",
+            "mixing": "none",
+            "norm": "batchnorm",
+            "n_bins": 2,
+            "base": "learned",
+        },
+        {"tail_bound": 0.5, "dequantization": "variational", "n_layers": 1},
+    ],
     "independent": [{"alpha": 0, "min_var": 0.0}, {"alpha": np.float64(2.0)}],
     "markov": [{"order": 3, "homogeneous": True, "alpha": 0}, {"order": np.int64(2)}],
     "gmm": [
