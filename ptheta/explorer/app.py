@@ -262,6 +262,50 @@ def create_app(
     def flow(data: str = "toy2d-moons", strength: float = 1.0, grid: int = 60) -> JSONResponse:
         return _json(explorer.flow(data, strength=strength, grid=grid))
 
+    @app.get("/api/mass")
+    def mass(row: int = views.MASS_ROW, data: str = "toy2d-moons", grid: int = 60) -> JSONResponse:
+        return _json(explorer.mass(row=row, data=data, grid=grid))
+
+    @app.get("/api/surprise")
+    def surprise(
+        p: float = 0.1, q: float = 1.0, event: int = views.SURPRISE_OUTCOMES - 1
+    ) -> JSONResponse:
+        return _json(explorer.surprise(p=p, q=q, event=event))
+
+    @app.get("/api/score/options")
+    def score_options() -> JSONResponse:
+        return _json(explorer.score_options())
+
+    @app.get("/api/score")
+    def score_field(
+        data: str = "toy2d-moons",
+        model: str | None = None,
+        grid: int = 20,
+        chains: int = 32,
+        frames: int = 40,
+        seed: int = 0,
+    ) -> JSONResponse:
+        # no model: the first of the score-field view's families
+        return _json(
+            explorer.score_field(data, model, grid=grid, chains=chains, frames=frames, seed=seed)
+        )
+
+    @app.get("/api/ode/options")
+    def ode_options() -> JSONResponse:
+        return _json(explorer.ode_options())
+
+    @app.get("/api/ode")
+    def ode(
+        data: str = "toy2d-moons",
+        model: str | None = None,
+        grid: int = 40,
+        paths: int = 64,
+        frames: int = 30,
+        seed: int = 0,
+    ) -> JSONResponse:
+        # no model: the first of the ODE view's families
+        return _json(explorer.ode(data, model, grid=grid, paths=paths, frames=frames, seed=seed))
+
     @app.get("/api/compare/list")
     def compare_list() -> JSONResponse:
         return _json(explorer.compare_list())

@@ -7,13 +7,16 @@ Models are fitted on first use and cached as ptheta run directories by
 
 Which families a view shows is derived, in registry order, from the families' "explorer"
 presets and their capabilities (:func:`space_fitted`, :func:`structure_models`,
-:func:`surface_models`, ...): no family is named here, so a new family with an "explorer"
-preset appears wherever its capabilities fit.
+:func:`surface_models`, :func:`score_models`, :func:`ode_models`, ...), and for the
+probability budget from each class's ``family`` taxonomy label ("autoregressive",
+"mixtures", "flows": :data:`MASS_KINDS`): no family is named here, so a new family with an
+"explorer" preset appears wherever its capabilities fit.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import threading
@@ -25,12 +28,15 @@ import numpy as np
 
 import ptheta
 from ptheta.data import Dataset, spam
-from ptheta.data.spec import DataSpec
-from ptheta.errors import ParameterError, UnknownNameError, unknown_name
+from ptheta.data.spec import DataSpec, Split
+from ptheta.errors import ParameterError, RegistryError, UnknownNameError, unknown_name
+from ptheta.eval import info
 from ptheta.explorer.cache import ModelCache
-from ptheta.models import REGISTRY, Capabilities, GenerativeModel, make, with_preset
+from ptheta.models import REGISTRY, Capabilities, GenerativeModel, make
 from ptheta.runs.fitting import fit_run
 from ptheta.runs.store import save_run
+
+log = logging.getLogger(__name__)
 
 MAX_SPACE_N = 784
 MIN_GRID, MAX_GRID = 10, 200
@@ -60,6 +66,30 @@ QUANTITIES = {
 # first visit waits a minute, not an hour.
 MAX_FIT_SECONDS = 60
 
+# Paths of a sampler (the score-field and ODE views): how many, and how many frames each.
+MAX_PATHS, MAX_FRAMES = 200, 200
+MIN_ARROWS, MAX_ARROWS = 5, 40  # arrows per side of the score field's grid
+N_NEAREST = 2000  # training points the chains' distance to the data is measured against
+
+# Surprise and entropy: two distributions over the same outcomes, p(k) ∝ exp(−peakedness · k)
+# (0: uniform), each known to the view only through a model fitted to draws from it.
+SURPRISE_OUTCOMES = 8
+SURPRISE_DRAWS = 100_000
+MAX_PEAKEDNESS = 1.0  # the rarest outcome keeps p ≈ 6 × 10^-4: ~60 of the draws
+
+# The probability budget: kinds of model, by the ``family`` taxonomy label of their class,
+# and the data kind on which each shows its unit of mass (binary: summed over every
+# configuration; continuous: integrated over a grid).
+MASS_KINDS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("autoregressive", ("autoregressive",), "binary"),
+    ("latent variable", ("mixtures", "latent variable"), "binary"),
+    ("flow", ("flows",), "continuous"),
+)
+MASS_DATA = "digits-binary"  # the binary kinds model one row of its 8×8 images
+MASS_ROW = 3  # the row shown first (0-based): the middle of the digits, varied strokes
+MASS_TOP = 8  # configurations (or regions of the plane) shown as their own part of the bar
+MASS_BLOCKS = 4  # the flow's plane is cut into MASS_BLOCKS × MASS_BLOCKS regions
+
 
 # --------------------------------------------------------------------------- families
 def capabilities(name: str) -> Capabilities:
@@ -68,10 +98,39 @@ def capabilities(name: str) -> Capabilities:
     return cls(**(cls.preset("explorer") or {})).capabilities()
 
 
+_WARNED: set[str] = set()  # broken registry entries already reported
+
+
+def explorer_families() -> list[str]:
+    """The registered families with an "explorer" preset, in registry order.
+
+    An entry whose module cannot be imported is left out with a warning in the log (the
+    same error as ``ptheta models`` shows for it), so one broken family does not take every
+    view down.
+    """
+    names = []
+    for name in list(REGISTRY):
+        try:
+            cls = REGISTRY[name]
+        except RegistryError as e:
+            if name not in _WARNED:  # once per process, not on every request
+                _WARNED.add(name)
+                log.warning("the explorer leaves out %s", e)
+            continue
+        if "explorer" in cls.presets:
+            names.append(name)
+    return names
+
+
 def _explorer_families(keep: Callable[[Capabilities], bool]) -> list[str]:
     """The families with an "explorer" preset whose capabilities ``keep`` accepts, in
     registry order."""
-    return [name for name in with_preset("explorer") if keep(capabilities(name))]
+    return [name for name in explorer_families() if keep(capabilities(name))]
+
+
+def _flat_continuous(caps: Capabilities) -> bool:
+    """Fits flat continuous data (a 2-D toy) without labels."""
+    return caps.fits("continuous") and not caps.needs_image and not caps.needs_labels
 
 
 def _exact_on(caps: Capabilities, kind: str) -> bool:
@@ -113,12 +172,7 @@ def surface_models() -> list[str]:
     """The surface view's families: continuous flat data, and a likelihood or an energy to
     draw."""
     return _explorer_families(
-        lambda c: (
-            c.fits("continuous")
-            and not c.needs_image
-            and not c.needs_labels
-            and (c.likelihood != "none" or c.anomaly_score == "energy")
-        )
+        lambda c: _flat_continuous(c) and (c.likelihood != "none" or c.anomaly_score == "energy")
     )
 
 
@@ -126,6 +180,64 @@ def flow_model() -> str | None:
     """The flow view's family: the first surface family whose flow can be cut after its
     first k layers (``partial_flows``), or None."""
     return next((m for m in surface_models() if capabilities(m).partial_flows), None)
+
+
+def score_models() -> list[str]:
+    """The score-field view's families: continuous flat data, a learned score
+    ``score_field(X)`` to draw as arrows, and Langevin chains (``sample_paths`` is
+    ``"langevin"``) to run along it. The first is the view's default."""
+    return _explorer_families(
+        lambda c: _flat_continuous(c) and c.score_field and c.sample_paths == "langevin"
+    )
+
+
+def ode_models() -> list[str]:
+    """The ODE view's families: continuous flat data whose sampler integrates an ordinary
+    differential equation from the Gaussian to the data (``sample_paths`` is ``"ode"``).
+    The first is the view's default."""
+    return _explorer_families(lambda c: _flat_continuous(c) and c.sample_paths == "ode")
+
+
+def surprise_model() -> str | None:
+    """The surprise view's family: the first with an exact likelihood of categorical data
+    and a closed form (``closed_form``: entropy and KL in closed form), or None."""
+    found = _explorer_families(lambda c: c.closed_form and _exact_on(c, "categorical"))
+    return found[0] if found else None
+
+
+def _shows_mass(caps: Capabilities, kind: str) -> bool:
+    """Whether a model with ``caps`` can show its unit of mass on ``kind`` data: exact
+    probabilities of binary data (summed over every configuration), or an exact density of
+    flat continuous data (integrated over a grid)."""
+    if kind == "binary":
+        return _exact_on(caps, "binary") and not caps.needs_sequence
+    return _flat_continuous(caps) and caps.likelihood == "exact"
+
+
+def mass_models() -> list[dict[str, Any]]:
+    """The probability budget's models: for each of :data:`MASS_KINDS`, the first family
+    with an "explorer" preset whose ``family`` label is one of the kind's and which can
+    show its mass on the kind's data (:func:`_shows_mass`); ``model`` is None where no
+    registered family fits.
+
+    Returns:
+        ``[{"kind": "autoregressive", "model": name or None, "family": label or None,
+        "data_kind": "binary"}, ...]`` in the order of :data:`MASS_KINDS`.
+    """
+    names = explorer_families()
+    rows = []
+    for kind, labels, data_kind in MASS_KINDS:
+        found = next(
+            (
+                m
+                for m in names
+                if REGISTRY[m].family in labels and _shows_mass(capabilities(m), data_kind)
+            ),
+            None,
+        )
+        family = REGISTRY[found].family if found else None
+        rows.append({"kind": kind, "model": found, "family": family, "data_kind": data_kind})
+    return rows
 
 
 def spam_classifier() -> str | None:
@@ -173,10 +285,25 @@ def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     return int(value)
 
 
+def _check_number(name: str, value: Any, low: float, high: float) -> float:
+    """``value`` as a float in [low, high], or a ParameterError naming the range."""
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    if not ok or not low <= value <= high:  # NaN fails the comparison
+        raise ParameterError(f"{name} must be a number in [{low:g}, {high:g}], got {value!r}")
+    return float(value)
+
+
 def _choose(what: str, value: str, choices: tuple[str, ...] | list[str]) -> str:
     if value not in choices:
         raise unknown_name(what, value, choices)
     return value
+
+
+def _choose_model(what: str, model: str | None, choices: list[str]) -> str:
+    """``model``, or the first of ``choices`` when None; an error when there are none."""
+    if model is None:
+        return _need(what, choices[0] if choices else None)
+    return _choose(what, model, choices)
 
 
 # --------------------------------------------------------------------------- fitting
@@ -236,6 +363,108 @@ def _box(points: np.ndarray, margin: float = 0.15) -> tuple[np.ndarray, np.ndarr
 
 def _cell_area(x: np.ndarray, y: np.ndarray) -> float:
     return float((x[1] - x[0]) * (y[1] - y[0]))
+
+
+def _density_on_grid(
+    fitted: GenerativeModel, lo: np.ndarray, hi: np.ndarray, grid: int
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The fitted model's density (or bound, estimate, or negative energy) on a grid × grid
+    box, and the grid's points (G·G, 2).
+
+    The dict has ``likelihood``, ``quantity``, axes ``x`` and ``y``, ``z`` and ``log_z``
+    (G, G) with ``z[i][j]`` at ``(x[j], y[i])``, and ``integral`` = Σ z × cell area where
+    the model is normalised (None for an energy: exp(−energy) is scaled to a maximum of 1).
+    """
+    x, y, pts = _grid_points(lo, hi, grid)
+    caps = fitted.capabilities()
+    normalised = caps.fitted_likelihood != "none"
+    if normalised:
+        log_z = fitted.score_samples(pts)
+    elif caps.anomaly_score == "energy":
+        log_z = -np.asarray(fitted.energy(pts), dtype=np.float64)
+    else:
+        raise ParameterError(f"{fitted.name!r} has neither a likelihood nor an energy to draw")
+    z = np.exp(log_z if normalised else log_z - log_z.max())
+    out = {
+        "likelihood": fitted.likelihood_,
+        "quantity": QUANTITIES[fitted.likelihood_],
+        "x": x.tolist(),
+        "y": y.tolist(),
+        "z": z.reshape(grid, grid).tolist(),
+        "log_z": log_z.reshape(grid, grid).tolist(),
+        "integral": float(z.sum() * _cell_area(x, y)) if normalised else None,
+    }
+    if not normalised:
+        out["note"] = "z = exp(−energy) scaled to a maximum of 1: the energy has no known log Z"
+    return out, pts
+
+
+def _bulk_box(*clouds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A box around the first cloud of points (the data) and the central 99.8 % of each
+    other one (a model's samples), so that it holds the model's mass but not its outliers."""
+    parts = [clouds[0]] + [np.quantile(c, [0.001, 0.999], axis=0) for c in clouds[1:]]
+    return _box(np.concatenate(parts), margin=0.15)
+
+
+def _check_paths(paths: Any, model: str, n: int, frames: int) -> np.ndarray:
+    """``sample_paths``'s answer as a float array (frames, n, 2), or an error naming the
+    family whose answer breaks the contract."""
+    arr = np.asarray(paths, dtype=np.float64)
+    if arr.shape != (frames, n, 2):
+        raise ParameterError(
+            f"{model!r}.sample_paths returned shape {arr.shape}, not (n_frames, n_samples, 2) "
+            f"= {(frames, n, 2)}; fix the family's sample_paths"
+        )
+    return arr
+
+
+def _median_distance(paths: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Per frame, the median over paths of the distance to the nearest of ``points``:
+    (F, n, 2), (M, 2) → (F,)."""
+    from scipy.spatial import cKDTree
+
+    frames, n, d = paths.shape
+    nearest, _ = cKDTree(points).query(paths.reshape(-1, d))  # (F·n,)
+    return np.median(nearest.reshape(frames, n), axis=1)
+
+
+# --------------------------------------------------------------------------- finite spaces
+def _binary_configurations(width: int) -> np.ndarray:
+    """Every configuration of ``width`` binary pixels, (2^width, width) int64, in counting
+    order (the first pixel is the most significant bit)."""
+    index = np.arange(2**width, dtype=np.int64)
+    return (index[:, None] >> np.arange(width - 1, -1, -1)) & 1
+
+
+def surprise_distribution(peakedness: float) -> np.ndarray:
+    """p(k) ∝ exp(−peakedness · k) over :data:`SURPRISE_OUTCOMES` outcomes, (K,): uniform
+    at 0, ever more peaked on outcome 0 as it grows."""
+    weights = np.exp(-peakedness * np.arange(SURPRISE_OUTCOMES))
+    return weights / weights.sum()
+
+
+def surprise_draws(peakedness: float) -> np.ndarray:
+    """:data:`SURPRISE_DRAWS` draws from :func:`surprise_distribution`, (N, 1) int64, by
+    the inverse CDF of the same seeded uniforms for every peakedness (the same numbers
+    for the same slider position)."""
+    u = np.random.default_rng(0).random(SURPRISE_DRAWS)
+    cdf = np.cumsum(surprise_distribution(peakedness))
+    return np.minimum(np.searchsorted(cdf, u, side="right"), SURPRISE_OUTCOMES - 1)[:, None]
+
+
+def _short(value: float) -> str:
+    """A coordinate to one decimal with a true minus sign, never "−0.0"."""
+    return f"{round(value, 1) + 0.0:.1f}".replace("-", "−")
+
+
+def _info_json(result: info.InfoResult) -> dict[str, Any]:
+    """An information measure computed in nats, in nats and bits, with how it was obtained."""
+    return {
+        "nats": result.value,
+        "bits": result.value / math.log(2),
+        "method": result.method,
+        "likelihood": result.likelihood,
+    }
 
 
 # --------------------------------------------------------------------------- options
@@ -393,6 +622,8 @@ class Explorer:
 
     # ----------------------------------------------------------------- 3. surface
     def _toy_model(self, data_name: str, model: str) -> tuple[Dataset, GenerativeModel]:
+        """``model`` fitted on the 2-D toy ``data_name``: one cached fit shared by every view
+        on the toys (surface, flow, probability budget, score field, ODE paths)."""
         data = ptheta.datasets.load(data_name)
         params = budget(model, self.quick)
         fitted = self.cache.get(
@@ -407,30 +638,13 @@ class Explorer:
         model = _choose("surface model", model, surface_models())
         grid = _check_int("grid", grid, MIN_GRID, MAX_GRID)
         dataset, fitted = self._toy_model(data, model)
-        x, y, pts = _grid_points(*_box(dataset.train.x), grid)
-        caps = fitted.capabilities()
-        normalised = caps.fitted_likelihood != "none"
-        if normalised:
-            log_z = fitted.score_samples(pts)
-        elif caps.anomaly_score == "energy":
-            log_z = -np.asarray(fitted.energy(pts), dtype=np.float64)
-        else:
-            raise ParameterError(f"{model!r} has neither a likelihood nor an energy to draw")
-        z = np.exp(log_z if normalised else log_z - log_z.max())
+        density, pts = _density_on_grid(fitted, *_box(dataset.train.x), grid)
         out = {
             "data": data,
             "model": model,
-            "likelihood": fitted.likelihood_,
-            "quantity": QUANTITIES[fitted.likelihood_],
-            "x": x.tolist(),
-            "y": y.tolist(),
-            "z": z.reshape(grid, grid).tolist(),
-            "log_z": log_z.reshape(grid, grid).tolist(),
+            **density,
             "points": dataset.train.x[:N_POINTS].tolist(),
-            "integral": float(z.sum() * _cell_area(x, y)) if normalised else None,
         }
-        if not normalised:
-            out["note"] = "z = exp(−energy) scaled to a maximum of 1: the energy has no known log Z"
         if dataset.log_density is not None:
             out["true_log_density"] = dataset.log_density(pts).reshape(grid, grid).tolist()
         return out
@@ -476,6 +690,286 @@ class Explorer:
             "integral": float(z.sum() * _cell_area(x, y)),
             "points": pushed[:N_POINTS].tolist(),
         }
+
+    # ----------------------------------------------------------------- 6. probability budget
+    def mass(
+        self, *, row: int = MASS_ROW, data: str = TOY_DATA[0], grid: int = 60
+    ) -> dict[str, Any]:
+        """One unit of probability mass per kind of model (:func:`mass_models`), computed
+        from the fitted model: for the binary kinds the sum of exp(score_samples) over all
+        2^W configurations of row ``row`` of the binary digits (W pixels), for the flow
+        Σ density × cell area over a grid × grid box around the toy ``data`` and the bulk of
+        the flow's samples. Each total is split into its largest parts (configurations, or
+        regions of the plane) and the rest."""
+        dataset = ptheta.datasets.load(MASS_DATA)
+        height = dataset.spec.image_shape[1]
+        row = _check_int("row", row, 0, height - 1)
+        data = _choose("2-D toy data set", data, TOY_DATA)
+        grid = _check_int("grid", grid, MIN_GRID, MAX_GRID)
+        rows = []
+        for entry in mass_models():
+            name = entry["model"]
+            if name is None:
+                missing = (
+                    f'no registered {entry["kind"]} family with an "explorer" preset can '
+                    f"show its mass on {entry['data_kind']} data"
+                )
+                rows.append({**entry, "missing": missing})
+            elif entry["data_kind"] == "binary":
+                rows.append({**entry, **self._mass_enumerated(name, dataset, row)})
+            else:
+                rows.append({**entry, **self._mass_on_grid(name, data, grid)})
+        return {"row": row, "n_rows": height, "data": data, "grid": grid, "models": rows}
+
+    def _mass_enumerated(self, name: str, dataset: Dataset, row: int) -> dict[str, Any]:
+        """``name`` fitted to row ``row`` of the binary digits, its probabilities of every
+        configuration of that row, their sum and largest parts."""
+        width = dataset.spec.image_shape[2]
+        columns = list(range(row * width, (row + 1) * width))
+        x = dataset.train.x[:, columns]  # (N, W) binary
+        key = f"{MASS_DATA}-row{row}"
+        params = budget(name, self.quick)
+
+        def fit(path: Path) -> None:
+            model = make(name, **params).fit(x)
+            source = {"name": key, "source": MASS_DATA, "columns": columns, "rows": len(x)}
+            save_run(model, path, data=source)
+
+        fitted = self.cache.get("mass", key, name, params, fit)
+        configurations = _binary_configurations(width)  # (2^W, W)
+        prob = np.exp(fitted.score_samples(configurations))  # (2^W,)
+        order = np.argsort(-prob, kind="stable")
+        top, others = order[:MASS_TOP], order[MASS_TOP:]
+        return {
+            "likelihood": fitted.likelihood_,
+            "units": fitted.units_,
+            "space": f"row {row + 1} of the {MASS_DATA} images: {width} binary pixels",
+            "how": (
+                f"Σ exp(score_samples) over all 2^{width} = {len(prob)} configurations of "
+                f"the {width} pixels"
+            ),
+            "n_configurations": len(prob),
+            "total": math.fsum(prob),
+            "parts": [
+                {
+                    "label": "".join("■" if v else "□" for v in configurations[i]),
+                    "configuration": configurations[i].tolist(),
+                    "mass": float(prob[i]),
+                }
+                for i in top
+            ],
+            "rest": {
+                "label": f"the other {len(others)} configurations",
+                "count": len(others),
+                "mass": math.fsum(prob[others]),
+            },
+        }
+
+    def _mass_on_grid(self, name: str, data: str, grid: int) -> dict[str, Any]:
+        """The flow ``name`` of the 2-D toy views on ``data``: its density integrated over a
+        grid, split into MASS_BLOCKS × MASS_BLOCKS regions of the box."""
+        dataset, fitted = self._toy_model(data, name)
+        density = self._toy_density(data, name, grid)
+        x, y = np.array(density["x"]), np.array(density["y"])
+        cells = np.array(density["z"]) * _cell_area(x, y)  # (G, G): mass of each cell
+        hx, hy = (x[1] - x[0]) / 2, (y[1] - y[0]) / 2  # a cell reaches half a step around
+        blocks = []
+        for rows in np.array_split(np.arange(grid), MASS_BLOCKS):
+            for cols in np.array_split(np.arange(grid), MASS_BLOCKS):
+                box = [x[cols[0]] - hx, x[cols[-1]] + hx, y[rows[0]] - hy, y[rows[-1]] + hy]
+                mass = math.fsum(cells[np.ix_(rows, cols)].ravel())
+                blocks.append({"box": [float(b) for b in box], "mass": mass})
+        blocks.sort(key=lambda b: -b["mass"])
+        top, others = blocks[:MASS_TOP], blocks[MASS_TOP:]
+        for b in top:
+            x0, x1, y0, y1 = (_short(v) for v in b["box"])
+            b["label"] = f"x₁ {x0} … {x1}, x₂ {y0} … {y1}"
+        return {
+            "likelihood": fitted.likelihood_,
+            "units": fitted.units_,
+            "space": f"the plane, {data} ({dataset.spec.n_dims} continuous coordinates)",
+            "how": (
+                f"Σ density × cell area over a {grid}×{grid} grid (the box holds the data and "
+                f"the bulk of the flow's samples; mass outside it is not counted), in "
+                f"{MASS_BLOCKS}×{MASS_BLOCKS} regions"
+            ),
+            "grid": grid,
+            "total": density["integral"],
+            "parts": top,
+            "rest": {
+                "label": f"the other {len(others)} regions",
+                "count": len(others),
+                "mass": math.fsum(b["mass"] for b in others),
+            },
+            "density": {k: density[k] for k in ("x", "y", "z")},
+        }
+
+    # ----------------------------------------------------------------- 7. surprise, entropy
+    def surprise(
+        self, *, p: float = 0.1, q: float = 1.0, event: int = SURPRISE_OUTCOMES - 1
+    ) -> dict[str, Any]:
+        """Two distributions over :data:`SURPRISE_OUTCOMES` outcomes, p(k) ∝
+        exp(−peakedness · k) with peakedness ``p`` and ``q`` (0: uniform), each fitted by
+        :func:`surprise_model` to :data:`SURPRISE_DRAWS` draws from it: the surprise
+        −log p(k) of every outcome (``event`` is the chosen one), the entropies H(p), H(q),
+        the cross-entropies H(p, q), H(q, p) and KL(p ‖ q), KL(q ‖ p), all from ptheta's
+        information measures (:mod:`ptheta.eval.info`) on the fitted models."""
+        p = _check_number("p", p, 0.0, MAX_PEAKEDNESS)
+        q = _check_number("q", q, 0.0, MAX_PEAKEDNESS)
+        event = _check_int("event", event, 0, SURPRISE_OUTCOMES - 1)
+        name = _need("surprise view's model", surprise_model())
+        fitted = {"p": self._surprise_fit(name, p), "q": self._surprise_fit(name, q)}
+        outcomes = np.arange(SURPRISE_OUTCOMES)[:, None]  # (K, 1): one example per outcome
+        rows = []
+        for key, peakedness in (("p", p), ("q", q)):
+            log_prob = fitted[key].score_samples(outcomes)  # (K,)
+            surprise = -log_prob
+            rows.append(
+                {
+                    "name": key,
+                    "peakedness": peakedness,
+                    "true": surprise_distribution(peakedness).tolist(),
+                    "fitted": np.exp(log_prob).tolist(),
+                    "surprise_nats": surprise.tolist(),
+                    "surprise_bits": (surprise / math.log(2)).tolist(),
+                    "event_probability": float(np.exp(log_prob[event])),
+                    "event_surprise_nats": float(surprise[event]),
+                    "event_surprise_bits": float(surprise[event] / math.log(2)),
+                    "entropy": _info_json(info.entropy(fitted[key])),
+                }
+            )
+        first, second = fitted["p"], fitted["q"]
+        return {
+            "model": name,
+            "n_outcomes": SURPRISE_OUTCOMES,
+            "n_draws": SURPRISE_DRAWS,
+            "event": event,
+            "distributions": rows,
+            "cross_entropy": {
+                "p_q": _info_json(info.cross_entropy(first, second)),
+                "q_p": _info_json(info.cross_entropy(second, first)),
+            },
+            "kl": {
+                "p_q": _info_json(info.kl(first, second)),
+                "q_p": _info_json(info.kl(second, first)),
+            },
+        }
+
+    def _surprise_fit(self, name: str, peakedness: float) -> GenerativeModel:
+        """``name`` fitted to the draws of :func:`surprise_draws` (fitting takes
+        milliseconds: not cached)."""
+        x = surprise_draws(peakedness)  # (N, 1)
+        spec = DataSpec("categorical", (1,), SURPRISE_OUTCOMES)
+        return make(name, **budget(name, self.quick)).fit(Split(x, None, spec))
+
+    # ----------------------------------------------------------------- 8. score field
+    def score_options(self) -> dict[str, Any]:
+        """The toy data sets and the score-field view's families (the first is the default)."""
+        return {"datasets": list(TOY_DATA), "models": score_models()}
+
+    def score_field(
+        self,
+        data: str,
+        model: str | None = None,
+        *,
+        grid: int = 20,
+        chains: int = 32,
+        frames: int = 40,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """The learned score ∇ₓ log p of a fitted family (default the first of
+        :func:`score_models`) on a grid × grid box around the toy data, and ``chains``
+        Langevin chains of ``frames`` frames each (``sample_paths``, drawn with ``seed``),
+        with the median distance from the chains to the nearest training point per frame."""
+        data = _choose("2-D toy data set", data, TOY_DATA)
+        model = _choose_model("score-field view's model", model, score_models())
+        grid = _check_int("grid", grid, MIN_ARROWS, MAX_ARROWS)
+        chains = _check_int("chains", chains, 1, MAX_PATHS)
+        frames = _check_int("frames", frames, 2, MAX_FRAMES)
+        seed = _check_int("seed", seed, 0, 2**32 - 1)
+        dataset, fitted = self._toy_model(data, model)
+        x, y, pts = _grid_points(*_box(dataset.train.x), grid)
+        field = np.asarray(fitted.score_field(pts), dtype=np.float64)  # (G·G, 2)
+        if field.shape != pts.shape:
+            raise ParameterError(
+                f"{model!r}.score_field returned shape {field.shape} for points of shape "
+                f"{pts.shape}; fix the family's score_field"
+            )
+        paths = fitted.sample_paths(chains, n_frames=frames, random_state=seed)
+        paths = _check_paths(paths, model, chains, frames)  # (F, n, 2)
+        return {
+            "data": data,
+            "model": model,
+            "sampler": "langevin",
+            "seed": seed,
+            "x": x.tolist(),
+            "y": y.tolist(),
+            "u": field[:, 0].reshape(grid, grid).tolist(),
+            "v": field[:, 1].reshape(grid, grid).tolist(),
+            "norm": np.hypot(field[:, 0], field[:, 1]).reshape(grid, grid).tolist(),
+            "paths": paths.tolist(),
+            "distance_to_data": _median_distance(paths, dataset.train.x[:N_NEAREST]).tolist(),
+            "points": dataset.train.x[:N_POINTS].tolist(),
+        }
+
+    # ----------------------------------------------------------------- 9. ODE paths
+    def ode_options(self) -> dict[str, Any]:
+        """The toy data sets and the ODE view's families with their likelihood kinds."""
+        return {
+            "datasets": list(TOY_DATA),
+            "models": [
+                {"model": m, "likelihood": capabilities(m).likelihood} for m in ode_models()
+            ],
+        }
+
+    def ode(
+        self,
+        data: str,
+        model: str | None = None,
+        *,
+        grid: int = 40,
+        paths: int = 64,
+        frames: int = 30,
+        seed: int = 0,
+    ) -> dict[str, Any]:
+        """``paths`` paths of a fitted ODE family (default the first of :func:`ode_models`)
+        from the Gaussian (frame 0) to the data (frame ``frames`` − 1), drawn with ``seed``,
+        and the model's density on a grid × grid box holding the data and the bulk of the
+        model's samples (:meth:`_toy_density`), with ``integral`` = Σ density × cell area
+        (≈ 1 for a normalised model) and the solver's ``details`` of that scoring call; and,
+        as in :meth:`score_field`, the median distance from the paths to the data per frame."""
+        data = _choose("2-D toy data set", data, TOY_DATA)
+        model = _choose_model("ODE view's model", model, ode_models())
+        grid = _check_int("grid", grid, MIN_GRID, MAX_GRID)
+        paths = _check_int("paths", paths, 1, MAX_PATHS)
+        frames = _check_int("frames", frames, 2, MAX_FRAMES)
+        seed = _check_int("seed", seed, 0, 2**32 - 1)
+        dataset, fitted = self._toy_model(data, model)
+        moves = fitted.sample_paths(paths, n_frames=frames, random_state=seed)
+        moves = _check_paths(moves, model, paths, frames)  # (F, n, 2)
+        out: dict[str, Any] = {"data": data, "model": model, "seed": seed}
+        if fitted.capabilities().fitted_likelihood == "none":
+            out.update(likelihood="none", integral=None, details={})
+            out["note"] = "this family has no likelihood: only its paths are drawn"
+        else:
+            out.update(self._toy_density(data, model, grid))
+        out["paths"] = moves.tolist()
+        out["distance_to_data"] = _median_distance(moves, dataset.train.x[:N_NEAREST]).tolist()
+        out["points"] = dataset.train.x[:N_POINTS].tolist()
+        return out
+
+    def _toy_density(self, data: str, model: str, grid: int) -> dict[str, Any]:
+        """:func:`_density_on_grid` of a toy model on a box around the data and the bulk of
+        2000 of its samples (seed 0), with the solver's ``details`` of that scoring call;
+        computed once per (data, model, grid): it does not depend on the paths drawn."""
+
+        def compute() -> dict[str, Any]:
+            dataset, fitted = self._toy_model(data, model)
+            samples = fitted.sample(2000, random_state=0)  # (2000, 2)
+            density, _ = _density_on_grid(fitted, *_bulk_box(dataset.train.x, samples), grid)
+            return {**density, "details": fitted._likelihood_details()}
+
+        return self._once(("toy-density", data, model, grid), compute)
 
     # ----------------------------------------------------------------- 4. spam
     def _spam(self) -> dict[str, Any]:
@@ -558,7 +1052,7 @@ class Explorer:
             ],
         }
 
-    # ----------------------------------------------------------------- 6. compare
+    # ----------------------------------------------------------------- 10. compare
     def _reports(self) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         """(readable reports, skipped files) under ``reports_dir``, newest first."""
         found, skipped = [], []

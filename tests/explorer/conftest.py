@@ -10,6 +10,9 @@ use, with the tiny ``quick=True`` budgets, and cached under ``explorer_dirs["cac
 - ``explorer_client``: a ``fastapi.testclient.TestClient`` on that app.
 - ``explorer``: the app's :class:`ptheta.explorer.views.Explorer` (computations without HTTP;
   ``explorer.cache.fits`` / ``.loads`` count fits and cache loads).
+- ``fake_families``: the stand-in score-field and ODE families of ``fake_families.py``,
+  registered (after every real family) for the whole test module that asks for them, then
+  removed: ``{name: class}``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from fake_families import FAKES  # tests/explorer/fake_families.py
 from fastapi.testclient import TestClient
 
 from ptheta.explorer.app import create_app
+from ptheta.models import REGISTRY
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +50,11 @@ def explorer_client(explorer_app):
 @pytest.fixture(scope="session")
 def explorer(explorer_app):
     return explorer_app.state.explorer
+
+
+@pytest.fixture(scope="module")
+def fake_families():
+    with pytest.MonkeyPatch.context() as patch:
+        for cls in FAKES:
+            patch.setitem(REGISTRY, cls.name, cls)
+        yield {cls.name: cls for cls in FAKES}

@@ -373,3 +373,121 @@ def test_an_unexpected_failure_is_a_json_error_not_a_bare_500(explorer_app, monk
     with TestClient(explorer_app, raise_server_exceptions=False) as client:
         message = _error(client.get("/api/space", params={"n": 3}), 500)
     assert "RuntimeError: tensors share memory" in message and "/api/space" in message
+
+
+# --------------------------------------------------------------------------- probability budget
+def test_mass_totals_are_one_unit_each(explorer_client):
+    body = explorer_client.get("/api/mass", params={"row": 3, "grid": 40}).json()
+    assert body["row"] == 3 and body["data"] == "toy2d-moons" and body["grid"] == 40
+    kinds = [r["kind"] for r in body["models"]]
+    assert kinds == ["autoregressive", "latent variable", "flow"]
+    for row in body["models"]:
+        assert row["model"] in ptheta.REGISTRY and row["likelihood"] == "exact"
+        tolerance = 1e-9 if row["data_kind"] == "binary" else 0.05  # sum vs grid integral
+        assert row["total"] == pytest.approx(1.0, abs=tolerance)
+        parts = sum(p["mass"] for p in row["parts"]) + row["rest"]["mass"]
+        assert parts == pytest.approx(row["total"])
+    assert explorer_client.get("/api/mass").json()["row"] == views.MASS_ROW
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "word"),
+    [
+        ({"row": 8}, 400, "0..7"),
+        ({"row": "middle"}, 422, "'row'"),
+        ({"grid": 201}, 400, "10..200"),
+        ({"data": "toy2d-nope"}, 404, "2-D toy data set"),
+    ],
+)
+def test_mass_bad_input(explorer_client, query, status, word):
+    assert word in _error(explorer_client.get("/api/mass", params=query), status)
+
+
+# --------------------------------------------------------------------------- surprise
+def test_surprise_of_a_rare_event_and_the_entropies(explorer_client):
+    body = explorer_client.get("/api/surprise", params={"p": 0.0, "q": 1.0, "event": 7}).json()
+    p, q = body["distributions"]
+    assert (p["name"], q["name"]) == ("p", "q") and body["event"] == 7
+    assert len(p["fitted"]) == body["n_outcomes"] == views.SURPRISE_OUTCOMES
+    assert sum(q["fitted"]) == pytest.approx(1.0, abs=1e-12)
+    assert q["event_surprise_bits"] > p["event_surprise_bits"] > q["surprise_bits"][0]
+    assert q["entropy"]["bits"] < p["entropy"]["bits"] <= 3.0 + 1e-9  # ≤ log2 8
+    assert body["kl"]["p_q"]["nats"] == pytest.approx(
+        body["cross_entropy"]["p_q"]["nats"] - p["entropy"]["nats"]
+    )
+    default = explorer_client.get("/api/surprise").json()
+    assert default["event"] == 7 and default["distributions"][0]["peakedness"] == 0.1
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "word"),
+    [
+        ({"p": 2}, 400, "[0, 1]"),
+        ({"q": -1}, 400, "[0, 1]"),
+        ({"q": "nan"}, 400, "q must be"),
+        ({"event": 9}, 400, "0..7"),
+        ({"event": "rare"}, 422, "'event'"),
+        ({"p": "flat"}, 422, "'p'"),
+    ],
+)
+def test_surprise_bad_input(explorer_client, query, status, word):
+    assert word in _error(explorer_client.get("/api/surprise", params=query), status)
+
+
+# --------------------------------------------------------------------------- score field
+def test_score_field_endpoint(explorer_client, fake_families):
+    options = explorer_client.get("/api/score/options").json()
+    assert "toy-langevin" in options["models"] and options["models"] == views.score_models()
+    q = {"data": "toy2d-8gaussians", "model": "toy-langevin", "grid": 7, "chains": 5}
+    body = explorer_client.get("/api/score", params={**q, "frames": 4, "seed": 2}).json()
+    assert np.array(body["u"]).shape == np.array(body["v"]).shape == (7, 7)
+    assert np.array(body["paths"]).shape == (4, 5, 2) and len(body["distance_to_data"]) == 4
+    assert body["sampler"] == "langevin" and body["seed"] == 2
+    default = explorer_client.get("/api/score", params={"grid": 5, "chains": 2, "frames": 2})
+    assert default.json()["model"] == views.score_models()[0]
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "word"),
+    [
+        ({"grid": 41}, 400, "5..40"),
+        ({"chains": 500}, 400, "1..200"),
+        ({"frames": 1}, 400, "frames"),
+        ({"frames": "all"}, 422, "'frames'"),
+        ({"model": "gmm"}, 404, "score-field view's model"),
+        ({"data": "digits"}, 404, "2-D toy data set"),
+    ],
+)
+def test_score_field_bad_input(explorer_client, fake_families, query, status, word):
+    params = {"model": "toy-langevin", **query}
+    assert word in _error(explorer_client.get("/api/score", params=params), status)
+
+
+# --------------------------------------------------------------------------- ODE paths
+def test_ode_endpoint(explorer_client, fake_families):
+    options = explorer_client.get("/api/ode/options").json()
+    assert {"model": "toy-ode", "likelihood": "exact"} in options["models"]
+    assert options["datasets"] == list(views.TOY_DATA)
+    q = {"model": "toy-ode", "grid": 30, "paths": 6, "frames": 3}
+    body = explorer_client.get("/api/ode", params=q).json()
+    z = np.array(body["z"])
+    x, y = np.array(body["x"]), np.array(body["y"])
+    assert z.shape == (30, 30) and np.array(body["paths"]).shape == (3, 6, 2)
+    assert body["integral"] == pytest.approx(z.sum() * (x[1] - x[0]) * (y[1] - y[0]))
+    assert body["details"] == {"ode_solver": "closed form", "nfe": 0}
+    assert body["data"] == "toy2d-moons" and body["likelihood"] == "exact"
+
+
+@pytest.mark.parametrize(
+    ("query", "status", "word"),
+    [
+        ({"grid": 5}, 400, "10..200"),
+        ({"paths": 0}, 400, "1..200"),
+        ({"seed": -2}, 400, "seed"),
+        ({"model": "toy-langevin"}, 404, "ODE view's model"),
+        ({"paths": 2.5}, 422, "'paths'"),
+    ],
+)
+def test_ode_bad_input(explorer_client, fake_families, query, status, word):
+    params = {"model": "toy-ode", **query}
+    assert word in _error(explorer_client.get("/api/ode", params=params), status)

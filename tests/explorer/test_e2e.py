@@ -42,7 +42,10 @@ if not os.access(CHROMIUM, os.X_OK):
 
 FIT = 120_000  # ms: a view's models are fitted on first use (quick budgets)
 APP_JS = Path(__file__).parents[2] / "ptheta" / "explorer" / "static" / "app.js"
-VIEWS = ("space", "structure", "surface", "spam", "flow", "compare")
+VIEWS = (
+    *("space", "structure", "surface", "spam", "flow"),
+    *("mass", "surprise", "score", "ode", "compare"),
+)
 
 # A compare report in the schema `ptheta compare` writes: one row per kind of likelihood.
 _ROW = {
@@ -208,6 +211,104 @@ def check_flow(page, api, k: int, timeout: float = FIT) -> dict:
     return want
 
 
+def js_fmt(x: float | None, digits: int = 2) -> str:
+    """A number as app.js's fmt() writes it."""
+    if x is None:
+        return "—"
+    if abs(x) >= 1e6:
+        return f"{x:.{digits}e}".replace("e+0", "e+").replace("e-0", "e-")
+    if x != 0 and abs(x) < 10**-digits:
+        return f"{x:.2g}"
+    return f"{x:.{digits}f}"
+
+
+def check_mass(page, api, row: int, timeout: float = FIT) -> dict:
+    """Choose row ``row``: each model's displayed total is the API's, and its bar has one
+    segment per part plus the rest."""
+    expect(page.locator("#mass-row option")).not_to_have_count(0, timeout=timeout)
+    data = page.locator("#mass-data").input_value()
+    page.locator("#mass-row").select_option(str(row))
+    want = api.get("/api/mass", params={"row": row, "data": data, "grid": 60}).json()
+    for m in want["models"]:
+        card = page.locator(f'#mass-models .budget[data-kind="{m["kind"]}"]')
+        digits = 6 if m["data_kind"] == "binary" else 3
+        total = card.locator(".mass-total")
+        expect(total).to_have_text(js_fmt(m["total"], digits), timeout=timeout)
+        expect(card.locator(".budget-bar .segment")).to_have_count(len(m["parts"]) + 1)
+        first = m["parts"][0]
+        expect(card.locator("tbody tr").first).to_contain_text(first["label"])
+        expect(card.locator("tbody tr").first).to_contain_text(js_fmt(first["mass"], 4))
+    return want
+
+
+def check_surprise(page, api, q: float, timeout: float = FIT, event: int = 2) -> dict:
+    """Move q's slider and choose an event: the displayed surprise of the event and the
+    entropy of q are the API's."""
+    page.locator("#surprise-q").fill(str(q))
+    page.locator(f'#surprise-events button[data-event="{event}"]').click()
+    p = page.locator("#surprise-p").input_value()
+    want = api.get("/api/surprise", params={"p": p, "q": q, "event": event}).json()
+    dist = want["distributions"][1]
+    h = dist["entropy"]
+    expect(page.locator("#surprise-q-value")).to_have_text(f"{q:.2f}")
+    expect(page.locator("#surprise-q-event")).to_have_text(
+        f"{dist['event_surprise_bits']:.2f} bits", timeout=timeout
+    )
+    expect(page.locator("#surprise-q-entropy")).to_have_text(
+        f"{h['bits']:.2f} bits ({h['nats']:.2f} nats)", timeout=timeout
+    )
+    return want
+
+
+def _first_choices(api, view: str) -> dict:
+    options = api.get(f"/api/{view}/options").json()
+    model = options["models"][0]
+    return {"data": options["datasets"][0], "model": model if view == "score" else model["model"]}
+
+
+def shown_positions(page, plot_id: str, frame: int, timeout: float = FIT) -> list:
+    """The positions a paths plot draws once it shows frame ``frame`` (its last trace)."""
+    page.wait_for_function(
+        """([id, frame]) => {
+            const data = document.getElementById(id).data;
+            return data && data.at(-1).name === `positions at frame ${frame}`;
+        }""",
+        arg=[plot_id, frame],
+        timeout=timeout,
+    )
+    heads = page.evaluate(f"() => document.getElementById('{plot_id}').data.at(-1)")
+    return [[a, b] for a, b in zip(heads["x"], heads["y"], strict=True)]
+
+
+def check_score(page, api, frame: int, timeout: float = FIT) -> dict:
+    """Move the frame slider: the page shows the frame, the API's median distance from the
+    chains to the data at that frame, and the chains' positions at that frame."""
+    q = {**_first_choices(api, "score"), "grid": 20, "chains": 32, "frames": 40, "seed": 0}
+    want = api.get("/api/score", params=q).json()
+    expect(page.locator("#score-frames")).to_have_text("39", timeout=timeout)
+    page.locator("#score-frame").fill(str(frame))
+    expect(page.locator("#score-frame-value")).to_have_text(str(frame))
+    shown = js_fmt(want["distance_to_data"][frame], 3)
+    expect(page.locator("#score-distance")).to_have_text(shown, timeout=timeout)
+    assert shown_positions(page, "score-plot", frame, timeout) == want["paths"][frame]
+    return want
+
+
+def check_ode(page, api, frame: int, timeout: float = FIT) -> dict:
+    """The page shows the API's grid integral; at frame ``frame`` the paths' positions are
+    the API's."""
+    q = {**_first_choices(api, "ode"), "grid": 40, "paths": 64, "frames": 30, "seed": 0}
+    want = api.get("/api/ode", params=q).json()
+    shown = js_fmt(want["integral"], 3)
+    expect(page.locator("#ode-integral")).to_have_text(shown, timeout=timeout)
+    page.locator("#ode-frame").fill(str(frame))
+    expect(page.locator("#ode-frame-value")).to_have_text(str(frame))
+    shown = js_fmt(want["distance_to_data"][frame], 3)
+    expect(page.locator("#ode-distance")).to_have_text(shown, timeout=timeout)
+    assert shown_positions(page, "ode-plot", frame, timeout) == want["paths"][frame]
+    return want
+
+
 # ------------------------------------------------------------------------------- views
 def test_space_slider_shows_the_api_numbers_and_turns_red(page, server, api, tmp_path):
     open_view(page, server, "space")
@@ -313,6 +414,70 @@ def test_flow_slider_keeps_the_integral_at_one(page, server, api, tmp_path):
     snap(page, tmp_path, "flow")
 
 
+def test_probability_budget_shows_each_models_computed_total(page, server, api, tmp_path):
+    open_view(page, server, "mass")
+    for row in (3, 0):
+        want = check_mass(page, api, row)
+        for m in want["models"]:
+            assert m["total"] == pytest.approx(1.0, abs=0.05)
+    wait_for_plots(page, "mass-plot")
+    shapes = page.evaluate("() => document.getElementById('mass-plot').layout.shapes.length")
+    flow = next(m for m in want["models"] if m["data_kind"] == "continuous")
+    assert shapes == len(flow["parts"])  # the largest regions are outlined on the density
+    no_error(page, "mass")
+    snap(page, tmp_path, "mass")
+
+
+def test_surprise_shows_the_api_surprise_and_entropy(page, server, api, tmp_path):
+    open_view(page, server, "surprise")
+    broad = check_surprise(page, api, 0.0, event=7)
+    peaked = check_surprise(page, api, 1.0, event=7)
+    # the rare event surprises more under the peaked q; q's entropy falls
+    assert peaked["distributions"][1]["event_surprise_bits"] > 10
+    assert broad["distributions"][1]["event_surprise_bits"] < 3.1
+    entropy = [want["distributions"][1]["entropy"]["bits"] for want in (peaked, broad)]
+    assert entropy[0] < entropy[1]
+    expect(page.locator('#surprise-events button[aria-pressed="true"]')).to_have_text(["7"])
+    expect(page.locator("#surprise-info tbody tr")).to_have_count(4)
+    kl = peaked["kl"]["p_q"]["bits"]
+    expect(page.locator("#surprise-info tbody tr").nth(2)).to_contain_text(f"{kl:.3f}")
+    wait_for_plots(page, "surprise-probs", "surprise-bits")
+    bars = page.evaluate("() => document.getElementById('surprise-bits').data.map(t => t.y)")
+    assert bars == [d["surprise_bits"] for d in peaked["distributions"]]
+    no_error(page, "surprise")
+    snap(page, tmp_path, "surprise")
+
+
+def test_score_field_draws_the_api_arrows_and_steps_through_the_chains(page, server, api, tmp_path):
+    open_view(page, server, "score")
+    want = check_score(page, api, 0)
+    check_score(page, api, 39)
+    wait_for_plots(page, "score-plot")
+    heads = page.evaluate("() => document.getElementById('score-plot').data[2].x.length")
+    assert heads == sum(1 for row in want["norm"] for n in row if n > 0)  # one arrow per point
+    # new chains: the seed moves on and the page asks for them
+    page.locator("#score-resample").click()
+    expect(page.locator("#score-seed")).to_have_text("1")
+    q = {**_first_choices(api, "score"), "grid": 20, "chains": 32, "frames": 40, "seed": 1}
+    other = api.get("/api/score", params=q).json()
+    shown = js_fmt(other["distance_to_data"][39], 3)
+    expect(page.locator("#score-distance")).to_have_text(shown, timeout=FIT)
+    no_error(page, "score")
+    snap(page, tmp_path, "score")
+
+
+def test_ode_paths_and_the_integral_of_their_density(page, server, api, tmp_path):
+    open_view(page, server, "ode")
+    want = check_ode(page, api, 0)
+    check_ode(page, api, len(want["paths"]) - 1)
+    assert want["integral"] == pytest.approx(1.0, abs=0.2)
+    wait_for_plots(page, "ode-plot")
+    z = page.evaluate("() => document.getElementById('ode-plot').data[0].z")
+    assert z == want["z"]
+    no_error(page, "ode")
+    snap(page, tmp_path, "ode")
+
+
 def test_compare_table_sorts_and_the_chart_draws_bounds_as_bounds(page, server, tmp_path):
     open_view(page, server, "compare")
     rows = page.locator("#compare-table tbody tr")
@@ -380,10 +545,27 @@ def test_an_api_error_is_shown_in_its_panel(page, server):
 
 
 # ----------------------------------------------------------------- the checks can fail
+ODE_INTEGRAL_LINE = (
+    '$("ode-integral").textContent = d.integral === null ? "not defined (no likelihood)" : '
+    "fmt(d.integral, 3);"
+)
+SURPRISE_ENTROPY_LINE = "$(`surprise-${key}-entropy`).textContent = bitsAndNats(dist.entropy);"
+# what shows that a view has loaded, so that a check fails for the broken line, not a slow fit
+READY = {
+    "flow": ("#flow-layer", "0"),
+    "mass": ("#mass-row option", None),
+    "surprise": ("#surprise-info tbody tr", None),
+    "score": ("#score-frames", "39"),
+    "ode": ("#ode-frames", "29"),
+}
 BROKEN = [
     ("space", '$("space-configs").textContent = data.configurations_text;', check_space, 300),
     ("spam", '$("spam-nb").textContent = fmtProb(d.naive_bayes);', check_spam, None),
     ("flow", '$("flow-integral").textContent = fmt(d.integral, 3);', check_flow, 1),
+    ("mass", ", text: fmt(m.total, digits)", check_mass, 3),
+    ("surprise", SURPRISE_ENTROPY_LINE, check_surprise, 0.5),
+    ("score", '$("score-distance").textContent = fmt(d.distance_to_data[k], 3);', check_score, 5),
+    ("ode", ODE_INTEGRAL_LINE, check_ode, 0),
 ]
 
 
@@ -400,7 +582,11 @@ def test_the_checks_catch_a_page_that_does_not_update(page, server, api, view, l
     if view == "spam":
         arg = api.get("/api/spam/vocab").json()["correlated_pairs"][0]
     open_view(page, server, view)
-    if view == "flow":  # the slider must be ready, or the check fails for the wrong reason
-        expect(page.locator("#flow-layer")).to_have_text("0", timeout=FIT)
+    if view in READY:  # the view must be ready, or the check fails for the wrong reason
+        where, text = READY[view]
+        if text is None:
+            expect(page.locator(where)).not_to_have_count(0, timeout=FIT)
+        else:
+            expect(page.locator(where)).to_have_text(text, timeout=FIT)
     with pytest.raises(AssertionError):
         check(page, api, arg, timeout=1500)

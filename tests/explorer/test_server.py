@@ -161,7 +161,13 @@ def test_every_element_the_script_uses_is_on_the_page():
     used = set(re.findall(r'\$\("([^"]+)"\)', script))
     assert used and used <= ids, f"missing on the page: {sorted(used - ids)}"
     views = set(re.findall(r'data-view="([^"]+)"', html))
-    assert views == {"space", "structure", "surface", "spam", "flow", "compare"}
+    assert views == {
+        *("space", "structure", "surface", "spam", "flow"),
+        *("mass", "surprise", "score", "ode", "compare"),
+    }
+    # the script's list of views is the page's, in the page's order
+    listed = re.search(r"const VIEWS = \{ ([^}]*) \};", script).group(1).split(", ")
+    assert listed == re.findall(r'data-view="([^"]+)"', html)
     for view in views:
         assert f'id="view-{view}"' in html and f'aria-controls="view-{view}"' in html
 

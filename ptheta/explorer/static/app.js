@@ -407,7 +407,334 @@ const flow = {
   },
 };
 
-// ---------------------------------------------------------------------- 6: compare
+// --------------------------------------------------------------- 6: probability budget
+const PALETTE = ["#2557a7", "#e07b39", "#3a8f5c", "#b3261e", "#7a4fb5", "#c49a1a", "#1f8a99", "#a2527c"];
+
+const mass = {
+  async init() {
+    this.panel = new Panel("mass");
+    const opts = await this.panel.request("Loading the choices…", () => api("api/surface/options"));
+    if (!opts) return;
+    $("mass-data").replaceChildren(...opts.datasets.map((d) => el("option", { value: d, text: d })));
+    for (const id of ["mass-row", "mass-data"]) $(id).addEventListener("change", () => this.update());
+    this.update();
+  },
+  async update() {
+    const select = $("mass-row");
+    const row = select.value ? `row=${select.value}&` : ""; // first call: the API's default row
+    const data = $("mass-data").value;
+    const d = await this.panel.request("Fitting the three models (first use only) and adding up their probabilities…",
+      () => api(`api/mass?${row}data=${encodeURIComponent(data)}&grid=60`));
+    if (!d) return;
+    if (select.options.length !== d.n_rows) {
+      select.replaceChildren(...Array.from({ length: d.n_rows },
+        (_, r) => el("option", { value: String(r), text: `row ${r + 1} of ${d.n_rows}` })));
+    }
+    select.value = String(d.row);
+    $("mass-models").replaceChildren(...d.models.map((m) => this.card(m)));
+    const flow = d.models.find((m) => m.density);
+    try { await this.drawFlow(flow); } catch (e) { this.panel.showError(e); }
+  },
+  card(m) {
+    const box = el("div", { class: "budget", "data-kind": m.kind });
+    if (!m.model) {
+      box.append(el("h3", { text: m.kind }), el("p", { class: "note", text: m.missing }));
+      return box;
+    }
+    const digits = m.data_kind === "binary" ? 6 : 3;
+    box.append(
+      el("h3", { text: `${m.kind}: ${m.model}` }),
+      el("p", { class: "note", text: `${m.space}. ${m.how}.` }),
+      el("p", { class: "big" }, "total probability = ",
+        el("strong", { class: "mass-total", "data-testid": "mass-total", text: fmt(m.total, digits) })),
+    );
+    // the bar is one unit wide; a model that spends more than one unit overflows it
+    const scale = Math.max(1, m.total);
+    const bar = el("div", { class: "budget-bar", role: "img",
+      "aria-label": `${m.model}: ${m.parts.length} largest parts and the rest, total ${fmt(m.total, digits)}` });
+    const legend = el("tbody");
+    const parts = [...m.parts, { ...m.rest, rest: true }];
+    parts.forEach((part, i) => {
+      const colour = part.rest ? "#c8ced6" : PALETTE[i % PALETTE.length];
+      bar.append(el("div", { class: "segment", title: `${part.label}: ${fmt(part.mass, 4)}`,
+        style: `width: ${(100 * Math.max(part.mass, 0)) / scale}%; background: ${colour}` }));
+      legend.append(el("tr", {},
+        el("td", {}, el("span", { class: "swatch", style: `background: ${colour}` })),
+        el("td", { class: part.configuration ? "pixels" : "", text: part.label }),
+        el("td", { class: "num", text: fmt(part.mass, 4) })));
+    });
+    const one = el("div", { class: "budget-one", style: `left: ${100 / scale}%`, title: "one unit" });
+    box.append(el("div", { class: "budget-track" }, bar, one),
+      el("table", { class: "data parts" }, el("thead", {}, el("tr", {},
+        el("th", { scope: "col", text: "" }), el("th", { scope: "col", text: "part" }),
+        el("th", { scope: "col", class: "num", text: "probability" }))), legend));
+    return box;
+  },
+  async drawFlow(m) {
+    const P = await plotly();
+    if (!m) { P.purge("mass-plot"); return; }
+    const { x, y, z } = m.density;
+    const shapes = m.parts.map((part, i) => ({ type: "rect", x0: part.box[0], x1: part.box[1], y0: part.box[2], y1: part.box[3],
+      line: { color: PALETTE[i % PALETTE.length], width: 2 } }));
+    P.react("mass-plot", [{ type: "heatmap", x, y, z, colorscale: "Greys", reversescale: true, colorbar: { title: { text: "density" } } }], {
+      title: { text: `${m.model}: where its unit of mass lies (the ${m.parts.length} largest regions outlined)` },
+      shapes, xaxis: { title: { text: "x₁" }, constrain: "domain" }, yaxis: { title: { text: "x₂" }, scaleanchor: "x", constrain: "domain" },
+      margin: { t: 40 },
+    }, { responsive: true, displaylogo: false });
+  },
+};
+
+// ---------------------------------------------------------------- 7: surprise, entropy
+const bitsAndNats = (m) => `${fmt(m.bits, 2)} bits (${fmt(m.nats, 2)} nats)`;
+
+const surprise = {
+  init() {
+    this.panel = new Panel("surprise");
+    this.event = 7;
+    $("surprise-events").replaceChildren(...Array.from({ length: 8 }, (_, k) => {
+      const chip = el("button", { type: "button", "data-event": String(k), "aria-pressed": String(k === this.event), text: String(k) });
+      chip.addEventListener("click", () => { this.event = k; this.update(); });
+      return chip;
+    }));
+    const update = debounce(() => this.update(), 60);
+    for (const key of ["p", "q"]) {
+      const slider = $(`surprise-${key}`);
+      slider.addEventListener("input", () => { $(`surprise-${key}-value`).textContent = Number(slider.value).toFixed(2); update(); });
+    }
+    this.update();
+  },
+  async update() {
+    for (const chip of $("surprise-events").children) chip.setAttribute("aria-pressed", String(Number(chip.dataset.event) === this.event));
+    const p = $("surprise-p").value;
+    const q = $("surprise-q").value;
+    const d = await this.panel.request("Fitting p and q to their draws…",
+      () => api(`api/surprise?p=${p}&q=${q}&event=${this.event}`));
+    if (!d) return;
+    for (const dist of d.distributions) {
+      const key = dist.name;
+      $(`surprise-${key}-value`).textContent = dist.peakedness.toFixed(2);
+      $(`surprise-${key}-event`).textContent = `${fmt(dist.event_surprise_bits, 2)} bits`;
+      $(`surprise-${key}-prob`).textContent = fmt(dist.event_probability, 4);
+      $(`surprise-${key}-entropy`).textContent = bitsAndNats(dist.entropy);
+    }
+    const rows = [
+      ["cross-entropy H(p, q)", d.cross_entropy.p_q], ["cross-entropy H(q, p)", d.cross_entropy.q_p],
+      ["KL(p ‖ q)", d.kl.p_q], ["KL(q ‖ p)", d.kl.q_p],
+    ];
+    $("surprise-info").tBodies[0].replaceChildren(...rows.map(([name, m]) => el("tr", {},
+      el("td", { text: name }), el("td", { class: "num", text: fmt(m.bits, 3) }),
+      el("td", { class: "num", text: fmt(m.nats, 3) }), el("td", { text: `${m.method}, ${m.likelihood}` }))));
+    $("surprise-note").textContent = `Each distribution is a model of the family “${d.model}” fitted to `
+      + `${fmtInt(d.n_draws)} draws from it: its probabilities (bars) differ from the exact ones (rings) by the sampling error.`;
+    try { await this.draw(d); } catch (e) { this.panel.showError(e); }
+  },
+  async draw(d) {
+    const P = await plotly();
+    const outcomes = d.distributions[0].fitted.map((_, k) => String(k));
+    const colours = { p: "#2557a7", q: "#e07b39" };
+    const outline = outcomes.map((_, k) => (k === d.event ? 3 : 0)); // the chosen event's bars
+    const probs = [];
+    const bits = [];
+    for (const dist of d.distributions) {
+      const c = colours[dist.name];
+      probs.push({ type: "bar", name: `${dist.name} (fitted)`, x: outcomes, y: dist.fitted, offsetgroup: dist.name,
+        marker: { color: c, line: { color: "#1d232b", width: outline } } });
+      probs.push({ type: "scatter", mode: "markers", name: "exact", x: outcomes, y: dist.true, offsetgroup: dist.name,
+        marker: { color: "#1d232b", symbol: "circle-open", size: 8 }, showlegend: dist.name === "q" });
+      bits.push({ type: "bar", name: dist.name, x: outcomes, y: dist.surprise_bits, marker: { color: c, line: { color: "#1d232b", width: outline } },
+        text: dist.surprise_bits.map((b) => fmt(b, 1)), textposition: "outside" });
+    }
+    const entropyLines = d.distributions.map((dist) => ({ type: "line", xref: "paper", x0: 0, x1: 1, y0: dist.entropy.bits, y1: dist.entropy.bits,
+      line: { color: colours[dist.name], dash: "dash", width: 2 } }));
+    const notes = d.distributions.map((dist) => ({ xref: "paper", x: 1.01, y: dist.entropy.bits, xanchor: "left", showarrow: false,
+      text: `H(${dist.name})`, font: { color: colours[dist.name] } }));
+    const xaxis = { title: { text: "outcome" }, type: "category" };
+    P.react("surprise-probs", probs, {
+      title: { text: "probability of each outcome (outlined: the event)" }, barmode: "group", scattermode: "group",
+      xaxis, yaxis: { title: { text: "probability" }, rangemode: "tozero" },
+      legend: { orientation: "h", y: -0.2 }, margin: { t: 40 },
+    }, { responsive: true, displaylogo: false });
+    P.react("surprise-bits", bits, {
+      title: { text: "surprise −log₂ p (dashed: the entropy, its average)" }, barmode: "group",
+      xaxis, yaxis: { title: { text: "bits" }, rangemode: "tozero" },
+      shapes: entropyLines, annotations: notes, legend: { orientation: "h", y: -0.2 }, margin: { t: 40, r: 60 },
+    }, { responsive: true, displaylogo: false });
+  },
+};
+
+// ------------------------------------------------------- 8 and 9: paths over the plane
+/** Lines of every path over the `tail` frames up to frame k (one trace, paths separated by
+ *  gaps), and the paths' positions at frame k. `paths` is (frames, n, 2). */
+function pathTraces(paths, k, colour, tail = Infinity) {
+  const xs = [];
+  const ys = [];
+  const first = Math.max(0, k - tail);
+  for (let i = 0; i < paths[0].length; i++) {
+    for (let f = first; f <= k; f++) { xs.push(paths[f][i][0]); ys.push(paths[f][i][1]); }
+    xs.push(null); ys.push(null);
+  }
+  const name = Number.isFinite(tail) ? `the last ${tail} steps` : "paths so far";
+  return [
+    { type: "scatter", mode: "lines", x: xs, y: ys, line: { color: colour, width: 1 }, opacity: 0.6, name, hoverinfo: "skip" },
+    { type: "scatter", mode: "markers", x: paths[k].map((p) => p[0]), y: paths[k].map((p) => p[1]),
+      marker: { size: 7, color: colour, line: { width: 1, color: "#1d232b" } }, name: `positions at frame ${k}` },
+  ];
+}
+
+/** A frame slider over a view's paths: redrawn in the page, no new request. */
+function frameSlider(id, frames, start, onMove) {
+  const slider = $(id);
+  slider.max = String(frames - 1);
+  slider.value = String(start);
+  slider.oninput = () => onMove(Number(slider.value));
+}
+
+const SCORE_TAIL = 5; // Langevin chains jump: only their last few steps are drawn
+
+const score = {
+  async init() {
+    this.panel = new Panel("score");
+    this.seed = 0;
+    const opts = await this.panel.request("Loading the choices…", () => api("api/score/options"));
+    if (!opts) return;
+    $("score-data").replaceChildren(...opts.datasets.map((d) => el("option", { value: d, text: d })));
+    $("score-model").replaceChildren(...opts.models.map((m) => el("option", { value: m, text: m })));
+    for (const id of ["score-data", "score-model"]) $(id).addEventListener("change", () => this.update());
+    $("score-resample").addEventListener("click", () => {
+      this.seed += 1;
+      $("score-seed").textContent = String(this.seed);
+      this.update();
+    });
+    this.update();
+  },
+  async update() {
+    const data = $("score-data").value;
+    const model = $("score-model").value;
+    const d = await this.panel.request(`Fitting ${model} on ${data} (first use only) and running its Langevin chains…`,
+      () => api(`api/score?data=${encodeURIComponent(data)}&model=${encodeURIComponent(model)}&grid=20&chains=32&frames=40&seed=${this.seed}`));
+    if (!d) return;
+    this.last = d;
+    const frames = d.paths.length;
+    $("score-frames").textContent = String(frames - 1);
+    frameSlider("score-frame", frames, frames - 1, (k) => this.show(k));
+    try { await this.draw(d); } catch (e) { this.panel.showError(e); }
+    this.show(Number($("score-frame").value)); // where the slider is now: it may have moved meanwhile
+  },
+  /** The arrows: unit-length segments through the grid points, heads coloured by log₁₀ |score|. */
+  arrows(d) {
+    const step = Math.min(d.x[1] - d.x[0], d.y[1] - d.y[0]);
+    const half = 0.4 * step;
+    const sx = [];
+    const sy = [];
+    const hx = [];
+    const hy = [];
+    const angle = [];
+    const size = [];
+    d.y.forEach((y0, i) => d.x.forEach((x0, j) => {
+      const n = d.norm[i][j];
+      if (!(n > 0)) return;
+      const dx = (d.u[i][j] / n) * half;
+      const dy = (d.v[i][j] / n) * half;
+      sx.push(x0 - dx, x0 + dx, null);
+      sy.push(y0 - dy, y0 + dy, null);
+      hx.push(x0 + dx); hy.push(y0 + dy);
+      angle.push(90 - (Math.atan2(dy, dx) * 180) / Math.PI); // plotly: degrees clockwise from up
+      size.push(Math.log10(n));
+    }));
+    return [
+      { type: "scatter", mode: "lines", x: sx, y: sy, line: { color: "#8fa3bd", width: 1.5 }, hoverinfo: "skip", showlegend: false },
+      { type: "scatter", mode: "markers", x: hx, y: hy, name: "score ∇ log p (direction)",
+        marker: { symbol: "arrow", angle, size: 9, color: size, colorscale: "Viridis", colorbar: { title: { text: "log₁₀ |∇ log p|" } } },
+        text: size.map((s) => `|∇ log p| = ${fmt(10 ** s, 2)}`), hoverinfo: "text" },
+    ];
+  },
+  async draw(d) {
+    const P = await plotly();
+    const points = { type: "scatter", mode: "markers", x: d.points.map((p) => p[0]), y: d.points.map((p) => p[1]),
+      marker: { size: 3, color: "#5b6673" }, name: "training points", hoverinfo: "skip" };
+    this.fixed = [points, ...this.arrows(d)];
+    const pad = 0.05 * (d.x[d.x.length - 1] - d.x[0]);
+    this.layout = {
+      title: { text: `${d.model} on ${d.data}: the learned score and ${d.paths[0].length} Langevin chains` },
+      xaxis: { title: { text: "x₁" }, range: [d.x[0] - pad, d.x[d.x.length - 1] + pad], constrain: "domain" },
+      yaxis: { title: { text: "x₂" }, range: [d.y[0] - pad, d.y[d.y.length - 1] + pad], scaleanchor: "x", constrain: "domain" },
+      legend: { orientation: "h", y: -0.15 }, margin: { t: 40 },
+    };
+    await P.react("score-plot", [...this.fixed, ...pathTraces(d.paths, d.paths.length - 1, "#b3261e", SCORE_TAIL)], this.layout,
+      { responsive: true, displaylogo: false });
+  },
+  show(k) {
+    const d = this.last;
+    if (!d) return;
+    $("score-frame").value = String(k);
+    $("score-frame-value").textContent = String(k);
+    $("score-distance").textContent = fmt(d.distance_to_data[k], 3);
+    if (window.Plotly && this.fixed) {
+      window.Plotly.react("score-plot", [...this.fixed, ...pathTraces(d.paths, k, "#b3261e", SCORE_TAIL)], this.layout);
+    }
+  },
+};
+
+const ode = {
+  async init() {
+    this.panel = new Panel("ode");
+    this.seed = 0;
+    const opts = await this.panel.request("Loading the choices…", () => api("api/ode/options"));
+    if (!opts) return;
+    $("ode-data").replaceChildren(...opts.datasets.map((d) => el("option", { value: d, text: d })));
+    $("ode-model").replaceChildren(...opts.models.map((m) => el("option", { value: m.model, text: `${m.model} — ${m.likelihood} likelihood` })));
+    for (const id of ["ode-data", "ode-model"]) $(id).addEventListener("change", () => this.update());
+    $("ode-resample").addEventListener("click", () => {
+      this.seed += 1;
+      $("ode-seed").textContent = String(this.seed);
+      this.update();
+    });
+    this.update();
+  },
+  async update() {
+    const data = $("ode-data").value;
+    const model = $("ode-model").value;
+    const d = await this.panel.request(`Fitting ${model} on ${data} (first use only), integrating its ODE and its density on a grid…`,
+      () => api(`api/ode?data=${encodeURIComponent(data)}&model=${encodeURIComponent(model)}&grid=40&paths=64&frames=30&seed=${this.seed}`));
+    if (!d) return;
+    this.last = d;
+    const frames = d.paths.length;
+    $("ode-frames").textContent = String(frames - 1);
+    $("ode-integral").textContent = d.integral === null ? "not defined (no likelihood)" : fmt(d.integral, 3);
+    $("ode-likelihood").textContent = d.likelihood;
+    const details = Object.entries(d.details || {}).map(([k, v]) => `${k} ${fmt(v, typeof v === "number" && !Number.isInteger(v) ? 6 : 0)}`);
+    $("ode-details").textContent = details.length ? ` · ${details.join(", ")} (the density's solve)` : "";
+    frameSlider("ode-frame", frames, frames - 1, (k) => this.show(k));
+    try { await this.draw(d); } catch (e) { this.panel.showError(e); }
+    this.show(Number($("ode-frame").value)); // where the slider is now: it may have moved meanwhile
+  },
+  async draw(d) {
+    const P = await plotly();
+    this.fixed = d.z ? [{ type: "heatmap", x: d.x, y: d.y, z: d.z, colorscale: "Viridis", colorbar: { title: { text: "density" } }, name: "density" }] : [];
+    // one view for every frame: the density's box and every path point
+    const all = d.paths.flat();
+    const xs = all.map((p) => p[0]).concat(d.x || []);
+    const ys = all.map((p) => p[1]).concat(d.y || []);
+    this.layout = {
+      title: { text: `${d.model} on ${d.data}: ${d.paths[0].length} paths from the Gaussian (frame 0) to the data` },
+      xaxis: { title: { text: "x₁" }, range: [Math.min(...xs), Math.max(...xs)], constrain: "domain" },
+      yaxis: { title: { text: "x₂" }, range: [Math.min(...ys), Math.max(...ys)], scaleanchor: "x", constrain: "domain" },
+      legend: { orientation: "h", y: -0.15 }, margin: { t: 40 },
+    };
+    await P.react("ode-plot", [...this.fixed, ...pathTraces(d.paths, d.paths.length - 1, "#ffffff")], this.layout,
+      { responsive: true, displaylogo: false });
+  },
+  show(k) {
+    const d = this.last;
+    if (!d) return;
+    $("ode-frame").value = String(k);
+    $("ode-frame-value").textContent = String(k);
+    $("ode-distance").textContent = fmt(d.distance_to_data[k], 3);
+    if (window.Plotly && this.fixed) window.Plotly.react("ode-plot", [...this.fixed, ...pathTraces(d.paths, k, "#ffffff")], this.layout);
+  },
+};
+
+// --------------------------------------------------------------------- 10: compare
 const NLL_KEYS = ["test_nll_nats", "test_nll_bits_per_dim"];
 const COLUMNS = [
   { key: "model", label: "model" },
@@ -549,7 +876,7 @@ const compare = {
 };
 
 // -------------------------------------------------------------------------- tabs
-const VIEWS = { space, structure, surface, spam, flow, compare };
+const VIEWS = { space, structure, surface, spam, flow, mass, surprise, score, ode, compare };
 const started = new Set();
 
 function show(name) {
