@@ -17,8 +17,9 @@ from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Config, Int, Param, check_int, parameter_error
 
 
-def image_shape_of(spec: DataSpec) -> tuple[int, int, int]:
-    """The (C, H, W) shape examples of ``spec`` are images of, or a DataError.
+def image_shape_of(spec: DataSpec, model: str = "pixelcnn") -> tuple[int, int, int]:
+    """The (C, H, W) shape examples of ``spec`` are images of, or a DataError naming
+    ``model``.
 
     The spec's ``image_shape`` when it has three axes and as many entries as an example
     (flat digits: (64,) viewed as (1, 8, 8)); otherwise the event shape itself when it has
@@ -30,7 +31,7 @@ def image_shape_of(spec: DataSpec) -> tuple[int, int, int]:
     if len(spec.event_shape) == 3:
         return tuple(spec.event_shape)
     raise DataError(
-        f"pixelcnn needs image-shaped data: examples of shape (C, H, W), or flat examples "
+        f"{model} needs image-shaped data: examples of shape (C, H, W), or flat examples "
         f"whose data set declares an image_shape (digits: (64,) drawn as (1, 8, 8)); got "
         f"examples of shape {spec.event_shape}. Reshape X to (N, C, H, W), or use a model "
         "for flat data such as made or nade"

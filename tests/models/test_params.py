@@ -250,6 +250,15 @@ def test_check_params_is_the_fit_check_and_names_the_parameter():
 
 # Boundary and alternative values that must still fit (numpy scalars included).
 VALID = {
+    "pixelrnn": [
+        {
+            "architecture": "diagonal",
+            "kernel_size": 5,
+            "input_kernel": 3,
+            "class_conditional": True,
+            "schedule": "constant",
+        }
+    ],
     "nsf": [
         {
             "transform_type": "autoregressive",
