@@ -205,7 +205,11 @@ class BayesClassifier(BayesRule, GenerativeModel):
         except (UnknownNameError, TypeError):  # an invalid density is refused at fit
             return caps
         # missing entries are summed out exactly only where the class densities can
-        return caps.replace(marginalises=inner.marginalises, imputes=inner.marginalises)
+        return caps.replace(
+            marginalises=inner.marginalises,
+            imputes=inner.marginalises,
+            needs_sequence=inner.needs_sequence,  # a classifier of HMMs reads sequences
+        )
 
     # ----------------------------------------------------------------- fitting
     def _new_density(self) -> GenerativeModel:

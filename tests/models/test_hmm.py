@@ -17,8 +17,15 @@ from scipy.special import logsumexp
 
 import ptheta
 import ptheta.runs.store as rundir
-from ptheta.errors import DataError, RunDirError
-from ptheta.models.hmm import HMM, forward, forward_backward
+from ptheta.errors import DataError, ParameterError, RunDirError
+from ptheta.models.hmm import (
+    HMM,
+    _forward_backward_log,
+    _forward_log,
+    _scaled_forward,
+    forward,
+    forward_backward,
+)
 from ptheta.runs.layout import CONFIG, WEIGHTS
 from ptheta.runs.store import load_run, save_run
 
@@ -55,6 +62,57 @@ def _gaussian(full: bool) -> HMM:
     else:
         m.covars_ = np.array([[1.0, 2.0], [0.5, 4.0]])
     return m
+
+
+# a 2-state GMM-HMM (M = 2 components per state) of sequences (T=3, F=2)
+MIX_WEIGHTS = np.array([[0.3, 0.7], [0.6, 0.4]])
+GMM_MEANS = np.array([[[4.0, -1.0], [5.5, -3.0]], [[6.5, -4.0], [3.0, 0.5]]])  # (K, M, F)
+GMM_FULL = np.array(
+    [
+        [[[1.0, 0.6], [0.6, 2.0]], [[0.4, -0.1], [-0.1, 0.3]]],
+        [[[0.5, -0.3], [-0.3, 4.0]], [[2.0, 0.9], [0.9, 1.0]]],
+    ]
+)  # (K, M, F, F)
+
+
+def _gmm(full: bool) -> HMM:
+    """A 2-state HMM of sequences (T=3, F=2) whose states emit two-component mixtures."""
+    x = np.random.default_rng(0).normal(size=(20, 3, 2)) * [1.0, 3.0] + OFFSET
+    m = _fit(x, emission="gmm", n_mix=2, covariance_type="full" if full else "diag")
+    m.startprob_, m.transmat_, m.weights_ = START, TRANS, MIX_WEIGHTS
+    m.means_ = GMM_MEANS
+    m.covars_ = GMM_FULL if full else np.diagonal(GMM_FULL, axis1=2, axis2=3).copy()
+    return m
+
+
+def _gauss_logpdf(mean: np.ndarray, cov: np.ndarray, step: np.ndarray) -> float:
+    """log N(x_O; μ_O, Σ_OO) of the observed (non-NaN) features of ``step``, by scipy."""
+    obs = ~np.isnan(step)
+    return float(stats.multivariate_normal(mean[obs], cov[np.ix_(obs, obs)]).logpdf(step[obs]))
+
+
+def _full_cov(m: HMM, k: int, j: int | None = None) -> np.ndarray:
+    cov = m.covars_[k] if j is None else m.covars_[k, j]
+    return cov if m.covariance_type == "full" else np.diag(cov)
+
+
+def _enumerate_components(m: HMM, seq: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Every path of (state, component) pairs ((K·M)^T, T, 2) of one sequence (T, F) of a
+    GMM-HMM and its log joint p(x, s, m): no sum over components inside a step."""
+    k, n_mix = m.weights_.shape
+    pairs = list(itertools.product(range(k), range(n_mix)))
+    paths = np.array(list(itertools.product(pairs, repeat=len(seq))))  # (P, T, 2)
+    log_joint = []
+    for path in paths:
+        states = path[:, 0]
+        lp = np.log(m.startprob_[states[0]])
+        lp += sum(np.log(m.transmat_[a, b]) for a, b in itertools.pairwise(states))
+        for step, (s, j) in zip(seq, path, strict=True):
+            if not np.isnan(step).all():
+                lp += _gauss_logpdf(m.means_[s, j], _full_cov(m, s, j), step)
+            lp += np.log(m.weights_[s, j])  # a fully missing step still draws a component
+        log_joint.append(lp)
+    return paths, np.array(log_joint)
 
 
 def _log_emission_brute(m: HMM, step: np.ndarray, k: int) -> float:
@@ -291,3 +349,323 @@ def test_a_run_round_trips_and_weights_of_another_k_are_refused(tmp_path):
     with pytest.raises(RunDirError, match=r"startprob_ of shape \(3,\).*\(2,\)"):
         load_run(two)
     assert ptheta.make("hmm").capabilities().likelihood == "exact"
+
+
+# --------------------------------------------------------------------------- GMM emissions
+@pytest.mark.parametrize("full", [False, True])
+def test_gmm_likelihood_is_the_sum_over_every_path_of_states_and_components(full):
+    m = _gmm(full)
+    x = np.random.default_rng(1).normal(size=(4, 3, 2)) * 2 + OFFSET
+    x[1, 0, 1] = x[2, 2, 0] = np.nan  # single features missing
+    x[3, 1, :] = np.nan  # a whole step
+    brute = [logsumexp(_enumerate_components(m, seq)[1]) for seq in x]
+    np.testing.assert_allclose(m.score_samples(x), brute, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_gmm_viterbi_and_posterior_marginals_match_enumeration(full):
+    m = _gmm(full)
+    x = np.random.default_rng(3).normal(size=(3, 3, 2)) * 2 + OFFSET
+    x[0, 1, 0] = np.nan
+    path, marginals = m.viterbi(x), m.posterior_states(x)
+    np.testing.assert_allclose(marginals.sum(axis=2), 1.0, rtol=0, atol=1e-12)
+    for i, seq in enumerate(x):
+        pairs, log_joint = _enumerate_components(m, seq)
+        states = pairs[:, :, 0] @ (2 ** np.arange(3)[::-1])  # each state path as a number
+        by_path = np.array([logsumexp(log_joint[states == p]) for p in range(8)])  # log p(x, s)
+        best = np.array(list(itertools.product(range(2), repeat=3)))[np.argmax(by_path)]
+        np.testing.assert_array_equal(path[i], best)
+        post = np.exp(log_joint - logsumexp(log_joint))
+        expected = np.stack([post @ (pairs[:, :, 0] == k) for k in range(2)], axis=-1)
+        np.testing.assert_allclose(marginals[i], expected, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_gmm_conditional_mean_matches_enumeration_and_samples_agree(full):
+    m = _gmm(full)
+    seq = np.random.default_rng(4).normal(size=(3, 2)) * 2 + OFFSET
+    seq[0, 1] = seq[2, :] = np.nan
+    pairs, log_joint = _enumerate_components(m, seq)
+    post = np.exp(log_joint - logsumexp(log_joint))
+    expected = np.zeros_like(seq)  # Σ_paths p(s, m | x_O) E[x_M | x_O, s, m], step by step
+    for path, p in zip(pairs, post, strict=True):
+        for t, (s, j) in enumerate(path):
+            mis = np.isnan(seq[t])
+            obs = ~mis
+            mean, cov = m.means_[s, j], _full_cov(m, s, j)
+            cond = mean[mis]
+            if obs.any():
+                gain = cov[np.ix_(mis, obs)] @ np.linalg.inv(cov[np.ix_(obs, obs)])
+                cond = cond + gain @ (seq[t, obs] - mean[obs])
+            expected[t, mis] += p * cond
+    filled = m.impute(seq[None])[0]
+    missing = np.isnan(seq)
+    np.testing.assert_allclose(filled[missing], expected[missing], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(filled[~missing], seq[~missing])
+    # conditional samples: observed entries kept, the mean of the drawn ones → E[x_M | x_O]
+    drawn = m.sample(4000, given=seq[None], random_state=0)
+    np.testing.assert_array_equal(drawn[:, ~missing], np.tile(seq[~missing], (4000, 1)))
+    sem = drawn[:, missing].std(axis=0) / np.sqrt(4000)
+    assert np.all(np.abs(drawn[:, missing].mean(axis=0) - expected[missing]) < 4 * sem)
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_one_gmm_em_step_equals_the_expected_counts_of_every_path(full):
+    truth = _gmm(full)
+    x = truth.sample(6, random_state=7)  # (6, T=3, F=2)
+    given = {"startprob": START, "transmat": TRANS, "weights": MIX_WEIGHTS,
+             "means": truth.means_, "covars": truth.covars_}  # fmt: skip
+    m = _fit_from(x, given, emission="gmm", n_mix=2, min_covar=0.0, max_iter=1,
+                  covariance_type="full" if full else "diag")  # fmt: skip
+    # expected statistics under p(s, m | x), path by path (no forward–backward)
+    start, trans, occupancy = np.zeros(2), np.zeros((2, 2)), np.zeros((2, 2))
+    first, second = np.zeros((2, 2, 2)), np.zeros((2, 2, 2, 2))  # Σ q x, Σ q x xᵀ
+    for seq in x:
+        paths, log_joint = _enumerate_components(truth, seq)
+        for path, p in zip(paths, np.exp(log_joint - logsumexp(log_joint)), strict=True):
+            start[path[0, 0]] += p
+            for (a, _), (b, _) in itertools.pairwise(path):
+                trans[a, b] += p
+            for (s, j), step in zip(path, seq, strict=True):
+                occupancy[s, j] += p
+                first[s, j] += p * step
+                second[s, j] += p * np.outer(step, step)
+    means = first / occupancy[..., None]
+    covs = second / occupancy[..., None, None] - np.einsum("kmi,kmj->kmij", means, means)
+    np.testing.assert_allclose(m.startprob_, start / 6, atol=1e-10)
+    np.testing.assert_allclose(m.transmat_, trans / trans.sum(1, keepdims=True), atol=1e-10)
+    np.testing.assert_allclose(m.weights_, occupancy / occupancy.sum(1, keepdims=True), atol=1e-10)
+    np.testing.assert_allclose(m.means_, means, atol=1e-9)
+    expected = covs if full else np.diagonal(covs, axis1=2, axis2=3)
+    np.testing.assert_allclose(m.covars_, expected, atol=1e-9)
+
+
+def test_one_categorical_em_step_with_several_features_equals_the_expected_counts():
+    probs = np.array([[[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]], [[0.1, 0.2, 0.7], [0.6, 0.3, 0.1]]])
+    truth = _fit(np.arange(60).reshape(10, 3, 2) % 3)  # every level of both features seen
+    truth.startprob_, truth.transmat_, truth.emissionprob_ = START, TRANS, probs  # F=2, L=3
+    x = truth.sample(8, random_state=8)  # (8, 3, 2)
+    given = {"startprob": START, "transmat": TRANS, "emissionprob": probs}
+    m = _fit_from(x, given, alpha=0.0, max_iter=1)
+    start, trans, counts = np.zeros(2), np.zeros((2, 2)), np.zeros((2, 2, 3))
+    for seq in x:
+        paths, log_joint = _enumerate(truth, seq)
+        for path, p in zip(paths, np.exp(log_joint - logsumexp(log_joint)), strict=True):
+            start[path[0]] += p
+            for a, b in itertools.pairwise(path):
+                trans[a, b] += p
+            for s, step in zip(path, seq, strict=True):
+                counts[s, [0, 1], step] += p
+    np.testing.assert_allclose(m.startprob_, start / 8, atol=1e-12)
+    np.testing.assert_allclose(m.transmat_, trans / trans.sum(1, keepdims=True), atol=1e-12)
+    np.testing.assert_allclose(m.emissionprob_, counts / counts.sum(2, keepdims=True), atol=1e-12)
+
+
+def test_gmm_samples_have_the_exact_step_means():
+    m = _gmm(full=True)
+    drawn = m.sample(20_000, random_state=1)  # (n, T, F)
+    state_probs = [START, START @ TRANS, START @ TRANS @ TRANS]  # p(s_t = k)
+    component_means = np.einsum("km,kmf->kf", MIX_WEIGHTS, GMM_MEANS)
+    for t in range(3):
+        exact = state_probs[t] @ component_means
+        sem = drawn[:, t].std(axis=0) / np.sqrt(len(drawn))
+        assert np.all(np.abs(drawn[:, t].mean(axis=0) - exact) < 4 * sem), t
+
+
+def _gmm_truth() -> HMM:
+    """A GMM-HMM with well-separated states (x₁ ≈ 0 vs 8) and components (x₂ ≈ 0 vs 3)."""
+    m = _gmm(full=False)
+    m.transmat_ = np.array([[0.9, 0.1], [0.2, 0.8]])
+    m.means_ = np.array([[[0.0, 0.0], [0.0, 3.0]], [[8.0, 0.0], [8.0, 3.0]]])
+    m.covars_ = np.full((2, 2, 2), 0.25)
+    return m
+
+
+def test_gmm_em_is_monotone_and_recovers_the_parameters_up_to_permutation():
+    truth = _gmm_truth()
+    x = truth.sample(150, random_state=2)  # (150, 3, 2)
+    for full in (False, True):
+        for min_covar, keys in ((1e-2, ("objective",)), (0.0, ("objective", "log_likelihood"))):
+            m = _fit(x, emission="gmm", n_mix=2, covariance_type="full" if full else "diag",
+                     min_covar=min_covar, max_iter=40, tol=0)  # fmt: skip
+            for key in keys:
+                values = np.array([h[key] for h in m.history_])
+                assert np.all(np.diff(values) >= -1e-9), (full, min_covar, key)
+    # states matched by their first coordinate, components by their second
+    order = np.argsort(m.means_[:, :, 0].mean(axis=1))
+    np.testing.assert_allclose(m.transmat_[np.ix_(order, order)], truth.transmat_, atol=0.08)
+    for fitted, true in zip(order, range(2), strict=True):
+        comp = np.argsort(m.means_[fitted, :, 1])
+        np.testing.assert_allclose(m.means_[fitted, comp], truth.means_[true], atol=0.2)
+        np.testing.assert_allclose(m.weights_[fitted, comp], MIX_WEIGHTS[true], atol=0.1)
+        cov = np.diagonal(m.covars_[fitted, comp], axis1=1, axis2=2)
+        np.testing.assert_allclose(cov, truth.covars_[true], atol=0.1)
+    assert m.score(x) >= truth.score(x) - 1e-6  # the MLE beats the truth on its own data
+
+
+def test_gmm_contract_errors_and_parameter_count():
+    with pytest.raises(DataError, match="emission='gmm'"):
+        _fit(np.array([[0, 1, 1], [1, 0, 1]]), emission="gmm")
+    with pytest.raises(DataError, match="n_states=2 × n_mix=4"):
+        _fit(np.random.default_rng(0).normal(size=(2, 3)), emission="gmm", n_mix=4)
+    k, n_mix, f = 2, 2, 2
+    assert _gmm(full=False).n_parameters() == 1 + 2 + k * ((n_mix - 1) + n_mix * (f + f))
+    assert _gmm(full=True).n_parameters() == 1 + 2 + k * ((n_mix - 1) + n_mix * (f + 3))
+    one = _fit(np.random.default_rng(0).normal(size=(20, 3, 2)), emission="gmm", n_mix=1)
+    gauss = _fit(np.random.default_rng(0).normal(size=(20, 3, 2)))
+    np.testing.assert_allclose(one.means_[:, 0], gauss.means_, atol=1e-12)  # M = 1: Gaussian
+    assert one.n_parameters() == gauss.n_parameters()
+
+
+def test_a_gmm_run_round_trips(tmp_path):
+    x = _draw(_gmm(full=True), 30, seed=5)
+    m = _fit(x, emission="gmm", n_mix=2, covariance_type="full")
+    loaded = load_run(save_run(m, tmp_path / "gmm"))
+    np.testing.assert_array_equal(loaded.score_samples(x), m.score_samples(x))
+    assert loaded.covars_.shape == (2, 2, 2, 2)
+
+
+# --------------------------------------------------------------------------- Bernoulli
+def test_categorical_on_binary_data_is_the_bernoulli_hmm():
+    mu = np.array([[0.9, 0.2, 0.6], [0.1, 0.7, 0.5]])  # p(x_f = 1 | k), (K, F)
+    x = np.random.default_rng(0).integers(0, 2, size=(20, 3, 3))
+    m = _fit(x)
+    assert m.emission_ == "categorical" and m.emissionprob_.shape == (2, 3, 2)
+    m.startprob_, m.transmat_ = START, TRANS
+    m.emissionprob_ = np.stack([1 - mu, mu], axis=-1)
+    every = np.array(list(itertools.product([0, 1], repeat=9))).reshape(-1, 3, 3)
+    scores = m.score_samples(every)
+    assert np.exp(scores).sum() == pytest.approx(1.0, abs=1e-12)
+    for seq, score in zip(every[::37], scores[::37], strict=True):
+        paths = np.array(list(itertools.product(range(2), repeat=3)))
+        joint = [
+            np.log(START[p[0]]) + np.log(TRANS[p[0], p[1]]) + np.log(TRANS[p[1], p[2]])
+            + sum(np.log(mu[p[t]] ** seq[t] * (1 - mu[p[t]]) ** (1 - seq[t])).sum()
+                  for t in range(3))
+            for p in paths
+        ]  # fmt: skip
+        assert score == pytest.approx(logsumexp(joint), abs=1e-12)
+
+
+# --------------------------------------------------------------------------- recursions
+def test_scaled_recursions_equal_the_log_space_ones_and_fall_back_where_they_underflow():
+    rng = np.random.default_rng(0)
+    log_start = np.log(rng.dirichlet(np.ones(3)))
+    log_trans = np.log(rng.dirichlet(np.ones(3), size=3))
+    log_emit = rng.normal(size=(5, 7, 3)) * 30  # wide factors: the shifts matter
+    for fast, slow in zip(
+        forward_backward(log_start, log_trans, log_emit),
+        _forward_backward_log(log_start, log_trans, log_emit),
+        strict=True,
+    ):
+        np.testing.assert_allclose(fast, slow, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        forward(log_start, log_trans, log_emit)[0], _forward_log(log_start, log_trans, log_emit)[0]
+    )
+    # state 1 is unreachable, but the data favour it by e^800: every scaled step underflows
+    start, trans = np.array([0.0, -1000.0]), np.log(np.eye(2) + 1e-300)
+    stuck = np.zeros((2, 4, 2))
+    stuck[0, :, 1] = 800.0
+    assert _scaled_forward(start, np.exp(trans), stuck.transpose(1, 0, 2))[-1].tolist() == [
+        True,
+        False,
+    ]
+    for fast, slow in zip(
+        forward_backward(start, trans, stuck),
+        _forward_backward_log(start, trans, stuck),
+        strict=True,
+    ):
+        np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12)
+    assert np.isfinite(forward(start, trans, stuck)[1]).all()
+
+
+# --------------------------------------------------------------------------- starting values
+def _fit_from(x: np.ndarray, initial: dict, **params) -> HMM:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return HMM(**{"n_states": 2, "max_iter": 3, **params}).fit(x, initial=initial)
+
+
+def test_em_from_given_parameters_starts_at_their_likelihood():
+    truth = _gmm_truth()
+    x = truth.sample(40, random_state=3)
+    given = {
+        "startprob": truth.startprob_,
+        "transmat": truth.transmat_,
+        "weights": truth.weights_,
+        "means": truth.means_,
+        "covars": truth.covars_,
+    }
+    runs = [
+        _fit_from(x, given, emission="gmm", n_mix=2, min_covar=0.0, init=init, random_state=seed)
+        for init, seed in (("kmeans", 0), ("random", 1))
+    ]  # every part given: init and seed play no part
+    assert runs[0].history_[0]["log_likelihood"] == pytest.approx(truth.score(x), abs=1e-9)
+    np.testing.assert_array_equal(runs[0].means_, runs[1].means_)
+    # Gaussian and categorical starts, partial ones too
+    g = _gaussian(full=True)
+    xg = g.sample(30, random_state=0)
+    start = {"startprob": START, "transmat": TRANS, "means": g.means_, "covars": g.covars_}
+    m = _fit_from(xg, start, covariance_type="full", min_covar=0.0)
+    assert m.history_[0]["log_likelihood"] == pytest.approx(g.score(xg), abs=1e-9)
+    c = _categorical()
+    xc = c.sample(30, random_state=0)
+    m = _fit_from(xc, {"startprob": START, "transmat": TRANS, "emissionprob": PROBS})
+    assert m.history_[0]["log_likelihood"] == pytest.approx(c.score(xc), abs=1e-9)
+    # a part given replaces that part of the initialisation only
+    partial = _fit_from(xc, {"transmat": TRANS}).history_[0]["log_likelihood"]
+    assert partial != _fit(xc, max_iter=3).history_[0]["log_likelihood"]
+
+
+@pytest.mark.parametrize(
+    ("initial", "match"),
+    [
+        (
+            {"transmat": np.eye(3)},
+            r"initial\['transmat'\] must be a finite array of shape \(2, 2\)",
+        ),
+        ({"startprob": [0.5, 0.6]}, r"initial\['startprob'\] must hold probabilities"),
+        ({"means": np.zeros((2, 1))}, r"keys among 'startprob', 'transmat', 'emissionprob'"),
+        ({"emissionprob": np.full((2, 1, 3), np.nan)}, "finite"),
+        ([1, 2], "must be a dict"),
+    ],
+)
+def test_bad_starting_values_are_one_clear_error(initial, match):
+    x = _categorical().sample(10, random_state=0)
+    with pytest.raises(ParameterError, match=match):
+        HMM(2).fit(x, initial=initial)
+    xg = _gaussian(full=True).sample(10, random_state=0)
+    bad_cov = {"covars": np.array([[[1.0, 2.0], [2.0, 1.0]], [[1.0, 0.0], [0.0, 1.0]]])}
+    with pytest.raises(ParameterError, match="symmetric positive definite"):
+        HMM(2, covariance_type="full").fit(xg, initial=bad_cov)
+
+
+# --------------------------------------------------------------------------- Bayes' rule
+def test_bayes_classifier_of_sequences_fits_one_hmm_per_class():
+    probs = np.array([[[0.8, 0.15, 0.05]], [[0.05, 0.15, 0.8]]])
+    sticky = _categorical(trans=np.array([[0.95, 0.05], [0.05, 0.95]]), probs=probs, t_len=12)
+    jumpy = _categorical(trans=np.array([[0.05, 0.95], [0.95, 0.05]]), probs=probs, t_len=12)
+    x = np.concatenate([sticky.sample(60, random_state=0), jumpy.sample(40, random_state=1)])
+    y = np.repeat(["sticky", "jumpy"], [60, 40])
+    test = np.concatenate([sticky.sample(50, random_state=2), jumpy.sample(50, random_state=3)])
+    clf = ptheta.make(
+        "bayes-classifier", density="hmm", density_params={"n_states": 2, "max_iter": 50}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(x, y)
+    assert [type(d) for d in clf.densities_] == [HMM, HMM]
+    assert clf.classes_.tolist() == ["jumpy", "sticky"]
+    truth = np.repeat(["sticky", "jumpy"], 50)
+    assert (clf.predict(test) == truth).mean() >= 0.9
+    # Bayes' rule: posteriors are the normalised exp of the class log-likelihoods + log priors
+    joint = np.stack([d.score_samples(test) for d in clf.densities_], axis=1)
+    joint += np.log([40 / 100, 60 / 100])
+    np.testing.assert_allclose(
+        clf.predict_proba(test), np.exp(joint - logsumexp(joint, 1, keepdims=True))
+    )
+    np.testing.assert_allclose(clf.score_samples(test), logsumexp(joint, axis=1))
+    # each class density is that class's HMM: it scores its own class's sequences higher
+    for c, label in enumerate(clf.classes_):
+        own, other = test[truth == label], test[truth != label]
+        assert clf.densities_[c].score(own) > clf.densities_[c].score(other)

@@ -250,6 +250,23 @@ def test_check_params_is_the_fit_check_and_names_the_parameter():
 
 # Boundary and alternative values that must still fit (numpy scalars included).
 VALID = {
+    "hmm": [
+        {
+            "n_mix": np.int64(3),
+            "covariance_type": "full",
+            "init": "random",
+            "alpha": 0,
+            "tol": 0,
+            "n_init": 2,
+        },
+        {
+            "emission": "categorical",
+            "min_covar": 0.0,
+            "random_state": None,
+            "verbose": False,
+            "max_iter": 1,
+        },
+    ],
     "pixelrnn": [
         {
             "architecture": "diagonal",
