@@ -109,8 +109,9 @@ def command(
 
     The score is −log p where the model has a likelihood (exact, a bound or an
     estimate: the table says which), else its energy, else minus a GAN discriminator's
-    realness, else the size of a learned score field (score_norm, e.g. ncsn). AUROC = the chance that an anomaly scores higher than a normal example
-    (1 perfect, 0.5 chance).
+    realness, else the size of a learned score field (score_norm, e.g. ncsn). AUROC =
+    the chance that an anomaly scores higher than a normal example (1 perfect, 0.5
+    chance).
 
     \b
     Examples:

@@ -24,7 +24,7 @@ def command(run, data, data_opts, splits) -> None:
     most this), or an estimate; "density" marks a continuous log-density, comparable only
     with other densities of the same data.
     """
-    from ptheta.eval.likelihood import describe_kind
+    from ptheta.eval.likelihood import describe_kind, describe_solver
     from ptheta.runs.fitting import evaluate_run, load_run_data
     from ptheta.runs.store import load_run, read_config
 
@@ -53,6 +53,9 @@ def command(run, data, data_opts, splits) -> None:
         ],
         caption=None if same else "note: this is not the data the model was fitted on.",
     )
+    solver = describe_solver(rows[-1]) if rows else None
+    if solver is not None:
+        console.print(solver, highlight=False)
     if dataset.entropy is not None:
         console.print(
             f"true entropy of the generating distribution: {dataset.entropy:.4f} nats "

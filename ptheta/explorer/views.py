@@ -967,7 +967,7 @@ class Explorer:
             dataset, fitted = self._toy_model(data, model)
             samples = fitted.sample(2000, random_state=0)  # (2000, 2)
             density, _ = _density_on_grid(fitted, *_bulk_box(dataset.train.x, samples), grid)
-            return {**density, "details": fitted._likelihood_details()}
+            return {**density, "details": fitted.likelihood_details()}
 
         return self._once(("toy-density", data, model, grid), compute)
 

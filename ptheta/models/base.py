@@ -499,7 +499,7 @@ class GenerativeModel(BaseEstimator):
         ``continuous``: −log density, comparable only with other densities of the same
         data). A model with no likelihood gives None for the numbers. Families whose
         scores come from a numerical solver add how (``ode_solver``, ``ode_rtol``,
-        ``ode_atol``, ``ode_steps``, ``nfe``: see ``_likelihood_details``).
+        ``ode_atol``, ``ode_steps``, ``nfe``: see ``likelihood_details``).
         """
         self._check_fitted()
         out: dict[str, Any] = {
@@ -520,13 +520,15 @@ class GenerativeModel(BaseEstimator):
         out["nll_nats"] = nll
         out["bits_per_dim"] = nll / (self.fitted_spec.n_dims * math.log(2.0))
         out["std_err"] = float(log_p.std(ddof=1) / math.sqrt(len(log_p))) if len(log_p) > 1 else 0.0
-        out.update(self._likelihood_details())
+        out.update(self.likelihood_details())
         return out
 
-    def _likelihood_details(self) -> dict[str, Any]:
-        """How the last scores were computed, beyond their kind, for ``nll_summary``: a
-        family that integrates an ODE reports its solver, tolerance and function
-        evaluations here (JSON-able values). Nothing by default."""
+    def likelihood_details(self) -> dict[str, Any]:
+        """How the last scores were computed, beyond their kind (also in ``nll_summary``):
+        a family that integrates an ODE reports its solver, its tolerances or steps, the
+        function evaluations (NFE) of its last solve and the divergence it used (JSON-able
+        values). Empty for every other family."""
+        self._check_fitted()
         return {}
 
     def bits_per_dim(self, X: Data) -> float:

@@ -52,6 +52,7 @@ from ptheta.errors import ParameterError
 from ptheta.models.neural import CONDITIONAL, NeuralModel
 from ptheta.nn import ode
 from ptheta.nn.noise import example_keys, keyed_uniform, mean_and_stderr
+from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.timenet import ARCHITECTURES
 from ptheta.params import Choice, Float, Int, Param
 
@@ -201,17 +202,20 @@ class ContinuousTimeDensity(nn.Module):
             out.append(lp + self._unit_log_jacobian())
         return torch.stack(out)
 
+    @batched(outputs=2)
     def log_prob_with_std(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """log p(x) per example and its Monte-Carlo standard error, (N,) each: exact
-        divergence on continuous data gives zero error; otherwise the mean of the draws and
-        its error (NaN with a single draw)."""
+        """log p(x) per example and its Monte-Carlo standard error, (*batch) each for x
+        (*batch, *event): exact divergence on continuous data gives zero error; otherwise
+        the mean of the draws and its error (NaN with a single draw)."""
         draws = self.log_prob_draws(x, y)
         if len(draws) == 1 and self.n_categories is None and self.divergence == "exact":
             return draws[0], torch.zeros_like(draws[0])
         return mean_and_stderr(draws)
 
+    @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """log p(x) per example, (N,) (see :meth:`log_prob_with_std`)."""
+        """log p(x) per example, (*batch) for x (*batch, *event) (see
+        :meth:`log_prob_with_std`)."""
         return self.log_prob_with_std(x, y)[0]
 
     # ----------------------------------------------------------------- sampling
@@ -240,11 +244,13 @@ class ContinuousTimeDensity(nn.Module):
         self.last_nfe = nfe
         return torch.stack([z0, out]) if n_frames <= 2 else out
 
+    @sampled
     @torch.no_grad()
     def sample(
         self, n: int, y: Tensor | None = None, generator: torch.Generator | None = None
     ) -> Tensor:
-        """n draws in data units: reals, or levels for discrete data."""
+        """Draws in data units (reals, or levels for discrete data), (*sample_shape,
+        *event) for an int n, a tuple, or () for one example."""
         return self.from_unit(self.path(n, y, generator)[-1])
 
 
@@ -331,7 +337,7 @@ class ContinuousTimeModel(NeuralModel):
     def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:
         return self._log_prob_with_std(x, label)[0]
 
-    def _likelihood_details(self) -> dict[str, Any]:
+    def likelihood_details(self) -> dict[str, Any]:
         module = self._module
         details = module.solver.details(module.last_nfe)
         details["divergence"] = module.divergence

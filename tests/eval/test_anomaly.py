@@ -88,7 +88,7 @@ def test_exact_family_scores_minus_log_p(binary):
 
 def test_nothing_to_score_is_a_capability_error():
     x = np.zeros((4, 2))
-    with pytest.raises(CapabilityError, match="no likelihood, energy or discriminator"):
+    with pytest.raises(CapabilityError, match="no likelihood, energy, discriminator or score"):
         anomaly_scores(_Stub().fit(x), x)
     with pytest.raises(ptheta.errors.NotFittedError):
         anomaly_scores(_Energy(), x)

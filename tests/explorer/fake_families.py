@@ -94,7 +94,7 @@ class FakeODE(GenerativeModel):
         t = np.linspace(0.0, 1.0, n_frames)[:, None, None]  # (F, 1, 1)
         return ((1 - t) + t * self.std_) * z + t * self.mean_  # (F, n, D)
 
-    def _likelihood_details(self) -> dict[str, Any]:
+    def likelihood_details(self) -> dict[str, Any]:
         return {"ode_solver": "closed form", "nfe": 0}
 
     def _sample(self, n, y, rng):

@@ -1,0 +1,201 @@
+"""The shared base of the continuous-time families (ptheta/models/continuous.py): units and
+the dequantisation Jacobian, keyed probes and draws, standard errors, paths."""
+
+from __future__ import annotations
+
+import itertools
+import math
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from ptheta.data.spec import DataSpec, Split
+from ptheta.errors import ParameterError
+from ptheta.models.continuous import ContinuousTimeDensity
+from ptheta.models.score_sde import ScoreSDE
+from ptheta.nn.noise import example_keys, keyed_uniform
+from ptheta.nn.ode import ODESolver, standard_normal_log_prob
+
+
+class Uniform(ContinuousTimeDensity):
+    """A density exactly uniform on [−1, 1]^D: no motion, a uniform noise end."""
+
+    def velocity(self, z, t, y=None, guidance=0.0):
+        return 0.0 * z
+
+    def prior_log_prob(self, z):
+        inside = (z.abs() <= 1).reshape(len(z), -1).all(1)
+        log_density = torch.full((len(z),), -self.n_dims * math.log(2.0), dtype=z.dtype)
+        return log_density.masked_fill(~inside, -math.inf)
+
+
+A = torch.tensor([[0.3, 0.8, -0.2], [-0.5, -0.4, 0.1], [0.2, 0.6, 0.5]], dtype=torch.float64)
+
+
+class Linear(ContinuousTimeDensity):
+    """dz/dt = A z from t = 0 to 1 with N(0, I) at t = 1: z(1) = e^A z, so
+    log p(z) = log N(e^A z; 0, I) + tr A exactly."""
+
+    def velocity(self, z, t, y=None, guidance=0.0):
+        return z @ A.T.to(z.dtype)
+
+    def prior_log_prob(self, z):
+        return standard_normal_log_prob(z)
+
+    def prior_sample(self, n, generator):
+        return torch.randn(n, 3, generator=generator, dtype=self._dtype)
+
+
+def closed_form(v):
+    return standard_normal_log_prob(v @ torch.linalg.matrix_exp(A).T) + float(A.trace())
+
+
+RK4 = ODESolver("rk4", steps=40)
+
+
+def test_uniform_density_on_the_cube_gives_minus_d_log_k():
+    k, d = 4, 3
+    m = Uniform((d,), n_categories=k, n_dequant_samples=3, solver=ODESolver("rk4", steps=2))
+    m = m.double()
+    levels = torch.tensor(list(itertools.product(range(k), repeat=d)))
+    lp, se = m.log_prob_with_std(levels)
+    torch.testing.assert_close(lp, torch.full((k**d,), -d * math.log(k), dtype=torch.float64))
+    assert torch.all(se == 0)  # every draw gives the same value
+    assert float(lp.exp().sum()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_continuous_exact_divergence_is_the_closed_form_with_zero_error():
+    m = Linear((3,), solver=RK4).double()
+    v = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    lp, se = m.log_prob_with_std(v)
+    torch.testing.assert_close(lp, closed_form(v), rtol=0, atol=1e-6)
+    assert torch.all(se == 0) and m.last_nfe == 4 * 40
+
+
+def test_hutchinson_probes_average_to_the_closed_form_with_their_error():
+    # with A constant, each probe's integral is εᵀAε: Rademacher ε gives a few values
+    v = torch.randn(4, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    rk4 = ODESolver("rk4", steps=10)
+    m = Linear((3,), solver=rk4, divergence="hutchinson", n_probes=60).double()
+    lp, se = m.log_prob_with_std(v)
+    assert torch.all(se > 0.005)
+    assert torch.all((lp - closed_form(v)).abs() < 4 * se)
+    one = Linear((3,), solver=rk4, divergence="hutchinson", n_probes=1).double()
+    assert torch.all(one.log_prob_with_std(v)[1].isnan())  # one draw: no error estimate
+
+
+def test_discrete_draws_are_keyed_and_carry_the_dequantisation_jacobian():
+    k = 5
+    x = torch.tensor([[0, 4, 2], [1, 1, 3], [4, 0, 0], [2, 2, 2]])
+    m = Linear((3,), n_categories=k, n_dequant_samples=3, solver=RK4, seed=11).double()
+    draws = m.log_prob_draws(x)  # (S, N)
+    keys = example_keys(x, 11)
+    for s in range(3):
+        v = 2 * (x.double() + keyed_uniform(keys, s, (3,))) / k - 1  # in [−1, 1]
+        expected = closed_form(v) + 3 * math.log(2 / k)  # log p(k + u) = log p(v) + D log 2/K
+        torch.testing.assert_close(draws[s], expected, rtol=0, atol=1e-6)
+    lp, se = m.log_prob_with_std(x)
+    torch.testing.assert_close(lp, draws.mean(0))
+    torch.testing.assert_close(se, draws.std(0) / math.sqrt(3))
+
+
+@pytest.mark.parametrize("categories", [None, 5])
+def test_probes_and_draws_depend_on_the_example_alone(categories):
+    m = Linear(
+        (3,),
+        n_categories=categories,
+        divergence="hutchinson",
+        n_probes=3,
+        n_dequant_samples=3,
+        solver=RK4,
+    ).double()
+    if categories is None:
+        x = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    else:
+        x = torch.tensor([[0, 4, 2], [1, 1, 3], [4, 0, 0], [2, 2, 2], [3, 1, 0]])
+    lp, se = m.log_prob_with_std(x)
+    for i in range(len(x)):
+        one, one_se = m.log_prob_with_std(x[i : i + 1])
+        torch.testing.assert_close(one[0], lp[i], rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(one_se[0], se[i], rtol=1e-12, atol=1e-12)
+    order = torch.tensor([3, 0, 4, 1, 2])
+    torch.testing.assert_close(m.log_prob_with_std(x[order])[0], lp[order], rtol=1e-12, atol=1e-12)
+    # each example's probes come from its own key: the probes' part of the draws (the
+    # dequantisation draws are the same with the exact divergence) differs between rows
+    hutchinson = m.log_prob_draws(x)
+    m.divergence = "exact"
+    noise = hutchinson - m.log_prob_draws(x)  # (S, N)
+    assert noise.abs().max() > 0.01
+    assert not all(torch.allclose(noise[:, i], noise[:, 0]) for i in range(1, len(x)))
+
+
+def test_sampling_paths_start_at_the_noise_and_end_at_the_samples():
+    m = Linear((3,), solver=RK4).double()
+    gen = torch.Generator().manual_seed(0)
+    frames = m.path(7, generator=gen, n_frames=5)
+    assert frames.shape == (5, 7, 3)
+    z0 = torch.randn(7, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    torch.testing.assert_close(frames[0], z0)
+    # the flow runs backwards from the noise: x = e^{−A} z(1)
+    torch.testing.assert_close(frames[-1], z0 @ torch.linalg.matrix_exp(-A).T, atol=1e-6, rtol=0)
+    assert m.sample((2, 3), generator=gen).shape == (2, 3, 3)
+
+
+# --------------------------------------------------------------------------- estimator level
+def _fit(kind: str, **params) -> tuple[ScoreSDE, np.ndarray]:
+    rng = np.random.default_rng(0)
+    if kind == "continuous":
+        x = rng.normal(size=(120, 2)) @ [[1.0, 0.6], [0.0, 0.5]] + [3.0, -1.0]
+        split = Split(x, None, DataSpec("continuous", (2,)))
+    else:
+        x = np.clip(rng.integers(0, 3, size=(120, 1)) + rng.integers(0, 2, size=(120, 3)), 0, 3)
+        split = Split(x, None, DataSpec("categorical", (3,), 4))
+    model = ScoreSDE(**{**ScoreSDE.quick_params, **params})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(split), x
+
+
+@pytest.mark.parametrize(
+    ("kind", "params", "likelihood", "zero_error"),
+    [
+        ("continuous", {}, "exact", True),
+        ("continuous", {"divergence": "hutchinson", "n_probes": 3}, "estimate", False),
+        ("categorical", {}, "estimate", False),
+        ("categorical", {"divergence": "hutchinson"}, "estimate", False),
+    ],
+)
+def test_scores_are_per_example_and_report_their_kind(kind, params, likelihood, zero_error):
+    model, x = _fit(kind, **params)
+    assert model.likelihood_ == likelihood
+    assert model.capabilities().dequantised == (kind != "continuous")
+    scores, se = model.score_samples(x[:6], return_std=True)
+    assert np.all(se == 0) == zero_error and np.all(np.isfinite(se))
+    alone = np.concatenate([model.score_samples(x[i : i + 1]) for i in range(6)])
+    np.testing.assert_allclose(alone, scores, rtol=1e-10, atol=1e-10)
+    summary = model.nll_summary(x[:6])
+    assert summary["likelihood"] == likelihood
+    assert summary["divergence"] == params.get("divergence", "exact")
+    assert summary["ode_solver"] == "rk4" and summary["nfe"] == 4 * summary["ode_steps"]
+    assert ("n_dequant_samples" in summary) == (kind != "continuous")
+    assert ("n_probes" in summary) == (kind == "continuous" and "n_probes" in params)
+
+
+@pytest.mark.parametrize("kind", ["continuous", "categorical"])
+def test_sample_paths_go_from_noise_to_the_samples(kind):
+    model, x = _fit(kind)
+    paths = model.sample_paths(9, n_frames=6, random_state=3)
+    assert paths.shape == (6, 9, *x.shape[1:])
+    samples = model.sample(9, random_state=3)
+    if kind == "continuous":
+        np.testing.assert_allclose(paths[-1], samples, rtol=1e-9, atol=1e-9)
+        # the first frame is the prior N(0, I) in model units, mapped to data units
+        z = (paths[0] - model.input_shift_) / model.input_scale_
+        assert np.abs(z).max() < 6
+    else:
+        # dequantised levels k + u as reals: the last frame floors to the samples
+        np.testing.assert_array_equal(np.clip(np.floor(paths[-1]), 0, 3), samples)
+    with pytest.raises(ParameterError, match="n_frames"):
+        model.sample_paths(3, n_frames=1)
