@@ -107,8 +107,8 @@ class LazyGroup(PthetaGroup):
 
 
 _OUT_OF_MEMORY = (
-    "out of memory{detail}: use smaller hyper-parameters (e.g. --set hidden=[64,64]), a "
-    "smaller batch_size, or ask for fewer samples"
+    "out of memory{detail}: use smaller hyper-parameters (widths such as hidden, steps or "
+    "draws: see `ptheta models NAME`), a smaller batch_size, or ask for fewer samples"
 )
 
 

@@ -53,6 +53,14 @@ def command(run, data, data_opts, splits) -> None:
         ],
         caption=None if same else "note: this is not the data the model was fitted on.",
     )
+    caps = model.capabilities()
+    if not caps.has_likelihood:
+        console.print(
+            f"{model.name} has no likelihood, so there is no NLL to report; compare its "
+            "samples with `ptheta compare` (sample metrics)"
+            + (", and score anomalies with `ptheta anomaly`" if caps.anomaly_score else ""),
+            highlight=False,
+        )
     solver = describe_solver(rows[-1]) if rows else None
     if solver is not None:
         console.print(solver, highlight=False)

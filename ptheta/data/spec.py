@@ -237,9 +237,15 @@ def check_values(
         if np.isinf(arr).any():
             raise DataError(f"{what} contains infinite values; remove or clip them")
         if not allow_nan:
+            cannot = (
+                "fitting needs complete examples (models that marginalise missing entries do "
+                "so when scoring and imputing, not yet when fitting)"
+                if what == "training data"
+                else "this model cannot marginalise missing entries"
+            )
             raise DataError(
-                f"{what} contains NaN (missing) values in {int((~finite).sum())} entries; this "
-                "model cannot marginalise missing entries: drop or impute those rows first"
+                f"{what} contains NaN (missing) values in {int((~finite).sum())} entries; "
+                f"{cannot}: drop or impute those rows first"
             )
     check_magnitude(arr, what)
     if spec.is_discrete:

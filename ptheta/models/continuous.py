@@ -11,7 +11,10 @@ noise end's density and sampler, and a training loss. This file gives it the res
   draws), so the density of k + u is p(v)·(2/K)^D;
 - **likelihood** (:meth:`ContinuousTimeDensity.log_prob_with_std`): log p by
   :func:`ptheta.nn.ode.log_prob` with the exact divergence (``"exact"`` up to the ODE
-  solver's error) or Hutchinson's estimator with keyed Rademacher probes (``"estimate"``,
+  solver's error: controlled by ``rtol``/``atol`` with ``dopri5``, not bounded on a fixed
+  grid — measured about 0.005 nats per example (at most 0.015) for 32 rk4 steps on fitted
+  2-D models against dopri5 at 1e-7; raise ``ode_steps`` or use ``dopri5`` when it
+  matters) or Hutchinson's estimator with keyed Rademacher probes (``"estimate"``,
   its error from ``n_probes`` solves). On discrete data the mean over
   ``n_dequant_samples`` dequantisation draws of log p(k + u) estimates the bound
   E_u log p(k + u) ≤ log P(k) (an *estimate*, with its standard error, as for the flows).

@@ -225,7 +225,7 @@ class HMM(GenerativeModel):
             raise DataError(
                 f"hmm: emission={self.emission!r} on {spec.kind} data would report a density "
                 "as a probability; use emission='categorical' (or 'auto'), or declare the data "
-                "continuous (kind='continuous')"
+                "continuous (--kind continuous, or kind='continuous' in Python)"
             )
         return self.emission
 

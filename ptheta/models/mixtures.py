@@ -250,7 +250,8 @@ class GaussianMixture(_EMMixture):
             raise ParameterError(
                 "dequantization='none' on discrete data would report a density at integer points, "
                 "not comparable with any probability; to model the values as points of a "
-                "continuous density, declare the data continuous (kind='continuous')"
+                "continuous density, declare the data continuous (--kind continuous, or "
+                "kind='continuous' in Python)"
             )
         if deq:
             flat = flat + 0.5  # centre of the unit cell [x, x+1)

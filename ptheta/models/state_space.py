@@ -251,7 +251,8 @@ class StateSpace(GenerativeModel):
     def _kind_fix(self, spec: DataSpec) -> str:
         return (
             "a state-space model is a density of real values, and a density at integer "
-            "levels is not a probability; declare the data continuous (kind='continuous') to "
+            "levels is not a probability; declare the data continuous (--kind continuous, or "
+            "kind='continuous' in Python) to "
             "model the values as real numbers, or use 'hmm' or 'markov' for discrete sequences"
         )
 

@@ -422,3 +422,22 @@ def test_help_names_every_input_the_commands_accept():
     assert "empty cells, nan, NA or ?" in impute
     explore = run("explore", "--help").output
     assert "XDG_CACHE_HOME" in explore
+
+
+@pytest.mark.parametrize(
+    ("family", "expected"),
+    [
+        ("flow-matching", "ODE likelihood: rk4, 4 steps, 16 function evaluations per solve"),
+        ("ncsn", "has no likelihood, so there is no NLL to report"),
+    ],
+)
+def test_eval_says_how_an_ode_likelihood_was_computed_or_why_there_is_none(
+    tmp_path, family, expected
+):
+    out = tmp_path / "run"
+    quick = ptheta.models.REGISTRY[family].quick_params
+    sets = [a for k, v in quick.items() for a in ("--set", f"{k}={v}")]
+    run("fit", family, "--data", "toy2d-moons", *sets, "--set", "ode_steps=4" if
+        family == "flow-matching" else "epochs=1", "--out", str(out))  # fmt: skip
+    text = run("eval", str(out), "--split", "test").output
+    assert expected in " ".join(text.split())  # rich may wrap the line

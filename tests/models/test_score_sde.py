@@ -315,5 +315,6 @@ def test_registry_and_capabilities():
     assert model.family == "score-based" and caps.likelihood == "exact"
     assert caps.score_field and caps.sample_paths == "ode" and caps.dequantises_discrete
     assert caps.can_condition and caps.trains_in_steps
-    for preset in ("quick", "demo", "explorer", "explorer-quick"):
+    for preset in ("quick", "explorer", "explorer-quick"):
         ScoreSDE(**ScoreSDE.preset(preset)).check_params()
+    assert ScoreSDE.preset("demo") is None  # ddpm stands for diffusion in `ptheta demo`
