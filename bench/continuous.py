@@ -218,8 +218,17 @@ def throughput() -> None:
         table.add_row("flow-matching, OT coupling", "—", f"torchcfm missing ({e.name})", "—", "—")
 
     torch.manual_seed(0)
+    # zuko's NSF: MADE spline layers with reversed orderings, no linear mixing or
+    # normalisation between them; ptheta's nsf with the same architecture
     nsf = ptheta.make(
-        "nsf", hidden=128, n_layers=4, n_bins=8, transform_type="autoregressive", device="cpu"
+        "nsf",
+        hidden=128,
+        n_layers=4,
+        n_bins=8,
+        transform_type="autoregressive",
+        mixing="none",
+        norm="none",
+        device="cpu",
     )
     ours_nsf = nsf._build_module(spec, None).train()
     try:

@@ -129,7 +129,10 @@ def ot_coupling(x0: Tensor, x1: Tensor) -> Tensor:
 
     a = x1.detach().reshape(len(x1), -1).double().cpu()
     b = x0.detach().reshape(len(x0), -1).double().cpu()
-    cost = torch.cdist(a, b).pow(2).numpy()  # (N data, N noise)
+    # ‖a − b‖² = ‖a‖² + ‖b‖² − 2 a·b, and a permutation's sum of the norms is the same for
+    # every permutation: minimising −a·b gives the same plan, with one matrix product (and
+    # the solver runs about twice as fast on it as on the squared distances)
+    cost = -(a @ b.T).numpy()  # (N data, N noise)
     _, noise_of_data = linear_sum_assignment(cost)
     return torch.as_tensor(noise_of_data, dtype=torch.long, device=x0.device)
 
