@@ -296,18 +296,6 @@ class ContinuousTimeModel(NeuralModel):
             return self.divergence
         return "exact" if spec.n_dims <= EXACT_DIVERGENCE_MAX_DIMS else "hutchinson"
 
-    def _architecture(self, spec: DataSpec) -> tuple[str, tuple[int, int, int] | None]:
-        image = spec.image_shape or (spec.event_shape if len(spec.event_shape) == 3 else None)
-        if self.architecture == "unet" and image is None:
-            raise ParameterError(
-                f"{self.name}: architecture='unet' needs image-shaped data ((C, H, W) examples "
-                f"or a data set with an image_shape), got event shape {spec.event_shape}; use "
-                "architecture='mlp' or 'auto'"
-            )
-        if self.architecture == "auto":
-            return ("unet" if image is not None else "mlp"), image
-        return self.architecture, image
-
     def _check_params_together(self, params: Any) -> None:
         if params["guidance"] and not params["class_conditional"]:
             raise ParameterError(

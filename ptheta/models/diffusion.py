@@ -3,9 +3,8 @@ DDIM sampling."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
@@ -13,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.errors import CapabilityError, DataError, ParameterError
+from ptheta.errors import DataError, ParameterError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.device import resolve_dtype
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
@@ -764,18 +763,6 @@ class DDPM(NeuralModel):
         self.n_bound_samples = n_bound_samples
 
     # ----------------------------------------------------------------- building
-    def _architecture(self, spec: DataSpec) -> tuple[str, tuple[int, ...] | None]:
-        image = spec.image_shape or (spec.event_shape if len(spec.event_shape) == 3 else None)
-        if self.architecture == "unet" and image is None:
-            raise ParameterError(
-                f"{self.name}: architecture='unet' needs image-shaped data ((C, H, W) examples "
-                "or a data set with an image_shape), got event shape "
-                f"{spec.event_shape}; use architecture='mlp' or 'auto'"
-            )
-        if self.architecture == "auto":
-            return ("unet" if image is not None else "mlp"), image
-        return self.architecture, image
-
     def _check_params_together(self, params: Any) -> None:
         name, T = self.name, params["timesteps"]
         check_int(name, "sampling_steps", params["sampling_steps"], low=1, high=T, allow_none=True)
@@ -899,26 +886,6 @@ class DDPM(NeuralModel):
         return self._log_prob_with_std(x, label)[0]
 
     # ----------------------------------------------------------------- sampling
-    @contextlib.contextmanager
-    def _sampling(self, **settings: Any) -> Iterator[None]:
-        """Temporarily set the module's sampler settings (restored afterwards)."""
-        old = {k: getattr(self._module, k) for k in settings}
-        for k, v in settings.items():
-            setattr(self._module, k, v)
-        try:
-            yield
-        finally:
-            for k, v in old.items():
-                setattr(self._module, k, v)
-
-    def _guidance(self, guidance: float | None) -> float:
-        if guidance is None:
-            return float(self.guidance)
-        check_float(self.name, "guidance", guidance, low=0)
-        if guidance and not self._conditional():
-            raise CapabilityError(f"{self.name!r} is not class-conditional; guidance must be 0")
-        return float(guidance)
-
     def sample_ddim(
         self,
         n_samples: int = 1,

@@ -749,18 +749,6 @@ class NCSN(NeuralModel):
             )
 
     # ----------------------------------------------------------------- building
-    def _architecture(self, spec: DataSpec) -> tuple[str, tuple[int, ...] | None]:
-        image = spec.image_shape or (spec.event_shape if len(spec.event_shape) == 3 else None)
-        if self.architecture == "unet" and image is None:
-            raise ParameterError(
-                f"{self.name}: architecture='unet' needs image-shaped data ((C, H, W) examples "
-                "or a data set with an image_shape), got event shape "
-                f"{spec.event_shape}; use architecture='mlp' or 'auto'"
-            )
-        if self.architecture == "auto":
-            return ("unet" if image is not None else "mlp"), image
-        return self.architecture, image
-
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> ScoreNetwork:
         architecture, image = self._architecture(spec)
         sigmas = getattr(self, "sigmas_", None)

@@ -9,8 +9,10 @@ constructor next to its own, so ``make("made", hidden=[512], epochs=50)`` works.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -23,7 +25,7 @@ from ptheta.models.base import GenerativeModel, only_where, to_jsonable, why_not
 from ptheta.models.classifier import encode_labels
 from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.nn.noise import marginal_with_stderr
-from ptheta.params import Bool, Choice, Config, Device, Float, Int, Param, Seed
+from ptheta.params import Bool, Choice, Config, Device, Float, Int, Param, Seed, check_float
 from ptheta.train.trainer import TrainConfig, Trainer
 
 # Training hyper-parameters and their defaults (see TrainConfig for their meaning), plus:
@@ -329,6 +331,43 @@ class NeuralModel(GenerativeModel):
     # ----------------------------------------------------------------- scoring, sampling
     def _device(self) -> torch.device:
         return next(self._module.parameters()).device
+
+    def _architecture(self, spec: DataSpec) -> tuple[str, tuple[int, ...] | None]:
+        """The network of a family whose ``architecture`` is ``"auto"``, ``"mlp"`` or
+        ``"unet"`` (ddpm, ncsn, the ODE families), and the (C, H, W) image shape of the
+        data or None: ``"auto"`` takes the U-Net for image-shaped data, else the MLP."""
+        image = spec.image_shape or (spec.event_shape if len(spec.event_shape) == 3 else None)
+        if self.architecture == "unet" and image is None:
+            raise ParameterError(
+                f"{self.name}: architecture='unet' needs image-shaped data ((C, H, W) examples "
+                "or a data set with an image_shape), got event shape "
+                f"{spec.event_shape}; use architecture='mlp' or 'auto'"
+            )
+        if self.architecture == "auto":
+            return ("unet" if image is not None else "mlp"), image
+        return self.architecture, image
+
+    @contextlib.contextmanager
+    def _sampling(self, **settings: Any) -> Iterator[None]:
+        """Temporarily set the module's sampler settings (restored afterwards)."""
+        old = {k: getattr(self._module, k) for k in settings}
+        for k, v in settings.items():
+            setattr(self._module, k, v)
+        try:
+            yield
+        finally:
+            for k, v in old.items():
+                setattr(self._module, k, v)
+
+    def _guidance(self, guidance: float | None) -> float:
+        """A per-call classifier-free guidance weight (None: the fitted ``guidance``),
+        checked: ≥ 0, and 0 unless the model is class-conditional."""
+        if guidance is None:
+            return float(self.guidance)
+        check_float(self.name, "guidance", guidance, low=0)
+        if guidance and not self._conditional():
+            raise CapabilityError(f"{self.name!r} is not class-conditional; guidance must be 0")
+        return float(guidance)
 
     @torch.no_grad()
     def _log_prob(self, x: np.ndarray, label: int | None) -> np.ndarray:

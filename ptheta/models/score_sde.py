@@ -4,9 +4,7 @@ likelihood."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import numpy as np
@@ -645,26 +643,6 @@ class ScoreSDE(ContinuousTimeModel):
         return details
 
     # ----------------------------------------------------------------- sampling
-    @contextlib.contextmanager
-    def _sampling(self, **settings: Any) -> Iterator[None]:
-        """Temporarily set the module's sampler settings (restored afterwards)."""
-        old = {k: getattr(self._module, k) for k in settings}
-        for k, v in settings.items():
-            setattr(self._module, k, v)
-        try:
-            yield
-        finally:
-            for k, v in old.items():
-                setattr(self._module, k, v)
-
-    def _guidance(self, guidance: float | None) -> float:
-        if guidance is None:
-            return float(self.guidance)
-        check_float(self.name, "guidance", guidance, low=0)
-        if guidance and not self._conditional():
-            raise CapabilityError(f"{self.name!r} is not class-conditional; guidance must be 0")
-        return float(guidance)
-
     def _steps(self, steps: int | None) -> int:
         if steps is None:
             return int(self.sampling_steps)
