@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
 from ptheta.models.neural import CONDITIONAL, NeuralModel
-from ptheta.nn.conv import GatedBlock, MaskedConv2d
+from ptheta.nn.conv import GatedBlock, output_head
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Config, Int, Param, check_int, parameter_error
 
@@ -116,13 +116,7 @@ class GatedPixelCNN(nn.Module):
             [GatedBlock(c * n_categories, channels, kernel_size, mask_type="A", **common)]
             + [GatedBlock(channels, channels, kernel_size, **common) for _ in range(n_layers - 1)]
         )
-        head = {"stack": "horizontal", "data_channels": c}
-        self.head = nn.Sequential(
-            nn.ReLU(),
-            MaskedConv2d(channels, channels, 1, **head),
-            nn.ReLU(),
-            MaskedConv2d(channels, c * n_categories, 1, **head),
-        )
+        self.head = output_head(channels, c, n_categories)
 
     def extra_repr(self) -> str:
         classes = f", n_classes={self.n_classes}" if self.n_classes else ""

@@ -14,7 +14,7 @@ from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
 from ptheta.models.neural import _SAMPLE_CHUNK, CONDITIONAL, NeuralModel
 from ptheta.models.pixelcnn import image_shape_of
-from ptheta.nn.conv import MaskedConv2d
+from ptheta.nn.conv import MaskedConv2d, output_head
 from ptheta.nn.recurrent import Carry, DiagonalBiLSTM, RowLSTM
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Choice, Config, Int, Param, check_choice, check_int, parameter_error
@@ -140,13 +140,7 @@ class PixelRNNNetwork(nn.Module):
             else DiagonalBiLSTM(channels, context_channels=c * n_categories, **common)
             for _ in range(n_layers)
         )
-        head = {"stack": "horizontal", "data_channels": c}
-        self.head = nn.Sequential(
-            nn.ReLU(),
-            MaskedConv2d(channels, channels, 1, **head),
-            nn.ReLU(),
-            MaskedConv2d(channels, c * n_categories, 1, **head),
-        )
+        self.head = output_head(channels, c, n_categories)
 
     def extra_repr(self) -> str:
         classes = f", n_classes={self.n_classes}" if self.n_classes else ""

@@ -288,3 +288,17 @@ class GatedBlock(nn.Module):
             h_pre = h_pre + biases[1]
         h_new = self.h_out(gate(h_pre))  # (B, F, H', W)
         return h + h_new if self.residual else h_new
+
+
+def output_head(channels: int, data_channels: int, n_categories: int) -> nn.Sequential:
+    """The 1×1 output of a raster-order image model (PixelCNN, PixelRNN): ReLU, a masked
+    1×1 convolution, ReLU, and one to K logits per colour, (N, channels, H, W) →
+    (N, C·K, H, W). The masks keep colour c's logits on the features of colours ≤ c
+    (type B: :func:`causal_mask` with the horizontal stack's channel groups)."""
+    head = {"stack": "horizontal", "data_channels": data_channels}
+    return nn.Sequential(
+        nn.ReLU(),
+        MaskedConv2d(channels, channels, 1, **head),
+        nn.ReLU(),
+        MaskedConv2d(channels, data_channels * n_categories, 1, **head),
+    )
