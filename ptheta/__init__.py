@@ -24,6 +24,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from ptheta import data, info
     from ptheta import data as datasets
+    from ptheta.data.ragged import Sequences
     from ptheta.models.base import GenerativeModel
 
 # name -> (module, attribute or None for the module itself)
@@ -32,6 +33,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "datasets": ("ptheta.data", None),
     "info": ("ptheta.eval.info", None),
     "GenerativeModel": ("ptheta.models.base", "GenerativeModel"),
+    "Sequences": ("ptheta.data.ragged", "Sequences"),
 }
 
 
@@ -56,6 +58,7 @@ __all__ = [
     "REGISTRY",
     "GenerativeModel",
     "PthetaError",
+    "Sequences",
     "__version__",
     "data",
     "datasets",

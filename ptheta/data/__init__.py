@@ -11,6 +11,7 @@ from ptheta.data.arrays import from_arrays, from_splits, set_kind
 from ptheta.data.builtin import BUILTIN, DESCRIPTIONS, SUMMARIES
 from ptheta.data.files import FILE_SUFFIXES, load_path
 from ptheta.data.images import IMAGE_SUFFIXES
+from ptheta.data.ragged import Sequences, sequence_dataset
 from ptheta.data.spec import (
     Data,
     Dataset,
@@ -27,6 +28,7 @@ __all__ = [
     "Data",
     "DataSpec",
     "Dataset",
+    "Sequences",
     "Split",
     "check_values",
     "from_arrays",
@@ -35,6 +37,7 @@ __all__ = [
     "list_datasets",
     "load",
     "parse_kind",
+    "sequence_dataset",
 ]
 
 

@@ -28,12 +28,18 @@ MAX_ABS_VALUE = 1e150
 class DataSpec:
     """The kind of one example: `binary`, `categorical` (with `n_categories` levels) or
     `continuous`, its `event_shape`, and optionally the `image_shape` (C, H, W) it is drawn as.
+
+    With ``variable_length=True`` an example is a sequence of steps of one kind and of
+    any length (the sequence data kind): ``event_shape`` is (T_max, *step_shape), T_max
+    the longest sequence seen in training, and examples travel as a padded array plus
+    their lengths (:class:`~ptheta.data.ragged.Sequences`).
     """
 
     kind: str
     event_shape: tuple[int, ...]
     n_categories: int | None = None
     image_shape: tuple[int, ...] | None = None
+    variable_length: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -61,13 +67,31 @@ class DataSpec:
     def is_discrete(self) -> bool:
         return self.kind in DISCRETE_KINDS
 
+    @property
+    def step_shape(self) -> tuple[int, ...]:
+        """The shape of one step of a variable-length sequence (``()`` for a token or a
+        number, ``(D,)`` for a vector); the event shape of any other example."""
+        return self.event_shape[1:] if self.variable_length else self.event_shape
+
+    @property
+    def step_dims(self) -> int:
+        """Scalar variables in one step of a sequence (1 for a token)."""
+        return math.prod(self.step_shape)
+
     def describe(self) -> str:
-        """Short text such as ``categorical(17) (64,)``."""
+        """Short text such as ``categorical(17) (64,)``, or ``categorical(27) sequences of
+        1-15 steps`` for variable-length sequences."""
         kind = f"categorical({self.n_categories})" if self.kind == "categorical" else self.kind
+        if self.variable_length:
+            step = f" of {self.step_shape}" if self.step_shape else ""
+            return f"{kind}{step} sequences of up to {self.event_shape[0]} steps"
         return f"{kind} {self.event_shape}"
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        if not self.variable_length:  # fixed-length specs keep their earlier form
+            del out["variable_length"]
+        return out
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DataSpec:
@@ -76,16 +100,32 @@ class DataSpec:
             event_shape=tuple(d["event_shape"]),
             n_categories=d.get("n_categories"),
             image_shape=tuple(d["image_shape"]) if d.get("image_shape") else None,
+            variable_length=bool(d.get("variable_length", False)),
         )
 
 
 @dataclass
 class Split:
-    """One split of a data set: examples `x` of shape (N, *event_shape), labels `y` or None."""
+    """One split of a data set: examples `x` of shape (N, *event_shape), labels `y` or None.
+
+    Variable-length sequences (``spec.variable_length``) keep `x` padded with zeros to the
+    longest, (N, T, *step_shape), and their `lengths` (N,); :attr:`sequences` gives both as
+    one :class:`~ptheta.data.ragged.Sequences`.
+    """
 
     x: np.ndarray
     y: np.ndarray | None
     spec: DataSpec
+    lengths: np.ndarray | None = None
+
+    @property
+    def sequences(self) -> Any:
+        """The split as :class:`~ptheta.data.ragged.Sequences` (variable-length data)."""
+        from ptheta.data.ragged import Sequences
+
+        if self.lengths is None:
+            return Sequences.from_array(self.x)
+        return Sequences(self.x, self.lengths)
 
     def __len__(self) -> int:
         return len(self.x)
@@ -139,6 +179,8 @@ class Dataset:
             h.update(np.ascontiguousarray(s.x).tobytes())
             if s.y is not None:
                 h.update(np.ascontiguousarray(s.y).tobytes())
+            if s.lengths is not None:
+                h.update(np.ascontiguousarray(s.lengths, dtype=np.int64).tobytes())
         return h.hexdigest()[:16]
 
 

@@ -12,6 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from sklearn.base import BaseEstimator
 
+from ptheta.data.ragged import Sequences, check_sequences, infer_sequence_spec, is_ragged
 from ptheta.data.spec import Data, DataSpec, Split, check_values, infer_spec
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError, RunDirError
 from ptheta.models.capabilities import LIKELIHOOD_KINDS, Capabilities
@@ -280,10 +281,17 @@ class GenerativeModel(BaseEstimator):
             raise DataError(self._kind_error(X, spec))
         if isinstance(X, Split) and y is None:
             y = X.y
-        x = check_values(X, spec, allow_nan=False, what="training data")
-        y = self._check_labels(y, len(x))
-        self._clear_fitted()  # a refit must not inherit anything from an earlier fit
-        self._fit(x, y, spec, **fit_params)
+        if spec.variable_length:
+            self._check_variable_length(X, spec)
+            x, lengths = check_sequences(X, spec, allow_nan=False, what="training data")
+            y = self._check_labels(y, len(x))
+            self._clear_fitted()
+            self._fit_sequences(x, lengths, y, spec, **fit_params)
+        else:
+            x = check_values(X, spec, allow_nan=False, what="training data")
+            y = self._check_labels(y, len(x))
+            self._clear_fitted()  # a refit must not inherit anything from an earlier fit
+            self._fit(x, y, spec, **fit_params)
         self.spec_ = spec.to_json()
         self.likelihood_ = self._fitted_likelihood(spec)
         self.units_ = self._fitted_units(spec)
@@ -306,6 +314,21 @@ class GenerativeModel(BaseEstimator):
         return (
             f"{self.name!r} does not model {spec.kind} data (it accepts "
             f"{', '.join(self.data_kinds)}); {self._kind_fix(spec)}"
+        )
+
+    def _check_variable_length(self, X: Any, spec: DataSpec) -> None:
+        """Refuse sequences of different lengths where the family models fixed-length
+        examples only, saying what to do."""
+        if self._capabilities().variable_length:
+            return
+        from ptheta.data.ragged import as_sequences
+
+        lengths = as_sequences(X, "training data").lengths
+        raise DataError(
+            f"{self.name!r} models examples of one fixed shape, but these are {len(lengths)} "
+            f"sequences of {lengths.min()}-{lengths.max()} steps; choose a family that models "
+            "variable-length sequences (`ptheta models` marks them 'any length'), or cut "
+            "the sequences into windows of one length"
         )
 
     def _kind_fix(self, spec: DataSpec) -> str:
@@ -376,10 +399,17 @@ class GenerativeModel(BaseEstimator):
         deterministic bound).
         """
         self._check_fitted()
-        x = check_values(X, self.fitted_spec, allow_nan=self.can_marginalise)
+        spec = self.fitted_spec
+        if spec.variable_length:
+            x, lengths = check_sequences(X, spec, allow_nan=self.can_marginalise)
+            scores, std = self._score_sequences_with_std(x, lengths)
+        else:
+            x = check_values(X, spec, allow_nan=self.can_marginalise)
+            if not return_std:
+                return np.asarray(self._score_samples(x), dtype=np.float64)
+            scores, std = self._score_samples_with_std(x)
         if not return_std:
-            return np.asarray(self._score_samples(x), dtype=np.float64)
-        scores, std = self._score_samples_with_std(x)
+            return np.asarray(scores, dtype=np.float64)
         return np.asarray(scores, dtype=np.float64), np.asarray(std, dtype=np.float64)
 
     @only_where(_why_no_likelihood)
@@ -432,6 +462,17 @@ class GenerativeModel(BaseEstimator):
             )
         rng = np.random.default_rng(random_state)
         spec = self.fitted_spec
+        if spec.variable_length:
+            if given is not None:
+                raise CapabilityError(
+                    "sample(given=...) is not available for variable-length sequences; "
+                    "sample whole sequences, or continue a prefix with generate(prompt=...)"
+                )
+            labels = None if y is None else self._check_sample_labels(y, n_samples)
+            values, lengths = self._sample_sequences(int(n_samples), labels, rng)
+            values = np.asarray(values)
+            values = values.astype(np.int64) if spec.is_discrete else values.astype(np.float64)
+            return Sequences(values, np.asarray(lengths, dtype=np.int64))
         if given is not None:
             if y is not None:
                 raise CapabilityError("sample takes y or given, not both")
@@ -459,6 +500,11 @@ class GenerativeModel(BaseEstimator):
         self._check_fitted()
         if method not in ("mode", "sample"):
             raise DataError(f"method must be 'mode' or 'sample', got {method!r}")
+        if self.fitted_spec.variable_length:
+            raise CapabilityError(
+                "impute is not available for variable-length sequences yet; score_samples "
+                "marginalises their missing (NaN) steps where the family can"
+            )
         partial = self._check_partial(X)
         rng = np.random.default_rng(random_state)
         return self._finish(self._impute(partial, method, rng), len(partial))
@@ -519,6 +565,14 @@ class GenerativeModel(BaseEstimator):
         out["mc_std_err"] = float(np.sqrt(np.nansum(mc_std**2)) / len(log_p))
         out["nll_nats"] = nll
         out["bits_per_dim"] = nll / (self.fitted_spec.n_dims * math.log(2.0))
+        if self.fitted_spec.variable_length:
+            # per step, each sequence's end counted as one step (the model scores it)
+            from ptheta.data.ragged import as_sequences
+
+            n_steps = as_sequences(X).n_steps + len(log_p)
+            out["n_steps"] = int(n_steps)
+            out["nll_per_step"] = float(-log_p.sum() / n_steps)
+            out["bits_per_dim"] = out["nll_per_step"] / (self.fitted_spec.step_dims * math.log(2.0))
         out["std_err"] = float(log_p.std(ddof=1) / math.sqrt(len(log_p))) if len(log_p) > 1 else 0.0
         out.update(self.likelihood_details())
         return out
@@ -532,7 +586,10 @@ class GenerativeModel(BaseEstimator):
         return {}
 
     def bits_per_dim(self, X: Data) -> float:
-        """Mean negative log-likelihood in bits per dimension."""
+        """Mean negative log-likelihood in bits per dimension (for variable-length
+        sequences: per step, each end counted as a step, and per value of a step)."""
+        if self.fitted_spec.variable_length:
+            return float(self.nll_summary(X)["bits_per_dim"])
         nll = -self.score(X)
         return nll / (self.fitted_spec.n_dims * math.log(2.0))
 
@@ -643,6 +700,29 @@ class GenerativeModel(BaseEstimator):
     def _n_parameters(self) -> int:
         raise NotImplementedError
 
+    # Variable-length sequences (``capabilities().variable_length``): ``x`` is padded with
+    # zeros after each end, (N, T, *step_shape), ``lengths`` (N,) >= 1.
+    def _fit_sequences(
+        self, x: np.ndarray, lengths: np.ndarray, y: np.ndarray | None, spec: DataSpec
+    ) -> None:
+        raise NotImplementedError
+
+    def _score_sequences(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        """log p(x, length) of each sequence (N,), the end of each sequence included."""
+        raise NotImplementedError
+
+    def _score_sequences_with_std(
+        self, x: np.ndarray, lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        scores = np.asarray(self._score_sequences(x, lengths), dtype=np.float64)
+        return scores, np.zeros_like(scores)
+
+    def _sample_sequences(
+        self, n: int, y: Any, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """n sequences with their lengths drawn too: padded values and lengths (n,)."""
+        raise NotImplementedError
+
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
         """Fill NaN entries of ``x`` (float64, (N, *event_shape)); families that marginalise."""
         raise CapabilityError(
@@ -669,6 +749,8 @@ class GenerativeModel(BaseEstimator):
     def _resolve_spec(self, X: Any) -> DataSpec:
         if isinstance(X, Split):
             return X.spec
+        if is_ragged(X):
+            return infer_sequence_spec(X)
         from ptheta.data.spec import as_array  # refuses sparse, complex, string, object
 
         arr = as_array(X, "training data").astype(np.float64)

@@ -51,6 +51,10 @@ class Capabilities:
         needs_labels: ``fit`` requires ``y``.
         needs_image: examples must be images (C, H, W), or flat with an image shape.
         needs_sequence: examples are sequences (an ordered axis the model reads in order).
+        variable_length: ``fit`` and ``score_samples`` take sequences of different lengths
+            (:class:`~ptheta.data.ragged.Sequences`, a list of arrays), ``sample`` returns
+            `Sequences`, and a sequence's probability includes its length (the end of
+            the sequence is an event the model scores).
         class_conditional: ``sample(n, y=...)`` draws from p(x | y).
         classifies: ``predict_proba`` / ``predict`` by Bayes' rule.
         marginalises: ``score_samples`` takes NaN for missing entries and returns the
@@ -93,6 +97,7 @@ class Capabilities:
     needs_labels: bool = False
     needs_image: bool = False
     needs_sequence: bool = False
+    variable_length: bool = False
     class_conditional: bool = False
     classifies: bool = False
     marginalises: bool = False
@@ -154,6 +159,7 @@ class Capabilities:
             "imputes": "impute",
             "trains_in_steps": "steps",
             "generates_sequences": "generate",
+            "variable_length": "any length",
             "exports_structure": "graph",
             "embeds": "embed",
         }
