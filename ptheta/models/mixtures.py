@@ -608,9 +608,13 @@ def _m_step(
     nk = resp.sum(dim=0) + eps  # (K,)
     means = (resp.T @ x) / nk[:, None]  # (K, D)
     if covariance_type == "full":
-        diff = x[None] - means[:, None]  # (K, N, D)
-        cov = (resp.T[:, :, None] * diff).transpose(1, 2) @ diff / nk[:, None, None]  # (K, D, D)
-        cov = cov + smooth * torch.eye(d, dtype=x.dtype, device=x.device)
+        # one component at a time: Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ as one (D, N) @ (N, D)
+        # product, holding (N, D) rather than (K, N, D) in memory
+        cov = torch.empty(len(means), d, d, dtype=x.dtype, device=x.device)
+        for j, mean in enumerate(means):
+            diff = x - mean  # (N, D)
+            torch.matmul((diff * resp[:, j : j + 1]).T, diff, out=cov[j])
+        cov = cov / nk[:, None, None] + smooth * torch.eye(d, dtype=x.dtype, device=x.device)
     else:
         # Σ_n r_nk (x_n − μ_k)², in row chunks to bound memory; not E[x²] − μ², which
         # cancels catastrophically when a component sits far from the origin
@@ -646,9 +650,19 @@ def _log_weighted_densities(
             )
         eye = torch.eye(d, dtype=x.dtype, device=x.device).expand_as(chol)
         prec_chol = torch.linalg.solve_triangular(chol, eye, upper=False)  # L⁻¹, (K, D, D)
-        # y = L⁻¹ (x − μ) for every component at once: (K, N, D)
-        y = x[None] @ prec_chol.transpose(1, 2) - (means[:, None] @ prec_chol.transpose(1, 2))
-        maha = (y * y).sum(dim=2)  # (K, N)
+        # ‖L⁻¹ (x − μ_k)‖² for every component by one (rows, D) @ (D, K·D) product per
+        # chunk of rows: one large matrix product is faster than K small ones, and the
+        # chunks bound memory to about 2²¹ values (never a (K, N, D) tensor)
+        k = len(means)
+        w = prec_chol.transpose(1, 2)  # (K, D, D), (L⁻¹)ᵀ
+        w_cat = w.permute(1, 0, 2).reshape(d, k * d)  # (D, K·D)
+        offset = (means[:, None, :] @ w).squeeze(1)  # (K, D)
+        maha = torch.empty(len(x), k, dtype=x.dtype, device=x.device)  # (N, K)
+        rows = max(256, 2**21 // (k * d))
+        for start in range(0, len(x), rows):
+            y = (x[start : start + rows] @ w_cat).view(-1, k, d) - offset
+            torch.sum(y.square_(), dim=2, out=maha[start : start + rows])
+        maha = maha.T  # (K, N)
         log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(dim=1)  # (K,)
         trace_prec = (prec_chol * prec_chol).sum(dim=(1, 2))  # ‖L⁻¹‖²_F = tr(Σ⁻¹)
     else:
