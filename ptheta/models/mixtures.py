@@ -608,12 +608,16 @@ def _m_step(
     nk = resp.sum(dim=0) + eps  # (K,)
     means = (resp.T @ x) / nk[:, None]  # (K, D)
     if covariance_type == "full":
-        # one component at a time: Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ as one (D, N) @ (N, D)
-        # product, holding (N, D) rather than (K, N, D) in memory
-        cov = torch.empty(len(means), d, d, dtype=x.dtype, device=x.device)
-        for j, mean in enumerate(means):
-            diff = x - mean  # (N, D)
-            torch.matmul((diff * resp[:, j : j + 1]).T, diff, out=cov[j])
+        # Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ for every component by batched (K, D, rows) @
+        # (K, rows, D) products over chunks of rows: no loop over components, and memory
+        # bounded to about 2²¹ values per chunk (never a (K, N, D) tensor)
+        k = len(means)
+        cov = torch.zeros(k, d, d, dtype=x.dtype, device=x.device)
+        rows = max(256, 2**21 // (k * d))
+        for start in range(0, n, rows):
+            diff = x[None, start : start + rows] - means[:, None]  # (K, rows, D)
+            weighted = diff * resp[start : start + rows].T[:, :, None]
+            cov.baddbmm_(weighted.transpose(1, 2), diff)
         cov = cov / nk[:, None, None] + smooth * torch.eye(d, dtype=x.dtype, device=x.device)
     else:
         # Σ_n r_nk (x_n − μ_k)², in row chunks to bound memory; not E[x²] − μ², which
