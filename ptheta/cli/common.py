@@ -214,7 +214,9 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
                 required=required,
                 metavar="NAME|PATH",
                 help="A built-in data set (see `ptheta datasets`) or a path to a .npy, .npz, "
-                ".csv or .txt file or an image folder."
+                ".csv or .txt file or an image folder. Variable-length sequences: a .txt file "
+                "with --lines, a CSV in long format (columns sequence_id, t and values), or an "
+                ".npz of values with offsets or lengths."
                 + ("" if required else " Default: the data set the run was fitted on."),
             ),
             click.option(
@@ -225,7 +227,10 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
                 "instead of the inferred kind.",
             ),
             click.option(
-                "--label-column", default=None, metavar="NAME", help="CSV column holding labels."
+                "--label-column",
+                default=None,
+                metavar="NAME",
+                help="CSV column holding labels (one per sequence in a long-format CSV).",
             ),
             click.option(
                 "--image-size",
@@ -239,7 +244,16 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
                 default=None,
                 type=click.IntRange(min=1),
                 metavar="T",
-                help="Characters per example when --data is a .txt file (default 64).",
+                help="Characters per example when --data is a .txt file read as fixed windows "
+                "(the default, 64; split by position).",
+            ),
+            click.option(
+                "--lines",
+                default=None,
+                type=click.Choice(["chars", "words"]),
+                help="Read a .txt file as one variable-length sequence per non-blank line, of "
+                "its characters (chars) or whitespace-separated words (words), split 80/10/10 "
+                "by line with --data-seed, instead of fixed windows of --seq-len characters.",
             ),
             click.option(
                 "--data-seed",
@@ -263,7 +277,7 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
     return decorate
 
 
-_DATA_OPTIONS = ("kind", "label_column", "image_size", "seq_len", "data_seed")
+_DATA_OPTIONS = ("kind", "label_column", "image_size", "seq_len", "lines", "data_seed")
 
 
 def data_kwargs(**options: Any) -> dict[str, Any]:
@@ -303,7 +317,9 @@ def print_table(
         caption_justify="left",
     )
     for col in columns:
-        numeric = col.lower().startswith(("nll", "bits", "time", "n ", "params", "fit", "log"))
+        numeric = col.lower().startswith(
+            ("nll", "bits", "nats", "steps", "time", "n ", "params", "fit", "log")
+        )
         table.add_column(escape(col), justify="right" if numeric else "left", overflow="fold")
     for row in rows:
         table.add_row(*[escape(fmt(v)) for v in row])

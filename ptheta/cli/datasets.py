@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from ptheta.cli.common import print_table
@@ -13,7 +15,10 @@ def command() -> None:
     """List the built-in data sets with kind, shape and split sizes.
 
     Your own data work everywhere a name does: give a path to a .npy, .npz, .csv or .txt
-    file or to a folder of images (one sub-folder per class for labels).
+    file or to a folder of images (one sub-folder per class for labels). Variable-length
+    sequences (kind "... sequences"; shape: the longest training sequence) come from a .txt
+    file with --lines chars|words, a CSV in long format (columns sequence_id, t, values)
+    or an .npz of values with offsets or lengths.
     """
     rows = list_datasets()
     print_table(
@@ -23,7 +28,7 @@ def command() -> None:
             [
                 r["name"],
                 r["kind"],
-                r["event_shape"],
+                _shape(r),
                 r["n_train"],
                 r["n_val"],
                 r["n_test"],
@@ -33,3 +38,10 @@ def command() -> None:
             for r in rows
         ],
     )
+
+
+def _shape(row: dict[str, Any]) -> str:
+    """The event shape; for variable-length sequences, the longest training one and the
+    shape of a step."""
+    shape = ", ".join(map(str, row["event_shape"]))
+    return f"up to {shape}" if row["kind"].endswith("sequences") else shape

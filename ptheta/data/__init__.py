@@ -12,6 +12,7 @@ from ptheta.data.builtin import BUILTIN, DESCRIPTIONS, SUMMARIES
 from ptheta.data.files import FILE_SUFFIXES, load_path
 from ptheta.data.images import IMAGE_SUFFIXES
 from ptheta.data.ragged import Sequences, sequence_dataset
+from ptheta.data.sequences import set_sequence_kind
 from ptheta.data.spec import (
     Data,
     Dataset,
@@ -50,8 +51,16 @@ def load(
     grayscale: bool | None = None,
     seed: int = 0,
     seq_len: int | None = None,
+    lines: str | None = None,
 ) -> Dataset:
     """Load a built-in data set by name, or the user's own data from a path.
+
+    Variable-length sequences (a `Dataset` whose splits carry ``lengths``, split 80 / 10 /
+    10 by sequence with ``seed``) come from a .txt file read with ``lines``, a CSV in long
+    format (a ``sequence_id`` column, see `ptheta.data.files.load_long_csv`), an .npz of
+    ``values`` with ``offsets`` or ``lengths`` (and optional ``y``, one label per
+    sequence), or the built-in ``unicode-words``; a list of arrays in Python becomes one
+    with `sequence_dataset`.
 
     Arguments:
         name_or_path: a built-in name (see `list_datasets`), or a path to a .npy, .npz,
@@ -59,14 +68,21 @@ def load(
             built-in name wins over a file of that name: write ``./digits`` for the file.
         kind: read the data as ``binary``, ``categorical``, ``categorical:K`` or
             ``continuous`` instead of the inferred (or built-in) kind.
-        label_column: the CSV column holding the labels.
+        label_column: the CSV column holding the labels (in a long CSV, one label per
+            sequence, the same on each of its rows).
         image_size: (H, W), or an int for square images, to resize images to.
         grayscale: images as one channel (True), RGB (False), or one channel exactly when
             every image is gray (None).
-        seed: the shuffle that splits a file 80 / 10 / 10 into train / val / test; built-in
-            data sets have fixed splits and ignore it.
-        seq_len: characters per example of a .txt file (default 64); a text file is split
-            80 / 10 / 10 by position (see `ptheta.data.sequences.text_dataset`).
+        seed: the shuffle that splits a file 80 / 10 / 10 into train / val / test (by
+            sequence for variable-length sequences); built-in data sets have fixed splits
+            and ignore it.
+        seq_len: characters per example of a .txt file read as fixed windows (the default,
+            64); the text is split 80 / 10 / 10 by position (see
+            `ptheta.data.text.text_dataset`).
+        lines: read a .txt file as one variable-length sequence per non-blank line, of its
+            characters (``"chars"``) or of its whitespace-separated words (``"words"``),
+            instead of fixed windows; not with ``seq_len`` (see
+            `ptheta.data.text.lines_dataset`).
 
     Returns:
         the `Dataset`, with `train`, `val` and `test` splits; its arrays are the caller's own.
@@ -75,15 +91,20 @@ def load(
         >>> data = load("digits-binary")
         >>> data.kind, data.event_shape, data.train.x.shape
         ('binary', (64,), (1000, 64))
+        >>> words = load("unicode-words")
+        >>> words.spec.describe(), words.train.sequences
+        ('categorical(37) sequences of up to 24 steps', Sequences(3780 sequences of 1-24 steps))
     """
     if isinstance(name_or_path, str) and name_or_path in BUILTIN:
-        if any(v is not None for v in (label_column, image_size, grayscale, seq_len)):
+        if any(v is not None for v in (label_column, image_size, grayscale, seq_len, lines)):
             raise DataError(
-                "label_column, image_size, grayscale and seq_len apply to the user's own files, "
-                f"not to the built-in data set {name_or_path!r}"
+                "label_column, image_size, grayscale, seq_len and lines apply to the user's own "
+                f"files, not to the built-in data set {name_or_path!r}"
             )
         data = BUILTIN[name_or_path]()
-        return data if kind is None else set_kind(data, kind)
+        if kind is None:
+            return data
+        return set_sequence_kind(data, kind) if data.spec.variable_length else set_kind(data, kind)
     path = Path(name_or_path).expanduser()
     if not path.exists():
         text = os.fspath(name_or_path)
@@ -109,12 +130,15 @@ def load(
         grayscale=grayscale,
         seed=seed,
         seq_len=seq_len,
+        lines=lines,
     )
 
 
 def list_datasets() -> list[dict[str, Any]]:
-    """One row per built-in data set: name, kind (e.g. ``categorical(17)``), event_shape,
-    n_train, n_val, n_test, has_labels, description."""
+    """One row per built-in data set: name, kind (e.g. ``categorical(17)``, or
+    ``categorical(37) sequences`` for variable-length sequences), event_shape (for
+    sequences: the longest training sequence, then the step shape), n_train, n_val,
+    n_test, has_labels, description."""
     rows = []
     for name in BUILTIN:
         kind, event_shape, n_train, n_val, n_test, has_labels = SUMMARIES[name]

@@ -1,4 +1,5 @@
-"""Built-in data sets, found by name: 8×8 digits, 2-D toy densities, synthetic ground truth."""
+"""Built-in data sets, found by name: 8×8 digits, 2-D toy densities, synthetic ground truth,
+time series (binned or real, one multivariate) and a corpus of words."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ptheta.data import groundtruth, sequences, toy2d
+from ptheta.data import groundtruth, sequences, text, toy2d
 from ptheta.data.spec import Dataset, DataSpec, Split
 
 # Digits ship in a fixed order; the splits are consecutive blocks of it.
@@ -73,7 +74,8 @@ def _toy(name: str) -> Dataset:
 def _copy(data: Dataset) -> Dataset:
     # The cached arrays stay private: callers may write into what they get.
     def split(s: Split) -> Split:
-        return Split(s.x.copy(), None if s.y is None else s.y.copy(), s.spec)
+        y = None if s.y is None else s.y.copy()
+        return Split(s.x.copy(), y, s.spec, None if s.lengths is None else s.lengths.copy())
 
     return dataclasses.replace(
         data,
@@ -92,6 +94,8 @@ _CACHED: dict[str, Callable[[], Dataset]] = {
     **{f"toy2d-{n}": functools.partial(_toy, n) for n in toy2d.SAMPLERS},
     "groundtruth-tree": functools.cache(groundtruth.tree_dataset),
     **{n: functools.partial(sequences.builtin_series, n) for n in sequences.SERIES},
+    **{n: functools.partial(sequences.builtin_series, n) for n in sequences.REAL_SERIES},
+    "unicode-words": functools.cache(text.unicode_words_dataset),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -100,12 +104,14 @@ DESCRIPTIONS: dict[str, str] = {
     **{f"toy2d-{n}": d for n, d in toy2d.DESCRIPTIONS.items()},
     "groundtruth-tree": groundtruth.DESCRIPTION,
     **sequences.DESCRIPTIONS,
+    "unicode-words": text.UNICODE_WORDS_DESCRIPTION,
 }
 
 
 # What `ptheta datasets` lists, without loading anything (scikit-learn and statsmodels
 # take seconds to import): kind, event shape, split sizes, labels. A test checks each row
-# against the loaded data set.
+# against the loaded data set. Variable-length data say "sequences" after the kind, and
+# their event shape is (longest training sequence, *step shape).
 SUMMARIES: dict[str, tuple[str, tuple[int, ...], int, int, int, bool]] = {
     "digits": ("categorical(17)", (64,), 1000, 350, 447, True),
     "digits-binary": ("binary", (64,), 1000, 350, 447, True),
@@ -114,6 +120,11 @@ SUMMARIES: dict[str, tuple[str, tuple[int, ...], int, int, int, bool]] = {
     "sunspots": ("categorical(16)", (15,), 202, 3, 3, False),
     "co2": ("categorical(16)", (24,), 344, 3, 3, False),
     "nile": ("categorical(8)", (5,), 66, 3, 3, False),
+    "sunspots-real": ("continuous", (15,), 202, 3, 3, False),
+    "co2-real": ("continuous", (24,), 344, 3, 3, False),
+    "nile-real": ("continuous", (5,), 66, 3, 3, False),
+    "macro-growth": ("continuous", (10, 3), 132, 3, 3, False),
+    "unicode-words": ("categorical(37) sequences", (24,), 3780, 472, 472, False),
 }
 
 

@@ -1,13 +1,16 @@
 """The user's own files as a `Dataset`: .npy, .npz, .csv and .txt, or a folder of images.
 
-Arrays become a `Dataset` in :mod:`ptheta.data.arrays`; image folders are read in
-:mod:`ptheta.data.images`. Nothing is ever unpickled.
+Arrays become a `Dataset` in :mod:`ptheta.data.arrays`, variable-length sequences (a long
+CSV, an .npz of ``values`` and ``offsets``, the lines of a .txt file) one split by
+sequence in :mod:`ptheta.data.ragged`; image folders are read in :mod:`ptheta.data.images`,
+text in :mod:`ptheta.data.text`. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import itertools
 import math
 import os
 import zipfile
@@ -19,11 +22,16 @@ import numpy as np
 
 from ptheta.data.arrays import SPLIT_NAMES, check_not_structured, from_arrays, from_splits, set_kind
 from ptheta.data.images import IMAGE_SUFFIXES, load_image_folder
-from ptheta.data.sequences import load_text
+from ptheta.data.ragged import Sequences, sequence_dataset
 from ptheta.data.spec import Dataset
+from ptheta.data.text import load_text
 from ptheta.errors import DataError, unknown_name
 
 FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".txt")
+# A CSV whose header has one of these columns is in long format: one row per step.
+SEQUENCE_ID_COLUMNS: tuple[str, ...] = ("sequence_id", "seq_id")
+# The column of a long CSV giving each step's position in its sequence (any numbers).
+TIME_COLUMNS: tuple[str, ...] = ("t", "time", "step")
 
 _NOT_NPY = (
     "{what} is not a valid .npy file of numbers ({why}); ptheta never unpickles files: "
@@ -109,10 +117,59 @@ def _first_key(keys: Sequence[str], candidates: Sequence[str]) -> str | None:
     return next((k for k in candidates if k in keys), None)
 
 
+def _ragged_dataset(
+    sequences: Sequences,
+    labels: Any,
+    *,
+    name: str,
+    kind: str | None,
+    seed: int,
+    extra: dict[str, Any],
+) -> Dataset:
+    """Variable-length sequences read from a file as a `Dataset` split by sequence."""
+    data = sequence_dataset(sequences, name=name, kind=kind, labels=labels, seed=seed, extra=extra)
+    if data.spec.is_discrete and any(np.isnan(data.split(s).x).any() for s in SPLIT_NAMES):
+        raise DataError(
+            f"{name} has missing (NaN) values, which only continuous data may hold: fill them "
+            "in, or load it with kind='continuous'"
+        )
+    data.extra["seed"] = seed
+    return data
+
+
+def _load_npz_sequences(
+    path: Path, archive: Any, *, kind: str | None, seed: int, extra: dict[str, Any]
+) -> Dataset:
+    keys = list(archive.files)
+    if "offsets" in keys and "lengths" in keys:
+        raise DataError(
+            f"{path} holds both 'offsets' and 'lengths'; give the sequences' boundaries once: "
+            "offsets (N + 1,) from 0 to len(values), or lengths (N,)"
+        )
+    values = _npz_get(path, archive, "values")
+    cut = "offsets" if "offsets" in keys else "lengths"
+    bounds = _npz_get(path, archive, cut)
+    ky = _first_key(keys, ("y", "labels"))
+    y = _npz_get(path, archive, ky) if ky else None
+    try:
+        seqs = Sequences.from_offsets(values, **{cut: bounds})
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    if y is not None and np.shape(y) != (len(seqs),):
+        raise DataError(
+            f"{path} holds {len(seqs)} sequences but {ky!r} has shape {np.shape(y)}; give one "
+            f"label per sequence, ({len(seqs)},)"
+        )
+    return _ragged_dataset(seqs, y, name=path.name, kind=kind, seed=seed, extra=extra)
+
+
 def load_npz(path: Path, *, kind: str | None = None, seed: int = 0) -> Dataset:
     """Load an .npz archive: either ``x`` (or ``X``, ``data``) with optional ``y`` (or
     ``labels``), split with `seed`; or the splits as given in ``x_train``, ``x_val``,
-    ``x_test`` with optional ``y_train``, ``y_val``, ``y_test``."""
+    ``x_test`` with optional ``y_train``, ``y_val``, ``y_test``; or variable-length
+    sequences, every step of every sequence one after another in ``values`` (S,
+    *step_shape), cut by ``offsets`` (N + 1,) from 0 to S or by ``lengths`` (N,), with
+    optional labels ``y`` (N,) (one per sequence), split with `seed` by sequence."""
     try:
         archive = np.load(path, allow_pickle=False)
     except _NUMPY_READ_ERRORS as e:
@@ -124,6 +181,8 @@ def load_npz(path: Path, *, kind: str | None = None, seed: int = 0) -> Dataset:
         if not keys:
             raise DataError(f"{path} is an empty .npz archive (no arrays)")
         extra = {"path": str(path), "format": "npz"}
+        if "values" in keys and ("offsets" in keys or "lengths" in keys):
+            return _load_npz_sequences(path, archive, kind=kind, seed=seed, extra=extra)
         pre = {s: _first_key(keys, (f"x_{s}", f"X_{s}")) for s in SPLIT_NAMES}
         if any(pre.values()):
             absent = [f"x_{s}" for s, k in pre.items() if k is None]
@@ -160,12 +219,9 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def load_csv(
-    path: Path, *, kind: str | None = None, label_column: str | None = None, seed: int = 0
-) -> Dataset:
-    """Load a CSV file with a header row: every numeric column is a feature; the column
-    named `label_column`, if any, gives the labels (numbers or strings). An empty cell is
-    a missing value (NaN), allowed in continuous data only."""
+def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
+    """The header (names stripped) and the data rows of a CSV file, every row as long as
+    the header; the delimiter is the first of , tab ; that the header uses."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             text = f.read()
@@ -195,43 +251,192 @@ def load_csv(
             raise DataError(
                 f"row {i} of {path} has {len(r)} fields but the header has {len(header)}"
             )
+    return header, body
+
+
+def _numeric_column(
+    path: Path, header: list[str], body: list[list[str]], j: int, hint: str
+) -> np.ndarray:
+    """Column ``j`` as float64, an empty cell as NaN, or a `DataError` ending in ``hint``."""
+    col = np.empty(len(body))
+    for i, r in enumerate(body):
+        cell = r[j].strip()
+        try:
+            col[i] = float(cell) if cell else np.nan
+        except ValueError:
+            raise DataError(
+                f"column {header[j]!r} of {path} is not numeric (row {i + 2}: {cell!r}); {hint}"
+            ) from None
+    return col
+
+
+def _label_cells(path: Path, body: list[list[str]], j: int, label_column: str) -> np.ndarray:
+    cells = [r[j].strip() for r in body]
+    if not all(cells):
+        raise DataError(f"the label column {label_column!r} of {path} has empty cells")
+    # Numeric labels sort as numbers (2 before 10), anything else as text.
+    return np.array([float(c) for c in cells]) if all(map(_is_number, cells)) else np.array(cells)
+
+
+def _find_column(header: list[str], names: Sequence[str]) -> int | None:
+    lowered = [h.lower() for h in header]
+    return next((lowered.index(n) for n in names if n in lowered), None)
+
+
+def load_csv(
+    path: Path, *, kind: str | None = None, label_column: str | None = None, seed: int = 0
+) -> Dataset:
+    """Load a CSV file with a header row: every numeric column is a feature; the column
+    named `label_column`, if any, gives the labels (numbers or strings). An empty cell is
+    a missing value (NaN), allowed in continuous data only.
+
+    A header with a ``sequence_id`` (or ``seq_id``) column marks the long format of
+    variable-length sequences: see :func:`load_long_csv`."""
+    header, body = _read_csv(path)
     label_idx = None
     if label_column is not None:
         if label_column not in header:
             raise DataError(str(unknown_name("label column", label_column, header)) + f" in {path}")
         label_idx = header.index(label_column)
+    if _find_column(header, SEQUENCE_ID_COLUMNS) is not None:
+        return _long_csv(path, header, body, kind=kind, label_idx=label_idx, seed=seed)
     columns = []
     for j, name in enumerate(header):
         if j == label_idx:
             continue
-        col = np.empty(len(body))
-        for i, r in enumerate(body):
-            cell = r[j].strip()
-            try:
-                col[i] = float(cell) if cell else np.nan
-            except ValueError:
-                hint = (
-                    f"load with label_column={name!r} if it holds the labels"
-                    if label_column is None
-                    else "only numeric columns can be features; remove it"
-                )
-                raise DataError(
-                    f"column {name!r} of {path} is not numeric (row {i + 2}: {cell!r}); {hint}"
-                ) from None
-        columns.append(col)
+        hint = (
+            f"load with label_column={name!r} if it holds the labels"
+            if label_column is None
+            else "only numeric columns can be features; remove it"
+        )
+        columns.append(_numeric_column(path, header, body, j, hint))
     if not columns:
         raise DataError(f"{path} has no feature columns besides the label column")
     x = np.stack(columns, axis=1)
-    y = None
-    if label_idx is not None:
-        cells = [r[label_idx].strip() for r in body]
-        if not all(cells):
-            raise DataError(f"the label column {label_column!r} of {path} has empty cells")
-        # Numeric labels sort as numbers (2 before 10), anything else as text.
-        y = np.array([float(c) for c in cells]) if all(map(_is_number, cells)) else np.array(cells)
+    y = None if label_idx is None else _label_cells(path, body, label_idx, header[label_idx])
     return from_arrays(
         x, y, name=path.name, kind=kind, seed=seed, extra={"path": str(path), "format": "csv"}
     )
+
+
+def load_long_csv(
+    path: str | os.PathLike,
+    *,
+    kind: str | None = None,
+    label_column: str | None = None,
+    seed: int = 0,
+) -> Dataset:
+    """Load variable-length sequences from a CSV file in long format: one row per step.
+
+    The columns are ``sequence_id`` (or ``seq_id``: any text or numbers naming the
+    sequence), ``t`` (or ``time``, ``step``: numbers giving the step's position; only their
+    order matters), the value columns (numbers; one column gives sequences of numbers,
+    several give sequences of vectors; an empty cell is a missing value, continuous data
+    only) and optionally the `label_column`, with one label per sequence. The rows may come
+    in any order: each sequence's steps are sorted by ``t``. The sequences are shuffled with
+    `seed` and split 80 / 10 / 10 by sequence.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "walks.csv"
+        ...     rows = ["sequence_id,t,x", "b,1,2", "a,0,5", "b,0,1", "c,0,3", "c,1,4", "c,2,0"]
+        ...     _ = path.write_text("\\n".join(rows))
+        ...     data = load_long_csv(path)
+        >>> data.spec.describe(), sorted(len(s) for p in (data.train, data.val, data.test)
+        ...                               for s in p.sequences)
+        ('categorical(6) sequences of up to 3 steps', [1, 2, 3])
+    """
+    path = Path(path)
+    header, body = _read_csv(path)
+    if _find_column(header, SEQUENCE_ID_COLUMNS) is None:
+        raise DataError(
+            f"{path} has no sequence_id column; a long-format CSV has one row per step and "
+            f"the columns {', '.join(SEQUENCE_ID_COLUMNS[:1] + TIME_COLUMNS[:1])} and values"
+        )
+    label_idx = None
+    if label_column is not None:
+        if label_column not in header:
+            raise DataError(str(unknown_name("label column", label_column, header)) + f" in {path}")
+        label_idx = header.index(label_column)
+    return _long_csv(path, header, body, kind=kind, label_idx=label_idx, seed=seed)
+
+
+def _long_csv(
+    path: Path,
+    header: list[str],
+    body: list[list[str]],
+    *,
+    kind: str | None,
+    label_idx: int | None,
+    seed: int,
+) -> Dataset:
+    id_idx = _find_column(header, SEQUENCE_ID_COLUMNS)
+    t_idx = _find_column(header, TIME_COLUMNS)
+    if t_idx is None:
+        raise DataError(
+            f"{path} is a long-format CSV (it has the column {header[id_idx]!r}: one row per "
+            f"step) but has no time column: add a column t (or {', '.join(TIME_COLUMNS[1:])}) "
+            "giving each step's position in its sequence"
+        )
+    if label_idx in (id_idx, t_idx):
+        raise DataError(f"the label column of {path} cannot be its sequence_id or t column")
+    ids = [r[id_idx].strip() for r in body]
+    if not all(ids):
+        row = ids.index("") + 2
+        raise DataError(f"row {row} of {path} has no {header[id_idx]}: every step needs one")
+    times = _numeric_column(path, header, body, t_idx, "t must hold numbers (the step order)")
+    if np.isnan(times).any():
+        row = int(np.flatnonzero(np.isnan(times))[0]) + 2
+        raise DataError(f"row {row} of {path} has no {header[t_idx]}: every step needs one")
+    value_idx = [j for j in range(len(header)) if j not in (id_idx, t_idx, label_idx)]
+    if not value_idx:
+        raise DataError(
+            f"{path} has no value columns besides {header[id_idx]!r}, {header[t_idx]!r}"
+            + ("" if label_idx is None else f" and the label column {header[label_idx]!r}")
+        )
+    hint = (
+        "every column besides the sequence_id, t and label columns is a value; load with "
+        f"label_column={header[value_idx[0]]!r} if a column holds one label per sequence"
+    )
+    values = np.stack([_numeric_column(path, header, body, j, hint) for j in value_idx], axis=1)
+    # Sequences in the order of their ids: numbers as numbers (2 before 10), else as text.
+    if all(map(_is_number, ids)):
+        keys: Any = np.array([float(i) for i in ids])
+    else:
+        keys = np.array(ids)
+    order = np.lexsort((times, keys))
+    keys, times, values = keys[order], times[order], values[order]
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    repeated = np.flatnonzero((keys[1:] == keys[:-1]) & (times[1:] == times[:-1]))
+    if repeated.size:
+        k = repeated[0]
+        raise DataError(
+            f"{path} has two rows for sequence {ids[order[k]]!r} at "
+            f"{header[t_idx]}={times[k]:g}; each step of a sequence needs its own {header[t_idx]}"
+        )
+    offsets = np.r_[starts, len(keys)]
+    steps = values[:, 0] if len(value_idx) == 1 else values
+    seqs = Sequences.from_offsets(steps, offsets)
+    y = None
+    if label_idx is not None:
+        cells = _label_cells(path, body, label_idx, header[label_idx])[order]
+        for lo, hi in itertools.pairwise(offsets):
+            if np.any(cells[lo:hi] != cells[lo]):
+                other = lo + int(np.flatnonzero(cells[lo:hi] != cells[lo])[0])
+                first, second = (body[order[i]][label_idx].strip() for i in (lo, other))
+                raise DataError(
+                    f"sequence {ids[order[lo]]!r} of {path} has two labels in "
+                    f"{header[label_idx]!r} ({first!r} and {second!r}); a sequence has one "
+                    "label: give it the same on every row"
+                )
+        y = cells[offsets[:-1]]
+    extra = {
+        "path": str(path),
+        "format": "csv-long",
+        "columns": tuple(header[j] for j in value_idx),
+    }
+    return _ragged_dataset(seqs, y, name=path.name, kind=kind, seed=seed, extra=extra)
 
 
 def load_path(
@@ -243,6 +448,7 @@ def load_path(
     grayscale: bool | None = None,
     seed: int = 0,
     seq_len: int | None = None,
+    lines: str | None = None,
 ) -> Dataset:
     """Load a .npy, .npz, .csv or .txt file or a folder of images as a `Dataset` (see `load`)."""
     path = Path(path).expanduser()
@@ -258,6 +464,11 @@ def load_path(
         )
     if seq_len is not None and (is_dir or path.suffix.lower() != ".txt"):
         raise DataError("seq_len applies to .txt files only")
+    if lines is not None and (is_dir or path.suffix.lower() != ".txt"):
+        raise DataError(
+            "lines applies to .txt files only; variable-length sequences come from a CSV in "
+            "long format (columns sequence_id, t, values) or an .npz of values and offsets"
+        )
     if is_dir:
         return load_image_folder(
             path, kind=kind, image_size=image_size, grayscale=grayscale, seed=seed
@@ -282,6 +493,8 @@ def load_path(
     if suffix == ".npz":
         return load_npz(path, kind=kind, seed=seed)
     if suffix == ".txt":
+        if lines is not None:  # one sequence per line, split by line with seed
+            return load_text(path, seq_len=seq_len, lines=lines, seed=seed, kind=kind)
         data = load_text(path, seq_len=seq_len)  # split by position: seed does not apply
         return data if kind is None else set_kind(data, kind)
     return load_csv(path, kind=kind, label_column=label_column, seed=seed)

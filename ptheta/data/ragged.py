@@ -270,8 +270,7 @@ def sequence_dataset(
     for split, idx in zip(("train", "val", "test"), split_indices(len(seqs), seed), strict=True):
         idx = np.sort(idx)
         longest = int(lengths[idx].max())
-        x = values[idx][:, :longest]
-        x.setflags(write=False)
+        x = values[idx][:, :longest]  # a fresh copy: the caller's own
         splits[split] = Split(x, None if y is None else y[idx], spec, lengths[idx])
     longest_train = int(splits["train"].lengths.max())
     spec = DataSpec(
