@@ -89,7 +89,8 @@ class GenerativeModel(BaseEstimator):
     - ``needs_labels``: whether ``fit`` requires ``y``;
     - ``class_conditional``: whether ``sample(n, y=...)`` draws from p(x | y);
     - ``can_marginalise``: whether ``score_samples`` takes NaN for missing entries and
-      returns the exact log-marginal of the observed ones, and ``impute`` works.
+      returns the exact log-marginal of the observed ones, and ``impute`` works;
+    - ``fits_missing``: whether ``fit`` takes NaN for missing entries (EM over them).
 
     After ``fit`` a model has ``spec_`` (the :class:`DataSpec` it was fitted on) and
     ``likelihood_``: what ``score_samples`` returns on that data, which may differ from
@@ -119,6 +120,8 @@ class GenerativeModel(BaseEstimator):
     # score_samples accepts NaN (= missing) and returns the exact marginal of the observed
     # entries; impute / sample(given=...) fill missing entries
     can_marginalise: ClassVar[bool] = False
+    # fit accepts NaN (= missing) and fits by maximising the observed-data likelihood (EM)
+    fits_missing: ClassVar[bool] = False
     # The model needs image-shaped examples (C, H, W): an event shape of 3 axes, or a spec
     # whose image_shape says how to view flat examples (digits: (1, 8, 8)).
     needs_image: ClassVar[bool] = False
@@ -199,6 +202,7 @@ class GenerativeModel(BaseEstimator):
             "classifies": conditional and self.likelihood != "none",
             "marginalises": self.can_marginalise,
             "imputes": self.can_marginalise,
+            "fits_missing": self.fits_missing,
             "anomaly_score": "log_prob" if self.likelihood != "none" else None,
             "random_state": "random_state" in names,
             "can_condition": "class_conditional" in names,
@@ -283,12 +287,16 @@ class GenerativeModel(BaseEstimator):
             y = X.y
         if spec.variable_length:
             self._check_variable_length(X, spec)
-            x, lengths = check_sequences(X, spec, allow_nan=False, what="training data")
+            x, lengths = check_sequences(
+                X, spec, allow_nan=self._capabilities().fits_missing, what="training data"
+            )
             y = self._check_labels(y, len(x))
             self._clear_fitted()
             self._fit_sequences(x, lengths, y, spec, **fit_params)
         else:
-            x = check_values(X, spec, allow_nan=False, what="training data")
+            x = check_values(
+                X, spec, allow_nan=self._capabilities().fits_missing, what="training data"
+            )
             y = self._check_labels(y, len(x))
             self._clear_fitted()  # a refit must not inherit anything from an earlier fit
             self._fit(x, y, spec, **fit_params)
@@ -404,6 +412,12 @@ class GenerativeModel(BaseEstimator):
             x, lengths = check_sequences(X, spec, allow_nan=self.can_marginalise)
             scores, std = self._score_sequences_with_std(x, lengths)
         else:
+            if is_ragged(X):
+                raise DataError(
+                    f"this {self.name!r} was fitted on examples of one shape {spec.event_shape}"
+                    "; it cannot score sequences of different lengths (fit a family that "
+                    "models variable-length sequences on them)"
+                )
             x = check_values(X, spec, allow_nan=self.can_marginalise)
             if not return_std:
                 return np.asarray(self._score_samples(x), dtype=np.float64)
@@ -761,10 +775,14 @@ class GenerativeModel(BaseEstimator):
             )
         if arr.shape[0] == 0:
             raise DataError("training data is empty (0 examples)")
-        if np.isnan(arr).any():
+        if np.isnan(arr).any() and not self._capabilities().fits_missing:
             raise DataError(
-                "training data contains NaN (missing) values; drop or impute those rows first"
+                f"training data contains NaN (missing) values and {self.name!r} cannot fit "
+                "with missing entries; drop or impute those rows first, or choose a family "
+                "that does (`ptheta models` marks them 'fits missing')"
             )
+        if arr.size and np.isnan(arr).all():
+            raise DataError("training data has no observed value (every entry is NaN)")
         if np.isinf(arr).any():
             raise DataError("training data contains infinite values; remove or clip them")
         return infer_spec(arr)

@@ -60,6 +60,8 @@ class Capabilities:
         marginalises: ``score_samples`` takes NaN for missing entries and returns the
             exact log-marginal of the observed ones.
         imputes: ``impute`` and ``sample(given=...)`` fill missing entries.
+        fits_missing: ``fit`` takes NaN for missing entries and maximises the likelihood
+            of the observed ones (EM over the missing).
         trains_in_steps: fitted by gradient steps through the Trainer: ``fit`` accepts
             ``validation_data``, ``run_dir`` and ``resume``; ``max_time`` bounds it;
             ``verbose`` shows progress.
@@ -69,6 +71,8 @@ class Capabilities:
             ``"discriminator"``, ``"score_norm"``: the norm of the learned score field,
             ``score_norm(X)``), or None.
         generates_sequences: ``generate(n, temperature=, top_k=, prompt=)``.
+        state_path: ``viterbi(X)`` gives each sequence's most probable hidden state path,
+            (N, T) ints, −1 after each end of variable-length sequences.
         exports_structure: ``to_dot()`` draws a learned graph.
         embeds: ``embed(X)`` returns a representation per example.
         closed_form: ``closed_form()`` returns the fitted distribution in a form with
@@ -102,10 +106,12 @@ class Capabilities:
     classifies: bool = False
     marginalises: bool = False
     imputes: bool = False
+    fits_missing: bool = False
     trains_in_steps: bool = False
     validation_measures_fit: bool = True
     anomaly_score: str | None = "log_prob"
     generates_sequences: bool = False
+    state_path: bool = False
     exports_structure: bool = False
     embeds: bool = False
     closed_form: bool = False
@@ -157,6 +163,7 @@ class Capabilities:
             "class_conditional": "sample|y",
             "marginalises": "marginalise",
             "imputes": "impute",
+            "fits_missing": "fits missing",
             "trains_in_steps": "steps",
             "generates_sequences": "generate",
             "variable_length": "any length",
