@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import logsumexp
 
+from ptheta.data.ragged import Sequences, check_sequences
 from ptheta.data.spec import DataSpec, Split, check_values
 from ptheta.errors import CapabilityError, DataError, ParameterError, RunDirError, UnknownNameError
 from ptheta.models.base import GenerativeModel
@@ -28,15 +29,16 @@ class BayesRule:
     A model mixes this in before :class:`GenerativeModel` (whose validation it uses), calls
     :meth:`_fit_prior` in its ``_fit`` (setting ``classes_``, ``class_count_`` and
     ``class_log_prior_``) and implements ``_joint_log_likelihood(x)`` = log p(x_obs, y),
-    shape (N, C), with NaN entries of ``x`` marginalised out. Scoring, class posteriors and
-    predictions follow from it.
+    shape (N, C), with NaN entries of ``x`` marginalised out (``x`` is a checked array, or
+    checked :class:`~ptheta.data.ragged.Sequences` where the model was fitted on
+    variable-length sequences). Scoring, class posteriors and predictions follow from it.
     """
 
     name: ClassVar[str]
     classes_: np.ndarray
     class_log_prior_: np.ndarray
 
-    def _joint_log_likelihood(self, x: np.ndarray) -> np.ndarray:
+    def _joint_log_likelihood(self, x: Any) -> np.ndarray:
         raise NotImplementedError
 
     # ----------------------------------------------------------------- Bayes' rule
@@ -44,9 +46,14 @@ class BayesRule:
         """Log class posteriors log p(y | x_obs), shape (N, C), columns in ``classes_`` order.
 
         NaN entries of ``X`` are missing: their factors are marginalised out exactly.
+        Variable-length fits take sequences (one label per sequence).
         """
         self._check_fitted()
-        x = check_values(X, self.fitted_spec, allow_nan=True)
+        spec = self.fitted_spec
+        if spec.variable_length:
+            x: Any = Sequences(*check_sequences(X, spec, allow_nan=True))
+        else:
+            x = check_values(X, spec, allow_nan=True)
         jll = self._joint_log_likelihood(x)  # (N, C)
         return jll - logsumexp(jll, axis=1, keepdims=True)
 
@@ -209,6 +216,7 @@ class BayesClassifier(BayesRule, GenerativeModel):
             marginalises=inner.marginalises,
             imputes=inner.marginalises,
             needs_sequence=inner.needs_sequence,  # a classifier of HMMs reads sequences
+            variable_length=inner.variable_length,  # ... of any length, where they do
         )
 
     # ----------------------------------------------------------------- fitting
@@ -233,6 +241,18 @@ class BayesClassifier(BayesRule, GenerativeModel):
         self._new_density().check_params()
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
+        self._fit_classes(x, None, y, spec)
+
+    def _fit_sequences(
+        self, x: np.ndarray, lengths: np.ndarray, y: np.ndarray | None, spec: DataSpec
+    ) -> None:
+        self._fit_classes(x, lengths, y, spec)
+
+    def _fit_classes(
+        self, x: np.ndarray, lengths: np.ndarray | None, y: np.ndarray | None, spec: DataSpec
+    ) -> None:
+        """One density per class on its examples ``x`` (sequences padded after ``lengths``,
+        for variable-length data)."""
         first = self._new_density()
         if spec.kind not in first.data_kinds:
             raise DataError(
@@ -244,10 +264,11 @@ class BayesClassifier(BayesRule, GenerativeModel):
         densities = []
         for c, label in enumerate(self.classes_.tolist()):
             rows = x[index == c]
+            own_lengths = None if lengths is None else lengths[index == c]
             model = first if c == 0 else self._new_density()
             try:
                 # a Split keeps the declared kind: one class's values may span fewer levels
-                model.fit(Split(rows, None, spec))
+                model.fit(Split(rows, None, spec, own_lengths))
             except DataError as e:
                 raise DataError(
                     f"class {label!r} ({len(rows)} examples) cannot be fitted by "
@@ -271,8 +292,8 @@ class BayesClassifier(BayesRule, GenerativeModel):
                 "density that can (e.g. 'independent'), or impute before scoring"
             )
 
-    def _joint_log_likelihood(self, x: np.ndarray) -> np.ndarray:
-        if np.isnan(x).any():
+    def _joint_log_likelihood(self, x: Any) -> np.ndarray:
+        if np.isnan(x.values if isinstance(x, Sequences) else x).any():
             self._require_marginalise()
         scores = np.stack([d.score_samples(x) for d in self.densities_], axis=1)  # (N, C)
         return self.class_log_prior_ + scores
@@ -294,6 +315,22 @@ class BayesClassifier(BayesRule, GenerativeModel):
             rows = index == c
             out[rows] = self.densities_[c].sample(int(rows.sum()), random_state=rng)
         return out
+
+    def _score_sequences(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return logsumexp(self._joint_log_likelihood(Sequences(x, lengths)), axis=1)
+
+    def _sample_sequences(
+        self, n: int, y: Any, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        index = self._class_index(n, y, rng)
+        drawn: list[np.ndarray] = [np.empty(0)] * n
+        for c in np.unique(index):
+            rows = np.flatnonzero(index == c)
+            seqs = self.densities_[c].sample(len(rows), random_state=rng)
+            for row, seq in zip(rows, seqs, strict=True):
+                drawn[row] = seq
+        out = Sequences.from_list(drawn)
+        return out.values, out.lengths
 
     def _n_parameters(self) -> int:
         n_prior = len(self.classes_) - 1 if self.prior == "empirical" else 0

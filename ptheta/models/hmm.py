@@ -1,4 +1,5 @@
-"""Hidden Markov models of fixed-length sequences, fitted by Baum–Welch EM."""
+"""Hidden Markov models of sequences (of one length, or of any length with the end
+modelled), fitted by Baum–Welch EM."""
 
 from __future__ import annotations
 
@@ -7,28 +8,45 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
-import torch
-from scipy.special import gammaln, logsumexp, softmax
-from sklearn.cluster import kmeans_plusplus
+from scipy.special import logsumexp, softmax
 
+from ptheta.data.ragged import check_sequences
 from ptheta.data.spec import DataSpec, check_values, location_scale
-from ptheta.errors import DataError, ParameterError
+from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.em import Params, run_em
+from ptheta.models.hmm_em import (
+    _as_params,
+    _as_steps,
+    _check_initial,
+    _end_m_step,
+    _flat,
+    _gauss_m_step,
+    _initial_posteriors,
+    _log_dirichlet_norm,
+    _log_gauss,
+    _logsumexp_last,
+    _normalise,
+    _scatter,
+)
+from ptheta.models.hmm_inference import (
+    _buffer,
+    _forward_backward_time_major,
+    _log,
+    _loglik_time_major,
+    backward_sample,
+    fold_lengths,
+    forward_backward,
+    step_masks,
+    viterbi_path,
+)
 from ptheta.models.missing import missing_patterns, one_hot
 from ptheta.models.mixtures import _conditional_gaussians
 from ptheta.models.sampling import sample_categorical
 from ptheta.params import Choice, Float, Int, Param, Seed
 
-_TINY = np.finfo(np.float64).tiny
-_EPS = 10 * np.finfo(np.float64).eps
-_LOG_2PI = math.log(2 * math.pi)
-# What ``fit(X, initial=...)`` accepts per emission, in the order of EM's parameter tuple.
-_INITIAL_KEYS = {
-    "categorical": ("startprob", "transmat", "emissionprob"),
-    "gaussian": ("startprob", "transmat", "means", "covars"),
-    "gmm": ("startprob", "transmat", "weights", "means", "covars"),
-}
+# Sampled sequences are cut at this many times the longest training sequence.
+_MAX_LENGTH_FACTOR = 10
 
 
 class HMM(GenerativeModel):
@@ -54,9 +72,29 @@ class HMM(GenerativeModel):
 
     ``"auto"`` picks categorical or Gaussian by the data's kind. A Gaussian (or GMM) on
     discrete data is refused rather than reporting a density as if it were a probability
-    (declare the data continuous). Sequences share one length T today; the
-    forward–backward code already takes padded steps (an emission factor of one; see
-    :func:`forward_backward`) for the variable-length sequence data to come.
+    (declare the data continuous).
+
+    **Variable length.** Fitted on sequences of different lengths (a list of arrays, a
+    :class:`~ptheta.data.ragged.Sequences`, a split with lengths), the model adds a
+    per-state end probability e_k = p(the sequence stops after this step | s_t = k)
+    (``endprob_``), so that a sequence's probability includes its length:
+
+        p(x, L) = Σ_s π_{s_1} ∏_{t<L} b(x_t|s_t) (1 − e_{s_t}) A_{s_t s_t+1} · b(x_L|s_L) e_{s_L}.
+
+    The end events are folded into the emission factors and every step after a
+    sequence's end has factor one (:func:`~ptheta.models.hmm_inference.fold_lengths`), so
+    the same batched, scaled forward–backward runs on the padded batch; the M-step adds
+    e_k = Σ_n γ_{n,L_n}(k) / Σ_n Σ_{t≤L_n} γ_{n,t}(k) (with ``alpha`` as a Beta(α + 1, α + 1)
+    pseudo-count, kept in [1e-10, 1 − 1e-10] so that an end never seen in training keeps
+    a finite probability). ``sample`` draws the length through the end events and
+    returns ``Sequences``; a sequence still going after 10 × the longest training
+    sequence is cut there (the cap truncates: it is then shorter than the model says,
+    which matters only where the end probabilities are tiny). On ragged input,
+    :meth:`posterior_states` (N, T, K) is padded with zeros and :meth:`viterbi` (N, T)
+    with −1 after each end (T the longest), both given each sequence's length;
+    :meth:`embed` averages over each sequence's own steps. ``n_parameters`` counts the K
+    end probabilities. Fixed-length data (one array (N, T, ...)) have no length model:
+    p(x) of sequences of that length, as before.
 
     **Fitting.** Baum–Welch (EM): the E-step is the forward–backward recursion over a
     batch of sequences at once (scaled: each step's forward variables normalised to sum to
@@ -131,8 +169,8 @@ class HMM(GenerativeModel):
         (K, K), ``emission_`` (the emission used), ``emissionprob_`` (K, F, L) or
         ``means_`` (K, F) and ``covars_`` (K, F) / (K, F, F), or ``weights_`` (K, M),
         ``means_`` (K, M, F) and ``covars_`` (K, M, F) / (K, M, F, F), in data units with
-        ``shift_``, ``scale_`` (F,); ``converged_``, ``n_iter_``, ``history_``,
-        ``best_init_``.
+        ``shift_``, ``scale_`` (F,); ``endprob_`` (K,) for a variable-length fit;
+        ``converged_``, ``n_iter_``, ``history_``, ``best_init_``.
 
     Example:
         >>> import itertools
@@ -151,6 +189,20 @@ class HMM(GenerativeModel):
         >>> g.weights_.shape, g.means_.shape, g.covars_.shape
         ((2, 2), (2, 2, 2), (2, 2, 2))
 
+        Sequences of any length: the probabilities of every sequence of lengths 1..4 sum
+        to P(L <= 4) < 1.
+
+        >>> seqs = [[0, 0, 1], [1], [0, 1, 1, 1, 0], [1, 1]] * 10
+        >>> v = ptheta.make("hmm", n_states=2, random_state=0).fit(seqs)
+        >>> v.endprob_.shape, v.viterbi(seqs[:2]).shape  # padded with -1 after each end
+        ((2,), (2, 3))
+        >>> short = [s for n in range(1, 5) for s in itertools.product([0, 1], repeat=n)]
+        >>> p_short = float(np.exp(v.score_samples(short)).sum())
+        >>> 0 < p_short < 1
+        True
+        >>> v.sample(3, random_state=0).lengths.shape
+        (3,)
+
     References:
         Rabiner (1989), A tutorial on hidden Markov models and selected applications in
         speech recognition, Proc. IEEE 77(2) (GMM emissions: §IV.A; scaling: §V.A);
@@ -164,9 +216,18 @@ class HMM(GenerativeModel):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = True
-    abilities: ClassVar[dict[str, Any]] = {"needs_sequence": True, "embeds": True}
+    abilities: ClassVar[dict[str, Any]] = {
+        "needs_sequence": True,
+        "embeds": True,
+        "variable_length": True,
+        "state_path": True,
+    }
     fit_params: ClassVar[tuple[str, ...]] = ("initial",)
     quick_params: ClassVar[dict[str, Any]] = {"n_states": 2, "max_iter": 30, "random_state": 0}
+    presets: ClassVar[dict[str, dict[str, Any]]] = {
+        "explorer": {"n_states": 8, "max_iter": 100, "random_state": 0},
+        "explorer-quick": {"n_states": 2, "max_iter": 5, "random_state": 0},
+    }
     parameters: ClassVar[dict[str, Param]] = {
         "n_states": Int(low=1),
         "emission": Choice("auto", "categorical", "gaussian", "gmm"),
@@ -232,23 +293,52 @@ class HMM(GenerativeModel):
     def _fit(
         self, x: np.ndarray, y: Any, spec: DataSpec, initial: Mapping[str, Any] | None = None
     ) -> None:
-        x3 = _as_steps(x)  # (N, T, F)
+        self._fit_steps(_as_steps(x), None, spec, initial)
+
+    def _fit_sequences(
+        self,
+        x: np.ndarray,
+        lengths: np.ndarray,
+        y: Any,
+        spec: DataSpec,
+        initial: Mapping[str, Any] | None = None,
+    ) -> None:
+        self._fit_steps(_as_steps(x.astype(np.float64)), lengths, spec, initial)
+
+    def _fit_steps(
+        self,
+        x3: np.ndarray,
+        lengths: np.ndarray | None,
+        spec: DataSpec,
+        initial: Mapping[str, Any] | None,
+    ) -> None:
+        """Baum–Welch on steps x3 (N, T, F): of one length (``lengths`` None, no length
+        model), or padded after each end with the end probabilities fitted too."""
         n, t_len, f = x3.shape
         steps = x3.transpose(1, 0, 2).reshape(t_len * n, f)  # (S, F), time-major: S = T·N
+        if lengths is None:
+            valid = last = None
+            real = steps
+        else:
+            valid, last = (m.T for m in step_masks(lengths, t_len))  # (T, N) each
+            real = steps[valid.ravel()]  # (S', F): the steps that are data
         k = int(self.n_states)
         emission = self._emission_for(spec)
         n_mix = int(self.n_mix) if emission == "gmm" else 1
-        if k * n_mix > n * t_len:
+        if k * n_mix > len(real):
             what = f"n_states={k}" + (f" × n_mix={n_mix}" if n_mix > 1 else "")
             raise DataError(
-                f"{what} is more than the {n * t_len} steps of the training data; "
+                f"{what} is more than the {len(real)} steps of the training data; "
                 "use fewer states (or components) or more data"
             )
         alpha = float(self.alpha)
         full = self.covariance_type == "full"
         smooth = float(self.min_covar)
-        # log-normaliser of the Dirichlet(α + 1) priors on π and every row of A
+        # log-normaliser of the Dirichlet(α + 1) priors on π and every row of A (and the
+        # Beta(α + 1, α + 1) priors on the end probabilities)
         log_norm = (k + 1) * _log_dirichlet_norm(k, alpha)
+        if lengths is not None:
+            log_norm += k * _log_dirichlet_norm(2, alpha)
         if emission == "categorical":
             levels = int(spec.n_categories)
             # each entry's index into the (F·L) emission table: gathers, not a one-hot (S, F·L)
@@ -258,12 +348,14 @@ class HMM(GenerativeModel):
             shift, scale = np.zeros(f), np.ones(f)
             jacobian = 0.0
         else:
-            shift, scale = location_scale(steps)
+            shift, scale = location_scale(real)
             z = (steps - shift) / scale  # (S, F) standardised steps
-            jacobian = -t_len * float(np.log(scale).sum())  # per sequence
+            # per sequence: T (or its length) times the log-Jacobian of one step
+            jacobian = -(t_len if lengths is None else lengths) * float(np.log(scale).sum())
             log_norm += k * _log_dirichlet_norm(n_mix, alpha)
         given = _check_initial(initial, emission, k, f, n_mix, full, spec, shift, scale)
-        n_params = 3 if emission == "categorical" else 5  # EM's tuple: π, A, the emission's
+        # EM's tuple: π, A, the emission's, then (variable length) the end probabilities
+        n_params = (3 if emission == "categorical" else 5) + (lengths is not None)
         # the recursions' work arrays, kept across EM steps (γ lives in ``buffers``)
         buffers: dict[str, np.ndarray] = {}
         plain_buffers: dict[str, np.ndarray] = {}
@@ -305,16 +397,24 @@ class HMM(GenerativeModel):
             params = tuple(p.numpy() for p in torch_params)
             log_start, log_trans = _log(params[0]), _log(params[1])
             plain, smoothed, resp = log_emission(params)
+            log_prior = 0.0
+            if lengths is not None:  # the end events, as factors of the emissions
+                endprob = params[-1]
+                for log_emit in (plain,) if smoothed is plain else (plain, smoothed):
+                    fold_lengths(log_emit, valid, last, endprob)
+                log_prior = alpha * float(_log(endprob).sum() + _log(1 - endprob).sum())
             ll_obj, gamma, xi = _forward_backward_time_major(
-                log_start, log_trans, smoothed, buffers=buffers
+                log_start, log_trans, smoothed, valid, buffers=buffers
             )
+            if valid is not None:
+                gamma *= valid[:, :, None]  # a padded step is in no state
             if smoothed is plain:
                 ll = ll_obj
             else:  # the plain log-likelihood, recorded next to the objective
                 ll = _loglik_time_major(log_start, log_trans, plain, plain_buffers)
             ll, ll_obj = ll + jacobian, ll_obj + jacobian
             # the emission's own Dirichlet prior: categorical rows, or mixture weights
-            log_prior = log_norm + alpha * float(
+            log_prior += log_norm + alpha * float(
                 log_start.sum() + log_trans.sum() + _log(params[2]).sum()
             )
             objective = (float(ll_obj.sum()) + log_prior) / n
@@ -324,6 +424,7 @@ class HMM(GenerativeModel):
             gamma, xi, resp = posteriors  # (T, N, K), (K, K), (S, K, M) or None
             start = _normalise(gamma[0].sum(axis=0) + alpha)
             trans = _normalise(xi + alpha)
+            end = () if lengths is None else (_end_m_step(gamma, last, alpha),)
             w = gamma.reshape(t_len * n, k)  # (S, K)
             if emission == "categorical":
                 w_t = np.ascontiguousarray(w.T)  # (K, S)
@@ -334,12 +435,13 @@ class HMM(GenerativeModel):
                         for j in range(k)
                     ]
                 ).reshape(k, f, levels) + alpha  # fmt: skip
-                return start, trans, _normalise(counts)
+                return start, trans, _normalise(counts), *end
             q = w[:, :, None] if resp is None else w[:, :, None] * resp  # (S, K, M)
             weights = _normalise(q.sum(axis=0) + alpha)  # (K, M)
             means, cov = _gauss_m_step(z, q.reshape(-1, k * n_mix), full, smooth)
             means = means.reshape(k, n_mix, f)
-            return start, trans, weights, means, cov.reshape(k, n_mix, *cov.shape[1:])
+            cov = cov.reshape(k, n_mix, *cov.shape[1:])
+            return start, trans, weights, means, cov, *end
 
         def m_step(posteriors: Any) -> Params:
             return _as_params(m_step_arrays(posteriors))
@@ -347,9 +449,18 @@ class HMM(GenerativeModel):
         def init(seed: np.random.SeedSequence) -> Params:
             if len(given) == n_params:  # every part given: nothing to initialise
                 return _as_params(tuple(given[i] for i in range(n_params)))
-            features = one_hot(steps, levels) if emission == "categorical" else z  # (S, F')
-            post = _initial_posteriors(features, n, t_len, k, n_mix, self.init, seed)
-            params = list(m_step_arrays(post))
+            # (S', F'): the features of the steps that are data
+            features = one_hot(real, levels) if emission == "categorical" else z
+            if valid is not None and emission != "categorical":
+                features = features[valid.ravel()]
+            gamma, resp = _initial_posteriors(features, k, n_mix, self.init, seed)
+            if valid is not None:  # back onto the padded batch, padded steps in no state
+                gamma = _scatter(gamma, valid.ravel())
+                resp = None if resp is None else _scatter(resp, valid.ravel(), fill=1.0 / n_mix)
+            gamma = gamma.reshape(t_len, n, k)
+            # expected transitions of independent soft assignments: every count positive
+            xi = gamma[:-1].reshape(-1, k).T @ gamma[1:].reshape(-1, k)
+            params = list(m_step_arrays((gamma, xi, resp)))
             for i, value in given.items():
                 params[i] = value
             return _as_params(tuple(params))
@@ -371,6 +482,8 @@ class HMM(GenerativeModel):
                 self.weights_, self.means_, self.covars_ = params[2], means, covars
             else:
                 self.means_, self.covars_ = means[:, 0], covars[:, 0]
+        if lengths is not None:
+            self.endprob_ = params[-1]
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
         self.history_ = result.history
@@ -418,11 +531,23 @@ class HMM(GenerativeModel):
             return dens[:, :, 0].reshape(n, t_len, k)
         return logsumexp(dens + self._components()[0], axis=2).reshape(n, t_len, k)
 
-    def _steps(self, X: Any) -> np.ndarray:
-        """Checked examples (NaN allowed) as (N, T, F) float64 steps."""
+    def _factors(self, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """Checked examples' log emission factors (N, T, K), NaN entries marginalised, and
+        for a variable-length fit the (N, T) mask of real steps (else None), the end
+        events folded into the factors (:func:`fold_lengths`)."""
         self._check_fitted()
-        x = check_values(X, self.fitted_spec, allow_nan=True)
-        return _as_steps(np.asarray(x, dtype=np.float64))
+        if not self.fitted_spec.variable_length:
+            x = check_values(X, self.fitted_spec, allow_nan=True)
+            return self._log_emission(_as_steps(np.asarray(x, dtype=np.float64))), None
+        x, lengths = check_sequences(X, self.fitted_spec, allow_nan=True)
+        return self._sequence_factors(x, lengths)
+
+    def _sequence_factors(self, x: np.ndarray, lengths: np.ndarray) -> tuple[np.ndarray, ...]:
+        """log emission factors (N, T, K) of padded sequences with the end events folded in,
+        and the (N, T) mask of real steps; whatever the padding holds is ignored."""
+        valid, last = step_masks(lengths, x.shape[1])
+        x3 = np.where(valid[:, :, None], _as_steps(x.astype(np.float64)), 0.0)
+        return fold_lengths(self._log_emission(x3), valid, last, self.endprob_), valid
 
     def _logs(self) -> tuple[np.ndarray, np.ndarray]:
         return _log(self.startprob_), _log(self.transmat_)
@@ -432,20 +557,32 @@ class HMM(GenerativeModel):
         log_emit = np.ascontiguousarray(self._log_emission(x3).transpose(1, 0, 2))
         return _loglik_time_major(*self._logs(), log_emit)
 
+    def _score_sequences(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        log_emit = self._sequence_factors(x, lengths)[0]
+        return _loglik_time_major(*self._logs(), np.ascontiguousarray(log_emit.transpose(1, 0, 2)))
+
     def posterior_states(self, X: Any) -> np.ndarray:
         """Posterior state marginals p(s_t = k | x_observed), shape (N, T, K), by
-        forward–backward; NaN entries are marginalised out."""
-        x3 = self._steps(X)
-        return forward_backward(*self._logs(), self._log_emission(x3))[1]
+        forward–backward; NaN entries are marginalised out. Variable-length sequences: given
+        each sequence's length too, padded with zeros after each end (T the longest)."""
+        log_emit, valid = self._factors(X)
+        gamma = forward_backward(*self._logs(), log_emit, valid)[1]
+        return gamma if valid is None else gamma * valid[:, :, None]
 
     def viterbi(self, X: Any) -> np.ndarray:
-        """The most probable state path argmax_s p(s | x_observed), shape (N, T), int64."""
-        x3 = self._steps(X)
-        return viterbi_path(*self._logs(), self._log_emission(x3))
+        """The most probable state path argmax_s p(s | x_observed), shape (N, T), int64.
+        Variable-length sequences: given each length too, padded with −1 after each end."""
+        log_emit, valid = self._factors(X)
+        return viterbi_path(*self._logs(), log_emit, valid)
 
     def embed(self, X: Any) -> np.ndarray:
-        """The expected fraction of steps spent in each state, shape (N, K)."""
-        return self.posterior_states(X).mean(axis=1)
+        """The expected fraction of steps spent in each state, shape (N, K) (of each
+        sequence's own steps, for variable-length sequences)."""
+        log_emit, valid = self._factors(X)
+        gamma = forward_backward(*self._logs(), log_emit, valid)[1]
+        if valid is None:
+            return gamma.mean(axis=1)
+        return (gamma * valid[:, :, None]).sum(axis=1) / valid.sum(axis=1, keepdims=True)
 
     def bic(self, X: Any) -> float:
         """Bayesian information criterion −2 log p(X) + p log N (lower is better)."""
@@ -519,6 +656,28 @@ class HMM(GenerativeModel):
             states[:, t] = sample_categorical(self.transmat_[states[:, t - 1]], rng)
         return self._emit(states.reshape(-1), rng).reshape(n, t_len, -1)
 
+    def _sample_sequences(
+        self, n: int, y: Any, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        spec = self.fitted_spec
+        cap = _MAX_LENGTH_FACTOR * spec.event_shape[0]
+        states = np.zeros((n, cap), dtype=np.int64)
+        lengths = np.full(n, cap, dtype=np.int64)  # those still going at the cap: cut there
+        state = sample_categorical(self.startprob_, rng, size=n)
+        alive = np.ones(n, dtype=bool)
+        for t in range(cap):
+            states[alive, t] = state[alive]
+            ends = alive & (rng.random(n) < self.endprob_[state])
+            lengths[ends] = t + 1
+            alive &= ~ends
+            if not alive.any():
+                break
+            state = sample_categorical(self.transmat_[state], rng)
+        valid = step_masks(lengths, int(lengths.max()))[0]
+        values = np.zeros((n, valid.shape[1], math.prod(spec.step_shape)))
+        values[valid] = self._emit(states[:, : valid.shape[1]][valid], rng)
+        return values.reshape(n, valid.shape[1], *spec.step_shape), lengths
+
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
         x3 = _as_steps(x.astype(np.float64))
         n, t_len, f = x3.shape
@@ -550,7 +709,7 @@ class HMM(GenerativeModel):
     # ----------------------------------------------------------------- contract
     def _n_parameters(self) -> int:
         k = len(self.startprob_)
-        free = (k - 1) + k * (k - 1)
+        free = (k - 1) + k * (k - 1) + (k if self.fitted_spec.variable_length else 0)
         if self.emission_ == "categorical":
             _, f, levels = self.emissionprob_.shape
             return free + k * f * (levels - 1)
@@ -563,6 +722,8 @@ class HMM(GenerativeModel):
         k = int(self.n_states)
         f = math.prod(spec.event_shape[1:])
         shapes: dict[str, tuple[int, ...]] = {"startprob_": (k,), "transmat_": (k, k)}
+        if spec.variable_length:
+            shapes["endprob_"] = (k,)
         emission = self._emission_for(spec)
         if emission == "categorical":
             shapes["emissionprob_"] = (k, f, int(spec.n_categories))
@@ -576,459 +737,3 @@ class HMM(GenerativeModel):
 
     def _required_attributes(self) -> tuple[str, ...]:
         return ("emission_", "startprob_", "transmat_")
-
-
-# --------------------------------------------------------------------------- recursions
-# The forward–backward recursions run on scaled probabilities (Rabiner 1989, §V.A): each
-# step's forward variables are normalised to sum to one over the states, and the
-# normaliser c_t = p(x_t | x_1..t−1) is kept, so log p(x) = Σ_t log c_t. A step is one
-# (N, K) @ (K, K) product for every sequence at once, on time-major (T, N, K) arrays
-# (each step contiguous). Each step's emission factors are divided by their largest
-# before exponentiating (and the shift added back to log c). Where some c_t underflows
-# (the data follow a path the model makes all but impossible), that sequence is redone
-# by the log-space recursions, which never underflow.
-
-
-def forward(
-    log_start: np.ndarray, log_trans: np.ndarray, log_emit: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """The forward recursion over a batch of sequences.
-
-    Arguments:
-        log_start: (K,) log π; log_trans: (K, K) log A; log_emit: (N, T, K) log emission
-            factors. A padded step (after a sequence's end) has factor one (log 0): rows of
-            A sum to one, so trailing padding leaves the likelihood exact.
-
-    Returns:
-        log α (N, T, K), log α_t(k) = log p(x_1..t, s_t = k) (floored at e^−708 times the
-        step's total, where the scaled α underflows), and log p(x) (N,).
-    """
-    log_emit_t = np.ascontiguousarray(log_emit.transpose(1, 0, 2))
-    _, alpha, _, log_scale, bad = _scaled_forward(log_start, np.exp(log_trans), log_emit_t)
-    with np.errstate(invalid="ignore"):
-        log_alpha = _log(alpha) + np.cumsum(log_scale, axis=0)[:, :, None]
-    log_alpha = log_alpha.transpose(1, 0, 2)
-    loglik = log_scale.sum(axis=0)
-    if bad.any():
-        log_alpha[bad], loglik[bad] = _forward_log(log_start, log_trans, log_emit[bad])
-    return log_alpha, loglik
-
-
-def forward_backward(
-    log_start: np.ndarray,
-    log_trans: np.ndarray,
-    log_emit: np.ndarray,
-    valid: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Forward–backward (Rabiner 1989, §III.C and §V.A; Bishop 2006, §13.2.2).
-
-    Arguments:
-        as :func:`forward`; valid: (N, T) bool, False at padded steps, whose transitions
-            are left out of the expected counts (None: every step is real).
-
-    Returns:
-        log p(x) (N,), posterior marginals γ (N, T, K) and the expected transition counts
-        Σ_n Σ_t ξ_t(i, j), (K, K).
-    """
-    log_emit_t = np.ascontiguousarray(log_emit.transpose(1, 0, 2))
-    valid_t = None if valid is None else valid.T
-    loglik, gamma, xi = _forward_backward_time_major(log_start, log_trans, log_emit_t, valid_t)
-    return loglik, gamma.transpose(1, 0, 2), xi
-
-
-def _forward_backward_time_major(
-    log_start: np.ndarray,
-    log_trans: np.ndarray,
-    log_emit: np.ndarray,
-    valid: np.ndarray | None = None,
-    buffers: dict[str, np.ndarray] | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`forward_backward` on time-major log emission factors (T, N, K) and
-    ``valid`` (T, N); γ comes back time-major too, (T, N, K). With ``buffers`` (a dict kept
-    between calls, as EM does), the large work arrays are reused: γ is then valid only
-    until the next call."""
-    t_len, n, k = log_emit.shape
-    trans = np.exp(log_trans)
-    emit, alpha, scale, log_scale, bad = _scaled_forward(log_start, trans, log_emit, buffers)
-    beta = _buffer(buffers, "beta", alpha.shape)
-    beta[-1] = 1.0
-    # after_t+1 = e_t+1 β̂_t+1 / c_t+1, so that β̂_t = A after_t+1 and
-    # ξ_t(i, j) = α̂_t(i) A_ij after_t+1(j); γ_t = α̂_t β̂_t sums to one over the states
-    after = _buffer(buffers, "after", (t_len - 1, n, k))
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        inverse = 1.0 / scale[1:, :, None]  # (T − 1, N, 1)
-        for t in range(t_len - 2, -1, -1):
-            np.multiply(emit[t + 1], beta[t + 1], out=after[t])
-            after[t] *= inverse[t]
-            np.matmul(after[t], trans.T, out=beta[t])
-    loglik = log_scale.sum(axis=0)
-    if valid is not None:
-        after *= valid[1:, :, None]
-    if bad.any():
-        alpha[:, bad] = beta[:, bad] = after[:, bad] = 0.0
-    xi = trans * (alpha[:-1].reshape(-1, k).T @ after.reshape(-1, k))
-    gamma = np.multiply(alpha, beta, out=alpha)  # (T, N, K)
-    if bad.any():
-        valid_bad = None if valid is None else valid[:, bad].T
-        ll_bad, gamma_bad, xi_bad = _forward_backward_log(
-            log_start, log_trans, log_emit[:, bad].transpose(1, 0, 2), valid_bad
-        )
-        loglik[bad], gamma[:, bad] = ll_bad, gamma_bad.transpose(1, 0, 2)
-        xi += xi_bad
-    return loglik, gamma, xi
-
-
-def _loglik_time_major(
-    log_start: np.ndarray,
-    log_trans: np.ndarray,
-    log_emit: np.ndarray,
-    buffers: dict[str, np.ndarray] | None = None,
-) -> np.ndarray:
-    """log p(x) (N,) of time-major log emission factors (T, N, K) by the forward pass."""
-    log_scale, bad = _scaled_forward(log_start, np.exp(log_trans), log_emit, buffers)[3:]
-    loglik = log_scale.sum(axis=0)
-    if bad.any():
-        loglik[bad] = _forward_log(log_start, log_trans, log_emit[:, bad].transpose(1, 0, 2))[1]
-    return loglik
-
-
-def _scaled_forward(
-    log_start: np.ndarray,
-    trans: np.ndarray,
-    log_emit: np.ndarray,
-    buffers: dict[str, np.ndarray] | None = None,
-) -> tuple[np.ndarray, ...]:
-    """The scaled forward pass over time-major log emission factors (T, N, K).
-
-    Returns:
-        emission factors e (T, N, K), each step's divided by its largest; the forward
-        variables α̂ (T, N, K), normalised over the states; their normalisers c (T, N) in
-        the units of e, and log c (T, N) in true units (log p(x_t | x_1..t−1)); and a
-        (N,) mask of the sequences where some c underflowed (their α̂ are not to be used).
-    """
-    t_len, n, k = log_emit.shape
-    flat = log_emit.reshape(-1, k)
-    shift = flat[:, 0].copy()  # (T·N,): the largest factor of each step, one state at a
-    for j in range(1, k):  # time (much faster than a reduction along a short last axis)
-        np.maximum(shift, flat[:, j], out=shift)
-    emit = _buffer(buffers, "emit", log_emit.shape)  # (T, N, K)
-    np.subtract(log_emit, shift.reshape(t_len, n, 1), out=emit)
-    np.exp(emit, out=emit)  # at most 1
-    alpha = _buffer(buffers, "alpha", log_emit.shape)
-    scale = np.empty((t_len, n))
-    ones = np.ones(k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        a = np.exp(log_start) * emit[0]
-        for t in range(t_len):
-            if t:
-                np.matmul(alpha[t - 1], trans, out=a)
-                a *= emit[t]
-            np.matmul(a, ones, out=scale[t])
-            np.divide(a, scale[t, :, None], out=alpha[t])
-        bad = ~(scale >= _TINY).all(axis=0)  # 0, subnormal or NaN: precision lost
-        log_scale = np.log(scale) + shift.reshape(t_len, n)
-    return emit, alpha, scale, log_scale, bad
-
-
-def _buffer(buffers: dict[str, np.ndarray] | None, name: str, shape: tuple[int, ...]):
-    """An uninitialised float64 array of ``shape``: ``buffers[name]`` where it has that
-    shape (reused across EM steps: fresh large arrays cost page faults on every step)."""
-    if buffers is None:
-        return np.empty(shape)
-    if name not in buffers or buffers[name].shape != shape:
-        buffers[name] = np.empty(shape)
-    return buffers[name]
-
-
-def _forward_log(
-    log_start: np.ndarray, log_trans: np.ndarray, log_emit: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`forward` in log space (the fallback where scaling underflows)."""
-    trans = np.exp(log_trans)
-    log_alpha = np.empty_like(log_emit)
-    log_alpha[:, 0] = log_start + log_emit[:, 0]
-    for t in range(1, log_emit.shape[1]):
-        prev = log_alpha[:, t - 1]
-        top = prev.max(axis=1, keepdims=True)  # (N, 1): Σ_i exp(prev − top) A_ij is ≥ tiny
-        log_alpha[:, t] = top + _log(np.exp(prev - top) @ trans) + log_emit[:, t]
-    return log_alpha, logsumexp(log_alpha[:, -1], axis=1)
-
-
-def _forward_backward_log(
-    log_start: np.ndarray,
-    log_trans: np.ndarray,
-    log_emit: np.ndarray,
-    valid: np.ndarray | None = None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`forward_backward` in log space (the fallback where scaling underflows)."""
-    _, t_len, k = log_emit.shape
-    log_alpha, loglik = _forward_log(log_start, log_trans, log_emit)
-    trans = np.exp(log_trans)
-    log_beta = np.zeros_like(log_emit)
-    xi = np.zeros((k, k))
-    for t in range(t_len - 2, -1, -1):
-        after = log_emit[:, t + 1] + log_beta[:, t + 1]  # (N, K)
-        b_top = after.max(axis=1, keepdims=True)
-        q = np.exp(after - b_top)
-        log_beta[:, t] = b_top + _log(q @ trans.T)
-        # ξ_t(i, j) = α_t(i) A_ij e_t+1(j) β_t+1(j) / p(x), scaled per sequence by its maxima
-        a_top = log_alpha[:, t].max(axis=1, keepdims=True)
-        p = np.exp(log_alpha[:, t] - a_top)
-        weight = np.exp(a_top[:, 0] + b_top[:, 0] - loglik)  # (N,)
-        if valid is not None:
-            weight = weight * valid[:, t + 1]
-        xi += trans * ((p * weight[:, None]).T @ q)
-    gamma = np.exp(log_alpha + log_beta - loglik[:, None, None])
-    return loglik, gamma, xi
-
-
-def viterbi_path(log_start: np.ndarray, log_trans: np.ndarray, log_emit: np.ndarray) -> np.ndarray:
-    """The most probable state path of each sequence, (N, T) int64 (max-product)."""
-    n, t_len, k = log_emit.shape
-    delta = log_start + log_emit[:, 0]  # (N, K)
-    back = np.zeros((n, t_len, k), dtype=np.int64)
-    for t in range(1, t_len):
-        cand = delta[:, :, None] + log_trans  # (N, K_from, K_to)
-        back[:, t] = cand.argmax(axis=1)
-        delta = cand.max(axis=1) + log_emit[:, t]
-    path = np.empty((n, t_len), dtype=np.int64)
-    path[:, -1] = delta.argmax(axis=1)
-    rows = np.arange(n)
-    for t in range(t_len - 1, 0, -1):
-        path[:, t - 1] = back[rows, t, path[:, t]]
-    return path
-
-
-def backward_sample(
-    log_start: np.ndarray,
-    log_trans: np.ndarray,
-    log_emit: np.ndarray,
-    rng: np.random.Generator,
-) -> np.ndarray:
-    """State paths (N, T) drawn from p(s | x) by forward filtering, backward sampling."""
-    log_alpha, _ = forward(log_start, log_trans, log_emit)
-    n, t_len, _ = log_emit.shape
-    states = np.empty((n, t_len), dtype=np.int64)
-    states[:, -1] = sample_categorical(log_alpha[:, -1], rng, log=True)
-    for t in range(t_len - 2, -1, -1):
-        # p(s_t | s_t+1, x_1..t) ∝ α_t(s_t) A[s_t, s_t+1]
-        states[:, t] = sample_categorical(
-            log_alpha[:, t] + log_trans[:, states[:, t + 1]].T, rng, log=True
-        )
-    return states
-
-
-# --------------------------------------------------------------------------- helpers
-def _logsumexp_last(x: np.ndarray) -> np.ndarray:
-    """log Σ exp over the last (short) axis of ``x`` (..., M), one slice at a time (a
-    reduction along a short last axis is many times slower in numpy)."""
-    top = x[..., 0].copy()
-    for j in range(1, x.shape[-1]):
-        np.maximum(top, x[..., j], out=top)
-    total = np.zeros_like(top)
-    for j in range(x.shape[-1]):
-        total += np.exp(x[..., j] - top)
-    return top + np.log(total)
-
-
-def _as_steps(x: np.ndarray) -> np.ndarray:
-    """Examples (N, T, ...) as steps (N, T, F): the time axis first, the rest flattened."""
-    return x.reshape(x.shape[0], x.shape[1], -1)
-
-
-def _as_params(arrays: tuple[np.ndarray, ...]) -> Params:
-    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
-
-
-def _flat(cov: np.ndarray, c: int) -> np.ndarray:
-    """Covariances (K, M, F[, F]) as (K·M, F[, F])."""
-    return cov.reshape(c, *cov.shape[2:])
-
-
-def _log(p: np.ndarray) -> np.ndarray:
-    """log p with 0 as the log of the smallest positive float (products stay finite)."""
-    return np.log(np.maximum(p, _TINY))
-
-
-def _normalise(counts: np.ndarray) -> np.ndarray:
-    """Rows along the last axis divided by their totals; an all-zero row becomes uniform."""
-    total = counts.sum(axis=-1, keepdims=True)
-    uniform = np.full_like(counts, 1.0 / counts.shape[-1])
-    return np.where(total > 0, counts / np.maximum(total, _TINY), uniform)
-
-
-def _log_dirichlet_norm(cells: int, alpha: float) -> float:
-    """log of the normaliser of a Dirichlet(α + 1, …) density over ``cells`` cells."""
-    return float(gammaln(cells * (alpha + 1)) - cells * gammaln(alpha + 1))
-
-
-def _log_gauss(z: np.ndarray, means: np.ndarray, cov: np.ndarray, full: bool) -> np.ndarray:
-    """log N(z_s; μ_c, Σ_c), shape (S, C), for z (S, F), means (C, F), cov (C, F[, F])."""
-    f = z.shape[1]
-    if full:
-        try:
-            chol = np.linalg.cholesky(cov)  # (C, F, F)
-        except np.linalg.LinAlgError:
-            raise DataError(
-                "an hmm emission covariance is singular; raise min_covar or use "
-                "covariance_type='diag'"
-            ) from None
-        diff = z[None] - means[:, None]  # (C, S, F)
-        y = np.linalg.solve(chol, diff.transpose(0, 2, 1))  # L⁻¹ (z − μ), (C, F, S)
-        maha = (y * y).sum(axis=1)  # (C, S)
-        log_det = 2 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)
-        return (-0.5 * (f * _LOG_2PI + log_det[:, None] + maha)).T
-    if np.any(cov <= 0):
-        raise DataError("an hmm emission Gaussian has zero variance; raise min_covar")
-    inv = 1.0 / cov  # (C, F)
-    out = (z * z) @ inv.T  # (S, C): the Mahalanobis distance, expanded
-    out -= 2 * (z @ (means * inv).T)
-    out += (means * means * inv).sum(axis=1)
-    np.maximum(out, 0.0, out=out)
-    out += f * _LOG_2PI + np.log(cov).sum(axis=1)
-    out *= -0.5
-    return out
-
-
-def _gauss_m_step(
-    z: np.ndarray, w: np.ndarray, full: bool, smooth: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Means (C, F) and covariances (C, F[, F]) of steps z (S, F) weighted by w (S, C); a
-    Gaussian without weight gets the standardised data's unit variance."""
-    nk = w.sum(axis=0)  # (C,)
-    means = (w.T @ z) / (nk[:, None] + _EPS)
-    f = z.shape[1]
-    if not full:
-        # E[z²] − μ² by two products; where it cancels (a variance below 1e-6 of μ², so
-        # fewer than ~10 digits left) the component is redone from the differences z − μ
-        var = (w.T @ (z * z)) / (nk[:, None] + _EPS) - means * means
-        for c in np.flatnonzero((var < 1e-6 * means * means).any(axis=1)):
-            diff = z - means[c]
-            var[c] = (w[:, c] @ (diff * diff)) / (nk[c] + _EPS)
-        var = np.maximum(var, 0.0) + smooth
-        var[nk <= _EPS] = 1.0
-        return means, var
-    covs = []
-    for c in range(w.shape[1]):
-        diff = z - means[c]  # (S, F): not E[zzᵀ] − μμᵀ, which cancels
-        cov = (w[:, c, None] * diff).T @ diff / (nk[c] + _EPS) + smooth * np.eye(f)
-        covs.append(cov if nk[c] > _EPS else np.eye(f))
-    return means, np.stack(covs)
-
-
-def _initial_posteriors(
-    features: np.ndarray,
-    n: int,
-    t_len: int,
-    k: int,
-    n_mix: int,
-    init: str,
-    seed: np.random.SeedSequence,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """Initial (γ (T, N, K), ξ (K, K), p(m | k, x_t) (S, K, M) or None when M = 1) from the
-    time-major steps' features (S, F'): each step softly assigned to its nearest k-means++
-    centre (0.9 on it, the rest spread), and, for M > 1, to the nearest of M k-means++
-    centres of the steps nearest to each state; or random."""
-    rs = np.random.RandomState(seed.generate_state(1)[0])
-    s = n * t_len
-    if init == "random":
-        gamma = rs.uniform(size=(s, k))
-        gamma /= gamma.sum(axis=1, keepdims=True)
-        resp = None if n_mix == 1 else rs.uniform(size=(s, k, n_mix))
-    else:
-        nearest = _nearest(features, kmeans_plusplus(features, k, random_state=rs)[0])
-        gamma = np.full((s, k), 0.1 / k)
-        gamma[np.arange(s), nearest] += 0.9
-        resp = None if n_mix == 1 else np.full((s, k, n_mix), 0.1 / n_mix)
-        for state in range(k if n_mix > 1 else 0):
-            own = features[nearest == state]
-            own = own if len(own) >= n_mix else features
-            centres, _ = kmeans_plusplus(own, n_mix, random_state=rs)
-            resp[np.arange(s), state, _nearest(features, centres)] += 0.9
-    if resp is not None:
-        resp /= resp.sum(axis=2, keepdims=True)
-    gamma = gamma.reshape(t_len, n, k)
-    # expected transitions of independent soft assignments: every count positive
-    xi = gamma[:-1].reshape(-1, k).T @ gamma[1:].reshape(-1, k)
-    return gamma, xi, resp
-
-
-def _nearest(features: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """Index of the nearest centre (C, F') of every row of ``features`` (S, F')."""
-    dist = (features * features).sum(1)[:, None] - 2 * features @ centres.T
-    return (dist + (centres * centres).sum(1)).argmin(axis=1)
-
-
-def _check_initial(
-    initial: Mapping[str, Any] | None,
-    emission: str,
-    k: int,
-    f: int,
-    n_mix: int,
-    full: bool,
-    spec: DataSpec,
-    shift: np.ndarray,
-    scale: np.ndarray,
-) -> dict[int, np.ndarray]:
-    """The starting values of ``fit(X, initial=...)``, checked: {index in EM's parameter
-    tuple: array in EM's units (standardised for Gaussians; GMM axes for the Gaussian)}."""
-    if initial is None:
-        return {}
-    keys = _INITIAL_KEYS[emission]
-    if not isinstance(initial, Mapping) or not set(initial) <= set(keys):
-        raise ParameterError(
-            f"hmm: initial must be a dict with keys among {', '.join(map(repr, keys))} for "
-            f"emission={emission!r}, got {initial!r:.80}"
-        )
-    cov = (f, f) if full else (f,)
-    mix = (n_mix,) if emission == "gmm" else ()
-    shapes = {
-        "startprob": (k,),
-        "transmat": (k, k),
-        "emissionprob": (k, f, int(spec.n_categories) if spec.is_discrete else 0),
-        "weights": (k, n_mix),
-        "means": (k, *mix, f),
-        "covars": (k, *mix, *cov),
-    }
-    out: dict[int, np.ndarray] = {}
-    for key, value in initial.items():
-        try:
-            a = np.array(value, dtype=np.float64)
-        except (TypeError, ValueError):
-            a = np.full(1, np.nan)
-        if a.shape != shapes[key] or not np.isfinite(a).all():
-            raise ParameterError(
-                f"hmm: initial[{key!r}] must be a finite array of shape {shapes[key]}, got "
-                f"shape {a.shape}"
-            )
-        if key in ("startprob", "transmat", "emissionprob", "weights"):
-            if (a < 0).any() or not np.allclose(a.sum(axis=-1), 1.0, rtol=0, atol=1e-6):
-                raise ParameterError(
-                    f"hmm: initial[{key!r}] must hold probabilities summing to one along "
-                    "its last axis"
-                )
-            a = a / a.sum(axis=-1, keepdims=True)
-        elif key == "means":
-            a = (a - shift) / scale
-        else:  # covariances
-            a = a / (np.outer(scale, scale) if full else scale**2)
-            definite = (a > 0).all() if not full else _positive_definite(a)
-            if not definite:
-                what = "symmetric positive definite" if full else "positive"
-                raise ParameterError(f"hmm: initial['covars'] must be {what}")
-        if emission == "gaussian" and key in ("means", "covars"):
-            a = a[:, None]  # one component per state
-        out[keys.index(key)] = a
-    if emission == "gaussian" and out:  # EM's tuple has the (unit) mixture weights at 2
-        out = {i + (i >= 2): a for i, a in out.items()} | {2: np.ones((k, 1))}
-    return out
-
-
-def _positive_definite(cov: np.ndarray) -> bool:
-    if not np.allclose(cov, np.swapaxes(cov, -1, -2)):
-        return False
-    try:
-        np.linalg.cholesky(cov)
-    except np.linalg.LinAlgError:
-        return False
-    return True

@@ -1,4 +1,5 @@
-"""Baselines: the Markov chain of order k along the raster / time order (discrete or Gaussian)."""
+"""Baselines: the Markov chain of order k along the raster / time order (discrete or Gaussian;
+discrete sequences of any length with an END symbol)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ MAX_TABLE_SIZE = 50_000_000
 # (n, K^k, K) step, or the (n, D, K^k) stored messages of impute) has about this many
 # float64 entries (~160 MB).
 _MESSAGE_BUDGET = 20_000_000
+# Sampled variable-length sequences are cut at this many times the longest training one.
+_MAX_LENGTH_FACTOR = 10
 
 
 class MarkovChain(GenerativeModel):
@@ -54,6 +57,23 @@ class MarkovChain(GenerativeModel):
     the observed block of Σ, and ``impute`` returns the Gaussian conditional mean
     (``"mode"``) or a conditional sample.
 
+    **Variable-length sequences** (discrete steps; a list of arrays, a
+    :class:`~ptheta.data.ragged.Sequences` or a split with lengths): each sequence's values
+    in order (a step's F features one after the other), then an END symbol,
+
+        p(x, L) = ∏_p p(x_p | x_{p-k}, …, x_{p-1}) · p(END | the last k values),
+
+    with one table per position p < k (fewer than k predecessors, as above) and then one
+    table per feature of a step, shared by every later position (the chain is
+    homogeneous whatever ``homogeneous`` says: no position past the training lengths
+    would have a table otherwise). The tables that start a step have a (K + 1)-th column,
+    END (never before the first step, never inside a step); ``probs_`` is then
+    (k + F, K^k, K + 1). Counts are smoothed by ``alpha`` per cell, END included. Missing
+    entries inside a sequence are summed out exactly by the forward recursion;
+    ``sample`` stops at END, and a sequence still going after 10 × the longest training
+    sequence is cut there (the cap truncates). Continuous steps of any length are refused
+    (no counted END): use ``hmm``.
+
     Assumptions: x_t depends on the past only through its k predecessors in the flattened
     order (for images, the previous pixels of the same row and the end of the row above);
     continuous data are jointly Gaussian with banded precision.
@@ -82,6 +102,15 @@ class MarkovChain(GenerativeModel):
         >>> m.score(data.test.x) > ptheta.make("independent").fit(data.train.x).score(data.test.x)
         True
 
+        Sequences of any length: 0 and 1 alternate, and the END comes after a 1.
+
+        >>> seqs = [[0, 1], [0, 1, 0, 1], [1], [0, 1, 0, 1, 0, 1]]
+        >>> v = ptheta.make("markov", order=1, alpha=0.1).fit(seqs)
+        >>> v.probs_.shape  # (k + F, K^k, K + 1): END in the last column
+        (2, 2, 3)
+        >>> [s.tolist() for s in v.sample(3, random_state=0)]
+        [[0, 1], [0, 1], [0, 1]]
+
     References:
         Shannon (1948), n-gram models of sequences; Rabiner (1989) for the forward and
         Viterbi recursions; Früwirth-Schnatter (1994) / Carter & Kohn (1994) for forward
@@ -93,6 +122,7 @@ class MarkovChain(GenerativeModel):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = True
+    abilities: ClassVar[dict[str, Any]] = {"variable_length": True}
     quick_params: ClassVar[dict[str, Any]] = {"order": 1}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {"order": 2}, "explorer": {"order": 1}}
     parameters: ClassVar[dict[str, Param]] = {
@@ -187,6 +217,104 @@ class MarkovChain(GenerativeModel):
                 "set min_var > 0"
             )
         self.coef_, self.var_ = coef, var
+
+    # ----------------------------------------------------------------- variable length
+    def _fit_sequences(self, x: np.ndarray, lengths: np.ndarray, y: Any, spec: DataSpec) -> None:
+        if not spec.is_discrete:
+            raise DataError(
+                "markov models variable-length sequences of discrete steps (binary or "
+                "categorical), whose end is an END symbol counted like any value; for "
+                "continuous steps of any length use 'hmm' (per-state end probabilities), or "
+                "cut the sequences into windows of one length"
+            )
+        k_levels, k, f = int(spec.n_categories), int(self.order), spec.step_dims
+        n_states, n_tables = k_levels**k, k + f
+        if n_tables * n_states * (k_levels + 1) > MAX_TABLE_SIZE:
+            raise ParameterError(
+                f"an order-{k} chain with {k_levels} levels needs "
+                f"{n_tables * n_states * (k_levels + 1):.3g} table entries (limit "
+                f"{MAX_TABLE_SIZE:.0e}); use a lower order or fewer levels (e.g. binarise)"
+            )
+        values, keep = _with_end(x, lengths, k_levels)  # (N, P + 1), END = K
+        codes = values.astype(np.int64)
+        tables = _table_index(values.shape[1], k, f)  # (P + 1,)
+        ctx = _contexts(codes % k_levels, k_levels, k)  # END read as 0: only after the end
+        cell = (tables * n_states + ctx) * (k_levels + 1) + codes
+        counts = np.bincount(cell[keep], minlength=n_tables * n_states * (k_levels + 1))
+        counts = counts.reshape(n_tables, n_states, k_levels + 1).astype(np.float64)
+        for t in range(k):  # fewer than k predecessors: the padding digits are ignored
+            counts[t] = counts[t, np.arange(n_states) % k_levels**t]
+        can_end = np.ones((n_tables, 1, k_levels + 1))
+        can_end[~_end_allowed(k, f), :, k_levels] = 0.0  # END only after a whole step
+        counts = (counts + self.alpha) * can_end
+        total = counts.sum(axis=2, keepdims=True)
+        with np.errstate(invalid="ignore"):  # alpha = 0 and an unseen context: 0 / 0
+            probs = counts / total
+        uniform = can_end / can_end.sum(axis=2, keepdims=True)
+        self.probs_ = np.where(total > 0, probs, uniform)
+
+    def _score_sequences(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        k_levels, k = self.probs_.shape[2] - 1, int(self.order)
+        values, keep = _with_end(x.astype(np.float64), lengths, k_levels)
+        partial = np.isnan(values).any(axis=1)
+        out = np.empty(len(values))
+        with np.errstate(divide="ignore"):
+            logp = np.log(self.probs_)  # (k + F, K^k, K + 1)
+        tables = _table_index(values.shape[1], k, self.fitted_spec.step_dims)
+        codes = values[~partial].astype(np.int64)
+        ctx = _contexts(codes % k_levels, k_levels, k)  # END read as 0: only after the end
+        lp = logp[tables, ctx, codes]  # (n, P + 1)
+        out[~partial] = np.where(keep[~partial], lp, 0.0).sum(axis=1)
+        if partial.any():
+            out[partial] = self._forward_sequences(values[partial], keep[partial], logp)
+        return out
+
+    def _forward_sequences(
+        self, values: np.ndarray, keep: np.ndarray, logp: np.ndarray
+    ) -> np.ndarray:
+        """log p(x_observed, L) (n,) by the forward recursion over the state (the last k
+        values), NaN entries summed out; ``values`` (n, P + 1) hold END at each end."""
+        k_levels, n_states = logp.shape[2] - 1, logp.shape[1]
+        ends = keep.sum(axis=1) - 1  # the END position of each row
+        tables = _table_index(values.shape[1], int(self.order), self.fitted_spec.step_dims)
+        alpha = np.full((len(values), n_states), -np.inf)
+        alpha[:, 0] = 0.0
+        out = np.empty(len(values))
+        for p in range(int(ends.max()) + 1):
+            done = ends == p
+            out[done] = logsumexp(alpha[done] + logp[tables[p], :, k_levels], axis=1)
+            going = ends > p
+            alpha[going] = _forward_step(
+                alpha[going], logp[tables[p]], values[going, p], k_levels, logsumexp
+            )
+        return out
+
+    def _sample_sequences(
+        self, n: int, y: Any, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        spec = self.fitted_spec
+        n_states, k_levels = self.probs_.shape[1], self.probs_.shape[2] - 1
+        f = spec.step_dims
+        cap = _MAX_LENGTH_FACTOR * spec.event_shape[0] * f  # values, at most
+        tables = _table_index(cap, int(self.order), f)
+        out = np.zeros((n, cap), dtype=np.int64)
+        ends = np.full(n, cap)  # those still going at the cap: cut there
+        state = np.zeros(n, dtype=np.int64)
+        alive = np.ones(n, dtype=bool)
+        for p in range(cap):
+            v = sample_categorical(self.probs_[tables[p], state], rng)  # (n,), K = END
+            stop = alive & (v == k_levels)
+            ends[stop] = p
+            alive &= ~stop
+            if not alive.any():
+                break
+            v = np.where(alive, v, 0)
+            out[:, p] = v * alive
+            state = (state * k_levels + v) % n_states
+        lengths = ends // f
+        t_len = int(lengths.max())
+        values = out[:, : t_len * f].reshape(n, t_len, *spec.step_shape)
+        return values, lengths
 
     # ----------------------------------------------------------------- scoring
     def _score_samples(self, x: np.ndarray) -> np.ndarray:
@@ -283,17 +411,7 @@ class MarkovChain(GenerativeModel):
         alpha[:, 0] = 0.0  # before the first position every digit is the padding value 0
         messages = []
         for t in range(d):
-            new = np.full((n, n_states // k_levels, k_levels), -np.inf)  # [rest, newest]
-            miss = np.isnan(flat[:, t])
-            if miss.any():  # every value: (n, S, K) -> drop the oldest digit
-                m = alpha[miss][:, :, None] + logp[t][None]
-                new[miss] = reduce(m.reshape(miss.sum(), k_levels, -1, k_levels), axis=1)
-            if not miss.all():  # one known value: (n, S)
-                obs = np.flatnonzero(~miss)
-                v = flat[obs, t].astype(np.int64)
-                m = alpha[obs] + logp[t][:, v].T
-                new[obs, :, v] = reduce(m.reshape(len(obs), k_levels, -1), axis=1)
-            alpha = new.reshape(n, n_states)
+            alpha = _forward_step(alpha, logp[t], flat[:, t], k_levels, reduce)
             if keep or t == d - 1:
                 messages.append(alpha)
         return messages
@@ -395,6 +513,11 @@ class MarkovChain(GenerativeModel):
 
     def _n_parameters(self) -> int:
         k = int(self.order)
+        if self.fitted_spec.variable_length:  # a table with c predecessors: K^c rows
+            k_levels = self.probs_.shape[2] - 1
+            free = k_levels - 1 + _end_allowed(k, self.fitted_spec.step_dims)  # per row
+            rows = k_levels ** np.minimum(np.arange(len(free)), k)
+            return int((rows * free).sum())
         if hasattr(self, "probs_"):  # a table with c predecessors: K^c rows of K − 1
             d, k_levels = self.probs_.shape[0], self.probs_.shape[2]
             sizes = [k_levels**c * (k_levels - 1) for c in range(k + 1)]
@@ -414,6 +537,36 @@ def _contexts(flat: np.ndarray, k_levels: int, order: int) -> np.ndarray:
     return ctx
 
 
+def _with_end(x: np.ndarray, lengths: np.ndarray, k_levels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Padded sequences (N, T, *step) as their values in order, (N, T·F + 1) float64, with
+    the END symbol K after each sequence's last value and 0 after it, and the (N, T·F + 1)
+    mask of the positions that are read (the values and the END); the padding is ignored."""
+    n = len(x)
+    flat = x.reshape(n, -1)
+    f = flat.shape[1] // x.shape[1]
+    ends = lengths * f  # (N,) the END position of each sequence
+    pos = np.arange(flat.shape[1] + 1)
+    keep = pos <= ends[:, None]
+    values = np.zeros((n, flat.shape[1] + 1))
+    values[:, :-1] = np.where(pos[:-1] < ends[:, None], flat, 0.0)
+    values[np.arange(n), ends] = k_levels
+    return values, keep
+
+
+def _table_index(n_positions: int, order: int, step_dims: int) -> np.ndarray:
+    """Which conditional table each position of a variable-length sequence uses, (P,):
+    position p < k its own (fewer than k predecessors), then one per feature of a step."""
+    p = np.arange(n_positions)
+    return np.where(p < order, p, order + p % step_dims)
+
+
+def _end_allowed(order: int, step_dims: int) -> np.ndarray:
+    """(k + F,) bool: whether a table's position can be the END (after a whole step, and
+    never before the first)."""
+    first = np.arange(order)
+    return np.concatenate([(first > 0) & (first % step_dims == 0), np.arange(step_dims) == 0])
+
+
 def _lags(flat: np.ndarray, order: int) -> np.ndarray:
     """Regressors (N, D, k + 1): 1, x_{t-1}, ..., x_{t-k}, with x_{<0} = 0."""
     out = np.zeros((*flat.shape, order + 1))
@@ -421,6 +574,32 @@ def _lags(flat: np.ndarray, order: int) -> np.ndarray:
     for j in range(1, order + 1):
         out[:, j:, j] = flat[:, :-j]
     return out
+
+
+def _forward_step(
+    alpha: np.ndarray,
+    logp: np.ndarray,
+    values: np.ndarray,
+    k_levels: int,
+    reduce: Callable[..., np.ndarray],
+) -> np.ndarray:
+    """One step of the forward recursion over the state (the last k values): messages
+    ``alpha`` (n, K^k) times the log conditional table ``logp`` (K^k, K or more: only its
+    first K columns, the values, are read) at the next values ``values`` (n,), the oldest
+    digit dropped; a NaN value is summed (``reduce`` = log-sum-exp) or maximised over."""
+    n, n_states = alpha.shape
+    logp = logp[:, :k_levels]
+    new = np.full((n, n_states // k_levels, k_levels), -np.inf)  # [rest, newest]
+    miss = np.isnan(values)
+    if miss.any():  # every value: (n, S, K) -> drop the oldest digit
+        m = alpha[miss][:, :, None] + logp[None]
+        new[miss] = reduce(m.reshape(miss.sum(), k_levels, -1, k_levels), axis=1)
+    if not miss.all():  # one known value: (n, S)
+        obs = np.flatnonzero(~miss)
+        v = values[obs].astype(np.int64)
+        m = alpha[obs] + logp[:, v].T
+        new[obs, :, v] = reduce(m.reshape(len(obs), k_levels, -1), axis=1)
+    return new.reshape(n, n_states)
 
 
 def _argmax(weights: np.ndarray) -> np.ndarray:

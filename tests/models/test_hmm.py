@@ -18,8 +18,8 @@ from scipy.special import logsumexp
 import ptheta
 import ptheta.runs.store as rundir
 from ptheta.errors import DataError, ParameterError, RunDirError
-from ptheta.models.hmm import (
-    HMM,
+from ptheta.models.hmm import HMM
+from ptheta.models.hmm_inference import (
     _forward_backward_log,
     _forward_log,
     _scaled_forward,
