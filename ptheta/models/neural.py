@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ptheta.data.ragged import check_sequences
 from ptheta.data.spec import Data, DataSpec, Split, check_values, location_scale
 from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
 from ptheta.models.base import GenerativeModel, only_where, to_jsonable, why_not_classify
@@ -218,35 +219,49 @@ class NeuralModel(GenerativeModel):
         resume: bool = False,
     ) -> None:
         self.seed_ = self._seed()  # fresh if random_state is None; kept for scoring
-        config = self.train_config()
-        labels, n_classes = None, None
-        if self._conditional():
-            if y is None:
-                raise DataError(
-                    f"{self.name!r} with class_conditional=True needs fit(X, y) with class "
-                    "labels: it requires y to be passed, but the target y is None (or set "
-                    "class_conditional=False)"
-                )
-            self.classes_, labels = encode_labels(self.name, y)
-            n_classes = len(self.classes_)
-            counts = np.bincount(labels, minlength=n_classes)
-            self.class_log_prior_ = np.log(counts / counts.sum())
+        labels, n_classes = self._fit_labels(y)
         if self.standardize_input and not spec.is_discrete:
             self.input_shift_, self.input_scale_ = location_scale(x)
-        x_train, y_train, x_val, y_val = self._validation_split(x, labels, validation_data, spec)
+        parts = self._validation_split(x, labels, validation_data, spec)
+        self._train(spec, n_classes, parts, run_dir, resume, self._fingerprint(x, spec))
 
+    def _fit_labels(self, y: np.ndarray | None) -> tuple[np.ndarray | None, int | None]:
+        """Class indices of the training labels and the number of classes, for a
+        class-conditional model (``classes_`` and ``class_log_prior_`` set); else None."""
+        if not self._conditional():
+            return None, None
+        if y is None:
+            raise DataError(
+                f"{self.name!r} with class_conditional=True needs fit(X, y) with class "
+                "labels: it requires y to be passed, but the target y is None (or set "
+                "class_conditional=False)"
+            )
+        self.classes_, labels = encode_labels(self.name, y)
+        n_classes = len(self.classes_)
+        counts = np.bincount(labels, minlength=n_classes)
+        self.class_log_prior_ = np.log(counts / counts.sum())
+        return labels, n_classes
+
+    def _train(
+        self,
+        spec: DataSpec,
+        n_classes: int | None,
+        parts: tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None],
+        run_dir: Any,
+        resume: bool,
+        fingerprint: str,
+    ) -> None:
+        """Build the module for ``spec`` and train it with the Trainer on the training and
+        validation parts (x_train, y_train, x_val, y_val)."""
+        config = self.train_config()
+        x_train, y_train, x_val, y_val = parts
         torch.manual_seed(config.seed)
         dtype = resolve_dtype(self.dtype)
         module = self._build_module(spec, n_classes).to(dtype)
         train = self._tensors(x_train, y_train, spec)
         val = None if x_val is None else self._tensors(x_val, y_val, spec)
         result = Trainer(config).fit(
-            module,
-            train,
-            val,
-            run_dir=run_dir,
-            resume=resume,
-            fingerprint=self._fingerprint(x, spec),
+            module, train, val, run_dir=run_dir, resume=resume, fingerprint=fingerprint
         )
         self._module = module.eval()
         self.history_ = result.history
@@ -254,6 +269,87 @@ class NeuralModel(GenerativeModel):
         self.n_steps_ = result.steps
         self.stopped_ = result.stopped
         self.train_seconds_ = result.seconds
+
+    # ----------------------------------------------------------------- variable length
+    # A family with ``variable_length`` among its abilities encodes padded sequences into
+    # the one array its module reads, each sequence's end marked in it (an END token, an
+    # end channel): ``_encode_sequences(x, lengths, longest, spec)`` (x in model units) and
+    # ``_decode_sequences(out, spec)`` (the module's samples → padded values, lengths). The
+    # Trainer then batches the encoded rows like any examples.
+    def _encode_sequences(
+        self, x: np.ndarray, lengths: np.ndarray, longest: int, spec: DataSpec
+    ) -> np.ndarray:
+        """Padded sequences (N, T, *step_shape) in model units → the module's encoded rows,
+        as wide as sequences of ``longest`` steps need (rows of one width)."""
+        raise NotImplementedError
+
+    def _decode_sequences(self, out: np.ndarray, spec: DataSpec) -> tuple[np.ndarray, np.ndarray]:
+        """The module's samples → padded values (model units) and lengths."""
+        raise NotImplementedError
+
+    def _fit_sequences(
+        self,
+        x: np.ndarray,
+        lengths: np.ndarray,
+        y: np.ndarray | None,
+        spec: DataSpec,
+        *,
+        validation_data: Any = None,
+        run_dir: Any = None,
+        resume: bool = False,
+    ) -> None:
+        self.seed_ = self._seed()
+        labels, n_classes = self._fit_labels(y)
+        if self.standardize_input and not spec.is_discrete:  # over the real steps only
+            real = np.arange(x.shape[1]) < lengths[:, None]
+            self.input_shift_, self.input_scale_ = location_scale(x[real])
+        longest = int(lengths.max())
+        val = enc_val = None
+        if validation_data is not None:
+            x_val, lengths_val = check_sequences(validation_data, spec, what="validation data")
+            longest = max(longest, int(lengths_val.max()))
+        encoded = self._encode_sequences(self._to_model_units(x), lengths, longest, spec)
+        if validation_data is not None:
+            enc_val = self._encode_sequences(
+                self._to_model_units(x_val), lengths_val, longest, spec
+            )
+        # the encoded rows are checked as examples of one fixed shape (validation data too)
+        levels = None
+        if spec.is_discrete:
+            top = encoded.max() if enc_val is None else max(encoded.max(), enc_val.max())
+            levels = max(2, int(top) + 1)
+        rows = DataSpec("categorical" if levels else "continuous", encoded.shape[1:], levels)
+        if validation_data is not None:
+            raw_y = validation_data.y if isinstance(validation_data, Split) else None
+            val = Split(enc_val, raw_y, rows)
+        parts = self._validation_split(encoded, labels, val, rows)
+        fingerprint = self._fingerprint(encoded, spec)
+        self._train(spec, n_classes, parts, run_dir, resume, fingerprint)
+
+    def _sequence_log_jacobian(self, lengths: np.ndarray) -> np.ndarray | float:
+        """log |dz/dx| of each sequence, (N,): every real step is standardised alike."""
+        return np.asarray(lengths, dtype=np.float64) * self._log_jacobian()
+
+    def _score_sequences_with_std(
+        self, x: np.ndarray, lengths: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        spec = self.fitted_spec
+        encoded = self._encode_sequences(self._to_model_units(x), lengths, int(lengths.max()), spec)
+        scores, std = self._module_scores_with_std(encoded)
+        return scores + self._sequence_log_jacobian(lengths), std
+
+    def _score_sequences(self, x: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+        return self._score_sequences_with_std(x, lengths)[0]
+
+    def _sample_sequences(
+        self, n: int, y: Any, rng: np.random.Generator
+    ) -> tuple[np.ndarray, np.ndarray]:
+        values, lengths = self._decode_sequences(self._sample_module(n, y, rng), self.fitted_spec)
+        if self.fitted_spec.is_discrete:
+            return values, lengths
+        real = np.arange(values.shape[1]) < lengths[:, None]
+        real = real.reshape(*real.shape, *([1] * (values.ndim - 2)))
+        return np.where(real, self._from_model_units(values), 0.0), lengths
 
     def _validation_split(
         self, x: np.ndarray, labels: np.ndarray | None, validation_data: Any, spec: DataSpec
@@ -289,7 +385,9 @@ class NeuralModel(GenerativeModel):
     def _tensors(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> list[torch.Tensor]:
         """The one place where numpy goes to torch: data in model units, C-contiguous (torch
         refuses negative strides such as X[::-1])."""
-        x = np.ascontiguousarray(self._to_model_units(x))
+        if not spec.variable_length:  # encoded sequences are in model units already
+            x = self._to_model_units(x)
+        x = np.ascontiguousarray(x)
         xt = torch.as_tensor(x, dtype=torch.long if spec.is_discrete else resolve_dtype(self.dtype))
         return [xt] if y is None else [xt, torch.as_tensor(y, dtype=torch.long)]
 
@@ -407,15 +505,17 @@ class NeuralModel(GenerativeModel):
         scores = self._log_prob(x, label)
         return scores, np.zeros_like(scores)
 
+    def _module_scores_with_std(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Scores of the module (model units) and their errors; class-conditional models
+        sum the classes out by Bayes' rule."""
+        if not self._conditional():
+            return self._log_prob_with_std(x, None)
+        return marginal_with_stderr(lambda c: self._log_prob_with_std(x, c), self.class_log_prior_)
+
     def _score_samples_with_std(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Scores of the data (model units + the standardisation's Jacobian) and their
-        errors; class-conditional models sum the classes out by Bayes' rule."""
-        if not self._conditional():
-            scores, std = self._log_prob_with_std(x, None)
-        else:
-            scores, std = marginal_with_stderr(
-                lambda c: self._log_prob_with_std(x, c), self.class_log_prior_
-            )
+        errors."""
+        scores, std = self._module_scores_with_std(x)
         return scores + self._log_jacobian(), std
 
     def _score_samples(self, x: np.ndarray) -> np.ndarray:
@@ -449,8 +549,12 @@ class NeuralModel(GenerativeModel):
         index = self.predict_proba(X).argmax(axis=1)  # checks fitting and classes first
         return self.classes_[index]
 
-    @torch.no_grad()
     def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
+        return self._from_model_units(self._sample_module(n, y, rng))
+
+    @torch.no_grad()
+    def _sample_module(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
+        """n draws of the module (in model units), labels as for :meth:`_sample`."""
         device = self._device()
         generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
         labels = None
@@ -466,7 +570,7 @@ class NeuralModel(GenerativeModel):
             part = None if labels is None else labels[start : start + _SAMPLE_CHUNK]
             size = min(_SAMPLE_CHUNK, n - start)
             chunks.append(self._module.sample(size, part, generator=generator).cpu().numpy())
-        return self._from_model_units(np.concatenate(chunks))
+        return np.concatenate(chunks)
 
     def _n_parameters(self) -> int:
         return sum(p.numel() for p in self._module.parameters())

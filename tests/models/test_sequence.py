@@ -372,11 +372,6 @@ def test_bad_hyper_parameters_are_parameter_errors_at_fit(cls, params, match):
         model.fit(_binary_sequences(20))
 
 
-def test_continuous_data_is_refused():
-    with pytest.raises(DataError, match="does not model continuous"):
-        LSTM(epochs=1, **FAST).fit(np.random.default_rng(0).normal(size=(20, 5)))
-
-
 @pytest.mark.parametrize(
     ("cls", "params"), [(LSTM, {"hidden": 32}), (Transformer, {"hidden": 32, "n_layers": 1})]
 )
