@@ -44,7 +44,8 @@ def print_report(report: dict[str, Any], title: str, out: str | Path | None = No
     """The compare table, its legend and notes, and where the report went."""
     from ptheta.eval.compare import LEGEND, table_columns, table_notes, table_rows
 
-    print_table(title, table_columns(report["feature_space"]), table_rows(report), caption=LEGEND)
+    columns = table_columns(report["feature_space"], report.get("per_step_unit"))
+    print_table(title, columns, table_rows(report), caption=LEGEND)
     for note in table_notes(report):
         console.print(f"  {note}", highlight=False, soft_wrap=True, markup=False)
     if out is not None:

@@ -20,11 +20,16 @@ from ptheta.cli.common import console, data_options, print_table
 def command(run, data, data_opts, splits) -> None:
     """Evaluate the fitted model in RUN: NLL in nats per example and bits per dimension.
 
+    A model of variable-length sequences gets NLL per sequence, per step (nats/step) and
+    bits per step (bits/token for tokens); each sequence's end counts as one step, since
+    the model scores where a sequence stops.
+
     The likelihood column says what the number is: exact, a bound (the true NLL is at
     most this), or an estimate; "density" marks a continuous log-density, comparable only
     with other densities of the same data.
     """
     from ptheta.eval.likelihood import describe_kind, describe_solver
+    from ptheta.eval.per_step import END_NOTE, per_step_unit
     from ptheta.runs.fitting import evaluate_run, load_run_data
     from ptheta.runs.store import load_run, read_config
 
@@ -37,21 +42,25 @@ def command(run, data, data_opts, splits) -> None:
     rows = evaluate_run(model, dataset, list(splits) or ["train", "val", "test"])
     fitted_on = read_config(run).get("data", {}).get("fingerprint")
     same = fitted_on == dataset.fingerprint()
+    notes = [] if same else ["note: this is not the data the model was fitted on."]
+    unit = per_step_unit(model.fitted_spec)
+    if unit is None:
+        columns = ["split", "n", "NLL (nats)", "± s.e.", "bits/dim", "likelihood"]
+        cells = [[r["split"], r["n"], r["nll_nats"], r["std_err"], r["bits_per_dim"]] for r in rows]
+    else:  # variable-length sequences: per sequence, and per step with each end a step
+        columns = ["split", "n", "steps", "NLL (nats/seq.)", "± s.e.", "nats/step", unit,
+                   "likelihood"]  # fmt: skip
+        cells = [[r["split"], r["n"], r.get("n_steps"), r["nll_nats"], r["std_err"],
+                  r.get("nll_per_step"), r["bits_per_dim"]] for r in rows]  # fmt: skip
+        notes.insert(0, f"steps: Σ lengths + one end per sequence; {END_NOTE}.")
     print_table(
         f"{model.name} on {dataset.name}",
-        ["split", "n", "NLL (nats)", "± s.e.", "bits/dim", "likelihood"],
+        columns,
         [
-            [
-                r["split"],
-                r["n"],
-                r["nll_nats"],
-                r["std_err"],
-                r["bits_per_dim"],
-                describe_kind(r["likelihood"], r["units"]),
-            ]
-            for r in rows
+            [*c, describe_kind(r["likelihood"], r["units"])]
+            for c, r in zip(cells, rows, strict=True)
         ],
-        caption=None if same else "note: this is not the data the model was fitted on.",
+        caption="\n".join(notes) or None,
     )
     caps = model.capabilities()
     if not caps.has_likelihood:

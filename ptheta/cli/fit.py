@@ -66,6 +66,7 @@ def command(
     """
     from ptheta.data import load
     from ptheta.eval.likelihood import describe_kind
+    from ptheta.eval.per_step import END_NOTE, per_step_unit
     from ptheta.runs.fitting import fit_run
     from ptheta.train.distributed import init_from_env, shutdown
 
@@ -81,34 +82,17 @@ def command(
         shutdown()
     if row is None or not world.is_main:
         return
-    print_table(
-        f"Fitted {model} on {dataset.name}",
-        [
-            "model",
-            "data",
-            "kind",
-            "n train",
-            "params",
-            "fit time (s)",
-            "NLL train",
-            "NLL val",
-            "bits/dim val",
-            "likelihood",
-        ],
-        [
-            [
-                row["model"],
-                row["data"],
-                row["kind"],
-                row["n_train"],
-                row["parameters"],
-                row["fit_seconds"],
-                row["train_nll"],
-                row["val_nll"],
-                row["val_bpd"],
-                describe_kind(row["likelihood"], row["units"]),
-            ]
-        ],
-        caption="NLL in nats per example (lower is better).",
-    )
+    unit = per_step_unit(dataset.spec)
+    columns = ["model", "data", "kind", "n train", "params", "fit time (s)", "NLL train",
+               "NLL val", "bits/dim val", "likelihood"]  # fmt: skip
+    cells = [row["model"], row["data"], row["kind"], row["n_train"], row["parameters"],
+             row["fit_seconds"], row["train_nll"], row["val_nll"], row["val_bpd"],
+             describe_kind(row["likelihood"], row["units"])]  # fmt: skip
+    caption = "NLL in nats per example (lower is better)."
+    if unit is not None:  # variable-length sequences: per sequence and per step
+        columns[6:9] = ["NLL train (nats/seq.)", "NLL val (nats/seq.)", "nats/step val",
+                        f"{unit} val"]  # fmt: skip
+        cells[8:9] = [row.get("val_nll_per_step"), row["val_bpd"]]
+        caption = f"NLL per sequence, lower is better; {END_NOTE}."
+    print_table(f"Fitted {model} on {dataset.name}", columns, [cells], caption=caption)
     console.print(f"run directory: [bold]{escape(str(row['run_dir']))}[/]", highlight=False)

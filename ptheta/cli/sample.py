@@ -13,12 +13,13 @@ import click
 import numpy as np
 
 from ptheta.cli.common import SEED, CliError, print_table
+from ptheta.data.ragged import Sequences
 from ptheta.io import atomic_write_bytes
 
 if TYPE_CHECKING:
     from ptheta.models import GenerativeModel
 
-SUFFIXES = (".npy", ".png", ".csv", ".txt")
+SUFFIXES = (".npy", ".npz", ".png", ".csv", ".txt")
 
 # The samples are held in memory (8 bytes a value, int64 or float64) before they are written.
 MAX_SAMPLE_BYTES = 1 << 30
@@ -43,9 +44,13 @@ TRIAL_SIZES = (16, 128, 512)  # a warm-up, then two sizes to tell cost per call 
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="Where to write them: .npy (array), .csv (one row per sample), .png (an image "
-    "grid, or a scatter plot for 2-D data) or .txt (sequences decoded: characters of a "
-    "text file, values of a time series).",
+    help="Where to write them: .npy (array), .npz (the array as 'x'), .csv (one row per "
+    "sample), .png (an image grid, or a scatter plot for 2-D data) or .txt (sequences "
+    "decoded: characters of a text file, values of a time series). Variable-length "
+    "sequences: .npz holds 'values' (every step, one after another) and 'offsets' (where "
+    "each sequence starts, then the end), .csv is in long format (sequence_id, t, values), "
+    ".txt has one decoded sequence per line, .png draws token strips or series; each of "
+    "these loads again with --data.",
 )
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Random seed.")
 @click.option(
@@ -103,7 +108,15 @@ def command(
         raise CliError(f"--out must end in {', '.join(SUFFIXES)}, got {out!r}")
     model = load_run(run)
     options = {"temperature": temperature, "top_k": top_k, "prompt": prompt}
-    needs_data = suffix == ".txt" or prompt is not None
+    spec = model.fitted_spec
+    if spec.variable_length and suffix == ".npy":
+        raise CliError(
+            "variable-length sequences do not fit one .npy array: use .npz (values and "
+            "offsets), .csv (long format), .txt (decoded lines) or .png"
+        )
+    needs_data = (
+        suffix == ".txt" or prompt is not None or (spec.variable_length and suffix == ".png")
+    )
     data = load_run_data(run) if needs_data else None
     if suffix == ".txt" and not {"vocab", "bin_centres"} & set(data.extra):
         raise CliError(
@@ -123,8 +136,21 @@ def command(
     if n_samples > TRIAL_FROM:
         _check_time(draw, n_samples, seed, time_limit)
     samples = draw(n_samples, seed)
-    spec = model.fitted_spec
-    if suffix == ".npy":
+    if isinstance(samples, Sequences):
+        _write_sequences(samples, path, model, data)
+        lengths = f"{samples.lengths.min()}-{samples.lengths.max()} steps"
+        kind = spec.describe().split(" ")[0]
+        print_table(
+            f"Samples from {run}",
+            ["model", "n samples", "lengths", "kind", "written to"],
+            [[model.name, n_samples, lengths, kind, str(path)]],
+        )
+        return
+    if suffix == ".npz":
+        buf = io.BytesIO()
+        np.savez(buf, x=samples)
+        atomic_write_bytes(path, buf.getvalue())
+    elif suffix == ".npy":
         buf = io.BytesIO()
         np.save(buf, samples, allow_pickle=False)
         atomic_write_bytes(path, buf.getvalue())
@@ -149,6 +175,43 @@ def command(
         ["model", "n samples", "shape", "kind", "written to"],
         [[model.name, n_samples, samples.shape[1:], spec.describe().split(" ")[0], str(path)]],
     )
+
+
+def _write_sequences(samples: Sequences, path: Path, model: GenerativeModel, data: Any) -> None:
+    """Write variable-length sequences in a format ``ptheta.data.load`` reads back:
+    .npz of values and offsets, a long CSV, decoded lines of text, or a picture."""
+    from ptheta.data.sequences import decode
+    from ptheta.runs.pictures import samples_figure, save_figure
+
+    spec = model.fitted_spec
+    suffix = path.suffix.lower()
+    flat, offsets = samples.concatenated()  # (S, *step_shape), (N + 1,)
+    if suffix == ".npz":
+        buf = io.BytesIO()
+        np.savez(buf, values=flat, offsets=offsets)
+        atomic_write_bytes(path, buf.getvalue())
+    elif suffix == ".csv":
+        steps = flat.reshape(len(flat), -1)
+        names = ["value"] if steps.shape[1] == 1 and not spec.step_shape else [
+            f"x{i}" for i in range(steps.shape[1])]  # fmt: skip
+        ids = np.repeat(np.arange(len(samples)), samples.lengths)
+        t = np.arange(len(flat)) - np.repeat(offsets[:-1], samples.lengths)
+        fmt = ["%d", "%d"] + ["%d" if spec.is_discrete else "%.17g"] * len(names)  # exact
+        buf = io.StringIO()
+        np.savetxt(buf, np.column_stack([ids, t, steps]), delimiter=",", comments="",
+                   header=",".join(["sequence_id", "t", *names]), fmt=fmt)  # fmt: skip
+        atomic_write_bytes(path, buf.getvalue().encode())
+    elif suffix == ".txt":
+        decoded = decode(data, samples)
+        if "vocab" in data.extra:  # text: one sequence per line, as --lines reads it
+            text = "".join(f"{line}\n" for line in decoded)
+        else:  # a binned series: the bin centres, one line per sequence
+            text = "".join(" ".join(f"{v:.6g}" for v in row) + "\n" for row in decoded)
+        atomic_write_bytes(path, text.encode("utf-8"))
+    else:
+        title = f"{model.name}: {len(samples)} samples"
+        vocab = data.extra.get("vocab") if data is not None else None
+        save_figure(samples_figure(samples, spec, title=title, vocab=vocab), path)
 
 
 def _check_memory(n: int, values: int) -> None:

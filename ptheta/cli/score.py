@@ -26,7 +26,8 @@ from ptheta.io import atomic_write_bytes
     "--out",
     required=True,
     type=click.Path(dir_okay=False),
-    help="CSV file: one row per example, columns index, log_prob (nats)[, label].",
+    help="CSV file: one row per example, columns index, log_prob (nats)[, length][, label] "
+    "(length: for variable-length sequences, whose log_prob includes their end).",
 )
 def command(run, data, data_opts, split, out) -> None:
     """Score every example of a split: log p(x) in nats, one row per example.
@@ -50,7 +51,7 @@ def command(run, data, data_opts, split, out) -> None:
     buf = io.StringIO()
     names = list(cols)
     table = np.column_stack([cols[k] for k in names])
-    fmt = ["%d" if k in ("index", "label") else "%.10g" for k in names]
+    fmt = ["%d" if k in ("index", "length", "label") else "%.10g" for k in names]
     np.savetxt(buf, table, delimiter=",", header=",".join(names), comments="", fmt=fmt)
     atomic_write_bytes(out, buf.getvalue().encode())
     lp = cols["log_prob"]
@@ -67,5 +68,7 @@ def command(run, data, data_opts, split, out) -> None:
                 out,
             ]
         ],
-        caption="log p in nats per example.",
+        caption="log p in nats per example."
+        if "length" not in cols
+        else "log p in nats per sequence: log p(x, length), the sequence's end included.",
     )

@@ -17,12 +17,13 @@ import numpy as np
 from ptheta import __version__
 from ptheta.data import Dataset
 from ptheta.errors import ParameterError, PthetaError, unknown_name
+from ptheta.eval.per_step import END_NOTE, per_step_unit
 from ptheta.eval.plots import curves_figure, nll_bar_figure
 from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ptheta.models import REGISTRY, GenerativeModel, get_model_class, with_preset
 from ptheta.models.base import to_jsonable
 from ptheta.runs import lock
-from ptheta.runs.fitting import fit_run
+from ptheta.runs.fitting import check_scorable, examples, fit_run
 from ptheta.runs.layout import SAMPLES_PNG
 from ptheta.runs.pictures import samples_figure, save_figure
 from ptheta.runs.store import is_complete, load_run, read_config, read_metrics
@@ -38,6 +39,10 @@ CACHE_JSON = "compare.json"  # in each run directory: what it was fitted (and ev
 BUDGET_EPOCHS = 10_000
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 METRIC_KEYS = ("fd", "precision", "recall", "mmd", "memorisation")
+SEQUENCE_METRICS_NOTE = (
+    "sample metrics (FD, precision / recall, MMD, memorisation) compare examples of one "
+    "fixed shape; not computed for variable-length sequences (see the samples pictures)"
+)
 LEGEND = (
     "NLL in nats per example on the test split, lower is better. '≤ x': an upper bound on "
     "the model's NLL for every example (a closed-form dequantisation bound); '≈ x': a "
@@ -52,6 +57,8 @@ LEGEND = (
 
 # Why "all" and "demo" leave classifiers out, whether or not the data have labels.
 CLASSIFIER_SKIPPED = "a classifier: compare scores p(x); see `ptheta classify` for p(y | x)"
+# Why they leave out families of fixed-length examples on variable-length sequences.
+FIXED_LENGTH_SKIPPED = "models examples of one fixed shape, not sequences of any length"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -86,7 +93,8 @@ def select_models(
     names. ``"all"`` takes every registered family that accepts the data kind, skipping
     those that need class labels (compare scores p(x)) or images the data do not have;
     ``"demo"`` does the same among the families that declare a ``demo`` preset (and
-    :func:`compare` starts each from that preset). Named
+    :func:`compare` starts each from that preset). On variable-length sequences both skip
+    the families that model fixed-length examples only. Named
     models are always attempted: one that refuses the data gives a failed row, not an error.
     """
     if isinstance(models, str):
@@ -109,7 +117,9 @@ def select_models(
         caps = get_model_class(name)().capabilities()
         if not caps.fits(spec.kind):
             continue
-        if caps.needs_labels:
+        if spec.variable_length and not caps.variable_length:
+            skipped.append({"model": name, "reason": FIXED_LENGTH_SKIPPED})
+        elif caps.needs_labels:
             skipped.append({"model": name, "reason": CLASSIFIER_SKIPPED})
         elif caps.needs_image and not has_image:
             skipped.append({"model": name, "reason": "needs image-shaped data"})
@@ -307,6 +317,8 @@ def compare(
             "budget_seconds": budget_seconds,
             "n_samples": n_samples,
             "split": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+            "variable_length": data.spec.variable_length,
+            "per_step_unit": per_step_unit(data.spec),
             "feature_space": metrics.feature_space,
             "metrics_note": metrics.note(),
             "true_entropy": data.entropy,
@@ -360,7 +372,8 @@ def _evaluate(
 ) -> dict[str, Any]:
     model = load_run(run_dir)
     config = read_config(run_dir)
-    test = model.nll_summary(data.test.x)
+    check_scorable(model, data.test, f"the test split of {data.name!r}")
+    test = model.nll_summary(examples(data.test))
     start = time.perf_counter()
     samples = model.sample(n_samples, random_state=0)
     sample_seconds = time.perf_counter() - start
@@ -369,7 +382,9 @@ def _evaluate(
         atomic_write_bytes(out / samples_png, (run_dir / SAMPLES_PNG).read_bytes())
     else:
         title = f"{name}: {min(n_samples, 64)} samples"
-        figure = samples_figure(samples, model.fitted_spec, data=data.train.x[:2000], title=title)
+        background = None if data.spec.variable_length else data.train.x[:2000]
+        figure = samples_figure(samples, model.fitted_spec, data=background, title=title,
+                                vocab=data.extra.get("vocab"))  # fmt: skip
         save_figure(figure, out / samples_png)
     curves_png = None
     epochs = [r for r in read_metrics(run_dir) if r.get("event") == "epoch"]
@@ -384,6 +399,8 @@ def _evaluate(
         "test_nll_nats": test["nll_nats"],
         "test_nll_bits_per_dim": test["bits_per_dim"],
         "test_nll_sem": test["std_err"],
+        "test_nll_per_step": test.get("nll_per_step"),
+        "test_n_steps": test.get("n_steps"),
         "n_parameters": model.n_parameters(),
         "fit_seconds": config.get("extra", {}).get("fit_seconds"),
         "sample_seconds": sample_seconds,
@@ -410,6 +427,8 @@ def _failed_row(name: str, e: Exception) -> dict[str, Any]:
         "test_nll_nats": None,
         "test_nll_bits_per_dim": None,
         "test_nll_sem": None,
+        "test_nll_per_step": None,
+        "test_n_steps": None,
         "n_parameters": None,
         "fit_seconds": None,
         "sample_seconds": None,
@@ -441,6 +460,12 @@ class _Metrics:
         self._unavailable: str | None = None
         self.failed: dict[str, str] = {}  # model → why its metrics are missing
         self._extractor: Any = None
+        if data.spec.variable_length:
+            self._quality = None
+            self.available = False
+            self._unavailable = SEQUENCE_METRICS_NOTE
+            self.feature_space = None
+            return
         try:
             from ptheta.eval.features import feature_extractor, feature_space_name
             from ptheta.eval.metrics import sample_quality
@@ -487,25 +512,36 @@ def _number(value: Any) -> float | None:
 
 
 # --------------------------------------------------------------------------- report
-def table_columns(feature_space: str | None) -> list[str]:
-    """Column titles of the compare table (terminal and Markdown)."""
+def table_columns(feature_space: str | None, per_step: str | None = None) -> list[str]:
+    """Column titles of the compare table (terminal and Markdown). ``per_step`` (the
+    report's ``per_step_unit``, e.g. ``bits/token``) is given for variable-length
+    sequences: the NLL is then per sequence, followed by nats per step and bits per step
+    (or per value of a step) under that name."""
     fd = feature_space or "FD"
     if fd.startswith("raw-"):  # standardised raw data: the column still holds Fréchet distances
         fd = "FD (raw)"
-    return ["model", "family", "likelihood", "NLL (nats) ± s.e.", "bits/dim", "params",
-            "fit (s)", "sample (s)", fd, "prec. / recall", "memorisation"]  # fmt: skip
+    if per_step is None:
+        nll = ["NLL (nats) ± s.e.", "bits/dim"]
+    else:
+        nll = ["NLL (nats/seq.) ± s.e.", "nats/step", per_step]
+    return ["model", "family", "likelihood", *nll, "params", "fit (s)", "sample (s)", fd,
+            "prec. / recall", "memorisation"]  # fmt: skip
 
 
 def table_rows(report: dict[str, Any]) -> list[list[Any]]:
     """One list of cells per row of ``report`` (numbers left to the caller's formatter)."""
     out = []
+    per_step = report.get("per_step_unit") is not None
     for r in report["rows"]:
         lik = r["likelihood"]
         bpd = r["test_nll_bits_per_dim"]
+        nll = [nll_text(lik, r["test_nll_nats"], sem=r["test_nll_sem"])]
+        if per_step:
+            step = r.get("test_nll_per_step")
+            nll.append(None if step is None else nll_text(lik, step, 3))
+        nll.append(None if bpd is None else nll_text(lik, bpd, 3))
         out.append([
-            r["model"], r["family"], kind_label(lik, r["units"]),
-            nll_text(lik, r["test_nll_nats"], sem=r["test_nll_sem"]),
-            None if bpd is None else nll_text(lik, bpd, 3),
+            r["model"], r["family"], kind_label(lik, r["units"]), *nll,
             r["n_parameters"], _fixed(r["fit_seconds"]), _fixed(r["sample_seconds"]),
             _fixed(r["fd"], 1), _pair(r["precision"], r["recall"]), _fixed(r["memorisation"]),
         ])  # fmt: skip
@@ -523,6 +559,8 @@ def _pair(a: float | None, b: float | None) -> str | None:
 def table_notes(report: dict[str, Any]) -> list[str]:
     """Lines to print under the table: failures, skipped families, cached runs, metrics."""
     notes = []
+    if report.get("per_step_unit") is not None:
+        notes.append(f"NLL per sequence on the test split; {END_NOTE}")
     for r in report["rows"]:
         if r["status"] != "ok":
             notes.append(f"{r['model']} failed: {r['error']}")
@@ -550,13 +588,14 @@ def write_report(report: dict[str, Any], out: str | os.PathLike) -> None:
     out = Path(out)
     atomic_write_json(out / REPORT_JSON, report)
     title = f"Test NLL on {report['data']} (lower is better)"
-    save_figure(nll_bar_figure(report["rows"], title=title), out / NLL_PNG)
+    per_step = report.get("per_step_unit") is not None
+    save_figure(nll_bar_figure(report["rows"], title=title, per_step=per_step), out / NLL_PNG)
     atomic_write_text(out / REPORT_MD, report_markdown(report))
 
 
 def report_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: table, legend, NLL chart, sample grids, training curves."""
-    cols = table_columns(report["feature_space"])
+    cols = table_columns(report["feature_space"], report.get("per_step_unit"))
     lines = [
         f"# ptheta compare: {report['data']}",
         "",

@@ -16,8 +16,12 @@ NLL_HATCH = {"exact": "", "bound": "//", "estimate": ".."}
 NLL_PREFIX = {"exact": "", "bound": "≤ ", "estimate": "≈ "}
 
 
-def nll_bar_figure(rows: Sequence[dict[str, Any]], *, title: str = "") -> plt.Figure:
-    """A bar chart of test NLL (nats per example) per model, from compare report rows.
+def nll_bar_figure(
+    rows: Sequence[dict[str, Any]], *, title: str = "", per_step: bool = False
+) -> plt.Figure:
+    """A bar chart of test NLL (nats per example) per model, from compare report rows;
+    with ``per_step`` (variable-length sequences) nats per step, each sequence's end
+    counted as a step (``test_nll_per_step``), with no error bar.
 
     Bounds are hatched bars labelled "≤ x", estimates dotted bars labelled "≈ x", exact
     values plain. Discrete NLLs (exact, bounds, dequantisation bounds) and continuous
@@ -29,22 +33,24 @@ def nll_bar_figure(rows: Sequence[dict[str, Any]], *, title: str = "") -> plt.Fi
             ``test_nll_sem`` and ``status`` (see ``ptheta.eval.compare``).
         title: the figure's title.
     """
-    scored = [r for r in rows if r.get("status") == "ok" and r.get("test_nll_nats") is not None]
+    key = "test_nll_per_step" if per_step else "test_nll_nats"
+    per = "nats per step, each end a step" if per_step else "nats per example"
+    scored = [r for r in rows if r.get("status") == "ok" and r.get(key) is not None]
     panels = [
-        ("discrete NLL (nats per example)", [r for r in scored if r["units"] != "continuous"]),
-        ("density NLL, −log p(x) (nats per example; not comparable with discrete NLLs)",
+        (f"discrete NLL ({per})", [r for r in scored if r["units"] != "continuous"]),
+        (f"density NLL, −log p(x) ({per}; not comparable with discrete NLLs)",
          [r for r in scored if r["units"] == "continuous"]),
     ]  # fmt: skip
-    panels = [(label, rs) for label, rs in panels if rs] or [("NLL (nats per example)", [])]
+    panels = [(label, rs) for label, rs in panels if rs] or [(f"NLL ({per})", [])]
     heights = [max(1.5, 0.45 * len(rs) + 1.0) for _, rs in panels]
     fig, axes = plt.subplots(
         len(panels), 1, figsize=(7, sum(heights) + 0.8), squeeze=False,
         gridspec_kw={"height_ratios": heights},
     )  # fmt: skip
     for ax, (label, rs) in zip(axes[:, 0], panels, strict=True):
-        rs = sorted(rs, key=lambda r: r["test_nll_nats"], reverse=True)  # best on top
-        values = np.array([r["test_nll_nats"] for r in rs], dtype=float)
-        errors = np.array([r.get("test_nll_sem") or 0.0 for r in rs], dtype=float)
+        rs = sorted(rs, key=lambda r: r[key], reverse=True)  # best on top
+        values = np.array([r[key] for r in rs], dtype=float)
+        errors = np.array([0.0 if per_step else r.get("test_nll_sem") or 0.0 for r in rs])
         for i, r in enumerate(rs):
             kind = r["likelihood"]
             ax.barh(i, values[i], xerr=errors[i], color="tab:blue" if kind == "exact" else

@@ -306,6 +306,10 @@ def create_app(
         # no model: the first of the ODE view's families
         return _json(explorer.ode(data, model, grid=grid, paths=paths, frames=frames, seed=seed))
 
+    @app.get("/api/sequences")
+    def sequences(n: int = 12, seed: int = 0) -> JSONResponse:
+        return _json(explorer.sequences(n=n, seed=seed))
+
     @app.get("/api/compare/list")
     def compare_list() -> JSONResponse:
         return _json(explorer.compare_list())

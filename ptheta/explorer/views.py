@@ -32,6 +32,7 @@ from ptheta.data.spec import DataSpec, Split
 from ptheta.errors import ParameterError, RegistryError, UnknownNameError, unknown_name
 from ptheta.eval import info
 from ptheta.explorer.cache import ModelCache
+from ptheta.explorer.sequence_view import SequenceViews
 from ptheta.models import REGISTRY, Capabilities, GenerativeModel, make
 from ptheta.runs.fitting import fit_run
 from ptheta.runs.store import save_run
@@ -480,8 +481,9 @@ def surface_options() -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- the explorer
-class Explorer:
-    """The explorer's computations, one method per API endpoint (see ``app.py``).
+class Explorer(SequenceViews):
+    """The explorer's computations, one method per API endpoint (see ``app.py``); the
+    sequence view's in :mod:`ptheta.explorer.sequence_view`.
 
     Arguments:
         cache_dir: root of the model cache (:class:`ModelCache`).

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ptheta.data import Dataset, load
+from ptheta.data import Dataset, Split, load
 from ptheta.errors import DataError, PthetaError, RunDirError
 from ptheta.io import atomic_write_text
 from ptheta.models import GenerativeModel, make
@@ -175,7 +175,7 @@ def _fit_locked(
         return None
 
     # with the model's progress bar where scoring is slow (ddpm)
-    evals = {split: model.nll_summary(getattr(data, split).x) for split in score_splits}
+    evals = {split: model.nll_summary(examples(getattr(data, split))) for split in score_splits}
     if caps.progress:
         model.set_params(verbose=0)  # the saved config should not replay a progress bar
     if caps.trains_in_steps:  # the Trainer's per-epoch records (not a resumed run's old evals)
@@ -230,6 +230,7 @@ def _finished_row(model: GenerativeModel, name: str, data: Dataset, out: Path) -
         "train_nll": evals.get("train", {}).get("nll_nats"),
         "val_nll": evals.get("val", {}).get("nll_nats"),
         "val_bpd": evals.get("val", {}).get("bits_per_dim"),
+        "val_nll_per_step": evals.get("val", {}).get("nll_per_step"),
         "run_dir": str(out),
         "warnings": len(extra.get("warnings", [])),
     }
@@ -243,14 +244,17 @@ def write_samples_picture(
     n: int | None = None,
     random_state: int = 0,
 ) -> None:
-    """Draw samples and save them as a PNG grid (images) or scatter plot (2-D)."""
+    """Draw samples and save them as a PNG grid (images), a scatter plot (2-D), token
+    strips or series (variable-length sequences: see :func:`samples_figure`)."""
     spec = model.fitted_spec
     if n is None:
-        n = 1000 if spec.n_dims == 2 and not spec.is_discrete else 64
+        n = 1000 if spec.n_dims == 2 and not spec.is_discrete and not spec.variable_length else 64
     samples = model.sample(n, random_state=random_state)
     title = f"{model.name}: {n} samples"
-    background = data.train.x[:2000] if data is not None else None
-    save_figure(samples_figure(samples, spec, data=background, title=title), path)
+    background = data.train.x[:2000] if data is not None and not spec.variable_length else None
+    vocab = data.extra.get("vocab") if data is not None else None
+    figure = samples_figure(samples, spec, data=background, title=title, vocab=vocab)
+    save_figure(figure, path)
 
 
 def load_run_data(run_dir: str | os.PathLike, data: str | None = None, **overrides: Any) -> Dataset:
@@ -264,7 +268,8 @@ def load_run_data(run_dir: str | os.PathLike, data: str | None = None, **overrid
                 f"the run {str(run_dir)!r} does not record its data set; pass --data NAME|PATH"
             )
         kwargs = {
-            k: source.get(k) for k in ("kind", "label_column", "image_size", "seq_len", "seed")
+            k: source.get(k)
+            for k in ("kind", "label_column", "image_size", "seq_len", "lines", "seed")
         }
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
     else:
@@ -273,21 +278,49 @@ def load_run_data(run_dir: str | os.PathLike, data: str | None = None, **overrid
     return load(data, **kwargs)
 
 
+def examples(split: Split) -> Any:
+    """What to hand a model to score ``split``: the `Split` itself when it holds
+    variable-length sequences (its padded ``x`` alone would read the padding as data),
+    its ``x`` otherwise."""
+    return split if split.lengths is not None else split.x
+
+
+def check_scorable(model: GenerativeModel, split: Split, what: str = "the data") -> None:
+    """Refuse variable-length sequences for a model of fixed-length examples, whose
+    ``score_samples`` would read the padding after each end as data."""
+    if split.lengths is None or model.fitted_spec.variable_length:
+        return
+    lengths = np.asarray(split.lengths)
+    raise DataError(
+        f"{what} are {len(lengths)} sequences of {lengths.min()}-{lengths.max()} steps, but "
+        f"{model.name!r} was fitted on examples of one fixed shape "
+        f"{model.fitted_spec.event_shape}; score it on data of that shape, or fit a family "
+        "that models variable-length sequences (`ptheta models` marks them 'any length')"
+    )
+
+
 def evaluate_run(model: GenerativeModel, data: Dataset, splits: list[str]) -> list[dict[str, Any]]:
-    """One NLL summary row per split."""
+    """One NLL summary row per split (variable-length sequences: with ``n_steps``,
+    ``nll_per_step`` and ``bits_per_dim`` per step, each sequence's end a step)."""
     rows = []
     for split in splits:
-        rows.append({"split": split, **model.nll_summary(data.split(split).x)})
+        part = data.split(split)
+        check_scorable(model, part, f"the {split} split of {data.name!r}")
+        rows.append({"split": split, **model.nll_summary(examples(part))})
     return rows
 
 
 def scores_table(model: GenerativeModel, data: Dataset, split: str) -> dict[str, np.ndarray]:
-    """Per-example log-likelihoods (and labels where the data have them)."""
+    """Per-example log-likelihoods, each sequence's length for variable-length sequences,
+    and labels where the data have them."""
     part = data.split(split)
+    check_scorable(model, part, f"the {split} split of {data.name!r}")
     cols: dict[str, np.ndarray] = {
         "index": np.arange(len(part)),
-        "log_prob": model.score_samples(part.x),
+        "log_prob": model.score_samples(examples(part)),
     }
+    if part.lengths is not None:
+        cols["length"] = np.asarray(part.lengths, dtype=np.int64)
     if part.y is not None:
         cols["label"] = part.y
     return cols

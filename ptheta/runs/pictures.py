@@ -15,20 +15,26 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ptheta.data.ragged import Sequences
 from ptheta.data.spec import DataSpec
 from ptheta.errors import ParameterError
 from ptheta.io import atomic_write_bytes
 
 
 def samples_figure(
-    samples: np.ndarray,
+    samples: np.ndarray | Sequences,
     spec: DataSpec,
     *,
     data: np.ndarray | None = None,
     title: str = "",
+    vocab: Sequence[str] | None = None,
 ) -> plt.Figure:
     """A figure of ``samples``: an image grid when the spec has an image shape, a scatter
-    plot (over ``data`` in grey) for 2-D vectors, otherwise one row per sample."""
+    plot (over ``data`` in grey) for 2-D vectors, variable-length sequences as
+    :func:`sequences_figure` draws them (``vocab`` writes each token's text in its cell),
+    otherwise one row per sample."""
+    if isinstance(samples, Sequences):
+        return sequences_figure(samples, spec, title=title, vocab=vocab)
     if spec.image_shape is not None:
         return _image_grid(samples, spec, title)
     flat = samples.reshape(len(samples), -1)
@@ -46,6 +52,75 @@ def samples_figure(
     ax.imshow(flat[:64], aspect="auto", interpolation="nearest", cmap="viridis")
     ax.set_xlabel("dimension")
     ax.set_ylabel("sample")
+    ax.set_title(title)
+    return fig
+
+
+# At most this many sequences are drawn: token strips, or panels of series.
+MAX_STRIPS, MAX_SERIES = 32, 8
+MAX_TEXT_STEPS = 48  # tokens are written in their cells up to this many steps
+
+
+def sequences_figure(
+    seqs: Sequences,
+    spec: DataSpec,
+    *,
+    title: str = "",
+    vocab: Sequence[str] | None = None,
+    states: Sequences | None = None,
+) -> plt.Figure:
+    """Variable-length sequences: discrete steps as coloured token strips (one row per
+    sequence, one cell per step, blank after its end; ``vocab`` writes each token's text
+    in its cell), real steps as series (one panel per sequence, one line per value of a
+    step). ``states`` (the same shape, integers) colours the cells by state instead of by
+    token: a latent state path under the tokens. At most :data:`MAX_STRIPS` strips or
+    :data:`MAX_SERIES` panels are drawn (the title says so)."""
+    shown = seqs[: min(len(seqs), MAX_STRIPS if spec.is_discrete else MAX_SERIES)]
+    if len(shown) < len(seqs):
+        title = f"{title} (the first {len(shown)} drawn)"
+    if spec.is_discrete:
+        return _token_strips(shown, spec, title, vocab, states)
+    fig, axes = plt.subplots(len(shown), 1, figsize=(8, 0.9 * len(shown) + 1.0), sharex=True,
+                             squeeze=False)  # fmt: skip
+    for i, (ax, s) in enumerate(zip(axes[:, 0], shown, strict=True)):
+        steps = np.asarray(s, dtype=np.float64).reshape(len(s), -1)  # (L, step_dims)
+        ax.plot(np.arange(len(s)), steps, marker=".", markersize=3, linewidth=1)
+        ax.set_ylabel(f"#{i}", rotation=0, ha="right", va="center")
+        ax.tick_params(labelsize=7)
+    axes[-1, 0].set_xlabel("step (each series ends at its own length)")
+    axes[0, 0].set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def _token_strips(
+    seqs: Sequences,
+    spec: DataSpec,
+    title: str,
+    vocab: Sequence[str] | None,
+    states: Sequences | None,
+) -> plt.Figure:
+    flat = seqs.values.reshape(len(seqs), seqs.max_length, -1)  # (N, T, step_dims)
+    mask = seqs.mask()  # (N, T)
+    if states is not None:
+        colour = np.asarray(states.values, dtype=np.float64)[: len(seqs), : seqs.max_length]
+        levels, label = int(np.max(states.values)) + 1, "state"
+    else:
+        colour = flat[:, :, 0].astype(np.float64)
+        levels, label = int(spec.n_categories), "token"
+    colour = np.where(mask, colour, np.nan)  # blank after each end
+    cmap = plt.get_cmap("tab20" if levels <= 20 else "viridis").with_extremes(bad="white")
+    n, t = mask.shape
+    fig, ax = plt.subplots(figsize=(min(14.0, 1.5 + 0.22 * t), 0.8 + 0.25 * n))
+    ax.imshow(colour, aspect="auto", interpolation="nearest", cmap=cmap, vmin=-0.5,
+              vmax=(levels - 0.5) if levels <= 20 else levels - 1)  # fmt: skip
+    if vocab is not None and t <= MAX_TEXT_STEPS and flat.shape[2] == 1:
+        for i, j in zip(*np.nonzero(mask), strict=True):
+            token = int(flat[i, j, 0])
+            text = vocab[token] if 0 <= token < len(vocab) else "?"
+            ax.text(j, i, text if text.strip() else "␣", ha="center", va="center", fontsize=7)
+    ax.set_xlabel(f"step (colour: {label}; blank: after the sequence's end)")
+    ax.set_ylabel("sequence")
     ax.set_title(title)
     return fig
 

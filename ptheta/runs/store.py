@@ -25,6 +25,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.numpy import load as st_load
 from safetensors.numpy import save as st_save
 
+from ptheta.data.ragged import Sequences, check_sequences
 from ptheta.data.spec import check_values
 from ptheta.errors import PthetaError, RunDirError
 from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text, dumps
@@ -294,7 +295,11 @@ def _check_restored(model: GenerativeModel, run_dir: Path) -> None:
     32×32 colour images) takes minutes for one example.
     """
     spec = model.fitted_spec
-    example = np.zeros((1, *spec.event_shape), dtype=np.int64 if spec.is_discrete else float)
+    dtype = np.int64 if spec.is_discrete else float
+    if spec.variable_length:  # one sequence of one step: the cheapest to score
+        example: Any = Sequences(np.zeros((1, 1, *spec.step_shape), dtype=dtype), np.ones(1))
+    else:
+        example = np.zeros((1, *spec.event_shape), dtype=dtype)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the user did not ask for this check
@@ -305,7 +310,11 @@ def _check_restored(model: GenerativeModel, run_dir: Path) -> None:
                     raise ValueError(f"score_samples gave {score.tolist()} for one example")
             else:
                 step = "sampling one example"
-                check_values(model.sample(1, random_state=0), spec, what="the sample")
+                sample = model.sample(1, random_state=0)
+                if spec.variable_length:
+                    check_sequences(sample, spec, what="the sample")
+                else:
+                    check_values(sample, spec, what="the sample")
     except Exception as e:  # any failure means the state does not hold together
         raise RunDirError(
             f"{run_dir} is corrupted or incomplete: {step} with the restored {model.name!r} "

@@ -13,10 +13,13 @@ use, with the tiny ``quick=True`` budgets, and cached under ``explorer_dirs["cac
 - ``fake_families``: the stand-in score-field and ODE families of ``fake_families.py``,
   registered (after every real family) for the whole test module that asks for them, then
   removed: ``{name: class}``.
+- ``sequence_fakes``: likewise the stand-in families of variable-length sequences of
+  ``tests/eval/fake_sequences.py`` (closed-form likelihoods; one with a state path).
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +28,9 @@ from fastapi.testclient import TestClient
 
 from ptheta.explorer.app import create_app
 from ptheta.models import REGISTRY
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "eval"))
+from fake_sequences import FAKES as SEQUENCE_FAKES  # tests/eval/fake_sequences.py
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +64,11 @@ def fake_families():
         for cls in FAKES:
             patch.setitem(REGISTRY, cls.name, cls)
         yield {cls.name: cls for cls in FAKES}
+
+
+@pytest.fixture(scope="module")
+def sequence_fakes():
+    with pytest.MonkeyPatch.context() as patch:
+        for cls in SEQUENCE_FAKES:
+            patch.setitem(REGISTRY, cls.name, cls)
+        yield {cls.name: cls for cls in SEQUENCE_FAKES}

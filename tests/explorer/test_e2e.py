@@ -44,7 +44,7 @@ FIT = 120_000  # ms: a view's models are fitted on first use (quick budgets)
 APP_JS = Path(__file__).parents[2] / "ptheta" / "explorer" / "static" / "app.js"
 VIEWS = (
     *("space", "structure", "surface", "spam", "flow"),
-    *("mass", "surprise", "score", "ode", "compare"),
+    *("mass", "surprise", "score", "ode", "compare", "sequences"),
 )
 
 # A compare report in the schema `ptheta compare` writes: one row per kind of likelihood.
@@ -512,7 +512,32 @@ def test_compare_table_sorts_and_the_chart_draws_bounds_as_bounds(page, server, 
     snap(page, tmp_path, "compare")
 
 
-def test_every_tab_opens_its_view_and_is_screenshotted(page, server, tmp_path):
+def test_sequences_show_the_api_nll_samples_and_state_colours(
+    page, server, api, sequence_fakes, tmp_path
+):
+    open_view(page, server, "sequences")
+    want = api.get("/api/sequences", params={"n": 12, "seed": 0}).json()
+    rows = page.locator("#sequences-table tbody tr")
+    expect(rows).to_have_count(len(want["models"]), timeout=FIT)
+    shown = page.locator('#sequences-table [data-testid="nats-per-step"]')
+    expect(shown).to_have_text([js_fmt(m["test_nll_per_step"], 3) for m in want["models"]])
+    for m in want["models"]:
+        card = page.locator(f'#sequences-models .card[data-model="{m["model"]}"]')
+        expect(card.locator('[data-testid="sequence"]')).to_have_count(len(m["samples"]))
+        # one coloured cell per step of a model with a state path, none otherwise
+        states = [s for x in m["samples"] for s in (x["states"] or []) if s >= 0]
+        expect(card.locator(".tok[data-state]")).to_have_count(len(states))
+        if states:
+            first = card.locator('[data-testid="sequence"]').first
+            expect(first).to_contain_text(m["samples"][0]["text"][0])
+    page.locator("#sequences-resample").click()
+    expect(page.locator("#sequences-seed")).to_have_text("1")
+    expect(page.locator("#sequences-models")).to_have_attribute("data-seed", "1", timeout=FIT)
+    no_error(page, "sequences")
+    snap(page, tmp_path, "sequences")
+
+
+def test_every_tab_opens_its_view_and_is_screenshotted(page, server, tmp_path, sequence_fakes):
     open_view(page, server, "space")
     for view in VIEWS:
         page.locator(f"#tab-{view}").click()

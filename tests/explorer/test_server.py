@@ -163,7 +163,7 @@ def test_every_element_the_script_uses_is_on_the_page():
     views = set(re.findall(r'data-view="([^"]+)"', html))
     assert views == {
         *("space", "structure", "surface", "spam", "flow"),
-        *("mass", "surprise", "score", "ode", "compare"),
+        *("mass", "surprise", "score", "ode", "compare", "sequences"),
     }
     # the script's list of views is the page's, in the page's order
     listed = re.search(r"const VIEWS = \{ ([^}]*) \};", script).group(1).split(", ")

@@ -875,8 +875,66 @@ const compare = {
   },
 };
 
+// ------------------------------------------------------------------- 11: sequences
+/** One sampled (or observed) sequence as a row of letter cells; with `states`, each cell
+ *  is coloured by the state of the most probable path, else grey. */
+function sequenceRow(seq, withStates) {
+  const letters = seq.text === null ? seq.tokens.map(String) : [...seq.text];
+  const cells = letters.map((ch, t) => {
+    const state = withStates && seq.states ? seq.states[t] : null;
+    const attrs = { class: "tok", text: ch === " " ? "␣" : ch };
+    if (state !== null && state >= 0) {
+      attrs.style = `background: ${PALETTE[state % PALETTE.length]}; color: #fff`;
+      attrs["data-state"] = String(state);
+      attrs.title = `state ${state}`;
+    }
+    return el("span", attrs);
+  });
+  return el("div", { class: "seq", "data-testid": "sequence" }, ...cells, el("span", { class: "end", text: "∎", title: "end of the sequence" }));
+}
+
+const sequences = {
+  async init() {
+    this.panel = new Panel("sequences");
+    this.seed = 0;
+    $("sequences-resample").addEventListener("click", () => {
+      this.seed += 1;
+      $("sequences-seed").textContent = String(this.seed);
+      this.update();
+    });
+    await this.update();
+  },
+  async update() {
+    const seed = this.seed;
+    const data = await this.panel.request(
+      "Fitting the sequence models on the words (first use only; cached afterwards)…",
+      () => api(`api/sequences?n=12&seed=${seed}`));
+    if (!data) return;
+    $("sequences-data").textContent = `${data.data}: ${data.description}. Test split: ${fmtInt(data.n_test)} words, ${fmtInt(data.test_steps)} steps (letters plus one end per word).`;
+    $("sequences-unit").textContent = (data.per_step_unit || "bits / step").replace("/", " / ");
+    const mark = (m) => KIND_MARK[m.likelihood] || "";
+    $("sequences-table").tBodies[0].replaceChildren(...data.models.map((m) => el("tr", { "data-model": m.model },
+      el("td", { text: m.model }), el("td", { text: m.likelihood }),
+      el("td", { class: "num", text: `${mark(m)}${fmt(m.test_nll_nats, 2)} ± ${fmt(m.test_nll_sem, 2)}` }),
+      el("td", { class: "num", "data-testid": "nats-per-step", text: mark(m) + fmt(m.test_nll_per_step, 3) }),
+      el("td", { class: "num", text: mark(m) + fmt(m.test_bits_per_step, 3) }),
+      el("td", { class: "num", text: fmtInt(m.n_parameters) }))));
+    $("sequences-note").textContent = `NLL ${data.note}.`;
+    const cards = data.models.map((m) => el("div", { class: "card", "data-model": m.model },
+      el("h3", { text: m.model }),
+      el("p", { class: "note", text: m.has_states
+        ? `${m.n_states} hidden states: colour = the state of the most probable path`
+        : "no hidden states" }),
+      ...m.samples.map((s) => sequenceRow(s, m.has_states))));
+    cards.push(el("div", { class: "card", "data-model": "observed" }, el("h3", { text: "observed test words" }),
+      el("p", { class: "note", text: "the data themselves" }), ...data.observed.map((s) => sequenceRow(s, false))));
+    $("sequences-models").replaceChildren(...cards);
+    $("sequences-models").dataset.seed = String(data.seed);
+  },
+};
+
 // -------------------------------------------------------------------------- tabs
-const VIEWS = { space, structure, surface, spam, flow, mass, surprise, score, ode, compare };
+const VIEWS = { space, structure, surface, spam, flow, mass, surprise, score, ode, compare, sequences };
 const started = new Set();
 
 function show(name) {
