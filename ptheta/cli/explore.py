@@ -63,12 +63,13 @@ def command(
 ) -> None:
     """Serve the explorer (a local web page backed by real fitted models) until Ctrl+C.
 
-    Ten views: the size of the space of binary images, structure (which connections a
+    Eleven views: the size of the space of binary images, structure (which connections a
     model keeps) on digits, p(x) as a surface on 2-D toys, naive Bayes against logistic
     regression on spam, a flow's layers keeping the density normalised, the probability
     budget (one unit of mass for autoregressive, latent-variable and flow models), surprise
     and entropy, a learned score field with Langevin chains, ODE paths from the Gaussian to
-    the data, and the latest `ptheta compare` report. Models are fitted on first use and
+    the data, the latest `ptheta compare` report, and sequences of any length (an HMM's
+    samples coloured by their hidden state path, next to a Markov chain and an LSTM). Models are fitted on first use and
     cached under --cache.
 
     \b
