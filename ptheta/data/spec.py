@@ -271,6 +271,20 @@ def check_values(
     if arr.shape[0] == 0:
         raise DataError(f"{what} is empty (0 examples)")
     _check_has_features(arr, what)
+    if arr.dtype.kind in "biu":
+        # integers: no NaN, no infinity, no fraction, no overflow of squares; one range
+        # check and one C-contiguous copy of the right dtype (whatever the memory layout)
+        if spec.is_discrete:
+            lo, hi = int(arr.min()), int(arr.max())
+            if lo < 0 or hi > spec.n_categories - 1:
+                raise DataError(
+                    f"{what} has values in [{lo}, {hi}] but the model expects "
+                    f"{spec.describe()} data with values 0..{spec.n_categories - 1}"
+                )
+            return np.ascontiguousarray(arr, dtype=np.int64)
+        arr = np.ascontiguousarray(arr, dtype=np.float64)
+        check_magnitude(arr, what)
+        return arr
     # one C-contiguous float64 copy: the same values give the same model whatever the
     # memory layout (Fortran order, a DataFrame, a reversed view X[::-1])
     arr = np.ascontiguousarray(arr, dtype=np.float64)

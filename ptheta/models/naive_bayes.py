@@ -143,15 +143,23 @@ class NaiveBayes(BayesRule, GenerativeModel):
                 jll = levels.astype(np.float64) @ (logp[:, :, 1] - base).T  # (N, C)
                 jll += base.sum(axis=1) if observed is None else observed @ base.T
             else:
-                # look log p(x_i | y) up at i·K + x_i of the flattened table; a missing entry
-                # looks up an appended 0 instead: its factor is dropped
-                table = np.concatenate(
-                    [logp.reshape(n_classes, d * k), np.zeros((n_classes, 1))], 1
-                )
-                pos = (levels + np.arange(d) * k).astype(np.int64)  # (N, D)
+                # look the row log p(x_i | ·) (C,) up at i·K + x_i of a (D·K + 1, C) table and
+                # sum the D rows of each example: the product of the examples' one-hot codes,
+                # a sparse (N, D·K + 1) matrix with D ones per row, and the table — one fused
+                # gather-and-sum, linear in N, never an (N, D, C) array. A missing entry looks
+                # up the appended row of zeros: its factor is dropped.
+                from scipy import sparse
+
+                table = np.concatenate([logp.reshape(n_classes, d * k).T, np.zeros((1, n_classes))])
+                pos = np.asarray(levels, dtype=np.int64) + np.arange(d) * k  # (N, D)
                 if observed is not None:
                     pos[missing] = d * k
-                jll = np.stack([np.take(table[c], pos).sum(axis=1) for c in range(n_classes)], 1)
+                n = len(pos)
+                one_hot = sparse.csr_matrix(
+                    (np.ones(n * d), pos.ravel(), np.arange(0, n * d + 1, d)),
+                    shape=(n, d * k + 1),
+                )
+                jll = np.asarray(one_hot @ table)  # (N, C)
         else:
             jll = np.empty((len(flat), len(self.classes_)))
             for c in range(len(self.classes_)):
