@@ -608,16 +608,7 @@ def _m_step(
     nk = resp.sum(dim=0) + eps  # (K,)
     means = (resp.T @ x) / nk[:, None]  # (K, D)
     if covariance_type == "full":
-        # Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ for every component by batched (K, D, rows) @
-        # (K, rows, D) products over chunks of rows: no loop over components, and memory
-        # bounded to about 2²¹ values per chunk (never a (K, N, D) tensor)
-        k = len(means)
-        cov = torch.zeros(k, d, d, dtype=x.dtype, device=x.device)
-        rows = max(256, 2**21 // (k * d))
-        for start in range(0, n, rows):
-            diff = x[None, start : start + rows] - means[:, None]  # (K, rows, D)
-            weighted = diff * resp[start : start + rows].T[:, :, None]
-            cov.baddbmm_(weighted.transpose(1, 2), diff)
+        cov = _weighted_scatter(x, resp, means)  # (K, D, D)
         cov = cov / nk[:, None, None] + smooth * torch.eye(d, dtype=x.dtype, device=x.device)
     else:
         # Σ_n r_nk (x_n − μ_k)², in row chunks to bound memory; not E[x²] − μ², which
@@ -654,19 +645,7 @@ def _log_weighted_densities(
             )
         eye = torch.eye(d, dtype=x.dtype, device=x.device).expand_as(chol)
         prec_chol = torch.linalg.solve_triangular(chol, eye, upper=False)  # L⁻¹, (K, D, D)
-        # ‖L⁻¹ (x − μ_k)‖² for every component by one (rows, D) @ (D, K·D) product per
-        # chunk of rows: one large matrix product is faster than K small ones, and the
-        # chunks bound memory to about 2²¹ values (never a (K, N, D) tensor)
-        k = len(means)
-        w = prec_chol.transpose(1, 2)  # (K, D, D), (L⁻¹)ᵀ
-        w_cat = w.permute(1, 0, 2).reshape(d, k * d)  # (D, K·D)
-        offset = (means[:, None, :] @ w).squeeze(1)  # (K, D)
-        maha = torch.empty(len(x), k, dtype=x.dtype, device=x.device)  # (N, K)
-        rows = max(256, 2**21 // (k * d))
-        for start in range(0, len(x), rows):
-            y = (x[start : start + rows] @ w_cat).view(-1, k, d) - offset
-            torch.sum(y.square_(), dim=2, out=maha[start : start + rows])
-        maha = maha.T  # (K, N)
+        maha = _mahalanobis(x, means, prec_chol)  # (N, K)
         log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(dim=1)  # (K,)
         trace_prec = (prec_chol * prec_chol).sum(dim=(1, 2))  # ‖L⁻¹‖²_F = tr(Σ⁻¹)
     else:
@@ -674,11 +653,74 @@ def _log_weighted_densities(
             raise DataError("a mixture component has zero variance; raise reg_covar")
         inv = 1.0 / cov  # (K, D)
         maha = (x * x) @ inv.T - 2.0 * x @ (means * inv).T + (means * means * inv).sum(1)  # (N, K)
-        maha = maha.T.clamp_min(0.0)
+        maha.clamp_min_(0.0)
         log_det = torch.log(cov).sum(dim=1)
         trace_prec = inv.sum(dim=1)
-    log_norm = -0.5 * (d * math.log(2 * math.pi) + log_det[:, None] + maha)  # (K, N)
-    return (torch.log(weights)[:, None] + log_norm).T, trace_prec
+    # log π_k − ½ (D log 2π + log det Σ_k + maha), in place on the (N, K) distances
+    const = torch.log(weights) - 0.5 * (d * math.log(2 * math.pi) + log_det)  # (K,)
+    return maha.mul_(-0.5).add_(const), trace_prec
+
+
+def _weighted_scatter(x: torch.Tensor, resp: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
+    """Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ for every component k, shape (K, D, D).
+
+    On the CPU one BLAS ``syrk`` per component on √r_k ⊙ (x − μ_k): the symmetric product
+    costs half a general one (N·D² flops, not 2·N·D²), and x − μ_k is formed first, so
+    nothing cancels when a component sits far from the origin. Elsewhere (CUDA) batched
+    products over chunks of rows, never a (K, N, D) tensor.
+    """
+    k, d = means.shape
+    if x.device.type == "cpu":
+        from scipy.linalg import blas
+
+        xs, ms = x.numpy(), means.numpy()
+        roots = np.sqrt(resp.T.contiguous().numpy())  # (K, N)
+        syrk = blas.get_blas_funcs("syrk", (xs,))
+        out = np.empty((k, d, d), dtype=xs.dtype)
+        for j in range(k):
+            a = xs - ms[j]
+            a *= roots[j][:, None]
+            upper = syrk(1.0, a.T, trans=0, lower=0)  # a.T is (D, N) in Fortran order: a ᵀa
+            out[j] = np.triu(upper) + np.triu(upper, 1).T
+        return torch.from_numpy(out)
+    cov = torch.zeros(k, d, d, dtype=x.dtype, device=x.device)
+    rows = max(256, 2**21 // (k * d))
+    for start in range(0, len(x), rows):
+        diff = x[None, start : start + rows] - means[:, None]  # (K, rows, D)
+        weighted = diff * resp[start : start + rows].T[:, :, None]
+        cov.baddbmm_(weighted.transpose(1, 2), diff)
+    return cov
+
+
+def _mahalanobis(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor) -> torch.Tensor:
+    """‖L_k⁻¹ (x_n − μ_k)‖² for every example and component, shape (N, K), with
+    ``prec_chol`` (K, D, D) the lower-triangular L_k⁻¹.
+
+    On the CPU one BLAS ``trmm`` per component (a triangular product: N·D² flops, half a
+    general one) on x − μ_k formed first; elsewhere one (rows, D) @ (D, K·D) product per
+    chunk of rows (memory bounded to about 2²¹ values, never a (K, N, D) tensor).
+    """
+    k, d = means.shape
+    if x.device.type == "cpu":
+        from scipy.linalg import blas
+
+        xs, ms, ps = x.numpy(), means.numpy(), prec_chol.numpy()
+        trmm = blas.get_blas_funcs("trmm", (xs,))
+        out = np.empty((len(xs), k), dtype=xs.dtype)
+        for j in range(k):
+            # (x − μ_k) in C order is its transpose (D, N) in Fortran order: y ᵀ = L⁻¹ (x − μ)ᵀ
+            y = trmm(1.0, np.asfortranarray(ps[j]), (xs - ms[j]).T, side=0, lower=1, overwrite_b=1)
+            out[:, j] = np.einsum("ij,ij->j", y, y)
+        return torch.from_numpy(out)
+    w = prec_chol.transpose(1, 2)  # (K, D, D), (L⁻¹)ᵀ
+    w_cat = w.permute(1, 0, 2).reshape(d, k * d)  # (D, K·D)
+    offset = (means[:, None, :] @ w).squeeze(1)  # (K, D)
+    out_t = torch.empty(len(x), k, dtype=x.dtype, device=x.device)
+    rows = max(256, 2**21 // (k * d))
+    for start in range(0, len(x), rows):
+        y = (x[start : start + rows] @ w_cat).view(-1, k, d) - offset
+        torch.sum(y.square_(), dim=2, out=out_t[start : start + rows])
+    return out_t
 
 
 def _conditional_gaussians(
