@@ -36,6 +36,7 @@ ENTRIES: dict[str, str] = {
     "naive-bayes": "ptheta.models.naive_bayes:NaiveBayes",
     "bayes-classifier": "ptheta.models.classifier:BayesClassifier",
     "chow-liu": "ptheta.models.chow_liu:ChowLiuTree",
+    "bayesian-network": "ptheta.models.bayes_net:BayesianNetwork",
     "hmm": "ptheta.models.hmm:HMM",
     "state-space": "ptheta.models.state_space:StateSpace",
     "nade": "ptheta.models.nade:NADE",
