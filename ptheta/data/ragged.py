@@ -114,6 +114,11 @@ class Sequences:
             lengths = np.asarray(as_array(lengths, "lengths"), dtype=np.float64).reshape(-1)
             if np.any(lengths != np.round(lengths)) or np.any(lengths < 1):
                 raise DataError("lengths must be whole numbers >= 1")
+            if int(lengths.sum()) != len(flat):
+                raise DataError(
+                    f"lengths sum to {int(lengths.sum())} but values hold {len(flat)} steps; "
+                    "the lengths of all sequences must add up to the number of steps"
+                )
             offsets = np.concatenate([[0], np.cumsum(lengths.astype(np.int64))])
         offsets = np.asarray(as_array(offsets, "offsets"), dtype=np.float64).reshape(-1)
         if len(offsets) < 2 or np.any(offsets != np.round(offsets)):

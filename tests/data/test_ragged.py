@@ -112,7 +112,7 @@ def test_repr_says_counts_lengths_and_steps():
         (lambda: Sequences.from_offsets(np.arange(5), [1, 2, 5]), "start at 0"),
         (lambda: Sequences.from_offsets(np.arange(5), [0, 3, 3, 5]), "increase strictly"),
         (lambda: Sequences.from_offsets(np.arange(5), [0, 2.5, 5]), "whole numbers"),
-        (lambda: Sequences.from_offsets(np.arange(5), lengths=[2, 2]), "end at the number"),
+        (lambda: Sequences.from_offsets(np.arange(5), lengths=[2, 2]), "lengths sum to 4 but"),
         (lambda: Sequences.from_offsets(np.arange(5), lengths=[5, 0]), ">= 1"),
         (lambda: Sequences.from_offsets(np.arange(5)), "one of the two"),
         (lambda: Sequences.from_offsets(np.arange(5), [0, 5], lengths=[5]), "one of the two"),
