@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test browser lint format bench bench-setup clean
+.PHONY: setup demo test browser lint format bench bench-setup bench-peers bench-summary clean
 
 setup: $(STAMP)
 
@@ -58,8 +58,31 @@ $(BENCH_STAMP): pyproject.toml constraints.txt bench/requirements.txt
 	$(BENCH_VENV)/bin/python -m pip install -q -c constraints.txt -e . -r bench/requirements.txt
 	touch $(BENCH_STAMP)
 
+# Every peer comparison runs on bench/harness.py and appends its results to
+# bench/results/<script>.jsonl (git-ignored); bench-summary tables the latest of each.
+# `make bench-peers BENCH_ARGS=--full` for the big sizes.
+BENCH_PEERS := gmm_vs_sklearn naive_bayes_vs_sklearn rbm_vs_sklearn hmm_vs_peers \
+	chow_liu_vs_pgmpy bayes_net_vs_pgmpy made_flops
+BENCH_ARGS ?=
+
 bench: bench-setup
-	set -e; for script in bench/*.py; do $(BENCH_VENV)/bin/python $$script; done
+	set -e; for script in bench/*.py; do \
+	  case $$script in bench/harness.py|bench/summary.py) continue;; esac; \
+	  $(BENCH_VENV)/bin/python $$script; \
+	done
+	$(MAKE) bench-summary
+
+bench-peers: bench-setup
+	set -e; for name in $(BENCH_PEERS); do \
+	  $(BENCH_VENV)/bin/python bench/$$name.py $(BENCH_ARGS); \
+	done
+	$(BENCH_VENV)/bin/python bench/flows.py --only throughput $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python bench/continuous.py --only throughput $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python bench/vae_digits.py --skip-quality $(BENCH_ARGS)
+	$(MAKE) bench-summary
+
+bench-summary:
+	$(BENCH_VENV)/bin/python bench/summary.py
 
 clean:
 	rm -rf runs .pytest_cache

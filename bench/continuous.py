@@ -6,10 +6,11 @@
    budget; and the grid integral of each fitted density (≈ 1 for a normalised model).
 2. digits (17 levels): test bits/dim (dequantisation-bound estimates) and the Fréchet
    distance of 500 samples in the digits feature space, under a fixed budget.
-3. Training throughput (examples/s, same network, same data, same batches): ptheta's
-   flow-matching loss (OT coupling) vs torchcfm's ExactOptimalTransportConditionalFlowMatcher
-   driving the same network, and ptheta's autoregressive nsf vs zuko's NSF of the same
-   size (peers only in the bench environment; skipped with a note when missing).
+3. Training time vs peers (bench/harness.py: threads pinned, warm-up, interleaved rounds;
+   the same network, data, batches and number of steps): ptheta's flow-matching loss (OT
+   coupling) vs torchcfm's ExactOptimalTransportConditionalFlowMatcher driving the same
+   network, and ptheta's autoregressive nsf vs zuko's NSF of the same size (peers only in
+   the bench environment; skipped with a note when missing).
 4. Sampling time vs the number of function evaluations of flow-matching on a toy, with the
    MMD of the samples to the test split.
 
@@ -19,14 +20,12 @@
 from __future__ import annotations
 
 import argparse
-import math
 import time
 import warnings
-from collections.abc import Callable
 
 import numpy as np
 import torch
-from rich.console import Console
+from harness import compare, console, parser, print_comparison, script_name, training_side
 from rich.table import Table
 
 import ptheta
@@ -35,7 +34,6 @@ from ptheta.eval.features import feature_extractor
 from ptheta.eval.metrics import frechet_distance, mmd
 from ptheta.nn.ode import ODESolver
 
-console = Console()
 TOYS = ["moons", "8gaussians", "checkerboard", "spirals"]
 BATCH, STEPS = 128, 30
 
@@ -156,30 +154,14 @@ def digits(budget: float) -> None:
 
 
 # --------------------------------------------------------------------------- throughput
-def _steps(loss: Callable[[torch.Tensor], torch.Tensor], opt, batches) -> float:
-    start = time.perf_counter()
-    for b in batches:
-        value = loss(b).mean()
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-    return time.perf_counter() - start
-
-
-def _rates(pairs, batches, rounds: int = 5) -> list[float]:
-    """Examples/s of each (loss, parameters), interleaved over rounds after a warm-up; each
-    keeps its best round (interference on a shared CPU only ever slows a round down)."""
-    opts = [torch.optim.AdamW(params, lr=1e-4) for _, params in pairs]
-    for (loss, _), opt in zip(pairs, opts, strict=True):
-        _steps(loss, opt, batches[:3])
-    best = [math.inf] * len(pairs)
-    for _ in range(rounds):
-        for i, ((loss, _), opt) in enumerate(zip(pairs, opts, strict=True)):
-            best[i] = min(best[i], _steps(loss, opt, batches))
-    return [len(batches) * BATCH / b for b in best]
-
-
-def throughput() -> None:
+def throughput(args: argparse.Namespace) -> None:
+    """Training time of the same number of AdamW steps on the same batches (batch 128,
+    float32, CPU) through bench/harness.py: ptheta's flow-matching loss (OT coupling) and
+    torchcfm's ExactOptimalTransportConditionalFlowMatcher driving the same network from
+    the same initial weights; ptheta's autoregressive nsf and zuko's NSF of the same size
+    (parameter counts printed). The objective is each side's mean training loss on the
+    data after the steps (flow matching: the regression loss, a stochastic number; nsf:
+    NLL in nats)."""
     data = ptheta.datasets.load("digits")
     rng = np.random.default_rng(0)
     flat = 2 * (data.train.x + rng.random(data.train.x.shape)) / 17 - 1  # dequantised, [-1, 1]
@@ -187,85 +169,82 @@ def throughput() -> None:
     g = torch.Generator().manual_seed(0)
     batches = [x[torch.randint(len(x), (BATCH,), generator=g)] for _ in range(STEPS)]
     spec = DataSpec("continuous", (64,))
-    table = Table(title=f"training throughput (examples/s, batch {BATCH}, CPU, float32)")
-    for col in ("workload", "ptheta", "peer", "peer ex/s", "ratio"):
-        table.add_column(col, justify="right")
+    cases = []
 
-    torch.manual_seed(0)
     fm = ptheta.make("flow-matching", hidden=128, coupling="ot", device="cpu")
-    module = fm._build_module(spec, None).train()
+
+    def fm_module():
+        torch.manual_seed(0)
+        return fm._build_module(spec, None).train()
+
+    def ours_fm():
+        module = fm_module()
+        return module.loss, list(module.parameters())
+
     try:
         from torchcfm.conditional_flow_matching import (
             ExactOptimalTransportConditionalFlowMatcher,
         )
 
-        torch.manual_seed(0)
-        twin = fm._build_module(spec, None).train()  # the same network, its own weights
-        matcher = ExactOptimalTransportConditionalFlowMatcher(sigma=0.0)
+        def theirs_fm():
+            twin = fm_module()  # the same network and initial weights
+            matcher = ExactOptimalTransportConditionalFlowMatcher(sigma=0.0)
 
-        def theirs(batch: torch.Tensor) -> torch.Tensor:
-            x0 = torch.randn_like(batch)
-            t, xt, ut = matcher.sample_location_and_conditional_flow(x0, batch)
-            return (twin.net(xt, t) - ut).pow(2).mean(1)
+            def loss(batch: torch.Tensor) -> torch.Tensor:
+                x0 = torch.randn_like(batch)
+                t, xt, ut = matcher.sample_location_and_conditional_flow(x0, batch)
+                return (twin.net(xt, t) - ut).pow(2).mean(1)
 
-        ours_rate, their_rate = _rates(
-            [(module.loss, list(module.parameters())), (theirs, list(twin.parameters()))],
-            batches,
-        )
-        table.add_row(
-            "flow-matching, OT coupling",
-            f"{ours_rate:,.0f}",
-            "torchcfm",
-            f"{their_rate:,.0f}",
-            f"{ours_rate / their_rate:.2f}",
-        )
+            return loss, list(twin.parameters())
+
+        cases.append(("flow-matching, OT coupling", "flow-matching loss after", [
+            ("ptheta flow-matching", ours_fm), ("torchcfm ExactOT CFM", theirs_fm),
+        ]))  # fmt: skip
     except ImportError as e:
-        table.add_row("flow-matching, OT coupling", "—", f"torchcfm missing ({e.name})", "—", "—")
+        console.print(f"torchcfm missing ({e.name}): flow-matching comparison skipped")
 
-    torch.manual_seed(0)
     # zuko's NSF: MADE spline layers with reversed orderings, no linear mixing or
     # normalisation between them; ptheta's nsf with the same architecture
-    nsf = ptheta.make(
-        "nsf",
-        hidden=128,
-        n_layers=4,
-        n_bins=8,
-        transform_type="autoregressive",
-        mixing="none",
-        norm="none",
-        device="cpu",
-    )
-    ours_nsf = nsf._build_module(spec, None).train()
+    nsf = ptheta.make("nsf", hidden=128, n_layers=4, n_bins=8, transform_type="autoregressive",
+                      mixing="none", norm="none", device="cpu")  # fmt: skip
+
+    def ours_nsf():
+        torch.manual_seed(0)
+        module = nsf._build_module(spec, None).train()
+        with torch.no_grad():
+            module.loss(batches[0])  # its data-dependent initialisation
+        return module.loss, list(module.parameters())
+
     try:
         import zuko
 
-        torch.manual_seed(0)
-        peer = zuko.flows.NSF(64, transforms=4, bins=8, hidden_features=(128, 128))
+        def theirs_nsf():
+            torch.manual_seed(0)
+            flow = zuko.flows.NSF(64, transforms=4, bins=8, hidden_features=(128, 128))
+            return (lambda b: -flow().log_prob(b)), list(flow.parameters())
 
-        def zuko_loss(batch: torch.Tensor) -> torch.Tensor:
-            return -peer().log_prob(batch)
-
-        with torch.no_grad():
-            ours_nsf.loss(batches[0])  # data-dependent initialisation first
-        ours_rate, their_rate = _rates(
-            [(ours_nsf.loss, list(ours_nsf.parameters())), (zuko_loss, list(peer.parameters()))],
-            batches,
-        )
-        sizes = (
-            sum(p.numel() for p in ours_nsf.parameters()),
-            sum(p.numel() for p in peer.parameters()),
-        )
-        table.add_row(
-            f"nsf autoregressive ({sizes[0]:,} vs {sizes[1]:,} params)",
-            f"{ours_rate:,.0f}",
-            "zuko NSF",
-            f"{their_rate:,.0f}",
-            f"{ours_rate / their_rate:.2f}",
-        )
+        cases.append(("nsf autoregressive, 4 layers, 8 bins", "train NLL after (nats)", [
+            ("ptheta nsf", ours_nsf), ("zuko NSF", theirs_nsf),
+        ]))  # fmt: skip
     except ImportError as e:
-        table.add_row("nsf autoregressive", "—", f"zuko missing ({e.name})", "—", "—")
-    console.print(table)
-    console.print("target: ≥ 1.2× the peer's examples/s")
+        console.print(f"zuko missing ({e.name}): nsf comparison skipped")
+    for label, objective, makers in cases:
+        for threads in args.threads:
+            torch.manual_seed(0)  # the flow-matching losses draw noise from the global RNG
+            result = compare(
+                f"{label}, {STEPS} AdamW steps of batch {BATCH}",
+                [training_side(name, make, batches, x) for name, make in makers],
+                threads=threads,
+                script=script_name(__file__),
+                rounds=args.rounds,
+                warmup=args.warmup,
+                objective=objective,
+                rtol=None,
+                params={"steps": STEPS, "batch": BATCH},
+                record=args.record,
+            )
+            print_comparison(result)
+    console.print("target: ptheta ≥ 1.2× the peer (peer / ptheta ≥ 1.2)")
 
 
 def sampling(budget: float) -> None:
@@ -288,14 +267,14 @@ def sampling(budget: float) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--toy-time", type=float, default=20.0)
-    parser.add_argument("--digits-time", type=float, default=90.0)
-    parser.add_argument("--only", choices=("toys", "digits", "throughput", "sampling"))
-    args = parser.parse_args()
-    torch.set_num_threads(2)
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--toy-time", type=float, default=20.0)
+    p.add_argument("--digits-time", type=float, default=90.0)
+    p.add_argument("--only", choices=("toys", "digits", "throughput", "sampling"))
+    args = p.parse_args()
     if args.only in (None, "throughput"):
-        throughput()
+        throughput(args)
+    torch.set_num_threads(2)
     if args.only in (None, "sampling"):
         sampling(args.toy_time)
     if args.only in (None, "toys"):

@@ -4,31 +4,29 @@
    true entropy (the floor) where it is known.
 2. digits (17 levels): test bits/dim of the dequantisation bound (uniform and
    variational) under a fixed CPU budget, early stopping on the validation split.
-3. Throughput (training examples/s, same architecture sizes, same data, same batches):
-   ptheta's RealNVP / MAF against zuko's, ptheta's Glow against normflows' (peers only in
-   the bench environment; skipped with a note when missing).
+3. Training time vs peers (bench/harness.py: threads pinned, warm-up, interleaved rounds;
+   the same architecture sizes, data, batches and number of AdamW steps): ptheta's RealNVP
+   / MAF against zuko's, ptheta's Glow against normflows' (peers only in the bench
+   environment; skipped with a note when missing). Parameter counts are printed.
 
-    .venv-bench/bin/python bench/flows.py [--toy-time 10] [--digits-time 90]
+    .venv-bench/bin/python bench/flows.py [--only throughput] [--toy-time 10] [--digits-time 90]
 """
 
 from __future__ import annotations
 
 import argparse
-import math
-import time
 import warnings
 from collections.abc import Callable
 
 import numpy as np
 import torch
-from rich.console import Console
+from harness import compare, console, parser, print_comparison, script_name, training_side
 from rich.table import Table
 
 import ptheta
 from ptheta.data.spec import DataSpec
 from ptheta.models.flows import MAF, Glow, RealNVP
 
-console = Console()
 TOYS = ["moons", "circles", "8gaussians", "checkerboard", "pinwheel", "spirals"]
 BATCH, STEPS, HIDDEN = 128, 40, 64
 
@@ -91,86 +89,76 @@ def digits(budget: float) -> None:
 
 
 # --------------------------------------------------------------------------- throughput
-def _steps(loss: Callable[[torch.Tensor], torch.Tensor], opt, batches) -> float:
-    """Seconds for AdamW steps on the batches."""
-    start = time.perf_counter()
-    for b in batches:
-        value = loss(b).mean()
-        opt.zero_grad(set_to_none=True)
-        value.backward()
-        opt.step()
-    return time.perf_counter() - start
-
-
-def _rates(ours, theirs, x: torch.Tensor, rounds: int = 5) -> tuple[float, float]:
-    """Training examples/s of (ours, theirs): (loss, parameters) pairs on the same batches.
-
-    The two alternate over ``rounds`` rounds (after a warm-up) and each keeps its best
-    round: the CPU is shared, and interference only ever slows a round down.
-    """
-    g = torch.Generator().manual_seed(0)
-    batches = [x[torch.randint(len(x), (BATCH,), generator=g)] for _ in range(STEPS)]
-    opts = [torch.optim.AdamW(params, lr=1e-4) for _, params in (ours, theirs)]
-    for (loss, _), opt in zip((ours, theirs), opts, strict=True):
-        _steps(loss, opt, batches[:3])  # warm-up (and actnorm initialisation)
-    best = [math.inf, math.inf]
-    for _ in range(rounds):
-        for i, ((loss, _), opt) in enumerate(zip((ours, theirs), opts, strict=True)):
-            best[i] = min(best[i], _steps(loss, opt, batches))
-    return STEPS * BATCH / best[0], STEPS * BATCH / best[1]
-
-
-def _ours(cls, spec: DataSpec, **params) -> torch.nn.Module:
+def _ours(cls, spec: DataSpec, **params):
     torch.manual_seed(0)
-    return cls(HIDDEN, device="cpu", **params)._build_module(spec, None).train()
+    module = cls(HIDDEN, device="cpu", **params)._build_module(spec, None).train()
+    return module.loss, list(module.parameters())
 
 
-def throughput() -> None:
+def _zuko(flow_cls, **params):
+    torch.manual_seed(0)
+    flow = flow_cls(64, hidden_features=(HIDDEN, HIDDEN), **params)
+    return (lambda b: -flow().log_prob(b)), list(flow.parameters())
+
+
+def throughput(args: argparse.Namespace) -> None:
+    """Training time of the same number of AdamW steps on the same batches (batch 128,
+    float32, CPU), ptheta against zuko (RealNVP, MAF) and normflows (Glow), through
+    bench/harness.py. The objective is each network's mean NLL (nats) on the training data
+    after the steps: their parameterisations and initialisations differ, so it shows what
+    each bought with its time, and is not expected to be equal."""
     data = ptheta.datasets.load("digits")
     rng = np.random.default_rng(0)
     flat = (data.train.x + rng.random(data.train.x.shape)) / 17  # dequantised, in [0, 1)
     x = torch.as_tensor(flat, dtype=torch.float32)  # (1000, 64)
     images = x.reshape(-1, 1, 8, 8)
+    g = torch.Generator().manual_seed(0)
+    picks = [torch.randint(len(x), (BATCH,), generator=g) for _ in range(STEPS)]
     vec, img = DataSpec("continuous", (64,)), DataSpec("continuous", (1, 8, 8))
-    table = Table(title=f"training throughput (examples/s, batch {BATCH}, CPU, float32)")
-    for col in ("model", "ptheta", "peer", "peer ex/s", "ratio"):
-        table.add_column(col, justify="right")
-    pairs = []
+    cases = []
     try:
         import zuko
 
-        ours = _ours(RealNVP, vec, n_layers=6, norm="none")
-        flow = zuko.flows.RealNVP(64, transforms=6, hidden_features=(HIDDEN, HIDDEN))
-        pairs.append(("realnvp", ours, "zuko RealNVP", flow, x))
-        ours = _ours(MAF, vec, n_layers=5, norm="none")
-        flow = zuko.flows.MAF(64, transforms=5, hidden_features=(HIDDEN, HIDDEN))
-        pairs.append(("maf", ours, "zuko MAF", flow, x))
+        cases.append(("realnvp, 6 coupling layers", x, [
+            ("ptheta realnvp", lambda: _ours(RealNVP, vec, n_layers=6, norm="none")),
+            ("zuko RealNVP", lambda: _zuko(zuko.flows.RealNVP, transforms=6)),
+        ]))  # fmt: skip
+        cases.append(("maf, 5 autoregressive layers", x, [
+            ("ptheta maf", lambda: _ours(MAF, vec, n_layers=5, norm="none")),
+            ("zuko MAF", lambda: _zuko(zuko.flows.MAF, transforms=5)),
+        ]))  # fmt: skip
     except ImportError:
-        console.print("zuko is not installed (make bench): RealNVP/MAF comparison skipped")
-    for name, ours, peer, flow, data_x in pairs:
-        rate, theirs = _rates(
-            (ours.loss, list(ours.parameters())),
-            (lambda b, f=flow: -f().log_prob(b), list(flow.parameters())),
-            data_x,
-        )
-        table.add_row(name, f"{rate:,.0f}", peer, f"{theirs:,.0f}", f"{rate / theirs:.2f}×")
+        console.print("zuko is not installed (make bench-setup): RealNVP/MAF comparison skipped")
     try:
         import normflows as nf
 
-        ours = _ours(Glow, img, n_steps=4, n_levels=2)
-        peer = _normflows_glow(nf, levels=2, steps=4)
-        rate, theirs = _rates(
-            (ours.loss, list(ours.parameters())),
-            (lambda b: -peer.log_prob(b, None), list(peer.parameters())),
-            images,
-        )
-        table.add_row(
-            "glow", f"{rate:,.0f}", "normflows Glow", f"{theirs:,.0f}", f"{rate / theirs:.2f}×"
-        )
+        def peer_glow():
+            peer = _normflows_glow(nf, levels=2, steps=4)
+            return (lambda b: -peer.log_prob(b, None)), list(peer.parameters())
+
+        cases.append(("glow, 2 levels × 4 steps, (1, 8, 8)", images, [
+            ("ptheta glow", lambda: _ours(Glow, img, n_steps=4, n_levels=2)),
+            ("normflows Glow", peer_glow),
+        ]))  # fmt: skip
     except ImportError:
-        console.print("normflows is not installed (make bench): Glow comparison skipped")
-    console.print(table)
-    console.print("target: ptheta ≥ 1.2× the peer")
+        console.print("normflows is not installed (make bench-setup): Glow comparison skipped")
+    for label, data_x, makers in cases:
+        batches = [data_x[i] for i in picks]
+        for threads in args.threads:
+            result = compare(
+                f"flow training, {label}, {STEPS} AdamW steps of batch {BATCH}",
+                [training_side(name, make, batches, data_x) for name, make in makers],
+                threads=threads,
+                script=script_name(__file__),
+                rounds=args.rounds,
+                warmup=args.warmup,
+                objective="train NLL after (nats)",
+                rtol=None,
+                params={"steps": STEPS, "batch": BATCH, "hidden": HIDDEN},
+                record=args.record,
+            )
+            print_comparison(result)
+    console.print("target: ptheta ≥ 1.2× the peer (peer / ptheta ≥ 1.2)")
 
 
 def _normflows_glow(nf, levels: int, steps: int):
@@ -194,14 +182,14 @@ def _normflows_glow(nf, levels: int, steps: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--toy-time", type=float, default=10.0)
-    parser.add_argument("--digits-time", type=float, default=90.0)
-    parser.add_argument("--only", choices=("toys", "digits", "throughput"))
-    args = parser.parse_args()
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--toy-time", type=float, default=10.0)
+    p.add_argument("--digits-time", type=float, default=90.0)
+    p.add_argument("--only", choices=("toys", "digits", "throughput"))
+    args = p.parse_args()
     console.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     if args.only in (None, "throughput"):
-        throughput()
+        throughput(args)
     if args.only in (None, "toys"):
         toys(args.toy_time)
     if args.only in (None, "digits"):

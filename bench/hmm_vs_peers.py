@@ -1,17 +1,17 @@
 """Benchmark: ptheta's hmm against hmmlearn and pomegranate, Baum–Welch from the same start.
 
-1,000 sequences × 100 steps from a known 8-state HMM, with (a) 20 symbols (hmmlearn's
-``CategoricalHMM``) and (b) 4-D diagonal Gaussians (``GaussianHMM``); pomegranate's
-``DenseHMM`` with ``Categorical`` / ``Normal(covariance_type="diag")`` states. Every
+300 sequences (1,000 with --full) × 100 steps from a known 8-state HMM, with (a) 20
+symbols (hmmlearn's ``CategoricalHMM``) and (b) 4-D diagonal Gaussians (``GaussianHMM``);
+pomegranate's ``DenseHMM`` with ``Categorical`` / ``Normal(covariance_type="diag")`` states. Every
 implementation starts from the same parameters (ptheta: ``fit(X, initial=...)``;
 hmmlearn: ``init_params=""`` and the attributes set; pomegranate: the distributions and
 matrices passed in, float64) and runs the same number of EM iterations without priors or
-variance floors, with tolerances no change can meet (nobody stops early). Threads are
-pinned equal (``torch.set_num_threads`` and ``threadpoolctl`` for numpy/BLAS), 1 and 2.
-One warm-up fit each, then interleaved rounds (A B C D, A B C D, ...): the median fit time
-and its spread (min–max). Next to each time, the final mean log-likelihood per sequence of
-the fitted parameters, scored by the implementation itself, and its relative difference
-from ptheta's: the same EM iterates give the same number (the work was the same).
+variance floors, with tolerances no change can meet (nobody stops early). Timed with
+bench/harness.py: threads pinned equal (torch and numpy/BLAS), 1 and 2; one warm-up fit
+each, then interleaved rounds (A B C D, A B C D, ...): the median time and its spread.
+Each timed run is the fit plus one scoring of the data by the implementation itself (the
+final mean log-likelihood per sequence, printed next to the time with its relative
+difference from ptheta's: the same EM iterates give the same number, the same work).
 
 pomegranate's ``DenseHMM`` has an explicit end state whose probabilities it learns (its
 transition rows and end probability sum to one), a different model from ptheta's and
@@ -20,7 +20,9 @@ transition update, and the loop is its own ``fit`` loop (``summarize`` over the 
 ``from_summaries``) without the tolerance check: the same model, pomegranate's E- and
 M-steps.
 
-    .venv-bench/bin/python bench/hmm_vs_peers.py [--rounds 3] [--iters 10] [--threads 1 2]
+A ptheta-only scaling table (1 thread) follows (more sizes with --full).
+
+    .venv-bench/bin/python bench/hmm_vs_peers.py [--full] [--rounds 3] [--iters 10] [--threads 1 2]
 """
 
 from __future__ import annotations
@@ -36,13 +38,11 @@ from typing import Any
 
 import numpy as np
 import torch
-from rich.console import Console
+from harness import Side, compare, console, parser, pinned, print_comparison, script_name
 from rich.table import Table
-from threadpoolctl import threadpool_limits
 
 import ptheta
 
-console = Console(width=170)
 N, T, K, L, F = 1000, 100, 8, 20, 4
 
 try:
@@ -161,77 +161,39 @@ def fitters() -> list[Fitter]:
 
 
 # --------------------------------------------------------------------------- measuring
-def interleaved(
-    runners: list[Fitter], x: np.ndarray, start: dict[str, Any], iters: int, rounds: int
-) -> dict[str, tuple[list[float], float]]:
-    """Times of ``rounds`` interleaved fits each (after one warm-up) and the final mean
-    log-likelihood per sequence of each."""
-    times: dict[str, list[float]] = {r.name: [] for r in runners}
-    final: dict[str, float] = {}
-    for r in runners:
-        final[r.name] = r.fit(x, copy.deepcopy(start), iters)  # warm-up
-    for _ in range(rounds):
-        for r in runners:
-            fresh = copy.deepcopy(start)  # no fitter can change another's start
-            begin = time.perf_counter()
-            ll = r.fit(x, fresh, iters)
-            times[r.name].append(time.perf_counter() - begin)
-            same = abs(ll - final[r.name]) <= 1e-9 * abs(final[r.name])
-            assert same, f"{r.name}: another result than its warm-up"
-    return {name: (times[name], final[name]) for name in times}
-
-
-def pinned(threads: int) -> threadpool_limits:
-    torch.set_num_threads(threads)
-    return threadpool_limits(threads)
-
-
-def versus_peers(iters: int, rounds: int, thread_counts: list[int]) -> None:
-    runners = fitters()
+def versus_peers(args: argparse.Namespace) -> None:
+    n = N if args.full else args.n
     for kind, label in (("categorical", f"{L} symbols"), ("gaussian", f"{F}-D diagonal Gaussians")):
-        x, start = make_data(kind, N, T)
-        table = Table(
-            title=f"{label}: {N} sequences × {T} steps, K={K}, {iters} EM iterations from the "
-            f"same start; median fit time (min–max) of {rounds} interleaved rounds"
-        )
-        columns = (
-            "implementation",
-            "threads",
-            "fit time (s)",
-            "s / iteration",
-            "slower than ptheta",
-            "final log-lik / sequence",
-            "rel. diff vs ptheta",
-        )
-        for col in columns:
-            table.add_column(col, justify="left" if col == "implementation" else "right")
-        for threads in thread_counts:
-            with pinned(threads):
-                results = interleaved(runners, x, start, iters, rounds)
-            ours = statistics.median(results["ptheta hmm"][0])
-            ours_ll = results["ptheta hmm"][1]
-            for name, (times, ll) in results.items():
-                med = statistics.median(times)
-                table.add_row(
-                    name,
-                    str(threads),
-                    f"{med:.3f} ({min(times):.3f}–{max(times):.3f})",
-                    f"{med / iters:.4f}",
-                    "—" if name == "ptheta hmm" else f"{med / ours:.1f}×",
-                    f"{ll:.4f}",
-                    "—" if name == "ptheta hmm" else f"{abs(ll - ours_ll) / abs(ours_ll):.1e}",
-                )
-        console.print(table)
+        x, start = make_data(kind, n, T)
+        # a fresh copy of the start per run: pomegranate updates its parameters in place
+        sides = [
+            Side(f.name, lambda f=f, x=x, s=start: f.fit(x, copy.deepcopy(s), args.iters))
+            for f in fitters()
+        ]
+        for threads in args.threads:
+            result = compare(
+                f"hmm K={K}, {label}, {n:,} seq × {T} steps, {args.iters} EM iters",
+                sides,
+                threads=threads,
+                script=script_name(__file__),
+                rounds=args.rounds,
+                warmup=args.warmup,
+                objective="final log-lik / sequence",
+                rtol=1e-6,
+                params={"N": n, "T": T, "K": K, "iters": args.iters, "kind": kind},
+                record=args.record,
+            )
+            print_comparison(result)
 
 
-def scaling(iters: int, rounds: int) -> None:
+def scaling(iters: int, rounds: int, full: bool) -> None:
     table = Table(
         title=f"ptheta hmm scaling: {L} symbols, K={K}, {iters} EM iterations, 1 thread, "
         f"median of {rounds}"
     )
     for col in ("sequences N", "steps T", "steps N·T", "fit time (s)", "µs per step·iteration"):
         table.add_column(col, justify="right")
-    sizes = [(250, T), (1000, T), (4000, T), (N, 25), (N, 400)]
+    sizes = [(250, T), (1000, T), (4000, T), (N, 25), (N, 400)] if full else [(250, T), (1000, T)]
     with pinned(1):
         for n, t_len in sizes:
             x, start = make_data("categorical", n, t_len)
@@ -248,15 +210,14 @@ def scaling(iters: int, rounds: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--iters", type=int, default=10)
-    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
-    parser.add_argument("--no-scaling", action="store_true")
-    args = parser.parse_args()
-    versus_peers(args.iters, args.rounds, args.threads)
+    p = parser(__doc__.splitlines()[0])
+    p.add_argument("--iters", type=int, default=10, help="EM iterations (default 10)")
+    p.add_argument("--n", type=int, default=300, help=f"sequences (--full: {N})")
+    p.add_argument("--no-scaling", action="store_true")
+    args = p.parse_args()
+    versus_peers(args)
     if not args.no_scaling:
-        scaling(args.iters, args.rounds)
+        scaling(args.iters, args.rounds, args.full)
 
 
 if __name__ == "__main__":
