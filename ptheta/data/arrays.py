@@ -182,12 +182,13 @@ def from_splits(
         raise DataError(f"data set {name!r} contains infinite values; remove or clip them")
     check_magnitude(joined, f"data set {name!r}")  # before its levels are counted
     spec = infer_spec(joined, kind)
-    spec = DataSpec(
-        spec.kind,
-        spec.event_shape,
-        spec.n_categories,
-        image_shape or _guess_image_shape(spec.event_shape),
-    )
+    image_shape = image_shape or _guess_image_shape(spec.event_shape)
+    n_categories = spec.n_categories
+    if kind is None and joined.dtype == np.uint8 and image_shape and spec.kind == "categorical":
+        # 8-bit images have 256 levels whatever the brightest pixel of this sample, so that
+        # bits/dim compare with published tables (as image folders do)
+        n_categories = 256
+    spec = DataSpec(spec.kind, spec.event_shape, n_categories, image_shape)
 
     if ys[0] is None:
         codes: list[Any] = [None] * 3

@@ -9,7 +9,7 @@ import pytest
 from sklearn.datasets import load_digits
 
 import ptheta.data as data
-from ptheta.data import toy2d
+from ptheta.data import standard, toy2d
 from ptheta.errors import DataError, UnknownNameError
 
 
@@ -145,7 +145,7 @@ def test_file_options_are_refused_for_builtins():
 
 def test_list_datasets():
     rows = data.list_datasets()
-    assert [r["name"] for r in rows] == list(data.BUILTIN)
+    assert [r["name"] for r in rows] == [*data.BUILTIN, *standard.NAMES]
     by_name = {r["name"]: r for r in rows}
     assert by_name["digits"] == {
         "name": "digits",
