@@ -135,11 +135,23 @@ class VAENetwork(LatentVariableModule):
             self.decoder = _mlp([latent_dim + n_cls, *hidden[::-1]], self.n_dims * p)
         else:
             c, h, w = self.image_shape
-            chans = [c * per_entry, *hidden]
-            self.encoder_conv = nn.Sequential(*_convs(chans))
-            self.encoder = nn.Linear(hidden[-1] * h * w + n_cls, 2 * latent_dim)
-            self.decoder_in = nn.Linear(latent_dim + n_cls, hidden[-1] * h * w)
-            self.decoder = nn.Sequential(*_convs(hidden[::-1]), nn.Conv2d(hidden[0], c * p, 1))
+            # each layer halves the resolution while the image is 12 pixels or more on a
+            # side (28 → 14 → 7, 32 → 16 → 8; 8×8 digits keep their resolution): the
+            # flattened features stay small and the encoder's variance stays stable
+            strides, size = [], (h, w)
+            for _ in hidden:
+                halve = min(size) >= 12 and size[0] % 2 == 0 and size[1] % 2 == 0
+                strides.append(2 if halve else 1)
+                size = (size[0] // 2, size[1] // 2) if halve else size
+            self.inner_shape = (hidden[-1], *size)
+            flat = math.prod(self.inner_shape)
+            self.encoder_conv = nn.Sequential(*_convs([c * per_entry, *hidden], strides))
+            self.encoder = nn.Linear(flat + n_cls, 2 * latent_dim)
+            self.decoder_in = nn.Linear(latent_dim + n_cls, flat)
+            self.decoder = nn.Sequential(
+                *_convs([*hidden[::-1], hidden[0]], strides[::-1], transpose=True),
+                nn.Conv2d(hidden[0], c * p, 1),
+            )
 
     def extra_repr(self) -> str:
         return (
@@ -177,7 +189,7 @@ class VAENetwork(LatentVariableModule):
         if self.architecture == "mlp":
             return self.decoder(z).reshape(len(z), self.n_dims, -1)
         c, h, w = self.image_shape
-        hidden = F.relu(self.decoder_in(z)).reshape(len(z), -1, h, w)
+        hidden = F.relu(self.decoder_in(z)).reshape(len(z), *self.inner_shape)
         out = self.decoder(hidden).reshape(len(z), c, -1, h, w)  # (N, C, P, H, W)
         return out.permute(0, 1, 3, 4, 2).reshape(len(z), self.n_dims, -1)
 
@@ -258,11 +270,21 @@ def _mlp(sizes: list[int], out: int) -> nn.Sequential:
     return nn.Sequential(*dense_layers(sizes, nn.ReLU), nn.Linear(sizes[-1], out))
 
 
-def _convs(channels: list[int]) -> list[nn.Module]:
-    """3×3 convolutions (padding 1) between successive channel counts, each with a ReLU."""
+def _convs(
+    channels: list[int], strides: list[int] | None = None, *, transpose: bool = False
+) -> list[nn.Module]:
+    """Convolutions between successive channel counts, each with a ReLU: 3×3 (padding 1)
+    at stride 1; 4×4 (padding 1) at stride 2, halving the resolution, or doubling it
+    with ``transpose`` (the decoder's mirror of the encoder)."""
+    strides = strides or [1] * (len(channels) - 1)
     layers: list[nn.Module] = []
-    for a, b in itertools.pairwise(channels):
-        layers += [nn.Conv2d(a, b, 3, padding=1), nn.ReLU()]
+    for (a, b), stride in zip(itertools.pairwise(channels), strides, strict=True):
+        if stride == 1:
+            layers += [nn.Conv2d(a, b, 3, padding=1), nn.ReLU()]
+        elif transpose:
+            layers += [nn.ConvTranspose2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
+        else:
+            layers += [nn.Conv2d(a, b, 4, stride=2, padding=1), nn.ReLU()]
     return layers
 
 

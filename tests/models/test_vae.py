@@ -252,6 +252,23 @@ def test_conv_architecture_on_images():
     assert model.sample(2, random_state=0).max() <= 16
 
 
+def test_conv_architecture_halves_large_images_and_trains_stably():
+    # 24×24 → 12 → 6: the flattened features stay small (a full-resolution encoder's
+    # 256·28·28 features made the loss infinite at step 3 on 28×28 digits)
+    rng = np.random.default_rng(0)
+    blobs = np.zeros((96, 1, 24, 24), dtype=np.int64)
+    for i, (r, c) in enumerate(rng.integers(2, 16, size=(96, 2))):
+        blobs[i, 0, r : r + 6, c : c + 6] = 1
+    model = VAE(4, hidden=[4, 8], architecture="conv", epochs=3, iwae_samples=5)
+    model.set_params(**FAST)
+    model.fit(blobs)
+    assert model.module.inner_shape == (8, 6, 6)
+    assert all(np.isfinite(h["train_loss"]) for h in model.history_)
+    assert model.sample(2, random_state=0).shape == (2, 1, 24, 24)
+    scores = model.score_samples(blobs[:4])
+    assert np.all(np.isfinite(scores)) and np.all(scores < 0)
+
+
 def test_bad_input_is_a_clear_error():
     rng = np.random.default_rng(0)
     continuous = rng.normal(size=(40, 3))
