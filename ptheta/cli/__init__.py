@@ -55,6 +55,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ptheta.cli.impute",
         "Fill the missing entries of a file with a fitted model; observed entries are kept.",
     ),
+    "synth": (
+        "ptheta.cli.synth",
+        "Fit a model on the table DATA, write synthetic rows to --out and report their quality.",
+    ),
     "explore": (
         "ptheta.cli.explore",
         "Serve the explorer (a local web page backed by real fitted models) until Ctrl+C.",

@@ -214,17 +214,31 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
                 required=required,
                 metavar="NAME|PATH",
                 help="A built-in data set (see `ptheta datasets`) or a path to a .npy, .npz, "
-                ".csv or .txt file or an image folder. Variable-length sequences: a .txt file "
-                "with --lines, a CSV in long format (columns sequence_id, t and values), or an "
-                ".npz of values with offsets or lengths."
+                ".csv, .parquet or .txt file or an image folder. Variable-length sequences: a "
+                ".txt file with --lines, a CSV in long format (columns sequence_id, t and "
+                "values), or an .npz of values with offsets or lengths. Tables of typed "
+                "columns: a CSV or Parquet file with text columns (or --kind table, --schema). "
+                "Standard images (mnist, fashion-mnist, binarized-mnist, cifar10) download on "
+                "first use into $PTHETA_DATA (default ~/.cache/ptheta/data); offline, a folder "
+                "of their published files (IDX, .amat, CIFAR-10 binary) loads the same data."
                 + ("" if required else " Default: the data set the run was fitted on."),
             ),
             click.option(
                 "--kind",
                 default=None,
                 metavar="KIND",
-                help="Read the data as binary, categorical, categorical:K or continuous "
-                "instead of the inferred kind.",
+                help="Read the data as binary, categorical, categorical:K, continuous or "
+                "table (a CSV or Parquet file, column by column) instead of the inferred kind.",
+            ),
+            click.option(
+                "--schema",
+                default=None,
+                type=click.Path(dir_okay=False),
+                metavar="FILE.json",
+                help="Column types of a table (CSV or Parquet), overriding the inferred ones: "
+                'a JSON list of {"name", "type"} with type binary, categorical, ordinal, count '
+                'or continuous, optional "levels" (in order, lowest first for ordinal) and '
+                '"lower" / "upper" (continuous); only the columns named.',
             ),
             click.option(
                 "--label-column",
@@ -277,12 +291,14 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
     return decorate
 
 
-_DATA_OPTIONS = ("kind", "label_column", "image_size", "seq_len", "lines", "data_seed")
+_DATA_OPTIONS = ("kind", "schema", "label_column", "image_size", "seq_len", "lines", "data_seed")
 
 
 def data_kwargs(**options: Any) -> dict[str, Any]:
     """The data options given on the command line, as keyword arguments of `data.load`."""
     renamed = {"data_seed": "seed"}
+    if options.get("schema") is not None:  # absolute: a run records it, to read it again
+        options["schema"] = str(Path(options["schema"]).resolve())
     return {renamed.get(k, k): v for k, v in options.items() if v is not None}
 
 

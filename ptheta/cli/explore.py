@@ -69,8 +69,8 @@ def command(
     budget (one unit of mass for autoregressive, latent-variable and flow models), surprise
     and entropy, a learned score field with Langevin chains, ODE paths from the Gaussian to
     the data, the latest `ptheta compare` report, and sequences of any length (an HMM's
-    samples coloured by their hidden state path, next to a Markov chain and an LSTM). Models are fitted on first use and
-    cached under --cache.
+    samples coloured by their hidden state path, next to a Markov chain and an LSTM).
+    Models are fitted on first use and cached under --cache.
 
     \b
     Examples:

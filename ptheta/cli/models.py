@@ -45,9 +45,11 @@ def command(name: str | None, as_json: bool) -> None:
             caption="likelihood: exact | bound (lower bound on log p) | estimate | none. "
             "A continuous density on discrete data reports a dequantised likelihood. "
             "can: classify (Bayes' rule), sample|y (class-conditional), marginalise (exact "
-            "scores with missing entries), impute, steps (trains in steps: time budget, "
-            "resume), generate (temperature, top-k, prompt), graph (exports a structure), "
-            "embed. Defaults of the family; some follow a hyper-parameter "
+            "scores with missing entries), impute, fits missing (fit takes NaN: EM over the "
+            "missing entries), steps (trains in steps: time budget, resume), generate "
+            "(temperature, top-k, prompt), any length (variable-length sequences, each "
+            "end scored), graph (exports a structure), embed. Defaults of the family; some "
+            "follow a hyper-parameter "
             "(e.g. class_conditional=true).",
         )
         return

@@ -19,7 +19,7 @@ from ptheta.io import atomic_write_bytes
 if TYPE_CHECKING:
     from ptheta.models import GenerativeModel
 
-SUFFIXES = (".npy", ".npz", ".png", ".csv", ".txt")
+SUFFIXES = (".npy", ".npz", ".png", ".csv", ".txt", ".parquet")
 
 # The samples are held in memory (8 bytes a value, int64 or float64) before they are written.
 MAX_SAMPLE_BYTES = 1 << 30
@@ -46,7 +46,9 @@ TRIAL_SIZES = (16, 128, 512)  # a warm-up, then two sizes to tell cost per call 
     type=click.Path(dir_okay=False),
     help="Where to write them: .npy (array), .npz (the array as 'x'), .csv (one row per "
     "sample), .png (an image grid, or a scatter plot for 2-D data) or .txt (sequences "
-    "decoded: characters of a text file, values of a time series). Variable-length "
+    "decoded: characters of a text file, values of a time series). Tables: .csv or "
+    ".parquet with the fitted columns, labels as text and counts as whole numbers (an "
+    "empty cell where a value is missing); .npy / .npz hold the codes. Variable-length "
     "sequences: .npz holds 'values' (every step, one after another) and 'offsets' (where "
     "each sequence starts, then the end), .csv is in long format (sequence_id, t, values), "
     ".txt has one decoded sequence per line, .png draws token strips or series; each of "
@@ -109,6 +111,8 @@ def command(
     model = load_run(run)
     options = {"temperature": temperature, "top_k": top_k, "prompt": prompt}
     spec = model.fitted_spec
+    if suffix == ".parquet" and spec.kind != "table":
+        raise CliError(".parquet output is for tables; use .npy, .npz, .csv or .png")
     if spec.variable_length and suffix == ".npy":
         raise CliError(
             "variable-length sequences do not fit one .npy array: use .npz (values and "
@@ -119,9 +123,10 @@ def command(
     )
     data = load_run_data(run) if needs_data else None
     if suffix == ".txt" and not {"vocab", "bin_centres"} & set(data.extra):
+        arrays = ".npz" if spec.variable_length else ".npy"  # ragged: .npy is refused above
         raise CliError(
             f".txt output decodes sequence data (text files, built-in series); {data.name!r} "
-            "is not one: use .npy, .csv or .png"
+            f"is not one: use {arrays}, .csv or .png"
         )
     if any(v is not None for v in options.values()):
 
@@ -146,7 +151,9 @@ def command(
             [[model.name, n_samples, lengths, kind, str(path)]],
         )
         return
-    if suffix == ".npz":
+    if spec.kind == "table" and suffix in (".csv", ".parquet"):
+        _write_table(samples, spec, path)
+    elif suffix == ".npz":
         buf = io.BytesIO()
         np.savez(buf, x=samples)
         atomic_write_bytes(path, buf.getvalue())
@@ -175,6 +182,22 @@ def command(
         ["model", "n samples", "shape", "kind", "written to"],
         [[model.name, n_samples, samples.shape[1:], spec.describe().split(" ")[0], str(path)]],
     )
+
+
+def _write_table(samples: np.ndarray, spec: Any, path: Path) -> None:
+    """Rows of a table as a CSV or Parquet file of the fitted columns: labels as text,
+    counts as whole numbers, reals in full precision; ``ptheta.data.load`` reads it back
+    (with the run's schema, the same columns and levels)."""
+    from ptheta.data.table import decode
+
+    frame = decode(samples, spec.columns)
+    if path.suffix.lower() == ".parquet":
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        atomic_write_bytes(path, buf.getvalue())
+        return
+    text = frame.to_csv(index=False, float_format="%.17g")
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def _write_sequences(samples: Sequences, path: Path, model: GenerativeModel, data: Any) -> None:

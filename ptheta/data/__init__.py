@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ptheta.data import standard
 from ptheta.data.arrays import from_arrays, from_splits, set_kind
 from ptheta.data.builtin import BUILTIN, DESCRIPTIONS, SUMMARIES
 from ptheta.data.files import FILE_SUFFIXES, load_path
@@ -22,10 +23,12 @@ from ptheta.data.spec import (
     infer_spec,
     parse_kind,
 )
+from ptheta.data.table import ColumnSpec, infer_schema, read_schema, table_dataset
 from ptheta.errors import DataError, unknown_name
 
 __all__ = [
     "BUILTIN",
+    "ColumnSpec",
     "Data",
     "DataSpec",
     "Dataset",
@@ -34,11 +37,14 @@ __all__ = [
     "check_values",
     "from_arrays",
     "from_splits",
+    "infer_schema",
     "infer_spec",
     "list_datasets",
     "load",
     "parse_kind",
+    "read_schema",
     "sequence_dataset",
+    "table_dataset",
 ]
 
 
@@ -52,8 +58,16 @@ def load(
     seed: int = 0,
     seq_len: int | None = None,
     lines: str | None = None,
+    schema: Any = None,
 ) -> Dataset:
     """Load a built-in data set by name, or the user's own data from a path.
+
+    A table of typed columns (kind ``table``: binary, categorical with text labels,
+    ordinal, count and continuous columns, missing cells allowed; see
+    `ptheta.data.table`) comes from a CSV or Parquet file with a column that is not
+    numeric, or from any CSV or Parquet file read with ``kind="table"`` or a ``schema``;
+    its rows are split 80 / 10 / 10 with ``seed``. A DataFrame in Python becomes one with
+    `table_dataset`.
 
     Variable-length sequences (a `Dataset` whose splits carry ``lengths``, split 80 / 10 /
     10 by sequence with ``seed``) come from a .txt file read with ``lines``, a CSV in long
@@ -62,14 +76,24 @@ def load(
     sequence), or the built-in ``unicode-words``; a list of arrays in Python becomes one
     with `sequence_dataset`.
 
+    The standard image sets ``mnist``, ``fashion-mnist`` (each also ``-binary`` and
+    ``-stochastic-binary``), ``binarized-mnist`` and ``cifar10`` are downloaded on first
+    use into the data cache (``$PTHETA_DATA``, else ``$XDG_CACHE_HOME/ptheta/data``, else
+    ``~/.cache/ptheta/data``) and checked against their published checksums; offline, a
+    folder holding their files in the published formats loads the same data (see
+    `ptheta.data.standard`).
+
     Arguments:
         name_or_path: a built-in name (see `list_datasets`), or a path to a .npy, .npz,
-            .csv or .txt file or to a folder of images (flat, or one sub-folder per class). A
-            built-in name wins over a file of that name: write ``./digits`` for the file.
-        kind: read the data as ``binary``, ``categorical``, ``categorical:K`` or
-            ``continuous`` instead of the inferred (or built-in) kind.
-        label_column: the CSV column holding the labels (in a long CSV, one label per
-            sequence, the same on each of its rows).
+            .csv, .parquet or .txt file, to a folder of images (flat, or one sub-folder
+            per class) or to a folder of a standard set's files (MNIST's IDX files,
+            binarised MNIST's .amat files, CIFAR-10's binary version). A built-in name wins
+            over a file of that name: write ``./digits`` for the file.
+        kind: read the data as ``binary``, ``categorical``, ``categorical:K``,
+            ``continuous`` or (a CSV or Parquet file) ``table`` instead of the inferred (or
+            built-in) kind.
+        label_column: the CSV or Parquet column holding the labels (in a long CSV, one
+            label per sequence, the same on each of its rows).
         image_size: (H, W), or an int for square images, to resize images to.
         grayscale: images as one channel (True), RGB (False), or one channel exactly when
             every image is gray (None).
@@ -83,6 +107,9 @@ def load(
             characters (``"chars"``) or of its whitespace-separated words (``"words"``),
             instead of fixed windows; not with ``seq_len`` (see
             `ptheta.data.text.lines_dataset`).
+        schema: the types of some or all columns of a table, overriding the inferred ones:
+            the path of a JSON schema file (see `ptheta.data.table.read_schema`), or a
+            list of `ColumnSpec` or their dicts.
 
     Returns:
         the `Dataset`, with `train`, `val` and `test` splits; its arrays are the caller's own.
@@ -95,15 +122,26 @@ def load(
         >>> words.spec.describe(), words.train.sequences
         ('categorical(37) sequences of up to 24 steps', Sequences(3780 sequences of 1-24 steps))
     """
-    if isinstance(name_or_path, str) and name_or_path in BUILTIN:
-        if any(v is not None for v in (label_column, image_size, grayscale, seq_len, lines)):
+    given = (label_column, image_size, grayscale, seq_len, lines, schema)
+    builtin = isinstance(name_or_path, str) and name_or_path in BUILTIN
+    if builtin or (isinstance(name_or_path, str) and name_or_path in standard.NAMES):
+        if any(v is not None for v in given):
             raise DataError(
-                "label_column, image_size, grayscale, seq_len and lines apply to the user's own "
-                f"files, not to the built-in data set {name_or_path!r}"
+                "label_column, image_size, grayscale, seq_len, lines and schema apply to the "
+                f"user's own files, not to the built-in data set {name_or_path!r}"
             )
+        if not builtin:  # a standard image set, downloaded on first use
+            data = standard.load_standard(name_or_path)
+            return data if kind is None else set_kind(data, kind)
         data = BUILTIN[name_or_path]()
-        if kind is None:
+        if kind is None or (kind == "table" and data.kind == "table"):
             return data
+        if "table" in (kind, data.kind):
+            raise DataError(
+                f"the built-in {name_or_path!r} is {data.spec.describe()} data and cannot be "
+                f"read as {kind}: a table's kinds are per column, and only CSV or Parquet "
+                "files are read as tables"
+            )
         return set_sequence_kind(data, kind) if data.spec.variable_length else set_kind(data, kind)
     path = Path(name_or_path).expanduser()
     if not path.exists():
@@ -119,9 +157,17 @@ def load(
         raise unknown_name(
             "data set",
             text,
-            BUILTIN,
+            [*BUILTIN, *standard.NAMES],
             hint="or give a path to a .npy/.npz/.csv/.txt file or an image folder",
         )
+    if standard.folder_layout(path) is not None:  # MNIST / CIFAR-10 files in their formats
+        if any(v is not None for v in given):
+            raise DataError(
+                "label_column, image_size, grayscale, seq_len, lines and schema do not apply "
+                f"to the standard image files in {path}"
+            )
+        data = standard.load_folder(path)
+        return data if kind is None else set_kind(data, kind)
     return load_path(
         path,
         kind=kind,
@@ -131,6 +177,7 @@ def load(
         seed=seed,
         seq_len=seq_len,
         lines=lines,
+        schema=schema,
     )
 
 
@@ -138,10 +185,13 @@ def list_datasets() -> list[dict[str, Any]]:
     """One row per built-in data set: name, kind (e.g. ``categorical(17)``, or
     ``categorical(37) sequences`` for variable-length sequences), event_shape (for
     sequences: the longest training sequence, then the step shape), n_train, n_val,
-    n_test, has_labels, description."""
+    n_test, has_labels, description; then the standard image sets, which are downloaded on
+    first use (their description says so, and how many MB)."""
     rows = []
-    for name in BUILTIN:
-        kind, event_shape, n_train, n_val, n_test, has_labels = SUMMARIES[name]
+    summaries = {**SUMMARIES, **standard.SUMMARIES}
+    descriptions = {**DESCRIPTIONS, **standard.DESCRIPTIONS}
+    for name in [*BUILTIN, *standard.NAMES]:
+        kind, event_shape, n_train, n_val, n_test, has_labels = summaries[name]
         rows.append(
             {
                 "name": name,
@@ -151,7 +201,7 @@ def list_datasets() -> list[dict[str, Any]]:
                 "n_val": n_val,
                 "n_test": n_test,
                 "has_labels": has_labels,
-                "description": DESCRIPTIONS[name],
+                "description": descriptions[name],
             }
         )
     return rows

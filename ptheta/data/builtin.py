@@ -1,5 +1,5 @@
 """Built-in data sets, found by name: 8×8 digits, 2-D toy densities, synthetic ground truth,
-time series (binned or real, one multivariate) and a corpus of words."""
+time series (binned or real, one multivariate), a corpus of words and mixed-type tables."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from ptheta.data import groundtruth, sequences, text, toy2d
+from ptheta.data import affairs, groundtruth, groundtruth_table, sequences, text, toy2d
 from ptheta.data.spec import Dataset, DataSpec, Split
 
 # Digits ship in a fixed order; the splits are consecutive blocks of it.
@@ -96,6 +96,8 @@ _CACHED: dict[str, Callable[[], Dataset]] = {
     **{n: functools.partial(sequences.builtin_series, n) for n in sequences.SERIES},
     **{n: functools.partial(sequences.builtin_series, n) for n in sequences.REAL_SERIES},
     "unicode-words": functools.cache(text.unicode_words_dataset),
+    "affairs": functools.cache(affairs.affairs_dataset),
+    "groundtruth-table": functools.cache(groundtruth_table.table_dataset),
 }
 
 DESCRIPTIONS: dict[str, str] = {
@@ -105,6 +107,8 @@ DESCRIPTIONS: dict[str, str] = {
     "groundtruth-tree": groundtruth.DESCRIPTION,
     **sequences.DESCRIPTIONS,
     "unicode-words": text.UNICODE_WORDS_DESCRIPTION,
+    "affairs": affairs.DESCRIPTION,
+    "groundtruth-table": groundtruth_table.DESCRIPTION,
 }
 
 
@@ -125,6 +129,8 @@ SUMMARIES: dict[str, tuple[str, tuple[int, ...], int, int, int, bool]] = {
     "nile-real": ("continuous", (5,), 66, 3, 3, False),
     "macro-growth": ("continuous", (10, 3), 132, 3, 3, False),
     "unicode-words": ("categorical(37) sequences", (24,), 3780, 472, 472, False),
+    "affairs": ("table", (10,), 5094, 636, 636, False),
+    "groundtruth-table": ("table", (7,), 8000, 1000, 1000, False),
 }
 
 

@@ -1,9 +1,12 @@
-"""The user's own files as a `Dataset`: .npy, .npz, .csv and .txt, or a folder of images.
+"""The user's own files as a `Dataset`: .npy, .npz, .csv, .parquet and .txt, or a folder
+of images.
 
 Arrays become a `Dataset` in :mod:`ptheta.data.arrays`, variable-length sequences (a long
 CSV, an .npz of ``values`` and ``offsets``, the lines of a .txt file) one split by
-sequence in :mod:`ptheta.data.ragged`; image folders are read in :mod:`ptheta.data.images`,
-text in :mod:`ptheta.data.text`. Nothing is ever unpickled.
+sequence in :mod:`ptheta.data.ragged`, tables of typed columns (a CSV or Parquet file
+with text columns, or read with ``kind="table"`` or a schema) one in
+:mod:`ptheta.data.table`; image folders are read in :mod:`ptheta.data.images`, text in
+:mod:`ptheta.data.text`. Nothing is ever unpickled.
 """
 
 from __future__ import annotations
@@ -27,7 +30,9 @@ from ptheta.data.spec import Dataset
 from ptheta.data.text import load_text
 from ptheta.errors import DataError, unknown_name
 
-FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".txt")
+FILE_SUFFIXES: tuple[str, ...] = (".npy", ".npz", ".csv", ".parquet", ".txt")
+# Files read column by column: a table when a column is not numeric (or when asked).
+TABLE_SUFFIXES: tuple[str, ...] = (".csv", ".parquet")
 # A CSV whose header has one of these columns is in long format: one row per step.
 SEQUENCE_ID_COLUMNS: tuple[str, ...] = ("sequence_id", "seq_id")
 # The column of a long CSV giving each step's position in its sequence (any numbers).
@@ -284,14 +289,23 @@ def _find_column(header: list[str], names: Sequence[str]) -> int | None:
 
 
 def load_csv(
-    path: Path, *, kind: str | None = None, label_column: str | None = None, seed: int = 0
+    path: Path,
+    *,
+    kind: str | None = None,
+    label_column: str | None = None,
+    seed: int = 0,
+    schema: Any = None,
 ) -> Dataset:
     """Load a CSV file with a header row: every numeric column is a feature; the column
     named `label_column`, if any, gives the labels (numbers or strings). An empty cell is
     a missing value (NaN), allowed in continuous data only.
 
-    A header with a ``sequence_id`` (or ``seq_id``) column marks the long format of
-    variable-length sequences: see :func:`load_long_csv`."""
+    A CSV with a column that is not numeric (text labels, yes / no), or read with
+    ``kind="table"`` or a `schema`, is a table of typed columns with missing cells
+    allowed (:func:`load_table`). A header with a ``sequence_id`` (or ``seq_id``) column
+    marks the long format of variable-length sequences: see :func:`load_long_csv`."""
+    if kind == "table" or schema is not None:
+        return load_table(path, label_column=label_column, seed=seed, schema=schema)
     header, body = _read_csv(path)
     label_idx = None
     if label_column is not None:
@@ -300,14 +314,23 @@ def load_csv(
         label_idx = header.index(label_column)
     if _find_column(header, SEQUENCE_ID_COLUMNS) is not None:
         return _long_csv(path, header, body, kind=kind, label_idx=label_idx, seed=seed)
+    textual = [
+        j
+        for j in range(len(header))
+        if j != label_idx and not all(_is_number(r[j]) or not r[j].strip() for r in body)
+    ]
+    if textual and kind is None:  # text columns: a table of typed columns
+        return load_table(path, label_column=label_column, seed=seed)
     columns = []
     for j, name in enumerate(header):
         if j == label_idx:
             continue
         hint = (
-            f"load with label_column={name!r} if it holds the labels"
+            f"load with label_column={name!r} if it holds the labels, or read the file as a "
+            "table of typed columns (kind='table')"
             if label_column is None
-            else "only numeric columns can be features; remove it"
+            else "only numeric columns can be features of "
+            f"{kind} data; remove it, or read the file as a table (kind='table')"
         )
         columns.append(_numeric_column(path, header, body, j, hint))
     if not columns:
@@ -316,6 +339,118 @@ def load_csv(
     y = None if label_idx is None else _label_cells(path, body, label_idx, header[label_idx])
     return from_arrays(
         x, y, name=path.name, kind=kind, seed=seed, extra={"path": str(path), "format": "csv"}
+    )
+
+
+def read_frame(path: Path) -> Any:
+    """The CSV or Parquet file ``path`` as a pandas DataFrame, column names stripped, rows
+    with no cell at all dropped; empty cells, NA and NaN are missing."""
+    import pandas as pd
+
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            _read_csv(path)  # the checks of a numeric CSV: a header row, whole rows
+            with open(path, encoding="utf-8-sig") as f:
+                first = next(line for line in f if line.strip())
+            delimiter = next((d for d in (",", "\t", ";") if d in first), ",")
+            frame = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", skipinitialspace=True)
+    except DataError:
+        raise
+    except (OSError, ValueError, ImportError) as e:  # pandas' and pyarrow's parse errors
+        raise DataError(f"could not read {path} as a table: {e}") from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    frame = frame.dropna(how="all").reset_index(drop=True)
+    if len(frame.columns) == 0 or len(frame) == 0:
+        raise DataError(f"{path} holds no rows of data")
+    return frame
+
+
+def load_table(
+    path: str | os.PathLike,
+    *,
+    label_column: str | None = None,
+    seed: int = 0,
+    schema: Any = None,
+) -> Dataset:
+    """Load a CSV or Parquet file as a table of typed columns (:mod:`ptheta.data.table`):
+    binary, categorical (text labels kept), ordinal, count and continuous columns inferred
+    from the values (see :func:`~ptheta.data.table.infer_schema`) and overridden by
+    `schema` (a JSON schema file, or columns), missing cells kept as NaN; rows shuffled with
+    `seed` and split 80 / 10 / 10.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = Path(folder) / "pets.csv"
+        ...     rows = ["animal,legs,weight"] + ["cat,4,4.2", "bird,2,", "dog,4,30.5"] * 4
+        ...     _ = path.write_text("\\n".join(rows))
+        ...     data = load_table(path)
+        >>> data.spec.describe()
+        'table of 3 columns (1 categorical, 1 binary, 1 continuous)'
+        >>> data.spec.columns[0].levels
+        ('bird', 'cat', 'dog')
+    """
+    from ptheta.data.table import table_dataset
+
+    path = Path(path)
+    frame = read_frame(path)
+    fmt = path.suffix.lower().lstrip(".")
+    try:
+        return table_dataset(
+            frame,
+            name=path.name,
+            schema=schema,
+            label_column=label_column,
+            seed=seed,
+            extra={"path": str(path), "format": fmt},
+        )
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+
+
+def _load_parquet(
+    path: Path, *, kind: str | None, label_column: str | None, seed: int, schema: Any
+) -> Dataset:
+    """A Parquet file: numeric columns as an array of the inferred (or given) kind, as a
+    CSV of numbers is read; a table when a column is text, boolean or a category, or when
+    asked (``kind="table"``, a schema)."""
+    import pandas as pd
+
+    if kind == "table" or schema is not None:
+        return load_table(path, label_column=label_column, seed=seed, schema=schema)
+    frame = read_frame(path)
+    if label_column is not None and label_column not in frame.columns:
+        raise DataError(
+            str(unknown_name("label column", label_column, list(frame.columns))) + f" in {path}"
+        )
+    features = [c for c in frame.columns if c != label_column]
+    if not features:
+        raise DataError(f"{path} has no feature columns besides the label column")
+    numeric = [
+        pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+        for c in features
+    ]
+    if not all(numeric):
+        if kind is None:
+            return load_table(path, label_column=label_column, seed=seed)
+        first = features[numeric.index(False)]
+        raise DataError(
+            f"column {first!r} of {path} is not numeric, so the file cannot be {kind} data; "
+            "read it as a table of typed columns (kind='table')"
+        )
+    x = frame[features].to_numpy(dtype=np.float64)
+    y = None
+    if label_column is not None:
+        labels = frame[label_column]
+        if labels.isna().any():
+            raise DataError(f"the label column {label_column!r} of {path} has empty cells")
+        y = labels.to_numpy()
+        if not pd.api.types.is_numeric_dtype(labels):
+            y = np.array([str(v) for v in y])
+    return from_arrays(
+        x, y, name=path.name, kind=kind, seed=seed, extra={"path": str(path), "format": "parquet"}
     )
 
 
@@ -395,11 +530,19 @@ def _long_csv(
             f"{path} has no value columns besides {header[id_idx]!r}, {header[t_idx]!r}"
             + ("" if label_idx is None else f" and the label column {header[label_idx]!r}")
         )
-    hint = (
-        "every column besides the sequence_id, t and label columns is a value; load with "
-        f"label_column={header[value_idx[0]]!r} if a column holds one label per sequence"
-    )
-    values = np.stack([_numeric_column(path, header, body, j, hint) for j in value_idx], axis=1)
+
+    def hint(j: int) -> str:
+        """What to do with a non-numeric column ``j``: name it as the labels (if there are
+        none yet), or remove it."""
+        if label_idx is None:
+            return (
+                "every column besides the sequence_id and t columns is a value; load with "
+                f"label_column={header[j]!r} (--label-column {header[j]}) if it holds one "
+                "label per sequence"
+            )
+        return "only numeric columns can be values; remove it"
+
+    values = np.stack([_numeric_column(path, header, body, j, hint(j)) for j in value_idx], axis=1)
     # Sequences in the order of their ids: numbers as numbers (2 before 10), else as text.
     if all(map(_is_number, ids)):
         keys: Any = np.array([float(i) for i in ids])
@@ -449,18 +592,27 @@ def load_path(
     seed: int = 0,
     seq_len: int | None = None,
     lines: str | None = None,
+    schema: Any = None,
 ) -> Dataset:
-    """Load a .npy, .npz, .csv or .txt file or a folder of images as a `Dataset` (see `load`)."""
+    """Load a .npy, .npz, .csv, .parquet or .txt file or a folder of images as a `Dataset`
+    (see `load`)."""
     path = Path(path).expanduser()
     if not path.exists():
         raise DataError(f"no such file or folder: {path}")
     is_dir = path.is_dir()
     if not is_dir and (image_size is not None or grayscale is not None):
         raise DataError("image_size and grayscale apply to image folders only")
-    if label_column is not None and (is_dir or path.suffix.lower() != ".csv"):
+    if label_column is not None and (is_dir or path.suffix.lower() not in TABLE_SUFFIXES):
         raise DataError(
-            "label_column applies to CSV files only; an .npz file keeps its labels under 'y', "
-            "an image folder in class sub-folders"
+            "label_column applies to CSV files only (or Parquet files); an .npz file keeps its "
+            "labels under 'y', an image folder in class sub-folders"
+        )
+    if (schema is not None or kind == "table") and (
+        is_dir or path.suffix.lower() not in TABLE_SUFFIXES
+    ):
+        raise DataError(
+            "a table (kind='table', a schema) is read from a CSV or Parquet file, column by "
+            f"column; {path.name} is not one"
         )
     if seq_len is not None and (is_dir or path.suffix.lower() != ".txt"):
         raise DataError("seq_len applies to .txt files only")
@@ -492,9 +644,11 @@ def load_path(
         )
     if suffix == ".npz":
         return load_npz(path, kind=kind, seed=seed)
+    if suffix == ".parquet":
+        return _load_parquet(path, kind=kind, label_column=label_column, seed=seed, schema=schema)
     if suffix == ".txt":
         if lines is not None:  # one sequence per line, split by line with seed
             return load_text(path, seq_len=seq_len, lines=lines, seed=seed, kind=kind)
         data = load_text(path, seq_len=seq_len)  # split by position: seed does not apply
         return data if kind is None else set_kind(data, kind)
-    return load_csv(path, kind=kind, label_column=label_column, seed=seed)
+    return load_csv(path, kind=kind, label_column=label_column, seed=seed, schema=schema)

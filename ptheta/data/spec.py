@@ -13,8 +13,8 @@ from numpy.typing import ArrayLike
 
 from ptheta.errors import DataError
 
-Kind = Literal["binary", "categorical", "continuous"]
-KINDS: tuple[str, ...] = ("binary", "categorical", "continuous")
+Kind = Literal["binary", "categorical", "continuous", "table"]
+KINDS: tuple[str, ...] = ("binary", "categorical", "continuous", "table")
 DISCRETE_KINDS: tuple[str, ...] = ("binary", "categorical")
 
 # Integer data with more levels than this is treated as continuous when the kind is inferred.
@@ -33,6 +33,12 @@ class DataSpec:
     any length (the sequence data kind): ``event_shape`` is (T_max, *step_shape), T_max
     the longest sequence seen in training, and examples travel as a padded array plus
     their lengths (:class:`~ptheta.data.ragged.Sequences`).
+
+    Kind ``table`` (mixed-type columns, :mod:`ptheta.data.table`): ``columns`` holds one
+    :class:`~ptheta.data.table.ColumnSpec` per column (its JSON dict is accepted too),
+    ``event_shape`` is (D,), and an example is a row of float64 codes, counts and reals,
+    NaN where a cell is missing. A table is not ``is_discrete`` as a whole: each column
+    has its own type, and :attr:`units` says what a log-likelihood of a row is.
     """
 
     kind: str
@@ -40,6 +46,7 @@ class DataSpec:
     n_categories: int | None = None
     image_shape: tuple[int, ...] | None = None
     variable_length: bool = False
+    columns: tuple[Any, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -47,6 +54,9 @@ class DataSpec:
         object.__setattr__(self, "event_shape", tuple(int(s) for s in self.event_shape))
         if self.image_shape is not None:
             object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+        if self.kind == "table" or self.columns is not None:
+            self._check_columns()
+            return
         if self.kind == "binary":
             object.__setattr__(self, "n_categories", 2)
         elif self.kind == "categorical":
@@ -63,9 +73,47 @@ class DataSpec:
         """Number of scalar variables in one example (the 'dim' of bits/dim)."""
         return math.prod(self.event_shape)
 
+    def _check_columns(self) -> None:
+        """A table's columns: complete, named once, one per entry of a (D,) event shape."""
+        from ptheta.data.table import ColumnSpec
+
+        if self.kind != "table":
+            raise DataError(f"only table data have columns, not {self.kind} data")
+        if self.columns is None or isinstance(self.columns, (str, dict)):
+            raise DataError("table data need columns: one ColumnSpec (or its dict) per column")
+        columns = tuple(
+            ColumnSpec.from_json(c, f"column {i + 1} of the spec")
+            for i, c in enumerate(self.columns)
+        )
+        if self.event_shape != (len(columns),):
+            raise DataError(
+                f"a table of {len(columns)} columns has event shape ({len(columns)},), got "
+                f"{self.event_shape}"
+            )
+        names = [c.name for c in columns]
+        if len(set(names)) != len(names):
+            raise DataError(f"a table names each column once; got {names}")
+        unresolved = [c.name for c in columns if not c.is_complete]
+        if unresolved:
+            raise DataError(f"the table's column(s) {unresolved} lack their levels")
+        if self.n_categories is not None or self.image_shape is not None or self.variable_length:
+            raise DataError("table data take columns only: no n_categories, image_shape or lengths")
+        object.__setattr__(self, "columns", columns)
+
     @property
     def is_discrete(self) -> bool:
         return self.kind in DISCRETE_KINDS
+
+    @property
+    def units(self) -> str:
+        """What a log-likelihood of these data is, in their own kind: ``discrete`` (a
+        log-probability), ``continuous`` (a log-density) or, for a table with both kinds
+        of column, ``mixed`` (the log of a probability times a density)."""
+        if self.kind == "table":
+            from ptheta.data.table import table_units
+
+            return table_units(self.columns)
+        return "discrete" if self.is_discrete else "continuous"
 
     @property
     def step_shape(self) -> tuple[int, ...]:
@@ -79,8 +127,13 @@ class DataSpec:
         return math.prod(self.step_shape)
 
     def describe(self) -> str:
-        """Short text such as ``categorical(17) (64,)``, or ``categorical(27) sequences of
-        1-15 steps`` for variable-length sequences."""
+        """Short text such as ``categorical(17) (64,)``, ``categorical(27) sequences of
+        1-15 steps`` for variable-length sequences, or ``table of 6 columns (2 categorical,
+        1 binary, 1 count, 2 continuous)``."""
+        if self.kind == "table":
+            from ptheta.data.table import describe_columns
+
+            return f"table of {describe_columns(self.columns)}"
         kind = f"categorical({self.n_categories})" if self.kind == "categorical" else self.kind
         if self.variable_length:
             step = f" of {self.step_shape}" if self.step_shape else ""
@@ -91,6 +144,10 @@ class DataSpec:
         out = asdict(self)
         if not self.variable_length:  # fixed-length specs keep their earlier form
             del out["variable_length"]
+        if self.columns is None:  # so do specs of other kinds than table
+            del out["columns"]
+        else:
+            out["columns"] = [c.to_json() for c in self.columns]
         return out
 
     @classmethod
@@ -101,6 +158,7 @@ class DataSpec:
             n_categories=d.get("n_categories"),
             image_shape=tuple(d["image_shape"]) if d.get("image_shape") else None,
             variable_length=bool(d.get("variable_length", False)),
+            columns=d.get("columns"),
         )
 
 
@@ -185,11 +243,13 @@ class Dataset:
 
 
 def parse_kind(text: str) -> tuple[str, int | None]:
-    """Parse ``binary``, ``continuous``, ``categorical`` or ``categorical:K``."""
+    """Parse ``binary``, ``continuous``, ``categorical``, ``categorical:K`` or ``table``."""
     name, _, k = text.partition(":")
     name = name.strip().lower()
     if name not in KINDS:
-        raise DataError(f"unknown data kind {text!r}; use binary, categorical[:K] or continuous")
+        raise DataError(
+            f"unknown data kind {text!r}; use binary, categorical[:K], continuous or table"
+        )
     if k:
         if name != "categorical":
             raise DataError(f"only categorical takes a number of levels, got {text!r}")
@@ -216,6 +276,11 @@ def infer_spec(x: np.ndarray, kind: str | None = None) -> DataSpec:
     event_shape = x.shape[1:]
     if kind is not None:
         name, k = parse_kind(kind)
+        if name == "table":
+            raise DataError(
+                "kind='table' reads a CSV or Parquet file (or a DataFrame, with "
+                "ptheta.data.table_dataset) column by column; an array has no columns to type"
+            )
         if name == "categorical" and k is None:
             k = int(np.nanmax(x)) + 1 if x.size else 2
         return DataSpec(name, event_shape, k)
@@ -249,7 +314,22 @@ def check_values(
     that says what was expected: sparse, complex, string and object input, examples with
     no features, infinite values, NaN (unless `allow_nan`) and values beyond
     ±`MAX_ABS_VALUE` (whose squares overflow float64) are refused.
+
+    Table data (``spec.kind == "table"``) come back as float64 codes, counts and reals
+    after per-column checks (:func:`~ptheta.data.table.check_table`); a pandas DataFrame
+    of labels is encoded with the spec's columns first.
     """
+    if spec.kind == "table":
+        from ptheta.data.table import encode, is_frame
+
+        if is_frame(x):
+            x = encode(x, spec.columns, what)
+        elif isinstance(x, Split) and x.spec.columns != spec.columns:
+            raise DataError(
+                f"{what} are a table of other columns ({x.spec.describe()}) than the model's "
+                f"({spec.describe()}); codes of other levels would be misread: read the file "
+                "again with the model's columns as its schema"
+            )
     arr = as_array(x, what)
     expected = (spec.event_shape,)
     if arr.ndim == len(spec.event_shape) and arr.shape == spec.event_shape:
@@ -271,6 +351,10 @@ def check_values(
     if arr.shape[0] == 0:
         raise DataError(f"{what} is empty (0 examples)")
     _check_has_features(arr, what)
+    if spec.kind == "table":
+        from ptheta.data.table import check_table
+
+        return check_table(arr, spec.columns, allow_nan=allow_nan, what=what)
     if arr.dtype.kind in "biu":
         # integers: no NaN, no infinity, no fraction, no overflow of squares; one range
         # check and one C-contiguous copy of the right dtype (whatever the memory layout)
@@ -288,6 +372,26 @@ def check_values(
     # one C-contiguous float64 copy: the same values give the same model whatever the
     # memory layout (Fortran order, a DataFrame, a reversed view X[::-1])
     arr = np.ascontiguousarray(arr, dtype=np.float64)
+    lo, hi = (float(arr.min()), float(arr.max())) if arr.size else (0.0, 0.0)
+    if math.isfinite(lo) and math.isfinite(hi):
+        # every value finite (a NaN or an infinity would show in the minimum or maximum):
+        # two passes without temporaries, the common case of complete data
+        big = max(-lo, hi)
+        if big > MAX_ABS_VALUE:
+            check_magnitude(arr, what)  # its message
+        if not spec.is_discrete:
+            return arr
+        if not np.all(arr == np.round(arr)):
+            raise DataError(
+                f"{what} has non-integer values but the model expects {spec.describe()} data; "
+                "discretise it or fit a model on continuous data"
+            )
+        if lo < 0 or hi > spec.n_categories - 1:
+            raise DataError(
+                f"{what} has values in [{lo:g}, {hi:g}] but the model expects "
+                f"{spec.describe()} data with values 0..{spec.n_categories - 1}"
+            )
+        return np.ascontiguousarray(arr, dtype=np.int64)
     finite = np.isfinite(arr)
     if not finite.all():
         if np.isinf(arr).any():

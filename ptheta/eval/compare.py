@@ -39,6 +39,18 @@ CACHE_JSON = "compare.json"  # in each run directory: what it was fitted (and ev
 BUDGET_EPOCHS = 10_000
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 METRIC_KEYS = ("fd", "precision", "recall", "mmd", "memorisation")
+# Table data: the synthetic-table metrics of ``ptheta.eval.synth.table_quality`` instead,
+# named by this feature space (the metrics compare the tables' own columns).
+TABLE_SPACE = "table"
+TABLE_METRICS_NOTE = (
+    "table metrics (as `ptheta synth` reports them) of the samples against the training "
+    "split: col. fidelity = mean KS (count, continuous) or total variation (labels) "
+    "distance of each column, 0 = same marginals; pair |Δ| = mean absolute difference of "
+    "pairwise associations, 0 = same dependence; AUC = cross-validated detection AUC of "
+    "real vs synthetic rows, 0.5 = indistinguishable; DCR share = synthetic rows closer "
+    "to a training row than 5% of held-out rows are (the held-out share in brackets; much "
+    "more than it: copying)"
+)
 SEQUENCE_METRICS_NOTE = (
     "sample metrics (FD, precision / recall, MMD, memorisation) compare examples of one "
     "fixed shape; not computed for variable-length sequences (see the samples pictures)"
@@ -52,6 +64,12 @@ LEGEND = (
     "of x + u reported in the discrete units; '—': no likelihood (compare samples instead). "
     "'density' rows are continuous log-densities, comparable only with each other. "
     "Memorisation < 1: samples sit closer to training points than held-out data do."
+)
+
+
+MIXED_NOTE = (
+    "'mixed' rows model a table of discrete and continuous columns: −log of a probability "
+    "times a density, comparable only with other models of the same table"
 )
 
 
@@ -166,14 +184,17 @@ def resolve_model_params(
 
 # --------------------------------------------------------------------------- table cells
 def units_of(model: GenerativeModel) -> str:
-    """``discrete``, ``dequantised`` or ``continuous``: the units of a fitted model's NLL.
+    """``discrete``, ``dequantised``, ``continuous`` or ``mixed``: the units of a fitted
+    model's NLL.
 
     A continuous density of dequantised discrete data (flows, gmm on digits) reports its
-    likelihood in discrete units through the dequantisation.
+    likelihood in discrete units through the dequantisation. ``mixed``: a table with
+    discrete and continuous columns, −log of a probability times a density, comparable only
+    with other models of the same table.
     """
     caps = model.capabilities()
-    if caps.units == "continuous":
-        return "continuous"
+    if caps.units in ("continuous", "mixed"):
+        return caps.units
     return "dequantised" if caps.dequantised else "discrete"
 
 
@@ -186,6 +207,8 @@ def kind_label(likelihood: str | None, units: str | None) -> str:
         return "none"
     if units == "continuous":
         return f"{likelihood} density"
+    if units == "mixed":
+        return f"{likelihood} (mixed)"
     return f"{likelihood} (deq.)" if units == "dequantised" else likelihood
 
 
@@ -201,12 +224,14 @@ def nll_text(
 
 
 def row_order(row: dict[str, Any]) -> tuple:
-    """Sort key: discrete-unit NLLs, then densities, then no likelihood, then failures."""
+    """Sort key: discrete-unit NLLs, then mixed (probability × density), then densities,
+    then no likelihood, then failures."""
     if row["status"] != "ok":
-        return (3, 0.0, row["model"])
+        return (5, 0.0, row["model"])
     if row["test_nll_nats"] is None:
-        return (2, 0.0, row["model"])
-    return (int(row["units"] == "continuous"), row["test_nll_nats"], row["model"])
+        return (4, 0.0, row["model"])
+    rank = {"mixed": 1, "continuous": 2}.get(row["units"], 0)
+    return (rank, row["test_nll_nats"], row["model"])
 
 
 # --------------------------------------------------------------------------- compare
@@ -302,7 +327,7 @@ def compare(
                     source=source, metrics=metrics, verbose=verbose, log=log,
                 )  # fmt: skip
             except Exception as e:  # one model's failure must not stop the others
-                row = _failed_row(name, e)
+                row = _failed_row(name, e, metrics.keys)
             done = "cached, not refitted" if row["cached"] else row["error"] or "done"
             log(f"{name}: {row['status']} ({done})")
             rows.append(row)
@@ -357,6 +382,8 @@ def _compare_one(
         cache = {"key": key}
         atomic_write_json(run_dir / CACHE_JSON, cache)
     eval_key = {"n_samples": n_samples, "metrics": metrics.available, "v": __version__}
+    if metrics.feature_space == TABLE_SPACE:  # rows of earlier versions lack these metrics
+        eval_key["metric_keys"] = list(metrics.keys)
     if cached and cache.get("eval_key") == eval_key and "row" in cache:
         row = dict(cache["row"])
     else:
@@ -414,7 +441,7 @@ def _evaluate(
     }
 
 
-def _failed_row(name: str, e: Exception) -> dict[str, Any]:
+def _failed_row(name: str, e: Exception, keys: Sequence[str] = METRIC_KEYS) -> dict[str, Any]:
     lines = str(e).strip().splitlines()
     text = lines[0] if lines else ""
     error = text if isinstance(e, PthetaError) else f"{type(e).__name__}: {text}"
@@ -432,7 +459,7 @@ def _failed_row(name: str, e: Exception) -> dict[str, Any]:
         "n_parameters": None,
         "fit_seconds": None,
         "sample_seconds": None,
-        **dict.fromkeys(METRIC_KEYS),
+        **dict.fromkeys(keys),
         "status": "failed",
         "error": error[:300],
         "cached": False,
@@ -453,13 +480,24 @@ def _read_cache(run_dir: Path) -> dict[str, Any]:
 class _Metrics:
     """Sample-quality metrics of ``ptheta.eval.metrics``, with one feature extractor per
     compare built on first use; where they cannot be computed every value is None and
-    ``note()`` says why (and for which models)."""
+    ``note()`` says why (and for which models). On table data, the synthetic-table
+    metrics of ``ptheta.eval.synth.table_quality`` (keys ``TABLE_METRIC_KEYS``) instead,
+    with no feature extractor."""
 
     def __init__(self, data: Dataset, cache_dir: Path) -> None:
         self.data, self.cache_dir = data, cache_dir
         self._unavailable: str | None = None
         self.failed: dict[str, str] = {}  # model → why its metrics are missing
         self._extractor: Any = None
+        self.keys: tuple[str, ...] = METRIC_KEYS
+        if data.spec.kind == "table":
+            from ptheta.eval.synth import TABLE_METRIC_KEYS, table_quality
+
+            self._quality = table_quality
+            self.keys = TABLE_METRIC_KEYS
+            self.available = True
+            self.feature_space = TABLE_SPACE
+            return
         if data.spec.variable_length:
             self._quality = None
             self.available = False
@@ -488,11 +526,14 @@ class _Metrics:
             return self._unavailable
         return "; ".join(f"{m}: {why}" for m, why in self.failed.items()) or None
 
-    def __call__(self, name: str, samples: np.ndarray) -> dict[str, float | None]:
-        empty: dict[str, float | None] = dict.fromkeys(METRIC_KEYS)
+    def __call__(self, name: str, samples: np.ndarray) -> dict[str, Any]:
+        empty: dict[str, Any] = dict.fromkeys(self.keys)
         if self._quality is None:
             return empty
         try:
+            if self.feature_space == TABLE_SPACE:
+                result = self._quality(samples, self.data, seed=0)
+                return {k: _table_value(result.get(k)) for k in self.keys}
             if self._extractor is None:
                 self._extractor = self._build(self.data, cache_dir=self.cache_dir)
             result = self._quality(samples, self.data, extractor=self._extractor)
@@ -502,6 +543,13 @@ class _Metrics:
             return empty
         self.feature_space = result.get("feature_space", self.feature_space)
         return {k: _number(result.get(k)) for k in METRIC_KEYS}
+
+
+def _table_value(value: Any) -> Any:
+    """A table metric: a flag as a bool (``copying``), a number as a finite float or None."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    return _number(value)
 
 
 def _number(value: Any) -> float | None:
@@ -518,6 +566,10 @@ def table_columns(feature_space: str | None, per_step: str | None = None) -> lis
     sequences: the NLL is then per sequence, followed by nats per step and bits per step
     (or per value of a step) under that name."""
     fd = feature_space or "FD"
+    if feature_space == TABLE_SPACE:  # the synthetic-table metrics
+        return ["model", "family", "likelihood", "NLL (nats) ± s.e.", "bits/dim", "params",
+                "fit (s)", "sample (s)", "col. fidelity", "pair |Δ|", "AUC logistic",
+                "AUC boosting", "DCR share (holdout)"]  # fmt: skip
     if fd.startswith("raw-"):  # standardised raw data: the column still holds Fréchet distances
         fd = "FD (raw)"
     if per_step is None:
@@ -532,6 +584,7 @@ def table_rows(report: dict[str, Any]) -> list[list[Any]]:
     """One list of cells per row of ``report`` (numbers left to the caller's formatter)."""
     out = []
     per_step = report.get("per_step_unit") is not None
+    table = report.get("feature_space") == TABLE_SPACE
     for r in report["rows"]:
         lik = r["likelihood"]
         bpd = r["test_nll_bits_per_dim"]
@@ -540,12 +593,29 @@ def table_rows(report: dict[str, Any]) -> list[list[Any]]:
             step = r.get("test_nll_per_step")
             nll.append(None if step is None else nll_text(lik, step, 3))
         nll.append(None if bpd is None else nll_text(lik, bpd, 3))
+        if table:
+            metrics = [
+                _fixed(r.get("column_fidelity"), 3), _fixed(r.get("pair_diff"), 3),
+                _fixed(r.get("auc_logistic"), 3), _fixed(r.get("auc_boosting"), 3),
+                _dcr(r.get("dcr_share"), r.get("dcr_share_holdout"), r.get("copying")),
+            ]  # fmt: skip
+        else:
+            metrics = [_fixed(r["fd"], 1), _pair(r["precision"], r["recall"]),
+                       _fixed(r["memorisation"])]  # fmt: skip
         out.append([
             r["model"], r["family"], kind_label(lik, r["units"]), *nll,
             r["n_parameters"], _fixed(r["fit_seconds"]), _fixed(r["sample_seconds"]),
-            _fixed(r["fd"], 1), _pair(r["precision"], r["recall"]), _fixed(r["memorisation"]),
+            *metrics,
         ])  # fmt: skip
     return out
+
+
+def _dcr(share: float | None, holdout: float | None, copying: bool | None) -> str | None:
+    """``4.2% (5.0%)``: synthetic rows nearer to training than held-out's 5% quantile, the
+    held-out share in brackets; ``COPYING`` where the test says so."""
+    if share is None or holdout is None:
+        return None
+    return f"{share:.1%} ({holdout:.1%})" + (" COPYING" if copying else "")
 
 
 def _fixed(value: float | None, digits: int = 2) -> str | None:
@@ -567,6 +637,8 @@ def table_notes(report: dict[str, Any]) -> list[str]:
     for s in report.get("skipped", []):
         notes.append(f"{s['model']} skipped: {s['reason']}")
     space = report.get("feature_space") or ""
+    if space == TABLE_SPACE:
+        notes.append(TABLE_METRICS_NOTE)
     if space.startswith("raw-"):
         notes.append(f"FD, precision / recall and MMD in {space}: the standardised raw values "
                      "(no labels to train a feature classifier on)")  # fmt: skip
@@ -575,6 +647,8 @@ def table_notes(report: dict[str, Any]) -> list[str]:
         notes.append(f"cached (not refitted): {', '.join(cached)}")
     if report.get("metrics_note"):
         notes.append(report["metrics_note"])
+    if any(r["units"] == "mixed" for r in report["rows"]):
+        notes.append(MIXED_NOTE)
     if report.get("true_entropy") is not None:
         notes.append(
             f"true entropy of the data (the floor of any model's expected NLL; a test-set mean "
@@ -604,7 +678,7 @@ def report_markdown(report: dict[str, Any]) -> str:
         + f". Budget per neural model: {report['budget_seconds']:g} s. "
         f"Created {report['created']}.",
         "",
-        "| " + " | ".join(cols) + " |",
+        "| " + " | ".join(_md_cell(c) for c in cols) + " |",  # "pair |Δ|" escaped
         "|" + "|".join("---" for _ in cols) + "|",
     ]
     for cells in table_rows(report):

@@ -35,8 +35,10 @@ class InfoResult:
             value is then an unbiased estimate of the true measure), ``"upper bound"`` or
             ``"lower bound"`` when a model's likelihood is a bound that moves the value
             one way for sure, ``"estimate"`` when the direction cannot be guaranteed.
-        space: ``"discrete"`` (entropies of a probability mass function) or
-            ``"continuous"`` (differential entropies of a density; may be negative).
+        space: ``"discrete"`` (entropies of a probability mass function),
+            ``"continuous"`` (differential entropies of a density; may be negative) or
+            ``"mixed"`` (a table of discrete and continuous columns: −E log of a
+            probability times a density).
     """
 
     value: float
@@ -342,8 +344,12 @@ def _kl_form(p: _Factorised | _Gaussian, q: _Factorised | _Gaussian) -> float:
 def _not_enumerable(p: GenerativeModel) -> str | None:
     """Why Σ_x p(x)(...) over every configuration is impossible, or None when it is not."""
     spec = p.fitted_spec
+    if p.units_ == "mixed":
+        return "it is a probability times a density (a table), not a probability mass function"
     if p.units_ != "discrete":
         return "it is a density, not a probability mass function"
+    if spec.kind == "table":
+        return "a table's configurations are not enumerated (counts are unbounded)"
     if p.likelihood_ != "exact":
         return f"its likelihood is {p.likelihood_!r}, not its exact probabilities"
     if spec.n_categories**spec.n_dims > MAX_CONFIGURATIONS:  # Python ints: no overflow
@@ -449,7 +455,7 @@ def _check_model(model: Any, role: str, *, needs_likelihood: bool) -> None:
 
 
 def _space_key(spec: Any) -> tuple:
-    return spec.kind, spec.event_shape, spec.n_categories
+    return spec.kind, spec.event_shape, spec.n_categories, spec.columns
 
 
 def _check_same_space(p: GenerativeModel, q: GenerativeModel) -> None:
@@ -461,7 +467,11 @@ def _check_same_space(p: GenerativeModel, q: GenerativeModel) -> None:
             "data of the same kind, shape and number of categories"
         )
     if p.units_ != q.units_:
-        what = {"discrete": "a probability mass function", "continuous": "a density"}
+        what = {
+            "discrete": "a probability mass function",
+            "continuous": "a density",
+            "mixed": "a probability times a density",
+        }
         raise CapabilityError(
             f"p ({p.name!r}) is {what[p.units_]} and q ({q.name!r}) is {what[q.units_]}; "
             "their log-values are in different units and are never mixed. Fit both as "

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 
 def describe_kind(likelihood: str, units: str) -> str:
-    """Human text for a table cell: ``exact``, ``bound (dequantised)``, ``exact density``."""
+    """Human text for a table cell: ``exact``, ``bound (dequantised)``, ``exact density``,
+    ``exact (probability × density)`` for a table of discrete and continuous columns."""
     if likelihood == "none":
         return "none"
     if units == "continuous":
         return f"{likelihood} (density)"
+    if units == "mixed":
+        return f"{likelihood} (probability × density)"
     return likelihood if likelihood != "bound" else "bound (≥ NLL)"
 
 

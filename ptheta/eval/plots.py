@@ -37,7 +37,10 @@ def nll_bar_figure(
     per = "nats per step, each end a step" if per_step else "nats per example"
     scored = [r for r in rows if r.get("status") == "ok" and r.get(key) is not None]
     panels = [
-        (f"discrete NLL ({per})", [r for r in scored if r["units"] != "continuous"]),
+        (f"discrete NLL ({per})",
+         [r for r in scored if r["units"] not in ("continuous", "mixed")]),
+        (f"mixed NLL, −log(probability × density) ({per}; same table only)",
+         [r for r in scored if r["units"] == "mixed"]),
         (f"density NLL, −log p(x) ({per}; not comparable with discrete NLLs)",
          [r for r in scored if r["units"] == "continuous"]),
     ]  # fmt: skip

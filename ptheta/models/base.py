@@ -183,6 +183,8 @@ class GenerativeModel(BaseEstimator):
                 units=self.units_,
                 dequantised=self._dequantised(),
             )
+            if self.fitted_spec.variable_length:  # impute and sample(given=) are refused
+                caps = caps.replace(imputes=False)
         return caps
 
     def _dequantised(self) -> bool:
@@ -308,9 +310,13 @@ class GenerativeModel(BaseEstimator):
     def _kind_error(self, X: Any, spec: DataSpec) -> str:
         """The message for training data of a kind this family does not model."""
         if spec.kind == "continuous" and not isinstance(X, Split):
+            from ptheta.data.ragged import as_sequences
             from ptheta.data.spec import as_array
 
-            arr = as_array(X, "training data").astype(np.float64)
+            if is_ragged(X):  # every step of every sequence, padding left out
+                arr = as_sequences(X, "training data").concatenated()[0].astype(np.float64)
+            else:
+                arr = as_array(X, "training data").astype(np.float64)
             if arr.min() < 0 and np.all(arr == np.round(arr)):
                 # integer levels shifted below 0: say so (scikit-learn's phrase, too)
                 return (
@@ -371,15 +377,16 @@ class GenerativeModel(BaseEstimator):
         Input tags: families of discrete data only (levels 0..K-1) declare
         ``categorical`` and ``positive_only``; families that need images (C, H, W) do not
         take 2-D arrays (``two_d_array`` False, as scikit-learn's image estimators).
-        ``allow_nan`` stays False although marginalising models score NaN entries: the tag
-        says ``fit`` takes NaN (meta-estimators pass it there), and every model refuses it.
+        ``allow_nan`` is ``capabilities().fits_missing``: the tag says ``fit`` takes NaN
+        (meta-estimators pass it there), which only families that fit by EM over the missing
+        entries do (models that only marginalise when scoring leave it False).
         """
         from sklearn.utils import ClassifierTags
 
         tags = super().__sklearn_tags__()
         caps = self._capabilities()
         discrete = "continuous" not in caps.data_kinds
-        tags.input_tags.allow_nan = False
+        tags.input_tags.allow_nan = caps.fits_missing
         tags.input_tags.categorical = discrete
         tags.input_tags.positive_only = discrete
         tags.input_tags.two_d_array = not caps.needs_image
@@ -676,8 +683,13 @@ class GenerativeModel(BaseEstimator):
             return f"has a malformed data spec 'spec_' (event shape {spec.event_shape})"
         if self.likelihood_ not in LIKELIHOOD_KINDS:
             return f"has likelihood_={self.likelihood_!r}, not one of {', '.join(LIKELIHOOD_KINDS)}"
-        if self.units_ not in ("discrete", "continuous"):
-            return f"has units_={self.units_!r}, not 'discrete' or 'continuous'"
+        units = (
+            ("discrete", "continuous", "mixed")
+            if spec.kind == "table"
+            else ("discrete", "continuous")
+        )
+        if self.units_ not in units:
+            return f"has units_={self.units_!r}, not one of {', '.join(map(repr, units))}"
         for key, shape in self._expected_shapes(spec).items():
             if not hasattr(self, key):
                 return f"lacks the fitted attribute(s) {key!r}"
@@ -757,7 +769,8 @@ class GenerativeModel(BaseEstimator):
         return self.likelihood
 
     def _fitted_units(self, spec: DataSpec) -> str:
-        return "discrete" if spec.is_discrete else "continuous"
+        # a table: discrete, continuous or mixed (a probability times a density) by its columns
+        return spec.units
 
     # ----------------------------------------------------------------- helpers
     def _resolve_spec(self, X: Any) -> DataSpec:

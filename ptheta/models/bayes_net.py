@@ -1,4 +1,4 @@
-"""The general discrete Bayesian network: a DAG over the columns, its CPTs, exact inference."""
+"""The general Bayesian network: a DAG over the columns, its tables, exact inference."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from scipy.sparse.csgraph import breadth_first_order
 from scipy.special import logsumexp, xlogy
 
 from ptheta.data.spec import DataSpec
+from ptheta.data.table import LABEL_TYPES, ColumnSpec
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.chow_liu import maximum_spanning_tree, pairwise_mutual_information
 from ptheta.models.dag_search import (
     Edges,
     FamilyScorer,
+    Leaf,
     ancestors,
     hill_climb,
     topological_order,
@@ -38,10 +40,12 @@ from ptheta.params import Choice, Float, Int, Param, is_integer, parameter_error
 
 # Structure learning uses the complete rows when at least this many are complete.
 MIN_COMPLETE_ROWS = 10
+# A column's kind in the network: a discrete variable, or a leaf of one of these types.
+DISCRETE = "discrete"
 
 
 class BayesianNetwork(GenerativeModel):
-    """Discrete Bayesian network p(x) = ∏_j p(x_j | x_parents(j)) on a given or learned DAG.
+    """Bayesian network p(x) = ∏_j p(x_j | x_parents(j)) on a given or learned DAG.
 
     **Structure.** Given (a list of [parent, child] edges or DOT text, over column names or
     indices) or learned: ``"hill-climb"`` searches DAGs by single-edge additions, removals
@@ -54,23 +58,44 @@ class BayesianNetwork(GenerativeModel):
     **Tables.** p(x_j = k | parents = c) = (N_ck + α) / (N_c + r_j α) (Dirichlet
     pseudo-counts ``alpha``); the likelihood is exact.
 
+    **Table data** (``kind="table"``, :mod:`ptheta.data.table`). Binary, categorical and
+    ordinal columns are discrete variables, each with its own number of levels (an
+    ordinal's order is not used: its levels get free probabilities); queries, evidence and
+    results use their labels. Count and continuous columns follow the conditional linear
+    Gaussian restriction without continuous parents: they have discrete parents only and
+    are never parents themselves (leaves), with one distribution per configuration of
+    their parents — a Poisson for a count, a Gaussian for a continuous column (truncated to
+    its bounds, exact normaliser, where it has bounds) — estimated with ``alpha``
+    pseudo-rows at the column's pooled mean and variance (see
+    :class:`~ptheta.models.dag_search.Leaf`). Structure search scores their families by
+    BIC with their own parameter counts (1 or 2 per configuration; BDeu, which has no form
+    for them, scores the discrete families only). Inference stays exact: an observed leaf
+    is a factor over its missing parents (its density at the value), a missing one
+    integrates to 1 and drops out.
+    ``units_`` is ``discrete``, ``continuous`` or ``mixed`` by the column types.
+
     **Inference.** Exact, by variable elimination in log space with a greedy min-fill
     order, one elimination per pattern of missing entries, vectorised over the examples
     that share it. ``score_samples`` with NaN entries is the exact log-marginal of the
     observed ones (barren variables pruned); ``impute(method="mode")`` is the most probable
-    completion (max-product, then traceback); ``impute(method="sample")`` and
-    ``sample(n, given=...)`` draw exactly from p(x_missing | x_observed) (sum-product, then
-    sampling backwards through the elimination). ``query(["A"], evidence={"B": 1})`` is
-    P(A | B = 1) as a labelled table, ``map_query`` its most probable assignment.
+    completion (max-product, then traceback; a missing leaf at its mode given its parents);
+    ``impute(method="sample")`` and ``sample(n, given=...)`` draw exactly from
+    p(x_missing | x_observed) (sum-product, then sampling backwards through the
+    elimination). ``query(["A"], evidence={"B": "x"})`` is P(A | B = x) as a labelled
+    table over discrete variables (evidence may also give count and continuous values),
+    ``map_query`` its most probable assignment.
 
     **Missing values in training.** ``fit`` takes NaN: the structure is learned on the
     complete rows (an approximation to structural EM; on the rows with every column's most
-    frequent level filled in where fewer than 10 rows are complete), then the tables by EM:
-    expected counts from the exact family posteriors of each example (the elimination
-    order's junction tree, calibrated), starting from the available-case counts. With
-    α > 0 this is MAP-EM under Dirichlet(α + 1) priors: its objective, the observed-data
-    log-likelihood plus Σ α log θ, never decreases (α = 0: the likelihood itself);
-    ``history_`` records both per example.
+    frequent level (a leaf's median) filled in where fewer than 10 rows are complete), then
+    the parameters by EM: expected counts (and a leaf's weighted n, Σx, Σx²) from the exact
+    family posteriors of each example (the elimination order's junction tree, calibrated),
+    starting from the available-case counts; a missing leaf is integrated out, not filled
+    in. With α > 0 this is MAP-EM under Dirichlet(α + 1) priors (and the leaves'
+    pseudo-row priors): its objective, the observed-data log-likelihood plus the log prior,
+    never decreases (α = 0: the likelihood itself; a bounded continuous column's
+    moment-matched M-step is not an exact maximisation); ``history_`` records both per
+    example.
 
     Arguments:
         structure: ``"hill-climb"``, ``"chow-liu"``, ``"naive"``, ``"empty"``, or the DAG
@@ -84,18 +109,24 @@ class BayesianNetwork(GenerativeModel):
         max_iter: most moves of hill climbing.
         black_list: edges hill climbing may not add.
         white_list: edges hill climbing must keep.
-        alpha: Dirichlet pseudo-count added to every cell of every table.
+        alpha: Dirichlet pseudo-count added to every cell of every table, and the number of
+            pseudo-rows of a count or continuous leaf's configurations.
         em_max_iter: most EM iterations when the training data have missing entries.
         em_tol: EM stops when its objective per example changes by less than this.
 
     Fitted attributes:
-        columns_: the variables' names (a DataFrame's columns, else ``x0``, ``x1``, …).
-        cards_: (D,) levels of each variable. parents_: each variable's parents (sorted).
+        columns_: the variables' names (a table's or DataFrame's columns, else ``x0``, …).
+        kinds_: each column's kind: ``"discrete"``, ``"count"`` or ``"continuous"``.
+        cards_: (D,) levels of each variable (1 for a count or continuous leaf).
+        parents_: each variable's parents (sorted).
         edges_: [parent, child] pairs. order_: (D,) a topological order.
-        cpt_: every table flattened, variable after variable; a table is
+        cpt_: every discrete variable's table flattened, one after another; a table is
             (*cards[parents], cards[j]), the first parent most significant (see ``cpts()``).
+        leaf_params_: (Σ q_j, 2) the ``[mean, variance]`` of each leaf's configurations,
+            leaf after leaf (a Poisson's variance is its mean).
         structure_score_: the BIC or BDeu of the DAG on the rows it was learned from.
-        edge_weights_: empirical mutual information (nats) of each edge's two variables.
+        edge_weights_: empirical mutual information (nats) of each edge's two variables
+            (a leaf's: the plug-in gain of its log-likelihood per row).
         history_: EM records (only when the training data had missing entries).
 
     Example:
@@ -112,18 +143,29 @@ class BayesianNetwork(GenerativeModel):
         >>> m.map_query(["x0", "x1"], evidence={"x2": 1})
         {'x0': 0, 'x1': 1}
 
+        On a table, with labels and a continuous column:
+
+        >>> data = ptheta.datasets.load("groundtruth-table")
+        >>> m = ptheta.make("bayesian-network").fit(data.train)
+        >>> sorted(m.columns_[p] + " -> " + m.columns_[c] for p, c in m.edges_)[:3]
+        ['busy -> spend', 'busy -> visitors', 'rain -> temperature']
+        >>> evidence = {"temperature": 15.0, "rain": "yes"}
+        >>> m.query("season", evidence=evidence).round(2).values.tolist()
+        [['winter', 0.0], ['spring', 0.26], ['summer', 0.31], ['autumn', 0.43]]
+
     References:
-        Koller & Friedman, "Probabilistic Graphical Models" (2009), ch. 9, 10, 18, 19;
-        Heckerman, Geiger & Chickering, "Learning Bayesian networks: the combination of
-        knowledge and statistical data", Machine Learning (1995); Friedman, "The Bayesian
-        structural EM algorithm", UAI (1998).
+        Koller & Friedman, "Probabilistic Graphical Models" (2009), ch. 9, 10, 14.3, 18, 19;
+        Lauritzen, "Propagation of probabilities, means and variances in mixed graphical
+        association models", JASA (1992); Heckerman, Geiger & Chickering, "Learning Bayesian
+        networks: the combination of knowledge and statistical data", Machine Learning
+        (1995); Friedman, "The Bayesian structural EM algorithm", UAI (1998).
     """
 
     name: ClassVar[str] = "bayesian-network"
     family: ClassVar[str] = "graphical"
     likelihood: ClassVar[str] = "exact"
     abilities: ClassVar[dict[str, Any]] = {"exports_structure": True}
-    data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
+    data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "table")
     can_marginalise: ClassVar[bool] = True
     fits_missing: ClassVar[bool] = True
     quick_params: ClassVar[dict[str, Any]] = {"max_iter": 30, "em_max_iter": 20}
@@ -177,11 +219,24 @@ class BayesianNetwork(GenerativeModel):
                 what = "None unless structure='hill-climb' (lists constrain the search)"
                 raise parameter_error(self.name, key, what, getattr(self, key))
 
+    def _kind_error(self, X: Any, spec: DataSpec) -> str:
+        message = super()._kind_error(X, spec)
+        if spec.kind != "continuous" or message.startswith("Negative"):
+            return message
+        from ptheta.data.spec import Split, as_array
+
+        if not isinstance(X, Split) and np.nanmin(as_array(X, "training data")) < 0:
+            # scikit-learn's phrase for negative values given to a model of levels
+            return f"Negative values in data passed to {self.name!r}: {message}"
+        return message
+
     # ----------------------------------------------------------------- fitting
     def fit(self, X: Any, y: Any = None, **fit_params: Any) -> BayesianNetwork:
-        """Fit the structure and the tables to ``X`` (N, D) of levels 0..K−1 (NaN: missing).
+        """Fit the structure and the parameters to ``X``: (N, D) levels 0..K−1, or a
+        table (a `Split` of kind ``table``); NaN: missing.
 
-        A pandas DataFrame's column names name the variables (in queries, edges and DOT).
+        A pandas DataFrame's column names name the variables (in queries, edges and DOT);
+        a table's columns are named by its schema.
         """
         columns = getattr(X, "columns", None)
         self._columns_in = None if columns is None else [str(c) for c in columns]
@@ -193,43 +248,96 @@ class BayesianNetwork(GenerativeModel):
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
         params = self._params()
+        alpha = float(params.alpha)
         flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         n, d = flat.shape
         missing = np.isnan(flat)
-        values = np.where(missing, 0, flat).astype(np.int64)
-        cards = np.full(d, int(spec.n_categories), dtype=np.int64)
-        self.columns_ = self._columns_in or [f"x{i}" for i in range(d)]
+        empty = np.flatnonzero(missing.all(axis=0))
+        table = spec.columns if spec.kind == "table" else None
+        if table is not None:
+            self.columns_ = [c.name for c in table]
+            self.kinds_ = [DISCRETE if c.type in LABEL_TYPES else c.type for c in table]
+            cards = np.array([c.n_levels or 1 for c in table], dtype=np.int64)
+        else:
+            self.columns_ = self._columns_in or [f"x{i}" for i in range(d)]
+            self.kinds_ = [DISCRETE] * d
+            cards = np.full(d, int(spec.n_categories), dtype=np.int64)
         if len(self.columns_) != d:
             raise DataError(f"{len(self.columns_)} column names for {d} variables")
+        if empty.size:
+            raise DataError(
+                f"column {self.columns_[empty[0]]!r} of the training data has no observed "
+                "value (every entry is NaN); drop it"
+            )
+        leaves = _make_leaves(self.kinds_, table)
+        is_leaf = self._leaf_mask()
+        pooled = {j: (float(np.nanmean(flat[:, j])), float(np.nanvar(flat[:, j]))) for j in leaves}
+        values = np.where(missing | is_leaf, 0, flat).astype(np.int64)
         complete = ~missing.any(axis=1)
         if complete.sum() >= min(MIN_COMPLETE_ROWS, n):
-            rows = values[complete]
+            rows, real = values[complete], flat[complete]
         else:  # too few complete rows: fill each column with its most frequent level
-            modes = [np.bincount(values[~missing[:, j], j]).argmax() for j in range(d)]
-            rows = np.where(missing, np.asarray(modes), values)
-        scorer = FamilyScorer(rows, cards, params.scoring, params.equivalent_sample_size)
+            fill = np.array([
+                np.nanmedian(flat[:, j]) if j in leaves
+                else np.bincount(values[~missing[:, j], j]).argmax()
+                for j in range(d)
+            ])  # fmt: skip
+            rows = np.where(missing & ~is_leaf, fill, values).astype(np.int64)
+            real = np.where(missing, fill, flat)
+        scorer = FamilyScorer(
+            rows, cards, params.scoring, params.equivalent_sample_size, alpha=alpha,
+            leaves={j: (leaf, real[:, j], pooled[j]) for j, leaf in leaves.items()},
+        )  # fmt: skip
         parents = self._learn_structure(rows, cards, scorer, params)
         self.cards_ = cards
         self.parents_ = [sorted(int(p) for p in ps) for ps in parents]
         self.order_ = topological_order(self._adjacency())
         self.edges_ = [[p, j] for j in self.order_.tolist() for p in self.parents_[j]]
         self.structure_score_ = float(scorer.total(self.parents_))
-        self.edge_weights_ = [_pair_information(rows, cards, p, c) for p, c in self.edges_]
-        alpha = float(params.alpha)
-        zeros = [np.zeros(tuple(cards[[*ps, j]])) for j, ps in enumerate(self.parents_)]
-        _, counts = self._observed_families(zeros, values, missing)  # available cases
-        tables = [_normalise(c + alpha) for c in counts]
+        self.edge_weights_ = [
+            scorer.information(c, p) if c in leaves else _pair_information(rows, cards, p, c)
+            for p, c in self.edges_
+        ]
+        _, counts = self._observed_families(None, values, flat, missing, leaves)  # available
+        theta = self._estimate(counts, alpha, pooled, leaves)
         if missing.any():
-            tables = self._em(flat, tables, alpha, params.em_max_iter, params.em_tol)
-        self.cpt_ = np.concatenate([t.ravel() for t in tables])
+            theta = self._em(flat, theta, alpha, pooled, leaves, params.em_max_iter, params.em_tol)
+        self._store(theta, leaves)
+
+    def _store(self, theta: list[np.ndarray], leaves: dict[int, Leaf]) -> None:
+        """Keep the parameters: discrete tables in ``cpt_``, leaves' in ``leaf_params_``."""
+        tables = [t.ravel() for j, t in enumerate(theta) if j not in leaves]
+        rows = [t.reshape(-1, 2) for j, t in enumerate(theta) if j in leaves]
+        self.cpt_ = np.concatenate(tables) if tables else np.zeros(0)
+        self.leaf_params_ = np.concatenate(rows) if rows else np.zeros((0, 2))
+
+    def _estimate(
+        self,
+        counts: list[np.ndarray],
+        alpha: float,
+        pooled: dict[int, tuple[float, float]],
+        leaves: dict[int, Leaf],
+    ) -> list[np.ndarray]:
+        """Parameters from (expected) counts: smoothed tables, and each leaf's
+        ``[mean, variance]`` per configuration (*cards[parents], 2) from its statistics."""
+        theta = []
+        for j, c in enumerate(counts):
+            if j in leaves:
+                shape = tuple(int(k) for k in self.cards_[self.parents_[j]])
+                theta.append(leaves[j].estimate(c, alpha, pooled[j]).reshape(*shape, 2))
+            else:
+                theta.append(_normalise(c + alpha))
+        return theta
 
     def _learn_structure(
         self, rows: np.ndarray, cards: np.ndarray, scorer: FamilyScorer, params: Any
     ) -> list[list[int]]:
         d = rows.shape[1]
         how = params.structure
+        is_leaf = self._leaf_mask()
         if isinstance(how, list):
             adj = self._edge_matrix(how, "structure")
+            self._refuse_leaf_parents(adj, "structure")
             try:
                 topological_order(adj)
             except ValueError as e:
@@ -237,37 +345,45 @@ class BayesianNetwork(GenerativeModel):
                     self.name, "structure", "an acyclic graph", how, str(e)
                 ) from None
             return [np.flatnonzero(adj[:, j]).tolist() for j in range(d)]
-        if how == "empty" or d == 1:
-            return [[] for _ in range(d)]
+        discrete = np.flatnonzero(~is_leaf)
+        parents: list[list[int]] = [[] for _ in range(d)]
+        if how == "empty" or d == 1 or discrete.size == 0:
+            return parents
         if how in ("chow-liu", "naive"):
-            mi = pairwise_mutual_information(rows, int(cards.max()))
+            mi = pairwise_mutual_information(rows[:, discrete], int(cards[discrete].max()))
             root = int(np.argmax(mi.sum(axis=1)))
-            parents: list[list[int]] = [[] if j == root else [root] for j in range(d)]
-            if how == "chow-liu":
-                tree = np.zeros((d, d))
+            if how == "naive":
+                return [[] if j == discrete[root] else [int(discrete[root])] for j in range(d)]
+            if discrete.size > 1:
+                tree = np.zeros((discrete.size, discrete.size))
                 edges = maximum_spanning_tree(mi)
                 tree[edges[:, 0], edges[:, 1]] = 1.0
                 _, pred = breadth_first_order(tree, root, directed=False)
-                parents = [[] if pred[j] < 0 else [int(pred[j])] for j in range(d)]
+                for i, j in enumerate(discrete):
+                    if pred[i] >= 0:
+                        parents[j] = [int(discrete[pred[i]])]
+            for j in np.flatnonzero(is_leaf):  # each leaf below its most informative column
+                gains = [scorer.information(int(j), int(p)) for p in discrete]
+                parents[j] = [int(discrete[int(np.argmax(gains))])]
             return parents
-        black = (
-            None
-            if params.black_list is None
-            else self._edge_matrix(params.black_list, "black_list")
-        )
+        black = np.zeros((d, d), dtype=bool)
+        black[is_leaf] = True  # a count or continuous column is never a parent
+        if params.black_list is not None:
+            black |= self._edge_matrix(params.black_list, "black_list")
         white = (
             None
             if params.white_list is None
             else self._edge_matrix(params.white_list, "white_list")
         )
         if white is not None:
+            self._refuse_leaf_parents(white, "white_list")
             try:
                 topological_order(white)
             except ValueError as e:
                 raise parameter_error(
                     self.name, "white_list", "acyclic", self.white_list, str(e)
                 ) from None
-            if black is not None and (white & black).any():
+            if params.black_list is not None and (white & black).any():
                 raise ParameterError(f"{self.name}: white_list and black_list share an edge")
         return hill_climb(
             scorer,
@@ -277,6 +393,18 @@ class BayesianNetwork(GenerativeModel):
             black=black,
             white=white,
         )
+
+    def _refuse_leaf_parents(self, adj: np.ndarray, key: str) -> None:
+        """A ParameterError for an edge out of a count or continuous column."""
+        out_of_leaf = adj & self._leaf_mask()[:, None]
+        if out_of_leaf.any():
+            p, c = (int(i) for i in np.argwhere(out_of_leaf)[0])
+            raise parameter_error(
+                self.name, key, "edges whose parents are label columns", getattr(self, key),
+                f"{self.columns_[p]!r} -> {self.columns_[c]!r} starts at a "
+                f"{self.kinds_[p]} column; count and continuous columns are leaves (they "
+                "have discrete parents only): reverse the edge or drop it",
+            )  # fmt: skip
 
     def _edge_matrix(self, edges: list[list[Any]], key: str) -> np.ndarray:
         """(D, D) bool adjacency of user edges over column names or indices."""
@@ -292,65 +420,115 @@ class BayesianNetwork(GenerativeModel):
         return adj
 
     def _em(
-        self, flat: np.ndarray, tables: list[np.ndarray], alpha: float, max_iter: int, tol: float
+        self,
+        flat: np.ndarray,
+        theta: list[np.ndarray],
+        alpha: float,
+        pooled: dict[int, tuple[float, float]],
+        leaves: dict[int, Leaf],
+        max_iter: int,
+        tol: float,
     ) -> list[np.ndarray]:
-        """EM over the tables with exact expected counts; records ``history_``."""
+        """EM over the parameters with exact expected statistics; records ``history_``."""
         n, missing = len(flat), np.isnan(flat)
-        values = np.where(missing, 0, flat).astype(np.int64)
+        values = np.where(missing | self._leaf_mask(), 0, flat).astype(np.int64)
+        discrete = ~self._leaf_mask()
         plans = []  # per missing pattern: its rows, mask, the families it touches, an order
         for rows, observed in missing_patterns(flat):
-            touching = [j for j in range(len(tables)) if not observed[[*self.parents_[j], j]].all()]
+            # a missing leaf has no child: it integrates to 1 and touches nothing
+            touching = [
+                j
+                for j in range(len(theta))
+                if not observed[[*self.parents_[j], j]].all() and (j not in leaves or observed[j])
+            ]
             scopes = [[v for v in [*self.parents_[j], j] if not observed[v]] for j in touching]
-            free = np.flatnonzero(~observed).tolist()
+            free = np.flatnonzero(~observed & discrete).tolist()
             if touching:
                 plans.append((rows, observed, touching, min_fill_order(scopes, free, self.cards_)))
         history: list[dict[str, float]] = []
         prev = -math.inf
         for step in range(1, max_iter + 1):
-            logt = _logs(tables)
-            per_row, counts = self._observed_families(logt, values, missing)
+            logt = _logs(theta, leaves)
+            per_row, counts = self._observed_families(logt, values, flat, missing, leaves)
             loglik = float(per_row.sum())
             for rows, observed, touching, order in plans:
-                vals = values[rows]
-                factors = [self._factor(j, logt[j], vals, observed) for j in touching]
+                vals, xs = values[rows], flat[rows]
+                factors = [self._family_factor(j, logt[j], vals, xs, observed, leaves)
+                           for j in touching]  # fmt: skip
                 pool, steps = eliminate(factors, order, self.cards_)
                 loglik += float(log_total(pool, len(rows)).sum())
                 beliefs = calibrate(steps, len(rows))
                 where = {i: s for s, st in enumerate(steps) for i in st.absorbed}
                 for i, (j, f) in enumerate(zip(touching, factors, strict=True)):
                     post = np.exp(marginal(beliefs[where[i]], f.vars))
-                    counts[j] += self._expected(j, vals, observed, post)
-            prior = sum(float(xlogy(alpha, t).sum()) for t in tables)
+                    if j in leaves:
+                        x_j = xs[:, j]
+                        counts[j] += np.stack(
+                            [self._expected(j, vals, observed, post, w).ravel()
+                             for w in (None, x_j, x_j * x_j)],
+                            axis=1,
+                        )  # fmt: skip
+                    else:
+                        counts[j] += self._expected(j, vals, observed, post)
+            prior = sum(
+                leaves[j].log_prior(t.reshape(-1, 2), alpha, pooled[j])
+                if j in leaves
+                else float(xlogy(alpha, t).sum())
+                for j, t in enumerate(theta)
+            )
             objective = (loglik + prior) / n
             history.append({"step": step, "objective": objective, "log_likelihood": loglik / n})
-            tables = [_normalise(c + alpha) for c in counts]
+            theta = self._estimate(counts, alpha, pooled, leaves)
             if abs(objective - prev) < tol:
                 break
             prev = objective
         self.history_ = history
         self.n_iter_ = len(history)
-        return tables
+        return theta
 
     def _observed_families(
-        self, logt: list[np.ndarray], values: np.ndarray, missing: np.ndarray
+        self,
+        logt: list[np.ndarray] | None,
+        values: np.ndarray,
+        flat: np.ndarray,
+        missing: np.ndarray,
+        leaves: dict[int, Leaf],
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """Over the rows where a family is all observed: the sum of its log-probabilities per
-        row (N,), and its counts (*cards[family]), for every family."""
+        """Over the rows where a family is all observed: the sum of its log-probabilities
+        (and leaves' log-densities) per row (N,) (zeros without ``logt``), and its counts
+        (*cards[family]) — a leaf's statistics (q, 3) ``[n, Σx, Σx²]`` — for every family."""
         per_row = np.zeros(len(values))
         counts = []
-        for j, table in enumerate(logt):
-            fam = [*self.parents_[j], j]
+        for j, ps in enumerate(self.parents_):
+            fam = [*ps, j]
             seen = ~missing[:, fam].any(axis=1)
+            if j in leaves:
+                q = int(np.prod(self.cards_[ps]))
+                code = _codes(values[seen][:, ps], self.cards_[ps])
+                x_j = flat[seen, j]
+                if logt is not None:
+                    per_row[seen] += leaves[j].log_density(x_j, logt[j].reshape(q, 2)[code])
+                counts.append(Leaf.stats(code, x_j, q))
+                continue
+            size = int(np.prod(self.cards_[fam]))
             code = _codes(values[seen][:, fam], self.cards_[fam])
-            per_row[seen] += table.ravel()[code]
-            counts.append(np.bincount(code, minlength=table.size).reshape(table.shape) * 1.0)
+            if logt is not None:
+                per_row[seen] += logt[j].ravel()[code]
+            shape = tuple(int(c) for c in self.cards_[fam])
+            counts.append(np.bincount(code, minlength=size).reshape(shape) * 1.0)
         return per_row, counts
 
     def _expected(
-        self, j: int, vals: np.ndarray, observed: np.ndarray, post: np.ndarray | None
+        self,
+        j: int,
+        vals: np.ndarray,
+        observed: np.ndarray,
+        post: np.ndarray | None,
+        weights: np.ndarray | None = None,
     ) -> np.ndarray:
         """Expected counts (*cards[family]) of family j from examples ``vals`` sharing the
-        ``observed`` mask, given the posterior ``post`` (n, *cards[free family vars])."""
+        ``observed`` mask, given the posterior ``post`` (n, *cards[free family vars]), each
+        example weighted by ``weights`` (n,) where given."""
         fam = np.array([*self.parents_[j], j])
         cards = self.cards_[fam]
         strides = np.append(np.cumprod(cards[::-1])[::-1][1:], 1)
@@ -358,7 +536,9 @@ class BayesianNetwork(GenerativeModel):
         base = vals[:, fam[seen]] @ strides[seen]  # (n,)
         size = int(np.prod(cards))
         if post is None:
-            return np.bincount(base, minlength=size).reshape(cards).astype(float)
+            return np.bincount(base, weights=weights, minlength=size).reshape(cards) * 1.0
+        if weights is not None:
+            post = post * weights.reshape(-1, *([1] * (post.ndim - 1)))
         free_cards = cards[~seen]
         grid = sum(
             np.arange(c).reshape([-1 if a == i else 1 for a in range(len(free_cards))]) * s
@@ -369,15 +549,32 @@ class BayesianNetwork(GenerativeModel):
 
     # ----------------------------------------------------------------- tables and factors
     def cpts(self) -> list[np.ndarray]:
-        """Each variable's table p(x_j | parents), shape (*cards[parents_[j]], cards_[j])."""
+        """Each variable's parameters: a discrete variable's table p(x_j | parents), shape
+        (*cards_[parents_[j]], cards_[j]); a count or continuous leaf's ``[mean, variance]``
+        per configuration of its parents, shape (*cards_[parents_[j]], 2)."""
         self._check_fitted()
-        out, start = [], 0
-        for j in range(len(self.cards_)):
-            shape = tuple(int(c) for c in self.cards_[[*self.parents_[j], j]])
-            size = int(np.prod(shape))
-            out.append(self.cpt_[start : start + size].reshape(shape))
-            start += size
+        out, start, row = [], 0, 0
+        for j, ps in enumerate(self.parents_):
+            shape = tuple(int(c) for c in self.cards_[ps])
+            q = int(np.prod(shape))
+            if self._kinds()[j] != DISCRETE:
+                out.append(self.leaf_params_[row : row + q].reshape(*shape, 2))
+                row += q
+                continue
+            shape = (*shape, int(self.cards_[j]))
+            out.append(self.cpt_[start : start + q * shape[-1]].reshape(shape))
+            start += q * shape[-1]
         return out
+
+    def _kinds(self) -> list[str]:
+        return list(getattr(self, "kinds_", None) or [DISCRETE] * len(self.cards_))
+
+    def _leaf_mask(self) -> np.ndarray:
+        return np.array([k != DISCRETE for k in self._kinds()], dtype=bool)
+
+    def _leaves(self) -> dict[int, Leaf]:
+        """The count and continuous columns' conditional models, by column index."""
+        return _make_leaves(self._kinds(), self.fitted_spec.columns)
 
     def _adjacency(self) -> np.ndarray:
         d = len(self.parents_)
@@ -397,27 +594,68 @@ class BayesianNetwork(GenerativeModel):
         table = table[tuple(vals[:, fam[a]] for a in seen)] if seen else table[None]
         return Factor(tuple(fam[a] for a in free), table)
 
+    def _family_factor(
+        self,
+        j: int,
+        theta_j: np.ndarray,
+        vals: np.ndarray,
+        xs: np.ndarray,
+        observed: np.ndarray,
+        leaves: dict[int, Leaf],
+        missing_leaf: str = "drop",
+    ) -> Factor | None:
+        """Family j as a factor over its unobserved discrete variables, for examples with
+        codes ``vals`` and values ``xs`` (n, D) sharing the ``observed`` mask. A leaf's is
+        its log-density at the observed value per configuration of its missing parents;
+        a missing leaf gives None (it integrates to 1), or with ``missing_leaf="max"`` its
+        largest log-density (at its mode) per configuration, for max-product."""
+        if j not in leaves:
+            return self._factor(j, theta_j, vals, observed)
+        leaf, ps = leaves[j], self.parents_[j]
+        params = theta_j.reshape(-1, 2)
+        shape = tuple(int(c) for c in self.cards_[ps])
+        if observed[j]:
+            table = leaf.log_density(xs[:, j, None], params[None]).reshape(len(xs), *shape)
+        elif missing_leaf == "max":
+            table = leaf.log_density(leaf.mode(params), params).reshape(1, *shape)
+        else:
+            return None
+        seen = [a for a, v in enumerate(ps) if observed[v]]
+        free = [a for a, v in enumerate(ps) if not observed[v]]
+        table = np.transpose(table, [0, *(a + 1 for a in seen + free)])
+        if seen:
+            batch = np.arange(len(vals)) if len(table) > 1 else np.zeros(len(vals), np.int64)
+            table = table[(batch, *(vals[:, ps[a]] for a in seen))]
+        return Factor(tuple(ps[a] for a in free), table)
+
+    def _rows(self, flat: np.ndarray) -> np.ndarray:
+        """The discrete codes of ``flat`` (NaN and leaves as 0), int64 (N, D)."""
+        return np.where(np.isnan(flat) | self._leaf_mask(), 0, flat).astype(np.int64)
+
     # ----------------------------------------------------------------- scoring
     def _score_samples(self, x: np.ndarray) -> np.ndarray:
         flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        logt = _logs(self.cpts())
+        leaves = self._leaves()
+        logt = _logs(self.cpts(), leaves)
         missing = np.isnan(flat)
-        values = np.where(missing, 0, flat).astype(np.int64)
-        out, _ = self._observed_families(logt, values, missing)
+        values = self._rows(flat)
+        out, _ = self._observed_families(logt, values, flat, missing, leaves)
         if not missing.any():
             return out
         anc = ancestors(self._adjacency())
         for rows, observed in missing_patterns(flat):
-            # barren variables (missing, with no observed descendant) sum to one: drop them;
-            # families all observed are in ``out`` already
+            # barren variables (missing, with no observed descendant) sum to one: drop them
+            # (a missing leaf among them); families all observed are in ``out`` already
             relevant = observed | anc[observed].any(axis=0)
             touching = [
                 j for j in np.flatnonzero(relevant) if not observed[[*self.parents_[j], j]].all()
             ]
             if not touching:
                 continue
-            vals = values[rows]
-            factors = [self._factor(j, logt[j], vals, observed) for j in touching]
+            vals, xs = values[rows], flat[rows]
+            factors = [
+                self._family_factor(j, logt[j], vals, xs, observed, leaves) for j in touching
+            ]
             free = np.flatnonzero(relevant & ~observed).tolist()
             order = min_fill_order([f.vars for f in factors], free, self.cards_)
             pool, _ = eliminate(factors, order, self.cards_)
@@ -426,19 +664,27 @@ class BayesianNetwork(GenerativeModel):
 
     # ----------------------------------------------------------------- sampling
     def _sample(self, n: int, y: Any, rng: np.random.Generator) -> np.ndarray:
-        tables = self.cpts()
-        out = np.zeros((n, len(self.cards_)), dtype=np.int64)
+        theta, leaves = self.cpts(), self._leaves()
+        codes = np.zeros((n, len(self.cards_)), dtype=np.int64)
+        out = np.zeros((n, len(self.cards_)))
         for j in self.order_:  # ancestral: parents first
-            probs = tables[j][tuple(out[:, p] for p in self.parents_[j])]
-            probs = np.broadcast_to(probs, (n, probs.shape[-1]))  # (n, r_j), roots too
-            out[:, j] = sample_categorical(probs, rng)
+            at = theta[j][tuple(codes[:, p] for p in self.parents_[j])]
+            if j in leaves:
+                out[:, j] = leaves[j].sample(np.broadcast_to(at, (n, 2)), rng)
+                continue
+            probs = np.broadcast_to(at, (n, at.shape[-1]))  # (n, r_j), roots too
+            codes[:, j] = sample_categorical(probs, rng)
+            out[:, j] = codes[:, j]
         return out
 
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
         flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         out = flat.copy()
-        logt = _logs(self.cpts())
-        values = np.where(np.isnan(flat), 0, flat).astype(np.int64)
+        leaves = self._leaves()
+        theta = self.cpts()
+        logt = _logs(theta, leaves)
+        values = self._rows(flat)
+        discrete = ~self._leaf_mask()
         mode = "max" if method == "mode" else "sum"
 
         def choose(logits: np.ndarray) -> np.ndarray:
@@ -449,24 +695,38 @@ class BayesianNetwork(GenerativeModel):
         for rows, observed in missing_patterns(flat):
             if observed.all():
                 continue
-            vals = values[rows]
-            factors = [self._factor(j, logt[j], vals, observed) for j in range(len(logt))]
-            free = np.flatnonzero(~observed).tolist()
+            vals, xs = values[rows], flat[rows]
+            factors = [
+                f
+                for j in range(len(logt))
+                if (f := self._family_factor(j, logt[j], vals, xs, observed, leaves, mode))
+                is not None
+            ]
+            free = np.flatnonzero(~observed & discrete).tolist()
             order = min_fill_order([f.vars for f in factors], free, self.cards_)
             _, steps = eliminate(factors, order, self.cards_, mode)
+            codes = vals.copy()
             for v, drawn in traceback(steps, len(rows), choose).items():
                 out[rows, v] = drawn
+                codes[:, v] = drawn
+            for j, leaf in leaves.items():  # a missing leaf given its parents, now all known
+                if observed[j]:
+                    continue
+                at = theta[j][tuple(codes[:, p] for p in self.parents_[j])]
+                at = np.broadcast_to(at, (len(rows), 2))
+                out[rows, j] = leaf.mode(at) if mode == "max" else leaf.sample(at, rng)
         return out
 
     # ----------------------------------------------------------------- queries
     def query(self, variables: Any, evidence: dict[Any, Any] | None = None) -> Any:
         """P(variables | evidence) as a table: a pandas DataFrame with one column per
-        query variable (its levels) and ``probability``, one row per joint configuration
-        (the first variable slowest).
+        query variable (its levels: a table's labels) and ``probability``, one row per
+        joint configuration (the first variable slowest).
 
         Arguments:
-            variables: a column name (or index), or a list of them.
-            evidence: {column: level} of observed variables (none by default).
+            variables: a discrete column's name (or index), or a list of them.
+            evidence: {column: level} of observed variables (none by default): a table's
+                label columns take their labels, count and continuous columns numbers.
         """
         q, pool = self._eliminate_others(variables, evidence)
         table = product([f for f in pool if f.vars], self.cards_)
@@ -482,7 +742,7 @@ class BayesianNetwork(GenerativeModel):
     def map_query(self, variables: Any, evidence: dict[Any, Any] | None = None) -> dict[str, Any]:
         """The most probable joint levels of ``variables`` given ``evidence``,
         argmax P(variables | evidence) (the others summed out first: exact marginal MAP),
-        as {column: level}."""
+        as {column: level} (a table's labels)."""
         q, pool = self._eliminate_others(variables, evidence)
         order = min_fill_order([f.vars for f in pool], q, self.cards_)
         _, steps = eliminate(pool, order, self.cards_, "max")
@@ -499,21 +759,36 @@ class BayesianNetwork(GenerativeModel):
         q = [self._index(v) for v in names]
         if not q or len(set(q)) < len(q):
             raise DataError(f"query variables must be distinct and at least one, got {names!r}")
+        for v in q:
+            if self._kinds()[v] != DISCRETE:
+                raise DataError(
+                    f"{self.columns_[v]!r} is a {self._kinds()[v]} column; queries ask for "
+                    "label columns (its conditional distribution: sample(n, given=...), or "
+                    "give it as evidence)"
+                )
         d = len(self.cards_)
+        leaves = self._leaves()
         observed = np.zeros(d, dtype=bool)
         vals = np.zeros((1, d), dtype=np.int64)
+        xs = np.zeros((1, d))
         for key, level in (evidence or {}).items():
             v = self._index(key)
             if v in q:
                 raise DataError(f"{self.columns_[v]!r} is both queried and given as evidence")
             observed[v] = True
-            vals[0, v] = self._level(v, level)
+            if v in leaves:
+                xs[0, v] = self._leaf_value(v, level)
+            else:
+                vals[0, v] = self._level(v, level)
         keep = np.zeros(d, dtype=bool)
         keep[q] = True
         anc = ancestors(self._adjacency())
         relevant = observed | keep | anc[observed | keep].any(axis=0)
-        logt = _logs(self.cpts())
-        factors = [self._factor(j, logt[j], vals, observed) for j in np.flatnonzero(relevant)]
+        logt = _logs(self.cpts(), leaves)
+        factors = [
+            self._family_factor(j, logt[j], vals, xs, observed, leaves)
+            for j in np.flatnonzero(relevant)
+        ]
         free = np.flatnonzero(relevant & ~observed & ~keep).tolist()
         order = min_fill_order([f.vars for f in factors], free, self.cards_)
         pool, _ = eliminate(factors, order, self.cards_)
@@ -533,30 +808,72 @@ class BayesianNetwork(GenerativeModel):
         raise DataError(f"unknown variable {name!r}; the network's variables are {shown}")
 
     def _levels(self, v: int) -> list[Any]:
-        """The labels of variable v's levels (0..K−1 today; a table's labels later)."""
+        """The labels of variable v's levels: a table's labels, else 0..K−1."""
+        columns = self.fitted_spec.columns
+        if columns is not None:
+            return list(columns[v].levels)
         return list(range(int(self.cards_[v])))
 
     def _level(self, v: int, label: Any) -> int:
+        """The code of ``label``: one of a table column's labels (a number matches the
+        label it is written as, ``1`` → ``"1"``), else a level 0..K−1."""
         labels = self._levels(v)
+        text = label
+        if self.fitted_spec.columns is not None and not isinstance(label, str):
+            text = _label_text(label)
         for i, known in enumerate(labels):
-            if type(label) is not bool and label == known:
+            if type(label) is not bool and text == known:
                 return i
         raise DataError(f"{self.columns_[v]!r} has no level {label!r}; its levels are {labels}")
 
+    def _leaf_value(self, v: int, value: Any) -> float:
+        """Evidence on a count or continuous column: a number of its kind, within bounds."""
+        col = self.fitted_spec.columns[v]
+        ok = not isinstance(value, (bool, str)) and isinstance(value, (int, float, np.number))
+        number = float(value) if ok else math.nan
+        if (
+            not math.isfinite(number)
+            or (col.type == "count" and (number < 0 or number != round(number)))
+            or (col.lower is not None and number < col.lower)
+            or (col.upper is not None and number > col.upper)
+        ):
+            raise DataError(
+                f"{col.name!r} is {col.describe()}; evidence on it must be such a number, "
+                f"got {value!r}"
+            )
+        return number
+
     # ----------------------------------------------------------------- size, state
     def _n_parameters(self) -> int:
-        return sum(int(t.size // t.shape[-1]) * (t.shape[-1] - 1) for t in self.cpts())
+        leaves = self._leaves()
+        return sum(
+            int(t.size // t.shape[-1]) * (leaves[j].n_params if j in leaves else t.shape[-1] - 1)
+            for j, t in enumerate(self.cpts())
+        )
 
     def _required_attributes(self) -> tuple[str, ...]:
         return ("columns_", "cards_", "parents_", "order_", "edges_", "cpt_")
+
+    def _after_set_state(self) -> None:
+        if not hasattr(self, "kinds_"):  # a network saved before tables had leaves
+            self.kinds_ = [DISCRETE] * len(self.cards_)
+        if not hasattr(self, "leaf_params_") or np.size(self.leaf_params_) == 0:
+            self.leaf_params_ = np.zeros((0, 2))
 
     def _expected_shapes(self, spec: DataSpec) -> dict[str, tuple[int, ...]]:
         d = int(np.prod(spec.event_shape))
         shapes: dict[str, tuple[int, ...]] = {"cards_": (d,), "order_": (d,)}
         parents, cards = getattr(self, "parents_", None), getattr(self, "cards_", None)
+        kinds = getattr(self, "kinds_", None) or [DISCRETE] * d
         if isinstance(parents, list) and len(parents) == d and np.shape(cards) == (d,):
-            sizes = [int(np.prod(np.asarray(cards)[[*ps, j]])) for j, ps in enumerate(parents)]
-            shapes["cpt_"] = (sum(sizes),)
+            cards = np.asarray(cards)
+            sizes = [int(np.prod(cards[ps])) for ps in parents]
+            shapes["cpt_"] = (
+                sum(s * int(cards[j]) for j, s in enumerate(sizes) if kinds[j] == DISCRETE),
+            )
+            n_leaf_rows = sum(s for j, s in enumerate(sizes) if kinds[j] != DISCRETE)
+            if n_leaf_rows:
+                shapes["leaf_params_"] = (n_leaf_rows, 2)
         return shapes
 
     # ----------------------------------------------------------------- export
@@ -628,9 +945,30 @@ def _normalise(counts: np.ndarray) -> np.ndarray:
         return np.where(total > 0, counts / total, 1.0 / counts.shape[-1])
 
 
-def _logs(tables: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _logs(theta: Sequence[np.ndarray], leaves: dict[int, Leaf]) -> list[np.ndarray]:
+    """Log-tables of the discrete variables; a leaf's parameters as they are."""
     with np.errstate(divide="ignore"):
-        return [np.log(t) for t in tables]
+        return [t if j in leaves else np.log(t) for j, t in enumerate(theta)]
+
+
+def _make_leaves(kinds: Sequence[str], columns: Sequence[ColumnSpec] | None) -> dict[int, Leaf]:
+    """A :class:`Leaf` for every count or continuous column (with its bounds)."""
+    return {
+        j: Leaf(k, columns[j].lower, columns[j].upper)
+        for j, k in enumerate(kinds)
+        if k != DISCRETE and columns is not None
+    }
+
+
+def _label_text(value: Any) -> str:
+    """A number as the label text a table gives it: ``1`` and ``1.0`` → ``"1"``."""
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value))
+    if is_integer(value):
+        return str(int(value))
+    if isinstance(value, (float, np.floating)) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def _pair_information(rows: np.ndarray, cards: np.ndarray, a: int, b: int) -> float:

@@ -41,7 +41,9 @@ class Capabilities:
         fitted_likelihood: the same after fit, for the data it was fitted on (a
             continuous density on discrete data reports a dequantised quantity); None
             before fit.
-        units: ``"discrete"`` (log-probabilities) or ``"continuous"`` (log-densities)
+        units: ``"discrete"`` (log-probabilities), ``"continuous"`` (log-densities) or
+            ``"mixed"`` (a table with discrete and continuous columns: the log of a
+            probability times a density, comparable only with models of the same table)
             after fit; None before.
         dequantised: after fit, whether the model is a continuous density of dequantised
             discrete data (its discrete-unit likelihood goes through the dequantisation).

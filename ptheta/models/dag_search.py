@@ -1,13 +1,16 @@
-"""Structure learning for discrete Bayesian networks: decomposable scores and tabu hill climbing.
+"""Structure learning for Bayesian networks: decomposable scores and tabu hill climbing.
 
 A network's BIC or BDeu score is a sum of one term per variable, a function of the
 variable and its parent set alone ("family scores"). :class:`FamilyScorer` computes them
 from counts (``np.bincount`` over mixed-radix codes of the family's values) and caches
-each (variable, parent set) it has seen. :func:`hill_climb` searches DAGs by adding,
-removing and reversing one edge at a time: toggling a parent changes one family's score,
-so the gain of every move is read from one (D, D) table whose column j is recomputed only
-when j's parents change, and acyclicity is checked for all moves at once from the
-ancestor matrix.
+each (variable, parent set) it has seen. A count or continuous column of a table is a
+:class:`Leaf`: a Poisson or a Gaussian per configuration of its discrete parents (the
+conditional linear Gaussian restriction without continuous parents), scored by BIC from its
+weighted sufficient statistics (n, Σx, Σx²) per configuration. :func:`hill_climb`
+searches DAGs by adding, removing and reversing one edge at a time: toggling a parent
+changes one family's score, so the gain of every move is read from one (D, D) table whose
+column j is recomputed only when j's parents change, and acyclicity is checked for all
+moves at once from the ancestor matrix.
 
 Example:
     >>> import numpy as np
@@ -30,12 +33,15 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy.special import gammaln, xlogy
+from scipy.special import gammaln, log_ndtr, xlogy
 
 from ptheta.params import Param, is_integer, parameter_error
 
 # Parent configurations beyond this use np.unique rather than a dense bincount.
 _DENSE_CELLS = 1 << 22
+# A Gaussian leaf's variance is at least this fraction of its column's variance (the
+# maximum likelihood of one row, or of equal values, would be an infinite density).
+VAR_FLOOR = 1e-6
 
 
 def _counts(code: np.ndarray, q: int, child: np.ndarray, r: int) -> np.ndarray:
@@ -67,15 +73,152 @@ def bdeu_family(counts: np.ndarray, q: int, ess: float) -> float:
     )
 
 
+# --------------------------------------------------------------------------- leaves
+def _log_normal_mass(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """log(Φ(b) − Φ(a)) elementwise for a < b, without cancellation: computed on the side
+    where the smaller tail lies (log Φ of a negative argument is accurate)."""
+    a, b = np.broadcast_arrays(np.asarray(a, np.float64), np.asarray(b, np.float64))
+    flip = a > 0  # Φ(b) − Φ(a) = Φ(−a) − Φ(−b)
+    lo, hi = np.where(flip, -b, a), np.where(flip, -a, b)
+    top, bottom = log_ndtr(hi), log_ndtr(lo)
+    with np.errstate(divide="ignore"):
+        return top + np.log1p(-np.exp(bottom - top))
+
+
+class Leaf:
+    """The conditional model of a count or continuous column given its discrete parents,
+    one distribution per parent configuration c:
+
+    - ``count``: Poisson(λ_c);
+    - ``continuous``: Gaussian(μ_c, σ²_c), truncated to the column's ``lower`` / ``upper``
+      bounds with its exact normaliser where it has them.
+
+    Parameters are rows ``[mean, variance]`` (a Poisson's variance is its mean), estimated
+    from the weighted sufficient statistics ``[n, Σx, Σx²]`` of each configuration plus
+    ``alpha`` pseudo-rows with the column's pooled mean m and variance v:
+    mean = (Σx + α m) / (n + α), variance = (Σx² + α (v + m²)) / (n + α) − mean². This is
+    the maximum of Σ log f(x_i) + α E_pooled[log f(x)], the MAP estimate under that prior
+    (exact for a Poisson and an unbounded Gaussian; for a bounded column the moments of the
+    data give the truncated Gaussian's parameters, not its maximum likelihood). The
+    variance is floored at ``VAR_FLOOR`` · v; a configuration without data (α = 0) gets the
+    pooled moments.
+    """
+
+    def __init__(self, kind: str, lower: float | None = None, upper: float | None = None) -> None:
+        if kind not in ("count", "continuous"):
+            raise ValueError(f"a leaf is a count or continuous column, not {kind!r}")
+        self.kind, self.lower, self.upper = kind, lower, upper
+
+    @property
+    def n_params(self) -> int:
+        """Free parameters per parent configuration."""
+        return 1 if self.kind == "count" else 2
+
+    @staticmethod
+    def stats(code: np.ndarray, x: np.ndarray, q: int, weights: np.ndarray | None = None):
+        """(q, 3) weighted ``[n, Σx, Σx²]`` of values ``x`` (N,) by configuration ``code``."""
+        w = np.ones(len(x)) if weights is None else weights
+        return np.stack(
+            [np.bincount(code, weights=w * p, minlength=q) for p in (1.0, x, x * x)], axis=1
+        )
+
+    def estimate(self, stats: np.ndarray, alpha: float, pooled: tuple[float, float]):
+        """Parameters (q, 2) ``[mean, variance]`` from ``stats`` (q, 3) (see the class)."""
+        m, v = pooled
+        n = stats[:, 0] + alpha
+        empty = n <= 0
+        safe = np.where(empty, 1.0, n)
+        mean = np.where(empty, m, (stats[:, 1] + alpha * m) / safe)
+        if self.kind == "count":
+            return np.stack([mean, mean], axis=1)
+        var = np.where(empty, v, (stats[:, 2] + alpha * (v + m * m)) / safe - mean**2)
+        floor = VAR_FLOOR * v if v > 0 else VAR_FLOOR
+        return np.stack([mean, np.maximum(var, floor)], axis=1)
+
+    def log_density(self, x: np.ndarray, params: np.ndarray) -> np.ndarray:
+        """log f(x | parameters), elementwise over ``x`` (...) and ``params`` (..., 2)
+        broadcast together: a log-probability (count) or a log-density (continuous)."""
+        mean, var = params[..., 0], params[..., 1]
+        if self.kind == "count":
+            return xlogy(x, mean) - mean - gammaln(x + 1.0)
+        out = -0.5 * ((x - mean) ** 2 / var + np.log(2 * np.pi * var))
+        if self.lower is None and self.upper is None:
+            return out
+        std = np.sqrt(var)
+        a = -np.inf if self.lower is None else (self.lower - mean) / std
+        b = np.inf if self.upper is None else (self.upper - mean) / std
+        outside = np.zeros(np.shape(out), dtype=bool)
+        if self.lower is not None:
+            outside |= x < self.lower
+        if self.upper is not None:
+            outside |= x > self.upper
+        return np.where(outside, -np.inf, out - _log_normal_mass(a, b))
+
+    def mode(self, params: np.ndarray) -> np.ndarray:
+        """The most probable value (...,) of each parameter row: a Poisson's ⌊λ⌋, a
+        Gaussian's mean clipped to the bounds."""
+        mean = params[..., 0]
+        if self.kind == "count":
+            return np.floor(mean)
+        lo = -np.inf if self.lower is None else self.lower
+        hi = np.inf if self.upper is None else self.upper
+        return np.clip(mean, lo, hi)
+
+    def sample(self, params: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """One draw per parameter row of ``params`` (n, 2)."""
+        mean, var = params[:, 0], params[:, 1]
+        if self.kind == "count":
+            return rng.poisson(mean).astype(np.float64)
+        if self.lower is None and self.upper is None:
+            return mean + np.sqrt(var) * rng.standard_normal(len(mean))
+        from scipy.stats import truncnorm
+
+        std = np.sqrt(var)
+        a = -np.inf if self.lower is None else (self.lower - mean) / std
+        b = np.inf if self.upper is None else (self.upper - mean) / std
+        drawn = truncnorm.ppf(rng.random(len(mean)), a, b, loc=mean, scale=std)
+        return np.clip(drawn, self.lower, self.upper)  # rounding at a bound
+
+    def log_prior(self, params: np.ndarray, alpha: float, pooled: tuple[float, float]):
+        """α E_pooled[log f(x)] summed over configurations, up to a constant: the prior
+        term that :meth:`estimate` maximises along with the log-likelihood."""
+        m, v = pooled
+        mean, var = params[:, 0], params[:, 1]
+        if self.kind == "count":
+            return float(alpha * (xlogy(m, mean) - mean).sum())
+        return float(
+            alpha * (-0.5 * np.log(2 * np.pi * var) - (v + (m - mean) ** 2) / var / 2).sum()
+        )
+
+
+# --------------------------------------------------------------------------- scores
 class FamilyScorer:
     """Cached decomposable score of (child, parent set) on data ``x`` (N, D) of levels
-    0..cards−1: ``"bic"`` or ``"bdeu"`` (with ``ess``, the equivalent sample size)."""
+    0..cards−1: ``"bic"`` or ``"bdeu"`` (with ``ess``, the equivalent sample size).
 
-    def __init__(self, x: np.ndarray, cards: np.ndarray, score: str, ess: float = 1.0) -> None:
+    ``leaves`` maps a count or continuous column j to ``(Leaf, values (N,), pooled)``;
+    its column of ``x`` is ignored (0) and its card is 1. A leaf's family is scored by BIC
+    whatever ``score`` is (BDeu has no form for it; BIC approximates the same log marginal
+    likelihood): Σ log f(x_i | the :meth:`Leaf.estimate` with ``alpha`` of x_i's
+    configuration) − ½ log N · q · (parameters per configuration).
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        cards: np.ndarray,
+        score: str,
+        ess: float = 1.0,
+        *,
+        leaves: dict[int, tuple[Leaf, np.ndarray, tuple[float, float]]] | None = None,
+        alpha: float = 0.0,
+    ) -> None:
         self.x = np.ascontiguousarray(x, dtype=np.int64)
         self.cards = np.asarray(cards, dtype=np.int64)
         self.score = score
         self.ess = float(ess)
+        self.leaves = dict(leaves or {})
+        self.alpha = float(alpha)
         self.cache: dict[tuple[int, frozenset[int]], float] = {}
 
     @property
@@ -94,6 +237,14 @@ class FamilyScorer:
             for p in sorted(set(parents) - set(known)):
                 code = code * int(self.cards[p]) + self.x[:, p]
             q = int(np.prod(self.cards[list(parents)])) if len(parents) else 1
+            if child in self.leaves:
+                leaf = self.leaves[child][0]
+                found = (
+                    self.leaf_log_likelihood(child, code, q)
+                    - 0.5 * math.log(len(self.x)) * q * leaf.n_params
+                )
+                self.cache[key] = found
+                return found
             counts = _counts(code, q, self.x[:, child], int(self.cards[child]))
             if self.score == "bic":
                 found = bic_family(counts, q, len(self.x))
@@ -101,6 +252,20 @@ class FamilyScorer:
                 found = bdeu_family(counts, q, self.ess)
             self.cache[key] = found
         return found
+
+    def leaf_log_likelihood(self, child: int, code: np.ndarray, q: int) -> float:
+        """Σ log f(x_i) of leaf ``child`` at its estimates, rows coded by ``code`` in 0..q−1."""
+        leaf, values, pooled = self.leaves[child]
+        params = leaf.estimate(Leaf.stats(code, values, q), self.alpha, pooled)
+        return float(leaf.log_density(values, params[code]).sum())
+
+    def information(self, child: int, parent: int) -> float:
+        """The plug-in mutual information (nats) of a leaf and one discrete parent: the
+        gain in its log-likelihood per row when the parent's levels split it."""
+        n = len(self.x)
+        zero = np.zeros(n, dtype=np.int64)
+        with_parent = self.leaf_log_likelihood(child, self.x[:, parent], int(self.cards[parent]))
+        return (with_parent - self.leaf_log_likelihood(child, zero, 1)) / max(n, 1)
 
     def codes(self, parents: Sequence[int]) -> tuple[np.ndarray, list[int]]:
         """Mixed-radix codes (N,) of ``parents``' values, for :meth:`__call__`'s ``base``."""
@@ -185,6 +350,9 @@ def hill_climb(
         base = scorer.codes(parents)  # shared by every added parent below
         for i in range(d):
             if i == j:
+                continue
+            if black[i, j] and not adj[i, j]:  # never added: no need to score it
+                gain[i, j] = -np.inf
                 continue
             toggled = [p for p in parents if p != i] if adj[i, j] else [*parents, i]
             cells = int(np.prod(scorer.cards[[*toggled, j]]))

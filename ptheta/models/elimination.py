@@ -117,7 +117,6 @@ def log_total(pool: Sequence[Factor], n: int) -> np.ndarray:
         if not f.vars:
             total = total + f.log
     return total
-    return total
 
 
 def traceback(

@@ -13,12 +13,13 @@ import contextlib
 import os
 import time
 import warnings
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ptheta.data import Dataset, Split, load
+from ptheta.data import BUILTIN, Dataset, Split, load
 from ptheta.errors import DataError, PthetaError, RunDirError
 from ptheta.io import atomic_write_text
 from ptheta.models import GenerativeModel, make
@@ -275,7 +276,68 @@ def load_run_data(run_dir: str | os.PathLike, data: str | None = None, **overrid
     else:
         kwargs = {}
     kwargs.update({k: v for k, v in overrides.items() if v is not None})
-    return load(data, **kwargs)
+    columns = _fitted_columns(run_dir)
+    if columns is not None and data not in BUILTIN and "schema" not in kwargs:
+        # a user's table is read with the columns the model was fitted on (types, level
+        # codes), never re-inferred: another file or sample may order its labels otherwise
+        kwargs["schema"] = columns
+    dataset = load(data, **kwargs)
+    if dataset.extra.get("vocab") is not None and data != source.get("source"):
+        dataset = _in_run_vocabulary(dataset, run_dir)
+    return dataset
+
+
+def _fitted_columns(run_dir: str | os.PathLike) -> Any:
+    """The table columns the run's model was fitted on, or None (not a table run)."""
+    from ptheta.data.spec import DataSpec
+
+    spec = read_config(run_dir).get("data", {}).get("spec")
+    if not isinstance(spec, dict) or spec.get("kind") != "table":
+        return None
+    return DataSpec.from_json(spec).columns
+
+
+def _in_run_vocabulary(data: Dataset, run_dir: str | os.PathLike) -> Dataset:
+    """Text ``data`` (read with its own vocabulary) re-encoded in the vocabulary of the
+    run's training text: a model's token i is the character or word its training text
+    numbered i, which another file numbers by its own sorted tokens. Tokens the training
+    text never had (probability zero under the model) are a `DataError` naming them."""
+    try:
+        trained = load_run_data(run_dir).extra.get("vocab")
+    except DataError as e:
+        raise DataError(
+            f"{data.name} is text, whose tokens must be numbered as in the run's training "
+            f"text, but that could not be read again ({e})"
+        ) from None
+    vocab = list(data.extra["vocab"])
+    if trained is None or list(trained) == vocab:
+        return data
+    index = {token: i for i, token in enumerate(trained)}
+    unseen = [token for token in vocab if token not in index]
+    if unseen:
+        shown = ", ".join(repr(t) for t in unseen[:10]) + (", ..." if len(unseen) > 10 else "")
+        raise DataError(
+            f"{data.name} holds {len(unseen)} token(s) that the run's training text never had "
+            f"({shown}); the model gives them probability zero: remove them, or fit on text "
+            "that has them"
+        )
+    code = np.array([index[token] for token in vocab], dtype=np.int64)
+    spec = replace(data.spec, n_categories=len(trained))
+
+    def recode(part: Split) -> Split:
+        x = code[part.x]
+        if part.lengths is not None:  # padding stays zeros
+            x = np.where(np.arange(x.shape[1]) < part.lengths[:, None], x, 0)
+        return replace(part, x=x, spec=spec)
+
+    return replace(
+        data,
+        spec=spec,
+        train=recode(data.train),
+        val=recode(data.val),
+        test=recode(data.test),
+        extra={**data.extra, "vocab": list(trained)},
+    )
 
 
 def examples(split: Split) -> Any:

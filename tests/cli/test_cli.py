@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -51,6 +52,17 @@ def test_models_and_datasets_list_the_registry():
     assert {r["name"] for r in rows} == set(ptheta.REGISTRY)
     out = run("datasets").output
     assert "digits-binary" in out and "toy2d-8gaussians" in out and "1,000" in out
+
+
+def test_models_legend_explains_every_word_of_the_can_column():
+    caps = ptheta.make("hmm").capabilities()
+    every = dataclasses.replace(
+        caps, **{f.name: True for f in dataclasses.fields(caps) if f.type in ("bool", bool)}
+    )
+    text = " ".join(run("models").output.split())
+    legend = text[text.index("can: classify") :]
+    for word in every.flags():
+        assert f"{word} (" in legend or f"{word}." in legend or f"{word}," in legend, word
 
 
 def test_fit_writes_a_complete_run_directory(gmm_run):

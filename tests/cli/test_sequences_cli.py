@@ -127,6 +127,8 @@ def test_sample_pictures_and_refusals(runs, tmp_path):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     text = run("sample", str(runs / "tok"), "--out", str(tmp_path / "s.npy"), ok=False).output
     assert "variable-length sequences do not fit one .npy array: use .npz" in text
+    text = run("sample", str(runs / "ser"), "--out", str(tmp_path / "s.txt"), ok=False).output
+    assert "is not one: use .npz, .csv or .png" in text  # not .npy, refused just above
     assert (runs / "tok" / "samples.png").is_file()  # fit drew its token strips too
 
 
@@ -136,3 +138,23 @@ def test_a_fixed_shape_family_refuses_ragged_data_in_one_line(fakes, files, tmp_
                ok=False).output  # fmt: skip
     assert "'independent' models examples of one fixed shape" in text
     assert "Traceback" not in text and len(text.strip().splitlines()) <= 3
+
+
+def test_other_text_is_scored_in_the_vocabulary_of_the_runs_training_text(runs, tmp_path):
+    # words.txt has the characters a, b, c; this file only b and c, so read on its own
+    # its token 0 would be 'b', which the model knows as token 1
+    other = tmp_path / "other.txt"
+    other.write_text("\n".join(["bc", "cb", "bbb", "c", "cc", "bcb", "cbc", "b"] * 3) + "\n")
+    out = tmp_path / "scores.csv"
+    run("score", str(runs / "words"), "--data", str(other), "--lines", "chars",
+        "--split", "train", "--out", str(out))  # fmt: skip
+    got = np.array([float(r["log_prob"]) for r in csv.DictReader(out.open())])
+    mine = ptheta.data.load(other, lines="chars")
+    trained = ptheta.data.load(runs.parent / "words.txt", lines="chars").extra["vocab"]
+    recoded = [np.array([trained.index(mine.extra["vocab"][t]) for t in s])
+               for s in mine.train.sequences]  # fmt: skip
+    np.testing.assert_allclose(got, load_run(runs / "words").score_samples(recoded), rtol=1e-8)
+    (tmp_path / "new.txt").write_text("ab\nxa\nba\nzz\n")
+    text = run("score", str(runs / "words"), "--data", str(tmp_path / "new.txt"), "--lines",
+               "chars", "--out", str(out), ok=False).output  # fmt: skip
+    assert "'x', 'z'" in text and "Traceback" not in text

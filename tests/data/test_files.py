@@ -207,8 +207,9 @@ def test_csv_empty_cells_are_missing_values(tmp_path):
 
 def test_csv_errors(tmp_path):
     p = _write_csv(tmp_path / "s.csv", "a,name\n1,x\n2,y\n3,z\n")
+    assert data.load(p).kind == "table"  # a text column makes a table
     with pytest.raises(DataError, match=r"column 'name'.*label_column='name'"):
-        data.load(p)
+        data.load(p, kind="continuous")
     with pytest.raises(DataError, match="did you mean 'name'"):
         data.load(p, label_column="nmae")
     p = _write_csv(tmp_path / "h.csv", "1,2\n3,4\n5,6\n")

@@ -181,6 +181,16 @@ def test_long_csv_ids_may_be_numbers_and_missing_values_are_nan(tmp_path):
     [
         ("sequence_id,x\na,1\nb,2\n", {}, "no time column: add a column t"),
         ("sequence_id,t,x\na,0,1\na,1,oops\nb,0,2\n", {}, r"'x' .* not numeric \(row 3"),
+        (
+            "sequence_id,t,x,group\na,0,1,u\na,1,2,u\nb,0,2,v\nc,0,1,v\n",
+            {},
+            r"'group' .* not numeric .*label_column='group'",
+        ),
+        (
+            "sequence_id,t,x,y,g\na,0,1,u,1\nb,0,2,v,1\nc,0,1,v,2\n",
+            {"label_column": "g"},
+            r"'y' .* not numeric .*only numeric columns can be values",
+        ),
         ("sequence_id,t,x\na,0,1\na,,2\nb,0,2\n", {}, "row 3 .* has no t"),
         ("sequence_id,t,x\na,0,1\na,first,2\nb,0,2\n", {}, "t must hold numbers"),
         ("sequence_id,t,x\na,0,1\n,1,2\nb,0,2\n", {}, "row 3 .* has no sequence_id"),
@@ -231,7 +241,7 @@ def test_npz_of_values_and_offsets_or_lengths(tmp_path):
     [
         ({"values": np.arange(6), "offsets": [0, 2, 5]}, "end at the number of steps"),
         ({"values": np.arange(6), "offsets": [0, 4, 2, 6]}, "increase strictly"),
-        ({"values": np.arange(6), "lengths": [2, 2]}, "end at the number of steps"),
+        ({"values": np.arange(6), "lengths": [2, 2]}, "lengths sum to 4 but"),
         ({"values": np.arange(6), "offsets": [0, 6], "lengths": [6]}, "both 'offsets'"),
         ({"values": np.arange(6), "lengths": [2, 2, 2], "y": [0, 1]}, r"one label per sequence"),
         ({"values": np.arange(6.0) / 2, "lengths": [2, 2, 2], "y": [0.5, 1, 0]}, "non-integer"),

@@ -37,6 +37,27 @@ def _data(
         centre = np.where(y[:, None] == 1, 3, 1)
         x = np.clip(centre + rng.integers(-1, 2, size=(n, d)), 0, 4).astype(np.int64)
         spec = DataSpec("categorical", (d,), 5)
+    elif kind == "table":  # one column of each type, levels and counts by cluster
+        from ptheta.data.table import ColumnSpec
+
+        x = np.stack(
+            [
+                (rng.random(n) < np.where(y == 1, 0.8, 0.2)).astype(float),
+                np.clip(np.where(y == 1, 2, 0) + rng.integers(0, 2, size=n), 0, 2),
+                np.clip(np.where(y == 1, 3, 1) + rng.integers(-1, 2, size=n), 0, 3),
+                rng.poisson(np.where(y == 1, 4.0, 1.0)).astype(float),
+                rng.normal(size=n) * 0.5 + np.where(y == 1, 2.0, -2.0),
+            ],
+            axis=1,
+        ).astype(np.float64)
+        columns = (
+            ColumnSpec("flag", "binary", ("no", "yes")),
+            ColumnSpec("city", "categorical", ("a", "b", "c")),
+            ColumnSpec("grade", "ordinal", ("low", "mid", "high", "top")),
+            ColumnSpec("visits", "count"),
+            ColumnSpec("price", "continuous"),
+        )
+        spec = DataSpec("table", (5,), columns=columns)
     else:
         x = rng.normal(size=(n, 2)) * 0.5 + np.where(y[:, None] == 1, 2.0, -2.0)
         spec = DataSpec("continuous", (2,))
@@ -65,7 +86,7 @@ def test_fit_score_sample_contract(name, kind):
     cls = type(model)
     assert cls.likelihood in LIKELIHOOD_KINDS
     assert model.likelihood_ in LIKELIHOOD_KINDS
-    assert model.units_ in ("discrete", "continuous")
+    assert model.units_ in (("mixed",) if kind == "table" else ("discrete", "continuous"))
     assert model.fitted_spec == split.spec
     assert model.n_parameters() > 0
 
@@ -257,6 +278,15 @@ def test_marginal_likelihood_matches_brute_force(name, kind):
             filled = np.repeat(rows[i : i + 1], split.spec.n_categories**2, axis=0)
             filled[:, [1, 3]] = list(itertools.product(levels, repeat=2))
             brute = logsumexp(score(filled.astype(np.int64)))
+            assert score(partial[i : i + 1])[0] == pytest.approx(brute, abs=1e-8)
+    elif split.spec.kind == "table":  # the categorical and ordinal columns summed out
+        partial[:, [1, 2]] = np.nan
+        levels = [range(len(split.spec.columns[j].levels)) for j in (1, 2)]
+        for i in range(len(rows)):
+            combos = list(itertools.product(*levels))
+            filled = np.repeat(rows[i : i + 1], len(combos), axis=0)
+            filled[:, [1, 2]] = combos
+            brute = logsumexp(score(filled))
             assert score(partial[i : i + 1])[0] == pytest.approx(brute, abs=1e-8)
     else:
         partial[:, 1] = np.nan

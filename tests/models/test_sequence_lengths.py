@@ -176,6 +176,16 @@ def test_lengths_beyond_max_length_are_clear_errors():
         LSTM(max_length=0, epochs=1, **FAST).fit(words)
 
 
+def test_ragged_data_of_a_kind_the_family_does_not_model_is_one_clear_error():
+    rng = np.random.default_rng(0)
+    walks = [rng.normal(size=n) for n in (2, 5, 3, 4)]
+    with pytest.raises(DataError, match="'seq-vae' does not model continuous data"):
+        ptheta.make("seq-vae", epochs=1).fit(walks)
+    shifted = [np.array([-1, 0, 1]), np.array([0, -1]), np.array([1, 1, 0, -1])]
+    with pytest.raises(DataError, match=r"Negative values .* shift the levels"):
+        ptheta.make("seq-vae", epochs=1).fit(shifted)
+
+
 # --------------------------------------------------------------------------- seq-vae
 def _vae(k: int = 2, m: int = 3):
     from ptheta.models.seq_vae import SeqVAENetwork
