@@ -110,7 +110,7 @@ def _score_rows(model, path: Path, data_opts: dict, out: str) -> None:
     """Score every row of the table file ``path`` in file order, encoded with the model's
     fitted columns (the label column, if named, left out)."""
     from ptheta.data.files import read_frame
-    from ptheta.data.table import encode
+    from ptheta.data.table import LABEL_TYPES, encode
     from ptheta.eval.likelihood import describe_kind
 
     unused = sorted(set(data_opts) - {"label_column", "kind"})
@@ -119,13 +119,14 @@ def _score_rows(model, path: Path, data_opts: dict, out: str) -> None:
         raise CliError(f"{given} do not apply to scoring the rows of a table file")
     if not path.exists():
         raise CliError(f"no such file: {path}")
-    frame = read_frame(path)
+    columns = model.fitted_spec.columns
+    frame = read_frame(path, [c.name for c in columns if c.type in LABEL_TYPES])
     label = data_opts.get("label_column")
     if label is not None:
         if label not in frame.columns:
             raise CliError(f"{path} has no label column {label!r}")
         frame = frame.drop(columns=[label])
-    x = encode(frame, model.fitted_spec.columns, str(path))
+    x = encode(frame, columns, str(path))
     log_p = model.score_samples(x)
     buf = io.StringIO()
     np.savetxt(buf, np.column_stack([np.arange(len(log_p)), log_p]), delimiter=",",

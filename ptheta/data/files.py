@@ -17,7 +17,7 @@ import itertools
 import math
 import os
 import zipfile
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -342,9 +342,11 @@ def load_csv(
     )
 
 
-def read_frame(path: Path) -> Any:
+def read_frame(path: Path, text_columns: Iterable[str] = ()) -> Any:
     """The CSV or Parquet file ``path`` as a pandas DataFrame, column names stripped, rows
-    with no cell at all dropped; empty cells, NA and NaN are missing."""
+    with no cell at all dropped; empty cells, NA and NaN are missing. The CSV columns named
+    in ``text_columns`` (label columns) keep their text: ``01`` stays ``01``, where pandas
+    would read the number 1."""
     import pandas as pd
 
     try:
@@ -355,7 +357,13 @@ def read_frame(path: Path) -> Any:
             with open(path, encoding="utf-8-sig") as f:
                 first = next(line for line in f if line.strip())
             delimiter = next((d for d in (",", "\t", ";") if d in first), ",")
-            frame = pd.read_csv(path, sep=delimiter, encoding="utf-8-sig", skipinitialspace=True)
+            options = {"sep": delimiter, "encoding": "utf-8-sig", "skipinitialspace": True}
+            text = set(text_columns)
+            dtype = None
+            if text:
+                header = pd.read_csv(path, nrows=0, **options).columns
+                dtype = {c: str for c in header if str(c).strip() in text}
+            frame = pd.read_csv(path, dtype=dtype, **options)
     except DataError:
         raise
     except (OSError, ValueError, ImportError) as e:  # pandas' and pyarrow's parse errors
@@ -392,16 +400,22 @@ def load_table(
         >>> data.spec.columns[0].levels
         ('bird', 'cat', 'dog')
     """
-    from ptheta.data.table import table_dataset
+    from ptheta.data.table import LABEL_TYPES, parse_schema, read_schema, table_dataset
 
     path = Path(path)
-    frame = read_frame(path)
+    try:
+        if isinstance(schema, (str, os.PathLike)):
+            schema = read_schema(schema)
+        declared = () if schema is None else parse_schema(schema)
+    except DataError as e:
+        raise DataError(f"{path}: {e}") from None
+    frame = read_frame(path, [c.name for c in declared if c.type in LABEL_TYPES])
     fmt = path.suffix.lower().lstrip(".")
     try:
         return table_dataset(
             frame,
             name=path.name,
-            schema=schema,
+            schema=None if schema is None else declared,
             label_column=label_column,
             seed=seed,
             extra={"path": str(path), "format": fmt},

@@ -218,6 +218,15 @@ def _label(value: Any) -> str:
     return str(value).strip()
 
 
+def _parsed_label(text: str) -> str:
+    """The label of the cell ``text`` as a CSV reader that parses numbers and booleans
+    gives it (``1`` for ``01`` or ``1.0``, ``True`` for ``true``): a column read as its
+    text matches levels inferred from the same file read by pandas."""
+    if text.lower() in ("true", "false"):
+        return str(text.lower() == "true")
+    return _label(float(text)) if _is_number(text) else text
+
+
 def _is_number(text: str) -> bool:
     try:
         return math.isfinite(float(text))
@@ -487,7 +496,11 @@ def encode(frame: Any, columns: Sequence[ColumnSpec], what: str = "the table") -
         where = f"column {col.name!r} of {what}"
         if col.type in LABEL_TYPES:
             labels = [_label(v) for v in observed]
-            codes = pd.Index(col.levels).get_indexer(labels)
+            levels = pd.Index(col.levels)
+            codes = levels.get_indexer(labels)
+            if (codes < 0).any():  # text whose level was read from pandas' number or bool
+                parsed = levels.get_indexer([_parsed_label(s) for s in labels])
+                codes = np.where(codes < 0, parsed, codes)
             if (codes < 0).any():
                 bad = labels[int(np.flatnonzero(codes < 0)[0])]
                 raise DataError(

@@ -198,6 +198,31 @@ def test_schema_file_overrides_only_the_columns_named(tmp_path):
     assert infer_schema(frame, read_schema(path)[:1])[1].type == "binary"  # partial
 
 
+def test_declared_label_columns_of_a_csv_keep_their_text(tmp_path):
+    """A CSV column the schema declares a label column is read as its text: '01' stays
+    '01' (pandas alone parses it as the number 1). Columns fitted on numbers or booleans
+    that pandas parsed (levels '0' / '5', 'False' / 'True') still match their cells written
+    as '0.0' or 'true' when the file is read again with the fitted columns, as runs do."""
+    zips = ["01", "02", "10", "02"] * 5
+    rows = [f"{z},{'true' if i % 3 else 'false'},{5.0 * (i % 2)}" for i, z in enumerate(zips)]
+    path = tmp_path / "zips.csv"
+    path.write_text("zip,flag,n\n" + "\n".join(rows) + "\n")
+    declared = [{"name": "zip", "type": "categorical", "levels": ["01", "02", "10"]}]
+    d = data.load(path, schema=declared, seed=0)
+    x = np.concatenate([d.split(s).x for s in SPLIT_NAMES])
+    rows_in_order = np.concatenate(split_indices(len(zips), 0))
+    assert x[:, 0].tolist() == [["01", "02", "10"].index(zips[i]) for i in rows_in_order]
+    # levels read from the text, sorted as numbers, and written back as text
+    inferred = data.load(path, schema=[{"name": "zip", "type": "categorical"}])
+    assert inferred.spec.columns[0].levels == ("01", "02", "10")
+    assert set(decode(inferred.train.x, inferred.spec.columns)["zip"]) <= {"01", "02", "10"}
+    # the other columns were inferred from pandas' numbers and booleans; read again with
+    # every fitted column declared, their cells give the same codes
+    assert [c.levels for c in d.spec.columns[1:]] == [("False", "True"), ("0", "5")]
+    again = data.load(path, schema=d.spec.columns, seed=0)
+    np.testing.assert_array_equal(again.train.x, d.train.x)
+
+
 @pytest.mark.parametrize(
     ("content", "match"),
     [

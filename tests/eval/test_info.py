@@ -56,6 +56,25 @@ def _split(kind: str, d: int, seed: int, n: int = 300) -> Split:
         probs = rng.dirichlet(np.ones(5), size=d)  # (D, 5)
         x = np.stack([rng.choice(5, size=n, p=pr) for pr in probs], axis=1)
         return Split(x, None, DataSpec("categorical", (d,), 5))
+    if kind == "table":  # a flag, a 3-level category, a count and a price
+        from ptheta.data.table import ColumnSpec
+
+        flag = (rng.random(n) < 0.3).astype(float)
+        x = np.column_stack(
+            [
+                flag,
+                rng.choice(3, size=n, p=[0.5, 0.3, 0.2]).astype(float),
+                rng.poisson(1.0 + 3.0 * flag).astype(float),
+                rng.normal(size=n) + 2.0 * flag,
+            ]
+        )
+        columns = (
+            ColumnSpec("flag", "binary", ("no", "yes")),
+            ColumnSpec("city", "categorical", ("a", "b", "c")),
+            ColumnSpec("visits", "count"),
+            ColumnSpec("price", "continuous"),
+        )
+        return Split(x, None, DataSpec("table", (4,), columns=columns))
     centre = rng.normal(size=d)
     mix = rng.normal(size=(d, d)) * 0.5 + np.eye(d)  # correlated
     return Split(centre + rng.normal(size=(n, d)) @ mix, None, DataSpec("continuous", (d,)))
