@@ -573,20 +573,33 @@ def sgd_fit(
     history: list[dict[str, Any]] = []
     start, step = time.perf_counter(), 0
     with progress_bar(int(config.epochs), "rbm (sgd)", enabled=bool(verbose)) as advance:
+        h_chain = None  # PCD-1: the chains' hidden sample, drawn at the end of each step
         for epoch in range(int(config.epochs)):
-            order = rng.permutation(n)
+            shuffled = data[rng.permutation(n)]  # one copy per epoch; batches are views
             for lo in range(0, n, batch):
-                v_pos = data[order[lo : lo + batch]]
+                v_pos = shuffled[lo : lo + batch]
                 h_pos = expit(v_pos @ w.T + c)  # (B, H), before the weights move
-                v_neg = chains if persistent else v_pos
-                for _ in range(k):
-                    p_h = expit(v_neg @ w.T + c)
-                    h = (rng.random(p_h.shape, dtype=np_dtype) < p_h).astype(np_dtype)
-                    p_v = expit(h @ w + b)
+                if persistent and k == 1:
+                    # as the classical PCD-1 loop (and scikit-learn's): the chains' hidden
+                    # sample comes from the previous step's negative phase, so one sweep
+                    # costs one h → v and one v → h product, not two of each
+                    if h_chain is None:
+                        p_h = expit(chains @ w.T + c)
+                        h_chain = (rng.random(p_h.shape, dtype=np_dtype) < p_h).astype(np_dtype)
+                    p_v = expit(h_chain @ w + b)
                     v_neg = (rng.random(p_v.shape, dtype=np_dtype) < p_v).astype(np_dtype)
+                else:
+                    v_neg = chains if persistent else v_pos
+                    for _ in range(k):
+                        p_h = expit(v_neg @ w.T + c)
+                        h = (rng.random(p_h.shape, dtype=np_dtype) < p_h).astype(np_dtype)
+                        p_v = expit(h @ w + b)
+                        v_neg = (rng.random(p_v.shape, dtype=np_dtype) < p_v).astype(np_dtype)
                 if persistent:
                     chains = v_neg
-                sgd_step(w, b, c, v_pos, v_neg, lr, decay, h_pos)
+                h_neg = sgd_step(w, b, c, v_pos, v_neg, lr, decay, h_pos)
+                if persistent and k == 1:
+                    h_chain = (rng.random(h_neg.shape, dtype=np_dtype) < h_neg).astype(np_dtype)
                 step += 1
             seconds = time.perf_counter() - start
             history.append({"epoch": epoch + 1, "step": step, "lr": lr, "seconds": seconds})
@@ -611,10 +624,11 @@ def sgd_step(
     lr: float,
     decay: float = 0.0,
     h_pos: np.ndarray | None = None,
-) -> None:
+) -> np.ndarray:
     """One gradient step on the CD surrogate F̄(v⁺) − F̄(v⁻) (means over rows), in place:
     W (H, D), b (D,), c (H,) move by −lr × its gradient (and −lr·decay·W). ``h_pos`` is
-    p(h = 1 | v⁺) if already computed."""
+    p(h = 1 | v⁺) if already computed. Returns p(h = 1 | v⁻) under the weights before
+    the step."""
     from scipy.special import expit
 
     if h_pos is None:
@@ -627,3 +641,4 @@ def sgd_step(
     w += lr * grad_w
     b += lr * (v_pos.sum(0) * m_pos - v_neg.sum(0) * m_neg)
     c += lr * (h_pos.sum(0) * m_pos - h_neg.sum(0) * m_neg)
+    return h_neg
