@@ -360,3 +360,45 @@ def test_default_fit_on_digits_beats_the_tree_and_is_fast():
         logt[j][tuple(x[:, v] for v in [*model.parents_[j], j])] for j in range(x.shape[1])
     )
     np.testing.assert_allclose(model.score_samples(x), by_hand, atol=1e-10)
+
+
+def test_sparse_candidates_keep_parents_among_the_most_informative_partners():
+    from ptheta.models.chow_liu import pairwise_mutual_information
+
+    rng = np.random.default_rng(5)
+    n, chain, noise = 3000, 8, 112  # 120 columns: "auto" restricts the search to 10 partners
+    x = np.zeros((n, chain + noise), dtype=np.int64)
+    x[:, 0] = rng.random(n) < 0.5
+    for j in range(1, chain):  # each copies the previous column with probability 0.9
+        flip = rng.random(n) < 0.1
+        x[:, j] = np.where(flip, 1 - x[:, j - 1], x[:, j - 1])
+    x[:, chain:] = rng.random((n, noise)) < 0.5
+    m = ptheta.make("bayesian-network", tabu_length=0).fit(x)
+    mi = pairwise_mutual_information(x, 2)
+    np.fill_diagonal(mi, -np.inf)
+    top = np.argsort(-mi, axis=1)[:, :10]
+    for child, parents in enumerate(m.parents_):
+        for p in parents:  # p is among child's 10 best partners, or child among p's
+            assert p in top[child] or child in top[p]
+    skeleton = {frozenset((int(p), c)) for c, ps in enumerate(m.parents_) for p in ps}
+    assert all(frozenset((j - 1, j)) in skeleton for j in range(1, chain))
+    full = ptheta.make("bayesian-network", tabu_length=0, candidates=None).fit(x[:, :20])
+    auto = ptheta.make("bayesian-network", tabu_length=0).fit(x[:, :20])  # <= 100: full search
+    assert full.parents_ == auto.parents_
+
+
+def test_sparse_candidates_leave_out_a_link_weaker_than_every_candidate():
+    # two blocks of 12 near-copies, linked only through a weaker a0 – b0 dependence: with
+    # 10 candidates each column's partners are in its own block, so no edge crosses
+    rng = np.random.default_rng(6)
+    n = 4000
+    a = (rng.random(n) < 0.5).astype(np.int64)
+    b = np.where(rng.random(n) < 0.8, a, 1 - a)
+    blocks = [np.where(rng.random((n, 12)) < 0.02, 1 - s[:, None], s[:, None]) for s in (a, b)]
+    x = np.concatenate(blocks, axis=1)
+
+    def crossing(model) -> int:
+        return sum((p < 12) != (c < 12) for c, ps in enumerate(model.parents_) for p in ps)
+
+    assert crossing(ptheta.make("bayesian-network", candidates=None).fit(x)) >= 1
+    assert crossing(ptheta.make("bayesian-network", candidates=10).fit(x)) == 0
