@@ -359,12 +359,7 @@ def check_values(
         # integers: no NaN, no infinity, no fraction, no overflow of squares; one range
         # check and one C-contiguous copy of the right dtype (whatever the memory layout)
         if spec.is_discrete:
-            lo, hi = int(arr.min()), int(arr.max())
-            if lo < 0 or hi > spec.n_categories - 1:
-                raise DataError(
-                    f"{what} has values in [{lo}, {hi}] but the model expects "
-                    f"{spec.describe()} data with values 0..{spec.n_categories - 1}"
-                )
+            _check_levels(arr, spec, what, int(arr.min()), int(arr.max()), whole=True)
             return np.ascontiguousarray(arr, dtype=np.int64)
         arr = np.ascontiguousarray(arr, dtype=np.float64)
         check_magnitude(arr, what)
@@ -381,16 +376,7 @@ def check_values(
             check_magnitude(arr, what)  # its message
         if not spec.is_discrete:
             return arr
-        if not np.all(arr == np.round(arr)):
-            raise DataError(
-                f"{what} has non-integer values but the model expects {spec.describe()} data; "
-                "discretise it or fit a model on continuous data"
-            )
-        if lo < 0 or hi > spec.n_categories - 1:
-            raise DataError(
-                f"{what} has values in [{lo:g}, {hi:g}] but the model expects "
-                f"{spec.describe()} data with values 0..{spec.n_categories - 1}"
-            )
+        _check_levels(arr, spec, what, lo, hi)
         return np.ascontiguousarray(arr, dtype=np.int64)
     finite = np.isfinite(arr)
     if not finite.all():
@@ -410,19 +396,28 @@ def check_values(
     check_magnitude(arr, what)
     if spec.is_discrete:
         vals = arr[finite]
-        if vals.size and not np.all(vals == np.round(vals)):
-            raise DataError(
-                f"{what} has non-integer values but the model expects {spec.describe()} data; "
-                "discretise it or fit a model on continuous data"
-            )
-        if vals.size and (vals.min() < 0 or vals.max() > spec.n_categories - 1):
-            raise DataError(
-                f"{what} has values in [{vals.min():g}, {vals.max():g}] but the model expects "
-                f"{spec.describe()} data with values 0..{spec.n_categories - 1}"
-            )
+        if vals.size:
+            _check_levels(vals, spec, what, vals.min(), vals.max())
         if finite.all():
             return np.ascontiguousarray(arr, dtype=np.int64)
     return arr
+
+
+def _check_levels(
+    vals: np.ndarray, spec: DataSpec, what: str, lo: float, hi: float, *, whole: bool = False
+) -> None:
+    """Refuse values of discrete data (``lo``, ``hi`` their extremes) that are not whole
+    numbers (unless ``whole``: an integer dtype) or lie outside the levels 0..K−1."""
+    if not whole and not np.all(vals == np.round(vals)):
+        raise DataError(
+            f"{what} has non-integer values but the model expects {spec.describe()} data; "
+            "discretise it or fit a model on continuous data"
+        )
+    if lo < 0 or hi > spec.n_categories - 1:
+        raise DataError(
+            f"{what} has values in [{lo:g}, {hi:g}] but the model expects "
+            f"{spec.describe()} data with values 0..{spec.n_categories - 1}"
+        )
 
 
 def as_array(x: Any, what: str = "X") -> np.ndarray:

@@ -661,6 +661,11 @@ def _log_weighted_densities(
     return maha.mul_(-0.5).add_(const), trace_prec
 
 
+def _rows_per_chunk(k: int, d: int) -> int:
+    """Rows per chunk of a (rows, K, D) temporary: about 2²¹ values, at least 256 rows."""
+    return max(256, 2**21 // (k * d))
+
+
 def _weighted_scatter(x: torch.Tensor, resp: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
     """Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ for every component k, shape (K, D, D).
 
@@ -684,7 +689,7 @@ def _weighted_scatter(x: torch.Tensor, resp: torch.Tensor, means: torch.Tensor) 
             out[j] = np.triu(upper) + np.triu(upper, 1).T
         return torch.from_numpy(out)
     cov = torch.zeros(k, d, d, dtype=x.dtype, device=x.device)
-    rows = max(256, 2**21 // (k * d))
+    rows = _rows_per_chunk(k, d)
     for start in range(0, len(x), rows):
         diff = x[None, start : start + rows] - means[:, None]  # (K, rows, D)
         weighted = diff * resp[start : start + rows].T[:, :, None]
@@ -716,7 +721,7 @@ def _mahalanobis(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor) 
     w_cat = w.permute(1, 0, 2).reshape(d, k * d)  # (D, K·D)
     offset = (means[:, None, :] @ w).squeeze(1)  # (K, D)
     out_t = torch.empty(len(x), k, dtype=x.dtype, device=x.device)
-    rows = max(256, 2**21 // (k * d))
+    rows = _rows_per_chunk(k, d)
     for start in range(0, len(x), rows):
         y = (x[start : start + rows] @ w_cat).view(-1, k, d) - offset
         torch.sum(y.square_(), dim=2, out=out_t[start : start + rows])
