@@ -89,8 +89,9 @@ def _check_npy_header(f: Any, n_bytes: int, what: str) -> None:
         )
 
 
-def read_npy(path: Path) -> np.ndarray:
-    """The array in the .npy file ``path``, or a `DataError` saying what is wrong with it."""
+def read_npy_header(path: Path) -> None:
+    """Refuse a .npy file that np.load (or a memory map of it) would misread: an .npz
+    archive, no header, pickled objects, a structured dtype, or a truncated file."""
     what = f"{path}"
     try:
         with open(path, "rb") as f:
@@ -98,6 +99,17 @@ def read_npy(path: Path) -> np.ndarray:
                 raise DataError(f"{path} is an .npz archive, not a .npy file: rename it to .npz")
             f.seek(0)
             _check_npy_header(f, os.fstat(f.fileno()).st_size, what)
+    except DataError:
+        raise
+    except _NUMPY_READ_ERRORS as e:
+        raise _read_error(what, e) from None
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """The array in the .npy file ``path``, or a `DataError` saying what is wrong with it."""
+    what = f"{path}"
+    read_npy_header(path)
+    try:
         return np.load(path, allow_pickle=False)
     except DataError:
         raise

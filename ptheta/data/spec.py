@@ -169,9 +169,13 @@ class Split:
     Variable-length sequences (``spec.variable_length``) keep `x` padded with zeros to the
     longest, (N, T, *step_shape), and their `lengths` (N,); :attr:`sequences` gives both as
     one :class:`~ptheta.data.ragged.Sequences`.
+
+    A streamed data set's `x` is a :class:`~ptheta.data.stream.Source` (read in batches,
+    never whole; ``np.asarray(split.x)`` reads it all): families that stream fit from it
+    batch by batch, the others read it whole.
     """
 
-    x: np.ndarray
+    x: Any  # np.ndarray, or a ptheta.data.stream.Source
     y: np.ndarray | None
     spec: DataSpec
     lengths: np.ndarray | None = None
@@ -234,7 +238,8 @@ class Dataset:
         """A hash of the data (all splits) and its spec: equal data, equal fingerprint."""
         h = hashlib.sha256(json.dumps(self.spec.to_json(), sort_keys=True).encode())
         for s in (self.train, self.val, self.test):
-            h.update(np.ascontiguousarray(s.x).tobytes())
+            identity = getattr(s.x, "identity", None)  # a streamed source: never read whole
+            h.update(identity().encode() if identity else np.ascontiguousarray(s.x).tobytes())
             if s.y is not None:
                 h.update(np.ascontiguousarray(s.y).tobytes())
             if s.lengths is not None:

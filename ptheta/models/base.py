@@ -14,6 +14,7 @@ from sklearn.base import BaseEstimator
 
 from ptheta.data.ragged import Sequences, check_sequences, infer_sequence_spec, is_ragged
 from ptheta.data.spec import Data, DataSpec, Split, check_values, infer_spec
+from ptheta.data.stream import CheckedSource, Source, is_source
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError, RunDirError
 from ptheta.models.capabilities import LIKELIHOOD_KINDS, Capabilities
 from ptheta.params import Config, Param
@@ -287,7 +288,20 @@ class GenerativeModel(BaseEstimator):
             raise DataError(self._kind_error(X, spec))
         if isinstance(X, Split) and y is None:
             y = X.y
-        if spec.variable_length:
+        if is_source(X) and not spec.variable_length:
+            source = X.x if isinstance(X, Split) else X
+            y = self._check_labels(source.y if y is None else y, len(source))
+            allow_nan = self._capabilities().fits_missing
+            if self._capabilities().streams:  # read a batch at a time, each batch checked
+                checked = CheckedSource(source, spec, allow_nan=allow_nan, what="training data")
+                self._clear_fitted()
+                self._fit_stream(checked, y, spec, **fit_params)
+            else:  # a family that needs the whole array reads it whole
+                x = check_values(np.asarray(source), spec, allow_nan=allow_nan,
+                                 what="training data")  # fmt: skip
+                self._clear_fitted()
+                self._fit(x, y, spec, **fit_params)
+        elif spec.variable_length:
             self._check_variable_length(X, spec)
             x, lengths = check_sequences(
                 X, spec, allow_nan=self._capabilities().fits_missing, what="training data"
@@ -711,6 +725,16 @@ class GenerativeModel(BaseEstimator):
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
         raise NotImplementedError
 
+    def _fit_stream(
+        self, data: Source, y: np.ndarray | None, spec: DataSpec, **fit_params: Any
+    ) -> None:
+        """Fit from ``data`` read a batch at a time (families with ``streams``): a
+        :class:`~ptheta.data.stream.Source` whose batches are checked values (int64 codes
+        or float64), ``y`` the labels in memory. Streaming families usually make ``_fit``
+        call this on ``ArraySource(x)``, so an in-memory fit and a streamed one are one
+        computation (see :func:`~ptheta.data.stream.accumulate`)."""
+        raise NotImplementedError
+
     def _score_samples(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
@@ -775,6 +799,13 @@ class GenerativeModel(BaseEstimator):
     # ----------------------------------------------------------------- helpers
     def _resolve_spec(self, X: Any) -> DataSpec:
         if isinstance(X, Split):
+            return X.spec
+        if isinstance(X, Source):
+            if X.spec is None:
+                raise DataError(
+                    "this data source has no spec yet: open it with ptheta.data.open_source "
+                    "(which reads it once to infer the kind), or give it a DataSpec"
+                )
             return X.spec
         if is_ragged(X):
             return infer_sequence_spec(X)

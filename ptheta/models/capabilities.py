@@ -64,6 +64,10 @@ class Capabilities:
         imputes: ``impute`` and ``sample(given=...)`` fill missing entries.
         fits_missing: ``fit`` takes NaN for missing entries and maximises the likelihood
             of the observed ones (EM over the missing).
+        streams: ``fit`` reads its data a batch at a time (a memory-mapped file, a folder
+            of shards, a table read in batches: a :class:`~ptheta.data.stream.Source`),
+            never all at once; classical families sum statistics over batches, neural ones
+            train through a DataLoader. Under ``torchrun`` each process reads its share.
         trains_in_steps: fitted by gradient steps through the Trainer: ``fit`` accepts
             ``validation_data``, ``run_dir`` and ``resume``; ``max_time`` bounds it;
             ``verbose`` shows progress.
@@ -109,6 +113,7 @@ class Capabilities:
     marginalises: bool = False
     imputes: bool = False
     fits_missing: bool = False
+    streams: bool = False
     trains_in_steps: bool = False
     validation_measures_fit: bool = True
     anomaly_score: str | None = "log_prob"
@@ -166,6 +171,7 @@ class Capabilities:
             "marginalises": "marginalise",
             "imputes": "impute",
             "fits_missing": "fits missing",
+            "streams": "streams",
             "trains_in_steps": "steps",
             "generates_sequences": "generate",
             "variable_length": "any length",

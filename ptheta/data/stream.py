@@ -1,0 +1,361 @@
+"""Data read in batches, never whole: the `Source` every streamed fit reads.
+
+A `Source` is N examples of one event shape that are read by index, a batch at a time:
+an array in memory (`ArraySource`), a memory-mapped ``.npy`` file (`NpySource`), a part of
+another source (`Subset`, how the splits of a streamed data set are defined: by index,
+nothing copied), and the readers of :mod:`ptheta.data.sources` (folders of shards, image
+folders read lazily, tables read in batches). A source behaves like a read-only array
+where that is cheap (``len``, ``shape``, ``dtype``, ``source[i]``, ``source[a:b]``,
+``source[index]``); ``np.asarray(source)`` reads the whole of it, which is what a family
+that cannot stream does.
+
+Families that stream (``capabilities().streams``) fit from statistics summed over batches
+with `accumulate`: under ``torchrun`` each process reads every W-th batch and the sums are
+all-reduced, so W processes give the model of one (counts exactly, sums of floats to
+rounding). A batch is a contiguous range of rows, about `BATCH_BYTES` of float64 values:
+the same rows whatever the storage, so an in-memory fit and a streamed fit of the same
+data sum the same numbers in the same order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ptheta.data.spec import DataSpec, check_values
+from ptheta.errors import DataError
+
+# Rows per batch are chosen so that a batch of float64 values takes about this many bytes.
+BATCH_BYTES = 32 * 2**20
+
+
+class Source:
+    """N examples of one event shape, read by index a batch at a time.
+
+    Subclasses set ``n``, ``event_shape`` and ``dtype`` and implement `_read(index)`
+    (rows ``index``, a sorted or unsorted int64 array, as an array (len(index),
+    *event_shape)); `_read_range` may read contiguous rows faster. ``y`` holds the labels
+    in memory (one per example: small) or None; ``spec`` the data's spec once known.
+    """
+
+    n: int
+    event_shape: tuple[int, ...]
+    dtype: np.dtype
+    y: np.ndarray | None = None
+    spec: DataSpec | None = None
+
+    # ----------------------------------------------------------------- array-like
+    def __len__(self) -> int:
+        return self.n
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.n, *self.event_shape)
+
+    @property
+    def ndim(self) -> int:
+        return 1 + len(self.event_shape)
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self.read_range(0, self.n)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, (int, np.integer)):
+            i = int(key) + (self.n if key < 0 else 0)
+            return self.read(np.array([i]))[0]
+        if isinstance(key, slice):
+            start, stop, step = key.indices(self.n)
+            if step == 1:
+                return self.read_range(start, max(start, stop))
+            return self.read(np.arange(start, stop, step))
+        index = np.asarray(key)
+        if index.dtype == bool:
+            if index.shape != (self.n,):
+                raise IndexError(f"a boolean index of shape {index.shape} for {self.n} examples")
+            index = np.flatnonzero(index)
+        return self.read(index)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.describe()})"
+
+    def describe(self) -> str:
+        shape = "×".join(map(str, self.event_shape)) or "scalar"
+        return f"{self.n} examples of shape {shape}, {self.dtype}"
+
+    # ----------------------------------------------------------------- reading
+    def read(self, index: Any) -> np.ndarray:
+        """Rows ``index`` (ints in [−N, N)) as an array (len(index), *event_shape)."""
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if index.size and (index.min() < -self.n or index.max() >= self.n):
+            raise IndexError(f"index out of range for {self.n} examples")
+        index = np.where(index < 0, index + self.n, index)
+        return self._read(index)
+
+    def read_range(self, start: int, stop: int) -> np.ndarray:
+        """Rows start..stop−1 (0 <= start <= stop <= N)."""
+        if not 0 <= start <= stop <= self.n:
+            raise IndexError(f"rows {start}..{stop} out of range for {self.n} examples")
+        return self._read_range(start, stop)
+
+    def _read(self, index: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _read_range(self, start: int, stop: int) -> np.ndarray:
+        return self._read(np.arange(start, stop, dtype=np.int64))
+
+    def subset(self, index: Any) -> Subset:
+        """The examples ``index`` of this source, as a source (nothing is read)."""
+        return Subset(self, index)
+
+    def identity(self) -> str:
+        """A short text that changes when the data change (for fingerprints)."""
+        h = hashlib.sha256()
+        h.update(np.ascontiguousarray(self.read_range(0, min(self.n, 64))).tobytes())
+        h.update(repr(self.shape).encode())
+        return h.hexdigest()[:16]
+
+    # ----------------------------------------------------------------- batches
+    def batch_rows(self) -> int:
+        """Rows per batch: about `BATCH_BYTES` of float64 values, at least 1."""
+        per_row = 8 * max(1, int(np.prod(self.event_shape, dtype=np.int64)))
+        return max(1, BATCH_BYTES // per_row)
+
+    def batches(
+        self, batch_size: int | None = None, *, rank: int = 0, world_size: int = 1
+    ) -> Iterator[tuple[int, np.ndarray]]:
+        """(start, rows start..start+B−1) for every batch b with b % world_size == rank,
+        in order; B = ``batch_size`` or `batch_rows`."""
+        size = batch_size or self.batch_rows()
+        for b, start in enumerate(range(0, self.n, size)):
+            if b % world_size == rank:
+                yield start, self.read_range(start, min(start + size, self.n))
+
+
+class ArraySource(Source):
+    """An array in memory as a source (what an in-memory fit of a streaming family reads).
+
+    Example:
+        >>> import numpy as np
+        >>> s = ArraySource(np.arange(12).reshape(6, 2))
+        >>> s.shape, s[1:3].tolist(), [start for start, _ in s.batches(4)]
+        ((6, 2), [[2, 3], [4, 5]], [0, 4])
+    """
+
+    def __init__(self, x: Any, y: Any = None, spec: DataSpec | None = None) -> None:
+        self.x = np.asarray(x)
+        if self.x.ndim < 1:
+            raise DataError(f"a source needs examples along the first axis, got {self.x.shape}")
+        self.n, self.event_shape, self.dtype = len(self.x), self.x.shape[1:], self.x.dtype
+        self.y = None if y is None else np.asarray(y)
+        self.spec = spec
+
+    def _read(self, index: np.ndarray) -> np.ndarray:
+        return self.x[index]
+
+    def _read_range(self, start: int, stop: int) -> np.ndarray:
+        return self.x[start:stop]
+
+
+class NpySource(Source):
+    """A ``.npy`` file read through a memory map: only the rows asked for are read.
+
+    Example:
+        >>> import numpy as np, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "x.npy")
+        >>> np.save(path, np.eye(3))
+        >>> NpySource(path)[2].tolist()
+        [0.0, 0.0, 1.0]
+    """
+
+    def __init__(self, path: str | os.PathLike, y: Any = None) -> None:
+        from ptheta.data.files import read_npy_header
+
+        self.path = Path(path)
+        read_npy_header(self.path)  # a clear error for a truncated or pickled file
+        try:
+            self.x = np.load(self.path, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise DataError(f"{self.path} could not be memory-mapped ({e})") from None
+        if self.x.ndim < 2:
+            raise DataError(
+                f"{self.path} holds an array of shape {self.x.shape}; examples need shape "
+                "(N, ...) with one example per row"
+            )
+        self.n, self.event_shape, self.dtype = len(self.x), self.x.shape[1:], self.x.dtype
+        self.y = None if y is None else np.asarray(y)
+
+    def _read(self, index: np.ndarray) -> np.ndarray:
+        return np.asarray(self.x[index])
+
+    def _read_range(self, start: int, stop: int) -> np.ndarray:
+        return np.array(self.x[start:stop])
+
+    def identity(self) -> str:
+        stat = self.path.stat()
+        text = f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.shape}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def describe(self) -> str:
+        return f"{super().describe()}, memory-mapped from {self.path.name}"
+
+
+class Subset(Source):
+    """The examples ``index`` of ``source`` (a view: nothing is read until asked).
+
+    Example:
+        >>> import numpy as np
+        >>> part = ArraySource(np.arange(10)[:, None], y=np.arange(10) % 2).subset([7, 2, 5])
+        >>> part[:].ravel().tolist(), part.y.tolist()
+        ([7, 2, 5], [1, 0, 1])
+    """
+
+    def __init__(self, source: Source, index: Any) -> None:
+        index = np.asarray(index, dtype=np.int64).reshape(-1)
+        if index.size and (index.min() < 0 or index.max() >= len(source)):
+            raise DataError(f"a subset's index lies outside the source's {len(source)} examples")
+        self.source, self.index = source, index
+        self.n, self.event_shape, self.dtype = len(index), source.event_shape, source.dtype
+        self.y = None if source.y is None else source.y[index]
+        self.spec = source.spec
+
+    def _read(self, index: np.ndarray) -> np.ndarray:
+        rows = self.index[index]
+        # read in increasing order (a memory map reads each page once), then restore order
+        order = np.argsort(rows, kind="stable")
+        out = self.source.read(rows[order])
+        result = np.empty_like(out)
+        result[order] = out
+        return result
+
+    def identity(self) -> str:
+        h = hashlib.sha256(self.source.identity().encode())
+        h.update(self.index.tobytes())
+        return h.hexdigest()[:16]
+
+
+class CheckedSource(Source):
+    """A source whose batches are checked against ``spec`` as they are read, and come
+    back as `check_values` returns them (int64 codes of discrete data, float64 values)."""
+
+    def __init__(self, source: Source, spec: DataSpec, *, allow_nan: bool, what: str) -> None:
+        self.source, self.spec_checked, self.allow_nan, self.what = source, spec, allow_nan, what
+        self.n, self.event_shape = source.n, tuple(spec.event_shape)
+        self.dtype = np.dtype(np.int64 if spec.is_discrete else np.float64)
+        self.y, self.spec = source.y, spec
+        if tuple(source.event_shape) != self.event_shape:
+            raise DataError(
+                f"{what} has examples of shape {tuple(source.event_shape)}, but the spec says "
+                f"{self.event_shape}"
+            )
+
+    def _check(self, rows: np.ndarray) -> np.ndarray:
+        return check_values(rows, self.spec_checked, allow_nan=self.allow_nan, what=self.what)
+
+    def _read(self, index: np.ndarray) -> np.ndarray:
+        return self._check(self.source.read(index))
+
+    def _read_range(self, start: int, stop: int) -> np.ndarray:
+        return self._check(self.source.read_range(start, stop))
+
+    def identity(self) -> str:
+        return self.source.identity()
+
+    def batch_rows(self) -> int:
+        return self.source.batch_rows()
+
+
+def is_source(x: Any) -> bool:
+    """Whether ``x`` is a `Source`, or a split whose examples are one."""
+    return isinstance(x, Source) or isinstance(getattr(x, "x", None), Source)
+
+
+def as_source(x: Any, y: Any = None) -> Source:
+    """``x`` as a source: a `Source` itself, or an array in memory wrapped."""
+    return x if isinstance(x, Source) else ArraySource(x, y)
+
+
+# --------------------------------------------------------------------- sums over batches
+def process_share() -> tuple[int, int]:
+    """(rank, world size) of this process under ``torchrun``; (0, 1) otherwise."""
+    try:
+        import torch.distributed as dist
+    except ImportError:  # pragma: no cover - torch is a dependency
+        return 0, 1
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def all_reduce_sum(stats: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Each value (arrays and numbers) summed over every process, as float64 arrays; a
+    single process gets its own values back."""
+    out = {k: np.asarray(v, dtype=np.float64) for k, v in stats.items()}
+    _, world = process_share()
+    if world == 1 or not out:
+        return out
+    import torch
+    import torch.distributed as dist
+
+    keys = sorted(out)
+    flat = torch.from_numpy(np.concatenate([out[k].reshape(-1) for k in keys]))
+    if dist.get_backend() == "nccl":
+        flat = flat.cuda()
+    dist.all_reduce(flat)
+    flat_np = flat.cpu().numpy()
+    pos = 0
+    for k in keys:
+        size = out[k].size
+        out[k] = flat_np[pos : pos + size].reshape(out[k].shape)
+        pos += size
+    return out
+
+
+def accumulate(
+    data: Source | np.ndarray,
+    statistics: Callable[[np.ndarray, np.ndarray | None], Mapping[str, Any]],
+    *,
+    y: np.ndarray | None = None,
+    batch_size: int | None = None,
+    reduce: bool = True,
+) -> dict[str, np.ndarray]:
+    """Sum ``statistics(batch, labels)`` over the batches of ``data`` (a dict of arrays
+    or numbers, the same keys and shapes for every batch) as float64.
+
+    Under ``torchrun`` this process reads every W-th batch and the sums are all-reduced
+    over the processes (``reduce=False`` keeps this process's share). ``y``: labels of all
+    the examples (default: the source's), passed sliced to each batch.
+
+    Example:
+        >>> import numpy as np
+        >>> s = accumulate(np.arange(10.0)[:, None], lambda x, y: {"n": len(x), "sum": x.sum(0)},
+        ...                batch_size=3)
+        >>> float(s["n"]), s["sum"].tolist()
+        (10.0, [45.0])
+    """
+    source = as_source(data)
+    labels = y if y is not None else source.y
+    rank, world = process_share()
+    total: dict[str, np.ndarray] | None = None
+    for start, batch in source.batches(batch_size, rank=rank, world_size=world):
+        part = statistics(batch, None if labels is None else labels[start : start + len(batch)])
+        if total is None:
+            total = {k: np.array(v, dtype=np.float64) for k, v in part.items()}
+        else:
+            for k, v in part.items():
+                total[k] += v
+    if total is None:  # this process had no batch: zeros of the right shapes
+        first = source.read_range(0, min(1, source.n))
+        empty_labels = None if labels is None else labels[:0]
+        shapes = statistics(first[:0], empty_labels)
+        total = {k: np.zeros(np.shape(v)) for k, v in shapes.items()}
+    return all_reduce_sum(total) if reduce else total
