@@ -429,6 +429,17 @@ class GenerativeModel(BaseEstimator):
         """
         self._check_fitted()
         spec = self.fitted_spec
+        if is_source(X) and not spec.variable_length:
+            # a streamed source, scored a batch at a time (a score never depends on the
+            # other rows of its batch, so batching changes nothing)
+            source = X.x if isinstance(X, Split) else X
+            parts = [
+                self.score_samples(batch, return_std=True)
+                for _, batch in source.batches(source.batch_rows())
+            ]
+            scores = np.concatenate([p[0] for p in parts])
+            std = np.concatenate([p[1] for p in parts])
+            return (scores, std) if return_std else scores
         if spec.variable_length:
             x, lengths = check_sequences(X, spec, allow_nan=self.can_marginalise)
             scores, std = self._score_sequences_with_std(x, lengths)
