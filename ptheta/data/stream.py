@@ -30,8 +30,23 @@ import numpy as np
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import DataError
 
-# Rows per batch are chosen so that a batch of float64 values takes about this many bytes.
+# Rows per batch are chosen so that a batch of float64 values takes about this many bytes
+# (the environment variable PTHETA_BATCH_BYTES overrides it: less memory, more batches).
 BATCH_BYTES = 32 * 2**20
+
+
+def batch_bytes() -> int:
+    """Bytes of float64 values per batch: ``$PTHETA_BATCH_BYTES``, else `BATCH_BYTES`."""
+    text = os.environ.get("PTHETA_BATCH_BYTES")
+    if not text:
+        return BATCH_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise DataError(f"PTHETA_BATCH_BYTES must be a positive number of bytes, got {text!r}")
+    return value
 
 
 class Source:
@@ -126,9 +141,9 @@ class Source:
 
     # ----------------------------------------------------------------- batches
     def batch_rows(self) -> int:
-        """Rows per batch: about `BATCH_BYTES` of float64 values, at least 1."""
+        """Rows per batch: about `batch_bytes` of float64 values, at least 1."""
         per_row = 8 * max(1, int(np.prod(self.event_shape, dtype=np.int64)))
-        return max(1, BATCH_BYTES // per_row)
+        return max(1, batch_bytes() // per_row)
 
     def batches(
         self, batch_size: int | None = None, *, rank: int = 0, world_size: int = 1
