@@ -63,6 +63,8 @@ class Source:
     dtype: np.dtype
     y: np.ndarray | None = None
     spec: DataSpec | None = None
+    # names of the label codes in ``y`` (a data set's classes), or None
+    classes: list[str] | None = None
 
     # ----------------------------------------------------------------- array-like
     def __len__(self) -> int:
@@ -85,6 +87,13 @@ class Source:
         return out if dtype is None else out.astype(dtype, copy=False)
 
     def __getitem__(self, key: Any) -> np.ndarray:
+        if isinstance(key, tuple):  # rows first, then the rest on what was read
+            if not key or key[0] is Ellipsis:
+                return np.asarray(self)[key]
+            rows = self[key[0]]
+            if isinstance(key[0], (int, np.integer)):
+                return rows[key[1:]]
+            return rows[(slice(None), *key[1:])]
         if isinstance(key, (int, np.integer)):
             i = int(key) + (self.n if key < 0 else 0)
             return self.read(np.array([i]))[0]
