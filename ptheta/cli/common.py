@@ -270,6 +270,15 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
                 "by line with --data-seed, instead of fixed windows of --seq-len characters.",
             ),
             click.option(
+                "--stream/--no-stream",
+                "stream",
+                default=None,
+                help="Read --data a batch at a time (--stream: a memory-mapped .npy, an .npz "
+                "or a folder of .npy/.npz shards, an image folder, a CSV or Parquet file) or "
+                "whole (--no-stream). Default: stream a folder of shards, and files whose data "
+                "take more than 1 GiB in memory. A run records the choice.",
+            ),
+            click.option(
                 "--data-seed",
                 default=None,
                 type=SEED,
@@ -291,7 +300,9 @@ def data_options(required: bool) -> Callable[[Callable[..., Any]], Callable[...,
     return decorate
 
 
-_DATA_OPTIONS = ("kind", "schema", "label_column", "image_size", "seq_len", "lines", "data_seed")
+_DATA_OPTIONS = (
+    "kind", "schema", "label_column", "image_size", "seq_len", "lines", "stream", "data_seed",
+)  # fmt: skip
 
 
 def data_kwargs(**options: Any) -> dict[str, Any]:

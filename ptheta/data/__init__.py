@@ -14,6 +14,7 @@ from ptheta.data.files import FILE_SUFFIXES, load_path
 from ptheta.data.images import IMAGE_SUFFIXES
 from ptheta.data.ragged import Sequences, sequence_dataset
 from ptheta.data.sequences import set_sequence_kind
+from ptheta.data.sources import is_shard_folder, load_stream, open_source, should_stream
 from ptheta.data.spec import (
     Data,
     Dataset,
@@ -23,6 +24,7 @@ from ptheta.data.spec import (
     infer_spec,
     parse_kind,
 )
+from ptheta.data.stream import Source
 from ptheta.data.table import ColumnSpec, infer_schema, read_schema, table_dataset
 from ptheta.errors import DataError, unknown_name
 
@@ -33,6 +35,7 @@ __all__ = [
     "DataSpec",
     "Dataset",
     "Sequences",
+    "Source",
     "Split",
     "check_values",
     "from_arrays",
@@ -41,6 +44,7 @@ __all__ = [
     "infer_spec",
     "list_datasets",
     "load",
+    "open_source",
     "parse_kind",
     "read_schema",
     "sequence_dataset",
@@ -59,6 +63,7 @@ def load(
     seq_len: int | None = None,
     lines: str | None = None,
     schema: Any = None,
+    stream: bool | None = None,
 ) -> Dataset:
     """Load a built-in data set by name, or the user's own data from a path.
 
@@ -82,6 +87,14 @@ def load(
     ``~/.cache/ptheta/data``) and checked against their published checksums; offline, a
     folder holding their files in the published formats loads the same data (see
     `ptheta.data.standard`).
+
+    Data too large for memory are read a batch at a time (``stream``; see
+    :mod:`ptheta.data.sources`): a memory-mapped .npy file, an .npz file or a folder of
+    .npy / .npz shards, an image folder decoded a file at a time, a CSV or Parquet table
+    read in batches. Each split of such a data set is a
+    :class:`~ptheta.data.stream.Subset` of the file (the same examples as read in memory,
+    in the file's order), nothing is read until a model asks, and the spec, labels and
+    values are those of the file read whole.
 
     Arguments:
         name_or_path: a built-in name (see `list_datasets`), or a path to a .npy, .npz,
@@ -110,6 +123,10 @@ def load(
         schema: the types of some or all columns of a table, overriding the inferred ones:
             the path of a JSON schema file (see `ptheta.data.table.read_schema`), or a
             list of `ColumnSpec` or their dicts.
+        stream: read the file a batch at a time (True), whole (False), or a batch at a
+            time when its data would take more than ``sources.STREAM_BYTES`` (1 GiB) in
+            memory, or it is a folder of shards (None, the default). Built-in data sets
+            are held in memory.
 
     Returns:
         the `Dataset`, with `train`, `val` and `test` splits; its arrays are the caller's own.
@@ -124,7 +141,14 @@ def load(
     """
     given = (label_column, image_size, grayscale, seq_len, lines, schema)
     builtin = isinstance(name_or_path, str) and name_or_path in BUILTIN
+    if stream not in (None, True, False):
+        raise DataError(f"stream must be True, False or None (decide by size), got {stream!r}")
     if builtin or (isinstance(name_or_path, str) and name_or_path in standard.NAMES):
+        if stream:
+            raise DataError(
+                f"the built-in data set {name_or_path!r} is held in memory; stream=True "
+                "(--stream) reads the user's own files a batch at a time"
+            )
         if any(v is not None for v in given):
             raise DataError(
                 "label_column, image_size, grayscale, seq_len, lines and schema apply to the "
@@ -166,8 +190,28 @@ def load(
                 "label_column, image_size, grayscale, seq_len, lines and schema do not apply "
                 f"to the standard image files in {path}"
             )
+        if stream:
+            raise DataError(f"the standard image files in {path} are read in memory only")
         data = standard.load_folder(path)
         return data if kind is None else set_kind(data, kind)
+    if stream is None:
+        stream = should_stream(path)
+    if stream or is_shard_folder(path):
+        if seq_len is not None or lines is not None:
+            raise DataError(
+                "seq_len and lines read a .txt file, which is read in memory only: load it "
+                "with stream=False (--no-stream)"
+            )
+        return load_stream(
+            path,
+            stream=stream,
+            kind=kind,
+            label_column=label_column,
+            image_size=image_size,
+            grayscale=grayscale,
+            seed=seed,
+            schema=schema,
+        )
     return load_path(
         path,
         kind=kind,

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ptheta.data import BUILTIN, Dataset, Split, load
+from ptheta.data.stream import is_source
 from ptheta.errors import DataError, PthetaError, RunDirError
 from ptheta.io import atomic_write_text
 from ptheta.models import GenerativeModel, make
@@ -186,6 +187,9 @@ def _fit_locked(
     metrics += [{"event": "eval", "split": split, **summary} for split, summary in evals.items()]
     info = {
         **data_source,
+        # read a batch at a time: `ptheta eval RUN` reads it so again (same splits, same
+        # fingerprint), whether streaming was asked for or chosen by size
+        **({"stream": True} if is_source(data.train.x) else {}),
         "name": data.name,
         "fingerprint": data.fingerprint(),
         "spec": data.spec.to_json(),
@@ -270,7 +274,7 @@ def load_run_data(run_dir: str | os.PathLike, data: str | None = None, **overrid
             )
         kwargs = {
             k: source.get(k)
-            for k in ("kind", "label_column", "image_size", "seq_len", "lines", "seed")
+            for k in ("kind", "label_column", "image_size", "seq_len", "lines", "seed", "stream")
         }
         kwargs = {k: v for k, v in kwargs.items() if v is not None}
     else:
