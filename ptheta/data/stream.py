@@ -266,6 +266,9 @@ class Subset(Source):
         h.update(self.index.tobytes())
         return h.hexdigest()[:16]
 
+    def batch_rows(self) -> int:
+        return self.source.batch_rows()
+
 
 class CheckedSource(Source):
     """A source whose batches are checked against ``spec`` as they are read, and come

@@ -1,5 +1,10 @@
 """Baselines: the fully independent model (Bernoulli, categorical or Gaussian per variable,
-one factor per column type on a table)."""
+one factor per column type on a table), fitted from sums over batches.
+
+Also the helpers the classical families share to fit from sufficient statistics summed
+over the batches of a :class:`~ptheta.data.stream.Source` (:func:`first_observed`: the
+shift of centred moment sums; :func:`level_counts`: counts of levels per variable).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ptheta.data.spec import DataSpec
+from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.data.table import LABEL_TYPES, ColumnSpec
 from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
@@ -22,6 +28,16 @@ class Independent(GenerativeModel):
     The factor is chosen by the data kind: Bernoulli for binary data, categorical for
     categorical data (both with additive smoothing ``alpha``), Gaussian for continuous data
     (variance floored by ``min_var``). Fitted in closed form; the log-likelihood is exact.
+
+    **Fitted from sums over batches** (``capabilities().streams``): the level counts of
+    each variable, and each variable's count, Σ(x − s) and Σ(x − s)² about a shift s, its
+    first observed value (:func:`first_observed`: no precision is lost to a mean far from
+    0, and a constant variable's sums are exactly 0), summed over the batches of the data
+    with :func:`~ptheta.data.stream.accumulate` — under ``torchrun`` each process sums its
+    share and the sums are all-reduced. An in-memory fit is the same computation over the
+    array's batches, so a memory-mapped file gives the model of the array (counts exactly,
+    moments to rounding).
+
     Missing entries (NaN) are marginalised exactly by dropping their factors; ``impute``
     fills them with each variable's mode (discrete) or mean (continuous), or a sample.
     ``fit`` takes missing entries too: each variable is fitted on its observed entries,
@@ -72,7 +88,7 @@ class Independent(GenerativeModel):
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous", "table")
     can_marginalise: ClassVar[bool] = True
     fits_missing: ClassVar[bool] = True
-    abilities: ClassVar[dict[str, Any]] = {"closed_form": True}
+    abilities: ClassVar[dict[str, Any]] = {"closed_form": True, "streams": True}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {}, "explorer": {}}
     parameters: ClassVar[dict[str, Param]] = {"alpha": Float(low=0), "min_var": Float(low=0)}
 
@@ -81,68 +97,107 @@ class Independent(GenerativeModel):
         self.min_var = min_var
 
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
+        self._fit_stream(ArraySource(x), y, spec)  # one computation, in memory or streamed
+
+    def _fit_stream(self, data: Source, y: Any, spec: DataSpec) -> None:
         alpha, min_var = float(self.alpha), float(self.min_var)
-        flat = x.reshape(len(x), -1)
-        missing = np.isnan(flat) if flat.dtype.kind == "f" else None
-        if missing is not None and missing.all(axis=0).any():
-            d = int(np.flatnonzero(missing.all(axis=0))[0])
-            name = spec.columns[d].name if spec.kind == "table" else d
+        columns = spec.columns if spec.kind == "table" else None
+        d = int(np.prod(spec.event_shape))
+        if columns is not None:
+            labelled = np.array([c.type in LABEL_TYPES for c in columns])
+            k = max([c.n_levels for c in columns if c.type in LABEL_TYPES] or [1])
+        else:
+            labelled = np.full(d, spec.is_discrete)
+            k = int(spec.n_categories or 1)
+        moments = ~labelled
+        # the shift of the centred sums: a value of each variable (a constant one sums to 0)
+        shift = first_observed(data)[moments] if moments.any() else np.zeros(0)
+
+        def statistics(batch: np.ndarray, _: Any) -> dict[str, Any]:
+            flat = batch.reshape(len(batch), -1)
+            out: dict[str, Any] = {"observed": _observed(flat).sum(axis=0)}
+            if labelled.any():
+                out["levels"] = level_counts(flat[:, labelled], k)  # (D_labelled, K)
+            if moments.any():
+                z = flat[:, moments] - shift
+                z = np.where(np.isnan(z), 0.0, z)  # a missing entry adds nothing
+                out["sum"], out["sum_sq"] = z.sum(axis=0), (z * z).sum(axis=0)
+            return out
+
+        stats = accumulate(data, statistics)
+        empty = np.flatnonzero(stats["observed"] == 0)
+        if empty.size:
+            name = columns[empty[0]].name if columns is not None else int(empty[0])
             raise DataError(
                 f"variable {name!r} of the training data has no observed value (every entry "
                 "is NaN); drop it"
             )
-        if spec.kind == "table":
-            self._fit_table(flat, spec.columns)
+        n = stats["observed"][moments]
+        mean, var, constant = np.zeros(0), np.zeros(0), np.zeros(0, dtype=bool)
+        if moments.any():
+            mean = shift + stats["sum"] / n
+            var = np.maximum(stats["sum_sq"] / n - (stats["sum"] / n) ** 2, 0.0)
+            constant = stats["sum_sq"] == 0  # exactly: every value equals the shift
+        if columns is not None:
+            self._fit_table(columns, stats.get("levels"), n, mean, var, constant)
         elif spec.is_discrete:
-            # NaN equals no level: each variable is counted over its observed entries
-            self.probs_ = _level_probs(flat, spec.n_categories, alpha)
+            counts = stats["levels"] + alpha
+            self.probs_ = counts / counts.sum(axis=1, keepdims=True)
         else:
-            if missing is not None and missing.any():  # each variable on its observed entries
-                self.mean_ = np.nanmean(flat, axis=0)
-                var = np.nanvar(flat, axis=0)
-                spread = np.nanmax(flat, axis=0) - np.nanmin(flat, axis=0)
-            else:
-                self.mean_ = flat.mean(axis=0)
-                var = flat.var(axis=0)
-                spread = np.ptp(flat, axis=0)
-            constant = np.flatnonzero(spread == 0)
-            if constant.size:
+            self.mean_ = mean
+            if constant.any():
+                which = np.flatnonzero(constant)
                 warnings.warn(
-                    f"{constant.size} feature(s) are constant in the training data (first: "
-                    f"{constant[:5].tolist()}); their variance is min_var={min_var:g}, so "
+                    f"{which.size} feature(s) are constant in the training data (first: "
+                    f"{which[:5].tolist()}); their variance is min_var={min_var:g}, so "
                     "held-out values that differ get almost no density. If the data are "
                     "discrete, declare their kind; otherwise raise min_var.",
                     UserWarning,
-                    stacklevel=3,
+                    stacklevel=4,
                 )
             self.var_ = var + min_var
 
-    def _fit_table(self, x: np.ndarray, columns: tuple[ColumnSpec, ...]) -> None:
-        """One factor per column, each fitted on the column's observed cells."""
+    def _fit_table(
+        self,
+        columns: tuple[ColumnSpec, ...],
+        levels: np.ndarray | None,
+        n: np.ndarray,
+        mean: np.ndarray,
+        var: np.ndarray,
+        constant: np.ndarray,
+    ) -> None:
+        """One factor per column from its observed cells' statistics: the level counts
+        (D_labelled, K_max) of the label columns, and the count, mean, variance and
+        constancy of the others, in column order."""
         alpha, min_var = float(self.alpha), float(self.min_var)
         d = len(columns)
         k_max = max([c.n_levels for c in columns if c.type in LABEL_TYPES] or [1])
         self.table_probs_ = np.zeros((d, k_max))
         self.table_mean_ = np.zeros(d)
         self.table_var_ = np.zeros(d)
+        i_label = i_moment = 0
         for j, col in enumerate(columns):
-            v = x[~np.isnan(x[:, j]), j]  # the observed cells
             if col.type in LABEL_TYPES:
-                self.table_probs_[j, : col.n_levels] = _level_probs(v[:, None], col.n_levels, alpha)
-            elif col.type == "count":
-                self.table_mean_[j] = max(v.mean(), alpha / len(v))
-                self.table_var_[j] = v.var()
-            else:
-                self.table_mean_[j] = v.mean()
-                self.table_var_[j] = v.var() + min_var
-                if np.ptp(v) == 0:
-                    warnings.warn(
-                        f"column {col.name!r} is constant in the training data; its variance "
-                        f"is min_var={min_var:g}, so held-out values that differ get almost "
-                        "no density; declare it a label column, or raise min_var.",
-                        UserWarning,
-                        stacklevel=4,
-                    )
+                counts = levels[i_label, : col.n_levels] + alpha
+                self.table_probs_[j, : col.n_levels] = counts / counts.sum()
+                i_label += 1
+                continue
+            m, v, i = mean[i_moment], var[i_moment], i_moment
+            i_moment += 1
+            if col.type == "count":
+                self.table_mean_[j] = max(m, alpha / n[i])
+                self.table_var_[j] = v
+                continue
+            self.table_mean_[j] = m
+            self.table_var_[j] = v + min_var
+            if constant[i]:
+                warnings.warn(
+                    f"column {col.name!r} is constant in the training data; its variance "
+                    f"is min_var={min_var:g}, so held-out values that differ get almost "
+                    "no density; declare it a label column, or raise min_var.",
+                    UserWarning,
+                    stacklevel=5,
+                )
 
     def _columns(self) -> tuple[ColumnSpec, ...] | None:
         """The table's columns (a model of a table), else None."""
@@ -296,14 +351,50 @@ class Independent(GenerativeModel):
         return {"table_probs_": (d, k_max), "table_mean_": (d,), "table_var_": (d,)}
 
 
-def _level_probs(flat: np.ndarray, k: int, alpha: float) -> np.ndarray:
-    """(D, K) smoothed level frequencies of each column of ``flat`` (N, D); NaN (missing)
-    entries are counted nowhere."""
-    counts = np.zeros((flat.shape[1], k))
-    for level in range(k):
-        counts[:, level] = (flat == level).sum(axis=0)
-    counts += alpha
-    return counts / counts.sum(axis=1, keepdims=True)
+def level_counts(flat: np.ndarray, k: int) -> np.ndarray:
+    """(D, K) counts of each level 0..K−1 of each column of ``flat`` (N, D) (int codes, or
+    floats with NaN for missing entries, which are counted nowhere), as float64."""
+    d = flat.shape[1]
+    if flat.dtype.kind == "f":
+        seen = ~np.isnan(flat)
+        cols = np.broadcast_to(np.arange(d), flat.shape)[seen]
+        cell = cols * k + flat[seen].astype(np.int64)
+    else:
+        cell = (np.arange(d) * k + flat.astype(np.int64, copy=False)).ravel()
+    return np.bincount(cell, minlength=d * k).reshape(d, k).astype(np.float64)
+
+
+def first_observed(data: Source) -> np.ndarray:
+    """(D,) the first observed (non-NaN) value of each flattened variable of ``data``; NaN
+    where a variable is never observed.
+
+    The shift of centred moment sums Σ(x − s), Σ(x − s)²: a value of the data, so the
+    sums lose no precision to a mean far from 0, and a constant variable's sums are
+    exactly 0. Read from the start (the first row, then batch by batch while some variable
+    has no value yet), so every process under ``torchrun`` finds the same shift.
+
+    Example:
+        >>> first_observed(ArraySource(np.array([[np.nan, 2.0], [3.0, 4.0]]))).tolist()
+        [3.0, 2.0]
+    """
+    shift = data.read_range(0, min(1, data.n)).reshape(-1).astype(np.float64)
+    if shift.size and not np.isnan(shift).any():
+        return shift
+    shift = np.full(int(np.prod(data.event_shape)), np.nan) if not shift.size else shift
+    for _, batch in data.batches():
+        flat = batch.reshape(len(batch), -1).astype(np.float64, copy=False)
+        todo = np.flatnonzero(np.isnan(shift))
+        seen = ~np.isnan(flat[:, todo])
+        found = seen.any(axis=0)
+        shift[todo[found]] = flat[seen.argmax(axis=0)[found], todo[found]]
+        if not np.isnan(shift).any():
+            break
+    return shift
+
+
+def _observed(flat: np.ndarray) -> np.ndarray:
+    """(N, D) bool: the entries that are not NaN (all of them in an integer array)."""
+    return ~np.isnan(flat) if flat.dtype.kind == "f" else np.ones(flat.shape, dtype=bool)
 
 
 def _standard_bounds(col: ColumnSpec, mean: float, std: float) -> tuple[float, float]:

@@ -12,9 +12,11 @@ from scipy.sparse.csgraph import breadth_first_order
 from scipy.special import logsumexp, xlogy
 
 from ptheta.data.spec import DataSpec
+from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.data.table import LABEL_TYPES, ColumnSpec
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.baselines import first_observed
 from ptheta.models.chow_liu import maximum_spanning_tree, pairwise_mutual_information
 from ptheta.models.dag_search import (
     Edges,
@@ -101,6 +103,17 @@ class BayesianNetwork(GenerativeModel):
     moment-matched M-step is not an exact maximisation); ``history_`` records both per
     example.
 
+    **Data read in batches** (``capabilities().streams``). The parameters come from
+    sums over the batches of the data (:func:`~ptheta.data.stream.accumulate`, all-reduced
+    over the processes under ``torchrun``): the available-case counts and leaf statistics,
+    each EM iteration's expected counts and log-likelihood, and the leaves' pooled moments
+    (a continuous leaf's sums are taken about its first value, so a mean far from 0 costs
+    no precision). The structure search needs the counts of many families of columns, so
+    the rows it learns and scores the structure on (the complete rows, see above) are held
+    in memory as compact codes — one byte a cell for up to 255 levels — with the leaves'
+    values (float64): N × D bytes rather than the float64 data. Every process reads all of
+    them and runs the same search. An in-memory fit is the same computation.
+
     Arguments:
         structure: ``"hill-climb"``, ``"chow-liu"``, ``"naive"``, ``"empty"``, or the DAG
             itself: a list of [parent, child] pairs or DOT text (``"x0 -> x1; x1 -> x2"``).
@@ -173,7 +186,7 @@ class BayesianNetwork(GenerativeModel):
     name: ClassVar[str] = "bayesian-network"
     family: ClassVar[str] = "graphical"
     likelihood: ClassVar[str] = "exact"
-    abilities: ClassVar[dict[str, Any]] = {"exports_structure": True}
+    abilities: ClassVar[dict[str, Any]] = {"exports_structure": True, "streams": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "table")
     can_marginalise: ClassVar[bool] = True
     fits_missing: ClassVar[bool] = True
@@ -258,12 +271,12 @@ class BayesianNetwork(GenerativeModel):
         return self
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
+        self._fit_stream(ArraySource(x), y, spec)  # one computation, in memory or streamed
+
+    def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec) -> None:
         params = self._params()
         alpha = float(params.alpha)
-        flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
-        n, d = flat.shape
-        missing = np.isnan(flat)
-        empty = np.flatnonzero(missing.all(axis=0))
+        n, d = data.n, int(np.prod(spec.event_shape))
         table = spec.columns if spec.kind == "table" else None
         if table is not None:
             self.columns_ = [c.name for c in table]
@@ -275,29 +288,45 @@ class BayesianNetwork(GenerativeModel):
             cards = np.full(d, int(spec.n_categories), dtype=np.int64)
         if len(self.columns_) != d:
             raise DataError(f"{len(self.columns_)} column names for {d} variables")
+        leaves = _make_leaves(self.kinds_, table)
+        is_leaf = self._leaf_mask()
+        # one pass: observed cells per column, complete rows, the leaves' pooled moments
+        # about their first values (sums over batches, all-reduced under torchrun)
+        shift = first_observed(data)[is_leaf] if leaves else np.zeros(0)
+
+        def census(batch: np.ndarray, _: Any) -> dict[str, Any]:
+            flat = batch.reshape(len(batch), d).astype(np.float64, copy=False)
+            missing = np.isnan(flat)
+            z = np.where(missing[:, is_leaf], 0.0, flat[:, is_leaf] - shift)
+            return {
+                "observed": (~missing).sum(axis=0),
+                "complete": (~missing.any(axis=1)).sum(),
+                "sum": z.sum(axis=0),
+                "sum_sq": (z * z).sum(axis=0),
+            }
+
+        stats = accumulate(data, census)
+        empty = np.flatnonzero(stats["observed"] == 0)
         if empty.size:
             raise DataError(
                 f"column {self.columns_[empty[0]]!r} of the training data has no observed "
                 "value (every entry is NaN); drop it"
             )
-        leaves = _make_leaves(self.kinds_, table)
-        is_leaf = self._leaf_mask()
-        pooled = {j: (float(np.nanmean(flat[:, j])), float(np.nanvar(flat[:, j]))) for j in leaves}
-        values = np.where(missing | is_leaf, 0, flat).astype(np.int64)
-        complete = ~missing.any(axis=1)
-        if complete.sum() >= min(MIN_COMPLETE_ROWS, n):
-            rows, real = values[complete], flat[complete]
-        else:  # too few complete rows: fill each column with its most frequent level
-            fill = np.array([
-                np.nanmedian(flat[:, j]) if j in leaves
-                else np.bincount(values[~missing[:, j], j]).argmax()
-                for j in range(d)
-            ])  # fmt: skip
-            rows = np.where(missing & ~is_leaf, fill, values).astype(np.int64)
-            real = np.where(missing, fill, flat)
+        seen = stats["observed"][is_leaf]
+        means = shift + stats["sum"] / seen
+        variances = np.maximum(stats["sum_sq"] / seen - (stats["sum"] / seen) ** 2, 0.0)
+        pooled = {j: (float(m), float(v)) for j, m, v in zip(leaves, means, variances, strict=True)}
+        # a continuous leaf's statistics [n, Σx, Σx²] are summed about its first value (no
+        # precision lost to a mean far from 0); a count's are exact integers as they are
+        centre = {
+            j: float(c) if leaf.kind == "continuous" else 0.0
+            for (j, leaf), c in zip(leaves.items(), shift, strict=True)
+        }
+        complete_only = stats["complete"] >= min(MIN_COMPLETE_ROWS, n)
+        rows, real = self._structure_rows(data, cards, complete_only)
         scorer = FamilyScorer(
             rows, cards, params.scoring, params.equivalent_sample_size, alpha=alpha,
-            leaves={j: (leaf, real[:, j], pooled[j]) for j, leaf in leaves.items()},
+            leaves={j: (leaf, real[j], pooled[j]) for j, leaf in leaves.items()},
         )  # fmt: skip
         parents = self._learn_structure(rows, cards, scorer, params)
         self.cards_ = cards
@@ -309,11 +338,57 @@ class BayesianNetwork(GenerativeModel):
             scorer.information(c, p) if c in leaves else _pair_information(rows, cards, p, c)
             for p, c in self.edges_
         ]
-        _, counts = self._observed_families(None, values, flat, missing, leaves)  # available
-        theta = self._estimate(counts, alpha, pooled, leaves)
-        if missing.any():
-            theta = self._em(flat, theta, alpha, pooled, leaves, params.em_max_iter, params.em_tol)
+        del scorer, rows, real
+
+        def available(batch: np.ndarray, _: Any) -> dict[str, np.ndarray]:
+            flat = batch.reshape(len(batch), d).astype(np.float64, copy=False)
+            missing = np.isnan(flat)
+            values = np.where(missing | is_leaf, 0, flat).astype(np.int64)
+            _, counts = self._observed_families(None, values, flat, missing, leaves, centre)
+            return {str(j): c for j, c in enumerate(counts)}
+
+        sums = accumulate(data, available)  # the available-case counts
+        theta = self._estimate([sums[str(j)] for j in range(d)], alpha, pooled, leaves, centre)
+        if stats["observed"].sum() < n * d:
+            theta = self._em(
+                data, theta, alpha, pooled, leaves, centre, params.em_max_iter, params.em_tol
+            )
         self._store(theta, leaves)
+
+    def _structure_rows(
+        self, data: Source, cards: np.ndarray, complete_only: bool
+    ) -> tuple[np.ndarray, dict[int, np.ndarray]]:
+        """The rows the structure is learned and scored on, held in memory: the discrete
+        codes (N', D) in the smallest unsigned integer type that holds them (leaves as 0),
+        and each leaf's values (N',). The complete rows; or, where fewer than
+        ``MIN_COMPLETE_ROWS`` are complete, every row with each column's most frequent level
+        (a leaf's median) in its missing cells. Every process reads every row (the search
+        is repeated on each, with the same result)."""
+        d = len(cards)
+        is_leaf = self._leaf_mask()
+        dtype = next(t for t in (np.uint8, np.uint16, np.uint32) if cards.max() <= np.iinfo(t).max)
+        gap = np.iinfo(dtype).max  # a missing discrete cell, until it is filled
+        codes, reals = [], []
+        for _, batch in data.batches():
+            flat = batch.reshape(len(batch), d).astype(np.float64, copy=False)
+            missing = np.isnan(flat)
+            if complete_only:
+                flat, missing = flat[~missing.any(axis=1)], missing[~missing.any(axis=1)]
+            filled = np.where(missing, gap, np.where(is_leaf, 0.0, flat))
+            codes.append(filled.astype(dtype))
+            reals.append(flat[:, is_leaf])
+        rows, leaf_values = np.concatenate(codes), np.concatenate(reals)
+        real = {int(j): leaf_values[:, i] for i, j in enumerate(np.flatnonzero(is_leaf))}
+        if not complete_only:
+            for j in range(d):
+                if is_leaf[j]:
+                    v = real[j]
+                    real[j] = np.where(np.isnan(v), np.nanmedian(v), v)
+                    rows[:, j] = 0
+                else:
+                    column = rows[:, j]
+                    column[column == gap] = np.bincount(column[column != gap]).argmax()
+        return rows, real
 
     def _store(self, theta: list[np.ndarray], leaves: dict[int, Leaf]) -> None:
         """Keep the parameters: discrete tables in ``cpt_``, leaves' in ``leaf_params_``."""
@@ -328,14 +403,19 @@ class BayesianNetwork(GenerativeModel):
         alpha: float,
         pooled: dict[int, tuple[float, float]],
         leaves: dict[int, Leaf],
+        centre: dict[int, float],
     ) -> list[np.ndarray]:
         """Parameters from (expected) counts: smoothed tables, and each leaf's
-        ``[mean, variance]`` per configuration (*cards[parents], 2) from its statistics."""
+        ``[mean, variance]`` per configuration (*cards[parents], 2) from its statistics,
+        which are of its values less ``centre[j]``."""
         theta = []
         for j, c in enumerate(counts):
             if j in leaves:
                 shape = tuple(int(k) for k in self.cards_[self.parents_[j]])
-                theta.append(leaves[j].estimate(c, alpha, pooled[j]).reshape(*shape, 2))
+                m, v = pooled[j]
+                params = leaves[j].estimate(c, alpha, (m - centre[j], v))
+                params[:, 0] += centre[j]
+                theta.append(params.reshape(*shape, 2))
             else:
                 theta.append(_normalise(c + alpha))
         return theta
@@ -444,37 +524,50 @@ class BayesianNetwork(GenerativeModel):
 
     def _em(
         self,
-        flat: np.ndarray,
+        data: Source,
         theta: list[np.ndarray],
         alpha: float,
         pooled: dict[int, tuple[float, float]],
         leaves: dict[int, Leaf],
+        centre: dict[int, float],
         max_iter: int,
         tol: float,
     ) -> list[np.ndarray]:
-        """EM over the parameters with exact expected statistics; records ``history_``."""
-        n, missing = len(flat), np.isnan(flat)
-        values = np.where(missing | self._leaf_mask(), 0, flat).astype(np.int64)
-        discrete = ~self._leaf_mask()
-        plans = []  # per missing pattern: its rows, mask, the families it touches, an order
-        for rows, observed in missing_patterns(flat):
-            # a missing leaf has no child: it integrates to 1 and touches nothing
-            touching = [
-                j
-                for j in range(len(theta))
-                if not observed[[*self.parents_[j], j]].all() and (j not in leaves or observed[j])
-            ]
-            scopes = [[v for v in [*self.parents_[j], j] if not observed[v]] for j in touching]
-            free = np.flatnonzero(~observed & discrete).tolist()
-            if touching:
-                plans.append((rows, observed, touching, min_fill_order(scopes, free, self.cards_)))
-        history: list[dict[str, float]] = []
-        prev = -math.inf
-        for step in range(1, max_iter + 1):
-            logt = _logs(theta, leaves)
-            per_row, counts = self._observed_families(logt, values, flat, missing, leaves)
+        """EM over the parameters with exact expected statistics, the E-step summed over
+        the batches of ``data`` (all-reduced under torchrun); a leaf's statistics are of
+        its values less ``centre[j]``. Records ``history_``."""
+        n, d = data.n, len(theta)
+        is_leaf = self._leaf_mask()
+        discrete = ~is_leaf
+        plans: dict[bytes, tuple[list[int], list[int]]] = {}  # per pattern of missing cells
+
+        def plan(observed: np.ndarray) -> tuple[list[int], list[int]]:
+            """The families a pattern's missing cells touch, and an elimination order."""
+            key = observed.tobytes()
+            if key not in plans:
+                # a missing leaf has no child: it integrates to 1 and touches nothing
+                touching = [
+                    j
+                    for j in range(d)
+                    if not observed[[*self.parents_[j], j]].all()
+                    and (j not in leaves or observed[j])
+                ]
+                scopes = [[v for v in [*self.parents_[j], j] if not observed[v]] for j in touching]
+                free = np.flatnonzero(~observed & discrete).tolist()
+                plans[key] = (touching, min_fill_order(scopes, free, self.cards_))
+            return plans[key]
+
+        def expected(batch: np.ndarray, logt: list[np.ndarray]) -> dict[str, Any]:
+            """The batch's log-likelihood and expected counts of every family."""
+            flat = batch.reshape(len(batch), d).astype(np.float64, copy=False)
+            missing = np.isnan(flat)
+            values = np.where(missing | is_leaf, 0, flat).astype(np.int64)
+            per_row, counts = self._observed_families(logt, values, flat, missing, leaves, centre)
             loglik = float(per_row.sum())
-            for rows, observed, touching, order in plans:
+            for rows, observed in missing_patterns(flat):
+                touching, order = plan(observed)
+                if not touching:
+                    continue
                 vals, xs = values[rows], flat[rows]
                 factors = [self._family_factor(j, logt[j], vals, xs, observed, leaves)
                            for j in touching]  # fmt: skip
@@ -485,7 +578,7 @@ class BayesianNetwork(GenerativeModel):
                 for i, (j, f) in enumerate(zip(touching, factors, strict=True)):
                     post = np.exp(marginal(beliefs[where[i]], f.vars))
                     if j in leaves:
-                        x_j = xs[:, j]
+                        x_j = xs[:, j] - centre[j]
                         counts[j] += np.stack(
                             [self._expected(j, vals, observed, post, w).ravel()
                              for w in (None, x_j, x_j * x_j)],
@@ -493,6 +586,15 @@ class BayesianNetwork(GenerativeModel):
                         )  # fmt: skip
                     else:
                         counts[j] += self._expected(j, vals, observed, post)
+            return {"loglik": loglik, **{str(j): c for j, c in enumerate(counts)}}
+
+        history: list[dict[str, float]] = []
+        prev = -math.inf
+        for step in range(1, max_iter + 1):
+            logt = _logs(theta, leaves)
+            sums = accumulate(data, lambda batch, _, logt=logt: expected(batch, logt))
+            loglik = float(sums["loglik"])
+            counts = [sums[str(j)] for j in range(d)]
             prior = sum(
                 leaves[j].log_prior(t.reshape(-1, 2), alpha, pooled[j])
                 if j in leaves
@@ -501,7 +603,7 @@ class BayesianNetwork(GenerativeModel):
             )
             objective = (loglik + prior) / n
             history.append({"step": step, "objective": objective, "log_likelihood": loglik / n})
-            theta = self._estimate(counts, alpha, pooled, leaves)
+            theta = self._estimate(counts, alpha, pooled, leaves, centre)
             if abs(objective - prev) < tol:
                 break
             prev = objective
@@ -516,10 +618,12 @@ class BayesianNetwork(GenerativeModel):
         flat: np.ndarray,
         missing: np.ndarray,
         leaves: dict[int, Leaf],
+        centre: dict[int, float] | None = None,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """Over the rows where a family is all observed: the sum of its log-probabilities
         (and leaves' log-densities) per row (N,) (zeros without ``logt``), and its counts
-        (*cards[family]) — a leaf's statistics (q, 3) ``[n, Σx, Σx²]`` — for every family."""
+        (*cards[family]) — a leaf's statistics (q, 3) ``[n, Σx, Σx²]`` of its values less
+        ``centre[j]`` (0 without ``centre``) — for every family."""
         per_row = np.zeros(len(values))
         counts = []
         for j, ps in enumerate(self.parents_):
@@ -531,7 +635,7 @@ class BayesianNetwork(GenerativeModel):
                 x_j = flat[seen, j]
                 if logt is not None:
                     per_row[seen] += leaves[j].log_density(x_j, logt[j].reshape(q, 2)[code])
-                counts.append(Leaf.stats(code, x_j, q))
+                counts.append(Leaf.stats(code, x_j - (centre or {}).get(j, 0.0), q))
                 continue
             size = int(np.prod(self.cards_[fam]))
             code = _codes(values[seen][:, fam], self.cards_[fam])

@@ -10,6 +10,7 @@ from scipy.special import logsumexp
 
 from ptheta.data.ragged import Sequences, check_sequences
 from ptheta.data.spec import DataSpec, Split, check_values
+from ptheta.data.stream import Source, Subset
 from ptheta.errors import CapabilityError, DataError, ParameterError, RunDirError, UnknownNameError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.capabilities import Capabilities
@@ -149,6 +150,11 @@ class BayesClassifier(BayesRule, GenerativeModel):
     using any family, not a family of its own; ``likelihood_`` and ``units_`` are the class
     densities' (a bound if a density's score is a bound).
 
+    A data source (:class:`~ptheta.data.stream.Source`) is fitted one class at a time:
+    each density gets the examples of its class as a subset of the source (by index,
+    nothing copied), which a density that streams (``independent``, ``gmm``, ...) reads
+    a batch at a time; ``capabilities().streams`` is then the density's.
+
     Missing entries (NaN) are marginalised by the class densities, so they need a density
     that marginalises exactly (``independent`` does; a CapabilityError says so otherwise).
     ``impute(method="sample")`` draws y ~ p(y | x_obs), then x_mis ~ p_y(x_mis | x_obs);
@@ -217,6 +223,7 @@ class BayesClassifier(BayesRule, GenerativeModel):
             imputes=inner.marginalises,
             needs_sequence=inner.needs_sequence,  # a classifier of HMMs reads sequences
             variable_length=inner.variable_length,  # ... of any length, where they do
+            streams=inner.streams,  # each class's examples read in batches, where they do
         )
 
     # ----------------------------------------------------------------- fitting
@@ -248,11 +255,20 @@ class BayesClassifier(BayesRule, GenerativeModel):
     ) -> None:
         self._fit_classes(x, lengths, y, spec)
 
+    def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec) -> None:
+        # each class's examples as a source of their own (an index, nothing read): a
+        # density that streams reads them a batch at a time
+        self._fit_classes(data, None, y, spec)
+
     def _fit_classes(
-        self, x: np.ndarray, lengths: np.ndarray | None, y: np.ndarray | None, spec: DataSpec
+        self,
+        x: np.ndarray | Source,
+        lengths: np.ndarray | None,
+        y: np.ndarray | None,
+        spec: DataSpec,
     ) -> None:
         """One density per class on its examples ``x`` (sequences padded after ``lengths``,
-        for variable-length data)."""
+        for variable-length data; or a source, of which each class gets a subset)."""
         first = self._new_density()
         if spec.kind not in first.data_kinds:
             raise DataError(
@@ -263,7 +279,7 @@ class BayesClassifier(BayesRule, GenerativeModel):
         index = self._fit_prior(y, self.prior, self.prior_alpha)
         densities = []
         for c, label in enumerate(self.classes_.tolist()):
-            rows = x[index == c]
+            rows = _ClassRows(x, index == c) if isinstance(x, Source) else x[index == c]
             own_lengths = None if lengths is None else lengths[index == c]
             model = first if c == 0 else self._new_density()
             try:
@@ -370,3 +386,15 @@ class BayesClassifier(BayesRule, GenerativeModel):
         self.densities_ = densities
         super().set_state(own, meta)
         return self
+
+
+class _ClassRows(Subset):
+    """The examples of one class of a source (those where ``mask``), read in batches of
+    the source's size, without labels (a class density models x alone)."""
+
+    def __init__(self, source: Source, mask: np.ndarray) -> None:
+        super().__init__(source, np.flatnonzero(mask))
+        self.y = None
+
+    def batch_rows(self) -> int:
+        return self.source.batch_rows()

@@ -195,6 +195,8 @@ class Leaf:
 class FamilyScorer:
     """Cached decomposable score of (child, parent set) on data ``x`` (N, D) of levels
     0..cards−1: ``"bic"`` or ``"bdeu"`` (with ``ess``, the equivalent sample size).
+    Unsigned integer codes are kept as they are (one byte a cell for up to 256 levels);
+    other integers become int64.
 
     ``leaves`` maps a count or continuous column j to ``(Leaf, values (N,), pooled)``;
     its column of ``x`` is ignored (0) and its card is 1. A leaf's family is scored by BIC
@@ -213,7 +215,9 @@ class FamilyScorer:
         leaves: dict[int, tuple[Leaf, np.ndarray, tuple[float, float]]] | None = None,
         alpha: float = 0.0,
     ) -> None:
-        self.x = np.ascontiguousarray(x, dtype=np.int64)
+        x = np.asarray(x)
+        # compact codes (uint8, uint16: a structure search over many rows) stay compact
+        self.x = np.ascontiguousarray(x if x.dtype.kind == "u" else x.astype(np.int64))
         self.cards = np.asarray(cards, dtype=np.int64)
         self.score = score
         self.ess = float(ess)

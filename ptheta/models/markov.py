@@ -10,9 +10,11 @@ import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 from scipy.special import logsumexp
 
-from ptheta.data.spec import DataSpec, location_scale
+from ptheta.data.spec import DataSpec
+from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
+from ptheta.models.baselines import first_observed
 from ptheta.models.sampling import sample_categorical
 from ptheta.params import Bool, Float, Int, Param
 
@@ -56,6 +58,16 @@ class MarkovChain(GenerativeModel):
     triangular (:meth:`joint_gaussian`); missing entries are marginalised exactly with
     the observed block of Σ, and ``impute`` returns the Gaussian conditional mean
     (``"mode"``) or a conditional sample.
+
+    **Fitted from sums over batches** (``capabilities().streams``, examples of one
+    length): the tables from counts of (position, state, value), the regressions from
+    each position's window (x_t, x_{t-1}, …, x_{t-k}): its count, sum and matrix of sums
+    of products about a shift (the first row's values, one value for a pooled group), from
+    which the standardised normal equations are solved (least squares; the residual
+    variance is 1 − R² of the standardised target, to rounding). The sums run over the
+    batches of the data with :func:`~ptheta.data.stream.accumulate` (all-reduced over
+    the processes under ``torchrun``); an in-memory fit is the same computation.
+    Variable-length sequences are fitted in memory.
 
     **Variable-length sequences** (discrete steps; a list of arrays, a
     :class:`~ptheta.data.ragged.Sequences` or a split with lengths): each sequence's values
@@ -122,7 +134,7 @@ class MarkovChain(GenerativeModel):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = True
-    abilities: ClassVar[dict[str, Any]] = {"variable_length": True}
+    abilities: ClassVar[dict[str, Any]] = {"variable_length": True, "streams": True}
     quick_params: ClassVar[dict[str, Any]] = {"order": 1}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {"order": 2}, "explorer": {"order": 1}}
     parameters: ClassVar[dict[str, Param]] = {
@@ -152,14 +164,16 @@ class MarkovChain(GenerativeModel):
 
     # ----------------------------------------------------------------- fitting
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
-        flat = x.reshape(len(x), -1)  # (N, D)
-        if spec.is_discrete:
-            self._fit_tables(flat.astype(np.int64), spec.n_categories)
-        else:
-            self._fit_regressions(flat.astype(np.float64))
+        self._fit_stream(ArraySource(x), y, spec)  # one computation, in memory or streamed
 
-    def _fit_tables(self, flat: np.ndarray, k_levels: int) -> None:
-        d = flat.shape[1]
+    def _fit_stream(self, data: Source, y: Any, spec: DataSpec) -> None:
+        if spec.is_discrete:
+            self._fit_tables(data, int(spec.n_categories))
+        else:
+            self._fit_regressions(data)
+
+    def _fit_tables(self, data: Source, k_levels: int) -> None:
+        d = int(np.prod(data.event_shape))
         k, n_states = int(self.order), k_levels ** int(self.order)
         if d * n_states * k_levels > MAX_TABLE_SIZE:
             raise ParameterError(
@@ -167,10 +181,14 @@ class MarkovChain(GenerativeModel):
                 f"{d * n_states * k_levels:.3g} table entries (limit {MAX_TABLE_SIZE:.0e}); "
                 "use a lower order, fewer levels (e.g. binarise) or an autoregressive family"
             )
-        ctx = _contexts(flat, k_levels, k)  # (N, D) state before each position
-        cell = (np.arange(d) * n_states + ctx) * k_levels + flat  # (N, D)
-        counts = np.bincount(cell.ravel(), minlength=d * n_states * k_levels)
-        counts = counts.reshape(d, n_states, k_levels).astype(np.float64)
+
+        def statistics(batch: np.ndarray, _: Any) -> dict[str, np.ndarray]:
+            flat = batch.reshape(len(batch), d).astype(np.int64, copy=False)
+            ctx = _contexts(flat, k_levels, k)  # (n, D) state before each position
+            cell = (np.arange(d) * n_states + ctx) * k_levels + flat  # (n, D)
+            return {"counts": np.bincount(cell.ravel(), minlength=d * n_states * k_levels)}
+
+        counts = accumulate(data, statistics)["counts"].reshape(d, n_states, k_levels)
         if self.homogeneous and d > k:
             counts[k:] = counts[k:].sum(axis=0)  # one pooled table for positions k, k+1, ...
         for t in range(min(k, d)):
@@ -183,31 +201,55 @@ class MarkovChain(GenerativeModel):
         # a context never seen with alpha = 0: fall back to uniform so that rows normalise
         self.probs_ = np.where(np.isnan(probs), 1.0 / k_levels, probs)
 
-    def _fit_regressions(self, flat: np.ndarray) -> None:
-        d = flat.shape[1]
+    def _fit_regressions(self, data: Source) -> None:
+        d = int(np.prod(data.event_shape))
         k = int(self.order)
-        lags = _lags(flat, k)  # (N, D, k+1): 1, x_{t-1}, ..., x_{t-k}
-        coef, var, scale = np.zeros((d, k + 1)), np.zeros(d), np.zeros(d)
+        # the moments of each window w_t = (x_t, x_{t-1}, ..., x_{t-k}) (0 before the first
+        # position) about a shift of values of the data: the first row's (one value for
+        # the whole pooled group, so that its windows' sums add up)
+        first = first_observed(data)
+        shift = _lags(first[None], k)[0]  # (D, k+1): 1, s_{t-1}, ..., s_{t-k}
+        shift[:, 0] = first
+        if self.homogeneous and d > k:
+            shift[k:] = first[k]
+
+        def statistics(batch: np.ndarray, _: Any) -> dict[str, np.ndarray]:
+            flat = batch.reshape(len(batch), d).astype(np.float64, copy=False)
+            window = _lags(flat, k)  # (n, D, k+1)
+            window[:, :, 0] = flat
+            z = window - shift
+            return {"n": len(flat), "sum": z.sum(axis=0), "sum_sq": np.einsum("nti,ntj->tij", z, z)}
+
+        stats = accumulate(data, statistics)
+        n, s1, s2 = float(stats["n"]), stats["sum"], stats["sum_sq"]
+        counts = np.full(d, n)
         groups = [[t] for t in range(d)]
         if self.homogeneous and d > k:  # one regression pooled over positions k, k+1, ...
             groups = [*groups[:k], list(range(k, d))]
+        coef, var, scale = np.zeros((d, k + 1)), np.zeros(d), np.zeros(d)
         for group in groups:
-            cols = min(group[0], k) + 1  # intercept and the available lags
-            design = lags[:, group, 1:cols].reshape(len(flat) * len(group), cols - 1)
-            target = flat[:, group].reshape(-1)
+            cols = min(group[0], k) + 1  # the target and the available lags
+            m = counts[group].sum()
+            g1, g2 = s1[group, :cols].sum(axis=0), s2[group, :cols, :cols].sum(axis=0)
+            mean = shift[group[0], :cols] + g1 / m  # (cols,): target, lags
+            scatter = g2 - np.outer(g1, g1) / m  # Σ (w − mean)(w − mean)ᵀ
+            std = np.sqrt(np.maximum(np.diag(scatter), 0.0) / m)
+            std = np.where(std > 0, std, 1.0)  # a constant entry: std 1 (its sums are 0)
+            constant = g2[0, 0] == 0  # every target equals the shift (a value of it)
             # least squares on standardised lags and target (no loss of precision far from
-            # the origin, e.g. timestamps), mapped back to data units
-            (t_mean,), (t_std,) = location_scale(target[:, None])
-            l_mean, l_std = location_scale(design) if cols > 1 else (np.zeros(0), np.ones(0))
-            z_design = np.column_stack([np.ones(len(target)), (design - l_mean) / l_std])
-            z_target = (target - t_mean) / t_std
-            w = np.linalg.lstsq(z_design, z_target, rcond=None)[0]
-            slopes = w[1:] * t_std / l_std
-            coef[group, :cols] = [t_mean + t_std * w[0] - slopes @ l_mean, *slopes]
-            resid = np.mean((z_target - z_design @ w) ** 2)
-            var[group] = t_std**2 * resid + self.min_var
+            # the origin, e.g. timestamps), mapped back to data units: the normal equations
+            # of the correlations, C_ll w = C_lt
+            corr = scatter / (m * np.outer(std, std))
+            if cols > 1:
+                w = np.linalg.lstsq(corr[1:, 1:], corr[1:, 0], rcond=None)[0]
+                resid = corr[0, 0] - 2 * w @ corr[1:, 0] + w @ corr[1:, 1:] @ w
+            else:
+                w, resid = np.zeros(0), corr[0, 0]
+            slopes = w * std[0] / std[1:]
+            coef[group, :cols] = [mean[0] - slopes @ mean[1:], *slopes]
+            var[group] = std[0] ** 2 * max(resid, 0.0) + self.min_var
             # the target's spread around its mean (its square when it is constant)
-            scale[group] = t_std**2 if np.ptp(target) > 0 else t_mean**2
+            scale[group] = mean[0] ** 2 if constant else std[0] ** 2
         # a residual at rounding level is an exact fit: the density would be (near) infinite
         bad = np.flatnonzero(var <= 1e-12 * scale)
         if bad.size:

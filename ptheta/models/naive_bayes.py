@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ptheta.data.spec import DataSpec
+from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.classifier import PRIOR_PARAMS, BayesRule
@@ -22,6 +23,14 @@ class NaiveBayes(BayesRule, GenerativeModel):
     BernoulliNB and CategoricalNB), Gaussian for continuous data (each class variance plus
     ``var_smoothing`` × the largest feature variance, as scikit-learn's GaussianNB). With the
     same smoothing, ``predict_proba`` equals scikit-learn's.
+
+    **Fitted from sums over batches** (``capabilities().streams``): the counts of
+    (class, feature, level) cells, or each class's count, Σ(x − s_c) and Σ(x − s_c)² per
+    feature about the class's first example s_c (a constant feature's sums are exactly
+    0), summed over the batches of the data with :func:`~ptheta.data.stream.accumulate`
+    (all-reduced over the processes under ``torchrun``); the labels are held in memory.
+    The variance over all classes that scales ``var_smoothing`` merges the classes'
+    moments (Chan, Golub & LeVeque's update). An in-memory fit is the same computation.
 
     ``score_samples(X)`` is the exact marginal log p(x) = log Σ_y p(x, y) in nats.
     Missing entries (NaN) are marginalised exactly, by dropping their factors, in
@@ -60,7 +69,7 @@ class NaiveBayes(BayesRule, GenerativeModel):
     name: ClassVar[str] = "naive-bayes"
     family: ClassVar[str] = "graphical"
     likelihood: ClassVar[str] = "exact"
-    abilities: ClassVar[dict[str, Any]] = {"embeds": True}
+    abilities: ClassVar[dict[str, Any]] = {"embeds": True, "streams": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     needs_labels: ClassVar[bool] = True
     class_conditional: ClassVar[bool] = True
@@ -93,39 +102,59 @@ class NaiveBayes(BayesRule, GenerativeModel):
 
     # ----------------------------------------------------------------- fitting
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> None:
+        self._fit_stream(ArraySource(x), y, spec)  # one computation, in memory or streamed
+
+    def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec) -> None:
         alpha, var_smoothing = float(self.alpha), float(self.var_smoothing)
         assert y is not None  # the base checks needs_labels
-        flat = x.reshape(len(x), -1)  # (N, D)
         index = self._fit_prior(y, self.prior, self.prior_alpha)
-        n_classes, d = len(self.classes_), flat.shape[1]
+        n_classes, d = len(self.classes_), int(np.prod(spec.event_shape))
         if spec.is_discrete:
-            k = spec.n_categories
-            # count of (class, feature, level) cells in one pass: cell = (c·D + i)·K + x_i
-            cell = (index[:, None] * d + np.arange(d)) * k + flat  # (N, D)
-            counts = np.bincount(cell.ravel(), minlength=n_classes * d * k)
-            counts = counts.reshape(n_classes, d, k) + alpha  # (C, D, K)
-            self.feature_log_prob_ = np.log(counts) - np.log(counts.sum(axis=2, keepdims=True))
-        else:
-            if len(flat) == 1:  # no variance at all, hence no smoothing either
-                raise DataError(
-                    f"{self.name!r} cannot fit Gaussian variances to 1 sample; fit it on two "
-                    "examples or more, or declare the data discrete"
-                )
-            largest = float(flat.var(axis=0).max())
-            self.epsilon_ = var_smoothing * largest
-            self.theta_ = np.empty((n_classes, d))  # (C, D)
-            self.var_ = np.empty((n_classes, d))
-            for c in range(n_classes):
-                rows = flat[index == c]
-                self.theta_[c], self.var_[c] = rows.mean(axis=0), rows.var(axis=0)
-            self.var_ += self.epsilon_
-            if (self.var_ <= 0).any():
-                c, i = np.argwhere(self.var_ <= 0)[0]
-                raise DataError(
-                    f"feature {i} is constant in class {self.classes_.tolist()[c]!r} and the "
-                    f"smoothing var_smoothing × largest variance ({largest:g}) is 0: no Gaussian "
-                    "density; drop constant features or declare the data discrete"
-                )
+            k = int(spec.n_categories)
+
+            def counts(batch: np.ndarray, cls: np.ndarray) -> dict[str, np.ndarray]:
+                # count of (class, feature, level) cells in one pass: cell = (c·D + i)·K + x_i
+                cell = (cls[:, None] * d + np.arange(d)) * k + batch.reshape(len(batch), d)
+                return {"counts": np.bincount(cell.ravel(), minlength=n_classes * d * k)}
+
+            stats = accumulate(data, counts, y=index)
+            cells = stats["counts"].reshape(n_classes, d, k) + alpha  # (C, D, K)
+            self.feature_log_prob_ = np.log(cells) - np.log(cells.sum(axis=2, keepdims=True))
+            return
+        if len(index) == 1:  # no variance at all, hence no smoothing either
+            raise DataError(
+                f"{self.name!r} cannot fit Gaussian variances to 1 sample; fit it on two "
+                "examples or more, or declare the data discrete"
+            )
+        # moments about each class's first example (a constant feature sums to exactly 0)
+        first = np.unique(index, return_index=True)[1]  # (C,) rows, in class order
+        shift = data.read(first).reshape(n_classes, d).astype(np.float64)
+
+        def moments(batch: np.ndarray, cls: np.ndarray) -> dict[str, np.ndarray]:
+            z = batch.reshape(len(batch), d) - shift[cls]  # (n, D)
+            one_hot = (cls[:, None] == np.arange(n_classes)).astype(np.float64)  # (n, C)
+            return {"sum": one_hot.T @ z, "sum_sq": one_hot.T @ (z * z)}  # (C, D) each
+
+        stats = accumulate(data, moments, y=index)
+        n = self.class_count_[:, None]  # (C, 1)
+        self.theta_ = shift + stats["sum"] / n  # (C, D)
+        # Σ (x − mean)², exactly 0 for a feature constant in a class (its sums are 0)
+        scatter = np.maximum(stats["sum_sq"] - stats["sum"] ** 2 / n, 0.0)
+        self.var_ = scatter / n
+        # the variance of each feature over all the classes (Chan et al.'s merge of the
+        # classes' scatters), whose largest value scales the smoothing
+        overall = (self.class_count_ @ self.theta_) / len(index)
+        total = scatter.sum(axis=0) + self.class_count_ @ (self.theta_ - overall) ** 2
+        largest = float((total / len(index)).max())
+        self.epsilon_ = var_smoothing * largest
+        self.var_ += self.epsilon_
+        if (self.var_ <= 0).any():
+            c, i = np.argwhere(self.var_ <= 0)[0]
+            raise DataError(
+                f"feature {i} is constant in class {self.classes_.tolist()[c]!r} and the "
+                f"smoothing var_smoothing × largest variance ({largest:g}) is 0: no Gaussian "
+                "density; drop constant features or declare the data discrete"
+            )
 
     # ----------------------------------------------------------------- inference
     def _joint_log_likelihood(self, x: np.ndarray) -> np.ndarray:
