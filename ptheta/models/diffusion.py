@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.neural import NeuralModel
-from ptheta.nn.device import resolve_dtype
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet
@@ -780,7 +779,7 @@ class DDPM(NeuralModel):
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> DiffusionNetwork:
         architecture, image = self._architecture(spec)
         config = self.config(
-            architecture=architecture, image_shape=image, dtype=resolve_dtype(self.dtype)
+            architecture=architecture, image_shape=image, dtype=self._weights_dtype()
         )
         module = DiffusionNetwork.from_config(config, spec, n_classes)
         stats = getattr(self, "_standardise", None)

@@ -44,9 +44,12 @@ class MADENetwork(nn.Module):
     the layers' dense float masks are rebuilt from them and are not saved (M of them would
     weigh M times the weights). Each member m is an exact model p_m. Then:
 
-    - ``loss`` draws one member m uniformly with torch's global RNG (reproducible under
-      ``torch.manual_seed`` and resumable from a saved RNG state) and returns −log p_m(x):
-      the training loss is the single-mask NLL (order-/connectivity-agnostic training);
+    - ``loss`` draws one member m uniformly and returns −log p_m(x): the training loss is
+      the single-mask NLL (order-/connectivity-agnostic training). The member is one choice
+      for the whole batch, which every process of a data-parallel run must make alike: it
+      comes from ``shared_generator`` while the Trainer trains the network (see
+      :mod:`ptheta.train.seeding`; saved in its checkpoints), else from torch's global RNG
+      (reproducible under ``torch.manual_seed``);
     - ``log_prob`` is the ensemble log (1/M) Σ_m p_m(x): a uniform mixture of exactly
       normalised models, hence itself exact;
     - ``sample`` draws a member per sample (from ``generator``), then samples from it
@@ -218,8 +221,9 @@ class MADENetwork(nn.Module):
         return torch.logsumexp(members, 0) - math.log(self.n_masks)
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """−log p_m(x) for one member m drawn with torch's global RNG, (*batch)."""
-        m = int(torch.randint(self.n_masks, ()))
+        """−log p_m(x) for one member m drawn from ``shared_generator`` (the Trainer's, the
+        same on every process) or else torch's global RNG, (*batch)."""
+        m = int(torch.randint(self.n_masks, (), generator=getattr(self, "shared_generator", None)))
         return -self.log_prob(x, y, m)
 
     @sampled

@@ -14,7 +14,6 @@ from torch import Tensor, nn
 from ptheta.data.spec import DataSpec, check_values, location_scale
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.neural import EXPLORER_QUICK, NeuralModel
-from ptheta.nn.device import resolve_dtype
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.timenet import TimeConditioned
@@ -759,7 +758,7 @@ class NCSN(NeuralModel):
             architecture=architecture,
             image_shape=image,
             sigmas=[float(s) for s in sigmas],
-            dtype=resolve_dtype(self.dtype),
+            dtype=self._weights_dtype(),
         )
         return ScoreNetwork.from_config(config, spec, n_classes)
 

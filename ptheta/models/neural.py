@@ -5,11 +5,18 @@ A neural family is an ``nn.Module`` with ``loss(x, y=None)`` and ``log_prob(x, y
 :class:`NeuralModel` that builds it from the data spec. The training hyper-parameters
 (:data:`TRAINING_PARAMS`) are shared by every neural family and accepted by each one's
 constructor next to its own, so ``make("made", hidden=[512], epochs=50)`` works.
+
+Fitting streams: the training examples are a :class:`~ptheta.data.stream.Source` (an
+array in memory is wrapped as one), the standardisation's moments are sums over its
+batches (:func:`~ptheta.data.stream.accumulate`), the validation hold-out is a
+:class:`~ptheta.data.stream.Subset`, and the Trainer reads the examples a batch at a time
+through a DataLoader: an array and a memory-mapped file of the same rows train alike.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import Iterator
@@ -21,18 +28,31 @@ from torch import nn
 
 from ptheta.data.ragged import check_sequences
 from ptheta.data.spec import Data, DataSpec, Split, check_values, location_scale
+from ptheta.data.stream import (
+    ArraySource,
+    CheckedSource,
+    Source,
+    Subset,
+    accumulate,
+    as_source,
+    is_source,
+)
 from ptheta.errors import CapabilityError, DataError, ParameterError, unknown_name
 from ptheta.models.base import GenerativeModel, only_where, to_jsonable, why_not_classify
+from ptheta.models.capabilities import Capabilities
 from ptheta.models.classifier import encode_labels
-from ptheta.nn.device import resolve_device, resolve_dtype
+from ptheta.nn.device import resolve_device
 from ptheta.nn.noise import marginal_with_stderr
 from ptheta.params import Bool, Choice, Config, Device, Float, Int, Param, Seed, check_float
+from ptheta.train.precision import autocast_name, weights_dtype
 from ptheta.train.trainer import TrainConfig, Trainer
 
 # Training hyper-parameters and their defaults (see TrainConfig for their meaning), plus:
 # validation_fraction (held out for early stopping when no validation data is given),
-# dtype (float32 or float64 weights), random_state (TrainConfig.seed; see ptheta.params.Seed:
-# an int, or None for a seed drawn at fit and kept as seed_) and verbose.
+# dtype (float32 or float64 weights; or float32 weights trained under autocast to bfloat16 or
+# float16, where the family's maths allows: see NeuralModel.low_precision), random_state
+# (TrainConfig.seed; see ptheta.params.Seed: an int, or None for a seed drawn at fit and kept
+# as seed_) and verbose.
 TRAINING_PARAMS: dict[str, Any] = {
     "epochs": 50,
     "batch_size": 128,
@@ -50,6 +70,8 @@ TRAINING_PARAMS: dict[str, Any] = {
     "dtype": "float32",
     "random_state": 0,
     "verbose": 0,
+    "loader_workers": 0,
+    "compile": False,
 }
 
 # The declarations of the training hyper-parameters (see GenerativeModel.parameters).
@@ -67,9 +89,11 @@ TRAINING_DECLARED: dict[str, Param] = {
     "max_time": Float(low=0, low_open=True, none=True),
     "checkpoint_every": Int(low=0),
     "device": Device(),
-    "dtype": Choice("float32", "float64"),
+    "dtype": Choice("float32", "float64", "bfloat16", "float16"),
     "random_state": Seed(),
     "verbose": Int(low=0, flag=True),
+    "loader_workers": Int(low=0),
+    "compile": Bool(),
 }
 # class_conditional, where a family has it, is declared by the family: Bool().
 CONDITIONAL: dict[str, Param] = {"class_conditional": Bool()}
@@ -98,6 +122,14 @@ class NeuralModel(GenerativeModel):
     ``fit(X, y=None, *, validation_data=None, run_dir=None, resume=False)``: the
     validation data drive early stopping (default: ``validation_fraction`` of X held out);
     ``run_dir`` receives checkpoints and metrics; ``resume`` continues from its checkpoint.
+    X may be a :class:`~ptheta.data.stream.Source` (a memory-mapped file, shards): it is
+    read a batch at a time (``capabilities().streams``), and so may ``validation_data``.
+
+    A family whose ``_fit`` adds a step that reads the whole array (moments of its own, a
+    data-driven noise scale) does not stream until it moves that step into
+    ``_fit_stream`` (its ``streams`` capability is False meanwhile, and a source is read
+    whole). A family whose maths needs full precision names why in ``low_precision``:
+    ``dtype="bfloat16"`` or ``"float16"`` is then refused at fit.
     """
 
     fit_params: ClassVar[tuple[str, ...]] = ("validation_data", "run_dir", "resume")
@@ -111,7 +143,10 @@ class NeuralModel(GenerativeModel):
     # back. Families opt in where every path from data to the module goes through
     # _tensors, and map their own extra outputs with _from_model_units / _log_jacobian.
     standardize_input: ClassVar[bool] = False
-    abilities: ClassVar[dict[str, Any]] = {"trains_in_steps": True}
+    # None where training under autocast (dtype bfloat16 or float16) is sound; else the
+    # reason it is not (rbm: an exact log Z by enumeration), given when such a fit is refused
+    low_precision: ClassVar[str | None] = None
+    abilities: ClassVar[dict[str, Any]] = {"trains_in_steps": True, "streams": True}
     parameters: ClassVar[dict[str, Param]] = TRAINING_DECLARED
 
     def __init__(self, **training: Any) -> None:
@@ -128,6 +163,28 @@ class NeuralModel(GenerativeModel):
     def _get_param_names(cls) -> list[str]:
         # the family's own arguments (from its signature) and the shared training ones
         return sorted(set(super()._get_param_names()) | set(TRAINING_PARAMS))
+
+    def _capabilities(self) -> Capabilities:
+        caps = super()._capabilities()
+        # a family whose own _fit reads the whole array first streams only once it has
+        # said how (a _fit_stream of its own)
+        cls = type(self)
+        whole_array_step = cls._fit is not NeuralModel._fit
+        own_stream = cls._fit_stream is not NeuralModel._fit_stream
+        return caps.replace(streams=caps.streams and (own_stream or not whole_array_step))
+
+    def _weights_dtype(self) -> torch.dtype:
+        """The dtype of the module's weights and continuous inputs: float64, or float32
+        (also under autocast: ``dtype`` bfloat16 or float16)."""
+        return weights_dtype(self.dtype)
+
+    def _check_precision(self) -> None:
+        """Refuse ``dtype`` bfloat16 / float16 where the family's maths needs full precision."""
+        if autocast_name(self.dtype) is not None and self.low_precision is not None:
+            raise ParameterError(
+                f"{self.name}: dtype={self.dtype!r} is refused: {self.low_precision}; use "
+                "dtype='float32' or 'float64'"
+            )
 
     # ----------------------------------------------------------------- to implement
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> nn.Module:
@@ -186,7 +243,8 @@ class NeuralModel(GenerativeModel):
             raise ParameterError(
                 f"{self.name!r} is class-conditional: pass n_classes (2 or more), got {n_classes!r}"
             )
-        return self._build_module(spec, n_classes).to(resolve_dtype(self.dtype))
+        self._check_precision()
+        return self._build_module(spec, n_classes).to(self._weights_dtype())
 
     # ----------------------------------------------------------------- fitting
     @property
@@ -203,9 +261,12 @@ class NeuralModel(GenerativeModel):
         (declared in :data:`TRAINING_DECLARED`; a ParameterError naming the model and the
         parameter otherwise)."""
         params = self._params()
-        keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress"}
+        keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress", "autocast"}
         return TrainConfig(
-            **{k: params[k] for k in keys}, seed=self._seed(), progress=bool(params["verbose"])
+            **{k: params[k] for k in keys},
+            seed=self._seed(),
+            progress=bool(params["verbose"]),
+            autocast=autocast_name(params["dtype"]),
         )
 
     def _fit(
@@ -218,12 +279,29 @@ class NeuralModel(GenerativeModel):
         run_dir: Any = None,
         resume: bool = False,
     ) -> None:
+        # an array is a source too: in memory and streamed, one computation
+        self._fit_stream(
+            ArraySource(x), y, spec, validation_data=validation_data, run_dir=run_dir,
+            resume=resume,
+        )  # fmt: skip
+
+    def _fit_stream(
+        self,
+        data: Source,
+        y: np.ndarray | None,
+        spec: DataSpec,
+        *,
+        validation_data: Any = None,
+        run_dir: Any = None,
+        resume: bool = False,
+    ) -> None:
+        self._check_precision()
         self.seed_ = self._seed()  # fresh if random_state is None; kept for scoring
         labels, n_classes = self._fit_labels(y)
         if self.standardize_input and not spec.is_discrete:
-            self.input_shift_, self.input_scale_ = location_scale(x)
-        parts = self._validation_split(x, labels, validation_data, spec)
-        self._train(spec, n_classes, parts, run_dir, resume, self._fingerprint(x, spec))
+            self.input_shift_, self.input_scale_ = streamed_location_scale(data)
+        parts = self._validation_split(data, labels, validation_data, spec)
+        self._train(spec, n_classes, parts, run_dir, resume, self._fingerprint(data, spec))
 
     def _fit_labels(self, y: np.ndarray | None) -> tuple[np.ndarray | None, int | None]:
         """Class indices of the training labels and the number of classes, for a
@@ -246,20 +324,19 @@ class NeuralModel(GenerativeModel):
         self,
         spec: DataSpec,
         n_classes: int | None,
-        parts: tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None],
+        parts: tuple[Source, np.ndarray | None, Source | None, np.ndarray | None],
         run_dir: Any,
         resume: bool,
         fingerprint: str,
     ) -> None:
         """Build the module for ``spec`` and train it with the Trainer on the training and
-        validation parts (x_train, y_train, x_val, y_val)."""
+        validation parts (x_train, y_train, x_val, y_val), read a batch at a time."""
         config = self.train_config()
         x_train, y_train, x_val, y_val = parts
         torch.manual_seed(config.seed)
-        dtype = resolve_dtype(self.dtype)
-        module = self._build_module(spec, n_classes).to(dtype)
-        train = self._tensors(x_train, y_train, spec)
-        val = None if x_val is None else self._tensors(x_val, y_val, spec)
+        module = self._build_module(spec, n_classes).to(self._weights_dtype())
+        train = self._dataset(x_train, y_train, spec)
+        val = None if x_val is None else self._dataset(x_val, y_val, spec)
         result = Trainer(config).fit(
             module, train, val, run_dir=run_dir, resume=resume, fingerprint=fingerprint
         )
@@ -298,6 +375,7 @@ class NeuralModel(GenerativeModel):
         run_dir: Any = None,
         resume: bool = False,
     ) -> None:
+        self._check_precision()
         self.seed_ = self._seed()
         labels, n_classes = self._fit_labels(y)
         if self.standardize_input and not spec.is_discrete:  # over the real steps only
@@ -352,13 +430,20 @@ class NeuralModel(GenerativeModel):
         return np.where(real, self._from_model_units(values), 0.0), lengths
 
     def _validation_split(
-        self, x: np.ndarray, labels: np.ndarray | None, validation_data: Any, spec: DataSpec
-    ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        self,
+        x: Source | np.ndarray,
+        labels: np.ndarray | None,
+        validation_data: Any,
+        spec: DataSpec,
+    ) -> tuple[Source, np.ndarray | None, Source | None, np.ndarray | None]:
+        """(training examples, their class indices, validation examples, theirs): the
+        given validation data, or ``validation_fraction`` of ``x`` held out by a seeded
+        permutation (views of ``x``: nothing is read)."""
+        x = as_source(x)
         if validation_data is not None:
-            x_val = check_values(validation_data, spec, what="validation data")
+            x_val, raw = self._validation_source(validation_data, spec)
             y_val = None
             if self._conditional():
-                raw = validation_data.y if isinstance(validation_data, Split) else None
                 if raw is None:
                     raise DataError(
                         "a class-conditional model needs validation labels: pass a Split"
@@ -379,8 +464,32 @@ class NeuralModel(GenerativeModel):
         n_val = max(1, round(self.validation_fraction * len(x)))
         val, train = order[:n_val], order[n_val:]
         if labels is None:
-            return x[train], None, x[val], None
-        return x[train], labels[train], x[val], labels[val]
+            return Subset(x, train), None, Subset(x, val), None
+        return Subset(x, train), labels[train], Subset(x, val), labels[val]
+
+    def _validation_source(self, validation_data: Any, spec: DataSpec) -> tuple[Source, Any]:
+        """Validation data (an array, a Split or a source) as a source of checked values,
+        and its raw labels (None where it has none); missing entries are allowed where
+        they are in training (``fits_missing``)."""
+        allow_nan = self._capabilities().fits_missing
+        raw = validation_data.y if isinstance(validation_data, Split) else None
+        if is_source(validation_data):  # read, and checked, a batch at a time
+            source = validation_data.x if isinstance(validation_data, Split) else validation_data
+            raw = source.y if raw is None else raw
+            checked = CheckedSource(source, spec, allow_nan=allow_nan, what="validation data")
+            return checked, raw
+        x = check_values(validation_data, spec, allow_nan=allow_nan, what="validation data")
+        return ArraySource(x), raw
+
+    def _dataset(
+        self, x: Source, labels: np.ndarray | None, spec: DataSpec
+    ) -> torch.utils.data.Dataset:
+        """The examples as the Trainer reads them: rows of a source turned into the
+        module's tensors a batch at a time; rows already in memory are turned once (into
+        host memory: the device receives a batch at a time either way), the same values."""
+        if _in_memory(x):
+            return _Tensors(self._tensors(np.asarray(x), labels, spec))
+        return _Rows(x, labels, functools.partial(self._tensors, spec=spec))
 
     def _tensors(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec) -> list[torch.Tensor]:
         """The one place where numpy goes to torch: data in model units, C-contiguous (torch
@@ -388,7 +497,7 @@ class NeuralModel(GenerativeModel):
         if not spec.variable_length:  # encoded sequences are in model units already
             x = self._to_model_units(x)
         x = np.ascontiguousarray(x)
-        xt = torch.as_tensor(x, dtype=torch.long if spec.is_discrete else resolve_dtype(self.dtype))
+        xt = torch.as_tensor(x, dtype=torch.long if spec.is_discrete else self._weights_dtype())
         return [xt] if y is None else [xt, torch.as_tensor(y, dtype=torch.long)]
 
     def _to_model_units(self, x: np.ndarray) -> np.ndarray:
@@ -416,14 +525,23 @@ class NeuralModel(GenerativeModel):
 
     # Settings that do not change the model or its training trajectory: a run may resume
     # with other values (more time, another device, a progress bar or not).
-    _RESUMABLE_CHANGES = ("verbose", "max_time", "device", "patience", "checkpoint_every")
+    _RESUMABLE_CHANGES = (
+        "verbose", "max_time", "device", "patience", "checkpoint_every", "loader_workers",
+    )  # fmt: skip
 
-    def _fingerprint(self, x: np.ndarray, spec: DataSpec) -> str:
+    def _fingerprint(self, x: np.ndarray | Source, spec: DataSpec) -> str:
+        """The model's and the data's identity, which a resumed run must match: an array in
+        memory is hashed whole, another source by its ``identity()``."""
         h = hashlib.sha256(self.name.encode())
         params = {k: v for k, v in self.get_params().items() if k not in self._RESUMABLE_CHANGES}
         h.update(json.dumps(to_jsonable(params), sort_keys=True, default=str).encode())
         h.update(json.dumps(spec.to_json(), sort_keys=True).encode())
-        h.update(np.ascontiguousarray(x).tobytes())
+        if isinstance(x, ArraySource):
+            x = x.x
+        if isinstance(x, Source):
+            h.update(x.identity().encode())
+        else:
+            h.update(np.ascontiguousarray(x).tobytes())
         return h.hexdigest()[:16]
 
     # ----------------------------------------------------------------- scoring, sampling
@@ -587,7 +705,7 @@ class NeuralModel(GenerativeModel):
         super().set_state(own, meta)
         spec = self.fitted_spec
         n_classes = len(self.classes_) if self._conditional() else None
-        module = self._build_module(spec, n_classes).to(resolve_dtype(self.dtype))
+        module = self._build_module(spec, n_classes).to(self._weights_dtype())
         weights = {
             k[len(_MODULE_PREFIX) :]: torch.as_tensor(v)
             for k, v in arrays.items()
@@ -600,3 +718,80 @@ class NeuralModel(GenerativeModel):
             device = torch.device("cpu")
         self._module = module.to(device).eval()
         return self
+
+
+def _in_memory(source: Source) -> bool:
+    """Whether the rows of ``source`` are an array in memory (or a view of one)."""
+    while isinstance(source, Subset):
+        source = source.source
+    return isinstance(source, ArraySource)
+
+
+class _Tensors(torch.utils.data.Dataset):
+    """Tensors with the examples along the first axis, indexed a batch at a time."""
+
+    def __init__(self, tensors: list[torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    def __len__(self) -> int:
+        return len(self.tensors[0])
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = torch.as_tensor(indices, dtype=torch.long)
+        return tuple(t[index] for t in self.tensors)
+
+
+class _Rows(torch.utils.data.Dataset):
+    """The rows of a source as the module's tensors, a batch at a time (what the Trainer's
+    DataLoader reads): ``convert(rows, labels)`` → [x] or [x, y] (``NeuralModel._tensors``).
+    """
+
+    def __init__(self, source: Source, labels: np.ndarray | None, convert: Any) -> None:
+        self.source, self.labels, self.convert = source, labels, convert
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitems__(self, indices: list[int]) -> tuple[torch.Tensor, ...]:
+        index = np.asarray(indices, dtype=np.int64)
+        labels = None if self.labels is None else self.labels[index]
+        return tuple(self.convert(self.source.read(index), labels))
+
+
+def streamed_location_scale(data: Source | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation of the examples over axis 0, as
+    :func:`~ptheta.data.spec.location_scale` gives them, from sums over batches (under
+    torchrun, over every process's share): a constant entry gets std 1.
+
+    Two passes: the sums of x and |x|, then of ((x − mean) / mean|x|)² — the deviations
+    are taken from the first pass's mean, so a large offset (timestamps) loses no precision, and
+    scaled, so no square overflows — and of |x − x₀| (x₀ the first example), exactly 0 for
+    a constant entry.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.array([[1.0, 5.0], [3.0, 5.0]])
+        >>> [a.tolist() for a in streamed_location_scale(x)]
+        [[2.0, 5.0], [1.0, 1.0]]
+    """
+    data = as_source(data)
+    first = data.read_range(0, 1)[0].astype(np.float64)
+
+    def sums(x: np.ndarray, _: Any) -> dict[str, Any]:
+        x = np.asarray(x, dtype=np.float64)
+        return {"n": len(x), "sum": x.sum(0), "abs": np.abs(x).sum(0)}
+
+    totals = accumulate(data, sums)
+    n = float(totals["n"])
+    mean = totals["sum"] / n
+    unit = totals["abs"] / n
+    unit = np.where(unit > 0, unit, 1.0)
+
+    def spread(x: np.ndarray, _: Any) -> dict[str, Any]:
+        x = np.asarray(x, dtype=np.float64)
+        return {"square": (((x - mean) / unit) ** 2).sum(0), "moved": np.abs(x - first).sum(0)}
+
+    second = accumulate(data, spread)
+    constant = second["moved"] == 0
+    std = np.sqrt(second["square"] / n) * unit
+    return np.where(constant, first, mean), np.where(constant | (std <= 0), 1.0, std)

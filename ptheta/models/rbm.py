@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
+from ptheta.data.stream import Source
 from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
-from ptheta.nn.device import resolve_dtype
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Choice, Config, Int, Param, check_choice, check_int, check_random_state
 
@@ -357,7 +357,12 @@ class RBM(NeuralModel):
     name: ClassVar[str] = "rbm"
     family: ClassVar[str] = "energy-based"
     likelihood: ClassVar[str] = "estimate"
-    abilities: ClassVar[dict[str, Any]] = {"embeds": True}
+    # the smoothed marginals (base_bias_) and the "sgd" solver read the whole array
+    abilities: ClassVar[dict[str, Any]] = {"embeds": True, "streams": False}
+    low_precision: ClassVar[str | None] = (
+        "the free energy enters log Z by enumeration over up to 2^20 states (or AIS), "
+        "whose sums need float32 or float64 weights and activations"
+    )
     data_kinds: ClassVar[tuple[str, ...]] = ("binary",)
     quick_params: ClassVar[dict[str, Any]] = {
         "n_hidden": 4,
@@ -422,6 +427,7 @@ class RBM(NeuralModel):
         )
 
     def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **kw: Any) -> None:
+        self._check_precision()  # before any work on the data
         flat = x.reshape(len(x), -1)
         p = (flat.sum(0) + 1.0) / (len(flat) + 2.0)  # smoothed marginals: finite logits
         self.base_bias_ = np.log(p) - np.log1p(-p)
@@ -434,7 +440,7 @@ class RBM(NeuralModel):
         self,
         spec: DataSpec,
         n_classes: int | None,
-        parts: tuple[np.ndarray, np.ndarray | None, np.ndarray | None, np.ndarray | None],
+        parts: tuple[Source, np.ndarray | None, Source | None, np.ndarray | None],
         run_dir: Any,
         resume: bool,
         fingerprint: str,
@@ -444,8 +450,8 @@ class RBM(NeuralModel):
             return
         config = self.train_config()
         torch.manual_seed(config.seed)
-        module = self._build_module(spec, n_classes).to(resolve_dtype(self.dtype))
-        x_train = parts[0].reshape(len(parts[0]), -1)
+        module = self._build_module(spec, n_classes).to(self._weights_dtype())
+        x_train = np.asarray(parts[0]).reshape(len(parts[0]), -1)  # the lean loop: in memory
         self.history_, seconds = sgd_fit(module, x_train, config, self.verbose)
         self._module = module.eval()
         self.best_epoch_ = len(self.history_)

@@ -21,7 +21,6 @@ from ptheta.models.capabilities import Capabilities
 from ptheta.models.latent import LatentModel, LatentVariableModule, latent_args
 from ptheta.models.neural import CONDITIONAL
 from ptheta.nn.decoders import DECODERS, Output, make_output
-from ptheta.nn.device import resolve_dtype
 from ptheta.nn.mlp import dense_layers
 from ptheta.params import (
     Choice,
@@ -488,7 +487,7 @@ class VAE(LatentModel):
             raise DataError("interpolate takes one example for x1 and one for x2")
         t = np.linspace(0.0, 1.0, steps)[:, None]
         z = torch.as_tensor((1 - t) * means[0] + t * means[1], device=self._device())
-        z = z.to(resolve_dtype(self.dtype))
+        z = z.to(self._weights_dtype())
         labels = self._labels(y, steps)
         yt = None if labels is None else torch.as_tensor(labels, device=self._device())
         with torch.no_grad():
@@ -511,7 +510,7 @@ class VAE(LatentModel):
 
     @torch.no_grad()
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
-        device, dtype = self._device(), resolve_dtype(self.dtype)
+        device, dtype = self._device(), self._weights_dtype()
         generator = torch.Generator(device=device).manual_seed(int(rng.integers(2**62)))
         given = x
         x = self._to_model_units(x)  # the network's units (NaN stays NaN)

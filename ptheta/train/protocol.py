@@ -7,6 +7,13 @@ class attributes refine validation: ``validate_with_loss = True`` (its ``log_pro
 costly to run every epoch: a DDPM's T network passes) and ``validation_measures_fit =
 False`` (its loss does not measure fit at all: a GAN's, an EBM's; the validation loss is
 then recorded but never selects weights or stops training).
+
+While the Trainer trains a module it sets ``module.shared_generator``: a CPU
+``torch.Generator`` that every process of a data-parallel run advances alike, for the
+choices they must share (MADE's mask of a batch); per-example noise comes from torch's
+global generator, which is seeded per process (see :mod:`ptheta.train.seeding`). A module
+used outside the Trainer has no such attribute: ``getattr(self, "shared_generator", None)``
+falls back to the global generator.
 """
 
 from __future__ import annotations

@@ -1,8 +1,10 @@
 """The one training loop every neural family uses (AdamW, schedule, EMA, early stopping, DDP).
 
-The Trainer takes a prepared ``nn.Module`` and tensors; it never builds data sets or
-models. A module to train exposes ``loss(x, y=None)`` → per-example loss, shape (N,), and
-optionally ``log_prob(x, y=None)`` → (N,), used for the validation NLL (otherwise the
+The Trainer takes a prepared ``nn.Module`` and its examples — tensors, or a map-style
+``torch.utils.data.Dataset`` read a batch at a time through a DataLoader (see
+:mod:`ptheta.train.loading`); it never builds data sets or models. A module to train
+exposes ``loss(x, y=None)`` → per-example loss, shape (N,), and optionally
+``log_prob(x, y=None)`` → (N,), used for the validation NLL (otherwise the
 validation loss is used; a module whose ``log_prob`` is too costly to run every epoch sets
 ``validate_with_loss = True``; one whose loss does not measure fit at all — a GAN's, an
 EBM's — sets ``validation_measures_fit = False``: its validation loss is then recorded but
@@ -20,6 +22,13 @@ Each step then computes the named phase's loss on its batch and updates only tha
 phase's parameters; the learning-rate schedule follows the global step for all groups.
 This is the Trainer's own loop (checkpoints, resume, EMA, DDP, progress) — not a second one.
 The expectations are written as protocols in :mod:`ptheta.train.protocol`.
+
+Randomness: each process draws its per-example noise from torch's global generator,
+seeded per process (:mod:`ptheta.train.seeding`); a choice every process must share is
+drawn from ``module.shared_generator``, which the Trainer sets while it trains. Training
+steps may run under autocast (``autocast="bfloat16"`` or ``"float16"``, see
+:mod:`ptheta.train.precision`) and through ``torch.compile`` (``compile=True``); the
+weights, validation and the reported losses stay in the module's dtype.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import Dataset
 
 from ptheta.errors import ParameterError, RunDirError
 from ptheta.io import append_jsonl, atomic_write_text, dumps
@@ -55,7 +65,10 @@ from ptheta.params import (
 from ptheta.progress import progress_bar
 from ptheta.train import checkpoint
 from ptheta.train.distributed import World, current_world
+from ptheta.train.loading import VALIDATION_CHUNK, Examples, examples
+from ptheta.train.precision import Precision
 from ptheta.train.protocol import Phased, scores_log_prob, validation_measures_fit
+from ptheta.train.seeding import SHARED, rank_seed, restore_rng, rng_tensors, shared_generator
 
 METRICS = "metrics.jsonl"
 
@@ -83,8 +96,16 @@ class TrainConfig:
         checkpoint_every: also write a checkpoint every this many steps (0: only at the end
             of each epoch). Checkpoints need a run directory.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
-        seed: seeds torch and the data order; the same seed gives the same run.
+        seed: seeds torch and the data order; the same seed gives the same run (process
+            r of W draws its noise from its own stream, see :mod:`ptheta.train.seeding`).
         progress: show a progress bar (rank 0 only).
+        loader_workers: worker processes that read a Dataset's batches ahead (0: read in
+            the training process); they never change the batches.
+        autocast: run each training step's forward pass under autocast to ``"bfloat16"``
+            or ``"float16"`` (with a gradient scaler) on float32 weights; None: in the
+            module's dtype.
+        compile: train through ``torch.compile(module)`` (validation and the saved
+            weights use the module itself).
     """
 
     epochs: int = 50
@@ -101,6 +122,9 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     progress: bool = False
+    loader_workers: int = 0
+    autocast: str | None = None
+    compile: bool = False
 
     def __post_init__(self) -> None:
         # the Trainer's own settings: no model name in the messages ("epochs must be ...")
@@ -119,6 +143,10 @@ class TrainConfig:
         check_str("", "device", self.device, hint="use 'cpu', 'cuda' or 'auto'")
         check_int("", "seed", self.seed, low=0, high=MAX_SEED)
         check_bool("", "progress", self.progress)
+        check_int("", "loader_workers", self.loader_workers, low=0)
+        if self.autocast is not None:
+            check_choice("", "autocast", self.autocast, ("bfloat16", "float16"), hint="or None")
+        check_bool("", "compile", self.compile)
 
 
 @dataclass
@@ -169,21 +197,24 @@ class Trainer:
     def fit(
         self,
         module: nn.Module,
-        train: Sequence[torch.Tensor],
-        val: Sequence[torch.Tensor] | None = None,
+        train: Sequence[torch.Tensor] | Dataset,
+        val: Sequence[torch.Tensor] | Dataset | None = None,
         *,
         run_dir: str | os.PathLike | None = None,
         resume: bool = False,
         callback: Callable[[int, float], None] | None = None,
         fingerprint: str = "",
     ) -> TrainResult:
-        """Train ``module`` in place on the tensors ``train`` (x, or x and y).
+        """Train ``module`` in place on the examples ``train`` (x, or x and y).
 
         Arguments:
             module: has ``loss(*batch)`` → (N,), optionally ``log_prob(*batch)`` → (N,).
-            train: tensors with the examples along the first axis.
-            val: validation tensors for early stopping (validation NLL, or loss without
-                ``log_prob``); None: no validation, the last weights are kept.
+            train: tensors with the examples along the first axis, or a map-style Dataset
+                that returns a batch of them (see :mod:`ptheta.train.loading`); the same
+                examples either way give the same training.
+            val: validation examples (tensors or a Dataset, read in chunks) for early
+                stopping (validation NLL, or loss without ``log_prob``); None: no
+                validation, the last weights are kept.
             run_dir: where checkpoints and metrics.jsonl go (rank 0 writes); None: nowhere.
             resume: continue exactly from the checkpoint in ``run_dir``.
             callback: called as ``callback(step, loss)`` after every step.
@@ -200,16 +231,19 @@ class Trainer:
         device = resolve_device(cfg.device)
         if world.distributed and device.type == "cuda":
             device = torch.device("cuda", world.local_rank)
-        n = len(train[0])
-        if n == 0:
-            raise ParameterError("no training examples")
         if resume and run_dir is None:
             raise RunDirError("resume needs a run directory with a checkpoint")
+        train_data = examples(train, device, cfg.loader_workers)
+        n = len(train_data)
+        if n == 0:
+            raise ParameterError("no training examples")
         if run_dir is not None and world.is_main:
             Path(run_dir).mkdir(parents=True, exist_ok=True)
 
-        torch.manual_seed(cfg.seed)
+        # each process its own noise; rank 0 the run's seed (one process: as it always was)
+        torch.manual_seed(rank_seed(cfg.seed, world.rank))
         module.to(device)
+        amp = Precision(cfg.autocast, device, module)
         objective: nn.Module = _Objective(module)
         groups = _param_groups(module)
         phased = groups is not None
@@ -219,6 +253,8 @@ class Trainer:
                 device_ids=[device.index] if device.type == "cuda" else None,
                 find_unused_parameters=phased,  # a phase leaves the other groups unused
             )
+        if cfg.compile:
+            objective = _compiled(objective)
         # torch's fused AdamW kernel: one pass over every parameter instead of a dozen
         # foreach passes (about 9x faster steps on the CPU), the same update
         opt = torch.optim.AdamW(
@@ -235,15 +271,15 @@ class Trainer:
             if cfg.ema_decay
             else None
         )
+        shared = shared_generator(cfg.seed)
         s = _State()
         if resume:
-            s = self._restore(run_dir, module, opt, sched, ema, fingerprint, device)
+            s = self._restore(run_dir, module, opt, sched, ema, amp, shared, fingerprint, device)
             if s.finished and s.stopped != "max_time":
                 _apply_best(module, ema, s)
                 return s.result(s.seconds)
             s.finished = False  # a run stopped by max_time continues with the new budget
-        train = [t.to(device) for t in train]
-        val = None if val is None else [t.to(device) for t in val]
+        val_data = None if val is None else examples(val, device, cfg.loader_workers)
         start = time.perf_counter() - s.seconds  # max_time counts resumed parts too
         metrics_path = Path(run_dir) / METRICS if run_dir is not None and world.is_main else None
         if metrics_path is not None:  # the record so far: empty, or what the checkpoint holds
@@ -251,13 +287,18 @@ class Trainer:
                 dumps({"event": "epoch", **h}) + "\n" for h in s.history
             ))  # fmt: skip
 
-        def save_checkpoint() -> None:
-            if run_dir is not None and world.is_main:
-                elapsed = time.perf_counter() - start
-                self._save(run_dir, module, opt, sched, ema, s, fingerprint, elapsed)
+        def save_checkpoint(everyone: bool = True) -> None:
+            # every process takes part (the RNG states are gathered); rank 0 writes
+            if run_dir is not None:
+                rng = rng_tensors(world, gather=everyone)
+                if world.is_main:
+                    elapsed = time.perf_counter() - start
+                    self._save(run_dir, module, opt, sched, ema, amp, shared, rng, s,
+                               fingerprint, elapsed)  # fmt: skip
 
-        stop, in_step = None, False
+        stop, in_step, agreed = None, False, False
         with (
+            _lent(module, SHARED, shared),  # MADE's mask of a batch: alike on every process
             _graceful_interrupts() as interrupted,
             progress_bar(
                 total_steps, "training", enabled=cfg.progress and world.is_main
@@ -270,20 +311,24 @@ class Trainer:
                     batches = _global_batches(n, cfg.batch_size, world.world_size, cfg.seed, epoch)
                     module.train()
                     epoch_start, seen = time.perf_counter(), 0
-                    for b in range(s.batch, len(batches)):
+                    # this process's share of each global batch; the loss is scaled so
+                    # that DDP's average over processes is the global batch's mean
+                    shares = [b[world.rank :: world.world_size] for b in batches[s.batch :]]
+                    for b, batch in enumerate(train_data.batches(shares), start=s.batch):
                         in_step = True
-                        # this process's share of the global batch; the loss is scaled so
-                        # that DDP's average over processes is the global batch's mean
-                        mine = batches[b][world.rank :: world.world_size].to(device)
                         phase = {"phase": module.phase(s.step)} if phased else {}
-                        losses = objective(*[t[mine] for t in train], **phase)  # (n_mine,)
+                        with amp.autocast():
+                            losses = objective(*batch, **phase)  # (n_mine,)
+                        if amp.enabled:  # summed and reported in the weights' float32
+                            losses = losses.float()
                         loss = losses.sum() * (world.world_size / len(batches[b]))
                         opt.zero_grad(set_to_none=True)
-                        loss.backward()
+                        amp.backward(loss)
                         updated = _active_params(opt, phase.get("phase"))
                         if cfg.grad_clip is not None:
+                            amp.unscale(opt)
                             nn.utils.clip_grad_norm_(updated, cfg.grad_clip)
-                        opt.step()
+                        amp.step(opt)
                         sched.step()
                         if ema is not None:
                             ema.update_parameters(module)
@@ -293,7 +338,7 @@ class Trainer:
                             cfg.max_time is not None and time.perf_counter() - start > cfg.max_time
                         )
                         # every process takes the same decisions: one all-reduce per step
-                        value, out_of_time, stop_now = _agree(
+                        value, out_of_time, agreed = _agree(
                             world, float(losses.detach().sum()), len(batches[b]),
                             out_of_time, interrupted(),
                         )  # fmt: skip
@@ -308,17 +353,18 @@ class Trainer:
                         advance(1, epoch=epoch + 1, loss=value, ex_per_s=round(rate))
                         if callback is not None:
                             callback(s.step, value)
-                        if stop_now:
+                        if agreed:
                             raise KeyboardInterrupt
                         if cfg.checkpoint_every and s.step % cfg.checkpoint_every == 0:
                             save_checkpoint()
                         if out_of_time:
                             stop = "max_time"
                             break
-                    # also after a max_time stop mid-epoch: its weights may be the best (the
-                    # epoch then stays open, and a resumed run finishes it)
+                    # also after a max_time stop mid-epoch: its weights may be the best
+                    # (the epoch then stays open, and a resumed run finishes it)
                     complete = s.batch == len(batches)
-                    self._end_epoch(module, ema, val, s, opt, time.perf_counter() - start, complete)
+                    elapsed = time.perf_counter() - start
+                    self._end_epoch(module, ema, val_data, s, opt, elapsed, complete, world)
                     if metrics_path is not None:
                         append_jsonl(metrics_path, {"event": "epoch", **s.history[-1]})
                     if cfg.patience is not None and s.bad_epochs >= cfg.patience:
@@ -327,14 +373,16 @@ class Trainer:
                     if stop is not None:
                         break
             except KeyboardInterrupt:
-                # between steps the state is consistent: save it, and --resume continues
-                # exactly; a second Ctrl-C inside a step keeps the previous checkpoint
+                # between steps the state is consistent: save it, and --resume
+                # continues exactly; a second Ctrl-C inside a step keeps the previous
+                # checkpoint. Under DDP only an agreed stop gathers every process's
+                # RNG state; an interrupt one process alone saw saves rank 0's.
                 if not in_step:
-                    save_checkpoint()
+                    save_checkpoint(everyone=agreed or not world.distributed)
                 raise
         s.finished = True
         s.stopped = stop or "completed"
-        save_checkpoint()  # the last weights and the best ones: a max_time stop can continue
+        save_checkpoint()  # the last weights and the best ones: max_time can continue
         _apply_best(module, ema, s)
         return s.result(time.perf_counter() - start)
 
@@ -343,11 +391,12 @@ class Trainer:
         self,
         module: nn.Module,
         ema: AveragedModel | None,
-        val: Sequence[torch.Tensor] | None,
+        val: Examples | None,
         s: _State,
         opt: torch.optim.Optimizer,
         seconds: float,
-        complete: bool = True,
+        complete: bool,
+        world: World,
     ) -> None:
         record: dict[str, Any] = {
             "epoch": s.epoch + 1,
@@ -360,11 +409,13 @@ class Trainer:
             record["partial"] = True
         evaluated = ema.module if ema is not None else module
         if val is not None:
-            value = validation_nll(evaluated, val, self.config.batch_size)
+            # a stochastic validation (an IWAE's draws) differs between processes, whose
+            # decisions must agree: rank 0's number decides for all
+            value = _broadcast(world, validation_nll(evaluated, val, self.config.batch_size))
             if not scores_log_prob(evaluated):
                 key = "val_loss"  # not a likelihood: say so
             else:  # with labels, the module scores −log p(x | y)
-                key = "val_nll" if len(val) == 1 else "val_nll_given_y"
+                key = "val_nll" if val.fields == 1 else "val_nll_given_y"
             record[key] = value
             if not validation_measures_fit(evaluated):
                 pass  # watched, never used to select weights or stop
@@ -379,7 +430,10 @@ class Trainer:
             s.loss_sum, s.loss_count = 0.0, 0
 
     # ----------------------------------------------------------------- checkpoints
-    def _save(self, run_dir, module, opt, sched, ema, s: _State, fingerprint: str, seconds: float):
+    def _save(
+        self, run_dir, module, opt, sched, ema, amp: Precision, shared: torch.Generator,
+        rng: dict[str, torch.Tensor], s: _State, fingerprint: str, seconds: float,
+    ) -> None:  # fmt: skip
         tensors = checkpoint.prefixed("module", module.state_dict())
         if ema is not None:
             tensors.update(checkpoint.prefixed("ema", ema.state_dict()))
@@ -387,9 +441,8 @@ class Trainer:
             tensors.update(checkpoint.prefixed("best", s.best_state))
         opt_tensors, opt_meta = checkpoint.flatten_optimizer(opt)
         tensors.update(opt_tensors)
-        tensors["rng/torch"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            tensors["rng/cuda"] = torch.cuda.get_rng_state()
+        tensors.update(rng)  # every process's global generator
+        tensors["rng/shared"] = shared.get_state()
         checkpoint.save(
             run_dir,
             tensors,
@@ -399,10 +452,14 @@ class Trainer:
                 "optimizer": opt_meta,
                 "scheduler": sched.state_dict(),
                 "progress": s.to_json(seconds),
+                "scaler": amp.state_dict(),
             },
         )
 
-    def _restore(self, run_dir, module, opt, sched, ema, fingerprint: str, device) -> _State:
+    def _restore(
+        self, run_dir, module, opt, sched, ema, amp: Precision, shared: torch.Generator,
+        fingerprint: str, device: torch.device,
+    ) -> _State:  # fmt: skip
         tensors, state = checkpoint.load(run_dir)
         if fingerprint and state.get("fingerprint") != fingerprint:
             raise RunDirError(
@@ -419,11 +476,13 @@ class Trainer:
         try:
             checkpoint.restore_optimizer(opt, tensors, state["optimizer"])
             sched.load_state_dict(state["scheduler"])
-            torch.set_rng_state(tensors["rng/torch"])
-            if "rng/cuda" in tensors and torch.cuda.is_available():
-                torch.cuda.set_rng_state(tensors["rng/cuda"])
-            best = checkpoint.unprefixed("best", tensors)
-            return _State.from_json(state["progress"], best or None)
+            progress = _State.from_json(state["progress"], None)
+            restore_rng(tensors, current_world(), self.config.seed, progress.step)
+            if "rng/shared" in tensors:  # a checkpoint from before the shared generator: none
+                shared.set_state(tensors["rng/shared"])
+            amp.load_state_dict(state.get("scaler"))
+            progress.best_state = checkpoint.unprefixed("best", tensors) or None
+            return progress
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             raise RunDirError(
                 f"the checkpoint in {str(run_dir)!r} is corrupted ({type(e).__name__}: {e}); "
@@ -539,6 +598,16 @@ def _agree(
 
 
 @contextlib.contextmanager
+def _lent(module: nn.Module, name: str, value: Any) -> Iterator[None]:
+    """``module.<name> = value`` while training; the trained module keeps no trace of it."""
+    setattr(module, name, value)
+    try:
+        yield
+    finally:
+        delattr(module, name)
+
+
+@contextlib.contextmanager
 def _graceful_interrupts() -> Iterator[Callable[[], bool]]:
     """Turn the first Ctrl-C into a flag the loop reads between steps; a second one
     interrupts at once. Only in the main thread (signal handlers live there)."""
@@ -573,14 +642,40 @@ def _schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
     return factor
 
 
+# torch.compile's options for compile=True (tests choose a backend that compiles faster)
+COMPILE_OPTIONS: dict[str, Any] = {}
+
+
+def _compiled(objective: nn.Module) -> nn.Module:
+    """``torch.compile`` of the training objective (its forward: the family's loss); the
+    module's own state dict, without ``_orig_mod.``, is what checkpoints save."""
+    return torch.compile(objective, **COMPILE_OPTIONS)
+
+
+def _broadcast(world: World, value: float) -> float:
+    """Rank 0's ``value`` on every process (itself without DDP)."""
+    if not world.distributed:
+        return value
+    packed = torch.tensor([value], dtype=torch.float64)
+    if dist.get_backend() == "nccl":
+        packed = packed.cuda()
+    dist.broadcast(packed, src=0)
+    return float(packed.item())
+
+
 @torch.no_grad()
-def validation_nll(module: nn.Module, val: Sequence[torch.Tensor], batch_size: int) -> float:
-    """Mean −log p on the validation tensors (or mean loss for modules without log_prob)."""
+def validation_nll(
+    module: nn.Module, val: Examples | Sequence[torch.Tensor], batch_size: int
+) -> float:
+    """Mean −log p on the validation examples (or mean loss for modules without log_prob),
+    read in chunks of at least 256 and summed in float64."""
+    if not isinstance(val, Examples):
+        val = examples(val, val[0].device, 0)
     was_training = module.training
     module.eval()
     score = module.log_prob if scores_log_prob(module) else None
     total, count = 0.0, 0
-    for chunk in zip(*(t.split(max(batch_size, 256)) for t in val), strict=True):
+    for chunk in val.chunks(max(batch_size, VALIDATION_CHUNK)):
         values = -score(*chunk) if score is not None else module.loss(*chunk)
         total += float(values.double().sum())
         count += len(values)
