@@ -11,27 +11,13 @@ import numpy as np
 from scipy.special import logsumexp, softmax
 
 from ptheta.data.ragged import check_sequences
-from ptheta.data.spec import DataSpec, check_values, location_scale
+from ptheta.data.spec import DataSpec, check_values
+from ptheta.data.stream import ArraySource
 from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
-from ptheta.models.em import Params, run_em
-from ptheta.models.hmm_em import (
-    _as_params,
-    _as_steps,
-    _check_initial,
-    _end_m_step,
-    _flat,
-    _gauss_m_step,
-    _initial_posteriors,
-    _log_dirichlet_norm,
-    _log_gauss,
-    _logsumexp_last,
-    _normalise,
-    _scatter,
-)
+from ptheta.models.em import fit_em
+from ptheta.models.hmm_em import BaumWelch, _as_steps, _flat, _log_gauss
 from ptheta.models.hmm_inference import (
-    _buffer,
-    _forward_backward_time_major,
     _log,
     _loglik_time_major,
     backward_sample,
@@ -47,6 +33,8 @@ from ptheta.params import Choice, Float, Int, Param, Seed
 
 # Sampled sequences are cut at this many times the longest training sequence.
 _MAX_LENGTH_FACTOR = 10
+# Sequences per step of mini-batch EM unless batch_size says otherwise.
+_MINIBATCH_SEQUENCES = 64
 
 
 class HMM(GenerativeModel):
@@ -117,6 +105,21 @@ class HMM(GenerativeModel):
     ``min_covar = 0``). Every number is in data units (nats per sequence; densities
     include the Jacobian −Σ log scale_).
 
+    **Batches and mini-batch EM.** The E-step runs on batches of sequences (rows of the
+    padded array, ``batch_size`` of them) and sums their expected counts: starts, ξ, ends
+    and visits, level counts, or each Gaussian's weight and first and second moments
+    about its current mean; the M-step reads the parameters off the sums (under
+    ``torchrun`` the sums are all-reduced over the processes' shares of the batches).
+    ``em="minibatch"`` is stepwise EM (Cappé & Moulines 2009; Liang & Klein 2009): each
+    epoch visits the sequences in a new seeded random order, ``batch_size`` at a time;
+    after each batch the running expected counts move to (1 − ρ_t) s + ρ_t ŝ(batch) (ŝ
+    scaled to the whole data set; Gaussians' moments merged as sufficient statistics),
+    ρ_t = (t + 2)^−α with α = ``step_decay`` ∈ (0.5, 1] and t counting the steps over all
+    epochs, and the parameters are their M-step. ``max_iter`` counts epochs; ``history_``
+    holds per epoch the mean of the batches' objectives at the parameters of their steps
+    (not monotone). With ``initial``, mini-batch EM's first statistics are those of a
+    full E-step at the starting values.
+
     **Starting values.** ``fit(X, initial={...})`` starts EM from given parameters, in
     data units and with the fitted attributes' shapes: ``"startprob"`` (K,),
     ``"transmat"`` (K, K), and ``"emissionprob"`` (categorical), ``"means"`` and
@@ -157,6 +160,11 @@ class HMM(GenerativeModel):
         init: ``"kmeans"`` (k-means++ centres of the steps, then a soft assignment of each
             step to its nearest centre; for the GMM, k-means++ again within each state)
             or ``"random"`` (random posteriors).
+        em: ``"full"`` (Baum–Welch, the E-step summed over batches of sequences) or
+            ``"minibatch"`` (stepwise EM, see above).
+        batch_size: sequences per batch: of each E-step batch for full EM (None: about 2²²
+            values per (T, rows, K) array), of each step for mini-batch EM (None: 64).
+        step_decay: α of mini-batch EM's step sizes ρ_t = (t + 2)^−α, in (0.5, 1].
         min_covar: variance added to every Gaussian covariance of the standardised data.
         alpha: Dirichlet pseudo-count on start, transition, categorical emission and
             mixture-weight probabilities; 0 is maximum likelihood.
@@ -208,7 +216,10 @@ class HMM(GenerativeModel):
         speech recognition, Proc. IEEE 77(2) (GMM emissions: §IV.A; scaling: §V.A);
         Bishop (2006), Pattern Recognition and Machine Learning, §13.2; Baum, Petrie,
         Soules & Weiss (1970); Juang, Levinson & Sondhi (1986) for mixture emissions;
-        Früwirth-Schnatter (1994) for forward filtering, backward sampling.
+        Früwirth-Schnatter (1994) for forward filtering, backward sampling; Cappé &
+        Moulines (2009), On-line expectation-maximization algorithm for latent data models,
+        JRSS B 71(3), and Liang & Klein (2009), Online EM for unsupervised models, for
+        stepwise EM.
     """
 
     name: ClassVar[str] = "hmm"
@@ -237,6 +248,9 @@ class HMM(GenerativeModel):
         "max_iter": Int(low=1),
         "tol": Float(low=0),
         "init": Choice("kmeans", "random"),
+        "em": Choice("full", "minibatch"),
+        "batch_size": Int(low=1, none=True),
+        "step_decay": Float(low=0.5, high=1.0, low_open=True),
         "min_covar": Float(low=0),
         "alpha": Float(low=0),
         "random_state": Seed(),
@@ -254,6 +268,9 @@ class HMM(GenerativeModel):
         max_iter: int = 100,
         tol: float = 1e-4,
         init: str = "kmeans",
+        em: str = "full",
+        batch_size: int | None = None,
+        step_decay: float = 0.6,
         min_covar: float = 1e-3,
         alpha: float = 0.0,
         random_state: int | None = 0,
@@ -267,6 +284,9 @@ class HMM(GenerativeModel):
         self.max_iter = max_iter
         self.tol = tol
         self.init = init
+        self.em = em
+        self.batch_size = batch_size
+        self.step_decay = step_decay
         self.min_covar = min_covar
         self.alpha = alpha
         self.random_state = random_state
@@ -314,159 +334,18 @@ class HMM(GenerativeModel):
     ) -> None:
         """Baum–Welch on steps x3 (N, T, F): of one length (``lengths`` None, no length
         model), or padded after each end with the end probabilities fitted too."""
-        n, t_len, f = x3.shape
-        steps = x3.transpose(1, 0, 2).reshape(t_len * n, f)  # (S, F), time-major: S = T·N
-        if lengths is None:
-            valid = last = None
-            real = steps
-        else:
-            valid, last = (m.T for m in step_masks(lengths, t_len))  # (T, N) each
-            real = steps[valid.ravel()]  # (S', F): the steps that are data
-        k = int(self.n_states)
         emission = self._emission_for(spec)
-        n_mix = int(self.n_mix) if emission == "gmm" else 1
-        if k * n_mix > len(real):
-            what = f"n_states={k}" + (f" × n_mix={n_mix}" if n_mix > 1 else "")
-            raise DataError(
-                f"{what} is more than the {len(real)} steps of the training data; "
-                "use fewer states (or components) or more data"
-            )
-        alpha = float(self.alpha)
-        full = self.covariance_type == "full"
-        smooth = float(self.min_covar)
-        # log-normaliser of the Dirichlet(α + 1) priors on π and every row of A (and the
-        # Beta(α + 1, α + 1) priors on the end probabilities)
-        log_norm = (k + 1) * _log_dirichlet_norm(k, alpha)
-        if lengths is not None:
-            log_norm += k * _log_dirichlet_norm(2, alpha)
-        if emission == "categorical":
-            levels = int(spec.n_categories)
-            # each entry's index into the (F·L) emission table: gathers, not a one-hot (S, F·L)
-            codes = steps.astype(np.intp) + levels * np.arange(f)  # (S, F)
-            flat_codes = codes.ravel()  # (S·F,), step-major
-            log_norm += k * f * _log_dirichlet_norm(levels, alpha)
-            shift, scale = np.zeros(f), np.ones(f)
-            jacobian = 0.0
-        else:
-            shift, scale = location_scale(real)
-            z = (steps - shift) / scale  # (S, F) standardised steps
-            # per sequence: T (or its length) times the log-Jacobian of one step
-            jacobian = -(t_len if lengths is None else lengths) * float(np.log(scale).sum())
-            log_norm += k * _log_dirichlet_norm(n_mix, alpha)
-        given = _check_initial(initial, emission, k, f, n_mix, full, spec, shift, scale)
-        # EM's tuple: π, A, the emission's, then (variable length) the end probabilities
-        n_params = (3 if emission == "categorical" else 5) + (lengths is not None)
-        # the recursions' work arrays, kept across EM steps (γ lives in ``buffers``)
-        buffers: dict[str, np.ndarray] = {}
-        plain_buffers: dict[str, np.ndarray] = {}
-
-        def log_emission(
-            params: tuple[np.ndarray, ...],
-        ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-            """(T, N, K) log emission factors, plain and those EM maximises (smoothed), and
-            for the GMM the components' posteriors p(m | k, x_t) (S, K, M) under the latter."""
-            if emission == "categorical":
-                table = np.ascontiguousarray(_log(params[2]).reshape(k, -1).T)  # (F·L, K)
-                plain = _buffer(buffers, "log_emit", (t_len * n, k))
-                np.take(table, codes[:, 0], axis=0, out=plain)
-                for j in range(1, f):
-                    plain += table[codes[:, j]]
-                plain = plain.reshape(t_len, n, k)
-                return plain, plain, None
-            log_w, means, cov = _log(params[2]), params[3], params[4]
-            dens = _log_gauss(z, means.reshape(k * n_mix, f), _flat(cov, k * n_mix), full)
-            dens = dens.reshape(-1, k, n_mix)  # (S, K, M)
-            smoothed_dens = dens
-            if smooth > 0:
-                trace_prec = (
-                    np.trace(np.linalg.inv(cov), axis1=2, axis2=3) if full else (1 / cov).sum(2)
-                )  # (K, M)
-                smoothed_dens = dens - 0.5 * smooth * trace_prec
-            if n_mix == 1:
-                plain, smoothed, resp = dens[:, :, 0], smoothed_dens[:, :, 0], None
-            else:
-                joint = smoothed_dens + log_w  # (S, K, M)
-                smoothed = _logsumexp_last(joint)
-                resp = np.exp(joint - smoothed[:, :, None])
-                plain = smoothed if smooth == 0 else _logsumexp_last(dens + log_w)
-            shape = (t_len, n, k)
-            plain = plain.reshape(shape)
-            return plain, plain if smooth == 0 else smoothed.reshape(shape), resp
-
-        def e_step(torch_params: Params) -> tuple[float, float, Any]:
-            params = tuple(p.numpy() for p in torch_params)
-            log_start, log_trans = _log(params[0]), _log(params[1])
-            plain, smoothed, resp = log_emission(params)
-            log_prior = 0.0
-            if lengths is not None:  # the end events, as factors of the emissions
-                endprob = params[-1]
-                for log_emit in (plain,) if smoothed is plain else (plain, smoothed):
-                    fold_lengths(log_emit, valid, last, endprob)
-                log_prior = alpha * float(_log(endprob).sum() + _log(1 - endprob).sum())
-            ll_obj, gamma, xi = _forward_backward_time_major(
-                log_start, log_trans, smoothed, valid, buffers=buffers
-            )
-            if valid is not None:
-                gamma *= valid[:, :, None]  # a padded step is in no state
-            if smoothed is plain:
-                ll = ll_obj
-            else:  # the plain log-likelihood, recorded next to the objective
-                ll = _loglik_time_major(log_start, log_trans, plain, plain_buffers)
-            ll, ll_obj = ll + jacobian, ll_obj + jacobian
-            # the emission's own Dirichlet prior: categorical rows, or mixture weights
-            log_prior += log_norm + alpha * float(
-                log_start.sum() + log_trans.sum() + _log(params[2]).sum()
-            )
-            objective = (float(ll_obj.sum()) + log_prior) / n
-            return objective, float(ll.mean()), (gamma, xi, resp)
-
-        def m_step_arrays(posteriors: Any) -> tuple[np.ndarray, ...]:
-            gamma, xi, resp = posteriors  # (T, N, K), (K, K), (S, K, M) or None
-            start = _normalise(gamma[0].sum(axis=0) + alpha)
-            trans = _normalise(xi + alpha)
-            end = () if lengths is None else (_end_m_step(gamma, last, alpha),)
-            w = gamma.reshape(t_len * n, k)  # (S, K)
-            if emission == "categorical":
-                w_t = np.ascontiguousarray(w.T)  # (K, S)
-                counts = np.stack(
-                    [
-                        np.bincount(flat_codes, np.repeat(w_t[j], f) if f > 1 else w_t[j],
-                                    minlength=f * levels)
-                        for j in range(k)
-                    ]
-                ).reshape(k, f, levels) + alpha  # fmt: skip
-                return start, trans, _normalise(counts), *end
-            q = w[:, :, None] if resp is None else w[:, :, None] * resp  # (S, K, M)
-            weights = _normalise(q.sum(axis=0) + alpha)  # (K, M)
-            means, cov = _gauss_m_step(z, q.reshape(-1, k * n_mix), full, smooth)
-            means = means.reshape(k, n_mix, f)
-            cov = cov.reshape(k, n_mix, *cov.shape[1:])
-            return start, trans, weights, means, cov, *end
-
-        def m_step(posteriors: Any) -> Params:
-            return _as_params(m_step_arrays(posteriors))
-
-        def init(seed: np.random.SeedSequence) -> Params:
-            if len(given) == n_params:  # every part given: nothing to initialise
-                return _as_params(tuple(given[i] for i in range(n_params)))
-            # (S', F'): the features of the steps that are data
-            features = one_hot(real, levels) if emission == "categorical" else z
-            if valid is not None and emission != "categorical":
-                features = features[valid.ravel()]
-            gamma, resp = _initial_posteriors(features, k, n_mix, self.init, seed)
-            if valid is not None:  # back onto the padded batch, padded steps in no state
-                gamma = _scatter(gamma, valid.ravel())
-                resp = None if resp is None else _scatter(resp, valid.ravel(), fill=1.0 / n_mix)
-            gamma = gamma.reshape(t_len, n, k)
-            # expected transitions of independent soft assignments: every count positive
-            xi = gamma[:-1].reshape(-1, k).T @ gamma[1:].reshape(-1, k)
-            params = list(m_step_arrays((gamma, xi, resp)))
-            for i, value in given.items():
-                params[i] = value
-            return _as_params(tuple(params))
-
-        result = run_em(
-            init, e_step, m_step, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+        problem = BaumWelch(
+            x3, lengths, spec, emission, k=int(self.n_states),
+            n_mix=int(self.n_mix) if emission == "gmm" else 1,
+            full=self.covariance_type == "full", smooth=float(self.min_covar),
+            alpha=float(self.alpha), init=self.init, initial=initial,
+        )  # fmt: skip
+        default_batch = problem.rows if self.em == "full" else _MINIBATCH_SEQUENCES
+        result = fit_em(
+            problem, ArraySource(np.arange(len(x3))[:, None]), em=self.em,
+            batch_size=self.batch_size or default_batch, step_decay=self.step_decay,
+            n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, label=f"EM {self.name}", verbose=bool(self.verbose),
         )  # fmt: skip
         params = result.params
@@ -475,8 +354,10 @@ class HMM(GenerativeModel):
         if emission == "categorical":
             self.emissionprob_ = params[2]
         else:
+            shift, scale = problem.shift, problem.scale
             self.shift_, self.scale_ = shift, scale
             means = params[3] * scale + shift  # (K, M, F)
+            full = self.covariance_type == "full"
             covars = params[4] * (np.outer(scale, scale) if full else scale**2)
             if emission == "gmm":
                 self.weights_, self.means_, self.covars_ = params[2], means, covars

@@ -1,5 +1,6 @@
-"""Baum–Welch's pieces for :mod:`ptheta.models.hmm`: emission densities, M-steps (end
-probabilities included), initial posteriors and the checked starting values."""
+"""Baum–Welch's pieces for :mod:`ptheta.models.hmm`: emission densities, initial posteriors,
+the checked starting values, and :class:`BaumWelch`, the E-step's expected counts summed
+over batches of sequences and the M-step (end probabilities included) from them."""
 
 from __future__ import annotations
 
@@ -8,13 +9,21 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-import torch
 from scipy.special import gammaln
 from sklearn.cluster import kmeans_plusplus
 
-from ptheta.data.spec import DataSpec
+from ptheta.data.spec import DataSpec, location_scale
 from ptheta.errors import DataError, ParameterError
-from ptheta.models.em import Params
+from ptheta.models.em import Stats, blend_moments
+from ptheta.models.hmm_inference import (
+    _buffer,
+    _forward_backward_time_major,
+    _log,
+    _loglik_time_major,
+    fold_lengths,
+    step_masks,
+)
+from ptheta.models.missing import one_hot
 
 _EPS = 10 * np.finfo(np.float64).eps
 _TINY = np.finfo(np.float64).tiny
@@ -45,10 +54,6 @@ def _logsumexp_last(x: np.ndarray) -> np.ndarray:
 def _as_steps(x: np.ndarray) -> np.ndarray:
     """Examples (N, T, ...) as steps (N, T, F): the time axis first, the rest flattened."""
     return x.reshape(x.shape[0], x.shape[1], -1)
-
-
-def _as_params(arrays: tuple[np.ndarray, ...]) -> Params:
-    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
 
 def _flat(cov: np.ndarray, c: int) -> np.ndarray:
@@ -96,32 +101,6 @@ def _log_gauss(z: np.ndarray, means: np.ndarray, cov: np.ndarray, full: bool) ->
     return out
 
 
-def _gauss_m_step(
-    z: np.ndarray, w: np.ndarray, full: bool, smooth: float
-) -> tuple[np.ndarray, np.ndarray]:
-    """Means (C, F) and covariances (C, F[, F]) of steps z (S, F) weighted by w (S, C); a
-    Gaussian without weight gets the standardised data's unit variance."""
-    nk = w.sum(axis=0)  # (C,)
-    means = (w.T @ z) / (nk[:, None] + _EPS)
-    f = z.shape[1]
-    if not full:
-        # E[z²] − μ² by two products; where it cancels (a variance below 1e-6 of μ², so
-        # fewer than ~10 digits left) the component is redone from the differences z − μ
-        var = (w.T @ (z * z)) / (nk[:, None] + _EPS) - means * means
-        for c in np.flatnonzero((var < 1e-6 * means * means).any(axis=1)):
-            diff = z - means[c]
-            var[c] = (w[:, c] @ (diff * diff)) / (nk[c] + _EPS)
-        var = np.maximum(var, 0.0) + smooth
-        var[nk <= _EPS] = 1.0
-        return means, var
-    covs = []
-    for c in range(w.shape[1]):
-        diff = z - means[c]  # (S, F): not E[zzᵀ] − μμᵀ, which cancels
-        cov = (w[:, c, None] * diff).T @ diff / (nk[c] + _EPS) + smooth * np.eye(f)
-        covs.append(cov if nk[c] > _EPS else np.eye(f))
-    return means, np.stack(covs)
-
-
 def _initial_posteriors(
     features: np.ndarray,
     k: int,
@@ -161,12 +140,9 @@ def _scatter(rows: np.ndarray, where: np.ndarray, fill: float = 0.0) -> np.ndarr
     return out
 
 
-def _end_m_step(gamma: np.ndarray, last: np.ndarray, alpha: float) -> np.ndarray:
-    """End probabilities e_k (K,) from the posteriors γ (T, N, K) (zero at padded steps) and
-    the (T, N) mask of each sequence's last step: the expected ends in state k over the
-    expected visits to k, each a Beta(α + 1, α + 1) MAP estimate, kept in [ε, 1 − ε]."""
-    ends = gamma[last].sum(axis=0)  # (K,)
-    visits = gamma.sum(axis=(0, 1))
+def _end_probs(ends: np.ndarray, visits: np.ndarray, alpha: float) -> np.ndarray:
+    """End probabilities e_k (K,) from the expected ends in state k and the expected visits
+    to k (each a Beta(α + 1, α + 1) MAP estimate), kept in [ε, 1 − ε]."""
     with np.errstate(invalid="ignore", divide="ignore"):
         end = (ends + alpha) / (visits + 2 * alpha)
     end = np.where(visits + 2 * alpha > 0, end, 0.5)  # a state never visited: no evidence
@@ -252,3 +228,344 @@ def _positive_definite(cov: np.ndarray) -> bool:
     except np.linalg.LinAlgError:
         return False
     return True
+
+
+class BaumWelch:
+    """Baum–Welch as an :class:`~ptheta.models.em.EMProblem`: the E-step's expected counts
+    (forward–backward over a batch of sequences at once) summed over batches of sequences,
+    the rows of the padded array, and the M-step from those sums.
+
+    EM's parameters are a tuple of float64 arrays: π (K,), A (K, K), the emission's (θ
+    (K, F, L); or mixture weights (K, M), means (K, M, F) and covariances (K, M, F[, F]) of
+    the standardised steps z = (x − shift) / scale), then, for variable-length data, the
+    end probabilities (K,). The examples EM's driver reads are the sequences' numbers, a
+    source of shape (N, 1) (`ids`); each batch of them is looked up in ``x3`` here, its
+    steps laid out time-major once (kept for the batches that come back every step).
+    """
+
+    def __init__(
+        self,
+        x3: np.ndarray,
+        lengths: np.ndarray | None,
+        spec: DataSpec,
+        emission: str,
+        *,
+        k: int,
+        n_mix: int,
+        full: bool,
+        smooth: float,
+        alpha: float,
+        init: str,
+        initial: Mapping[str, Any] | None,
+    ) -> None:
+        n, t_len, f = x3.shape
+        self.x3, self.lengths, self.emission = x3, lengths, emission
+        self.n, self.t_len, self.f, self.k, self.n_mix = n, t_len, f, k, n_mix
+        self.full, self.smooth, self.alpha, self.init_method = full, smooth, alpha, init
+        steps = x3.transpose(1, 0, 2).reshape(t_len * n, f)  # (S, F), time-major: S = T·N
+        real = steps if lengths is None else steps[step_masks(lengths, t_len)[0].T.ravel()]
+        if k * n_mix > len(real):
+            what = f"n_states={k}" + (f" × n_mix={n_mix}" if n_mix > 1 else "")
+            raise DataError(
+                f"{what} is more than the {len(real)} steps of the training data; "
+                "use fewer states (or components) or more data"
+            )
+        # log-normaliser of the Dirichlet(α + 1) priors on π and every row of A (and the
+        # Beta(α + 1, α + 1) priors on the end probabilities)
+        self.log_norm = (k + 1) * _log_dirichlet_norm(k, alpha)
+        if lengths is not None:
+            self.log_norm += k * _log_dirichlet_norm(2, alpha)
+        if emission == "categorical":
+            self.levels = int(spec.n_categories)
+            self.log_norm += k * f * _log_dirichlet_norm(self.levels, alpha)
+            self.shift, self.scale = np.zeros(f), np.ones(f)
+        else:
+            self.levels = 0
+            self.shift, self.scale = location_scale(real)
+            self.log_norm += k * _log_dirichlet_norm(n_mix, alpha)
+        self.log_scale = float(np.log(self.scale).sum())  # one step's log-Jacobian
+        self.given = _check_initial(
+            initial, emission, k, f, n_mix, full, spec, self.shift, self.scale
+        )
+        # EM's tuple: π, A, the emission's, then (variable length) the end probabilities
+        self.n_params = (3 if emission == "categorical" else 5) + (lengths is not None)
+        # sequences per batch of the E-step: about 2²² values in each (T, rows, K·M) array
+        self.rows = max(1, 2**22 // (t_len * k * n_mix))
+        self._prepared: dict[tuple[int, int], dict[str, Any]] = {}
+        self._buffers: dict[int, dict[str, np.ndarray]] = {}  # per batch size
+
+    # ----------------------------------------------------------------- batches
+    def _prepare(self, ids: np.ndarray) -> dict[str, Any]:
+        """The steps of sequences ``ids``, time-major: standardised z (T·b, F) or emission
+        table indices (T·b, F), the (T, b) masks of real and of last steps (None for one
+        length) and the sequences' summed log-Jacobian."""
+        contiguous = len(ids) > 0 and ids[-1] - ids[0] == len(ids) - 1
+        key = (int(ids[0]), len(ids)) if contiguous else None
+        if key is not None and key in self._prepared:
+            return self._prepared[key]
+        t_len, f = self.t_len, self.f
+        steps = self.x3[ids].transpose(1, 0, 2).reshape(t_len * len(ids), f)
+        prep: dict[str, Any] = {"b": len(ids), "valid": None, "last": None}
+        if self.lengths is not None:
+            valid, last = step_masks(self.lengths[ids], t_len)
+            prep["valid"], prep["last"] = valid.T, last.T  # (T, b) each
+            prep["jacobian"] = -float(self.lengths[ids].sum()) * self.log_scale
+        else:
+            prep["jacobian"] = -float(t_len * len(ids)) * self.log_scale
+        if self.emission == "categorical":
+            # each entry's index into the (F·L) emission table: gathers, not a one-hot (S, F·L)
+            codes = steps.astype(np.intp) + self.levels * np.arange(f)  # (S, F)
+            prep["codes"], prep["steps"] = codes, steps
+        else:
+            z = (steps - self.shift) / self.scale  # (S, F) standardised steps
+            prep["z"] = z
+            if not self.full:
+                prep["zz"] = z * z
+        if key is not None:
+            self._prepared[key] = prep
+        return prep
+
+    def _log_emission(
+        self, prep: dict[str, Any], params: tuple[np.ndarray, ...], buffers: dict[str, Any]
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """(T, b, K) log emission factors, plain and those EM maximises (smoothed), and for
+        the GMM the components' posteriors p(m | k, x_t) (S, K, M) under the latter."""
+        k, n_mix, f, smooth = self.k, self.n_mix, self.f, self.smooth
+        shape = (self.t_len, prep["b"], k)
+        if self.emission == "categorical":
+            codes = prep["codes"]
+            table = np.ascontiguousarray(_log(params[2]).reshape(k, -1).T)  # (F·L, K)
+            plain = _buffer(buffers, "log_emit", (len(codes), k))
+            np.take(table, codes[:, 0], axis=0, out=plain)
+            for j in range(1, f):
+                plain += table[codes[:, j]]
+            plain = plain.reshape(shape)
+            return plain, plain, None
+        log_w, means, cov = _log(params[2]), params[3], params[4]
+        dens = _log_gauss(prep["z"], means.reshape(k * n_mix, f), _flat(cov, k * n_mix), self.full)
+        dens = dens.reshape(-1, k, n_mix)  # (S, K, M)
+        smoothed_dens = dens
+        if smooth > 0:
+            trace_prec = (
+                np.trace(np.linalg.inv(cov), axis1=2, axis2=3) if self.full else (1 / cov).sum(2)
+            )  # (K, M)
+            smoothed_dens = dens - 0.5 * smooth * trace_prec
+        if n_mix == 1:
+            plain, smoothed, resp = dens[:, :, 0], smoothed_dens[:, :, 0], None
+        else:
+            joint = smoothed_dens + log_w  # (S, K, M)
+            smoothed = _logsumexp_last(joint)
+            resp = np.exp(joint - smoothed[:, :, None])
+            plain = smoothed if smooth == 0 else _logsumexp_last(dens + log_w)
+        plain = plain.reshape(shape)
+        return plain, plain if smooth == 0 else smoothed.reshape(shape), resp
+
+    def _posterior_sums(
+        self,
+        prep: dict[str, Any],
+        gamma: np.ndarray,
+        xi: np.ndarray,
+        resp: np.ndarray | None,
+        ref: np.ndarray | None,
+    ) -> dict[str, np.ndarray]:
+        """The expected counts of a batch from its posteriors γ (T, b, K) (zero at padded
+        steps), ξ (K, K) and, for the GMM, p(m | k, x_t) (S, K, M): starts, transitions,
+        (variable length) ends and visits, and the emission's: level counts (K, F·L), or
+        per Gaussian c the weight n_c, Σ q (z − r_c) and Σ q (z − r_c)(z − r_c)ᵀ (diagonal:
+        Σ q (z − r_c)²) about ``ref`` r (C, F) (None: the weighted means themselves)."""
+        k, f = self.k, self.f
+        out: dict[str, np.ndarray] = {"start": gamma[0].sum(axis=0), "trans": xi}
+        if prep["last"] is not None:
+            out["ends"] = gamma[prep["last"]].sum(axis=0)
+            out["visits"] = gamma.sum(axis=(0, 1))
+        w = gamma.reshape(-1, k)  # (S, K)
+        if self.emission == "categorical":
+            w_t, flat_codes = np.ascontiguousarray(w.T), prep["codes"].ravel()  # (K, S)
+            out["counts"] = np.stack(
+                [
+                    np.bincount(flat_codes, np.repeat(w_t[j], f) if f > 1 else w_t[j],
+                                minlength=f * self.levels)
+                    for j in range(k)
+                ]
+            )  # fmt: skip
+            return out
+        q = w[:, :, None] if resp is None else w[:, :, None] * resp  # (S, K, M)
+        q = q.reshape(len(w), -1)  # (S, C)
+        z, weight = prep["z"], q.sum(axis=0)  # (C,)
+        qz = q.T @ z  # (C, F)
+        if ref is None:
+            ref = qz / (weight + _EPS)[:, None]
+        out["n"], out["ref"] = weight, ref
+        if self.full:
+            first, second = np.empty_like(qz), np.empty((len(weight), f, f))
+            for c in range(len(weight)):
+                diff = z - ref[c]  # (S, F): not Σ q z zᵀ − n r rᵀ, which cancels
+                weighted = q[:, c, None] * diff
+                first[c], second[c] = weighted.sum(axis=0), weighted.T @ diff
+        else:
+            # Σ q (z − r)² = Σ q z² − 2 r Σ q z + n r², two products for every Gaussian;
+            # where that cancels (the result below 1e-6 of Σ q z², fewer than ~10 digits
+            # left) the Gaussian is redone from the differences z − r
+            qzz = q.T @ prep["zz"]
+            first = qz - weight[:, None] * ref
+            second = qzz - 2 * ref * qz + weight[:, None] * ref * ref
+            for c in np.flatnonzero((second < 1e-6 * qzz).any(axis=1)):
+                diff = z - ref[c]
+                first[c], second[c] = q[:, c] @ diff, q[:, c] @ (diff * diff)
+        out["first"], out["second"] = first, second
+        return out
+
+    def _moments(self, sums: Mapping[str, np.ndarray], ref: np.ndarray) -> tuple[np.ndarray, ...]:
+        """Weights (C,), means (C, F) and covariances (C, F[, F]) without smoothing of the
+        Gaussians, from their sums about ``ref``."""
+        n = sums["n"]
+        delta = sums["first"] / (n + _EPS)[:, None]
+        if self.full:
+            cov = sums["second"] / (n + _EPS)[:, None, None] - np.einsum("ci,cj->cij", delta, delta)
+        else:
+            cov = np.maximum(sums["second"] / (n + _EPS)[:, None] - delta * delta, 0.0)
+        return n, ref + delta, cov
+
+    # ----------------------------------------------------------------- EMProblem
+    def statistics(self, params: tuple[np.ndarray, ...]) -> Any:
+        log_start, log_trans = _log(params[0]), _log(params[1])
+        ref = None if self.emission == "categorical" else params[3].reshape(-1, self.f)
+
+        def sums(ids: np.ndarray, _labels: Any) -> dict[str, Any]:
+            ids = np.asarray(ids, dtype=np.int64).reshape(-1)
+            if not len(ids):
+                return self._zero_sums()
+            prep = self._prepare(ids)
+            buffers = self._buffers.setdefault(len(ids), {})
+            plain, smoothed, resp = self._log_emission(prep, params, buffers)
+            valid = prep["valid"]
+            if valid is not None:  # the end events, as factors of the emissions
+                for log_emit in (plain,) if smoothed is plain else (plain, smoothed):
+                    fold_lengths(log_emit, valid, prep["last"], params[-1])
+            ll_obj, gamma, xi = _forward_backward_time_major(
+                log_start, log_trans, smoothed, valid, buffers=buffers
+            )
+            if valid is not None:
+                gamma *= valid[:, :, None]  # a padded step is in no state
+            out: dict[str, Any] = self._posterior_sums(prep, gamma, xi, resp, ref)
+            if smoothed is plain:
+                ll = ll_obj
+            else:  # the plain log-likelihood, recorded next to the objective
+                plain_buffers = self._buffers.setdefault(-len(ids), {})
+                ll = _loglik_time_major(log_start, log_trans, plain, plain_buffers)
+            out.pop("ref", None)
+            out["objective"] = float(ll_obj.sum()) + prep["jacobian"]
+            out["log_likelihood"] = float(ll.sum()) + prep["jacobian"]
+            return out
+
+        return sums
+
+    def _zero_sums(self) -> dict[str, Any]:
+        """Sums over no sequence (a process without a share of a small batch)."""
+        k, f, c = self.k, self.f, self.k * self.n_mix
+        out: dict[str, Any] = {"start": np.zeros(k), "trans": np.zeros((k, k))}
+        if self.lengths is not None:
+            out["ends"], out["visits"] = np.zeros(k), np.zeros(k)
+        if self.emission == "categorical":
+            out["counts"] = np.zeros((k, f * self.levels))
+        else:
+            out["n"], out["first"] = np.zeros(c), np.zeros((c, f))
+            out["second"] = np.zeros((c, f, f) if self.full else (c, f))
+        return out | {"objective": 0.0, "log_likelihood": 0.0}
+
+    def _log_prior(self, params: tuple[np.ndarray, ...]) -> float:
+        """log p(θ) of the Dirichlet (and Beta) priors with pseudo-count α."""
+        log_prior = self.log_norm + self.alpha * float(
+            _log(params[0]).sum() + _log(params[1]).sum() + _log(params[2]).sum()
+        )
+        if self.lengths is not None:
+            end = params[-1]
+            log_prior += self.alpha * float(_log(end).sum() + _log(1 - end).sum())
+        return log_prior
+
+    def _stats(self, sums: Mapping[str, np.ndarray], ref: np.ndarray | None, scale: float) -> Stats:
+        """Sums over some sequences as statistics of the whole data set (× ``scale``)."""
+        linear = ("start", "trans", "ends", "visits", "counts")
+        stats = {key: sums[key] * scale for key in linear if key in sums}
+        if ref is not None:
+            n, mean, cov = self._moments(sums, ref)
+            stats |= {"n": n * scale, "mean": mean, "cov": cov}
+        return stats
+
+    def expected(
+        self, sums: Mapping[str, np.ndarray], params: tuple[np.ndarray, ...], count: int
+    ) -> tuple[float, float, Stats]:
+        ref = None if self.emission == "categorical" else params[3].reshape(-1, self.f)
+        stats = self._stats(sums, ref, self.n / count)
+        objective = float(sums["objective"]) / count + self._log_prior(params) / self.n
+        return objective, float(sums["log_likelihood"]) / count, stats
+
+    def m_step(self, stats: Stats) -> tuple[np.ndarray, ...]:
+        alpha, k, f = self.alpha, self.k, self.f
+        start = _normalise(stats["start"] + alpha)
+        trans = _normalise(stats["trans"] + alpha)
+        end = () if self.lengths is None else (_end_probs(stats["ends"], stats["visits"], alpha),)
+        if self.emission == "categorical":
+            emit = _normalise(stats["counts"].reshape(k, f, self.levels) + alpha)
+            return start, trans, emit, *end
+        n, means, cov = stats["n"], stats["mean"], stats["cov"]
+        weights = _normalise(n.reshape(k, self.n_mix) + alpha)  # (K, M)
+        empty = n <= _EPS  # a Gaussian without weight: the standardised data's unit variance
+        if self.full:
+            cov = cov + self.smooth * np.eye(f)
+            cov[empty] = np.eye(f)
+        else:
+            cov = cov + self.smooth
+            cov[empty] = 1.0
+        shape = (k, self.n_mix)
+        return (
+            start,
+            trans,
+            weights,
+            means.reshape(*shape, f),
+            cov.reshape(*shape, *cov.shape[1:]),
+            *end,
+        )
+
+    def blend(self, stats: Stats, new: Stats, rho: float) -> Stats:
+        out = {
+            key: (1 - rho) * stats[key] + rho * new[key]
+            for key in stats
+            if key not in ("n", "mean", "cov")
+        }
+        if "n" in stats:
+            n, mean, cov = blend_moments((1 - rho) * stats["n"], stats["mean"], stats["cov"],
+                                         rho * new["n"], new["mean"], new["cov"])  # fmt: skip
+            out |= {"n": n, "mean": mean, "cov": cov}
+        return out
+
+    def init(self, seed: np.random.SeedSequence) -> tuple[tuple[np.ndarray, ...], Stats | None]:
+        """A restart's parameters: ``initial`` where it gives them all; else the M-step of
+        initial posteriors (:func:`_initial_posteriors` of every real step), with any part
+        ``initial`` gives put in. The statistics they come from, None where ``initial``
+        gave a part (stepwise EM then starts from a full E-step's)."""
+        n_params, given = self.n_params, self.given
+        if len(given) == n_params:  # every part given: nothing to initialise
+            return tuple(given[i] for i in range(n_params)), None
+        t_len, k, n_mix = self.t_len, self.k, self.n_mix
+        prep = self._prepare(np.arange(self.n))
+        valid = prep["valid"]
+        # (S', F'): the features of the steps that are data
+        if self.emission == "categorical":
+            steps = prep["steps"] if valid is None else prep["steps"][valid.ravel()]
+            features = one_hot(steps, self.levels)
+        else:
+            features = prep["z"] if valid is None else prep["z"][valid.ravel()]
+        gamma, resp = _initial_posteriors(features, k, n_mix, self.init_method, seed)
+        if valid is not None:  # back onto the padded batch, padded steps in no state
+            gamma = _scatter(gamma, valid.ravel())
+            resp = None if resp is None else _scatter(resp, valid.ravel(), fill=1.0 / n_mix)
+        gamma = gamma.reshape(t_len, self.n, k)
+        # expected transitions of independent soft assignments: every count positive
+        xi = gamma[:-1].reshape(-1, k).T @ gamma[1:].reshape(-1, k)
+        sums = self._posterior_sums(prep, gamma, xi, resp, None)
+        stats = self._stats(sums, sums.get("ref"), 1.0)
+        params = list(self.m_step(stats))
+        for i, value in given.items():
+            params[i] = value
+        return tuple(params), (None if given else stats)

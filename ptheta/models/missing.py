@@ -32,4 +32,8 @@ def missing_patterns(flat: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]
 def one_hot(flat: np.ndarray, levels: int) -> np.ndarray:
     """One-hot codes (N, D·L) of values (N, D) in 0..L−1; a NaN (missing) entry gets an
     all-zero block, so its factor drops out of a product of categorical probabilities."""
-    return (flat[..., None] == np.arange(levels)).reshape(len(flat), -1).astype(np.float64)
+    return (
+        (flat[..., None] == np.arange(levels))
+        .reshape(len(flat), flat.shape[1] * levels)
+        .astype(np.float64)
+    )

@@ -1,10 +1,15 @@
-"""Mixture models fitted by EM: Gaussian mixture, Bernoulli mixture and categorical mixture."""
+"""Mixture models fitted by EM: Gaussian mixture, Bernoulli mixture and categorical mixture.
+
+Every mixture here fits from expected sufficient statistics summed over batches of the
+data (``capabilities().streams``): full-batch EM, or stepwise (mini-batch) EM, driven by
+:func:`ptheta.models.em.fit_em`; an in-memory fit is the same computation on the array.
+"""
 
 from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
@@ -12,11 +17,12 @@ import torch
 from scipy.special import gammaln, logsumexp, softmax
 from sklearn.cluster import kmeans_plusplus
 
-from ptheta.data.spec import DataSpec, check_values, location_scale
+from ptheta.data.spec import DataSpec, check_values
+from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.capabilities import Capabilities
-from ptheta.models.em import EStep, MStep, Params, run_em
+from ptheta.models.em import EMProblem, Params, Stats, blend_moments, fit_em
 from ptheta.models.missing import missing_patterns, one_hot
 from ptheta.models.sampling import sample_categorical
 from ptheta.nn.device import resolve_device, resolve_dtype
@@ -24,17 +30,26 @@ from ptheta.params import Choice, Device, Float, Int, Param, Seed
 
 # Variance of U[0, 1): what uniform dequantisation adds to every discrete coordinate.
 _DEQUANT_VAR = 1.0 / 12.0
+# The initialisation (k-means++ or random responsibilities) sees at most this many examples,
+# drawn without replacement by the restart's seed (all of them when there are no more).
+_INIT_ROWS = 10_000
+# Values in one block of the E-step's (K, D, rows) temporaries: on the CPU about 2 MB, so
+# a block stays in cache from the product that forms it to the one that sums it.
+_BLOCK_VALUES_CPU = 2**18
+_BLOCK_VALUES = 2**22
+_EPS = 10 * np.finfo(np.float64).eps
 
 
 class _EMMixture(GenerativeModel):
-    """What every mixture here shares: the EM driver (``n_init`` restarts, progress bar,
-    convergence warning), parameter checks, and scoring / responsibilities from
-    ``_log_joint(x)`` = log π_k + log p(x_observed | k), shape (N, K).
+    """What every mixture here shares: EM from statistics summed over batches (full-batch or
+    stepwise, ``n_init`` restarts, progress bar, convergence warning), parameter checks,
+    and scoring / responsibilities from ``_log_joint(x)`` = log π_k + log p(x_observed | k),
+    shape (N, K).
     """
 
     family: ClassVar[str] = "mixtures"
     can_marginalise: ClassVar[bool] = True
-    abilities: ClassVar[dict[str, Any]] = {"embeds": True}
+    abilities: ClassVar[dict[str, Any]] = {"embeds": True, "streams": True}
     # what every EM mixture shares; each family adds its own
     parameters: ClassVar[dict[str, Param]] = {
         "n_components": Int(low=1),
@@ -42,6 +57,9 @@ class _EMMixture(GenerativeModel):
         "tol": Float(low=0),
         "n_init": Int(low=1),
         "init": Choice("kmeans++", "random"),
+        "em": Choice("full", "minibatch"),
+        "batch_size": Int(low=1, none=True),
+        "step_decay": Float(low=0.5, high=1.0, low_open=True),
         "dtype": Choice("float64", "float32"),
         "device": Device(),
         "random_state": Seed(),
@@ -68,6 +86,9 @@ class _EMMixture(GenerativeModel):
         """Representation: the responsibilities, shape (N, K)."""
         return self.predict_proba(X)
 
+    def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
+        self._fit_stream(ArraySource(x), y, spec)  # one computation, in memory or streamed
+
     def _check_n_components(self, n: int) -> None:
         """No more components than the ``n`` training examples (a rule of the data)."""
         k = int(self.n_components)
@@ -77,15 +98,14 @@ class _EMMixture(GenerativeModel):
                 "use fewer components or more data"
             )
 
-    def _fit_em(
-        self, init: Callable[[np.random.SeedSequence], Params], e_step: EStep, m_step: MStep
-    ) -> tuple[np.ndarray, ...]:
-        """EM from ``n_init`` initialisations ``init(seed)`` (:func:`ptheta.models.em.run_em`).
+    def _run_em(self, problem: EMProblem, data: Source) -> tuple[np.ndarray, ...]:
+        """Full-batch or stepwise EM of ``problem`` on ``data`` (:func:`ptheta.models.em.fit_em`).
         Keeps the run with the best objective: sets ``converged_``, ``n_iter_``,
         ``history_``, ``best_init_`` and returns its parameters as float64 arrays.
         """
-        result = run_em(
-            init, e_step, m_step, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
+        result = fit_em(
+            problem, data, em=self.em, batch_size=self.batch_size, step_decay=self.step_decay,
+            n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, label=f"EM {self.name}", verbose=bool(self.verbose),
         )  # fmt: skip
         self.converged_ = result.converged
@@ -95,21 +115,454 @@ class _EMMixture(GenerativeModel):
         return result.params
 
 
-def _initial_resp(x: torch.Tensor, k: int, init: str, seed: np.random.SeedSequence) -> torch.Tensor:
-    """Initial responsibilities (N, K): random, or a hard assignment to k-means++ centres."""
-    n = x.shape[0]
-    rs = np.random.RandomState(seed.generate_state(1)[0])
-    if init == "random":
-        r = rs.uniform(size=(n, k))
-        return torch.as_tensor(r / r.sum(axis=1, keepdims=True), dtype=x.dtype, device=x.device)
-    centres, _ = kmeans_plusplus(x.cpu().numpy(), k, random_state=rs)
-    c = torch.as_tensor(centres, dtype=x.dtype, device=x.device)
-    nearest = torch.cdist(x, c).argmin(dim=1)
-    return torch.nn.functional.one_hot(nearest, k).to(x.dtype)
+# --------------------------------------------------------------------------- E-step arithmetic
+# The E-step runs on blocks of rows: numpy arrays on the CPU (each product one BLAS call),
+# torch tensors on another device. These few helpers are where the two differ.
+class _Backend:
+    """Where (and in which float type) the E-step's arithmetic runs."""
+
+    def __init__(self, device: str, dtype: str) -> None:
+        self.device = resolve_device(device)
+        self.torch_dtype = resolve_dtype(dtype)
+        self.cpu = self.device.type == "cpu"
+        self.np_dtype = np.dtype(np.float64 if self.torch_dtype == torch.float64 else np.float32)
+
+    def array(self, a: np.ndarray) -> Any:
+        if self.cpu:
+            return np.ascontiguousarray(a, dtype=self.np_dtype)
+        return torch.as_tensor(a, dtype=self.torch_dtype, device=self.device)
+
+    def block_rows(self, per_row: int) -> int:
+        """Rows per block of a temporary with ``per_row`` values per row."""
+        values = _BLOCK_VALUES_CPU if self.cpu else _BLOCK_VALUES
+        return int(np.clip(values // max(1, per_row), 64, 65536))
+
+
+def _np64(a: Any) -> Any:
+    """A sum (array or number, numpy or torch) as float64 numpy."""
+    if isinstance(a, torch.Tensor):
+        a = a.detach().cpu().numpy()
+    return np.asarray(a, dtype=np.float64)
+
+
+def _log_normalise(log_w: Any) -> tuple[Any, Any]:
+    """Softmax over the first axis of ``log_w`` (K, b), in place, and log Σ_k exp, (b,)."""
+    xp = torch if isinstance(log_w, torch.Tensor) else np
+    top = xp.amax(log_w, 0)
+    log_w -= top
+    # terms below e^−700 of the largest count as e^−700 (a relative change < 1e-300): exp
+    # of numbers so negative that it underflows is many times slower
+    if xp is np:
+        np.maximum(log_w, -700.0, out=log_w)
+    else:
+        log_w.clamp_(min=-700.0)
+    resp = xp.exp(log_w, out=log_w)
+    total = resp.sum(0)
+    resp /= total
+    return resp, top + xp.log(total)
+
+
+def _hard(score: Any) -> Any:
+    """One-hot (K, b) of the largest of ``score`` (K, b) in each column."""
+    best = score.argmax(0)
+    if isinstance(score, torch.Tensor):
+        return (torch.arange(len(score), device=score.device)[:, None] == best).to(score.dtype)
+    return (np.arange(len(score))[:, None] == best).astype(score.dtype)
+
+
+def _weighted_gram(y: Any, resp: Any) -> Any:
+    """Σ_n r_kn y_kn y_knᵀ for every k, (K, E, E), of y (K, E, b) and weights r (K, b):
+    its upper triangle at least (the lower may be zeros; see `_symmetric`).
+
+    Numpy from E = 32 on: one BLAS ``syrk`` per component on y_k ⊙ √r_k (the symmetric
+    product, half the work of a general one, worth its extra calls once rows are long);
+    otherwise one batched general product."""
+    e = y.shape[1]
+    if isinstance(y, torch.Tensor) or e < 32:
+        return (y * resp[:, None, :]) @ y.swapaxes(1, 2)
+    from scipy.linalg import blas
+
+    syrk = blas.get_blas_funcs("syrk", (y,))
+    root = np.sqrt(resp)
+    out = np.empty((len(y), e, e), dtype=y.dtype)
+    for j in range(len(y)):
+        # (y_k √r)ᵀ in Fortran order is (b, E): trans=1 gives its Gram matrix (E, E)
+        out[j] = syrk(1.0, (y[j] * root[j]).T, trans=1, lower=0)  # upper triangle
+    return out
+
+
+def _symmetric(upper: np.ndarray) -> np.ndarray:
+    """Matrices (..., E, E) from their upper triangles."""
+    return np.triu(upper) + np.swapaxes(np.triu(upper, 1), -1, -2)
+
+
+def _summed(blocks: list[dict[str, Any]]) -> dict[str, np.ndarray]:
+    """The blocks' sums added up, as float64."""
+    out = {k: _np64(v).copy() for k, v in blocks[0].items()}
+    for block in blocks[1:]:
+        for k, v in block.items():
+            out[k] += _np64(v)
+    return out
+
+
+def _read_rows(data: Source, index: np.ndarray) -> np.ndarray:
+    """Rows ``index`` (sorted) of ``data``, read a source batch at a time."""
+    size = data.batch_rows()
+    return np.concatenate([data.read(index[i : i + size]) for i in range(0, len(index), size)])
+
+
+def _init_index(n: int, rs: np.random.RandomState) -> np.ndarray:
+    """The examples an initialisation sees: all, or `_INIT_ROWS` of them (sorted)."""
+    if n <= _INIT_ROWS:
+        return np.arange(n)
+    return np.sort(rs.choice(n, _INIT_ROWS, replace=False))
+
+
+class _Whitening:
+    """What one Gaussian E-step needs of the parameters (weights (K,), means (K, D) and
+    covariances (K, D, D) or (K, D)): each component's whitening y = L_k⁻¹ (u − μ_k) (full;
+    L_k the Cholesky factor of Σ_k) or y = (u − μ_k) / σ_k (diagonal), the log-weights
+    log π_k − ½ (D log 2π + log det Σ_k) − ½·smooth·tr(Σ_k⁻¹) of the smoothed objective,
+    and ``plain`` (K,), ½ (smooth − report)·tr(Σ_k⁻¹), what turns them into the reported
+    log-likelihood's (None when it is zero)."""
+
+    def __init__(
+        self,
+        params: Params,
+        diag: bool,
+        smooth: float,
+        report: float,
+        backend: _Backend,
+        *,
+        identity: bool = False,
+    ) -> None:
+        weights, means, cov = params
+        means = np.asarray(means, dtype=np.float64)
+        k, d = means.shape
+        self.k, self.d, self.diag, self.means = k, d, diag, means
+        if identity:  # y = u − μ_k: distances to the centres (the initial assignment)
+            log_det, trace = np.zeros(k), np.zeros(k)
+            self.factor = np.ones((k, d)) if diag else np.broadcast_to(np.eye(d), (k, d, d))
+            inverse = self.factor
+        elif diag:
+            if (cov <= 0).any():
+                raise DataError("a mixture component has zero variance; raise reg_covar")
+            self.factor = np.sqrt(cov)  # (K, D)
+            inverse = 1.0 / self.factor
+            log_det, trace = np.log(cov).sum(axis=1), (1.0 / cov).sum(axis=1)
+        else:
+            try:
+                self.factor = np.linalg.cholesky(cov)  # (K, D, D)
+            except np.linalg.LinAlgError:
+                raise DataError(
+                    "a mixture component's covariance became singular (the data may have fewer "
+                    "distinct points than components, or duplicated/constant features); raise "
+                    "reg_covar, use covariance_type='diag', or use fewer components"
+                ) from None
+            eye = torch.eye(d, dtype=torch.float64).expand(k, d, d)
+            inverse = torch.linalg.solve_triangular(
+                torch.from_numpy(self.factor), eye, upper=False
+            ).numpy()  # L_k⁻¹, (K, D, D)
+            log_det = 2.0 * np.log(np.diagonal(self.factor, axis1=1, axis2=2)).sum(axis=1)
+            trace = (inverse * inverse).sum(axis=(1, 2))  # ‖L⁻¹‖²_F = tr(Σ⁻¹)
+        with np.errstate(divide="ignore"):
+            log_weights = np.log(weights)
+        const = log_weights - 0.5 * (d * math.log(2 * math.pi) + log_det) - 0.5 * smooth * trace
+        self.const = backend.array(const)
+        self.plain = None if smooth == report else backend.array(0.5 * (smooth - report) * trace)
+        # the reported log-likelihood from the smoothed one's responsibilities r:
+        # log Σ_k exp(a_k + p_k) = log Σ_k exp(a_k) + log Σ_k r_k exp(p_k), shifted by the
+        # largest p_k (where the p_k spread too far for that, a logsumexp of its own)
+        penalty = 0.5 * (smooth - report) * trace  # p_k, (K,)
+        self.plain_top, self.plain_factor = float(penalty.max()), None
+        if self.plain is not None and float(np.ptp(penalty)) < 30.0:
+            self.plain_factor = backend.array(np.exp(penalty - self.plain_top))
+        if diag:
+            self.inverse = backend.array(inverse)
+            self.centres = backend.array(means)
+        else:
+            # [L_k⁻¹ (u − μ_k); 1] for every k in one (K·(D+1), D+1) @ (D+1, rows) product of
+            # the rows with a 1 appended: block k is [[L_k⁻¹, −L_k⁻¹ μ_k], [0, 1]]
+            stacked = np.zeros((k, d + 1, d + 1))
+            stacked[:, :d, :d] = inverse
+            stacked[:, :d, d] = -np.einsum("kij,kj->ki", inverse, means)
+            stacked[:, d, d] = 1.0
+            self.stacked = backend.array(stacked.reshape(k * (d + 1), d + 1))
+
+    def sums(self, u: Any, resp: Any = None, hard: bool = False) -> dict[str, Any]:
+        """Sums over the rows ``u`` (b, D + 1; the last column 1) of the responsibilities
+        r (K,), Σ r·y (K, D) and Σ r·y yᵀ (K, D, D) or Σ r·y² (K, D) of the whitened rows,
+        and of the smoothed and reported log-likelihoods; r the posteriors, or given (K, b),
+        or (``hard``) one-hot on the nearest mean."""
+        xp = torch if isinstance(u, torch.Tensor) else np
+        k, d, b = self.k, self.d, u.shape[0]
+        if self.diag:
+            y = (u[:, :d].T[None] - self.centres[:, :, None]) * self.inverse[:, :, None]
+            sq = y * y  # (K, D, b)
+            maha = sq.sum(1)  # (K, b)
+        else:
+            y = (self.stacked @ u.T).reshape(k, d + 1, b)  # y[k] = [L_k⁻¹ (u − μ_k)ᵀ; 1]
+            maha = xp.einsum("kdb,kdb->kb", y[:, :d], y[:, :d])  # (K, b)
+        objective = loglik = 0.0
+        if hard:
+            resp = _hard(-maha)
+        elif resp is None:
+            log_w = self.const[:, None] - 0.5 * maha  # (K, b)
+            if self.plain is not None and self.plain_factor is None:
+                loglik = _log_normalise(log_w + self.plain[:, None])[1].sum()
+            resp, log_p = _log_normalise(log_w)
+            objective = log_p.sum()
+            if self.plain is None:
+                loglik = objective
+            elif self.plain_factor is not None:
+                mixed = xp.log(self.plain_factor @ resp).sum()  # log Σ_k r_k exp(p_k − max p)
+                loglik = objective + b * self.plain_top + mixed
+        if self.diag:
+            n, first = resp.sum(1), (y @ resp[:, :, None])[:, :, 0]  # (K,), (K, D)
+            second = (sq @ resp[:, :, None])[:, :, 0]  # (K, D)
+        else:  # one product: [[Σ r y yᵀ, Σ r y], [Σ r yᵀ, Σ r]] per component
+            full = _weighted_gram(y, resp)  # (K, D+1, D+1)
+            n, first, second = full[:, d, d], full[:, :d, d], full[:, :d, :d]
+        return {"n": n, "first": first, "second": second,
+                "objective": objective, "log_likelihood": loglik}  # fmt: skip
+
+    def moments(self, sums: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        """Counts (K,), means (K, D) and covariances (without smoothing) of the weighted rows
+        from their sums, back in the rows' units."""
+        n = sums["n"]
+        delta = sums["first"] / (n + _EPS)[:, None]  # the mean's move, whitened
+        if self.diag:
+            var = np.maximum(sums["second"] / (n + _EPS)[:, None] - delta**2, 0.0)
+            return n, self.means + self.factor * delta, var * self.factor**2
+        scatter = _symmetric(sums["second"]) / (n + _EPS)[:, None, None]
+        scatter = scatter - np.einsum("ki,kj->kij", delta, delta)
+        cov = self.factor @ scatter @ self.factor.transpose(0, 2, 1)
+        mean = self.means + np.einsum("kij,kj->ki", self.factor, delta)
+        return n, mean, 0.5 * (cov + cov.transpose(0, 2, 1))
+
+
+class _GaussianEM:
+    """EM's pieces (:class:`~ptheta.models.em.EMProblem`) for a Gaussian mixture on the
+    standardised values u = (x (+ ½ when dequantised) − offset) / scale of ``data``.
+    Parameters are (weights (K,), means (K, D), covariances), float64, in units of u."""
+
+    def __init__(
+        self,
+        data: Source,
+        k: int,
+        diag: bool,
+        smooth: float,
+        report: float,
+        offset: np.ndarray,
+        scale: np.ndarray,
+        cell_centre: float,
+        init: str,
+        backend: _Backend,
+        batch_size: int | None,
+    ) -> None:
+        self.data, self.k, self.diag, self.smooth, self.report = data, k, diag, smooth, report
+        self.batch_size = batch_size
+        self.offset, self.scale, self.cell_centre = offset, scale, cell_centre
+        self.init_method, self.backend = init, backend
+        self.log_jacobian = float(np.log(scale).sum())  # objectives in data units
+        self.inverse_scale = 1.0 / scale
+        self.rows = backend.block_rows(k * len(offset))
+        self._cached: tuple[Params, _Whitening] | None = None
+
+    def standardised(self, batch: np.ndarray) -> np.ndarray:
+        """The rows' u (b, D) with a column of ones appended, (b, D + 1)."""
+        flat = batch.reshape(len(batch), len(self.offset))
+        out = np.empty((len(flat), flat.shape[1] + 1))
+        np.subtract(flat, self.offset - self.cell_centre, out=out[:, :-1])
+        out[:, :-1] *= self.inverse_scale
+        out[:, -1] = 1.0
+        return out
+
+    def _sums(self, batch: np.ndarray, whitening: _Whitening, hard: bool) -> dict[str, Any]:
+        blocks = []
+        for i in range(0, max(1, len(batch)), self.rows):
+            u = self.backend.array(self.standardised(batch[i : i + self.rows]))  # (b, D+1)
+            blocks.append(whitening.sums(u, hard=hard))
+        return _summed(blocks)
+
+    def _whitening(self, params: Params) -> _Whitening:
+        if self._cached is None or self._cached[0] is not params:
+            whitening = _Whitening(params, self.diag, self.smooth, self.report, self.backend)
+            self._cached = (params, whitening)
+        return self._cached[1]
+
+    def statistics(self, params: Params) -> Callable[..., dict[str, Any]]:
+        whitening = self._whitening(params)
+        return lambda batch, _labels: self._sums(batch, whitening, hard=False)
+
+    def expected(
+        self, sums: Mapping[str, np.ndarray], params: Params, count: int
+    ) -> tuple[float, float, Stats]:
+        n, mean, cov = self._whitening(params).moments(sums)
+        stats = {"n": n * (len(self.data) / count), "mean": mean, "cov": cov}
+        objective = float(sums["objective"]) / count - self.log_jacobian
+        return objective, float(sums["log_likelihood"]) / count - self.log_jacobian, stats
+
+    def m_step(self, stats: Stats) -> Params:
+        n = stats["n"] + _EPS
+        d = stats["mean"].shape[1]
+        smooth = self.smooth if self.diag else self.smooth * np.eye(d)
+        return n / n.sum(), stats["mean"], stats["cov"] + smooth
+
+    def blend(self, stats: Stats, new: Stats, rho: float) -> Stats:
+        n, mean, cov = blend_moments((1 - rho) * stats["n"], stats["mean"], stats["cov"],
+                                     rho * new["n"], new["mean"], new["cov"])  # fmt: skip
+        return {"n": n, "mean": mean, "cov": cov}
+
+    def init(self, seed: np.random.SeedSequence) -> tuple[Params, Stats]:
+        """k-means++ centres of (at most `_INIT_ROWS`) examples, then every example assigned
+        to its nearest centre; or random responsibilities of those examples."""
+        n, k = len(self.data), self.k
+        rs = np.random.RandomState(seed.generate_state(1)[0])
+        sample = self.standardised(_read_rows(self.data, _init_index(n, rs)))  # (M, D + 1)
+        d = sample.shape[1] - 1
+        if self.init_method == "random":
+            resp = rs.uniform(size=(len(sample), k))
+            resp /= resp.sum(axis=1, keepdims=True)
+            origin = (np.ones(k), np.zeros((k, d)), None)
+            whitening = _Whitening(origin, self.diag, 0.0, 0.0, self.backend, identity=True)
+            blocks = [
+                whitening.sums(self.backend.array(sample[i : i + self.rows]),
+                               resp=self.backend.array(resp[i : i + self.rows].T))
+                for i in range(0, len(sample), self.rows)
+            ]  # fmt: skip
+            sums, count = _summed(blocks), len(sample)
+        else:
+            centres, _ = kmeans_plusplus(sample[:, :d], k, random_state=rs)
+            whitening = _Whitening((np.ones(k), centres, None), self.diag, 0.0, 0.0,
+                                   self.backend, identity=True)  # fmt: skip
+            sums = accumulate(self.data, lambda b, _: self._sums(b, whitening, hard=True),
+                              batch_size=self.batch_size)  # fmt: skip
+            count = n
+        counts, mean, cov = whitening.moments(sums)
+        stats = {"n": counts * (n / count), "mean": mean, "cov": cov}
+        return self.m_step(stats), stats
+
+
+def _location_scale(
+    data: Source, cell_centre: float, batch_size: int | None
+) -> tuple[np.ndarray, ...]:
+    """Mean and standard deviation per feature of the values (x + cell_centre) of ``data``
+    from sums over its batches, and the mask of features that are constant: sums of
+    x − x₀ and |x − x₀| about the first example x₀ (exactly 0 for a constant feature),
+    then of ((x − mean) / a)² with a the mean |x − x₀|, so that no square overflows.
+    A constant feature gets standard deviation 1."""
+    first = data.read_range(0, 1).reshape(1, -1).astype(np.float64)[0] + cell_centre
+    n, d = len(data), len(first)
+
+    def around_first(batch: np.ndarray, _labels: Any) -> dict[str, np.ndarray]:
+        diff = batch.reshape(len(batch), d).astype(np.float64) + cell_centre - first
+        return {"sum": diff.sum(axis=0), "abs": np.abs(diff).sum(axis=0)}
+
+    sums = accumulate(data, around_first, batch_size=batch_size)
+    mean = first + sums["sum"] / n
+    constant = sums["abs"] == 0
+    spread = np.where(constant, 1.0, sums["abs"] / n)
+
+    def squares(batch: np.ndarray, _labels: Any) -> dict[str, np.ndarray]:
+        flat = batch.reshape(len(batch), d).astype(np.float64) + cell_centre
+        return {"sq": (((flat - mean) / spread) ** 2).sum(axis=0)}
+
+    std = spread * np.sqrt(accumulate(data, squares, batch_size=batch_size)["sq"] / n)
+    return mean, np.where(constant | (std == 0), 1.0, std), constant
+
+
+class _CategoricalEM:
+    """EM's pieces (:class:`~ptheta.models.em.EMProblem`) for a mixture of independent
+    categorical variables, MAP-EM with pseudo-count ``alpha``: the log-weights of a block
+    of rows are one product onehot(x) @ log θᵀ, the expected counts one product r @ onehot(x).
+    Parameters are (weights (K,), probs (K, D, L)), float64."""
+
+    def __init__(
+        self, data: Source, k: int, d: int, levels: int, alpha: float, init: str,
+        backend: _Backend, batch_size: int | None,
+    ) -> None:  # fmt: skip
+        self.data, self.k, self.d, self.levels, self.alpha = data, k, d, levels, alpha
+        self.batch_size = batch_size
+        self.init_method, self.backend = init, backend
+        self.rows = backend.block_rows(d * levels + k)
+        # log-normalisers of the Dirichlet(α+1) prior of every θ_k,d and of the flat one on π
+        self.log_norm = k * d * (gammaln(levels * (alpha + 1)) - levels * gammaln(alpha + 1))
+        self.log_norm += gammaln(k)
+
+    def _one_hot(self, batch: np.ndarray) -> np.ndarray:
+        if not len(batch):  # a process without a share of a small batch
+            return np.zeros((0, self.d * self.levels))
+        return one_hot(batch.reshape(len(batch), self.d), self.levels)  # (b, D·L)
+
+    def _sums(self, batch: np.ndarray, table: Any, const: Any, hard: bool) -> dict[str, Any]:
+        """Sums over ``batch`` of the responsibilities (K,), the expected counts (K, D·L) and
+        the log-likelihood, with log-weights ``table`` @ onehot(x)ᵀ + ``const``."""
+        blocks = []
+        for i in range(0, max(1, len(batch)), self.rows):
+            codes = self.backend.array(self._one_hot(batch[i : i + self.rows]))  # (b, D·L)
+            log_w = table @ codes.T + const[:, None]  # (K, b)
+            if hard:
+                resp, loglik = _hard(log_w), 0.0
+            else:
+                resp, log_p = _log_normalise(log_w)
+                loglik = log_p.sum()
+            blocks.append({"n": resp.sum(1), "counts": resp @ codes, "log_likelihood": loglik})
+        return _summed(blocks)
+
+    def _log_probs(self, params: Params) -> np.ndarray:
+        return np.log(np.maximum(params[1], np.finfo(np.float64).tiny)).reshape(self.k, -1)
+
+    def statistics(self, params: Params) -> Callable[..., dict[str, Any]]:
+        table = self.backend.array(self._log_probs(params))  # (K, D·L)
+        const = self.backend.array(np.log(params[0]))
+        return lambda batch, _labels: self._sums(batch, table, const, hard=False)
+
+    def expected(
+        self, sums: Mapping[str, np.ndarray], params: Params, count: int
+    ) -> tuple[float, float, Stats]:
+        n = len(self.data)
+        log_prior = self.log_norm + self.alpha * float(self._log_probs(params).sum())
+        loglik = float(sums["log_likelihood"]) / count
+        stats = {"n": sums["n"] * (n / count), "counts": sums["counts"] * (n / count)}
+        return loglik + log_prior / n, loglik, stats
+
+    def m_step(self, stats: Stats) -> Params:
+        nk = stats["n"] + _EPS  # (K,)
+        counts = stats["counts"].reshape(self.k, self.d, self.levels) + self.alpha
+        total = counts.sum(axis=2, keepdims=True)
+        # a component without data (possible only with alpha=0) gets uniform levels
+        tiny = np.finfo(np.float64).tiny
+        probs = np.where(total > 0, counts / np.maximum(total, tiny), 1.0 / self.levels)
+        return nk / nk.sum(), probs
+
+    def blend(self, stats: Stats, new: Stats, rho: float) -> Stats:
+        return {key: (1 - rho) * stats[key] + rho * new[key] for key in stats}
+
+    def init(self, seed: np.random.SeedSequence) -> tuple[Params, Stats]:
+        """k-means++ centres of the one-hot codes of (at most `_INIT_ROWS`) examples, then
+        every example assigned to its nearest centre; or random responsibilities."""
+        n, k = len(self.data), self.k
+        rs = np.random.RandomState(seed.generate_state(1)[0])
+        sample = self._one_hot(_read_rows(self.data, _init_index(n, rs)))  # (M, D·L)
+        if self.init_method == "random":
+            resp = rs.uniform(size=(len(sample), k))
+            resp /= resp.sum(axis=1, keepdims=True)
+            m = len(sample)
+            stats = {"n": resp.sum(axis=0) * (n / m), "counts": resp.T @ sample * (n / m)}
+        else:
+            centres, _ = kmeans_plusplus(sample, k, random_state=rs)  # (K, D·L)
+            # nearest centre: the largest 2 c·x − ‖c‖² (‖x‖² is the same for every centre)
+            table = self.backend.array(2.0 * centres)
+            const = self.backend.array(-(centres * centres).sum(axis=1))
+            sums = accumulate(self.data, lambda b, _: self._sums(b, table, const, hard=True),
+                              batch_size=self.batch_size)  # fmt: skip
+            stats = {"n": sums["n"], "counts": sums["counts"]}
+        return self.m_step(stats), stats
 
 
 class GaussianMixture(_EMMixture):
-    """Gaussian mixture p(x) = Σ_k π_k N(x; μ_k, Σ_k), fitted by EM in log space (torch).
+    """Gaussian mixture p(x) = Σ_k π_k N(x; μ_k, Σ_k), fitted by EM over batches of the data.
 
     **Standardisation.** On continuous data EM runs on z = (x − shift_) / scale_, each
     feature shifted by its mean and divided by its standard deviation (1 for a constant
@@ -156,6 +609,31 @@ class GaussianMixture(_EMMixture):
     from the bound), an approximation to conditioning on the cells, and the filled values go
     back to integer levels as ``sample`` does (floor, clipped to the valid levels).
 
+    **Fitting over batches.** ``fit`` takes an array or a :class:`~ptheta.data.stream.Source`
+    (a memory-mapped file, shards) and reads it a batch at a time (``capabilities().streams``;
+    an array in memory is the same computation). The standardisation is two passes of sums
+    (about the first example, so a constant feature is detected exactly). The
+    initialisation sees at most 10,000 examples, drawn by the restart's seed (all of
+    them when there are no more): k-means++ centres of those, then every example assigned
+    to its nearest centre in one pass (``init="random"``: random responsibilities of those
+    examples). Each E-step sums, per component, the responsibilities r, Σ r·y and Σ r·y yᵀ
+    of the rows whitened by the current parameters, y = L_k⁻¹ (z − μ_k) with L_k the
+    Cholesky factor of Σ_k (diagonal: (z − μ_k) / σ_k), over blocks of rows with one
+    matrix product per block; the M-step reads the new means and covariances off them
+    (μ_k + L_k δ and L_k (S/n − δδᵀ) L_kᵀ, δ = Σ r·y / n, nothing cancelling far from the
+    origin). Under ``torchrun`` the sums are all-reduced: W processes fit the model of one.
+
+    **Mini-batch EM.** ``em="minibatch"`` runs stepwise EM (Cappé & Moulines 2009; Liang &
+    Klein 2009) instead: each epoch visits the examples in a new seeded random order in
+    batches of ``batch_size`` (default 1024); after each batch the running statistics
+    s = (n_k, mean_k, covariance_k) move to (1 − ρ_t) s + ρ_t ŝ(batch) (in the
+    sufficient statistics (n_k, Σ r x, Σ r x xᵀ), scaled to the whole data set), with
+    ρ_t = (t + 2)^−α, α = ``step_decay`` ∈ (0.5, 1], t counting the steps over all epochs,
+    and the parameters are their M-step. ``max_iter`` counts epochs; ``history_`` holds per
+    epoch the mean of the batches' objectives, each at the parameters of its step (not
+    monotone). Under ``torchrun`` every step's batch is shared among the processes and its
+    statistics all-reduced, so all take the same step.
+
     Arguments:
         n_components: number of mixture components K.
         covariance_type: ``"full"`` (K, D, D) or ``"diag"`` (K, D).
@@ -164,6 +642,10 @@ class GaussianMixture(_EMMixture):
         n_init: number of initialisations; the one with the best objective is kept.
         init: ``"kmeans++"`` (k-means++ centres, then a hard assignment) or ``"random"``
             (random responsibilities).
+        em: ``"full"`` (full-batch EM) or ``"minibatch"`` (stepwise EM, see above).
+        batch_size: rows per batch: of each read for full-batch EM (None: about 32 MB), of
+            each step for mini-batch EM (None: 1024).
+        step_decay: α of mini-batch EM's step sizes ρ_t = (t + 2)^−α, in (0.5, 1].
         reg_covar: variance added to the diagonal of every covariance (see above).
         dequantization: ``"auto"`` (on discrete data), ``"uniform"`` (always) or ``"none"``.
         dtype: ``"float64"`` or ``"float32"`` for the EM arithmetic.
@@ -187,7 +669,10 @@ class GaussianMixture(_EMMixture):
 
     References:
         Dempster, Laird & Rubin (1977); Arthur & Vassilvitskii (2007) for k-means++;
-        Theis, van den Oord & Bethge (2016) for dequantisation bounds.
+        Theis, van den Oord & Bethge (2016) for dequantisation bounds; Cappé & Moulines
+        (2009), On-line expectation-maximization algorithm for latent data models, JRSS B
+        71(3); Liang & Klein (2009), Online EM for unsupervised models, NAACL; Chan, Golub &
+        LeVeque (1979) for merging moments.
     """
 
     name: ClassVar[str] = "gmm"
@@ -216,6 +701,9 @@ class GaussianMixture(_EMMixture):
         tol: float = 1e-3,
         n_init: int = 1,
         init: str = "kmeans++",
+        em: str = "full",
+        batch_size: int | None = None,
+        step_decay: float = 0.6,
         reg_covar: float = 1e-6,
         dequantization: str = "auto",
         dtype: str = "float64",
@@ -229,6 +717,9 @@ class GaussianMixture(_EMMixture):
         self.tol = tol
         self.n_init = n_init
         self.init = init
+        self.em = em
+        self.batch_size = batch_size
+        self.step_decay = step_decay
         self.reg_covar = reg_covar
         self.dequantization = dequantization
         self.dtype = dtype
@@ -237,9 +728,8 @@ class GaussianMixture(_EMMixture):
         self.verbose = verbose
 
     # ----------------------------------------------------------------- fitting
-    def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
-        flat = x.reshape(len(x), -1).astype(np.float64)
-        self._check_n_components(len(flat))
+    def _fit_stream(self, data: Source, y: Any, spec: DataSpec) -> None:
+        self._check_n_components(len(data))
         deq = spec.is_discrete
         if self.dequantization == "uniform" and not deq:
             raise ParameterError(
@@ -253,55 +743,33 @@ class GaussianMixture(_EMMixture):
                 "continuous density, declare the data continuous (--kind continuous, or "
                 "kind='continuous' in Python)"
             )
-        if deq:
-            flat = flat + 0.5  # centre of the unit cell [x, x+1)
+        cell_centre = 0.5 if deq else 0.0  # the centre of the unit cell [x, x+1)
         smooth = self.reg_covar + (_DEQUANT_VAR if deq else 0.0)
         report_smooth = _DEQUANT_VAR if deq else 0.0
-        if not deq:
-            constant = np.flatnonzero(np.ptp(flat, axis=0) == 0)
-            if constant.size:
-                warnings.warn(
-                    f"{constant.size} feature(s) are constant in the training data (first: "
-                    f"{constant[:5].tolist()}); their variance is only reg_covar="
-                    f"{self.reg_covar:g}, so held-out values that differ get almost no density. "
-                    "If the data are discrete, keep dequantization='auto' and declare the kind; "
-                    "otherwise raise reg_covar.",
-                    UserWarning,
-                    stacklevel=3,
-                )
-
-        dev, dt = resolve_device(self.device), resolve_dtype(self.dtype)
-        if deq:  # level units, where the dequantisation bound is defined
-            shift, scale = np.zeros(flat.shape[1]), np.ones(flat.shape[1])
-        else:  # EM on standardised data: no dependence on units, offset or memory layout
-            shift, scale = location_scale(flat)
-        z = (flat - shift) / scale
-        centre = z.mean(axis=0)  # EM on centred data: no cancellation far from the origin
-        xt = torch.as_tensor(z - centre, dtype=dt, device=dev)  # (N, D)
-        log_jacobian = float(np.log(scale).sum())  # history_ in data units
-        cov_type, k = self.covariance_type, int(self.n_components)
-
-        def e_step(params: Params) -> tuple[float, float, torch.Tensor]:
-            log_w, trace_prec = _log_weighted_densities(xt, *params, cov_type)  # (N, K), (K,)
-            smoothed = log_w - 0.5 * smooth * trace_prec
-            objective = torch.logsumexp(smoothed, dim=1)  # (N,)
-            loglik = torch.logsumexp(log_w - 0.5 * report_smooth * trace_prec, dim=1)
-            return (
-                float(objective.mean()) - log_jacobian,
-                float(loglik.mean()) - log_jacobian,
-                torch.softmax(smoothed, dim=1),
+        mean, std, constant = _location_scale(data, cell_centre, self.batch_size)
+        if not deq and constant.any():
+            first = np.flatnonzero(constant)
+            warnings.warn(
+                f"{first.size} feature(s) are constant in the training data (first: "
+                f"{first[:5].tolist()}); their variance is only reg_covar="
+                f"{self.reg_covar:g}, so held-out values that differ get almost no density. "
+                "If the data are discrete, keep dequantization='auto' and declare the kind; "
+                "otherwise raise reg_covar.",
+                UserWarning,
+                stacklevel=4,
             )
-
-        def m_step(resp: torch.Tensor) -> Params:
-            return _m_step(xt, resp, cov_type, smooth)
-
-        self.weights_, means, cov = self._fit_em(
-            lambda seed: m_step(_initial_resp(xt, k, self.init, seed)), e_step, m_step
-        )
-        self.means_ = (means + centre) * scale + shift
-        outer = np.outer(scale, scale) if cov_type == "full" else scale**2
-        self.covariances_ = cov * outer
-        self.shift_, self.scale_ = shift, scale
+        # EM on standardised data (continuous: no dependence on units, offset or memory
+        # layout); discrete data keep their level units, only centred
+        scale = np.ones_like(mean) if deq else std
+        diag = self.covariance_type == "diag"
+        problem = _GaussianEM(
+            data, int(self.n_components), diag, smooth, report_smooth, mean, scale,
+            cell_centre, self.init, _Backend(self.device, self.dtype), self.batch_size,
+        )  # fmt: skip
+        self.weights_, means, cov = self._run_em(problem, data)
+        self.means_ = means * scale + mean
+        self.covariances_ = cov * (scale**2 if diag else np.outer(scale, scale))
+        self.shift_, self.scale_ = (np.zeros_like(mean) if deq else mean), scale
         self.dequantized_ = bool(deq)
 
     # ----------------------------------------------------------------- scoring
@@ -418,9 +886,14 @@ class CategoricalMixture(_EMMixture):
     """Mixture of independent categorical variables p(x) = Σ_k π_k ∏_d θ_k,d[x_d], by MAP-EM.
 
     Within component k the D variables are independent with level probabilities θ_k,d
-    (L levels; binary data is L = 2). EM runs in log space in torch: the E-step is
-    log π_k + onehot(x) @ log θ_k — a (N, D·L) one-hot code times (D·L, K) log-probabilities —
-    normalised with logsumexp.
+    (L levels; binary data is L = 2). EM runs in log space: the E-step is
+    log π_k + onehot(x) @ log θ_k — a (rows, D·L) one-hot code times (D·L, K)
+    log-probabilities, a block of rows at a time — normalised with logsumexp, and the
+    expected counts are r @ onehot(x), summed over the batches of the data (a
+    :class:`~ptheta.data.stream.Source` is read a batch at a time, all-reduced under
+    ``torchrun``). The initialisation sees at most 10,000 examples, as
+    :class:`GaussianMixture`'s does, then assigns every example to its nearest k-means++
+    centre. ``em="minibatch"`` is stepwise EM on the expected counts, as documented there.
 
     **Smoothing is MAP-EM.** The M-step sets θ_k,d = (n_k,d + α) / (n_k + L·α), with n the
     expected counts: the maximiser of the expected log-likelihood plus the log-density of a
@@ -449,6 +922,11 @@ class CategoricalMixture(_EMMixture):
         n_init: number of initialisations; the one with the best objective is kept.
         init: ``"kmeans++"`` (k-means++ centres of the one-hot codes, then a hard
             assignment) or ``"random"`` (random responsibilities).
+        em: ``"full"`` (full-batch EM) or ``"minibatch"`` (stepwise EM, see
+            :class:`GaussianMixture`).
+        batch_size: rows per batch: of each read for full-batch EM (None: about 32 MB), of
+            each step for mini-batch EM (None: 1024).
+        step_decay: α of mini-batch EM's step sizes ρ_t = (t + 2)^−α, in (0.5, 1].
         dtype: ``"float64"`` or ``"float32"`` for the EM arithmetic.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         random_state: seed of the initialisation: an integer, or None for fresh randomness
@@ -469,7 +947,8 @@ class CategoricalMixture(_EMMixture):
     References:
         Bishop (2006), Pattern Recognition and Machine Learning, §9.3.3 (mixtures of
         Bernoulli distributions) and §9.4 (EM for MAP); Dempster, Laird & Rubin (1977);
-        Arthur & Vassilvitskii (2007) for k-means++.
+        Arthur & Vassilvitskii (2007) for k-means++; Cappé & Moulines (2009) and Liang &
+        Klein (2009) for stepwise EM.
     """
 
     name: ClassVar[str] = "categorical-mixture"
@@ -487,6 +966,9 @@ class CategoricalMixture(_EMMixture):
         tol: float = 1e-3,
         n_init: int = 1,
         init: str = "kmeans++",
+        em: str = "full",
+        batch_size: int | None = None,
+        step_decay: float = 0.6,
         dtype: str = "float64",
         device: str = "cpu",
         random_state: int | None = 0,
@@ -498,43 +980,22 @@ class CategoricalMixture(_EMMixture):
         self.tol = tol
         self.n_init = n_init
         self.init = init
+        self.em = em
+        self.batch_size = batch_size
+        self.step_decay = step_decay
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
 
-    def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
-        flat = x.reshape(len(x), -1)
-        self._check_n_components(len(flat))
-        alpha = float(self.alpha)
-        (n, d), levels, k = flat.shape, int(spec.n_categories), int(self.n_components)
-        dev, dt = resolve_device(self.device), resolve_dtype(self.dtype)
-        onehot = torch.as_tensor(one_hot(flat, levels), dtype=dt, device=dev)  # (N, D·L)
-        tiny = torch.finfo(dt).tiny
-        # log-normalisers of the Dirichlet(α+1) prior of every θ_k,d and of the flat one on π
-        log_norm = k * d * (gammaln(levels * (alpha + 1)) - levels * gammaln(alpha + 1))
-        log_norm += gammaln(k)
-
-        def e_step(params: Params) -> tuple[float, float, torch.Tensor]:
-            weights, probs = params
-            log_probs = probs.clamp_min(tiny).log()  # (K, D, L)
-            log_w = weights.log() + onehot @ log_probs.reshape(k, -1).T  # (N, K)
-            loglik = torch.logsumexp(log_w, dim=1)  # (N,)
-            log_prior = log_norm + alpha * float(log_probs.sum())
-            objective = (float(loglik.sum()) + log_prior) / n
-            return objective, float(loglik.mean()), torch.softmax(log_w, dim=1)
-
-        def m_step(resp: torch.Tensor) -> Params:
-            nk = resp.sum(dim=0) + 10 * torch.finfo(dt).eps  # (K,)
-            counts = (resp.T @ onehot).reshape(k, d, levels) + alpha  # (K, D, L)
-            total = counts.sum(dim=2, keepdim=True)
-            # a component without data (possible only with alpha=0) gets uniform levels
-            probs = torch.where(total > 0, counts / total.clamp_min(tiny), 1.0 / levels)
-            return nk / nk.sum(), probs
-
-        self.weights_, self.probs_ = self._fit_em(
-            lambda seed: m_step(_initial_resp(onehot, k, self.init, seed)), e_step, m_step
-        )
+    def _fit_stream(self, data: Source, y: Any, spec: DataSpec) -> None:
+        self._check_n_components(len(data))
+        d = math.prod(spec.event_shape)
+        problem = _CategoricalEM(
+            data, int(self.n_components), d, int(spec.n_categories), float(self.alpha),
+            self.init, _Backend(self.device, self.dtype), self.batch_size,
+        )  # fmt: skip
+        self.weights_, self.probs_ = self._run_em(problem, data)
 
     def _log_joint(self, x: np.ndarray) -> np.ndarray:
         """log π_k + Σ_{d observed} log θ_k,d[x_d], shape (N, K)."""
@@ -599,28 +1060,6 @@ class BernoulliMixture(CategoricalMixture):
     presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {}}
 
 
-def _m_step(
-    x: torch.Tensor, resp: torch.Tensor, covariance_type: str, smooth: float
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Weights (K,), means (K, D) and covariances from responsibilities (N, K)."""
-    n, d = x.shape
-    eps = 10 * torch.finfo(x.dtype).eps
-    nk = resp.sum(dim=0) + eps  # (K,)
-    means = (resp.T @ x) / nk[:, None]  # (K, D)
-    if covariance_type == "full":
-        cov = _weighted_scatter(x, resp, means)  # (K, D, D)
-        cov = cov / nk[:, None, None] + smooth * torch.eye(d, dtype=x.dtype, device=x.device)
-    else:
-        # Σ_n r_nk (x_n − μ_k)², in row chunks to bound memory; not E[x²] − μ², which
-        # cancels catastrophically when a component sits far from the origin
-        cov = torch.zeros_like(means)  # (K, D)
-        for start in range(0, n, 8192):
-            xc, rc = x[start : start + 8192], resp[start : start + 8192]
-            cov += (rc.T[:, :, None] * (xc[None] - means[:, None]) ** 2).sum(dim=1)
-        cov = cov / nk[:, None] + smooth
-    return nk / n, means, cov
-
-
 def _log_weighted_densities(
     x: torch.Tensor,
     weights: torch.Tensor,
@@ -664,37 +1103,6 @@ def _log_weighted_densities(
 def _rows_per_chunk(k: int, d: int) -> int:
     """Rows per chunk of a (rows, K, D) temporary: about 2²¹ values, at least 256 rows."""
     return max(256, 2**21 // (k * d))
-
-
-def _weighted_scatter(x: torch.Tensor, resp: torch.Tensor, means: torch.Tensor) -> torch.Tensor:
-    """Σ_n r_nk (x_n − μ_k)(x_n − μ_k)ᵀ for every component k, shape (K, D, D).
-
-    On the CPU one BLAS ``syrk`` per component on √r_k ⊙ (x − μ_k): the symmetric product
-    costs half a general one (N·D² flops, not 2·N·D²), and x − μ_k is formed first, so
-    nothing cancels when a component sits far from the origin. Elsewhere (CUDA) batched
-    products over chunks of rows, never a (K, N, D) tensor.
-    """
-    k, d = means.shape
-    if x.device.type == "cpu":
-        from scipy.linalg import blas
-
-        xs, ms = x.numpy(), means.numpy()
-        roots = np.sqrt(resp.T.contiguous().numpy())  # (K, N)
-        syrk = blas.get_blas_funcs("syrk", (xs,))
-        out = np.empty((k, d, d), dtype=xs.dtype)
-        for j in range(k):
-            a = xs - ms[j]
-            a *= roots[j][:, None]
-            upper = syrk(1.0, a.T, trans=0, lower=0)  # a.T is (D, N) in Fortran order: a ᵀa
-            out[j] = np.triu(upper) + np.triu(upper, 1).T
-        return torch.from_numpy(out)
-    cov = torch.zeros(k, d, d, dtype=x.dtype, device=x.device)
-    rows = _rows_per_chunk(k, d)
-    for start in range(0, len(x), rows):
-        diff = x[None, start : start + rows] - means[:, None]  # (K, rows, D)
-        weighted = diff * resp[start : start + rows].T[:, :, None]
-        cov.baddbmm_(weighted.transpose(1, 2), diff)
-    return cov
 
 
 def _mahalanobis(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor) -> torch.Tensor:
