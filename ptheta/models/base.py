@@ -390,7 +390,9 @@ class GenerativeModel(BaseEstimator):
 
         Input tags: families of discrete data only (levels 0..K-1) declare
         ``categorical`` and ``positive_only``; families that need images (C, H, W) do not
-        take 2-D arrays (``two_d_array`` False, as scikit-learn's image estimators).
+        take 2-D arrays (``two_d_array`` False, as scikit-learn's image estimators), nor
+        do families of tables only (a table's typed columns come from a Split or a
+        DataFrame read with its schema, never from a plain array).
         ``allow_nan`` is ``capabilities().fits_missing``: the tag says ``fit`` takes NaN
         (meta-estimators pass it there), which only families that fit by EM over the missing
         entries do (models that only marginalise when scoring leave it False).
@@ -403,7 +405,8 @@ class GenerativeModel(BaseEstimator):
         tags.input_tags.allow_nan = caps.fits_missing
         tags.input_tags.categorical = discrete
         tags.input_tags.positive_only = discrete
-        tags.input_tags.two_d_array = not caps.needs_image
+        tables_only = tuple(caps.data_kinds) == ("table",)
+        tags.input_tags.two_d_array = not (caps.needs_image or tables_only)
         tags.target_tags.required = caps.needs_labels or caps.classifies
         if caps.classifies:
             tags.estimator_type = "classifier"

@@ -30,6 +30,11 @@ def _kind(name: str) -> str:
 def _data(name: str, kind: str | None = None, n: int = 120, seed: int = 0):
     """Two-cluster examples (N, D) of a kind the family accepts, labels (N,), and the spec."""
     kind = kind or _kind(name)
+    if kind == "table":  # a family of tables only: one column of each type
+        from tests.models.test_contract import _data as table_data
+
+        x, y, split = table_data("table", n=n, seed=seed)
+        return x, y, split.spec
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, size=n)
     if kind == "continuous":
@@ -200,6 +205,10 @@ def test_zero_features_and_wrong_input_kinds_are_refused_at_fit(name):
         with pytest.raises(DataError, match=match) as info:
             _fit(name, bad, y)
         assert "\n" not in str(info.value)
+    if spec.kind == "table":  # a table of no column is refused where its spec is made
+        with pytest.raises(DataError, match="need columns"):
+            DataSpec("table", (0,))
+        return
     empty = Split(np.zeros((len(x), 0)), y, DataSpec(spec.kind, (0,), spec.n_categories))
     with pytest.raises(DataError, match="no features"):
         _fit(name, empty, y)

@@ -38,7 +38,12 @@ CONDITIONAL = [name for name in NEURAL if "class_conditional" in REGISTRY[name].
 
 
 def _split(kind: str, image: bool, n: int = 80) -> Split:
-    """Two clusters of 6 variables (binary, 5 levels) or 2 reals; images are 1×2×3."""
+    """Two clusters of 6 variables (binary, 5 levels) or 2 reals; images are 1×2×3; a
+    table of one column of each type."""
+    if kind == "table":
+        from tests.models.test_contract import _data
+
+        return _data("table", n=n)[2]
     rng = np.random.default_rng(0)
     y = rng.integers(0, 2, size=n)
     if kind == "binary":

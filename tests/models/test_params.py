@@ -45,12 +45,13 @@ from ptheta.params import (
 def _fit(name: str, **params):
     """Fit ``name`` from its quick parameters updated by ``params`` on tiny data."""
     cls = REGISTRY[name]
-    x, y, _ = _data(cls.data_kinds[0], n=60, image=cls.needs_image)
+    x, y, split = _data(cls.data_kinds[0], n=60, image=cls.needs_image)
     model = ptheta.make(name, **{**cls.quick_params, **params})
     conditional = cls.needs_labels or params.get("class_conditional") is True
+    data = split if cls.data_kinds[0] == "table" else x  # an array is never read as a table
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return model.fit(x, y if conditional else None)
+        return model.fit(data, y if conditional else None)
 
 
 # --------------------------------------------------------------------------- declarations

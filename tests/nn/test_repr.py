@@ -21,6 +21,10 @@ WIDTH = 36  # a hidden width no other size of these tiny models happens to equal
 
 
 def _split(kind: str, image: bool, n: int = 64) -> Split:
+    if kind == "table":  # typed columns: only a Split (or a DataFrame) says so
+        from tests.models.test_contract import _data
+
+        return _data("table", n=n)[2]
     rng = np.random.default_rng(0)
     if kind == "continuous":
         return Split(rng.normal(size=(n, 2)), None, DataSpec("continuous", (2,)))
