@@ -4,7 +4,8 @@ K=10 components, full covariance, exactly 5 EM iterations (tol=0: nobody stops e
 reg_covar=1e-6, on data drawn from a random 10-component Gaussian mixture (N × D, float64).
 
 The same start: ptheta standardises the data and draws k-means++ centres (scikit-learn's
-``kmeans_plusplus``) from a RandomState derived from its ``random_state``, assigns every
+``kmeans_plusplus``, on at most 10,000 rows drawn by the same state) from a RandomState
+derived from its ``random_state``, assigns every
 point to its nearest centre and takes an M-step. The scikit-learn side does the same work
 inside its timed run with scikit-learn's own functions (``kmeans_plusplus`` from the same
 RandomState on the same standardised data, ``pairwise_distances_argmin``, and
@@ -69,7 +70,14 @@ def sides(x: np.ndarray) -> list[Side]:
         return model.fit(x)
 
     def theirs():
-        centres, _ = kmeans_plusplus(z, K, random_state=ptheta_seed_state(SEED))
+        # ptheta's k-means++ sees all rows up to 10,000, else 10,000 drawn by the same state
+        rs = ptheta_seed_state(SEED)
+        rows = (
+            np.arange(len(z))
+            if len(z) <= 10_000
+            else np.sort(rs.choice(len(z), 10_000, replace=False))
+        )
+        centres, _ = kmeans_plusplus(z[rows], K, random_state=rs)
         resp = np.zeros((len(z), K))
         resp[np.arange(len(z)), pairwise_distances_argmin(z, centres)] = 1.0
         weights, means, covs = _estimate_gaussian_parameters(z, resp, REG, "full")
