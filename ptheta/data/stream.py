@@ -197,7 +197,11 @@ class ArraySource(Source):
 
 
 class NpySource(Source):
-    """A ``.npy`` file read through a memory map: only the rows asked for are read.
+    """A ``.npy`` file read a batch of rows at a time: only the rows asked for are read.
+
+    Rows are read with ordinary file reads into fresh arrays (the file's pages do not stay
+    resident in this process, so memory stays flat however large the file); a file in
+    Fortran order is read through numpy's memory map instead.
 
     Example:
         >>> import numpy as np, tempfile, os
@@ -225,10 +229,40 @@ class NpySource(Source):
         self.y = None if y is None else np.asarray(y)
 
     def _read(self, index: np.ndarray) -> np.ndarray:
-        return np.asarray(self.x[index])
+        if not self.x.flags.c_contiguous or self.x.dtype.hasobject:
+            return np.asarray(self.x[index])
+        out = np.empty((len(index), *self.event_shape), self.dtype)
+        if not len(index):
+            return out
+        # runs of consecutive rows, each one read
+        breaks = np.flatnonzero(np.diff(index) != 1) + 1
+        starts = np.concatenate([[0], breaks])
+        stops = np.concatenate([breaks, [len(index)]])
+        with open(self.path, "rb", buffering=0) as f:
+            for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+                self._read_into(f, int(index[a]), out[a:b])
+        return out
 
     def _read_range(self, start: int, stop: int) -> np.ndarray:
-        return np.array(self.x[start:stop])
+        if not self.x.flags.c_contiguous:
+            return np.array(self.x[start:stop])
+        out = np.empty((stop - start, *self.event_shape), self.dtype)
+        if stop > start:
+            with open(self.path, "rb", buffering=0) as f:
+                self._read_into(f, start, out)
+        return out
+
+    def _read_into(self, f: Any, start: int, out: np.ndarray) -> None:
+        """Rows start.. of the file into ``out`` (C-contiguous, len(out) rows)."""
+        row_bytes = out[0].nbytes if len(out) else 0
+        f.seek(self.x.offset + start * row_bytes)
+        view = memoryview(out.reshape(-1).view(np.uint8))
+        done = 0
+        while done < len(view):
+            got = f.readinto(view[done:])
+            if not got:
+                raise DataError(f"{self.path} ended early: the file is truncated or was changed")
+            done += got
 
     def identity(self) -> str:
         stat = self.path.stat()
