@@ -155,10 +155,16 @@ def _image_grid(samples: np.ndarray, spec: DataSpec, title: str) -> plt.Figure:
     return fig
 
 
+# Graphs of more variables than this are drawn as lines and dots, without arrows or
+# numbers (an arrow per edge takes seconds for MNIST's 784 pixels, and numbers overlap).
+LABELLED_NODES = 100
+
+
 def structure_figure(model: Any, image_shape: Sequence[int] | None = None) -> plt.Figure:
     """Draw the learned graph of a model that exports its structure
     (``capabilities().exports_structure``): edge width grows with the edge's weight, roots
-    are red.
+    are red; beyond `LABELLED_NODES` variables, edges are lines (the DOT file keeps the
+    directions).
 
     Arguments:
         model: a fitted model with ``structure_graph()`` (see ChowLiuTree's).
@@ -186,17 +192,25 @@ def structure_figure(model: Any, image_shape: Sequence[int] | None = None) -> pl
     fig, ax = plt.subplots(figsize=size)
     weights = np.asarray(graph["weights"], dtype=np.float64)
     widths = 0.5 + 3.0 * weights / max(float(weights.max(initial=0.0)), 1e-12)
-    for (p, c), lw in zip(graph["edges"], widths, strict=True):
-        ax.annotate(
-            "",
-            xy=pos[c],
-            xytext=pos[p],
-            arrowprops={"arrowstyle": "->", "lw": lw, "color": "tab:blue"},
-        )
     colours = np.where(np.isin(np.arange(d), graph["roots"]), "tab:red", "white")
-    ax.scatter(pos[:, 0], pos[:, 1], s=220, c=colours, edgecolors="k", zorder=3)
-    for i, (px, py) in enumerate(pos):
-        ax.text(px, py, str(i), ha="center", va="center", fontsize=6, zorder=4)
+    if d > LABELLED_NODES:  # hundreds of variables (MNIST's pixels): lines and dots, fast
+        from matplotlib.collections import LineCollection
+
+        segments = [(pos[p], pos[c]) for p, c in graph["edges"]]
+        ax.add_collection(LineCollection(segments, linewidths=widths, colors="tab:blue"))
+        ax.scatter(pos[:, 0], pos[:, 1], s=12, c=colours, edgecolors="k", linewidths=0.3,
+                   zorder=3)  # fmt: skip
+    else:
+        for (p, c), lw in zip(graph["edges"], widths, strict=True):
+            ax.annotate(
+                "",
+                xy=pos[c],
+                xytext=pos[p],
+                arrowprops={"arrowstyle": "->", "lw": lw, "color": "tab:blue"},
+            )
+        ax.scatter(pos[:, 0], pos[:, 1], s=220, c=colours, edgecolors="k", zorder=3)
+        for i, (px, py) in enumerate(pos):
+            ax.text(px, py, str(i), ha="center", va="center", fontsize=6, zorder=4)
     ax.set_aspect("equal")
     ax.axis("off")
     ax.set_title(graph["title"])
