@@ -1,5 +1,11 @@
 """Denoising diffusion (DDPM): ε-prediction, estimates of the variational bound, ancestral and
-DDIM sampling."""
+DDIM sampling.
+
+Fitting streams (``capabilities().streams``): the standardisation of continuous data (the
+network's ``shift`` and ``scale`` buffers) is the mean and standard deviation summed over
+batches (:func:`~ptheta.models.neural.streamed_location_scale`), and the Trainer reads the
+examples a batch at a time: a memory-mapped file is never read whole.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
+from ptheta.data.stream import Source
 from ptheta.errors import DataError, ParameterError
-from ptheta.models.neural import NeuralModel
+from ptheta.models.neural import NeuralModel, streamed_location_scale
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet
@@ -788,12 +795,13 @@ class DDPM(NeuralModel):
             module.scale.copy_(torch.as_tensor(stats[1]).reshape(module.scale.shape))
         return module
 
-    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
+    def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
+        # continuous data: mean and std (1 for a constant entry) from sums over batches,
+        # copied into the network's buffers by _build_module
         if not spec.is_discrete:
-            std = x.std(axis=0)
-            self._standardise = (x.mean(axis=0), np.where(std > 0, std, 1.0))
+            self._standardise = streamed_location_scale(data)
         try:
-            super()._fit(x, y, spec, **fit_params)
+            super()._fit_stream(data, y, spec, **fit_params)
         finally:
             self._standardise = None
 

@@ -1,4 +1,10 @@
-"""Neural energy-based model: contrastive divergence with Langevin dynamics and a replay buffer."""
+"""Neural energy-based model: contrastive divergence with Langevin dynamics and a replay buffer.
+
+Fitting streams (``capabilities().streams``): the standardisation (mean, standard
+deviation) and the box of the replay buffer's noise (smallest and largest value of each
+entry) are computed from the training data a batch at a time, under ``torchrun`` over every
+process's share (:func:`streamed_range`), so a memory-mapped file never has to be read whole.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +16,49 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from ptheta.data import stream
 from ptheta.data.spec import DataSpec, check_values
+from ptheta.data.stream import Source, as_source
 from ptheta.errors import ParameterError
-from ptheta.models.neural import NeuralModel
+from ptheta.models.neural import NeuralModel, streamed_location_scale
 from ptheta.nn.mlp import dense_layers
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Bool, Choice, Config, Float, Int, Param
 
 # seed of the validation chains (eval-mode loss): the same negatives every epoch
 VALIDATION_SEED = 7919
+
+
+def streamed_range(data: Source | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest and the largest value of each entry over the examples (axis 0), float64
+    arrays of the event shape, from one pass over the batches of ``data``.
+
+    Under ``torchrun`` each process reads its share of the batches (every W-th, as
+    :func:`~ptheta.data.stream.accumulate` does) and the processes exchange their extremes
+    through the sum that :func:`~ptheta.data.stream.all_reduce_sum` computes: each writes
+    its own row of a (W, 2, *event_shape) table of zeros, so the sum is every process's
+    row, and the minimum and maximum are taken over the rows (a process without a batch
+    writes +inf and −inf, which the others' values override). Exact: no rounding.
+
+    Example:
+        >>> import numpy as np
+        >>> low, high = streamed_range(np.array([[1.0, -2.0], [3.0, 5.0], [0.5, 4.0]]))
+        >>> low.tolist(), high.tolist()
+        ([0.5, -2.0], [3.0, 5.0])
+    """
+    source = as_source(data)
+    rank, world = stream.process_share()
+    low = np.full(source.event_shape, np.inf)
+    high = np.full(source.event_shape, -np.inf)
+    for _, batch in source.batches(rank=rank, world_size=world):
+        batch = np.asarray(batch, dtype=np.float64)
+        low, high = np.minimum(low, batch.min(0)), np.maximum(high, batch.max(0))
+    if world > 1:
+        table = np.zeros((world, 2, *source.event_shape))
+        table[rank] = low, high
+        table = stream.all_reduce_sum({"range": table})["range"]
+        low, high = table[:, 0].min(0), table[:, 1].max(0)
+    return low, high
 
 
 class EnergyNetwork(nn.Module):
@@ -346,12 +386,15 @@ class EBM(NeuralModel):
             "discrete family (rbm for binary data)"
         )
 
-    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **kw: Any) -> None:
-        shift, scale = x.mean(0), x.std(0)
-        self.shift_, self.scale_ = shift, np.where(scale > 0, scale, 1.0)  # constant: keep
-        z = (x - self.shift_) / self.scale_
-        self.low_, self.high_ = z.min(0), z.max(0)
-        super()._fit(x, y, spec, **kw)
+    def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec, **kw: Any) -> None:
+        # the standardisation (a constant entry keeps scale 1) and the noise box, from
+        # batches; (x − shift) / scale is increasing in x, so the box of the standardised
+        # data is the standardised box of the data, exactly
+        self.shift_, self.scale_ = streamed_location_scale(data)
+        low, high = streamed_range(data)
+        self.low_ = (low - self.shift_) / self.scale_
+        self.high_ = (high - self.shift_) / self.scale_
+        super()._fit_stream(data, y, spec, **kw)
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> EnergyNetwork:
         name = self.name

@@ -1,4 +1,10 @@
-"""Generative adversarial networks: MLP or DCGAN, non-saturating or WGAN-GP: no likelihood."""
+"""Generative adversarial networks: MLP or DCGAN, non-saturating or WGAN-GP: no likelihood.
+
+Fitting streams (``capabilities().streams``): the standardisation of continuous data (the
+networks' ``loc`` and ``scale``) is the mean and standard deviation summed over batches
+(:func:`~ptheta.models.neural.streamed_location_scale`), and the Trainer reads the
+examples a batch at a time: a memory-mapped file is never read whole.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +19,9 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
 from ptheta.data.spec import DataSpec, check_values
+from ptheta.data.stream import Source
 from ptheta.errors import CapabilityError, DataError, ParameterError
-from ptheta.models.neural import NeuralModel
+from ptheta.models.neural import NeuralModel, streamed_location_scale
 from ptheta.nn.mlp import dense_layers
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Bool, Choice, Config, Float, Int, IntList, Param
@@ -457,13 +464,13 @@ class GAN(NeuralModel):
         self.beta1 = beta1
         self.class_conditional = class_conditional
 
-    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **kwargs: Any) -> None:
-        # continuous data are standardised inside the network (its loc/scale buffers)
+    def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec, **kwargs: Any):
+        # continuous data are standardised inside the network (its loc/scale buffers): mean
+        # and std (1 for a constant entry) from sums over batches
         self._standardise = None
         if not spec.is_discrete:
-            scale = x.std(0)
-            self._standardise = (x.mean(0), np.where(scale > 0, scale, 1.0))
-        super()._fit(x, y, spec, **kwargs)
+            self._standardise = streamed_location_scale(data)
+        super()._fit_stream(data, y, spec, **kwargs)
 
     def _image_shape(self, spec: DataSpec) -> tuple[int, ...] | None:
         image = spec.image_shape

@@ -5,6 +5,12 @@ importance-weighted (IWAE) estimate of log p(x) with its standard error, and sam
 any encoder/decoder pair. Estimator level: :class:`LatentModel` — scoring with per-example
 noise keys, class labels, the ELBO and representations. ``vae.py`` and ``seq_vae.py`` add
 their networks.
+
+Fitting streams (``capabilities().streams``) where the examples have one length: the
+standardisation and the fit's diagnostics are sums over batches (under ``torchrun``, over
+every process's share), and the Trainer reads the examples a batch at a time, so a
+memory-mapped file is never read whole. Variable-length sequences (``seq-vae``) are read
+into memory.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, Split, check_values
+from ptheta.data.stream import Source, accumulate, as_source
 from ptheta.errors import DataError
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
@@ -35,6 +42,8 @@ LOG_2PI = math.log(2 * math.pi)
 IWAE_ROWS = 8192
 # Posterior-mean variance above which a latent dimension counts as active (Burda et al.).
 ACTIVE_THRESHOLD = 0.01
+# Examples per chunk of the fit's diagnostics (and never more than a batch of the source).
+DIAGNOSTIC_ROWS = 1024
 
 
 # ---------------------------------------------------------------------------------------
@@ -345,9 +354,9 @@ class LatentModel(NeuralModel):
         self._diagnostic_data = (x_train, y_train) if x_val is None else (x_val, y_val)
         return parts
 
-    def _fit(self, x, y, spec, **fit_params) -> None:
+    def _fit_stream(self, data, y, spec, **fit_params) -> None:
         try:
-            super()._fit(x, y, spec, **fit_params)
+            super()._fit_stream(data, y, spec, **fit_params)
             self.beta_warmup_steps_ = int(self._module.warmup_steps)
             self._diagnose(*self._diagnostic_data, spec)
         finally:  # only needed during fit
@@ -355,18 +364,37 @@ class LatentModel(NeuralModel):
                 self.__dict__.pop(key, None)
 
     @torch.no_grad()
-    def _diagnose(self, x: np.ndarray, labels: np.ndarray | None, spec: DataSpec) -> None:
-        rec, kl, means = [], [], []
-        for xt, yt, keys in self._batches(x, labels, spec=spec):
-            log_px, kl_dims = self._module.elbo_terms(xt, yt, 1, keys=keys)
-            rec.append(-log_px.double().cpu())
-            kl.append(kl_dims.double().cpu())
-            means.append(self._module.encode(xt, yt)[0].double().cpu())
-        kl_dims = torch.cat(kl)
-        self.reconstruction_ = float(torch.cat(rec).mean())
-        self.kl_ = float(kl_dims.sum(1).mean())
-        self.kl_per_dim_ = kl_dims.mean(0).numpy()
-        variance = torch.cat(means).var(0, unbiased=False) if len(x) > 1 else torch.zeros(1)
+    def _diagnose(self, x: Source | np.ndarray, labels: np.ndarray | None, spec: DataSpec) -> None:
+        """The fit's diagnostics (see the class docstring) on examples ``x`` (class indices
+        ``labels`` for a conditional model), from sums over chunks of at most
+        `DIAGNOSTIC_ROWS` examples and a batch of the source (under ``torchrun`` over every
+        process's share). The variance of the posterior means comes from squares about the
+        first example's mean: no cancellation, however far from 0 the means lie."""
+        source = as_source(x)
+        size = min(DIAGNOSTIC_ROWS, source.batch_rows())
+        first = source.read_range(0, 1)
+        ((xt, yt, _),) = self._batches(first, None if labels is None else labels[:1], spec=spec)
+        reference = self._module.encode(xt, yt)[0].double().cpu().numpy()[0]
+
+        def sums(chunk: np.ndarray, chunk_labels: np.ndarray | None) -> dict[str, Any]:
+            out = {"n": len(chunk), "rec": 0.0}
+            out.update({k: np.zeros(len(reference)) for k in ("kl", "mean", "square")})
+            if labels is None:  # a source's own labels are not a conditional model's classes
+                chunk_labels = None
+            for xt, yt, keys in self._batches(chunk, chunk_labels, len(chunk) or 1, spec):
+                log_px, kl_dims = self._module.elbo_terms(xt, yt, 1, keys=keys)
+                means = self._module.encode(xt, yt)[0].double().cpu().numpy() - reference
+                out["rec"] = -float(log_px.double().sum())
+                out["kl"] = kl_dims.double().sum(0).cpu().numpy()
+                out["mean"], out["square"] = means.sum(0), (means**2).sum(0)
+            return out
+
+        totals = accumulate(source, sums, y=labels, batch_size=size)
+        n = float(totals["n"])
+        self.reconstruction_ = float(totals["rec"]) / n
+        self.kl_per_dim_ = totals["kl"] / n
+        self.kl_ = float(self.kl_per_dim_.sum())
+        variance = np.maximum(totals["square"] / n - (totals["mean"] / n) ** 2, 0.0)
         self.active_units_ = int((variance > ACTIVE_THRESHOLD).sum())
 
     # ----------------------------------------------------------------- helpers

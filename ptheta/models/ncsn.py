@@ -1,5 +1,11 @@
 """Noise-conditional score networks (NCSN): denoising score matching over a geometric ladder
-of noise levels, annealed Langevin sampling, no likelihood."""
+of noise levels, annealed Langevin sampling, no likelihood.
+
+Fitting streams (``capabilities().streams``): the standardisation is summed over batches,
+and σ_1 (the largest distance between training examples) is taken over a bounded seeded
+sample of rows (:func:`seeded_rows`) read a batch at a time, so a memory-mapped file is
+never read whole.
+"""
 
 from __future__ import annotations
 
@@ -11,9 +17,10 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ptheta.data.spec import DataSpec, check_values, location_scale
+from ptheta.data.spec import DataSpec, check_values
+from ptheta.data.stream import Source, as_source
 from ptheta.errors import CapabilityError, DataError, ParameterError
-from ptheta.models.neural import EXPLORER_QUICK, NeuralModel
+from ptheta.models.neural import EXPLORER_QUICK, NeuralModel, streamed_location_scale
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.timenet import TimeConditioned
@@ -60,6 +67,35 @@ def sigma_ladder(sigma_max: float, sigma_min: float, n_sigmas: int) -> np.ndarra
             f"{sigma_min!r}, {n_sigmas!r}"
         )
     return np.geomspace(float(sigma_max), float(sigma_min), int(n_sigmas))
+
+
+def seeded_rows(data: Source | np.ndarray, max_rows: int, seed: int) -> np.ndarray:
+    """At most ``max_rows`` examples of ``data`` as a float64 array: all of them, in order,
+    where there are no more; else the rows that ``np.random.default_rng(seed).choice(N,
+    max_rows, replace=False)`` draws, in the order drawn (so an array and a source of the
+    same rows give the same sample). Read a batch at a time (``batch_rows`` rows, in
+    increasing row order): never more than a batch at once.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.arange(10.0)[:, None]
+        >>> seeded_rows(x, 20, 0).ravel().tolist() == x.ravel().tolist()
+        True
+        >>> drawn = np.random.default_rng(3).choice(10, 4, replace=False)
+        >>> seeded_rows(x, 4, 3).ravel().tolist() == drawn.tolist()
+        True
+    """
+    source = as_source(data)
+    if len(source) <= max_rows:
+        parts = [rows for _, rows in source.batches()]
+        return np.concatenate(parts).astype(np.float64, copy=False)
+    drawn = np.random.default_rng(seed).choice(len(source), max_rows, replace=False)
+    order = np.argsort(drawn)
+    step = source.batch_rows()
+    parts = [source.read(drawn[order[i : i + step]]) for i in range(0, max_rows, step)]
+    rows = np.empty((max_rows, *source.event_shape))
+    rows[order] = np.concatenate(parts)
+    return rows
 
 
 def largest_distance(z: np.ndarray, rng: np.random.Generator, max_points: int = 1000) -> float:
@@ -570,9 +606,10 @@ class NCSN(NeuralModel):
 
     **σ_1.** ``sigma_max=None`` (default) takes Song & Ermon (2020)'s technique 1: σ_1 is
     the largest Euclidean distance between two training examples in model units (over a
-    seeded subsample of at most 1000), so that at the top level the noise mixes every
-    example with every other; at least 1, the data's own scale, so one example or constant
-    data still give a ladder. It is chosen at fit and stored with the ladder in ``sigmas_``.
+    seeded sample of at most 1000, read a batch at a time: :func:`seeded_rows`), so that at
+    the top level the noise mixes every example with every other; at least 1, the data's
+    own scale, so one example or constant data still give a ladder. It is chosen at fit and
+    stored with the ladder in ``sigmas_``.
 
     **No likelihood.** ``likelihood = "none"``: the network gives ∇ₓ log p_σ(x) only, and a
     gradient never determines the normalising constant of the density (nor is a learned
@@ -762,18 +799,22 @@ class NCSN(NeuralModel):
         )
         return ScoreNetwork.from_config(config, spec, n_classes)
 
-    def _model_units(self, x: np.ndarray, spec: DataSpec) -> np.ndarray:
-        """Training data in model units, float64 (as the network sees them)."""
+    def _sampled_model_units(self, data: Source, spec: DataSpec) -> np.ndarray:
+        """The seeded sample of at most `DISTANCE_SUBSAMPLE` training examples
+        (:func:`seeded_rows`) in model units, float64 (as the network sees them: continuous
+        data standardised with the moments of all the training data, summed over batches)."""
+        rows = seeded_rows(data, DISTANCE_SUBSAMPLE, self.seed_)
         if spec.is_discrete:
-            return (2 * np.asarray(x, dtype=np.float64) + 1) / spec.n_categories - 1
-        shift, scale = location_scale(x)
-        return (x - shift) / scale
+            return (2 * rows + 1) / spec.n_categories - 1
+        shift, scale = streamed_location_scale(data)
+        return (rows - shift) / scale
 
-    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
+    def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
         self.seed_ = self._seed()  # fixed before the ladder's subsample draws from it
         if self.sigma_max is None:
+            units = self._sampled_model_units(data, spec)  # at most DISTANCE_SUBSAMPLE rows
             rng = np.random.default_rng(self.seed_)
-            spread = largest_distance(self._model_units(x, spec), rng, DISTANCE_SUBSAMPLE)
+            spread = largest_distance(units, rng, DISTANCE_SUBSAMPLE)
             top = max(spread, SIGMA_MAX_FLOOR)
             if top <= self.sigma_min:
                 raise ParameterError(
@@ -785,7 +826,7 @@ class NCSN(NeuralModel):
             top = float(self.sigma_max)
         self.sigma_max_ = top
         self.sigmas_ = sigma_ladder(top, self.sigma_min, self.n_sigmas)
-        super()._fit(x, y, spec, **fit_params)
+        super()._fit_stream(data, y, spec, **fit_params)
 
     def _required_attributes(self) -> tuple[str, ...]:
         return ("sigmas_", "sigma_max_")

@@ -1,6 +1,12 @@
 """Score-based generative models through SDEs: denoising score matching under a VP, sub-VP or
 VE SDE, reverse-SDE and predictor–corrector sampling, and the probability-flow ODE's
-likelihood."""
+likelihood.
+
+Fitting streams (``capabilities().streams``): the standardisation is summed over batches,
+and the VE SDE's data-driven σ_max (the largest distance between training examples) is
+taken over a bounded seeded sample of rows read a batch at a time
+(:func:`~ptheta.models.ncsn.seeded_rows`), so a memory-mapped file is never read whole.
+"""
 
 from __future__ import annotations
 
@@ -11,13 +17,22 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ptheta.data.spec import Data, DataSpec, check_values, location_scale
+from ptheta.data.spec import Data, DataSpec, check_values
+from ptheta.data.stream import Source
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.continuous import ContinuousTimeDensity, ContinuousTimeModel
-from ptheta.models.neural import EXPLORER_QUICK
+from ptheta.models.ncsn import seeded_rows
+from ptheta.models.neural import EXPLORER_QUICK, streamed_location_scale
 from ptheta.nn import ode
 from ptheta.nn.noise import SCORE_SEED
-from ptheta.nn.sde import SDE, SDES, expand_as, largest_pairwise_distance, make_sde
+from ptheta.nn.sde import (
+    MAX_PAIRWISE_ROWS,
+    SDE,
+    SDES,
+    expand_as,
+    largest_pairwise_distance,
+    make_sde,
+)
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.timenet import TimeConditioned
 from ptheta.params import Choice, Config, Float, Int, Param, check_float, check_int
@@ -417,8 +432,8 @@ class ScoreSDE(ContinuousTimeModel):
             see :mod:`ptheta.nn.sde`.
         beta_min, beta_max: the linear β(t) of VP and sub-VP (0.1 and 20).
         sigma_min, sigma_max: the σ(t) of VE, in model units; ``sigma_max=None`` takes the
-            largest distance between two training examples (Song & Ermon 2020), kept as
-            ``sigma_max_``.
+            largest distance between two training examples (Song & Ermon 2020; over a
+            seeded sample of 4096 of them in larger data sets), kept as ``sigma_max_``.
         architecture: ``"auto"`` (U-Net for image-shaped data, else MLP), ``"mlp"``,
             ``"unet"``.
         hidden: MLP width, or U-Net channels at full resolution.
@@ -610,21 +625,26 @@ class ScoreSDE(ContinuousTimeModel):
         )
         return ScoreSDEDensity.from_config(config, spec, n_classes)
 
-    def _fit(self, x: np.ndarray, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
+    def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
         if self.sde == "ve":
-            self.sigma_max_ = self._choose_sigma_max(x, spec)
-        super()._fit(x, y, spec, **fit_params)
+            self.seed_ = self._seed()  # fixed before the sample draws from it
+            self.sigma_max_ = self._choose_sigma_max(data, spec)
+        super()._fit_stream(data, y, spec, **fit_params)
 
-    def _choose_sigma_max(self, x: np.ndarray, spec: DataSpec) -> float:
+    def _choose_sigma_max(self, data: Source, spec: DataSpec) -> float:
         """The given ``sigma_max``, or the largest distance between two training examples
-        in model units (standardised values, or level centres (2k + 1)/K − 1), at least 1."""
+        in model units (values standardised with the moments of all the training data, or
+        level centres (2k + 1)/K − 1), at least 1: over every example up to
+        ``MAX_PAIRWISE_ROWS``, else over a seeded sample of that many (a lower bound on the
+        true maximum), read a batch at a time (:func:`~ptheta.models.ncsn.seeded_rows`)."""
         if self.sigma_max is not None:
             return float(self.sigma_max)
+        rows = seeded_rows(data, MAX_PAIRWISE_ROWS, self._seed())
         if spec.is_discrete:
-            units = (2.0 * x + 1.0) / spec.n_categories - 1.0
+            units = (2.0 * rows + 1.0) / spec.n_categories - 1.0
         else:
-            shift, scale = location_scale(x)
-            units = (x - shift) / scale
+            shift, scale = streamed_location_scale(data)
+            units = (rows - shift) / scale
         found = max(largest_pairwise_distance(units, seed=self._seed()), 1.0)
         if found <= self.sigma_min:
             raise ParameterError(
