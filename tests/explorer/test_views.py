@@ -109,7 +109,7 @@ def test_build_module_counts_what_fit_trains():
         p.numel() for p in trained.parameters()
     )
     with pytest.raises(ParameterError, match="dtype"):
-        ptheta.make("made", dtype="float16").build_module(DataSpec("binary", (5,)))
+        ptheta.make("made", dtype="int8").build_module(DataSpec("binary", (5,)))
 
 
 # --------------------------------------------------------------------------- derived lists
