@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test browser lint format bench bench-setup bench-peers bench-summary clean
+.PHONY: setup demo test browser lint format bench bench-setup bench-peers bench-summary \
+	bench-gpu bench-scale clean
 
 setup: $(STAMP)
 
@@ -83,6 +84,16 @@ bench-peers: bench-setup
 
 bench-summary:
 	$(BENCH_VENV)/bin/python bench/summary.py
+
+# Data at scale (issue 18): every neural family a few steps on the GPU against the CPU
+# (prints "no CUDA device: skipped" without one), and fit time / peak memory against N,
+# in memory and streamed (`make bench-scale BENCH_ARGS=--quick` for a two-minute run).
+GPU_ARGS ?=
+bench-gpu: setup
+	$(BIN)/python bench/gpu_check.py $(GPU_ARGS)
+
+bench-scale: bench-setup
+	$(BENCH_VENV)/bin/python bench/scale.py $(BENCH_ARGS)
 
 clean:
 	rm -rf runs .pytest_cache
