@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from ptheta.data.batch_stats import first_observed
 from ptheta.data.spec import DataSpec
 from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.data.table import LABEL_TYPES, ColumnSpec
@@ -362,34 +363,6 @@ def level_counts(flat: np.ndarray, k: int) -> np.ndarray:
     else:
         cell = (np.arange(d) * k + flat.astype(np.int64, copy=False)).ravel()
     return np.bincount(cell, minlength=d * k).reshape(d, k).astype(np.float64)
-
-
-def first_observed(data: Source) -> np.ndarray:
-    """(D,) the first observed (non-NaN) value of each flattened variable of ``data``; NaN
-    where a variable is never observed.
-
-    The shift of centred moment sums Σ(x − s), Σ(x − s)²: a value of the data, so the
-    sums lose no precision to a mean far from 0, and a constant variable's sums are
-    exactly 0. Read from the start (the first row, then batch by batch while some variable
-    has no value yet), so every process under ``torchrun`` finds the same shift.
-
-    Example:
-        >>> first_observed(ArraySource(np.array([[np.nan, 2.0], [3.0, 4.0]]))).tolist()
-        [3.0, 2.0]
-    """
-    shift = data.read_range(0, min(1, data.n)).reshape(-1).astype(np.float64)
-    if shift.size and not np.isnan(shift).any():
-        return shift
-    shift = np.full(int(np.prod(data.event_shape)), np.nan) if not shift.size else shift
-    for _, batch in data.batches():
-        flat = batch.reshape(len(batch), -1).astype(np.float64, copy=False)
-        todo = np.flatnonzero(np.isnan(shift))
-        seen = ~np.isnan(flat[:, todo])
-        found = seen.any(axis=0)
-        shift[todo[found]] = flat[seen.argmax(axis=0)[found], todo[found]]
-        if not np.isnan(shift).any():
-            break
-    return shift
 
 
 def _observed(flat: np.ndarray) -> np.ndarray:

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ptheta.data.batch_stats import streamed_location_scale
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.data.stream import Source
 from ptheta.errors import DataError, ParameterError
-from ptheta.models.neural import NeuralModel, streamed_location_scale
+from ptheta.models.neural import NeuralModel
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet

@@ -16,49 +16,17 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
-from ptheta.data import stream
+from ptheta.data.batch_stats import streamed_location_scale, streamed_range
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.data.stream import Source, as_source
+from ptheta.data.stream import Source
 from ptheta.errors import ParameterError
-from ptheta.models.neural import NeuralModel, streamed_location_scale
+from ptheta.models.neural import NeuralModel
 from ptheta.nn.mlp import dense_layers
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Bool, Choice, Config, Float, Int, Param
 
 # seed of the validation chains (eval-mode loss): the same negatives every epoch
 VALIDATION_SEED = 7919
-
-
-def streamed_range(data: Source | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The smallest and the largest value of each entry over the examples (axis 0), float64
-    arrays of the event shape, from one pass over the batches of ``data``.
-
-    Under ``torchrun`` each process reads its share of the batches (every W-th, as
-    :func:`~ptheta.data.stream.accumulate` does) and the processes exchange their extremes
-    through the sum that :func:`~ptheta.data.stream.all_reduce_sum` computes: each writes
-    its own row of a (W, 2, *event_shape) table of zeros, so the sum is every process's
-    row, and the minimum and maximum are taken over the rows (a process without a batch
-    writes +inf and −inf, which the others' values override). Exact: no rounding.
-
-    Example:
-        >>> import numpy as np
-        >>> low, high = streamed_range(np.array([[1.0, -2.0], [3.0, 5.0], [0.5, 4.0]]))
-        >>> low.tolist(), high.tolist()
-        ([0.5, -2.0], [3.0, 5.0])
-    """
-    source = as_source(data)
-    rank, world = stream.process_share()
-    low = np.full(source.event_shape, np.inf)
-    high = np.full(source.event_shape, -np.inf)
-    for _, batch in source.batches(rank=rank, world_size=world):
-        batch = np.asarray(batch, dtype=np.float64)
-        low, high = np.minimum(low, batch.min(0)), np.maximum(high, batch.max(0))
-    if world > 1:
-        table = np.zeros((world, 2, *source.event_shape))
-        table[rank] = low, high
-        table = stream.all_reduce_sum({"range": table})["range"]
-        low, high = table[:, 0].min(0), table[:, 1].max(0)
-    return low, high
 
 
 class EnergyNetwork(nn.Module):

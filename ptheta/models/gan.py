@@ -18,10 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm as _spectral_norm
 
+from ptheta.data.batch_stats import streamed_location_scale
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.data.stream import Source
 from ptheta.errors import CapabilityError, DataError, ParameterError
-from ptheta.models.neural import NeuralModel, streamed_location_scale
+from ptheta.models.neural import NeuralModel
 from ptheta.nn.mlp import dense_layers
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Bool, Choice, Config, Float, Int, IntList, Param

@@ -10,11 +10,11 @@ import numpy as np
 from scipy.linalg import cho_solve, solve_triangular
 from scipy.special import logsumexp
 
+from ptheta.data.batch_stats import first_observed
 from ptheta.data.spec import DataSpec
 from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
-from ptheta.models.baselines import first_observed
 from ptheta.models.sampling import sample_categorical
 from ptheta.params import Bool, Float, Int, Param
 

@@ -17,10 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ptheta.data.batch_stats import seeded_rows, streamed_location_scale
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.data.stream import Source, as_source
+from ptheta.data.stream import Source
 from ptheta.errors import CapabilityError, DataError, ParameterError
-from ptheta.models.neural import EXPLORER_QUICK, NeuralModel, streamed_location_scale
+from ptheta.models.neural import EXPLORER_QUICK, NeuralModel
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.timenet import TimeConditioned
@@ -67,35 +68,6 @@ def sigma_ladder(sigma_max: float, sigma_min: float, n_sigmas: int) -> np.ndarra
             f"{sigma_min!r}, {n_sigmas!r}"
         )
     return np.geomspace(float(sigma_max), float(sigma_min), int(n_sigmas))
-
-
-def seeded_rows(data: Source | np.ndarray, max_rows: int, seed: int) -> np.ndarray:
-    """At most ``max_rows`` examples of ``data`` as a float64 array: all of them, in order,
-    where there are no more; else the rows that ``np.random.default_rng(seed).choice(N,
-    max_rows, replace=False)`` draws, in the order drawn (so an array and a source of the
-    same rows give the same sample). Read a batch at a time (``batch_rows`` rows, in
-    increasing row order): never more than a batch at once.
-
-    Example:
-        >>> import numpy as np
-        >>> x = np.arange(10.0)[:, None]
-        >>> seeded_rows(x, 20, 0).ravel().tolist() == x.ravel().tolist()
-        True
-        >>> drawn = np.random.default_rng(3).choice(10, 4, replace=False)
-        >>> seeded_rows(x, 4, 3).ravel().tolist() == drawn.tolist()
-        True
-    """
-    source = as_source(data)
-    if len(source) <= max_rows:
-        parts = [rows for _, rows in source.batches()]
-        return np.concatenate(parts).astype(np.float64, copy=False)
-    drawn = np.random.default_rng(seed).choice(len(source), max_rows, replace=False)
-    order = np.argsort(drawn)
-    step = source.batch_rows()
-    parts = [source.read(drawn[order[i : i + step]]) for i in range(0, max_rows, step)]
-    rows = np.empty((max_rows, *source.event_shape))
-    rows[order] = np.concatenate(parts)
-    return rows
 
 
 def largest_distance(z: np.ndarray, rng: np.random.Generator, max_points: int = 1000) -> float:

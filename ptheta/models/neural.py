@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ptheta.data.batch_stats import streamed_location_scale
 from ptheta.data.ragged import check_sequences
 from ptheta.data.spec import Data, DataSpec, Split, check_values, location_scale
 from ptheta.data.stream import (
@@ -33,7 +34,6 @@ from ptheta.data.stream import (
     CheckedSource,
     Source,
     Subset,
-    accumulate,
     as_source,
     is_source,
 )
@@ -756,42 +756,3 @@ class _Rows(torch.utils.data.Dataset):
         index = np.asarray(indices, dtype=np.int64)
         labels = None if self.labels is None else self.labels[index]
         return tuple(self.convert(self.source.read(index), labels))
-
-
-def streamed_location_scale(data: Source | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and standard deviation of the examples over axis 0, as
-    :func:`~ptheta.data.spec.location_scale` gives them, from sums over batches (under
-    torchrun, over every process's share): a constant entry gets std 1.
-
-    Two passes: the sums of x and |x|, then of ((x − mean) / mean|x|)² — the deviations
-    are taken from the first pass's mean, so a large offset (timestamps) loses no precision, and
-    scaled, so no square overflows — and of |x − x₀| (x₀ the first example), exactly 0 for
-    a constant entry.
-
-    Example:
-        >>> import numpy as np
-        >>> x = np.array([[1.0, 5.0], [3.0, 5.0]])
-        >>> [a.tolist() for a in streamed_location_scale(x)]
-        [[2.0, 5.0], [1.0, 1.0]]
-    """
-    data = as_source(data)
-    first = data.read_range(0, 1)[0].astype(np.float64)
-
-    def sums(x: np.ndarray, _: Any) -> dict[str, Any]:
-        x = np.asarray(x, dtype=np.float64)
-        return {"n": len(x), "sum": x.sum(0), "abs": np.abs(x).sum(0)}
-
-    totals = accumulate(data, sums)
-    n = float(totals["n"])
-    mean = totals["sum"] / n
-    unit = totals["abs"] / n
-    unit = np.where(unit > 0, unit, 1.0)
-
-    def spread(x: np.ndarray, _: Any) -> dict[str, Any]:
-        x = np.asarray(x, dtype=np.float64)
-        return {"square": (((x - mean) / unit) ** 2).sum(0), "moved": np.abs(x - first).sum(0)}
-
-    second = accumulate(data, spread)
-    constant = second["moved"] == 0
-    std = np.sqrt(second["square"] / n) * unit
-    return np.where(constant, first, mean), np.where(constant | (std <= 0), 1.0, std)

@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ptheta.data.batch_stats import seeded_rows, streamed_location_scale
 from ptheta.data.spec import Data, DataSpec, check_values
 from ptheta.data.stream import Source
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.continuous import ContinuousTimeDensity, ContinuousTimeModel
-from ptheta.models.ncsn import seeded_rows
-from ptheta.models.neural import EXPLORER_QUICK, streamed_location_scale
+from ptheta.models.neural import EXPLORER_QUICK
 from ptheta.nn import ode
 from ptheta.nn.noise import SCORE_SEED
 from ptheta.nn.sde import (

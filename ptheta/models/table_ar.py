@@ -11,11 +11,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ptheta.data.batch_stats import first_observed
 from ptheta.data.spec import Data, DataSpec, check_values
 from ptheta.data.stream import Source, accumulate
 from ptheta.data.table import LABEL_TYPES, ColumnSpec, describe_columns
 from ptheta.errors import DataError
-from ptheta.models.baselines import first_observed
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks, reuse_masked_weights
 from ptheta.nn.shapes import batched, sampled

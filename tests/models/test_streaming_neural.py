@@ -14,11 +14,10 @@ from scipy.spatial.distance import pdist
 
 import ptheta
 from ptheta.data import stream
+from ptheta.data.batch_stats import seeded_rows, streamed_range
 from ptheta.data.spec import DataSpec, Split
 from ptheta.data.stream import ArraySource, NpySource, Source
 from ptheta.models import REGISTRY, latent, ncsn, score_sde
-from ptheta.models.ebm import streamed_range
-from ptheta.models.ncsn import seeded_rows
 from tests.models.test_streaming_contract import _TwoProcesses
 
 ROWS = 7  # rows per batch of the streamed sources

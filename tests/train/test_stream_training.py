@@ -16,11 +16,11 @@ import torch
 from torch.utils.data import Dataset, Subset, TensorDataset
 
 import ptheta
+from ptheta.data.batch_stats import streamed_location_scale
 from ptheta.data.spec import DataSpec, Split, location_scale
 from ptheta.data.stream import ArraySource, NpySource, Source
 from ptheta.errors import ParameterError
 from ptheta.models.made import MADENetwork
-from ptheta.models.neural import streamed_location_scale
 from ptheta.train import checkpoint
 from ptheta.train.distributed import World
 from ptheta.train.seeding import rank_seed, restore_rng, rng_tensors
