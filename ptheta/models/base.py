@@ -14,7 +14,7 @@ from sklearn.base import BaseEstimator
 
 from ptheta.data.ragged import Sequences, check_sequences, infer_sequence_spec, is_ragged
 from ptheta.data.spec import Data, DataSpec, Split, check_values, infer_spec
-from ptheta.data.stream import CheckedSource, Source, is_source
+from ptheta.data.stream import ArraySource, CheckedSource, Source, is_source
 from ptheta.errors import CapabilityError, DataError, NotFittedError, ParameterError, RunDirError
 from ptheta.models.capabilities import LIKELIHOOD_KINDS, Capabilities
 from ptheta.params import Config, Param
@@ -288,6 +288,11 @@ class GenerativeModel(BaseEstimator):
             raise DataError(self._kind_error(X, spec))
         if isinstance(X, Split) and y is None:
             y = X.y
+        if self._reads_array_in_batches(X, spec):
+            # a classical family that streams reads an array in memory as it reads a file:
+            # a batch at a time, each batch checked (no checked copy of the whole array)
+            raw = X.x if isinstance(X, Split) else X
+            X = Split(ArraySource(raw), None, spec)
         if is_source(X) and not spec.variable_length:
             source = X.x if isinstance(X, Split) else X
             y = self._check_labels(source.y if y is None else y, len(source))
@@ -320,6 +325,23 @@ class GenerativeModel(BaseEstimator):
         self.likelihood_ = self._fitted_likelihood(spec)
         self.units_ = self._fitted_units(spec)
         return self
+
+    def _reads_array_in_batches(self, X: Any, spec: DataSpec) -> bool:
+        """Whether ``fit`` reads the in-memory array ``X`` (or a Split's) a batch at a
+        time: a family that streams and fits from sums over batches (not one trained in
+        steps, which turns the checked array into tensors once), a numeric array of the
+        spec's shape (anything else takes the whole-array checks and their messages)."""
+        caps = self._capabilities()
+        if not caps.streams or caps.trains_in_steps or spec.variable_length:
+            return False
+        raw = X.x if isinstance(X, Split) else X
+        return (
+            spec.kind != "table"
+            and type(raw) is np.ndarray
+            and raw.dtype.kind in "biuf"
+            and raw.shape[1:] == tuple(spec.event_shape)
+            and raw.size > 0
+        )
 
     def _kind_error(self, X: Any, spec: DataSpec) -> str:
         """The message for training data of a kind this family does not model."""
@@ -825,7 +847,7 @@ class GenerativeModel(BaseEstimator):
             return infer_sequence_spec(X)
         from ptheta.data.spec import as_array  # refuses sparse, complex, string, object
 
-        arr = as_array(X, "training data").astype(np.float64)
+        arr = as_array(X, "training data")
         if arr.ndim < 2:
             raise DataError(
                 f"training data must have shape (N, ...) with one example per row, got shape "
@@ -833,6 +855,9 @@ class GenerativeModel(BaseEstimator):
             )
         if arr.shape[0] == 0:
             raise DataError("training data is empty (0 examples)")
+        if arr.dtype.kind in "biu":  # integers: no NaN, no infinity; no float copy
+            return infer_spec(arr)
+        arr = arr.astype(np.float64, copy=False)
         if np.isnan(arr).any() and not self._capabilities().fits_missing:
             raise DataError(
                 f"training data contains NaN (missing) values and {self.name!r} cannot fit "

@@ -23,6 +23,9 @@ from ptheta.models.dag_search import (
     FamilyScorer,
     Leaf,
     ancestors,
+    clg_estimate,
+    clg_log_likelihood,
+    clg_prior,
     hill_climb,
     topological_order,
 )
@@ -68,16 +71,28 @@ class BayesianNetwork(GenerativeModel):
     ordinal columns are discrete variables, each with its own number of levels (an
     ordinal's order is not used: its levels get free probabilities); queries, evidence and
     results use their labels. Count and continuous columns follow the conditional linear
-    Gaussian restriction without continuous parents: they have discrete parents only and
-    are never parents themselves (leaves), with one distribution per configuration of
-    their parents — a Poisson for a count, a Gaussian for a continuous column (truncated to
-    its bounds, exact normaliser, where it has bounds) — estimated with ``alpha``
+    Gaussian (CLG) restriction: a label column never has a count or continuous parent.
+    A count is a Poisson leaf of discrete parents; a continuous column with bounds is a
+    Gaussian leaf of discrete parents truncated to its bounds (exact normaliser); each
+    has one distribution per configuration of its parents, estimated with ``alpha``
     pseudo-rows at the column's pooled mean and variance (see
-    :class:`~ptheta.models.dag_search.Leaf`). Structure search scores their families by
-    BIC with their own parameter counts (1 or 2 per configuration; BDeu, which has no form
-    for them, scores the discrete families only). Inference stays exact: an observed leaf
-    is a factor over its missing parents (its density at the value), a missing one
-    integrates to 1 and drops out.
+    :class:`~ptheta.models.dag_search.Leaf`). An unbounded continuous column may also have
+    unbounded continuous parents x_c: x | d, x_c ~ N(a_d + b_dᵀ x_c, σ²_d), one
+    regression per configuration d of its discrete parents, by weighted least squares from
+    the sums Σ w u uᵀ, u = (1, x_c, x), over the batches, plus ``alpha`` pseudo-rows of
+    the pooled mean and covariance of u (:func:`~ptheta.models.dag_search.clg_estimate`:
+    a 10⁻¹² relative ridge on the slopes, the variance floored at 10⁻⁶ × the column's).
+    Structure search scores these families by BIC with their own parameter counts (1, 2
+    or k + 2 per configuration; BDeu, which has no form for them, scores the discrete
+    families only) and proposes continuous → continuous edges only between unbounded
+    columns without missing training cells (EM with missing continuous cells is not
+    implemented: a given edge on such a column is a ``DataError``). Inference stays exact:
+    an observed leaf is a factor over its missing parents (its density at the value), a
+    missing leaf integrates to 1 and drops out, and continuous columns coupled by missing
+    cells are, for each configuration of their discrete parents, one multivariate Gaussian
+    whose observed part's density (the missing ones integrated out in closed form) is a
+    factor over the discrete parents; imputation and ``sample(given=)`` draw the missing
+    ones from its conditional Gaussian.
     ``units_`` is ``discrete``, ``continuous`` or ``mixed`` by the column types.
 
     **Inference.** Exact, by variable elimination in log space with a greedy min-fill
@@ -87,7 +102,9 @@ class BayesianNetwork(GenerativeModel):
     completion (max-product, then traceback; a missing leaf at its mode given its parents);
     ``impute(method="sample")`` and ``sample(n, given=...)`` draw exactly from
     p(x_missing | x_observed) (sum-product, then sampling backwards through the
-    elimination). ``query(["A"], evidence={"B": "x"})`` is P(A | B = x) as a labelled
+    elimination); ``given`` takes rows of codes with NaN, or by name a DataFrame of some
+    columns or a dict {column: value}, with a table's labels.
+    ``query(["A"], evidence={"B": "x"})`` is P(A | B = x) as a labelled
     table over discrete variables (evidence may also give count and continuous values),
     ``map_query`` its most probable assignment.
 
@@ -145,7 +162,10 @@ class BayesianNetwork(GenerativeModel):
         cpt_: every discrete variable's table flattened, one after another; a table is
             (*cards[parents], cards[j]), the first parent most significant (see ``cpts()``).
         leaf_params_: (Σ q_j, 2) the ``[mean, variance]`` of each leaf's configurations,
-            leaf after leaf (a Poisson's variance is its mean).
+            leaf after leaf (a Poisson's variance is its mean; with continuous parents
+            ``[intercept, variance]``).
+        slopes_: the regression slopes of the continuous columns with continuous parents,
+            (q_j, k_j) each, column after column (``cpts()`` puts them together).
         structure_score_: the BIC or BDeu of the DAG on the rows it was learned from.
         edge_weights_: empirical mutual information (nats) of each edge's two variables
             (a leaf's: the plug-in gain of its log-likelihood per row).
@@ -174,6 +194,22 @@ class BayesianNetwork(GenerativeModel):
         >>> evidence = {"temperature": 15.0, "rain": "yes"}
         >>> m.query("season", evidence=evidence).round(2).values.tolist()
         [['winter', 0.0], ['spring', 0.26], ['summer', 0.31], ['autumn', 0.43]]
+
+        A continuous column with a continuous parent (a regression per level of a label):
+
+        >>> import pandas as pd
+        >>> from ptheta.data.table import table_dataset
+        >>> group = rng.choice(["a", "b"], 2000)
+        >>> u = rng.normal(size=2000)
+        >>> v = np.where(group == "a", 1.0 + 2.0 * u, -1.0 - u) + 0.5 * rng.normal(size=2000)
+        >>> frame = pd.DataFrame({"group": group, "u": u, "v": v})
+        >>> m = ptheta.make("bayesian-network").fit(table_dataset(frame).train)
+        >>> sorted(m.columns_[p] + " -> " + m.columns_[c] for p, c in m.edges_)
+        ['group -> v', 'u -> v']
+        >>> m.cpts()[2][:, 0, [0, 2]].round(1).tolist()  # [intercept, slope] per group
+        [[1.0, 2.0], [-1.0, -1.0]]
+        >>> m.sample(2, given={"group": "b", "u": 1.0}, random_state=0)[:, :2].tolist()
+        [[1.0, 1.0], [1.0, 1.0]]
 
     References:
         Koller & Friedman, "Probabilistic Graphical Models" (2009), ch. 9, 10, 14.3, 18, 19;
@@ -298,11 +334,14 @@ class BayesianNetwork(GenerativeModel):
             flat = batch.reshape(len(batch), d).astype(np.float64, copy=False)
             missing = np.isnan(flat)
             z = np.where(missing[:, is_leaf], 0.0, flat[:, is_leaf] - shift)
+            seen = (~missing[:, is_leaf]).astype(np.float64)
             return {
                 "observed": (~missing).sum(axis=0),
                 "complete": (~missing.any(axis=1)).sum(),
                 "sum": z.sum(axis=0),
                 "sum_sq": (z * z).sum(axis=0),
+                "cross": z.T @ z,  # over the rows where both are observed
+                "pairs": seen.T @ seen,
             }
 
         stats = accumulate(data, census)
@@ -316,6 +355,22 @@ class BayesianNetwork(GenerativeModel):
         means = shift + stats["sum"] / seen
         variances = np.maximum(stats["sum_sq"] / seen - (stats["sum"] / seen) ** 2, 0.0)
         pooled = {j: (float(m), float(v)) for j, m, v in zip(leaves, means, variances, strict=True)}
+        # pooled covariances of the leaves (pairwise observed rows), for the pseudo-rows of a
+        # continuous column with continuous parents (those columns have no missing cell)
+        covariance = np.full((d, d), np.nan)
+        centred = stats["sum"] / seen
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cov = stats["cross"] / stats["pairs"] - np.outer(centred, centred)
+        covariance[np.ix_(is_leaf, is_leaf)] = cov
+        covariance[is_leaf, is_leaf] = variances
+        # continuous columns that may be parents of continuous columns: unbounded (their
+        # joint is Gaussian), with no missing cell (the EM stays exact: see _learn_structure)
+        continuous = np.array([k == "continuous" for k in self.kinds_])
+        bounded = continuous & [
+            table is not None and (table[j].lower is not None or table[j].upper is not None)
+            for j in range(d)
+        ]
+        linkable = continuous & ~bounded & (stats["observed"] == n)
         # a continuous leaf's statistics [n, Σx, Σx²] are summed about its first value (no
         # precision lost to a mean far from 0); a count's are exact integers as they are
         centre = {
@@ -327,8 +382,9 @@ class BayesianNetwork(GenerativeModel):
         scorer = FamilyScorer(
             rows, cards, params.scoring, params.equivalent_sample_size, alpha=alpha,
             leaves={j: (leaf, real[j], pooled[j]) for j, leaf in leaves.items()},
+            covariance=covariance,
         )  # fmt: skip
-        parents = self._learn_structure(rows, cards, scorer, params)
+        parents = self._learn_structure(rows, cards, scorer, params, linkable, bounded)
         self.cards_ = cards
         self.parents_ = [sorted(int(p) for p in ps) for ps in parents]
         self.order_ = topological_order(self._adjacency())
@@ -348,10 +404,11 @@ class BayesianNetwork(GenerativeModel):
             return {str(j): c for j, c in enumerate(counts)}
 
         sums = accumulate(data, available)  # the available-case counts
-        theta = self._estimate([sums[str(j)] for j in range(d)], alpha, pooled, leaves, centre)
+        priors = self._priors(leaves, pooled, covariance, centre)
+        theta = self._estimate([sums[str(j)] for j in range(d)], alpha, priors, leaves, centre)
         if stats["observed"].sum() < n * d:
             theta = self._em(
-                data, theta, alpha, pooled, leaves, centre, params.em_max_iter, params.em_tol
+                data, theta, alpha, priors, leaves, centre, params.em_max_iter, params.em_tol
             )
         self._store(theta, leaves)
 
@@ -393,42 +450,106 @@ class BayesianNetwork(GenerativeModel):
     def _store(self, theta: list[np.ndarray], leaves: dict[int, Leaf]) -> None:
         """Keep the parameters: discrete tables in ``cpt_``, leaves' in ``leaf_params_``."""
         tables = [t.ravel() for j, t in enumerate(theta) if j not in leaves]
-        rows = [t.reshape(-1, 2) for j, t in enumerate(theta) if j in leaves]
+        rows = [t.reshape(-1, t.shape[-1])[:, :2] for j, t in enumerate(theta) if j in leaves]
+        slopes = [t[..., 2:].ravel() for j, t in enumerate(theta) if j in leaves]
         self.cpt_ = np.concatenate(tables) if tables else np.zeros(0)
         self.leaf_params_ = np.concatenate(rows) if rows else np.zeros((0, 2))
+        self.slopes_ = np.concatenate(slopes) if slopes else np.zeros(0)
+
+    def _priors(
+        self,
+        leaves: dict[int, Leaf],
+        pooled: dict[int, tuple[float, float]],
+        covariance: np.ndarray,
+        centre: dict[int, float],
+    ) -> dict[int, Any]:
+        """Each leaf's pseudo-row prior: its pooled ``(mean, variance)``; for a continuous
+        column with continuous parents, E[u uᵀ] (:func:`clg_prior`) of u = (1, parents,
+        itself) under the pooled moments, about ``centre``."""
+        out: dict[int, Any] = {}
+        for j in leaves:
+            linked = self._linked_parents(j)
+            if not linked:
+                out[j] = pooled[j]
+                continue
+            cols = [*linked, j]
+            mean = [pooled[c][0] - centre[c] for c in cols]
+            out[j] = clg_prior(np.array(mean), covariance[np.ix_(cols, cols)])
+        return out
 
     def _estimate(
         self,
         counts: list[np.ndarray],
         alpha: float,
-        pooled: dict[int, tuple[float, float]],
+        priors: dict[int, Any],
         leaves: dict[int, Leaf],
         centre: dict[int, float],
     ) -> list[np.ndarray]:
         """Parameters from (expected) counts: smoothed tables, and each leaf's
         ``[mean, variance]`` per configuration (*cards[parents], 2) from its statistics,
-        which are of its values less ``centre[j]``."""
+        which are of its values less ``centre[j]``; a continuous column with k continuous
+        parents gets ``[intercept, variance, slope_1, …, slope_k]`` (*cards[parents], 2 + k)
+        by weighted least squares (:func:`clg_estimate`)."""
         theta = []
         for j, c in enumerate(counts):
-            if j in leaves:
-                shape = tuple(int(k) for k in self.cards_[self.parents_[j]])
-                m, v = pooled[j]
-                params = leaves[j].estimate(c, alpha, (m - centre[j], v))
-                params[:, 0] += centre[j]
-                theta.append(params.reshape(*shape, 2))
-            else:
+            if j not in leaves:
                 theta.append(_normalise(c + alpha))
+                continue
+            shape = tuple(int(k) for k in self.cards_[self.parents_[j]])
+            linked = self._linked_parents(j)
+            if linked:
+                coef, var = clg_estimate(c, alpha, priors[j])
+                slopes = coef[:, 1:]
+                shift = np.array([centre[p] for p in linked])
+                intercept = coef[:, 0] + centre[j] - slopes @ shift
+                params = np.column_stack([intercept, var, slopes])
+                theta.append(params.reshape(*shape, 2 + len(linked)))
+                continue
+            m, v = priors[j]
+            params = leaves[j].estimate(c, alpha, (m - centre[j], v))
+            params[:, 0] += centre[j]
+            theta.append(params.reshape(*shape, 2))
         return theta
 
+    def _linked_parents(self, j: int) -> list[int]:
+        """Variable j's continuous parents (a conditional linear Gaussian's regressors)."""
+        kinds = self._kinds()
+        return [p for p in self.parents_[j] if kinds[p] != DISCRETE]
+
+    def _linked(self) -> np.ndarray:
+        """(D,) bool: continuous columns in a continuous → continuous edge."""
+        d = len(self.parents_)
+        out = np.zeros(d, dtype=bool)
+        for j in range(d):
+            linked = self._linked_parents(j)
+            if linked:
+                out[[*linked, j]] = True
+        return out
+
+    def _centred_coef(self, j: int, theta_j: np.ndarray, centre: dict[int, float]):
+        """A conditional linear Gaussian's (intercept, slopes) (q, k + 1) and variances
+        (q,) about ``centre``, from its parameters (*shape, 2 + k)."""
+        flat = theta_j.reshape(-1, theta_j.shape[-1])
+        slopes = flat[:, 2:]
+        shift = np.array([centre[p] for p in self._linked_parents(j)])
+        intercept = flat[:, 0] - centre[j] + slopes @ shift
+        return np.column_stack([intercept, slopes]), flat[:, 1]
+
     def _learn_structure(
-        self, rows: np.ndarray, cards: np.ndarray, scorer: FamilyScorer, params: Any
+        self,
+        rows: np.ndarray,
+        cards: np.ndarray,
+        scorer: FamilyScorer,
+        params: Any,
+        linkable: np.ndarray,
+        bounded: np.ndarray,
     ) -> list[list[int]]:
         d = rows.shape[1]
         how = params.structure
         is_leaf = self._leaf_mask()
         if isinstance(how, list):
             adj = self._edge_matrix(how, "structure")
-            self._refuse_leaf_parents(adj, "structure")
+            self._refuse_leaf_parents(adj, "structure", linkable, bounded)
             try:
                 topological_order(adj)
             except ValueError as e:
@@ -458,7 +579,8 @@ class BayesianNetwork(GenerativeModel):
                 parents[j] = [int(discrete[int(np.argmax(gains))])]
             return parents
         black = np.zeros((d, d), dtype=bool)
-        black[is_leaf] = True  # a count or continuous column is never a parent
+        black[is_leaf] = True  # a count or continuous column is never a parent ...
+        black[np.ix_(linkable, linkable)] = False  # ... but of a continuous column
         k = params.candidates
         if k == "auto":
             k = None if discrete.size <= MAX_FULL_SEARCH else AUTO_CANDIDATES
@@ -479,7 +601,7 @@ class BayesianNetwork(GenerativeModel):
             else self._edge_matrix(params.white_list, "white_list")
         )
         if white is not None:
-            self._refuse_leaf_parents(white, "white_list")
+            self._refuse_leaf_parents(white, "white_list", linkable, bounded)
             try:
                 topological_order(white)
             except ValueError as e:
@@ -497,17 +619,43 @@ class BayesianNetwork(GenerativeModel):
             white=white,
         )
 
-    def _refuse_leaf_parents(self, adj: np.ndarray, key: str) -> None:
-        """A ParameterError for an edge out of a count or continuous column."""
-        out_of_leaf = adj & self._leaf_mask()[:, None]
+    def _refuse_leaf_parents(
+        self, adj: np.ndarray, key: str, linkable: np.ndarray, bounded: np.ndarray
+    ) -> None:
+        """A ParameterError for an edge out of a count or continuous column, but for one
+        between two continuous columns (a conditional linear Gaussian), which needs both
+        unbounded (else a ParameterError) and completely observed (else a DataError)."""
+        is_leaf = self._leaf_mask()
+        continuous = np.array([k == "continuous" for k in self._kinds()])
+        out_of_leaf = adj & is_leaf[:, None] & ~(continuous[:, None] & continuous[None, :])
         if out_of_leaf.any():
             p, c = (int(i) for i in np.argwhere(out_of_leaf)[0])
             raise parameter_error(
                 self.name, key, "edges whose parents are label columns", getattr(self, key),
                 f"{self.columns_[p]!r} -> {self.columns_[c]!r} starts at a "
-                f"{self.kinds_[p]} column; count and continuous columns are leaves (they "
-                "have discrete parents only): reverse the edge or drop it",
+                f"{self.kinds_[p]} column; count and continuous columns have discrete "
+                "parents only (a continuous column may also be a parent of a continuous "
+                "column): reverse the edge or drop it",
             )  # fmt: skip
+        between = adj & continuous[:, None] & continuous[None, :]
+        for p, c in np.argwhere(between & ~(linkable[:, None] & linkable[None, :])):
+            edge = f"{self.columns_[p]!r} -> {self.columns_[c]!r}"
+            if bounded[p] or bounded[c]:
+                which = self.columns_[p if bounded[p] else c]
+                raise parameter_error(
+                    self.name, key, "edges between unbounded continuous columns",
+                    getattr(self, key),
+                    f"{edge}: {which!r} has bounds, so it is a truncated Gaussian, which has "
+                    "discrete parents only (truncated Gaussians have no closed-form joint): "
+                    "drop the edge, or the column's bounds from the schema",
+                )  # fmt: skip
+            gap = p if linkable[c] else c
+            raise DataError(
+                f"{edge} joins continuous columns, but {self.columns_[gap]!r} has missing "
+                "cells in the training data, and EM for a conditional linear Gaussian with "
+                "missing continuous cells is not implemented; drop the rows with them, or "
+                "the edge"
+            )
 
     def _edge_matrix(self, edges: list[list[Any]], key: str) -> np.ndarray:
         """(D, D) bool adjacency of user edges over column names or indices."""
@@ -527,7 +675,7 @@ class BayesianNetwork(GenerativeModel):
         data: Source,
         theta: list[np.ndarray],
         alpha: float,
-        pooled: dict[int, tuple[float, float]],
+        priors: dict[int, Any],
         leaves: dict[int, Leaf],
         centre: dict[int, float],
         max_iter: int,
@@ -578,12 +726,11 @@ class BayesianNetwork(GenerativeModel):
                 for i, (j, f) in enumerate(zip(touching, factors, strict=True)):
                     post = np.exp(marginal(beliefs[where[i]], f.vars))
                     if j in leaves:
-                        x_j = xs[:, j] - centre[j]
+                        terms, shape = self._stat_terms(j, xs, centre)
                         counts[j] += np.stack(
-                            [self._expected(j, vals, observed, post, w).ravel()
-                             for w in (None, x_j, x_j * x_j)],
+                            [self._expected(j, vals, observed, post, w).ravel() for w in terms],
                             axis=1,
-                        )  # fmt: skip
+                        ).reshape(shape)
                     else:
                         counts[j] += self._expected(j, vals, observed, post)
             return {"loglik": loglik, **{str(j): c for j, c in enumerate(counts)}}
@@ -595,21 +742,52 @@ class BayesianNetwork(GenerativeModel):
             sums = accumulate(data, lambda batch, _, logt=logt: expected(batch, logt))
             loglik = float(sums["loglik"])
             counts = [sums[str(j)] for j in range(d)]
-            prior = sum(
-                leaves[j].log_prior(t.reshape(-1, 2), alpha, pooled[j])
-                if j in leaves
-                else float(xlogy(alpha, t).sum())
-                for j, t in enumerate(theta)
-            )
+            prior = sum(self._log_prior(j, t, alpha, priors, leaves, centre)
+                        for j, t in enumerate(theta))  # fmt: skip
             objective = (loglik + prior) / n
             history.append({"step": step, "objective": objective, "log_likelihood": loglik / n})
-            theta = self._estimate(counts, alpha, pooled, leaves, centre)
+            theta = self._estimate(counts, alpha, priors, leaves, centre)
             if abs(objective - prev) < tol:
                 break
             prev = objective
         self.history_ = history
         self.n_iter_ = len(history)
         return theta
+
+    def _log_prior(
+        self,
+        j: int,
+        theta_j: np.ndarray,
+        alpha: float,
+        priors: dict[int, Any],
+        leaves: dict[int, Leaf],
+        centre: dict[int, float],
+    ) -> float:
+        """Family j's log prior (up to a constant): Σ α log θ of a table, α E_prior[log f]
+        of a leaf (the pseudo-rows' log-likelihood)."""
+        if j not in leaves:
+            return float(xlogy(alpha, theta_j).sum())
+        if not self._linked_parents(j):
+            return leaves[j].log_prior(theta_j.reshape(-1, 2), alpha, priors[j])
+        coef, var = self._centred_coef(j, theta_j, centre)
+        return clg_log_likelihood(np.broadcast_to(alpha * priors[j], (len(var), *priors[j].shape)),
+                                  coef, var)  # fmt: skip
+
+    def _stat_terms(
+        self, j: int, xs: np.ndarray, centre: dict[int, float] | None
+    ) -> tuple[list[np.ndarray | None], tuple[int, ...]]:
+        """Leaf j's per-row statistics (weights to sum per configuration), and the shape
+        of their sums: 1, x, x² → (q, 3); for a continuous column with continuous parents
+        every u_a u_b of u = (1, parents, x) → (q, m, m) (:func:`clg_stats`); values less
+        ``centre`` (0 where None)."""
+        q = int(np.prod(self.cards_[self.parents_[j]]))
+        cols = [*self._linked_parents(j), j]
+        z = xs[:, cols] - np.array([(centre or {}).get(c, 0.0) for c in cols])
+        if len(cols) == 1:
+            return [None, z[:, 0], z[:, 0] ** 2], (q, 3)
+        u = np.column_stack([np.ones(len(z)), z])
+        m = u.shape[1]
+        return [u[:, a] * u[:, b] for a in range(m) for b in range(m)], (q, m, m)
 
     def _observed_families(
         self,
@@ -632,10 +810,16 @@ class BayesianNetwork(GenerativeModel):
             if j in leaves:
                 q = int(np.prod(self.cards_[ps]))
                 code = _codes(values[seen][:, ps], self.cards_[ps])
-                x_j = flat[seen, j]
+                x_seen = flat[seen]
                 if logt is not None:
-                    per_row[seen] += leaves[j].log_density(x_j, logt[j].reshape(q, 2)[code])
-                counts.append(Leaf.stats(code, x_j - (centre or {}).get(j, 0.0), q))
+                    at = self._leaf_at(j, logt[j], x_seen)  # (1 or n, q, 2)
+                    rows = np.arange(len(code)) if len(at) > 1 else np.zeros(len(code), int)
+                    per_row[seen] += leaves[j].log_density(x_seen[:, j], at[rows, code])
+                terms, shape = self._stat_terms(j, x_seen, centre)
+                counts.append(
+                    np.stack([np.bincount(code, weights=w, minlength=q) for w in terms], axis=1)
+                    .reshape(shape) * 1.0
+                )  # fmt: skip
                 continue
             size = int(np.prod(self.cards_[fam]))
             code = _codes(values[seen][:, fam], self.cards_[fam])
@@ -678,15 +862,23 @@ class BayesianNetwork(GenerativeModel):
     def cpts(self) -> list[np.ndarray]:
         """Each variable's parameters: a discrete variable's table p(x_j | parents), shape
         (*cards_[parents_[j]], cards_[j]); a count or continuous leaf's ``[mean, variance]``
-        per configuration of its parents, shape (*cards_[parents_[j]], 2)."""
+        per configuration of its parents, shape (*cards_[parents_[j]], 2); a continuous
+        column with k continuous parents (its axes of size 1) ``[intercept, variance,
+        slope_1, …, slope_k]``, shape (*cards_[parents_[j]], 2 + k): its mean is the
+        intercept + Σ slope_i × parent_i (the continuous parents in ``parents_`` order)."""
         self._check_fitted()
-        out, start, row = [], 0, 0
+        out, start, row, at = [], 0, 0, 0
+        slopes = getattr(self, "slopes_", np.zeros(0))
         for j, ps in enumerate(self.parents_):
             shape = tuple(int(c) for c in self.cards_[ps])
             q = int(np.prod(shape))
             if self._kinds()[j] != DISCRETE:
-                out.append(self.leaf_params_[row : row + q].reshape(*shape, 2))
-                row += q
+                k = len(self._linked_parents(j))
+                params = self.leaf_params_[row : row + q]
+                if k:
+                    params = np.column_stack([params, slopes[at : at + q * k].reshape(q, k)])
+                out.append(params.reshape(*shape, 2 + k))
+                row, at = row + q, at + q * k
                 continue
             shape = (*shape, int(self.cards_[j]))
             out.append(self.cpt_[start : start + q * shape[-1]].reshape(shape))
@@ -739,12 +931,12 @@ class BayesianNetwork(GenerativeModel):
         if j not in leaves:
             return self._factor(j, theta_j, vals, observed)
         leaf, ps = leaves[j], self.parents_[j]
-        params = theta_j.reshape(-1, 2)
+        params = self._leaf_at(j, theta_j, xs)  # continuous parents: observed here
         shape = tuple(int(c) for c in self.cards_[ps])
         if observed[j]:
-            table = leaf.log_density(xs[:, j, None], params[None]).reshape(len(xs), *shape)
+            table = leaf.log_density(xs[:, j, None], params).reshape(len(xs), *shape)
         elif missing_leaf == "max":
-            table = leaf.log_density(leaf.mode(params), params).reshape(1, *shape)
+            table = leaf.log_density(leaf.mode(params), params).reshape(len(params), *shape)
         else:
             return None
         seen = [a for a, v in enumerate(ps) if observed[v]]
@@ -754,6 +946,51 @@ class BayesianNetwork(GenerativeModel):
             batch = np.arange(len(vals)) if len(table) > 1 else np.zeros(len(vals), np.int64)
             table = table[(batch, *(vals[:, ps[a]] for a in seen))]
         return Factor(tuple(ps[a] for a in free), table)
+
+    def _gaussian_blocks(self, observed: np.ndarray, keep: np.ndarray) -> list[list[int]]:
+        """Continuous columns that missing cells couple: among the columns in ``keep`` that
+        have or are a continuous parent and whose family has a missing cell, the connected
+        components (by continuous → continuous edges) that hold a missing column, each in
+        topological order. A column whose family is observed stays an ordinary factor, and
+        an input (a known value) to its children's means."""
+        linked = self._linked() & keep
+        nodes = [
+            j
+            for j in range(len(observed))
+            if linked[j] and not observed[[*self.parents_[j], j]].all()
+        ]
+        if not any(not observed[j] for j in nodes):
+            return []
+        group = {j: j for j in nodes}
+
+        def root(j: int) -> int:
+            while group[j] != j:
+                j = group[j]
+            return j
+
+        for j in nodes:
+            for p in self._linked_parents(j):
+                if p in group:
+                    group[root(p)] = root(j)
+        rank = {int(v): i for i, v in enumerate(self.order_)}
+        parts: dict[int, list[int]] = {}
+        for j in nodes:
+            parts.setdefault(root(j), []).append(j)
+        return [
+            sorted(part, key=rank.__getitem__)
+            for part in parts.values()
+            if not observed[part].all()
+        ]
+
+    def _leaf_at(self, j: int, theta_j: np.ndarray, xs: np.ndarray) -> np.ndarray:
+        """Leaf j's ``[mean, variance]`` per configuration of its discrete parents:
+        (1, q, 2), or (n, q, 2) at the continuous parents' values of the rows ``xs``."""
+        flat = theta_j.reshape(-1, theta_j.shape[-1])
+        linked = self._linked_parents(j)
+        if not linked:
+            return flat[None, :, :2]
+        mean = flat[None, :, 0] + xs[:, linked] @ flat[:, 2:].T
+        return np.stack([mean, np.broadcast_to(flat[None, :, 1], mean.shape)], axis=-1)
 
     def _rows(self, flat: np.ndarray) -> np.ndarray:
         """The discrete codes of ``flat`` (NaN and leaves as 0), int64 (N, D)."""
@@ -770,20 +1007,26 @@ class BayesianNetwork(GenerativeModel):
         if not missing.any():
             return out
         anc = ancestors(self._adjacency())
+        discrete = ~self._leaf_mask()
         for rows, observed in missing_patterns(flat):
             # barren variables (missing, with no observed descendant) sum to one: drop them
             # (a missing leaf among them); families all observed are in ``out`` already
             relevant = observed | anc[observed].any(axis=0)
+            blocks = self._gaussian_blocks(observed, relevant)
+            inside = {v for block in blocks for v in block}
             touching = [
-                j for j in np.flatnonzero(relevant) if not observed[[*self.parents_[j], j]].all()
+                j
+                for j in np.flatnonzero(relevant)
+                if not observed[[*self.parents_[j], j]].all() and j not in inside
             ]
-            if not touching:
+            if not touching and not blocks:
                 continue
             vals, xs = values[rows], flat[rows]
             factors = [
                 self._family_factor(j, logt[j], vals, xs, observed, leaves) for j in touching
             ]
-            free = np.flatnonzero(relevant & ~observed).tolist()
+            factors += [_GaussianBlock(self, b, logt, vals, xs, observed).factor for b in blocks]
+            free = np.flatnonzero(relevant & ~observed & discrete).tolist()
             order = min_fill_order([f.vars for f in factors], free, self.cards_)
             pool, _ = eliminate(factors, order, self.cards_)
             out[rows] += log_total(pool, len(rows))
@@ -797,7 +1040,10 @@ class BayesianNetwork(GenerativeModel):
         for j in self.order_:  # ancestral: parents first
             at = theta[j][tuple(codes[:, p] for p in self.parents_[j])]
             if j in leaves:
-                out[:, j] = leaves[j].sample(np.broadcast_to(at, (n, 2)), rng)
+                at = np.broadcast_to(at, (n, at.shape[-1]))
+                linked = self._linked_parents(j)  # drawn before j: the mean moves with them
+                mean = at[:, 0] + (out[:, linked] * at[:, 2:]).sum(axis=1)
+                out[:, j] = leaves[j].sample(np.column_stack([mean, at[:, 1]]), rng)
                 continue
             probs = np.broadcast_to(at, (n, at.shape[-1]))  # (n, r_j), roots too
             codes[:, j] = sample_categorical(probs, rng)
@@ -823,12 +1069,19 @@ class BayesianNetwork(GenerativeModel):
             if observed.all():
                 continue
             vals, xs = values[rows], flat[rows]
+            blocks = [
+                _GaussianBlock(self, b, logt, vals, xs, observed, mode)
+                for b in self._gaussian_blocks(observed, np.ones(len(observed), dtype=bool))
+            ]
+            inside = {v for block in blocks for v in block.nodes}
             factors = [
                 f
                 for j in range(len(logt))
-                if (f := self._family_factor(j, logt[j], vals, xs, observed, leaves, mode))
+                if j not in inside
+                and (f := self._family_factor(j, logt[j], vals, xs, observed, leaves, mode))
                 is not None
             ]
+            factors += [block.factor for block in blocks]
             free = np.flatnonzero(~observed & discrete).tolist()
             order = min_fill_order([f.vars for f in factors], free, self.cards_)
             _, steps = eliminate(factors, order, self.cards_, mode)
@@ -836,12 +1089,76 @@ class BayesianNetwork(GenerativeModel):
             for v, drawn in traceback(steps, len(rows), choose).items():
                 out[rows, v] = drawn
                 codes[:, v] = drawn
+            for block in blocks:  # its missing columns given the discrete ones, jointly
+                out[np.ix_(rows, block.missing)] = block.fill(codes, mode, rng)
             for j, leaf in leaves.items():  # a missing leaf given its parents, now all known
-                if observed[j]:
+                if observed[j] or j in inside:
                     continue
                 at = theta[j][tuple(codes[:, p] for p in self.parents_[j])]
                 at = np.broadcast_to(at, (len(rows), 2))
                 out[rows, j] = leaf.mode(at) if mode == "max" else leaf.sample(at, rng)
+        return out
+
+    # ----------------------------------------------------------------- labelled evidence
+    def sample(
+        self,
+        n_samples: int = 1,
+        *,
+        y: Any = None,
+        given: Any = None,
+        random_state: int | np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Draw ``n_samples`` rows (codes: a table's with :func:`ptheta.data.table.decode`
+        as labels). ``given`` fixes some cells and draws the others exactly from
+        p(x_missing | x_observed): rows with NaN where missing (codes), or by name — a
+        pandas DataFrame of any of the columns, or a dict {column: value or one value per
+        row} — with a table's labels for its label columns (numbers for count and
+        continuous columns), levels 0..K−1 otherwise; unnamed columns are drawn."""
+        partial = self._named_partial(given)
+        return super().sample(n_samples, y=y, given=partial, random_state=random_state)
+
+    def impute(
+        self,
+        X: Any,
+        *,
+        method: str = "mode",
+        random_state: int | np.random.Generator | None = None,
+    ) -> np.ndarray:
+        """Fill the NaN cells of ``X`` (rows of codes, or by name as in :meth:`sample`'s
+        ``given``): ``"mode"`` the most probable completion, ``"sample"`` exact draws."""
+        partial = self._named_partial(X)
+        return super().impute(partial, method=method, random_state=random_state)
+
+    def _named_partial(self, given: Any) -> Any:
+        """Partial rows given by name (a DataFrame of some columns, or a dict) as (n, D)
+        float64 codes with NaN in the cells not given; anything else as it is."""
+        from ptheta.data.table import encode, is_frame
+
+        if not (isinstance(given, dict) or is_frame(given)) or not self.is_fitted():
+            return given
+        import pandas as pd
+
+        if isinstance(given, dict):
+            lengths = {len(v) for v in given.values() if np.ndim(v) == 1}
+            if len(lengths) > 1 or any(np.ndim(v) > 1 for v in given.values()):
+                raise DataError(
+                    "given= as a dict takes one value, or one list of values of the same "
+                    f"length, per column; got lengths {sorted(lengths)}"
+                )
+            n = lengths.pop() if lengths else 1
+            given = pd.DataFrame(
+                {k: list(v) if np.ndim(v) == 1 else [v] * n for k, v in given.items()}
+            )
+        names = [self.columns_[self._index(c)] for c in given.columns]
+        if len(set(names)) < len(names):
+            raise DataError(f"given= names a column twice: {list(given.columns)}")
+        frame = given.set_axis(names, axis=1)
+        absent = [c for c in self.columns_ if c not in names]
+        frame = frame.assign(**{c: [None] * len(frame) for c in absent})[self.columns_]
+        columns = self.fitted_spec.columns
+        if columns is not None:
+            return encode(frame, columns, "given")
+        out = frame.astype("float64").to_numpy()  # levels 0..K−1 (checked by sample)
         return out
 
     # ----------------------------------------------------------------- queries
@@ -912,11 +1229,16 @@ class BayesianNetwork(GenerativeModel):
         anc = ancestors(self._adjacency())
         relevant = observed | keep | anc[observed | keep].any(axis=0)
         logt = _logs(self.cpts(), leaves)
+        blocks = self._gaussian_blocks(observed, relevant)
+        inside = {v for block in blocks for v in block}
         factors = [
             self._family_factor(j, logt[j], vals, xs, observed, leaves)
             for j in np.flatnonzero(relevant)
+            if j not in inside
         ]
-        free = np.flatnonzero(relevant & ~observed & ~keep).tolist()
+        factors = [f for f in factors if f is not None]  # missing leaves: integrated out
+        factors += [_GaussianBlock(self, b, logt, vals, xs, observed).factor for b in blocks]
+        free = np.flatnonzero(relevant & ~observed & ~keep & ~self._leaf_mask()).tolist()
         order = min_fill_order([f.vars for f in factors], free, self.cards_)
         pool, _ = eliminate(factors, order, self.cards_)
         if np.isneginf(log_total(pool, 1)[0]) or any(
@@ -974,7 +1296,8 @@ class BayesianNetwork(GenerativeModel):
     def _n_parameters(self) -> int:
         leaves = self._leaves()
         return sum(
-            int(t.size // t.shape[-1]) * (leaves[j].n_params if j in leaves else t.shape[-1] - 1)
+            int(t.size // t.shape[-1])
+            * (leaves[j].n_params + t.shape[-1] - 2 if j in leaves else t.shape[-1] - 1)
             for j, t in enumerate(self.cpts())
         )
 
@@ -986,6 +1309,8 @@ class BayesianNetwork(GenerativeModel):
             self.kinds_ = [DISCRETE] * len(self.cards_)
         if not hasattr(self, "leaf_params_") or np.size(self.leaf_params_) == 0:
             self.leaf_params_ = np.zeros((0, 2))
+        if not hasattr(self, "slopes_"):  # a network saved before continuous parents
+            self.slopes_ = np.zeros(0)
 
     def _expected_shapes(self, spec: DataSpec) -> dict[str, tuple[int, ...]]:
         d = int(np.prod(spec.event_shape))
@@ -1001,6 +1326,13 @@ class BayesianNetwork(GenerativeModel):
             n_leaf_rows = sum(s for j, s in enumerate(sizes) if kinds[j] != DISCRETE)
             if n_leaf_rows:
                 shapes["leaf_params_"] = (n_leaf_rows, 2)
+            n_slopes = sum(
+                s * sum(kinds[p] != DISCRETE for p in parents[j])
+                for j, s in enumerate(sizes)
+                if kinds[j] != DISCRETE
+            )
+            if n_slopes:
+                shapes["slopes_"] = (n_slopes,)
         return shapes
 
     # ----------------------------------------------------------------- export
@@ -1053,6 +1385,92 @@ class BayesianNetwork(GenerativeModel):
             "layout": pos,
             "title": f"Bayesian network, {d} variables, {len(self.edges_)} edges",
         }
+
+
+# --------------------------------------------------------------------------- Gaussian blocks
+class _GaussianBlock:
+    """Continuous columns ``nodes`` (topological order) of a network, coupled by missing
+    cells, for examples ``vals`` / ``xs`` (n, D) sharing the ``observed`` mask. Given a
+    configuration d of their discrete parents, they are a linear Gaussian network,
+    x = a_d + B_d x + ε with ε ~ N(0, diag σ²_d) (inputs from observed continuous parents
+    outside the block in a_d), so one multivariate Gaussian N((I − B_d)⁻¹ a_d,
+    (I − B_d)⁻¹ diag σ²_d (I − B_d)⁻ᵀ). ``factor`` is the exact log-density of the observed
+    columns with the missing ones integrated out, per configuration of the discrete parents
+    not observed (with ``mode="max"``, plus the largest log-density of the missing ones
+    given them: the Gaussian's at its conditional mean); :meth:`fill` draws the missing
+    columns (or takes their conditional mean) given the discrete values."""
+
+    def __init__(
+        self,
+        net: BayesianNetwork,
+        nodes: list[int],
+        theta: list[np.ndarray],
+        vals: np.ndarray,
+        xs: np.ndarray,
+        observed: np.ndarray,
+        mode: str = "sum",
+    ) -> None:
+        kinds = net._kinds()
+        self.nodes = nodes
+        where = {v: i for i, v in enumerate(nodes)}
+        self.discrete = sorted({p for j in nodes for p in net.parents_[j] if kinds[p] == DISCRETE})
+        self.cards = net.cards_[self.discrete]
+        q = int(np.prod(self.cards))
+        config = np.indices(self.cards).reshape(len(self.discrete), q).T  # (Q, d) codes
+        n, g = len(xs), len(nodes)
+        intercept = np.zeros((n, q, g))
+        slopes = np.zeros((q, g, g))
+        var = np.zeros((q, g))
+        for i, j in enumerate(nodes):
+            index = tuple(
+                config[:, self.discrete.index(p)] if kinds[p] == DISCRETE else 0
+                for p in net.parents_[j]
+            )
+            at = np.broadcast_to(theta[j][index], (q, theta[j].shape[-1]))
+            intercept[:, :, i] = at[:, 0]
+            var[:, i] = at[:, 1]
+            for c, p in enumerate(net._linked_parents(j)):
+                if p in where:
+                    slopes[:, i, where[p]] = at[:, 2 + c]
+                else:  # an observed parent outside the block: a known input
+                    intercept[:, :, i] += xs[:, p, None] * at[None, :, 2 + c]
+        spread = np.linalg.inv(np.eye(g) - slopes)  # (Q, g, g)
+        mean = np.einsum("qab,nqb->nqa", spread, intercept)
+        cov = np.einsum("qab,qb,qcb->qac", spread, var, spread)
+        seen = [i for i, j in enumerate(nodes) if observed[j]]
+        gone = [i for i, j in enumerate(nodes) if not observed[j]]
+        self.missing = [nodes[i] for i in gone]
+        s_oo = cov[:, seen][:, :, seen]
+        s_mo = cov[:, gone][:, :, seen]
+        s_mm = cov[:, gone][:, :, gone]
+        inv_oo = np.linalg.inv(s_oo) if seen else np.zeros((q, 0, 0))
+        resid = xs[:, [nodes[i] for i in seen]][:, None, :] - mean[:, :, seen]  # (n, Q, o)
+        _, logdet = np.linalg.slogdet(s_oo) if seen else (None, np.zeros(q))
+        maha = np.einsum("nqa,qab,nqb->nq", resid, inv_oo, resid)
+        log_p = -0.5 * (len(seen) * np.log(2 * np.pi) + logdet + maha)  # (n, Q)
+        gain = np.einsum("qab,qbc->qac", s_mo, inv_oo)  # (Q, m, o)
+        self.mean = mean[:, :, gone] + np.einsum("qac,nqc->nqa", gain, resid)  # (n, Q, m)
+        self.cov = s_mm - np.einsum("qac,qbc->qab", gain, s_mo)  # (Q, m, m)
+        if mode == "max":
+            _, logdet_m = np.linalg.slogdet(self.cov)
+            log_p = log_p - 0.5 * (len(gone) * np.log(2 * np.pi) + logdet_m)
+        table = log_p.reshape(n, *(int(c) for c in self.cards))
+        fixed = [a for a, v in enumerate(self.discrete) if observed[v]]
+        free = [a for a, v in enumerate(self.discrete) if not observed[v]]
+        table = np.transpose(table, [0, *(a + 1 for a in fixed + free)])
+        if fixed:
+            table = table[(np.arange(n), *(vals[:, self.discrete[a]] for a in fixed))]
+        self.factor = Factor(tuple(self.discrete[a] for a in free), table)
+
+    def fill(self, codes: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
+        """The missing columns (n, m) given the discrete values ``codes`` (n, D): their
+        conditional mean (``mode="max"``) or a draw from their conditional Gaussian."""
+        q = _codes(codes[:, self.discrete], self.cards)
+        mean = self.mean[np.arange(len(q)), q]
+        if mode == "max":
+            return mean
+        chol = np.linalg.cholesky(self.cov)[q]  # (n, m, m)
+        return mean + np.einsum("nab,nb->na", chol, rng.standard_normal(mean.shape))
 
 
 # --------------------------------------------------------------------------- helpers

@@ -4,13 +4,14 @@ A network's BIC or BDeu score is a sum of one term per variable, a function of t
 variable and its parent set alone ("family scores"). :class:`FamilyScorer` computes them
 from counts (``np.bincount`` over mixed-radix codes of the family's values) and caches
 each (variable, parent set) it has seen. A count or continuous column of a table is a
-:class:`Leaf`: a Poisson or a Gaussian per configuration of its discrete parents (the
-conditional linear Gaussian restriction without continuous parents), scored by BIC from its
-weighted sufficient statistics (n, Σx, Σx²) per configuration. :func:`hill_climb`
-searches DAGs by adding, removing and reversing one edge at a time: toggling a parent
-changes one family's score, so the gain of every move is read from one (D, D) table whose
-column j is recomputed only when j's parents change, and acyclicity is checked for all
-moves at once from the ancestor matrix.
+:class:`Leaf`: a Poisson or a Gaussian per configuration of its discrete parents, scored by
+BIC from its weighted sufficient statistics (n, Σx, Σx²) per configuration; a continuous
+column with continuous parents is a conditional linear Gaussian (:func:`clg_estimate`: one
+weighted least squares per configuration from Σ w u uᵀ), scored by BIC from the same sums.
+:func:`hill_climb` searches DAGs by adding, removing and reversing one edge at a time:
+toggling a parent changes one family's score, so the gain of every move is read from one
+(D, D) table whose column j is recomputed only when j's parents change, and acyclicity is
+checked for all moves at once from the ancestor matrix.
 
 Example:
     >>> import numpy as np
@@ -191,6 +192,72 @@ class Leaf:
         )
 
 
+# --------------------------------------------------------------------------- linear Gaussians
+# A conditional linear Gaussian's normal equations get this ridge, relative to their largest
+# diagonal entry, on the slopes (not the intercept): it only keeps a configuration with
+# fewer rows than coefficients solvable and moves a well-determined fit by ~1e-12.
+RIDGE = 1e-12
+
+
+def clg_stats(code: np.ndarray, u: np.ndarray, q: int, weights: np.ndarray | None = None):
+    """(q, m, m) weighted Σ w u uᵀ per configuration ``code`` (N,) in 0..q−1 of rows
+    ``u`` (N, m) = (1, parents' values, the child's value): the sufficient statistics of a
+    conditional linear Gaussian (Σ w at [0, 0], Σ w x at [0, :])."""
+    m = u.shape[1]
+    w = np.ones(len(u)) if weights is None else weights
+    pairs = (u[:, :, None] * u[:, None, :]).reshape(len(u), m * m)
+    out = np.stack([np.bincount(code, weights=w * p, minlength=q) for p in pairs.T], axis=1)
+    return out.reshape(q, m, m)
+
+
+def clg_prior(mean: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """E[u uᵀ] (m, m) of one pseudo-row u = (1, z) with z ~ (``mean``, ``cov``): the pooled
+    moments that ``alpha`` pseudo-rows add to every configuration's statistics."""
+    mean = np.asarray(mean, np.float64)
+    out = np.empty((len(mean) + 1, len(mean) + 1))
+    out[0, 0], out[0, 1:], out[1:, 0] = 1.0, mean, mean
+    out[1:, 1:] = cov + np.outer(mean, mean)
+    return out
+
+
+def clg_estimate(stats: np.ndarray, alpha: float, prior: np.ndarray):
+    """Weighted least squares of a conditional linear Gaussian per configuration, from
+    ``stats`` (q, m, m) (:func:`clg_stats`) plus ``alpha`` pseudo-rows of ``prior`` (m, m)
+    (:func:`clg_prior`): the coefficients (q, m − 1) = (intercept, slopes) solving
+    A_xx β = A_xy with A = stats + α prior (a ridge ``RIDGE`` · max diag on the slopes),
+    and the variances (q,) = (A_yy − 2 βᵀA_xy + βᵀA_xx β) / A_00, floored at
+    ``VAR_FLOOR`` · the prior's variance of the child. A configuration without rows
+    (α = 0) gets the prior's regression. With one row per pseudo-row this is the
+    maximum of Σ log f(x_i) + α E_prior[log f(x)] (with m = 2: :meth:`Leaf.estimate`)."""
+    m = stats.shape[1]
+    a = stats + alpha * prior
+    empty = a[:, 0, 0] <= 0
+    a = np.where(empty[:, None, None], prior, a)
+    xx, xy = a[:, :-1, :-1], a[:, :-1, -1]
+    ridge = np.zeros(m - 1)
+    ridge[1:] = 1.0
+    scale = np.abs(np.diagonal(xx, axis1=1, axis2=2)).max(axis=1, initial=0.0)
+    xx = xx + RIDGE * np.maximum(scale, 1e-300)[:, None, None] * np.diag(ridge)
+    coef = np.linalg.solve(xx, xy[..., None])[..., 0]
+    var = _rss(a, coef) / a[:, 0, 0]
+    child_var = prior[-1, -1] - prior[0, -1] ** 2
+    floor = VAR_FLOOR * child_var if child_var > 0 else VAR_FLOOR
+    return coef, np.maximum(var, floor)
+
+
+def _rss(stats: np.ndarray, coef: np.ndarray) -> np.ndarray:
+    """Σ w (x − βᵀ(1, parents))² per configuration from the statistics (q, m, m)."""
+    xx, xy, yy = stats[:, :-1, :-1], stats[:, :-1, -1], stats[:, -1, -1]
+    return yy - 2 * (coef * xy).sum(axis=1) + np.einsum("qa,qab,qb->q", coef, xx, coef)
+
+
+def clg_log_likelihood(stats: np.ndarray, coef: np.ndarray, var: np.ndarray) -> float:
+    """Σ_i w_i log N(x_i; βᵀ(1, parents_i), σ²) over the rows whose statistics are
+    ``stats`` (q, m, m), at coefficients (q, m − 1) and variances (q,)."""
+    n = stats[:, 0, 0]
+    return float(-0.5 * (n * np.log(2 * np.pi * var) + _rss(stats, coef) / var).sum())
+
+
 # --------------------------------------------------------------------------- scores
 class FamilyScorer:
     """Cached decomposable score of (child, parent set) on data ``x`` (N, D) of levels
@@ -202,7 +269,11 @@ class FamilyScorer:
     its column of ``x`` is ignored (0) and its card is 1. A leaf's family is scored by BIC
     whatever ``score`` is (BDeu has no form for it; BIC approximates the same log marginal
     likelihood): Σ log f(x_i | the :meth:`Leaf.estimate` with ``alpha`` of x_i's
-    configuration) − ½ log N · q · (parameters per configuration).
+    configuration) − ½ log N · q · (parameters per configuration). A continuous column
+    whose parents include continuous columns is a conditional linear Gaussian: its BIC is
+    :func:`clg_log_likelihood` at :func:`clg_estimate` (from :func:`clg_stats` of the values
+    less their pooled means, and ``alpha`` pseudo-rows of the pooled moments, whose
+    covariances are ``covariance`` (D, D)) − ½ log N · q · (k + 2) for k continuous parents.
     """
 
     def __init__(
@@ -214,6 +285,7 @@ class FamilyScorer:
         *,
         leaves: dict[int, tuple[Leaf, np.ndarray, tuple[float, float]]] | None = None,
         alpha: float = 0.0,
+        covariance: np.ndarray | None = None,
     ) -> None:
         x = np.asarray(x)
         # compact codes (uint8, uint16: a structure search over many rows) stay compact
@@ -223,6 +295,7 @@ class FamilyScorer:
         self.ess = float(ess)
         self.leaves = dict(leaves or {})
         self.alpha = float(alpha)
+        self.covariance = covariance
         self.cache: dict[tuple[int, frozenset[int]], float] = {}
 
     @property
@@ -241,6 +314,13 @@ class FamilyScorer:
             for p in sorted(set(parents) - set(known)):
                 code = code * int(self.cards[p]) + self.x[:, p]
             q = int(np.prod(self.cards[list(parents)])) if len(parents) else 1
+            linked = [p for p in sorted(parents) if p in self.leaves]
+            if linked:
+                found = self.clg_log_likelihood(child, linked, code, q) - 0.5 * math.log(
+                    len(self.x)
+                ) * q * (len(linked) + 2)
+                self.cache[key] = found
+                return found
             if child in self.leaves:
                 leaf = self.leaves[child][0]
                 found = (
@@ -263,10 +343,32 @@ class FamilyScorer:
         params = leaf.estimate(Leaf.stats(code, values, q), self.alpha, pooled)
         return float(leaf.log_density(values, params[code]).sum())
 
+    def clg_log_likelihood(
+        self, child: int, linked: Sequence[int], code: np.ndarray, q: int
+    ) -> float:
+        """Σ log f(x_i) of the conditional linear Gaussian of ``child`` on the continuous
+        columns ``linked`` (and the discrete parents coded by ``code`` in 0..q−1), at its
+        estimates (values taken about their pooled means: shifts change no likelihood)."""
+        if self.covariance is None:
+            raise ValueError("a continuous parent needs the pooled covariance= matrix")
+        cols = [*linked, child]
+        z = np.column_stack([self.leaves[c][1] - self.leaves[c][2][0] for c in cols])
+        u = np.column_stack([np.ones(len(z)), z])
+        stats = clg_stats(code, u, q)
+        prior = clg_prior(np.zeros(len(cols)), self.covariance[np.ix_(cols, cols)])
+        coef, var = clg_estimate(stats, self.alpha, prior)
+        return clg_log_likelihood(stats, coef, var)
+
     def information(self, child: int, parent: int) -> float:
-        """The plug-in mutual information (nats) of a leaf and one discrete parent: the
-        gain in its log-likelihood per row when the parent's levels split it."""
+        """The plug-in mutual information (nats) of a leaf and one parent: the gain in its
+        log-likelihood per row when a discrete parent's levels split it; for two continuous
+        columns, the Gaussian's −½ log(1 − ρ²)."""
         n = len(self.x)
+        if parent in self.leaves:
+            with np.errstate(invalid="ignore", divide="ignore"):
+                rho = np.corrcoef(self.leaves[child][1], self.leaves[parent][1])[0, 1]
+            rho = float(np.nan_to_num(rho))  # a constant column: no information
+            return float(-0.5 * np.log1p(-min(rho * rho, 1.0 - 1e-15)))
         zero = np.zeros(n, dtype=np.int64)
         with_parent = self.leaf_log_likelihood(child, self.x[:, parent], int(self.cards[parent]))
         return (with_parent - self.leaf_log_likelihood(child, zero, 1)) / max(n, 1)
