@@ -326,6 +326,8 @@ class CheckedSource(Source):
             )
 
     def _check(self, rows: np.ndarray) -> np.ndarray:
+        if len(rows) == 0:  # nothing to check (a process's empty share of a batch)
+            return np.empty((0, *self.event_shape), self.dtype)
         return check_values(rows, self.spec_checked, allow_nan=self.allow_nan, what=self.what)
 
     def _read(self, index: np.ndarray) -> np.ndarray:
