@@ -74,7 +74,7 @@ from ptheta.data.spec import (
     check_magnitude,
     parse_kind,
 )
-from ptheta.data.stream import NpySource, Source
+from ptheta.data.stream import BlockCache, NpySource, Source
 from ptheta.errors import DataError, unknown_name
 
 # A file or folder whose data take more than this many bytes once read into memory (as
@@ -308,17 +308,18 @@ class ShardSource(Source):
         if all(labelled) and len({s.y.dtype.kind in "US" for s in self.shards}) > 1:
             raise DataError(f"the shards in {self.path} mix numeric and text labels")
         self.y = np.concatenate([s.y for s in self.shards]) if all(labelled) else None
-        self._cached: tuple[int, np.ndarray] | None = None  # (shard, its array): compressed
+        self._cache = BlockCache()  # decompressed shards, the least recently used dropped
 
     def _array(self, i: int) -> np.ndarray:
         shard = self.shards[i]
         if shard.array is not None:
             return shard.array
-        if self._cached is None or self._cached[0] != i:
-            self._cached = None  # free the previous one before reading the next
-            with np.load(shard.path, allow_pickle=False) as npz:
-                self._cached = (i, np.asarray(_npz_get(shard.path, npz, shard.key)))
-        return self._cached[1]
+        return self._cache.get(i, self._decompress)
+
+    def _decompress(self, i: int) -> np.ndarray:
+        shard = self.shards[i]
+        with np.load(shard.path, allow_pickle=False) as npz:
+            return np.asarray(_npz_get(shard.path, npz, shard.key))
 
     def _read(self, index: np.ndarray) -> np.ndarray:
         out = np.empty((len(index), *self.event_shape), self.dtype)
@@ -743,7 +744,7 @@ class TableSource(Source):
         self.columns = columns
         self.event_shape = (len(self.features) if columns is None else len(columns),)
         self.dtype = np.dtype(np.float64)
-        self._cached: tuple[int, np.ndarray] | None = None  # the last row group read
+        self._cache = BlockCache()  # decoded row groups / ranges of CSV rows
 
     def text_columns(self) -> list[str]:
         """The feature columns of a Parquet file that are not numbers (by their type)."""
@@ -887,23 +888,23 @@ class TableSource(Source):
 
     def _read(self, index: np.ndarray) -> np.ndarray:
         out = np.empty((len(index), *self.event_shape))
-        if self.format == "parquet":  # each row group once, the last one kept
-            which = np.searchsorted(self.group_starts, index, side="right") - 1
-            for g in dict.fromkeys(which.tolist()):
-                if self._cached is None or self._cached[0] != g:
-                    self._cached = None
-                    bounds = self.group_starts[g], self.group_starts[g + 1]
-                    self._cached = (g, self._encoded(*bounds))
-                mask = which == g
-                out[mask] = self._cached[1][index[mask] - self.group_starts[g]]
-            return out
-        # runs of nearby rows, each parsed once, none longer than a batch (of memory)
-        order = np.argsort(index, kind="stable")
-        rows = index[order]
-        far = np.diff(rows) > _CsvRows.MARK
-        cuts = np.flatnonzero(far | (np.diff(rows // self.batch_rows()) != 0)) + 1
-        for run, where in zip(np.split(rows, cuts), np.split(order, cuts), strict=True):
-            out[where] = self._encoded(int(run[0]), int(run[-1]) + 1)[run - run[0]]
+        if self.format == "parquet":  # each row group decoded once while it is kept
+            starts = self.group_starts
+
+            def group(g: int) -> np.ndarray:
+                return self._encoded(starts[g], starts[g + 1])
+
+        else:  # blocks of rows of one batch's size, each parsed once while it is kept
+            size = self.batch_rows()
+            starts = np.minimum(np.arange(0, self.n + size, size), self.n)
+
+            def group(g: int) -> np.ndarray:
+                return self._encoded(int(starts[g]), int(starts[g + 1]))
+
+        which = np.searchsorted(starts, index, side="right") - 1
+        for g in dict.fromkeys(which.tolist()):
+            mask = which == g
+            out[mask] = self._cache.get(g, group)[index[mask] - starts[g]]
         return out
 
     def identity(self) -> str:

@@ -131,13 +131,24 @@ def test_compressed_shards_are_decompressed_once_a_pass(tmp_path, monkeypatch):
     (tmp_path / "z").mkdir()
     for i in range(3):
         np.savez_compressed(tmp_path / "z" / f"{i}.npz", x=x[20 * i : 20 * (i + 1)])
-    d = data.load(tmp_path / "z", stream=True)
     loads = []
     real_load = np.load
+    # a cache of less than one shard (8 batches of 16 bytes): each pass decompresses each
+    # shard once, in the file's order
+    monkeypatch.setenv("PTHETA_BATCH_BYTES", "16")
+    d = data.load(tmp_path / "z", stream=True)
     monkeypatch.setattr(np, "load", lambda *a, **k: loads.append(a[0]) or real_load(*a, **k))
     for _ in d.train.x.batches(batch_size=5):  # a split is read in the file's order
         pass
     assert len(loads) == 3
+    # with the default budget the decoded shards are kept: shuffled reads decode nothing more
+    monkeypatch.delenv("PTHETA_BATCH_BYTES")
+    d = data.load(tmp_path / "z", stream=True)
+    loads.clear()
+    rng = np.random.default_rng(0)
+    for _ in range(4):
+        d.train.x.read(rng.permutation(len(d.train.x))[:7])
+    assert len(loads) <= 3
 
 
 def test_shard_problems_are_one_clear_error(tmp_path):
