@@ -464,7 +464,9 @@ class Trainer:
         if fingerprint and state.get("fingerprint") != fingerprint:
             raise RunDirError(
                 f"the checkpoint in {str(run_dir)!r} belongs to another model or data set; "
-                "resume with the same model, parameters and data, or start a new run"
+                "resume with the same model, parameters and data, read the same way (with "
+                "--stream if the run streamed it; a streamed file must not have changed "
+                "since), or start a new run"
             )
         try:
             module.load_state_dict(checkpoint.unprefixed("module", tensors))
