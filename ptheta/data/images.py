@@ -104,6 +104,36 @@ def _folder_depth(folder: Path, depths: list[str], files: list[Path], modes: lis
     )
 
 
+def list_image_files(folder: Path) -> tuple[list[Path], list[int], list[str] | None]:
+    """The image files of ``folder`` (flat, or one sub-folder per class), their labels
+    (class codes; 0 in a flat folder) and the class names (None in a flat folder)."""
+    try:
+        subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+        top = _list_images(folder)
+        groups = [(d.name, _list_images(d)) for d in subdirs]
+    except OSError as e:
+        raise DataError(f"could not list the folder {folder}: {e}") from None
+    suffixes = "/".join(s[1:] for s in IMAGE_SUFFIXES)
+    if subdirs and not top:
+        empty = [name for name, files in groups if not files]
+        if empty:
+            raise DataError(
+                f"class folder(s) {', '.join(empty)} in {folder} hold no images ({suffixes}); "
+                "remove them or add images"
+            )
+        files = [p for _, ps in groups for p in ps]
+        labels = [c for c, (_, ps) in enumerate(groups) for _ in ps]
+        return files, labels, [name for name, _ in groups]
+    if top:
+        if subdirs:
+            raise DataError(
+                f"{folder} holds both images and sub-folders; put every image in a class "
+                "sub-folder, or all of them directly in the folder"
+            )
+        return top, [0] * len(top), None
+    raise DataError(f"{folder} holds no images ({suffixes}), directly or in sub-folders")
+
+
 def load_image_folder(
     folder: Path,
     *,
@@ -138,32 +168,8 @@ def load_image_folder(
         pixels as x of shape (N, C, H, W): int64 for integer depths, float64 for floats.
     """
     size = _image_size(image_size)
-    try:
-        subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        top = _list_images(folder)
-        groups = [(d.name, _list_images(d)) for d in subdirs]
-    except OSError as e:
-        raise DataError(f"could not list the folder {folder}: {e}") from None
-    suffixes = "/".join(s[1:] for s in IMAGE_SUFFIXES)
-    if subdirs and not top:
-        empty = [name for name, files in groups if not files]
-        if empty:
-            raise DataError(
-                f"class folder(s) {', '.join(empty)} in {folder} hold no images ({suffixes}); "
-                "remove them or add images"
-            )
-        classes: list[str] | None = [name for name, _ in groups]
-        files = [(p, c) for c, (_, ps) in enumerate(groups) for p in ps]
-    elif top:
-        if subdirs:
-            raise DataError(
-                f"{folder} holds both images and sub-folders; put every image in a class "
-                "sub-folder, or all of them directly in the folder"
-            )
-        classes = None
-        files = [(p, 0) for p in top]
-    else:
-        raise DataError(f"{folder} holds no images ({suffixes}), directly or in sub-folders")
+    paths, codes, classes = list_image_files(folder)
+    files = list(zip(paths, codes, strict=True))
 
     images, labels, modes, depths = [], [], [], []
     for p, label in files:

@@ -62,9 +62,9 @@ from ptheta.data.images import (
     IMAGE_SUFFIXES,
     _folder_depth,
     _image_size,
-    _list_images,
     _pixel_depth,
     _read_image,
+    list_image_files,
 )
 from ptheta.data.spec import (
     MAX_INFERRED_CATEGORIES,
@@ -351,36 +351,6 @@ class ShardSource(Source):
 
 
 # --------------------------------------------------------------------- images
-def list_image_files(folder: Path) -> tuple[list[Path], list[int], list[str] | None]:
-    """The image files of ``folder`` (flat, or one sub-folder per class), their labels
-    (class codes; 0 in a flat folder) and the class names (None in a flat folder)."""
-    try:
-        subdirs = sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
-        top = _list_images(folder)
-        groups = [(d.name, _list_images(d)) for d in subdirs]
-    except OSError as e:
-        raise DataError(f"could not list the folder {folder}: {e}") from None
-    suffixes = "/".join(s[1:] for s in IMAGE_SUFFIXES)
-    if subdirs and not top:
-        empty = [name for name, files in groups if not files]
-        if empty:
-            raise DataError(
-                f"class folder(s) {', '.join(empty)} in {folder} hold no images ({suffixes}); "
-                "remove them or add images"
-            )
-        files = [p for _, ps in groups for p in ps]
-        labels = [c for c, (_, ps) in enumerate(groups) for _ in ps]
-        return files, labels, [name for name, _ in groups]
-    if top:
-        if subdirs:
-            raise DataError(
-                f"{folder} holds both images and sub-folders; put every image in a class "
-                "sub-folder, or all of them directly in the folder"
-            )
-        return top, [0] * len(top), None
-    raise DataError(f"{folder} holds no images ({suffixes}), directly or in sub-folders")
-
-
 # Pillow modes read as one channel (see images._read_image); the others are read as RGB.
 _ONE_CHANNEL_MODES = ("1", "L", "LA", "La", "I", "F")
 

@@ -7,7 +7,6 @@ likelihood, and with step size 1 and one batch of all the data it *is* full-batc
 
 from __future__ import annotations
 
-import threading
 import warnings
 
 import numpy as np
@@ -19,6 +18,7 @@ from ptheta.data.spec import DataSpec, Split
 from ptheta.data.stream import ArraySource, NpySource, Source
 from ptheta.errors import ParameterError
 from ptheta.models import em
+from tests.models.test_streaming_contract import _TwoProcesses
 
 # mini-batch EM's held-out log-likelihood is within this of full-batch EM's
 GMM_TOL = 0.01  # nats per example (2-D)
@@ -309,49 +309,6 @@ def test_the_initialisation_reads_a_bounded_sample_of_rows():
 
 
 # --------------------------------------------------------------------------- processes
-class _TwoProcesses:
-    """Two threads standing for two torchrun processes: each sees its rank, and
-    ``all_reduce_sum`` adds their values through a barrier."""
-
-    def __init__(self) -> None:
-        self.local = threading.local()
-        self.barrier = threading.Barrier(2, timeout=60)
-        self.slots: list = [None, None]
-        self.reductions = 0
-
-    def share(self) -> tuple[int, int]:
-        return getattr(self.local, "rank", 0), 2
-
-    def all_reduce_sum(self, stats):
-        rank = self.local.rank
-        self.slots[rank] = {k: np.asarray(v, dtype=np.float64) for k, v in stats.items()}
-        self.barrier.wait()
-        total = {k: self.slots[0][k] + self.slots[1][k] for k in self.slots[0]}
-        self.barrier.wait()
-        self.reductions += rank == 0
-        return total
-
-    def run(self, fit) -> list:
-        results, errors = [None, None], []
-
-        def target(rank: int) -> None:
-            self.local.rank = rank
-            try:
-                results[rank] = fit()
-            except BaseException as e:
-                errors.append(e)
-                self.barrier.abort()
-
-        threads = [threading.Thread(target=target, args=(r,)) for r in (0, 1)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        if errors:
-            raise errors[0]
-        return results
-
-
 @pytest.mark.parametrize(("name", "params", "kind"), CASES)
 @pytest.mark.parametrize("method", ["full", "minibatch"])
 def test_two_processes_fit_the_model_of_one(name, params, kind, method, monkeypatch):
