@@ -78,8 +78,10 @@ def command(
     try:
         row = fit_run(model, params, dataset, out, data_source=source, force=force,
                       resume=resume, verbose=not quiet)  # fmt: skip
-    finally:
-        shutdown()
+    except BaseException:
+        shutdown(wait=False)  # the other processes may never reach a last barrier
+        raise
+    shutdown()
     if row is None or not world.is_main:
         return
     unit = per_step_unit(dataset.spec)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,10 +56,23 @@ def init_from_env(device: str = "auto") -> World:
     return current_world()
 
 
-def shutdown() -> None:
-    """Leave the process group (at the end of a torchrun command)."""
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group (at the end of a torchrun command).
+
+    With ``wait`` (a command that ended normally: every process gets here) each process
+    first waits for the others, so no collective is still in flight; after an error
+    (``wait=False``) the others may never arrive, so nobody waits. Then
+    what still holds the group (a finished DDP wrapper is kept alive by reference
+    cycles) is collected while the interpreter is whole: a gloo group freed during
+    interpreter finalisation can abort the process ("terminate called without an
+    active exception") after all its work is done.
+    """
     if dist.is_available() and dist.is_initialized():
+        if wait:
+            dist.barrier()
+        gc.collect()
         dist.destroy_process_group()
+        gc.collect()
 
 
 def barrier() -> None:
