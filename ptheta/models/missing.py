@@ -1,4 +1,5 @@
-"""Missing entries (NaN) in families that sum them out exactly: masks and one-hot codes.
+"""Missing entries (NaN) in families that sum them out exactly: masks, one-hot codes and
+the Gaussian conditionals EM needs.
 
 Example:
     >>> import numpy as np
@@ -14,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import numpy as np
+from scipy.linalg import solve_triangular
 
 
 def missing_patterns(flat: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
@@ -37,3 +39,59 @@ def one_hot(flat: np.ndarray, levels: int) -> np.ndarray:
         .reshape(len(flat), flat.shape[1] * levels)
         .astype(np.float64)
     )
+
+
+def gaussian_conditionals(
+    z: np.ndarray, observed: np.ndarray, means: np.ndarray, covs: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What EM with missing entries needs of K Gaussians N(μ_k, Σ_k) on D features, for
+    rows ``z`` (N, D) that share one pattern of observed entries ``observed`` (D,) bool.
+
+    Returns ``(log_density, filled, extra)``:
+
+    - ``log_density`` (N, K): log N(z_o; μ_k,o, Σ_k,oo), the density of the observed
+      entries (the missing ones integrated out; 0 when nothing is observed);
+    - ``filled`` (N, K, D): E[z | z_o, k], the observed entries as given and each
+      missing one at its conditional mean μ_m + Σ_mo Σ_oo⁻¹ (z_o − μ_o);
+    - ``extra`` (K, D, D): Cov[z | z_o, k], zero outside the missing block and
+      Σ_mm − Σ_mo Σ_oo⁻¹ Σ_om inside it (the same for every row of the pattern).
+
+    So E[z | z_o, k] = filled and E[z zᵀ | z_o, k] = filled filledᵀ + extra: the expected
+    sufficient statistics of a Gaussian under its posterior (Ghahramani & Jordan 1994).
+    A diagonal Σ is passed as a (K, D, D) diagonal matrix.
+
+    Example:
+        >>> cov = np.array([[[2.0, 1.0], [1.0, 2.0]]])
+        >>> log_p, filled, extra = gaussian_conditionals(
+        ...     np.array([[1.0, np.nan]]), np.array([True, False]), np.zeros((1, 2)), cov)
+        >>> np.round(filled[0, 0], 12).tolist(), np.round(extra[0], 12).tolist()
+        ([1.0, 0.5], [[0.0, 0.0], [0.0, 1.5]])
+    """
+    n, d = z.shape
+    k = len(means)
+    o, m = np.flatnonzero(observed), np.flatnonzero(~observed)
+    filled = np.broadcast_to(np.where(observed, z, 0.0)[:, None, :], (n, k, d)).copy()
+    extra = np.zeros((k, d, d))
+    if len(o) == 0:
+        filled[:] = means[None]
+        extra[:] = covs
+        return np.zeros((n, k)), filled, extra
+    s_oo = covs[:, o[:, None], o]  # (K, O, O)
+    chol = np.linalg.cholesky(s_oo)
+    diff = z[:, o][None] - means[:, None, o]  # (K, N, O)
+    # solve L w = diff per component: w = L⁻¹ (z_o − μ_o)
+    w = np.stack([_lower_solve(chol[c], diff[c].T).T for c in range(k)])  # (K, N, O)
+    log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)  # (K,)
+    log_density = -0.5 * ((w**2).sum(axis=2) + log_det[:, None] + len(o) * np.log(2 * np.pi))
+    if len(m):
+        s_mo = covs[:, m[:, None], o]  # (K, M, O)
+        # gain Σ_mo Σ_oo⁻¹ through the factor: v = L⁻¹ Σ_om, so Σ_mo Σ_oo⁻¹ x = vᵀ L⁻¹ x
+        v = np.stack([_lower_solve(chol[c], s_mo[c].T) for c in range(k)])  # (K, O, M)
+        filled[:, :, m] = (means[:, None, m] + np.einsum("kom,kno->knm", v, w)).transpose(1, 0, 2)
+        block = covs[:, m[:, None], m] - np.einsum("kom,kop->kmp", v, v)
+        extra[:, m[:, None], m] = 0.5 * (block + block.transpose(0, 2, 1))
+    return log_density.T, filled, extra
+
+
+def _lower_solve(lower: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return solve_triangular(lower, b, lower=True)
