@@ -85,8 +85,7 @@ class BayesianNetwork(GenerativeModel):
     Structure search scores these families by BIC with their own parameter counts (1, 2
     or k + 2 per configuration; BDeu, which has no form for them, scores the discrete
     families only) and proposes continuous → continuous edges only between unbounded
-    columns without missing training cells (EM with missing continuous cells is not
-    implemented: a given edge on such a column is a ``DataError``). Inference stays exact:
+    columns. Inference stays exact:
     an observed leaf is a factor over its missing parents (its density at the value), a
     missing leaf integrates to 1 and drops out, and continuous columns coupled by missing
     cells are, for each configuration of their discrete parents, one multivariate Gaussian
@@ -114,11 +113,16 @@ class BayesianNetwork(GenerativeModel):
     the parameters by EM: expected counts (and a leaf's weighted n, Σx, Σx²) from the exact
     family posteriors of each example (the elimination order's junction tree, calibrated),
     starting from the available-case counts; a missing leaf is integrated out, not filled
-    in. With α > 0 this is MAP-EM under Dirichlet(α + 1) priors (and the leaves'
-    pseudo-row priors): its objective, the observed-data log-likelihood plus the log prior,
-    never decreases (α = 0: the likelihood itself; a bounded continuous column's
-    moment-matched M-step is not an exact maximisation); ``history_`` records both per
-    example.
+    in. Continuous columns coupled by missing cells through continuous → continuous edges
+    are one Gaussian per configuration of their discrete parents (as in inference): each
+    column's statistics Σ w u uᵀ, u = (1, continuous parents, itself), take E[u uᵀ] =
+    ū ūᵀ + Cov(u | observed) with the missing cells at their conditional means, weighted
+    by the exact posterior of the discrete parents (their pooled moments for the
+    pseudo-rows are from pairwise-observed rows, made positive semi-definite). With α > 0
+    this is MAP-EM under Dirichlet(α + 1) priors (and the leaves' pseudo-row priors): its
+    objective, the observed-data log-likelihood plus the log prior, never decreases (α = 0:
+    the likelihood itself; a bounded continuous column's moment-matched M-step is not an
+    exact maximisation); ``history_`` records both per example.
 
     **Data read in batches** (``capabilities().streams``). The parameters come from
     sums over the batches of the data (:func:`~ptheta.data.stream.accumulate`, all-reduced
@@ -356,21 +360,23 @@ class BayesianNetwork(GenerativeModel):
         variances = np.maximum(stats["sum_sq"] / seen - (stats["sum"] / seen) ** 2, 0.0)
         pooled = {j: (float(m), float(v)) for j, m, v in zip(leaves, means, variances, strict=True)}
         # pooled covariances of the leaves (pairwise observed rows), for the pseudo-rows of a
-        # continuous column with continuous parents (those columns have no missing cell)
+        # continuous column with continuous parents
         covariance = np.full((d, d), np.nan)
         centred = stats["sum"] / seen
         with np.errstate(invalid="ignore", divide="ignore"):
             cov = stats["cross"] / stats["pairs"] - np.outer(centred, centred)
+        np.fill_diagonal(cov, variances)
         covariance[np.ix_(is_leaf, is_leaf)] = cov
-        covariance[is_leaf, is_leaf] = variances
         # continuous columns that may be parents of continuous columns: unbounded (their
-        # joint is Gaussian), with no missing cell (the EM stays exact: see _learn_structure)
+        # joint is Gaussian, so EM's expected statistics are exact with missing cells)
         continuous = np.array([k == "continuous" for k in self.kinds_])
         bounded = continuous & [
             table is not None and (table[j].lower is not None or table[j].upper is not None)
             for j in range(d)
         ]
-        linkable = continuous & ~bounded & (stats["observed"] == n)
+        linkable = continuous & ~bounded
+        if (stats["observed"][is_leaf] < n).any():  # pairwise-observed moments: made PSD
+            covariance[np.ix_(is_leaf, is_leaf)] = _nearest_psd(np.nan_to_num(cov, nan=0.0))
         # a continuous leaf's statistics [n, Σx, Σx²] are summed about its first value (no
         # precision lost to a mean far from 0); a count's are exact integers as they are
         centre = {
@@ -624,7 +630,7 @@ class BayesianNetwork(GenerativeModel):
     ) -> None:
         """A ParameterError for an edge out of a count or continuous column, but for one
         between two continuous columns (a conditional linear Gaussian), which needs both
-        unbounded (else a ParameterError) and completely observed (else a DataError)."""
+        unbounded."""
         is_leaf = self._leaf_mask()
         continuous = np.array([k == "continuous" for k in self._kinds()])
         out_of_leaf = adj & is_leaf[:, None] & ~(continuous[:, None] & continuous[None, :])
@@ -639,23 +645,14 @@ class BayesianNetwork(GenerativeModel):
             )  # fmt: skip
         between = adj & continuous[:, None] & continuous[None, :]
         for p, c in np.argwhere(between & ~(linkable[:, None] & linkable[None, :])):
-            edge = f"{self.columns_[p]!r} -> {self.columns_[c]!r}"
-            if bounded[p] or bounded[c]:
-                which = self.columns_[p if bounded[p] else c]
-                raise parameter_error(
-                    self.name, key, "edges between unbounded continuous columns",
-                    getattr(self, key),
-                    f"{edge}: {which!r} has bounds, so it is a truncated Gaussian, which has "
-                    "discrete parents only (truncated Gaussians have no closed-form joint): "
-                    "drop the edge, or the column's bounds from the schema",
-                )  # fmt: skip
-            gap = p if linkable[c] else c
-            raise DataError(
-                f"{edge} joins continuous columns, but {self.columns_[gap]!r} has missing "
-                "cells in the training data, and EM for a conditional linear Gaussian with "
-                "missing continuous cells is not implemented; drop the rows with them, or "
-                "the edge"
-            )
+            which = self.columns_[p if bounded[p] else c]
+            raise parameter_error(
+                self.name, key, "edges between unbounded continuous columns", getattr(self, key),
+                f"{self.columns_[p]!r} -> {self.columns_[c]!r}: {which!r} has bounds, so it "
+                "is a truncated Gaussian, which has discrete parents only (truncated "
+                "Gaussians have no closed-form joint): drop the edge, or the column's bounds "
+                "from the schema",
+            )  # fmt: skip
 
     def _edge_matrix(self, edges: list[list[Any]], key: str) -> np.ndarray:
         """(D, D) bool adjacency of user edges over column names or indices."""
@@ -689,20 +686,29 @@ class BayesianNetwork(GenerativeModel):
         discrete = ~is_leaf
         plans: dict[bytes, tuple[list[int], list[int]]] = {}  # per pattern of missing cells
 
-        def plan(observed: np.ndarray) -> tuple[list[int], list[int]]:
-            """The families a pattern's missing cells touch, and an elimination order."""
+        def plan(observed: np.ndarray) -> tuple[list[int], list[list[int]], list[int]]:
+            """The families a pattern's missing cells touch, the Gaussian blocks of
+            continuous columns they couple, and an elimination order."""
             key = observed.tobytes()
             if key not in plans:
-                # a missing leaf has no child: it integrates to 1 and touches nothing
+                blocks = self._gaussian_blocks(observed, np.ones(d, dtype=bool))
+                inside = {v for block in blocks for v in block}
+                # a missing leaf outside a block has no child: it integrates to 1
                 touching = [
                     j
                     for j in range(d)
                     if not observed[[*self.parents_[j], j]].all()
                     and (j not in leaves or observed[j])
+                    and j not in inside
                 ]
                 scopes = [[v for v in [*self.parents_[j], j] if not observed[v]] for j in touching]
+                scopes += [
+                    sorted({p for j in block for p in self.parents_[j]
+                            if discrete[p] and not observed[p]})
+                    for block in blocks
+                ]  # fmt: skip
                 free = np.flatnonzero(~observed & discrete).tolist()
-                plans[key] = (touching, min_fill_order(scopes, free, self.cards_))
+                plans[key] = (touching, blocks, min_fill_order(scopes, free, self.cards_))
             return plans[key]
 
         def expected(batch: np.ndarray, logt: list[np.ndarray]) -> dict[str, Any]:
@@ -713,13 +719,16 @@ class BayesianNetwork(GenerativeModel):
             per_row, counts = self._observed_families(logt, values, flat, missing, leaves, centre)
             loglik = float(per_row.sum())
             for rows, observed in missing_patterns(flat):
-                touching, order = plan(observed)
-                if not touching:
+                touching, blocks, order = plan(observed)
+                if not touching and not blocks:
                     continue
                 vals, xs = values[rows], flat[rows]
                 factors = [self._family_factor(j, logt[j], vals, xs, observed, leaves)
                            for j in touching]  # fmt: skip
-                pool, steps = eliminate(factors, order, self.cards_)
+                gaussian = [_GaussianBlock(self, b, logt, vals, xs, observed) for b in blocks]
+                pool, steps = eliminate(
+                    [*factors, *(g.factor for g in gaussian)], order, self.cards_
+                )
                 loglik += float(log_total(pool, len(rows)).sum())
                 beliefs = calibrate(steps, len(rows))
                 where = {i: s for s, st in enumerate(steps) for i in st.absorbed}
@@ -733,6 +742,11 @@ class BayesianNetwork(GenerativeModel):
                         ).reshape(shape)
                     else:
                         counts[j] += self._expected(j, vals, observed, post)
+                for i, g in enumerate(gaussian, start=len(factors)):
+                    vars_ = g.factor.vars  # its free discrete parents (none: not eliminated)
+                    post = np.exp(marginal(beliefs[where[i]], vars_)) if vars_ else None
+                    for j, stats in g.expected_stats(post, vals, xs, centre).items():
+                        counts[j] += stats
             return {"loglik": loglik, **{str(j): c for j, c in enumerate(counts)}}
 
         history: list[dict[str, float]] = []
@@ -1411,7 +1425,7 @@ class _GaussianBlock:
         mode: str = "sum",
     ) -> None:
         kinds = net._kinds()
-        self.nodes = nodes
+        self.net, self.nodes = net, nodes
         where = {v: i for i, v in enumerate(nodes)}
         self.discrete = sorted({p for j in nodes for p in net.parents_[j] if kinds[p] == DISCRETE})
         self.cards = net.cards_[self.discrete]
@@ -1462,6 +1476,64 @@ class _GaussianBlock:
             table = table[(np.arange(n), *(vals[:, self.discrete[a]] for a in fixed))]
         self.factor = Factor(tuple(self.discrete[a] for a in free), table)
 
+    def expected_stats(
+        self,
+        post: np.ndarray | None,
+        vals: np.ndarray,
+        xs: np.ndarray,
+        centre: dict[int, float],
+    ) -> dict[int, np.ndarray]:
+        """EM's expected statistics E[u uᵀ | observed] (q, m, m) of every column j of the
+        block, u = (1, j's continuous parents, x_j) less ``centre``, summed over the
+        examples and grouped by the configuration of j's discrete parents ((q, 3)
+        ``[n, Σx, Σx²]`` for a column without continuous parents).
+
+        Given a configuration d of the block's discrete parents the block is Gaussian, so
+        E[u uᵀ | observed, d] = ū ūᵀ + C_d with ū the observed values and the missing
+        ones' conditional means, C_d their conditional covariance (zero elsewhere); each
+        is weighted by p(d | observed): ``post`` (n, *cards of the free discrete parents,
+        the block factor's variables), None when every one is observed."""
+        net, n = self.net, len(xs)
+        nodes, q = self.nodes, int(np.prod(self.cards))
+        config = np.indices(self.cards).reshape(len(self.discrete), q).T  # (Q, d) codes
+        weight = np.ones((n, q))
+        for a, v in enumerate(self.discrete):
+            if v not in self.factor.vars:  # observed: only its own configuration counts
+                weight = weight * (config[None, :, a] == vals[:, v, None])
+        if post is not None:
+            free = tuple(config[:, self.discrete.index(v)] for v in self.factor.vars)
+            weight = weight * post[(slice(None), *free)]
+        where = {v: i for i, v in enumerate(nodes)}
+        gone = {v: i for i, v in enumerate(self.missing)}
+        value = np.empty((n, q, len(nodes)))
+        extra = np.zeros((q, len(nodes), len(nodes)))
+        for v, i in where.items():
+            value[:, :, i] = self.mean[:, :, gone[v]] if v in gone else xs[:, v, None]
+        index = [where[v] for v in self.missing]
+        extra[:, np.array(index)[:, None], index] = self.cov
+        out: dict[int, np.ndarray] = {}
+        for j in nodes:
+            ps = net.parents_[j]
+            cols = [*net._linked_parents(j), j]
+            u = np.ones((n, q, len(cols) + 1))
+            for c, v in enumerate(cols, start=1):
+                u[:, :, c] = (value[:, :, where[v]] if v in where else xs[:, v, None]) - centre[v]
+            inner = [c for c, v in enumerate(cols, start=1) if v in where]
+            cov = np.zeros((q, len(cols) + 1, len(cols) + 1))
+            block = [where[cols[c - 1]] for c in inner]
+            cov[:, np.array(inner)[:, None], inner] = extra[:, np.array(block)[:, None], block]
+            sums = np.einsum("nq,nqa,nqb->qab", weight, u, u)
+            sums += weight.sum(axis=0)[:, None, None] * cov
+            own = np.zeros(q, dtype=np.int64)  # the configuration of j's discrete parents
+            for p in ps:  # a continuous parent has one "level"
+                level = config[:, self.discrete.index(p)] if p in self.discrete else 0
+                own = own * int(net.cards_[p]) + level
+            stats = np.zeros((int(np.prod(net.cards_[ps])), *sums.shape[1:]))
+            np.add.at(stats, own, sums)
+            # a column without continuous parents keeps [n, Σx, Σx²] (Leaf statistics)
+            out[j] = stats if len(cols) > 1 else stats.reshape(len(stats), 4)[:, [0, 1, 3]]
+        return out
+
     def fill(self, codes: np.ndarray, mode: str, rng: np.random.Generator) -> np.ndarray:
         """The missing columns (n, m) given the discrete values ``codes`` (n, D): their
         conditional mean (``mode="max"``) or a draw from their conditional Gaussian."""
@@ -1480,6 +1552,13 @@ def _codes(values: np.ndarray, cards: np.ndarray) -> np.ndarray:
     for col, card in zip(values.T, cards, strict=True):
         code = code * int(card) + col
     return code
+
+
+def _nearest_psd(cov: np.ndarray) -> np.ndarray:
+    """``cov`` with its negative eigenvalues set to 0: moments from pairwise-observed rows
+    need not be a covariance matrix."""
+    values, vectors = np.linalg.eigh(0.5 * (cov + cov.T))
+    return (vectors * np.maximum(values, 0.0)) @ vectors.T
 
 
 def _normalise(counts: np.ndarray) -> np.ndarray:
