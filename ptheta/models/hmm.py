@@ -130,15 +130,35 @@ class HMM(GenerativeModel):
     implementation of Baum–Welch (``bench/hmm_vs_peers.py`` uses it).
 
     **Missing data.** NaN entries are marginalised exactly: a missing feature drops out of
-    its step's emission factor (of every mixture component's Gaussian, for the GMM), and
-    a fully missing step has factor one, so ``score_samples`` is the exact
-    log p(x_observed) by the forward recursion. ``impute(method="sample")`` and
+    its step's emission factor (of every mixture component's Gaussian, for the GMM), and a
+    fully missing step has factor one, so ``score_samples`` is the exact log p(x_observed)
+    by the forward recursion. ``fit`` takes NaN too (single entries, whole steps, whole
+    sequences; fixed or variable length; full or mini-batch EM; with ``initial``):
+    Baum–Welch then maximises that observed-data likelihood (plus the log prior), its E-step
+    the same forward–backward over the observed features. The M-step of a categorical
+    emission counts each level where its feature is observed, normalised by the state's mass
+    on those steps (the missing entries' factors sum to one, so they drop out; treating them
+    as latent too, whose expected counts γ_t(k) θ_kfl spread the mass over the levels, has
+    the same fixed points and converges more slowly). Gaussian and GMM emissions take the
+    missing features as latent (Ghahramani & Jordan 1994): per state (and component, whose
+    responsibilities come from the observed features) the expected moments E[z | z_O] and
+    E[z zᵀ | z_O] = E[z] E[z]ᵀ + Cov[z | z_O] from
+    :func:`~ptheta.models.missing.gaussian_conditionals` (diagonal: the missing entry at its
+    mean, with its variance). ``min_covar`` smoothing then maximises the observed-data
+    likelihood with each Gaussian's factor times exp(−½ min_covar tr Σ⁻¹), the smoothed
+    objective with the missing entries integrated out (for the GMM, per component).
+    ``shift_`` and ``scale_`` are the mean and spread of each feature's observed values; the
+    initialisation (k-means or random posteriors and their M-step) runs on a copy with each
+    missing entry at its feature's observed mean (categorical: a missing entry's one-hot
+    block is zeros). A feature missing at every step is refused (DataError). The history's
+    ``log_likelihood`` (full EM) is the mean of ``score_samples`` at the parameters of that
+    step. Data without NaN fit exactly as before. ``impute(method="sample")`` and
     ``sample(given=...)`` draw the states by forward filtering, backward sampling, then
     (GMM) a component from p(m | k, x_t,observed), then the missing entries from their
     Gaussian given the observed features of the step: exact conditional samples.
     ``impute(method="mode")`` fills each missing entry with its most probable level under
-    p(x_t,f | x_obs) = Σ_k γ_t(k) p(x_t,f | k) (entry by entry), or, for Gaussians and
-    GMMs, with the conditional *mean* E[x_t,f | x_obs].
+    p(x_t,f | x_obs) = Σ_k γ_t(k) p(x_t,f | k) (entry by entry), or, for Gaussians and GMMs,
+    with the conditional *mean* E[x_t,f | x_obs].
 
     **States.** :meth:`viterbi` gives the most probable state path (N, T) and
     :meth:`posterior_states` the marginals p(s_t = k | x) (N, T, K). They are not called
@@ -196,6 +216,11 @@ class HMM(GenerativeModel):
         >>> g = ptheta.make("hmm", n_states=2, emission="gmm", n_mix=2).fit(z)
         >>> g.weights_.shape, g.means_.shape, g.covars_.shape
         ((2, 2), (2, 2, 2), (2, 2, 2))
+        >>> gaps = z.copy()
+        >>> gaps[::3, 1, 0] = gaps[1::4, 2] = np.nan  # single entries and whole steps
+        >>> h = ptheta.make("hmm", n_states=2, covariance_type="full").fit(gaps)
+        >>> bool(abs(h.history_[-1]["log_likelihood"] - h.score_samples(gaps).mean()) < 1e-3)
+        True
 
         Sequences of any length: the probabilities of every sequence of lengths 1..4 sum
         to P(L <= 4) < 1.
@@ -216,6 +241,8 @@ class HMM(GenerativeModel):
         speech recognition, Proc. IEEE 77(2) (GMM emissions: §IV.A; scaling: §V.A);
         Bishop (2006), Pattern Recognition and Machine Learning, §13.2; Baum, Petrie,
         Soules & Weiss (1970); Juang, Levinson & Sondhi (1986) for mixture emissions;
+        Ghahramani & Jordan (1994), Supervised learning from incomplete data via an EM
+        approach, NIPS 6, for the expected moments of Gaussians with missing entries;
         Früwirth-Schnatter (1994) for forward filtering, backward sampling; Cappé &
         Moulines (2009), On-line expectation-maximization algorithm for latent data models,
         JRSS B 71(3), and Liang & Klein (2009), Online EM for unsupervised models, for
@@ -227,6 +254,7 @@ class HMM(GenerativeModel):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = True
+    fits_missing: ClassVar[bool] = True
     abilities: ClassVar[dict[str, Any]] = {
         "needs_sequence": True,
         "embeds": True,

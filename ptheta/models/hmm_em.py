@@ -1,6 +1,8 @@
 """Baum–Welch's pieces for :mod:`ptheta.models.hmm`: emission densities, initial posteriors,
 the checked starting values, and :class:`BaumWelch`, the E-step's expected counts summed
-over batches of sequences and the M-step (end probabilities included) from them."""
+over batches of sequences and the M-step (end probabilities included) from them, with
+missing (NaN) entries marginalised in the E-step: observed level counts, and the expected
+moments of Gaussians given each step's observed features."""
 
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from ptheta.models.hmm_inference import (
     fold_lengths,
     step_masks,
 )
-from ptheta.models.missing import one_hot
+from ptheta.models.missing import gaussian_conditionals, missing_patterns, one_hot
 
 _EPS = 10 * np.finfo(np.float64).eps
 _TINY = np.finfo(np.float64).tiny
@@ -97,6 +99,32 @@ def _log_gauss(z: np.ndarray, means: np.ndarray, cov: np.ndarray, full: bool) ->
     out += (means * means * inv).sum(axis=1)
     np.maximum(out, 0.0, out=out)
     out += f * _LOG_2PI + np.log(cov).sum(axis=1)
+    out *= -0.5
+    return out
+
+
+def _log_gauss_observed(
+    prep: dict[str, Any], means: np.ndarray, cov: np.ndarray, full: bool
+) -> np.ndarray:
+    """log N(z_s,O; μ_c,O, Σ_c,OO) of the observed entries O of each standardised step
+    (``prep``'s z with NaN where missing), shape (S, C); 0 for a step with none observed."""
+    if full:
+        z = prep["z"]
+        out = np.zeros((len(z), len(means)))
+        for rows, obs in prep["patterns"]:
+            if obs.any():
+                sub = cov[:, obs][:, :, obs]
+                out[rows] = _log_gauss(z[np.ix_(rows, obs)], means[:, obs], sub, True)
+        return out
+    if np.any(cov <= 0):
+        raise DataError("an hmm emission Gaussian has zero variance; raise min_covar")
+    # Σ_f o_f ((z_f − μ_f)² / σ²_f + log 2π σ²_f), expanded as in _log_gauss; o masks
+    inv, observed, z0 = 1.0 / cov, prep["observed"], prep["z0"]
+    out = prep["zz"] @ inv.T
+    out -= 2 * (z0 @ (means * inv).T)
+    out += observed @ (means * means * inv).T
+    np.maximum(out, 0.0, out=out)
+    out += observed @ (_LOG_2PI + np.log(cov)).T
     out *= -0.5
     return out
 
@@ -220,6 +248,28 @@ def _check_initial(
     return out
 
 
+def _check_observed(steps: np.ndarray, spec: DataSpec) -> np.ndarray | None:
+    """The (S, F) mask of observed entries of the training steps ``steps`` (S, F), or None
+    where none is missing; a DataError for a feature that is missing at every step (nothing
+    to estimate its emissions or its standardisation from)."""
+    if not np.issubdtype(steps.dtype, np.floating):
+        return None
+    missing = np.isnan(steps)
+    if not missing.any():
+        return None
+    empty = np.flatnonzero(missing.all(axis=0))
+    if len(empty):
+        shape = spec.event_shape[1:]
+        where = np.unravel_index(int(empty[0]), shape) if len(shape) > 1 else (int(empty[0]),)
+        index = ", ".join(map(str, where))
+        more = f"; so are {len(empty) - 1} other features" if len(empty) > 1 else ""
+        raise DataError(
+            f"hmm: feature [{index}] of each step has no observed value in the training data "
+            f"(it is NaN at every step{more}); drop such features from the data"
+        )
+    return ~missing
+
+
 def _positive_definite(cov: np.ndarray) -> bool:
     if not np.allclose(cov, np.swapaxes(cov, -1, -2)):
         return False
@@ -241,6 +291,12 @@ class BaumWelch:
     end probabilities (K,). The examples EM's driver reads are the sequences' numbers, a
     source of shape (N, 1) (`ids`); each batch of them is looked up in ``x3`` here, its
     steps laid out time-major once (kept for the batches that come back every step).
+
+    NaN entries of ``x3`` are missing: the emission factors are those of the observed
+    features (a missing categorical entry points at a row of log 1; a Gaussian's density
+    is that of the observed block), the log-Jacobian counts the observed entries only, and
+    the sums are the observed level counts or the expected Gaussian moments (see
+    :meth:`_posterior_sums`). A batch without NaN takes exactly the complete-data path.
     """
 
     def __init__(
@@ -270,6 +326,8 @@ class BaumWelch:
                 f"{what} is more than the {len(real)} steps of the training data; "
                 "use fewer states (or components) or more data"
             )
+        seen = _check_observed(real, spec)  # (S, F) mask of observed entries, or None
+        self.missing = seen is not None
         # log-normaliser of the Dirichlet(α + 1) priors on π and every row of A (and the
         # Beta(α + 1, α + 1) priors on the end probabilities)
         self.log_norm = (k + 1) * _log_dirichlet_norm(k, alpha)
@@ -281,7 +339,12 @@ class BaumWelch:
             self.shift, self.scale = np.zeros(f), np.ones(f)
         else:
             self.levels = 0
-            self.shift, self.scale = location_scale(real)
+            if seen is None:
+                self.shift, self.scale = location_scale(real)
+            else:  # each feature's mean and spread over the steps where it is observed
+                pairs = [location_scale(real[seen[:, j], j]) for j in range(f)]
+                self.shift = np.array([float(a) for a, _ in pairs])
+                self.scale = np.array([float(b) for _, b in pairs])
             self.log_norm += k * _log_dirichlet_norm(n_mix, alpha)
         self.log_scale = float(np.log(self.scale).sum())  # one step's log-Jacobian
         self.given = _check_initial(
@@ -305,22 +368,37 @@ class BaumWelch:
             return self._prepared[key]
         t_len, f = self.t_len, self.f
         steps = self.x3[ids].transpose(1, 0, 2).reshape(t_len * len(ids), f)
-        prep: dict[str, Any] = {"b": len(ids), "valid": None, "last": None}
+        prep: dict[str, Any] = {"b": len(ids), "valid": None, "last": None, "missing": None}
         if self.lengths is not None:
             valid, last = step_masks(self.lengths[ids], t_len)
             prep["valid"], prep["last"] = valid.T, last.T  # (T, b) each
             prep["jacobian"] = -float(self.lengths[ids].sum()) * self.log_scale
         else:
             prep["jacobian"] = -float(t_len * len(ids)) * self.log_scale
+        missing = np.isnan(steps) if self.missing else None
+        if missing is not None and missing.any():
+            # the Jacobian of the observed entries only: −Σ_t Σ_{f observed} log scale_f
+            seen = ~missing if prep["valid"] is None else ~missing & prep["valid"].reshape(-1, 1)
+            prep["jacobian"] = -float(seen.sum(axis=0) @ np.log(self.scale))
+            prep["missing"] = missing
         if self.emission == "categorical":
             # each entry's index into the (F·L) emission table: gathers, not a one-hot (S, F·L)
-            codes = steps.astype(np.intp) + self.levels * np.arange(f)  # (S, F)
+            if prep["missing"] is None:
+                codes = steps.astype(np.intp) + self.levels * np.arange(f)  # (S, F)
+            else:  # a missing entry points at an extra row of zeros (factor one)
+                codes = np.where(missing, 0, steps).astype(np.intp) + self.levels * np.arange(f)
+                codes[missing] = f * self.levels
             prep["codes"], prep["steps"] = codes, steps
         else:
             z = (steps - self.shift) / self.scale  # (S, F) standardised steps
+            if prep["missing"] is not None:
+                # NaN where missing; z0 holds 0 there (the observed mean) for the products
+                prep["observed"] = (~missing).astype(np.float64)
+                prep["z0"] = np.where(missing, 0.0, z)
+                prep["patterns"] = list(missing_patterns(z)) if self.full else None
             prep["z"] = z
             if not self.full:
-                prep["zz"] = z * z
+                prep["zz"] = z * z if prep["missing"] is None else prep["z0"] ** 2
         if key is not None:
             self._prepared[key] = prep
         return prep
@@ -335,6 +413,8 @@ class BaumWelch:
         if self.emission == "categorical":
             codes = prep["codes"]
             table = np.ascontiguousarray(_log(params[2]).reshape(k, -1).T)  # (F·L, K)
+            if prep["missing"] is not None:  # the row of a missing entry: log 1
+                table = np.vstack([table, np.zeros((1, k))])
             plain = _buffer(buffers, "log_emit", (len(codes), k))
             np.take(table, codes[:, 0], axis=0, out=plain)
             for j in range(1, f):
@@ -342,7 +422,11 @@ class BaumWelch:
             plain = plain.reshape(shape)
             return plain, plain, None
         log_w, means, cov = _log(params[2]), params[3], params[4]
-        dens = _log_gauss(prep["z"], means.reshape(k * n_mix, f), _flat(cov, k * n_mix), self.full)
+        means_c, cov_c = means.reshape(k * n_mix, f), _flat(cov, k * n_mix)
+        if prep["missing"] is None:
+            dens = _log_gauss(prep["z"], means_c, cov_c, self.full)
+        else:
+            dens = _log_gauss_observed(prep, means_c, cov_c, self.full)
         dens = dens.reshape(-1, k, n_mix)  # (S, K, M)
         smoothed_dens = dens
         if smooth > 0:
@@ -367,12 +451,18 @@ class BaumWelch:
         xi: np.ndarray,
         resp: np.ndarray | None,
         ref: np.ndarray | None,
+        cov: np.ndarray | None = None,
     ) -> dict[str, np.ndarray]:
         """The expected counts of a batch from its posteriors γ (T, b, K) (zero at padded
         steps), ξ (K, K) and, for the GMM, p(m | k, x_t) (S, K, M): starts, transitions,
         (variable length) ends and visits, and the emission's: level counts (K, F·L), or
         per Gaussian c the weight n_c, Σ q (z − r_c) and Σ q (z − r_c)(z − r_c)ᵀ (diagonal:
-        Σ q (z − r_c)²) about ``ref`` r (C, F) (None: the weighted means themselves)."""
+        Σ q (z − r_c)²) about ``ref`` r (C, F) (None: the weighted means themselves).
+
+        With missing entries the level counts are those of the observed entries, and the
+        Gaussians' moments are expected ones: z at its conditional mean E[z | z_O, c] and
+        Cov[z | z_O, c] added to the second moment, under the Gaussians whose means are
+        ``ref`` and covariances ``cov`` (C, F[, F]), the parameters of the E-step."""
         k, f = self.k, self.f
         out: dict[str, np.ndarray] = {"start": gamma[0].sum(axis=0), "trans": xi}
         if prep["last"] is not None:
@@ -381,16 +471,23 @@ class BaumWelch:
         w = gamma.reshape(-1, k)  # (S, K)
         if self.emission == "categorical":
             w_t, flat_codes = np.ascontiguousarray(w.T), prep["codes"].ravel()  # (K, S)
+            cells = f * self.levels + (prep["missing"] is not None)  # missing: the last cell
             out["counts"] = np.stack(
                 [
                     np.bincount(flat_codes, np.repeat(w_t[j], f) if f > 1 else w_t[j],
-                                minlength=f * self.levels)
+                                minlength=cells)[: f * self.levels]
                     for j in range(k)
                 ]
             )  # fmt: skip
             return out
         q = w[:, :, None] if resp is None else w[:, :, None] * resp  # (S, K, M)
         q = q.reshape(len(w), -1)  # (S, C)
+        if prep["missing"] is not None:
+            assert ref is not None and cov is not None
+            out["n"], out["ref"] = q.sum(axis=0), ref
+            moments = self._expected_moments_full if self.full else self._expected_moments_diag
+            out["first"], out["second"] = moments(prep, q, ref, cov)
+            return out
         z, weight = prep["z"], q.sum(axis=0)  # (C,)
         qz = q.T @ z  # (C, F)
         if ref is None:
@@ -414,6 +511,48 @@ class BaumWelch:
                 first[c], second[c] = q[:, c] @ diff, q[:, c] @ (diff * diff)
         out["first"], out["second"] = first, second
         return out
+
+    def _expected_moments_diag(
+        self, prep: dict[str, Any], q: np.ndarray, ref: np.ndarray, var: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Σ_s q_sc E[z_s − r_c] and Σ_s q_sc E[(z_s − r_c)²] (C, F) given the observed
+        entries, for diagonal Gaussians with means r and variances ``var`` (C, F): a missing
+        entry is at the mean r_c with variance σ²_c (features are independent given c), so
+        it adds 0 to the first sum and q σ²_c to the second."""
+        observed, z0 = prep["observed"], prep["z0"]  # z0: 0 where missing
+        seen = q.T @ observed  # (C, F): each Gaussian's weight on the observed entries
+        unseen = q.sum(axis=0)[:, None] - seen
+        qz, qzz = q.T @ z0, q.T @ prep["zz"]
+        first = qz - seen * ref
+        second = qzz - 2 * ref * qz + seen * ref * ref
+        for c in np.flatnonzero((second < 1e-6 * qzz).any(axis=1)):  # cancelled: redone
+            diff = observed * (z0 - ref[c])
+            first[c], second[c] = q[:, c] @ diff, q[:, c] @ (diff * diff)
+        return first, second + unseen * var
+
+    def _expected_moments_full(
+        self, prep: dict[str, Any], q: np.ndarray, ref: np.ndarray, cov: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Σ_s q_sc E[z_s − r_c] and Σ_s q_sc E[(z_s − r_c)(z_s − r_c)ᵀ] (C, F[, F]) given
+        the observed entries, for full Gaussians with means r and covariances ``cov``, by
+        :func:`~ptheta.models.missing.gaussian_conditionals`, one pattern of observed
+        features at a time: E[z z ᵀ | z_O, c] = filled filledᵀ + Cov[z | z_O, c]."""
+        z, f = prep["z"], self.f
+        first, second = np.zeros((len(ref), f)), np.zeros((len(ref), f, f))
+        for rows, obs in prep["patterns"]:
+            q_rows = q[rows]  # (R, C)
+            if obs.all():
+                filled, extra = None, None
+            else:
+                _, filled, extra = gaussian_conditionals(z[rows], obs, ref, cov)
+            for c in range(len(ref)):
+                diff = (z[rows] if filled is None else filled[:, c]) - ref[c]  # (R, F)
+                weighted = q_rows[:, c, None] * diff
+                first[c] += weighted.sum(axis=0)
+                second[c] += weighted.T @ diff
+                if extra is not None:
+                    second[c] += q_rows[:, c].sum() * extra[c]
+        return first, second
 
     def _moments(self, sums: Mapping[str, np.ndarray], ref: np.ndarray) -> tuple[np.ndarray, ...]:
         """Weights (C,), means (C, F) and covariances (C, F[, F]) without smoothing of the
@@ -447,7 +586,8 @@ class BaumWelch:
             )
             if valid is not None:
                 gamma *= valid[:, :, None]  # a padded step is in no state
-            out: dict[str, Any] = self._posterior_sums(prep, gamma, xi, resp, ref)
+            cov = None if ref is None else _flat(params[4], len(ref))
+            out: dict[str, Any] = self._posterior_sums(prep, gamma, xi, resp, ref, cov)
             if smoothed is plain:
                 ll = ll_obj
             else:  # the plain log-likelihood, recorded next to the objective
@@ -550,6 +690,10 @@ class BaumWelch:
         t_len, k, n_mix = self.t_len, self.k, self.n_mix
         prep = self._prepare(np.arange(self.n))
         valid = prep["valid"]
+        if prep["missing"] is not None and self.emission != "categorical":
+            # k-means and the first M-step on a copy with each missing entry at its
+            # feature's observed mean (0 in standardised units)
+            prep = prep | {"z": prep["z0"], "missing": None}
         # (S', F'): the features of the steps that are data
         if self.emission == "categorical":
             steps = prep["steps"] if valid is None else prep["steps"][valid.ravel()]
