@@ -14,6 +14,7 @@ from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.base import GenerativeModel, only_where, why_not_classify
 from ptheta.models.classifier import encode_labels
+from ptheta.models.missing import one_hot
 from ptheta.models.sampling import sample_categorical
 from ptheta.params import Bool, Choice, Float, Int, OneOf, Param, parameter_error
 
@@ -54,6 +55,36 @@ class ChowLiuTree(GenerativeModel):
     upward pass, then sampling downwards from the root); ``impute(method="mode")`` returns the
     exact most probable completion, argmax p(x_missing, x_observed), by max-product.
 
+    **Missing values in training: structural EM** (Friedman 1998; for trees, Meilă &
+    Jordan 2000). ``fit`` takes NaN entries and maximises the observed-data
+    log-likelihood Σ_n log p(x_n,observed) plus the log prior of the smoothing (the
+    pseudo-count α makes each table the MAP estimate under a Dirichlet(α + 1) prior).
+    It starts from the available-case counts (each pair's counts over the rows where
+    both are observed: its own total, its own normalisation of the mutual information).
+    Each E-step sums over the batches of the data (``accumulate``: all-reduced under
+    ``torchrun``, one pass over the data per iteration) the expected pairwise counts
+    Σ_n p(x_i = a, x_j = b | x_n,observed) of every pair (i, j) under the current tree,
+    computed exactly by belief propagation on the tree, vectorised over the rows (a
+    missing entry has all-ones evidence): a pair with both entries observed adds its
+    plain count, one missing adds the posterior marginal of the other, and both missing
+    add p(x_i | observed) p(x_j | x_i, observed) from K clamped passes for each variable
+    i over the rows where it is missing. A complete row adds its plain counts (the
+    complete-data product). The M-step is the complete-data fit on the expected counts:
+    mutual information → maximum spanning tree → tables (with α). It maximises the
+    expected complete-data log-likelihood plus log prior over trees and tables jointly
+    (the root is kept fixed during EM: ``"auto"`` picks it from the available-case
+    mutual information; for TAN the classes' informations are weighted by n_c + K²α,
+    which makes the tree the exact maximiser), so the objective never decreases.
+    ``history_`` records, per iteration, the ``objective`` (log-likelihood plus log
+    prior, per example) and ``log_likelihood`` (per example; log p(x_obs, y) for TAN)
+    of the parameters the E-step used, and whether the following M-step changed the
+    tree (``tree_changed``); EM stops when the objective changes by less than
+    ``em_tol`` with the tree unchanged, or after ``em_max_iter`` iterations. Cost of
+    one E-step: O(N D K²) for the posterior marginals and O(M D² K³) for the clamped
+    passes, with M the rows that have a missing entry (about D·K passes over the rows
+    where each variable is missing). A variable never observed is refused. Without NaN
+    the fit is the one-pass complete-data fit above, unchanged.
+
     **Class-conditional (TAN).** With ``class_conditional=True``, ``fit(X, y)`` learns one
     tree shared by all classes from the mutual information conditioned on the class,
     I(x_i; x_j | y) = Σ_y p(y) I(x_i; x_j | y), and tables conditioned on (parent, class):
@@ -72,6 +103,10 @@ class ChowLiuTree(GenerativeModel):
             total mutual information with all others (the most central one, which keeps
             the tree shallow; ties go to the lowest index).
         class_conditional: fit a TAN classifier on ``fit(X, y)``.
+        em_max_iter: most structural-EM iterations when the training data have missing
+            entries.
+        em_tol: EM stops when its objective per example changes by less than this (and
+            the tree did not change).
 
     Fitted attributes:
         edges_: list of [parent, child] pairs, in breadth-first order of the child.
@@ -83,6 +118,8 @@ class ChowLiuTree(GenerativeModel):
         cpts_: (D, K, K) tables, ``cpts_[d, a, b] = p(x_d = b | x_parent(d) = a)``; the
             root's rows all hold its marginal. (C, D, K, K) per class for TAN.
         classes_, class_prior_: (C,) class labels and their frequencies (TAN only).
+        history_, n_iter_, converged_: structural-EM records (only when the training data
+            had missing entries).
 
     Example:
         >>> import ptheta
@@ -95,7 +132,9 @@ class ChowLiuTree(GenerativeModel):
     References:
         Chow & Liu, "Approximating discrete probability distributions with dependence
         trees", IEEE Trans. Inf. Theory (1968); Friedman, Geiger & Goldszmidt, "Bayesian
-        network classifiers", Machine Learning (1997).
+        network classifiers", Machine Learning (1997); Friedman, "The Bayesian structural
+        EM algorithm", UAI (1998); Meilă & Jordan, "Learning with mixtures of trees",
+        JMLR (2000).
     """
 
     name: ClassVar[str] = "chow-liu"
@@ -104,11 +143,14 @@ class ChowLiuTree(GenerativeModel):
     abilities: ClassVar[dict[str, Any]] = {"exports_structure": True, "streams": True}
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical")
     can_marginalise: ClassVar[bool] = True
+    fits_missing: ClassVar[bool] = True
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {}, "explorer": {}}
     parameters: ClassVar[dict[str, Param]] = {
         "alpha": Float(low=0),
         "root": OneOf(Choice("auto"), Int(low=0)),
         "class_conditional": Bool(),
+        "em_max_iter": Int(low=1),
+        "em_tol": Float(low=0),
     }
 
     def __init__(
@@ -117,10 +159,14 @@ class ChowLiuTree(GenerativeModel):
         alpha: float = 0.5,
         root: int | str = "auto",
         class_conditional: bool = False,
+        em_max_iter: int = 100,
+        em_tol: float = 1e-6,
     ) -> None:
         self.alpha = alpha
         self.root = root
         self.class_conditional = class_conditional
+        self.em_max_iter = em_max_iter
+        self.em_tol = em_tol
 
     # ----------------------------------------------------------------- fitting
     def _check_root(self, n_dims: int) -> None:
@@ -152,36 +198,159 @@ class ChowLiuTree(GenerativeModel):
             flat = batch.reshape(len(batch), d)
             if classes is None:
                 cls = np.zeros(len(flat), dtype=np.int64)
-            return _pair_sums(flat, k, cls, n_classes)
+            if flat.dtype.kind != "f":  # no missing entry: the complete-data counts
+                return {
+                    **_pair_sums(flat, k, cls, n_classes),
+                    "available": np.zeros((n_classes, d * k, d * k)),
+                    "incomplete": np.zeros(n_classes),
+                    "seen": np.full(d, float(len(flat))),
+                }
+            missing = np.isnan(flat)
+            partial = missing.any(axis=1)
+            whole = flat[~partial].astype(np.int64)
+            # the rows with a missing entry: counts of each pair over the rows where both
+            # entries are observed (a missing entry's one-hot block is all zeros)
+            codes = one_hot(flat[partial], k)  # (M, D·K)
+            part = cls[partial]
+            available = np.stack([codes[part == c].T @ codes[part == c] for c in range(n_classes)])
+            return {
+                **_pair_sums(whole, k, cls[~partial], n_classes),
+                "available": available,
+                "incomplete": np.bincount(part, minlength=n_classes).astype(np.float64),
+                "seen": (~missing).sum(axis=0).astype(np.float64),
+            }
 
         # the pairwise counts, summed over batches (all-reduced under torchrun)
         stats = accumulate(data, statistics, y=index)
+        if stats["incomplete"].any():  # missing entries: structural EM
+            self._fit_em(data, index, classes, stats, d, k)
+            return
         counts = _counts_from_sums(stats["high"], stats["n"], d, k)  # (C, D, D, K, K)
         n = float(stats["n"].sum())
         alpha = float(self.alpha)
         mi = _mutual_information(counts, alpha)  # (D, D)
         root = int(np.argmax(mi.sum(axis=1))) if self.root == "auto" else int(self.root)
         parents, order = _orient(maximum_spanning_tree(mi), root)
+        self._store(_tables(counts, parents, order, alpha), parents, order, mi, classes)
+        if classes is not None:
+            self.class_prior_ = stats["n"] / n
 
-        # tables from the same counts: (C, D, K, K)
-        children = order[1:]
-        pair = counts[:, parents[children], children] + alpha  # (C, D-1, K, K)
-        root_counts = np.diagonal(counts[:, root, root], axis1=1, axis2=2) + alpha  # (C, K)
-        tables = np.empty((counts.shape[0], d, k, k))
-        tables[:, children] = _normalise(pair)
-        tables[:, root] = _normalise(root_counts)[:, None, :]
-
+    def _store(
+        self,
+        tables: np.ndarray,
+        parents: np.ndarray,
+        order: np.ndarray,
+        mi: np.ndarray,
+        classes: np.ndarray | None,
+    ) -> None:
+        """Set the fitted tree and its tables (C, D, K, K)."""
         self.parents_ = parents
         self.order_ = order
-        self.root_ = root
-        self.edges_ = [[int(parents[c]), int(c)] for c in children]
+        self.root_ = int(order[0])
+        self.edges_ = [[int(parents[c]), int(c)] for c in order[1:]]
         self.mutual_info_ = mi
         if classes is None:
             self.cpts_ = tables[0]
         else:
             self.cpts_ = tables
             self.classes_ = classes
-            self.class_prior_ = stats["n"] / n
+
+    def _fit_em(
+        self,
+        data: Source,
+        index: np.ndarray | None,
+        classes: np.ndarray | None,
+        stats: dict[str, np.ndarray],
+        d: int,
+        k: int,
+    ) -> None:
+        """Structural EM on data with missing entries (see the class docstring), from the
+        available-case counts of the first pass ``stats``. Records ``history_``."""
+        never = np.flatnonzero(stats["seen"] == 0)
+        if never.size:
+            raise DataError(
+                f"variable {int(never[0])} of the training data has no observed value (every "
+                "entry is NaN): nothing to learn its tables from; drop it"
+            )
+        alpha = float(self.alpha)
+        class_rows = stats["n"] + stats["incomplete"]  # (C,)
+        n = float(class_rows.sum())
+        available = _counts_from_sums(stats["high"], stats["n"], d, k) + _blocks(
+            stats["available"], d, k
+        )
+        mi = _expected_information(available, alpha, class_rows)
+        root = int(np.argmax(mi.sum(axis=1))) if self.root == "auto" else int(self.root)
+        parents, order = _orient(maximum_spanning_tree(mi), root)
+        tables = _tables(available, parents, order, alpha)
+        log_class = np.zeros(1) if classes is None else np.log(class_rows / n)
+
+        history: list[dict[str, Any]] = []
+        prev, converged = -np.inf, False
+        for step in range(1, int(self.em_max_iter) + 1):
+            with np.errstate(divide="ignore"):  # alpha = 0 leaves zero probabilities
+                logt = np.log(tables)
+
+            def expected(
+                batch: np.ndarray, cls: np.ndarray | None, logt: np.ndarray = logt,
+                parents: np.ndarray = parents, order: np.ndarray = order,
+            ) -> dict[str, Any]:  # fmt: skip
+                if classes is None:
+                    cls = np.zeros(len(batch), dtype=np.int64)
+                return _expected_sums(batch.reshape(len(batch), d), cls, logt, parents, order,
+                                      log_class)  # fmt: skip
+
+            sums = accumulate(data, expected, y=index)
+            loglik = float(sums["loglik"])
+            if not np.isfinite(loglik):
+                raise DataError(
+                    f"{self.name!r} with alpha=0: a training example has probability 0 under "
+                    "the tree fitted so far (its observed entries never occur together in the "
+                    "counts); use alpha > 0"
+                )
+            children = order[1:]
+            log_prior = float(
+                xlogy(alpha, tables[:, children]).sum() + xlogy(alpha, tables[:, root, 0]).sum()
+            )
+            objective = (loglik + log_prior) / n
+            counts = _counts_from_sums(sums["high"], sums["n"], d, k) + _blocks(
+                sums["expected"], d, k
+            )
+            counts = (counts + counts.transpose(0, 2, 1, 4, 3)) / 2  # exact symmetry
+            mi = _expected_information(counts, alpha, class_rows)
+            new_parents, order = _orient(maximum_spanning_tree(mi), root)
+            changed = bool((new_parents != parents).any())
+            parents = new_parents
+            tables = _tables(counts, parents, order, alpha)
+            history.append(
+                {"step": step, "objective": objective, "log_likelihood": loglik / n,
+                 "tree_changed": changed}
+            )  # fmt: skip
+            if not changed and abs(objective - prev) < float(self.em_tol):
+                converged = True
+                break
+            prev = objective
+        self._store(tables, parents, order, mi, classes)
+        if classes is not None:
+            self.class_prior_ = class_rows / n
+        self.history_ = history
+        self.n_iter_ = len(history)
+        self.converged_ = converged
+
+    def _expected_counts(self, x: Any, y: Any = None) -> tuple[np.ndarray, float]:
+        """The E-step at the fitted parameters: expected pairwise counts (C, D, D, K, K) of
+        examples ``x`` (NaN: missing) with labels ``y`` (TAN), and Σ log p(x_obs[, y])."""
+        self._check_fitted()
+        flat = check_values(x, self.fitted_spec, allow_nan=True).reshape(len(x), -1)
+        d, k = flat.shape[1], self.cpts_.shape[-1]
+        tables = self.cpts_ if self._is_tan else self.cpts_[None]
+        cls = (
+            np.zeros(len(flat), dtype=np.int64) if y is None else np.searchsorted(self.classes_, y)
+        )
+        with np.errstate(divide="ignore"):
+            sums = _expected_sums(flat, cls, np.log(tables), self.parents_, self.order_,
+                                  self._log_prior())  # fmt: skip
+        counts = _counts_from_sums(sums["high"], sums["n"], d, k) + _blocks(sums["expected"], d, k)
+        return counts, float(sums["loglik"])
 
     # ----------------------------------------------------------------- scoring
     @property
@@ -513,3 +682,136 @@ def _normalise(counts: np.ndarray) -> np.ndarray:
     total = counts.sum(axis=-1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(total > 0, counts / total, 1.0 / counts.shape[-1])
+
+
+def _tables(counts: np.ndarray, parents: np.ndarray, order: np.ndarray, alpha: float) -> np.ndarray:
+    """The tree's tables (C, D, K, K) from pairwise counts (C, D, D, K, K), smoothed by
+    ``alpha``: p(x_d = b | x_parent = a) ∝ count(a, b) + α, the root's ∝ count(b) + α."""
+    n_classes, d, k = counts.shape[0], counts.shape[1], counts.shape[-1]
+    root, children = order[0], order[1:]
+    pair = counts[:, parents[children], children] + alpha  # (C, D-1, K, K)
+    root_counts = np.diagonal(counts[:, root, root], axis1=1, axis2=2) + alpha  # (C, K)
+    tables = np.empty((n_classes, d, k, k))
+    tables[:, children] = _normalise(pair)
+    tables[:, root] = _normalise(root_counts)[:, None, :]
+    return tables
+
+
+def _blocks(matrix: np.ndarray, d: int, k: int) -> np.ndarray:
+    """(C, D·K, D·K) products of one-hot codes as pairwise count tables (C, D, D, K, K)."""
+    return matrix.reshape(len(matrix), d, k, d, k).transpose(0, 1, 3, 2, 4)
+
+
+def _expected_information(counts: np.ndarray, alpha: float, class_rows: np.ndarray) -> np.ndarray:
+    """Σ_c w_c I_c(x_i; x_j) (D, D) from pairwise counts (C, D, D, K, K) whose tables may
+    have different totals (available-case counts): each table is smoothed and normalised
+    by its own total, p(a, b) = (count(a, b) + α) / (total + K²α); the classes weigh
+    w_c ∝ n_c + K²α (``class_rows`` n_c), their smoothed totals, so that the maximum
+    spanning tree maximises the expected complete-data log-likelihood plus log prior."""
+    k = counts.shape[-1]
+    weights = class_rows + alpha * k * k
+    weights = weights / weights.sum()
+    mi = np.zeros(counts.shape[1:3])
+    for c in range(len(counts)):
+        total = counts[c].sum(axis=(2, 3))[..., None, None] + alpha * k * k  # (D, D, 1, 1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            joint = np.where(total > 0, (counts[c] + alpha) / total, 0.0)  # (D, D, K, K)
+        marg = joint.sum(axis=3)
+        h_joint = -xlogy(joint, joint).sum(axis=(2, 3))
+        h_marg = -xlogy(marg, marg).sum(axis=2)
+        mi += weights[c] * (h_marg + h_marg.T - h_joint)
+    mi = np.maximum((mi + mi.T) / 2, 0.0)
+    np.fill_diagonal(mi, 0.0)
+    return mi
+
+
+def _lse(x: np.ndarray, axis: int) -> np.ndarray:
+    """log Σ exp(x) along ``axis`` (−inf where every term is −inf)."""
+    top = x.max(axis=axis, keepdims=True)
+    top = np.where(np.isfinite(top), top, 0.0)
+    with np.errstate(divide="ignore"):
+        return np.log(np.exp(x - top).sum(axis=axis)) + np.squeeze(top, axis=axis)
+
+
+def _tree_posteriors(
+    logt: np.ndarray, parents: np.ndarray, order: np.ndarray, log_ev: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum-product on the tree for M rows at once: log p(evidence) (M,) and the posterior
+    marginals p(x_d = b | evidence) (M, D, K).
+
+    ``logt`` (D, K, K) log tables (the root's rows all its marginal); ``log_ev``
+    (M, D, K): 0 where a level is allowed, −inf where it is not (an observed entry allows
+    its level, a missing one all). Upward messages from the leaves to the root, then
+    downward (outside) messages from the root; a row with zero probability gets zero
+    posteriors.
+    """
+    m, d, k = log_ev.shape
+    beta = log_ev.copy()  # evidence at d times the messages from its children
+    up = np.zeros((m, d, k))  # message from d to its parent, over the parent's levels
+    with np.errstate(invalid="ignore"):
+        for node in order[:0:-1]:  # children before parents
+            up[:, node] = _lse(logt[node][None] + beta[:, node, None, :], axis=2)
+            beta[:, parents[node]] += up[:, node]
+        root = order[0]
+        log_z = _lse(logt[root, 0][None] + beta[:, root], axis=1)  # (M,)
+        outside = np.empty((m, d, k))  # log p(x_d, evidence outside d's subtree)
+        outside[:, root] = logt[root, 0]
+        for node in order[1:]:  # parents before children
+            parent = parents[node]
+            # the parent's outside and evidence times its other children's messages; where
+            # this child's message is −inf (a parent level it rules out) the term is −inf
+            rest = np.where(
+                np.isneginf(up[:, node]),
+                -np.inf,
+                outside[:, parent] + beta[:, parent] - up[:, node],
+            )
+            outside[:, node] = _lse(rest[:, :, None] + logt[node][None], axis=1)
+        post = np.exp(outside + beta - log_z[:, None, None])
+    post[~np.isfinite(log_z)] = 0.0
+    return log_z, post
+
+
+def _expected_sums(
+    flat: np.ndarray,
+    cls: np.ndarray,
+    logt: np.ndarray,
+    parents: np.ndarray,
+    order: np.ndarray,
+    log_class: np.ndarray,
+) -> dict[str, Any]:
+    """One batch's E-step: the complete rows' :func:`_pair_sums` (``high``, ``n``), the
+    expected one-hot products (C, D·K, D·K) of the rows with missing entries
+    (``expected``), and Σ log p(x_obs, class) (``loglik``). ``logt`` (C, D, K, K)."""
+    n_classes, d, k = logt.shape[0], logt.shape[1], logt.shape[-1]
+    missing = np.isnan(flat) if flat.dtype.kind == "f" else np.zeros(flat.shape, dtype=bool)
+    partial = missing.any(axis=1)
+    whole = flat[~partial].astype(np.int64)
+    out: dict[str, Any] = _pair_sums(whole, k, cls[~partial], n_classes)
+    # complete rows: log p(x, class) by looking up each variable's table
+    parent_vals = np.where(parents >= 0, whole[:, np.maximum(parents, 0)], 0)
+    with np.errstate(invalid="ignore"):
+        lookup = logt[cls[~partial][:, None], np.arange(d), parent_vals, whole].sum(axis=1)
+    loglik = float(lookup.sum() + log_class[cls[~partial]].sum())
+    expected = np.zeros((n_classes, d * k, d * k))
+    for c in range(n_classes):
+        rows = np.flatnonzero(partial & (cls == c))
+        if rows.size == 0:
+            continue
+        x, miss = flat[rows], missing[rows]
+        codes = one_hot(x, k).reshape(len(rows), d, k)  # observed entries' indicators
+        log_ev = np.where(miss[..., None] | (codes > 0), 0.0, -np.inf)  # (M, D, K)
+        log_z, post = _tree_posteriors(logt[c], parents, order, log_ev)
+        loglik += float(log_z.sum()) + len(rows) * float(log_class[c])
+        # rows of the product whose first variable is observed: its indicator × posteriors
+        block = codes.reshape(len(rows), d * k).T @ post.reshape(len(rows), d * k)
+        for i in np.flatnonzero(miss.any(axis=0)):
+            where = np.flatnonzero(miss[:, i])  # rows where variable i is missing
+            clamped = log_ev[where]
+            for a in range(k):  # p(x_i = a | obs) p(x_· | x_i = a, obs), one pass per level
+                clamped[:, i] = np.where(np.arange(k) == a, 0.0, -np.inf)
+                _, given = _tree_posteriors(logt[c], parents, order, clamped)
+                block[i * k + a] += post[where, i, a] @ given.reshape(len(where), d * k)
+        expected[c] = block
+    out["expected"] = expected
+    out["loglik"] = loglik
+    return out

@@ -17,13 +17,14 @@ import torch
 from scipy.special import gammaln, logsumexp, softmax
 from sklearn.cluster import kmeans_plusplus
 
+from ptheta.data.batch_stats import first_observed
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.data.stream import ArraySource, Source, accumulate
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.capabilities import Capabilities
 from ptheta.models.em import EMProblem, Params, Stats, blend_moments, fit_em
-from ptheta.models.missing import missing_patterns, one_hot
+from ptheta.models.missing import missing_patterns, one_hot, row_gaussian_conditionals
 from ptheta.models.sampling import sample_categorical
 from ptheta.nn.device import resolve_device, resolve_dtype
 from ptheta.params import Choice, Device, Float, Int, Param, Seed
@@ -38,6 +39,8 @@ _INIT_ROWS = 10_000
 _BLOCK_VALUES_CPU = 2**18
 _BLOCK_VALUES = 2**22
 _EPS = 10 * np.finfo(np.float64).eps
+# values (rows × K × D²) per batched solve of the rows with missing entries (~16 MB a table)
+_MISSING_CHUNK = 2**21
 
 
 class _EMMixture(GenerativeModel):
@@ -49,6 +52,7 @@ class _EMMixture(GenerativeModel):
 
     family: ClassVar[str] = "mixtures"
     can_marginalise: ClassVar[bool] = True
+    fits_missing: ClassVar[bool] = True  # EM over the missing entries too
     abilities: ClassVar[dict[str, Any]] = {"embeds": True, "streams": True}
     # what every EM mixture shares; each family adds its own
     parameters: ClassVar[dict[str, Param]] = {
@@ -267,6 +271,8 @@ class _Whitening:
             trace = (inverse * inverse).sum(axis=(1, 2))  # ‖L⁻¹‖²_F = tr(Σ⁻¹)
         with np.errstate(divide="ignore"):
             log_weights = np.log(weights)
+        # float64 numpy copies for the E-step of rows with missing entries (_MissingRows)
+        self.log_weights, self.trace, self.cov, self.inverse_np = log_weights, trace, cov, inverse
         const = log_weights - 0.5 * (d * math.log(2 * math.pi) + log_det) - 0.5 * smooth * trace
         self.const = backend.array(const)
         self.plain = None if smooth == report else backend.array(0.5 * (smooth - report) * trace)
@@ -341,6 +347,94 @@ class _Whitening:
         return n, mean, 0.5 * (cov + cov.transpose(0, 2, 1))
 
 
+def _missing_sums(
+    u: np.ndarray, whitening: _Whitening, smooth: float, report: float, log_scale: np.ndarray
+) -> dict[str, Any]:
+    """The E-step's sums (those of :meth:`_Whitening.sums`) over rows ``u`` (b, D) of
+    standardised values with NaN entries, in float64, every row with its own pattern of
+    observed entries O in one batched solve per chunk of rows
+    (:func:`~ptheta.models.missing.row_gaussian_conditionals`; diagonal covariances: all
+    rows at once, no solves).
+
+    Component k's posterior given u_O is r_k ∝ π_k N(u_O; μ_k,O, Σ_k,OO) e^{−½·smooth·tr Σ_k⁻¹}
+    (the smoothed objective of the complete rows with the missing entries integrated out),
+    and the whitened statistics are those of the expected complete row: Σ r·y and
+    Σ r·(y yᵀ + L_k⁻¹ C_k L_k⁻ᵀ) with y = L_k⁻¹ (E[u | u_O, k] − μ_k) and C_k = Cov[u | u_O, k]
+    (the Gaussian conditionals of the missing entries). The reported log-likelihood is
+    log Σ_k π_k N(u_O; μ_k,O, Σ_k,OO) e^{−½·report·tr Σ_k,OO⁻¹}, what ``score_samples``
+    returns. Both sums get + Σ_{d missing} log scale_d per row, so that the Jacobian of all
+    D features, which :meth:`_GaussianEM.expected` subtracts, leaves the observed ones'."""
+    k, d = whitening.k, whitening.d
+    seen = ~np.isnan(u)
+    missing, observed = (~seen).astype(np.float64), seen.astype(np.float64)
+    jacobian = float((missing @ log_scale).sum())
+    if whitening.diag:
+        y = (np.where(seen, u, 0.0)[:, None, :] - whitening.means[None]) / whitening.factor[None]
+        y *= seen[:, None, :]  # a missing entry sits at its conditional mean: y = 0
+        log_var = np.log(2 * math.pi * whitening.cov)  # (K, D)
+        log_density = -0.5 * ((y * y).sum(2) + observed @ log_var.T)  # (b, K)
+        trace_obs = observed @ (1.0 / whitening.cov).T  # tr Σ_k,OO⁻¹, (b, K)
+        resp, objective, loglik = _missing_posteriors(
+            log_density, trace_obs, whitening, smooth, report
+        )
+        # a missing entry's conditional variance is σ_k²: 1 once whitened
+        second = np.einsum("bk,bkd->kd", resp, y * y) + resp.T @ missing
+        return {"n": resp.sum(0), "first": np.einsum("bk,bkd->kd", resp, y), "second": second,
+                "objective": objective + jacobian, "log_likelihood": loglik + jacobian}  # fmt: skip
+    n, first, second = np.zeros(k), np.zeros((k, d)), np.zeros((k, d, d))
+    extra_sum = np.zeros((k, d, d))
+    objective = loglik = 0.0
+    step = max(1, _MISSING_CHUNK // (k * d * d))  # rows per batched solve
+    for start in range(0, len(u), step):
+        log_density, filled, extra, trace_obs = row_gaussian_conditionals(
+            u[start : start + step], whitening.means, whitening.cov, traces=bool(report)
+        )
+        if trace_obs is None:
+            trace_obs = np.zeros_like(log_density)
+        resp, part_objective, part_loglik = _missing_posteriors(
+            log_density, trace_obs, whitening, smooth, report
+        )
+        y = np.einsum("kij,bkj->bki", whitening.inverse_np, filled - whitening.means[None])
+        n += resp.sum(0)
+        first += np.einsum("bk,bkd->kd", resp, y)
+        second += np.einsum("bk,bki,bkj->kij", resp, y, y)
+        extra_sum += np.einsum("bk,bkij->kij", resp, extra)
+        objective += part_objective
+        loglik += part_loglik
+    second += whitening.inverse_np @ extra_sum @ whitening.inverse_np.transpose(0, 2, 1)
+    return {"n": n, "first": first, "second": second,
+            "objective": objective + jacobian, "log_likelihood": loglik + jacobian}  # fmt: skip
+
+
+def _missing_posteriors(
+    log_density: np.ndarray,
+    trace_obs: np.ndarray,
+    whitening: _Whitening,
+    smooth: float,
+    report: float,
+) -> tuple[np.ndarray, float, float]:
+    """Responsibilities (b, K) and the summed smoothed objective and reported
+    log-likelihood of rows whose observed entries have densities ``log_density`` (b, K)
+    under the components (see :func:`_missing_sums`)."""
+    log_w = whitening.log_weights - 0.5 * smooth * whitening.trace + log_density
+    resp, log_p = _softmax_rows(log_w)
+    if smooth == 0 and report == 0:  # continuous data with reg_covar=0: the two are one
+        return resp, float(log_p.sum()), float(log_p.sum())
+    reported = _softmax_rows(whitening.log_weights - 0.5 * report * trace_obs + log_density)[1]
+    return resp, float(log_p.sum()), float(reported.sum())
+
+
+def _softmax_rows(log_w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Softmax over the last axis of ``log_w`` (b, K) and its log-normaliser (b,): scipy's
+    logsumexp without its per-call overhead (called once per pattern of missing entries)."""
+    top = log_w.max(axis=1, keepdims=True)
+    top[~np.isfinite(top)] = 0.0  # a row of −inf stays −inf
+    resp = np.exp(log_w - top)
+    total = resp.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return resp / total, (np.log(total) + top)[:, 0]
+
+
 class _GaussianEM:
     """EM's pieces (:class:`~ptheta.models.em.EMProblem`) for a Gaussian mixture on the
     standardised values u = (x (+ ½ when dequantised) − offset) / scale of ``data``.
@@ -364,7 +458,8 @@ class _GaussianEM:
         self.batch_size = batch_size
         self.offset, self.scale, self.cell_centre = offset, scale, cell_centre
         self.init_method, self.backend = init, backend
-        self.log_jacobian = float(np.log(scale).sum())  # objectives in data units
+        self.log_scale = np.log(scale)
+        self.log_jacobian = float(self.log_scale.sum())  # objectives in data units
         self.inverse_scale = 1.0 / scale
         self.rows = backend.block_rows(k * len(offset))
         self._cached: tuple[Params, _Whitening] | None = None
@@ -379,10 +474,27 @@ class _GaussianEM:
         return out
 
     def _sums(self, batch: np.ndarray, whitening: _Whitening, hard: bool) -> dict[str, Any]:
+        """The E-step's sums over ``batch``: rows with NaN entries through
+        :func:`_missing_sums` (float64 numpy), the complete ones through the whitening's
+        block products (``hard``: the initial assignment, on a copy whose NaN entries are
+        the observed column means, u = 0)."""
+        incomplete = np.isnan(batch.reshape(len(batch), -1)).any(axis=1)
+        if incomplete.any() and not hard:
+            flat = batch.reshape(len(batch), -1)
+            blocks = []
+            if not incomplete.all():
+                blocks.append(self._sums(flat[~incomplete], whitening, hard))
+            rest = flat[incomplete]
+            for i in range(0, len(rest), self.rows):
+                u = self.standardised(rest[i : i + self.rows])[:, :-1]
+                blocks.append(_missing_sums(u, whitening, self.smooth, self.report, self.log_scale))
+            return _summed(blocks)
         blocks = []
         for i in range(0, max(1, len(batch)), self.rows):
-            u = self.backend.array(self.standardised(batch[i : i + self.rows]))  # (b, D+1)
-            blocks.append(whitening.sums(u, hard=hard))
+            u = self.standardised(batch[i : i + self.rows])
+            if hard:
+                u[np.isnan(u)] = 0.0  # the starting point only: at the observed mean
+            blocks.append(whitening.sums(self.backend.array(u), hard=hard))  # (b, D+1)
         return _summed(blocks)
 
     def _whitening(self, params: Params) -> _Whitening:
@@ -420,6 +532,7 @@ class _GaussianEM:
         n, k = len(self.data), self.k
         rs = np.random.RandomState(seed.generate_state(1)[0])
         sample = self.standardised(_read_rows(self.data, _init_index(n, rs)))  # (M, D + 1)
+        sample[np.isnan(sample)] = 0.0  # a missing entry at its column's observed mean
         d = sample.shape[1] - 1
         if self.init_method == "random":
             resp = rs.uniform(size=(len(sample), k))
@@ -447,26 +560,43 @@ class _GaussianEM:
 def _location_scale(
     data: Source, cell_centre: float, batch_size: int | None
 ) -> tuple[np.ndarray, ...]:
-    """Mean and standard deviation per feature of the values (x + cell_centre) of ``data``
-    from sums over its batches, and the mask of features that are constant: sums of
-    x − x₀ and |x − x₀| about the first example x₀ (exactly 0 for a constant feature),
-    then of ((x − mean) / a)² with a the mean |x − x₀|, so that no square overflows.
-    A constant feature gets standard deviation 1."""
-    first = data.read_range(0, 1).reshape(1, -1).astype(np.float64)[0] + cell_centre
-    n, d = len(data), len(first)
+    """Mean and standard deviation per feature of the observed values (x + cell_centre) of
+    ``data`` (NaN entries left out) from sums over its batches, and the mask of features
+    that are constant: sums of x − x₀ and |x − x₀| about the first observed value x₀ of each
+    feature (exactly 0 for a constant feature), then of ((x − mean) / a)² with a the mean
+    |x − x₀|, so that no square overflows. A constant feature gets standard deviation 1.
+    A feature without any observed value is refused (DataError)."""
+    first = data.read_range(0, 1).reshape(1, -1).astype(np.float64)[0]
+    if np.isnan(first).any():
+        first = first_observed(data)
+    first = first + cell_centre
+    d = len(first)
 
     def around_first(batch: np.ndarray, _labels: Any) -> dict[str, np.ndarray]:
         diff = batch.reshape(len(batch), d).astype(np.float64) + cell_centre - first
-        return {"sum": diff.sum(axis=0), "abs": np.abs(diff).sum(axis=0)}
+        seen = ~np.isnan(diff)
+        if not seen.all():
+            diff = np.where(seen, diff, 0.0)
+        return {"sum": diff.sum(axis=0), "abs": np.abs(diff).sum(axis=0), "seen": seen.sum(0)}
 
     sums = accumulate(data, around_first, batch_size=batch_size)
+    n = sums["seen"]  # observed values per feature (all N when nothing is missing)
+    if (n == 0).any():
+        index = int(np.flatnonzero(n == 0)[0])
+        where = np.unravel_index(index, data.event_shape) if len(data.event_shape) > 1 else None
+        raise DataError(
+            f"feature {index}{f' (entry {where} of each example)' if where else ''} of the "
+            f"training data has no observed value (all {len(data)} entries are NaN); "
+            "a Gaussian mixture cannot estimate its mean or variance: drop that feature"
+        )
     mean = first + sums["sum"] / n
     constant = sums["abs"] == 0
     spread = np.where(constant, 1.0, sums["abs"] / n)
 
     def squares(batch: np.ndarray, _labels: Any) -> dict[str, np.ndarray]:
         flat = batch.reshape(len(batch), d).astype(np.float64) + cell_centre
-        return {"sq": (((flat - mean) / spread) ** 2).sum(axis=0)}
+        square = ((flat - mean) / spread) ** 2
+        return {"sq": np.where(np.isnan(square), 0.0, square).sum(axis=0)}
 
     std = spread * np.sqrt(accumulate(data, squares, batch_size=batch_size)["sq"] / n)
     return mean, np.where(constant | (std == 0), 1.0, std), constant
@@ -490,17 +620,25 @@ class _CategoricalEM:
         self.log_norm = k * d * (gammaln(levels * (alpha + 1)) - levels * gammaln(alpha + 1))
         self.log_norm += gammaln(k)
 
-    def _one_hot(self, batch: np.ndarray) -> np.ndarray:
+    def _one_hot(self, batch: np.ndarray, fill: bool = False) -> np.ndarray:
+        """One-hot codes (b, D·L); a missing entry's block is all zero (its factor drops
+        out), or with ``fill`` (the initialisation only) uniform, 1/L per level."""
         if not len(batch):  # a process without a share of a small batch
             return np.zeros((0, self.d * self.levels))
-        return one_hot(batch.reshape(len(batch), self.d), self.levels)  # (b, D·L)
+        flat = batch.reshape(len(batch), self.d)
+        codes = one_hot(flat, self.levels)  # (b, D·L)
+        if fill:
+            missing = np.isnan(flat)
+            if missing.any():
+                codes.reshape(len(flat), self.d, self.levels)[missing] = 1.0 / self.levels
+        return codes
 
     def _sums(self, batch: np.ndarray, table: Any, const: Any, hard: bool) -> dict[str, Any]:
         """Sums over ``batch`` of the responsibilities (K,), the expected counts (K, D·L) and
         the log-likelihood, with log-weights ``table`` @ onehot(x)ᵀ + ``const``."""
         blocks = []
         for i in range(0, max(1, len(batch)), self.rows):
-            codes = self.backend.array(self._one_hot(batch[i : i + self.rows]))  # (b, D·L)
+            codes = self.backend.array(self._one_hot(batch[i : i + self.rows], fill=hard))
             log_w = table @ codes.T + const[:, None]  # (K, b)
             if hard:
                 resp, loglik = _hard(log_w), 0.0
@@ -544,7 +682,7 @@ class _CategoricalEM:
         every example assigned to its nearest centre; or random responsibilities."""
         n, k = len(self.data), self.k
         rs = np.random.RandomState(seed.generate_state(1)[0])
-        sample = self._one_hot(_read_rows(self.data, _init_index(n, rs)))  # (M, D·L)
+        sample = self._one_hot(_read_rows(self.data, _init_index(n, rs)), fill=True)  # (M, D·L)
         if self.init_method == "random":
             resp = rs.uniform(size=(len(sample), k))
             resp /= resp.sum(axis=1, keepdims=True)
@@ -597,7 +735,27 @@ class GaussianMixture(_EMMixture):
     the data continuous (``kind="continuous"``); ``dequantization="none"`` on discrete data is
     refused rather than reporting a density as if it were a probability.
 
-    **Missing data.** NaN entries are marginalised: with O the observed coordinates,
+    **Missing data.** ``fit`` takes NaN entries (missing at random; whole rows too) and runs
+    EM on the observed-data likelihood, with the component and the missing entries as
+    latent variables — no imputation, no row dropped. The standardisation uses each
+    feature's observed values (a feature never observed is refused: nothing estimates its
+    mean); the initialisation sees NaN at its feature's observed mean (for k-means++ and
+    the first assignment only). Each E-step groups the incomplete rows of a batch by their
+    pattern of observed entries O and takes, per component, p(k | x_O), the expected
+    complete row E[x | x_O, k] and its covariance Cov[x | x_O, k] (Ghahramani & Jordan
+    1994; :func:`~ptheta.models.missing.gaussian_conditionals`): the M-step is the one
+    below with Σ r·x xᵀ replaced by Σ r·(E[x] E[x]ᵀ + Cov[x]). Those rows are computed in
+    float64 NumPy, one pattern at a time (diagonal covariances: all rows at once, no
+    solves: a missing entry's conditional mean and variance are the component's), whatever
+    ``dtype`` and ``device``; complete rows take the usual path, so data without NaN fit
+    exactly as before. The objective EM never decreases is the smoothed one with the
+    missing entries integrated out, Σ_n log Σ_k π_k N(z_O; μ_k,O, Σ_k,OO)·exp(−½·s·tr Σ_k⁻¹)
+    (s = reg_covar, + 1/12 on dequantised data; the trace over all D coordinates, which
+    makes the M-step above its exact EM step); ``history_``'s ``log_likelihood`` is the
+    exact observed-data log-likelihood (on dequantised data the bound below, with
+    tr Σ_k,OO⁻¹), what ``score_samples`` returns.
+
+    NaN entries are marginalised in scoring: with O the observed coordinates,
     ``score_samples`` returns log Σ_k π_k N(x_O; μ_k[O], Σ_k[O, O]), the exact log-marginal
     (rows are grouped by their pattern of missing entries). On dequantised data it is the
     bound above applied to that marginal, again a lower bound on log P(x_O).
@@ -668,11 +826,12 @@ class GaussianMixture(_EMMixture):
         True
 
     References:
-        Dempster, Laird & Rubin (1977); Arthur & Vassilvitskii (2007) for k-means++;
-        Theis, van den Oord & Bethge (2016) for dequantisation bounds; Cappé & Moulines
-        (2009), On-line expectation-maximization algorithm for latent data models, JRSS B
-        71(3); Liang & Klein (2009), Online EM for unsupervised models, NAACL; Chan, Golub &
-        LeVeque (1979) for merging moments.
+        Dempster, Laird & Rubin (1977); Ghahramani & Jordan (1994), Supervised learning
+        from incomplete data via an EM approach, NIPS 6 (EM with missing entries);
+        Arthur & Vassilvitskii (2007) for k-means++; Theis, van den Oord & Bethge (2016)
+        for dequantisation bounds; Cappé & Moulines (2009), On-line expectation-maximization
+        algorithm for latent data models, JRSS B 71(3); Liang & Klein (2009), Online EM for
+        unsupervised models, NAACL; Chan, Golub & LeVeque (1979) for merging moments.
     """
 
     name: ClassVar[str] = "gmm"
@@ -882,6 +1041,22 @@ class GaussianMixture(_EMMixture):
         return "bound" if self.dequantized_ else "exact"
 
 
+def _check_observed(data: Source, name: str) -> None:
+    """Refuse (DataError) data with a variable that is never observed: with ``alpha=0``
+    maximum likelihood leaves its level probabilities undetermined."""
+    seen = accumulate(
+        data, lambda b, _: {"seen": (~np.isnan(b.reshape(len(b), -1).astype(float))).sum(0)}
+    )["seen"]
+    if (seen == 0).any():
+        index = int(np.flatnonzero(seen == 0)[0])
+        raise DataError(
+            f"feature {index} of the training data has no observed value (all {len(data)} "
+            f"entries are NaN), so {name} with alpha=0 cannot estimate its level "
+            "probabilities: drop that feature, or set alpha > 0 (it then gets the prior's "
+            "mode, uniform levels)"
+        )
+
+
 class CategoricalMixture(_EMMixture):
     """Mixture of independent categorical variables p(x) = Σ_k π_k ∏_d θ_k,d[x_d], by MAP-EM.
 
@@ -907,11 +1082,24 @@ class CategoricalMixture(_EMMixture):
 
     **Missing data.** A missing entry's factor sums to one inside each component, so
     ``score_samples`` drops it (an all-zero one-hot row) and returns the exact
-    log Σ_k π_k ∏_{d observed} θ_k,d[x_d]. ``impute(method="sample")`` (and
-    ``sample(given=...)``) draw k ~ p(k | x_obs), then each missing entry from θ_k,d
-    (independent given k): exact conditional sampling. ``method="mode"`` fills each missing
-    entry with its most probable level under p(x_d | x_obs) = Σ_k p(k | x_obs) θ_k,d (entry
-    by entry, not the jointly most probable completion).
+    log Σ_k π_k ∏_{d observed} θ_k,d[x_d]. ``fit`` takes NaN entries (whole rows too) and
+    runs MAP-EM on that observed-data likelihood with the component as the latent
+    variable: the E-step's r_nk = p(k | x_n,obs) and the M-step maximises
+    Σ_n Σ_k r_nk Σ_{d observed} log θ_k,d[x_nd] + log prior exactly, which normalises each
+    θ_k,d by the component's *observed* mass of that variable,
+    θ_k,d,l = (Σ_n r_nk [x_nd = l] + α) / (Σ_n r_nk [x_nd observed] + L·α) (the one-hot
+    counts of the observed entries; the code is the complete-data one). Treating the
+    missing entries as latent too (expected counts r_nk θ_k,d,l) is another EM with the
+    same fixed points but a smaller step. ``history_``'s objective stays exactly monotone
+    and its ``log_likelihood`` is what ``score_samples`` returns. The initialisation sees a
+    missing entry as uniform over the levels (1/L in each level of its one-hot block), for
+    k-means++ and the first assignment only. A variable with no observed value gets the
+    prior's mode (uniform levels) when α > 0 and is refused when α = 0.
+    ``impute(method="sample")`` (and ``sample(given=...)``) draw k ~ p(k | x_obs), then
+    each missing entry from θ_k,d (independent given k): exact conditional sampling.
+    ``method="mode"`` fills each missing entry with its most probable level under
+    p(x_d | x_obs) = Σ_k p(k | x_obs) θ_k,d (entry by entry, not the jointly most probable
+    completion).
 
     Arguments:
         n_components: number of mixture components K.
@@ -947,6 +1135,7 @@ class CategoricalMixture(_EMMixture):
     References:
         Bishop (2006), Pattern Recognition and Machine Learning, §9.3.3 (mixtures of
         Bernoulli distributions) and §9.4 (EM for MAP); Dempster, Laird & Rubin (1977);
+        Little & Rubin (2019), Statistical Analysis with Missing Data, 3rd ed., ch. 11;
         Arthur & Vassilvitskii (2007) for k-means++; Cappé & Moulines (2009) and Liang &
         Klein (2009) for stepwise EM.
     """
@@ -991,6 +1180,8 @@ class CategoricalMixture(_EMMixture):
     def _fit_stream(self, data: Source, y: Any, spec: DataSpec) -> None:
         self._check_n_components(len(data))
         d = math.prod(spec.event_shape)
+        if float(self.alpha) == 0:  # with a prior, an unobserved variable is its mode
+            _check_observed(data, self.name)
         problem = _CategoricalEM(
             data, int(self.n_components), d, int(spec.n_categories), float(self.alpha),
             self.init, _Backend(self.device, self.dtype), self.batch_size,
@@ -1036,7 +1227,8 @@ class BernoulliMixture(CategoricalMixture):
 
     The binary case of :class:`CategoricalMixture` (L = 2), which documents the details:
     MAP-EM with additive smoothing ``alpha`` and an exactly monotone log-posterior in
-    ``history_``, exact marginals and conditional sampling for missing (NaN) entries.
+    ``history_``, exact marginals and conditional sampling for missing (NaN) entries, and
+    EM over them in ``fit``.
     ``probs_[:, :, 1]`` holds μ (K, D). Accepts binary data only.
 
     Arguments:

@@ -34,7 +34,25 @@ class NaiveBayes(BayesRule, GenerativeModel):
 
     ``score_samples(X)`` is the exact marginal log p(x) = log Σ_y p(x, y) in nats.
     Missing entries (NaN) are marginalised exactly, by dropping their factors, in
-    ``score_samples`` and in ``predict_proba``. ``impute(method="sample")`` draws
+    ``score_samples`` and in ``predict_proba`` (so ``predict`` is the Bayes rule of
+    p(y | x_observed)).
+
+    **Missing data in training.** ``fit`` takes NaN features (the labels must all be
+    given). With x_i missing summed out, the observed-data likelihood
+    Π_n p(y_n) Π_{i observed in n} p(x_ni | y_n) still factorises over (class, feature),
+    so its maximiser (with the pseudo-counts α: the MAP estimate) is closed form and no
+    iteration is needed: each (class, feature) factor is estimated from the rows of that
+    class where that feature is observed — the level counts, or the count, Σ(x − s) and
+    Σ(x − s)² of the observed values. This is the exact maximiser of the observed-data
+    likelihood (missing at random), the fixed point EM would reach in one step. A
+    discrete feature never observed in a class keeps its prior: p(x_i = k | y) = 1/K
+    (its counts are all α), also for a column that is entirely NaN. A continuous
+    feature never observed in a class has no Gaussian to estimate: ``fit`` refuses it
+    with a DataError naming the feature and the class. The shift s of a class's
+    continuous sums is its first example's value, or, where that is missing, the
+    class's mean of the observed values (one extra pass over the data, only then);
+    the variance over all classes that scales ``var_smoothing`` merges the classes'
+    moments of the observed values, each with its own count. ``impute(method="sample")`` draws
     y ~ p(y | x_obs), then every missing x_i ~ p(x_i | y); ``method="mode"`` fills each
     missing entry on its own with the mode of p(x_i | x_obs) = Σ_y p(y | x_obs) p(x_i | y)
     (the lowest level on ties) for discrete data, and with its mean
@@ -74,6 +92,7 @@ class NaiveBayes(BayesRule, GenerativeModel):
     needs_labels: ClassVar[bool] = True
     class_conditional: ClassVar[bool] = True
     can_marginalise: ClassVar[bool] = True
+    fits_missing: ClassVar[bool] = True
     # the explorer's spam view fits it with its defaults
     presets: ClassVar[dict[str, dict[str, Any]]] = {"explorer": {}}
     parameters: ClassVar[dict[str, Param]] = {
@@ -114,7 +133,13 @@ class NaiveBayes(BayesRule, GenerativeModel):
 
             def counts(batch: np.ndarray, cls: np.ndarray) -> dict[str, np.ndarray]:
                 # count of (class, feature, level) cells in one pass: cell = (c·D + i)·K + x_i
-                cell = (cls[:, None] * d + np.arange(d)) * k + batch.reshape(len(batch), d)
+                flat = batch.reshape(len(batch), d)
+                if flat.dtype.kind == "f":  # NaN marks missing entries: count observed cells
+                    seen = ~np.isnan(flat)
+                    cell = (cls[:, None] * d + np.arange(d)) * k + np.where(seen, flat, 0)
+                    cell = cell.astype(np.int64)[seen]
+                else:
+                    cell = (cls[:, None] * d + np.arange(d)) * k + flat
                 return {"counts": np.bincount(cell.ravel(), minlength=n_classes * d * k)}
 
             stats = accumulate(data, counts, y=index)
@@ -129,23 +154,40 @@ class NaiveBayes(BayesRule, GenerativeModel):
         # moments about each class's first example (a constant feature sums to exactly 0)
         first = np.unique(index, return_index=True)[1]  # (C,) rows, in class order
         shift = data.read(first).reshape(n_classes, d).astype(np.float64)
+        if np.isnan(shift).any():  # a missing first value: shift by the observed mean
+            shift = self._observed_means(data, index, shift)
 
         def moments(batch: np.ndarray, cls: np.ndarray) -> dict[str, np.ndarray]:
-            z = batch.reshape(len(batch), d) - shift[cls]  # (n, D)
+            z = batch.reshape(len(batch), d) - shift[cls]  # (n, D), NaN where missing
+            seen = ~np.isnan(z)
+            z = np.where(seen, z, 0.0)  # a missing entry adds nothing to the sums
             one_hot = (cls[:, None] == np.arange(n_classes)).astype(np.float64)  # (n, C)
-            return {"sum": one_hot.T @ z, "sum_sq": one_hot.T @ (z * z)}  # (C, D) each
+            return {"sum": one_hot.T @ z, "sum_sq": one_hot.T @ (z * z), "seen": one_hot.T @ seen}
 
         stats = accumulate(data, moments, y=index)
-        n = self.class_count_[:, None]  # (C, 1)
+        n = stats["seen"]  # (C, D): the observed values of each class and feature
+        if (n == 0).any():
+            c, i = np.argwhere(n == 0)[0]
+            raise DataError(
+                f"feature {i} is never observed in class {self.classes_.tolist()[c]!r} (every "
+                "entry is NaN): no Gaussian to estimate; drop the feature, add examples of "
+                "that class where it is observed, or declare the data discrete"
+            )
         self.theta_ = shift + stats["sum"] / n  # (C, D)
         # Σ (x − mean)², exactly 0 for a feature constant in a class (its sums are 0)
         scatter = np.maximum(stats["sum_sq"] - stats["sum"] ** 2 / n, 0.0)
         self.var_ = scatter / n
         # the variance of each feature over all the classes (Chan et al.'s merge of the
         # classes' scatters), whose largest value scales the smoothing
-        overall = (self.class_count_ @ self.theta_) / len(index)
-        total = scatter.sum(axis=0) + self.class_count_ @ (self.theta_ - overall) ** 2
-        largest = float((total / len(index)).max())
+        if (n == self.class_count_[:, None]).all():  # every entry observed
+            overall = (self.class_count_ @ self.theta_) / len(index)
+            total = scatter.sum(axis=0) + self.class_count_ @ (self.theta_ - overall) ** 2
+            largest = float((total / len(index)).max())
+        else:  # each feature's classes merged with their own counts of observed values
+            seen = n.sum(axis=0)  # (D,)
+            overall = (n * self.theta_).sum(axis=0) / seen
+            total = scatter.sum(axis=0) + (n * (self.theta_ - overall) ** 2).sum(axis=0)
+            largest = float((total / seen).max())
         self.epsilon_ = var_smoothing * largest
         self.var_ += self.epsilon_
         if (self.var_ <= 0).any():
@@ -155,6 +197,23 @@ class NaiveBayes(BayesRule, GenerativeModel):
                 f"smoothing var_smoothing × largest variance ({largest:g}) is 0: no Gaussian "
                 "density; drop constant features or declare the data discrete"
             )
+
+    @staticmethod
+    def _observed_means(data: Source, index: np.ndarray, shift: np.ndarray) -> np.ndarray:
+        """``shift`` (C, D) with each NaN replaced by the mean of its class's observed values
+        of that feature (0 where there is none: the fit refuses those later)."""
+        n_classes, d = shift.shape
+
+        def sums(batch: np.ndarray, cls: np.ndarray) -> dict[str, np.ndarray]:
+            flat = batch.reshape(len(batch), d)
+            seen = ~np.isnan(flat)
+            one_hot = (cls[:, None] == np.arange(n_classes)).astype(np.float64)  # (n, C)
+            return {"sum": one_hot.T @ np.where(seen, flat, 0.0), "seen": one_hot.T @ seen}
+
+        stats = accumulate(data, sums, y=index)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means = np.where(stats["seen"] > 0, stats["sum"] / stats["seen"], 0.0)
+        return np.where(np.isnan(shift), means, shift)
 
     # ----------------------------------------------------------------- inference
     def _joint_log_likelihood(self, x: np.ndarray) -> np.ndarray:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy.stats import multivariate_normal
 
-from ptheta.models.missing import gaussian_conditionals
+from ptheta.models.missing import gaussian_conditionals, row_gaussian_conditionals
 
 
 def _random_gaussians(k: int, d: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -50,3 +50,20 @@ def test_second_moments_integrate_the_missing_block():
     np.testing.assert_allclose((w * grid).sum(), filled[0, 0, 1], rtol=1e-6)
     second = (w * grid**2).sum()
     np.testing.assert_allclose(second, filled[0, 0, 1] ** 2 + extra[0, 1, 1], rtol=1e-6)
+
+
+def test_row_conditionals_equal_the_per_pattern_ones():
+    means, covs = _random_gaussians(3, 5, seed=4)
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(40, 5))
+    z[rng.random(z.shape) < 0.35] = np.nan
+    z[0] = np.nan  # a row with nothing observed
+    log_p, filled, extra, trace = row_gaussian_conditionals(z, means, covs, traces=True)
+    for n in range(len(z)):
+        seen = ~np.isnan(z[n])
+        want = gaussian_conditionals(z[n : n + 1], seen, means, covs)
+        np.testing.assert_allclose(log_p[n], want[0][0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(filled[n], want[1][0], rtol=1e-10, atol=1e-12)
+        np.testing.assert_allclose(extra[n], want[2], rtol=1e-9, atol=1e-12)
+        inverse = np.linalg.inv(covs[:, seen][:, :, seen]) if seen.any() else np.zeros((3, 0, 0))
+        np.testing.assert_allclose(trace[n], np.trace(inverse, axis1=1, axis2=2), rtol=1e-10)
