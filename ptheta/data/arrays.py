@@ -73,15 +73,19 @@ def check_not_structured(x: np.ndarray, what: str) -> None:
 
 def _finalise_x(x: np.ndarray, spec: DataSpec, where: str) -> np.ndarray:
     """Check the values of `x` against `spec` and give discrete data as int64, continuous
-    data as float64 (NaN kept there: the models treat it as a missing value)."""
+    data as float64. NaN is a missing value, kept (discrete data with NaN stay float64):
+    families that fit or score with missing entries take it, the others refuse it."""
     if spec.kind == "continuous":
         return x.astype(np.float64)
+    missing = None
     if x.dtype.kind == "f":
-        if np.isnan(x).any():
-            raise DataError(
-                f"{where} contains {int(np.isnan(x).sum())} NaN (missing) values, which only "
-                "continuous data may hold: impute them, or load with kind='continuous'"
-            )
+        missing = np.isnan(x)
+        if missing.all():
+            raise DataError(f"{where} has no observed value (every entry is NaN)")
+        if missing.any():
+            x = x[~missing]  # the observed values are checked below
+        else:
+            missing = None
         if not np.all(x == np.round(x)):
             raise DataError(
                 f"{where} has non-integer values, so it cannot be {spec.describe()} data; "
@@ -99,6 +103,10 @@ def _finalise_x(x: np.ndarray, spec: DataSpec, where: str) -> np.ndarray:
             f"{where} has values in [{lo:g}, {hi:g}], outside 0..{spec.n_categories - 1} "
             f"of {spec.describe()} data; {hint}"
         )
+    if missing is not None:
+        out = np.full(missing.shape, np.nan)
+        out[~missing] = x
+        return out
     return x.astype(np.int64)
 
 

@@ -145,11 +145,6 @@ def _ragged_dataset(
 ) -> Dataset:
     """Variable-length sequences read from a file as a `Dataset` split by sequence."""
     data = sequence_dataset(sequences, name=name, kind=kind, labels=labels, seed=seed, extra=extra)
-    if data.spec.is_discrete and any(np.isnan(data.split(s).x).any() for s in SPLIT_NAMES):
-        raise DataError(
-            f"{name} has missing (NaN) values, which only continuous data may hold: fill them "
-            "in, or load it with kind='continuous'"
-        )
     data.extra["seed"] = seed
     return data
 

@@ -1127,12 +1127,7 @@ def infer_source_spec(
         n_categories = 256  # 8-bit pixels live on 0..255 whatever the brightest one here is
     spec = DataSpec(spec.kind, event_shape, n_categories, image_shape)
     if spec.is_discrete:
-        if v.nan:
-            raise DataError(
-                f"{what} contains {v.nan} NaN (missing) values, which only continuous data "
-                "may hold: impute them, or load with kind='continuous'"
-            )
-        if not v.whole:
+        if not v.whole:  # NaN: missing values, for the families that take them
             raise DataError(
                 f"{what} has non-integer values, so it cannot be {spec.describe()} data; load "
                 "it with kind='continuous'"

@@ -389,14 +389,16 @@ def check_values(
             raise DataError(f"{what} contains infinite values; remove or clip them")
         if not allow_nan:
             cannot = (
-                "fitting needs complete examples (models that marginalise missing entries do "
-                "so when scoring and imputing, not yet when fitting)"
+                "this model fits complete examples only: drop or impute those rows first, or "
+                "choose a family that fits missing entries (`ptheta models` marks them 'fits "
+                "missing')"
                 if what == "training data"
-                else "this model cannot marginalise missing entries"
+                else "this model cannot marginalise missing entries: drop or impute those rows "
+                "first"
             )
             raise DataError(
                 f"{what} contains NaN (missing) values in {int((~finite).sum())} entries; "
-                f"{cannot}: drop or impute those rows first"
+                f"{cannot}"
             )
     check_magnitude(arr, what)
     if spec.is_discrete:

@@ -85,7 +85,7 @@ def test_npy_bad_contents(tmp_path):
         data.load(tmp_path / "empty.npy")
 
 
-def test_nan_is_kept_in_continuous_data_but_refused_in_discrete(tmp_path):
+def test_nan_is_kept_as_a_missing_value_in_continuous_and_discrete_data(tmp_path):
     x = np.random.default_rng(0).normal(size=(20, 2))
     x[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", x)
@@ -95,9 +95,17 @@ def test_nan_is_kept_in_continuous_data_but_refused_in_discrete(tmp_path):
     ints = np.ones((20, 2))
     ints[4, 0] = np.nan
     np.save(tmp_path / "nanint.npy", ints)
-    with pytest.raises(DataError, match="kind='continuous'"):
-        data.load(tmp_path / "nanint.npy")
+    d = data.load(tmp_path / "nanint.npy")  # binary with one missing entry, kept as NaN
+    assert d.kind == "binary" and np.isnan(_all_x(d)).sum() == 1
+    assert np.nansum(_all_x(d)) == 39
     assert data.load(tmp_path / "nanint.npy", kind="continuous").kind == "continuous"
+    with pytest.raises(DataError, match="non-integer"):  # observed values are still checked
+        ints[5, 1] = 0.5
+        np.save(tmp_path / "nanint.npy", ints)
+        data.load(tmp_path / "nanint.npy", kind="binary")
+    np.save(tmp_path / "allnan.npy", np.full((20, 2), np.nan))
+    with pytest.raises(DataError, match="no observed value"):
+        data.load(tmp_path / "allnan.npy", kind="binary")
 
 
 # --- .npz -------------------------------------------------------------------------------

@@ -73,9 +73,17 @@ def test_value_problems_are_the_errors_of_memory(tmp_path):
     x = np.arange(20.0).reshape(10, 2) / 3
     x[3, 1] = np.nan
     np.save(tmp_path / "nan.npy", x)
-    with pytest.raises(DataError, match="1 NaN"):
+    with pytest.raises(DataError, match="non-integer"):
         data.load(tmp_path / "nan.npy", stream=True, kind="categorical")
     assert data.load(tmp_path / "nan.npy", stream=True).kind == "continuous"
+    levels = np.arange(20.0).reshape(10, 2) % 3
+    levels[3, 1] = np.nan  # a missing level: kept as NaN, streamed as in memory
+    np.save(tmp_path / "gaps.npy", levels)
+    streamed = data.load(tmp_path / "gaps.npy", stream=True)
+    memory = data.load(tmp_path / "gaps.npy", stream=False)
+    assert streamed.spec == memory.spec and memory.kind == "categorical"
+    whole = np.concatenate([np.asarray(streamed.split(s).x) for s in ("train", "val", "test")])
+    assert np.isnan(whole).sum() == 1 and np.nansum(whole) == np.nansum(levels)
     np.save(tmp_path / "levels.npy", np.arange(10)[:, None] % 5)
     for kind in ("binary", "categorical:3"):
         with pytest.raises(DataError) as memory:
