@@ -74,7 +74,7 @@ from ptheta.data.spec import (
     check_magnitude,
     parse_kind,
 )
-from ptheta.data.stream import BlockCache, NpySource, Source
+from ptheta.data.stream import BlockCache, NpySource, Source, file_digest
 from ptheta.errors import DataError, unknown_name
 
 # A file or folder whose data take more than this many bytes once read into memory (as
@@ -340,9 +340,8 @@ class ShardSource(Source):
 
     def identity(self) -> str:
         h = hashlib.sha256(repr(self.shape).encode())
-        for s in self.shards:
-            stat = s.path.stat()
-            h.update(f"{s.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        for s in self.shards:  # each shard's name in the folder and content
+            h.update(f"{s.path.name}|{file_digest(s.path)}".encode())
         return h.hexdigest()[:16]
 
     def describe(self) -> str:
@@ -459,9 +458,8 @@ class ImageFolderSource(Source):
 
     def identity(self) -> str:
         h = hashlib.sha256(repr((self.shape, self.size, self.channels)).encode())
-        for p in self.files:
-            stat = p.stat()
-            h.update(f"{p.relative_to(self.folder)}|{stat.st_size}|{stat.st_mtime_ns}".encode())
+        for p in self.files:  # each image's place in the folder and content
+            h.update(f"{p.relative_to(self.folder)}|{file_digest(p)}".encode())
         return h.hexdigest()[:16]
 
     def describe(self) -> str:
@@ -878,10 +876,9 @@ class TableSource(Source):
         return out
 
     def identity(self) -> str:
-        stat = self.path.stat()
         columns = None if self.columns is None else [c.to_json() for c in self.columns]
-        text = f"{self.path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self.label_column}"
-        return hashlib.sha256(f"{text}|{columns}".encode()).hexdigest()[:16]
+        text = f"{file_digest(self.path)}|{self.label_column}|{columns}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def describe(self) -> str:
         how = "a row group at a time" if self.format == "parquet" else "in ranges of rows"

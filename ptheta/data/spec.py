@@ -397,8 +397,7 @@ def check_values(
                 "first"
             )
             raise DataError(
-                f"{what} contains NaN (missing) values in {int((~finite).sum())} entries; "
-                f"{cannot}"
+                f"{what} contains NaN (missing) values in {int((~finite).sum())} entries; {cannot}"
             )
     check_magnitude(arr, what)
     if spec.is_discrete:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import tracemalloc
 from pathlib import Path
@@ -418,3 +419,31 @@ def test_cli_records_streaming_and_eval_reads_the_same_data(tmp_path):
     assert "not the data" not in evaluated.output
     again = CliRunner().invoke(cli, ["eval", str(run), "--no-stream"])  # read whole: other
     assert "not the data" in again.output.replace("\n", " ")
+
+
+def test_a_source_is_identified_by_its_content_not_its_path_or_times(tmp_path):
+    # a copy, a move or a `touch` is the same data (a resumed fit and `ptheta eval` accept
+    # it); an edit of one value, the size kept, is not
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 3, size=(300, 5))
+    np.save(tmp_path / "x.npy", x)
+    _shards(tmp_path / "shards", x)
+    (tmp_path / "img").mkdir()
+    for i in range(4):
+        Image.fromarray(_gray(i)).save(tmp_path / "img" / f"{i}.png")
+    pd.DataFrame(x, columns=list("abcde")).to_csv(tmp_path / "t.csv", index=False)
+    for name, edit in [
+        ("x.npy", lambda p: np.save(p, np.where(np.arange(5) == 2, 2 - x, x))),
+        ("shards", lambda p: np.save(sorted(p.glob("*.npy"))[0], np.zeros_like(x[:75]))),
+        ("img", lambda p: Image.fromarray(255 - _gray(0)).save(p / "0.png")),
+        ("t.csv", lambda p: p.write_text(p.read_text().replace("\n1,", "\n2,", 1))),
+    ]:
+        path = tmp_path / name
+        before = sources.open_source(path).identity()
+        moved = tmp_path / f"moved-{name}"
+        shutil.copytree(path, moved) if path.is_dir() else shutil.copy(path, moved)
+        for p in [moved, *moved.glob("*")]:
+            os.utime(p, (1, 1))  # a `touch` to another time
+        assert sources.open_source(moved).identity() == before, name
+        edit(moved)
+        assert sources.open_source(moved).identity() != before, name
