@@ -49,7 +49,7 @@ class PthetaGroup(click.Group):
             try:
                 return super().invoke(ctx)
             except PthetaError as e:
-                raise CliError(str(e)) from None
+                raise CliError(as_flags(str(e))) from None
             except OSError as e:  # unwritable --out, a full disk, a folder given as a file
                 where = f" ({e.filename})" if getattr(e, "filename", None) else ""
                 raise CliError(
@@ -63,6 +63,29 @@ class PthetaGroup(click.Group):
                 raise CliError(_OUT_OF_MEMORY.format(detail=_allocation(e))) from None
             except KeyboardInterrupt:
                 raise CliError(_interrupted(ctx)) from None
+
+
+# The data options of the library (load(path, kind=...)) and the CLI flags that set them:
+# the library's messages name the first, a user of the command line types the second.
+_FLAGS = {"kind": "--kind", "label_column": "--label-column", "seq_len": "--seq-len"}
+_NAMES = "|".join(_FLAGS)
+_PYTHON_ASIDE = re.compile(rf",? or (?:{_NAMES})=(?:'[^']*'|\w+) in Python")
+_OPTION = re.compile(rf"\b({_NAMES})='([^']*)'")
+
+
+def as_flags(message: str) -> str:
+    """A library message as the command line would say it: ``kind='continuous'`` becomes
+    ``--kind continuous`` (an aside that already gives both keeps the flag only).
+
+    Example:
+        >>> as_flags("load it with kind='categorical:17'")
+        'load it with --kind categorical:17'
+        >>> as_flags("declare it continuous (--kind continuous, or kind='continuous' in Python)")
+        'declare it continuous (--kind continuous)'
+    """
+    message = _PYTHON_ASIDE.sub("", message)
+    message = _OPTION.sub(lambda m: f"{_FLAGS[m.group(1)]} {m.group(2)}", message)
+    return message.replace("stream=True", "--stream").replace("stream=False", "--no-stream")
 
 
 def _interrupted(ctx: click.Context) -> str:

@@ -453,3 +453,12 @@ def test_eval_says_how_an_ode_likelihood_was_computed_or_why_there_is_none(
         family == "flow-matching" else "epochs=1", "--out", str(out))  # fmt: skip
     text = run("eval", str(out), "--split", "test").output
     assert expected in " ".join(text.split())  # rich may wrap the line
+
+
+def test_data_errors_name_the_flags_a_command_line_user_types(tmp_path):
+    np.save(tmp_path / "levels.npy", np.arange(40)[:, None] % 3 * np.ones((1, 4), int))
+    result = _fails(
+        "fit", "independent", "--data", str(tmp_path / "levels.npy"), "--kind", "binary",
+        "--out", str(tmp_path / "r"), match="load it with --kind categorical",
+    )  # fmt: skip
+    assert "kind='" not in result.output
