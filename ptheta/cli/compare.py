@@ -64,15 +64,17 @@ def print_report(report: dict[str, Any], title: str, out: str | Path | None = No
     help="Comma-separated model names; 'demo' (the families with a demo preset, one per "
     "structural assumption, each starting from that preset, as in `ptheta demo`); or 'all' "
     "(every registered family, at their defaults). "
-    "'demo' and 'all' take the families that accept the data; classifiers that need labels "
-    "are skipped.",
+    "'demo' and 'all' take the families that accept the data; classifiers are skipped "
+    "(compare scores p(x): `ptheta classify` compares them), and on images of shape "
+    "(C, H, W) the families that model sequences.",
 )
 @click.option(
     "--budget",
     default="5m",
     show_default=True,
     metavar="TIME",
-    help="Training time per neural model, e.g. 90s, 5m, 1h (classical models fit in one go).",
+    help="Training time per neural model, e.g. 90s, 5m, 1h (classical models, EM "
+    "mixtures included, fit to convergence with no time limit).",
 )
 @click.option(
     "--out", required=True, type=click.Path(file_okay=False), help="Folder for the report."

@@ -19,6 +19,9 @@ from ptheta.models import get_model_class, list_models
 def command(name: str | None, as_json: bool) -> None:
     """List the registered models: name, family, likelihood kind and data kinds.
 
+    The table also says what each family needs of the data (class labels, images,
+    sequences) and what it can do.
+
     With NAME, show that model's hyper-parameters: default, type and range (as the model
     declares them; `fit` refuses other values), and whether each is the model's own or a
     shared training one (set them with `ptheta fit NAME --set key=value`).
@@ -30,13 +33,14 @@ def command(name: str | None, as_json: bool) -> None:
             return
         print_table(
             "Models",
-            ["name", "family", "likelihood", "data kinds", "can", "what it is"],
+            ["name", "family", "likelihood", "data kinds", "needs", "can", "what it is"],
             [
                 [
                     r["name"],
                     r["family"],
                     r["likelihood"],
                     r["data_kinds"],
+                    " ".join(needs(r.get("capabilities"))),
                     " ".join(r["can"]),
                     r["summary"],
                 ]
@@ -44,6 +48,9 @@ def command(name: str | None, as_json: bool) -> None:
             ],
             caption="likelihood: exact | bound (lower bound on log p) | estimate | none. "
             "A continuous density on discrete data reports a dequantised likelihood. "
+            "needs: labels (fit takes class labels y: a classifier), images (examples of "
+            "shape (C, H, W), or flat ones with an image shape), sequences (the examples' "
+            "first axis is read in order as time). "
             "can: classify (Bayes' rule), sample|y (class-conditional), marginalise (exact "
             "scores with missing entries), impute, fits missing (fit takes NaN: EM over the "
             "missing entries), streams (fit reads big data a batch at a time, and each "
@@ -81,6 +88,20 @@ def command(name: str | None, as_json: bool) -> None:
     )
     doc = inspect.getdoc(cls) or ""
     console.print(doc, highlight=False, markup=False)
+
+
+NEEDS = {"needs_labels": "labels", "needs_image": "images", "needs_sequence": "sequences"}
+
+
+def needs(capabilities: dict[str, object] | None) -> list[str]:
+    """What a family requires of the data, as words: ``labels``, ``images``, ``sequences``
+    (from the capabilities of its defaults; none for a broken registry entry).
+
+    Example:
+        >>> needs({"needs_labels": False, "needs_image": True, "needs_sequence": False})
+        ['images']
+    """
+    return [word for field, word in NEEDS.items() if (capabilities or {}).get(field)]
 
 
 def _as_set(value: object) -> str:

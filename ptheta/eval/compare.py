@@ -75,8 +75,19 @@ MIXED_NOTE = (
 
 # Why "all" and "demo" leave classifiers out, whether or not the data have labels.
 CLASSIFIER_SKIPPED = "a classifier: compare scores p(x); see `ptheta classify` for p(y | x)"
+# ... and where the data have labels, the command that compares its classification.
+CLASSIFIER_WITH_LABELS = (
+    "a classifier, and compare scores p(x) only; the data have labels: compare its "
+    "classification with `ptheta classify --model {name}` and the same --data"
+)
 # Why they leave out families of fixed-length examples on variable-length sequences.
 FIXED_LENGTH_SKIPPED = "models examples of one fixed shape, not sequences of any length"
+# Why they leave out sequence families on images of shape (C, H, W): the first axis, which
+# such a family reads in order, is the colour channel.
+SEQUENCE_ON_IMAGES_SKIPPED = (
+    "models sequences read in order along the examples' first axis, and these examples are "
+    "images of shape (C, H, W); name it in --models to fit it on them anyway"
+)
 
 
 # --------------------------------------------------------------------------- inputs
@@ -112,7 +123,10 @@ def select_models(
     those that need class labels (compare scores p(x)) or images the data do not have;
     ``"demo"`` does the same among the families that declare a ``demo`` preset (and
     :func:`compare` starts each from that preset). On variable-length sequences both skip
-    the families that model fixed-length examples only. Named
+    the families that model fixed-length examples only; on images of shape (C, H, W) the
+    families that model sequences (``needs_sequence``: they would read the colour channel
+    as the time axis). Flat examples (D,) stay sequences for them, images or not: a
+    family reading the pixels in raster order is a model of the image. Named
     models are always attempted: one that refuses the data gives a failed row, not an error.
     """
     if isinstance(models, str):
@@ -131,6 +145,7 @@ def select_models(
     chosen, skipped = [], []
     spec = data.spec
     has_image = spec.image_shape is not None or len(spec.event_shape) == 3
+    labelled = data.train.y is not None
     for name in REGISTRY if lineup == "all" else with_preset("demo"):
         caps = get_model_class(name)().capabilities()
         if not caps.fits(spec.kind):
@@ -138,9 +153,12 @@ def select_models(
         if spec.variable_length and not caps.variable_length:
             skipped.append({"model": name, "reason": FIXED_LENGTH_SKIPPED})
         elif caps.needs_labels:
-            skipped.append({"model": name, "reason": CLASSIFIER_SKIPPED})
+            why = CLASSIFIER_WITH_LABELS.format(name=name) if labelled else CLASSIFIER_SKIPPED
+            skipped.append({"model": name, "reason": why})
         elif caps.needs_image and not has_image:
             skipped.append({"model": name, "reason": "needs image-shaped data"})
+        elif caps.needs_sequence and len(spec.event_shape) == 3:
+            skipped.append({"model": name, "reason": SEQUENCE_ON_IMAGES_SKIPPED})
         else:
             chosen.append(name)
     return chosen, skipped
@@ -159,19 +177,20 @@ def resolve_model_params(
     overrides: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Hyper-parameters of one compared model: its defaults (or ``quick_params``), then the
-    time budget for models that train in steps, then the user's ``overrides``.
+    time budget for models that declare a ``max_time``, then the user's ``overrides``.
 
     A neural model gets ``max_time`` = the budget; outside ``quick`` mode also an epoch limit
     out of reach and a constant learning rate, so that the budget (or early stopping on the
-    validation split) ends training. Classical models fit in closed form or by EM and have
-    no time limit.
+    validation split) ends training. A classical family that declares ``max_time`` (an
+    iterative fit that can stop early) gets the budget alone; the others fit in closed form
+    or by EM to convergence, with no time limit.
     """
     cls = get_model_class(name)
     valid = cls._get_param_names()
     params: dict[str, Any] = dict(cls.quick_params) if quick else {}
-    if "max_time" in valid:
+    if "max_time" in valid:  # any family with a time limit: neural, or EM that declares one
         params["max_time"] = float(budget_seconds)
-        if not quick:
+        if not quick and cls().capabilities().trains_in_steps:
             params.update(epochs=BUDGET_EPOCHS, schedule="constant")
     for key, value in (overrides or {}).items():
         if key not in valid:

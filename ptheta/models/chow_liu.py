@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
@@ -21,8 +22,72 @@ from ptheta.params import Bool, Choice, Float, Int, OneOf, Param, parameter_erro
 # float32 sums of 0/1 indicators are exact integers up to 2**24: use it below that, it is
 # about four times faster than float64 in the count product.
 _FLOAT32_EXACT = 2**24
-# pairwise_mutual_information reads arrays in chunks of rows of about this many indicators
+# the count product reads rows in chunks of about this many indicators (32 MB in float32),
+# whatever the batch: 256 levels make each row's indicators 255 times wider than the row
 _CHUNK_CELLS = 1 << 23
+# Peak memory of a fit, in copies of one class's pairwise count tables (D²·K² float64):
+# a·C + b for C classes, from the batch's and the running sums (the counts of levels ≥ 1,
+# the products of rows with missing entries), the tables (C, D, D, K, K) and the mutual
+# information's temporaries; structural EM (missing entries) holds expected counts besides.
+# Measured with tracemalloc: 4.97 (C = 1) and 11.6 (C = 3) copies, 11.3 and 29.4 with
+# missing entries (tests/models/test_real_size_messages.py checks the bound).
+_COPIES = {"complete": (4, 2), "missing": (10, 5)}
+
+
+def memory_budget() -> int:
+    """Bytes a fit may take for its pairwise tables: half the machine's physical memory
+    (8 GiB where the platform does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")) // 2
+    except (AttributeError, OSError, ValueError):
+        return 8 << 30
+
+
+def pairwise_bytes(d: int, k: int, n_classes: int = 1, *, missing: bool = False) -> int:
+    """Peak bytes of a Chow–Liu fit's pairwise count tables: D² variable pairs × K² level
+    pairs, 8 bytes a count, in (a·C + b) copies (``_COPIES``; more with missing entries).
+
+    Example:
+        >>> round(pairwise_bytes(784, 256) / 2**30)  # GiB: 28×28 grey images, 256 levels
+        1801
+    """
+    a, b = _COPIES["missing" if missing else "complete"]
+    return 8 * d * d * k * k * (a * n_classes + b)
+
+
+def _gib(n_bytes: int) -> str:
+    gib = n_bytes / 2**30
+    return f"{gib:,.0f}" if gib >= 100 else f"{gib:.3g}"
+
+
+def check_pairwise_memory(
+    d: int, k: int, n_classes: int = 1, *, missing: bool = False, who: str = "'chow-liu'"
+) -> None:
+    """Refuse, with a DataError naming the sizes and the fixes, a fit whose pairwise count
+    tables (:func:`pairwise_bytes`) exceed :func:`memory_budget` — before any is allocated."""
+    need, budget = pairwise_bytes(d, k, n_classes, missing=missing), memory_budget()
+    if need <= budget:
+        return
+    per_class = f" × {n_classes} classes" if n_classes > 1 else ""
+    others = (
+        "fit a family whose size grows with D·K instead: independent, categorical-mixture, "
+        "or a neural one (made, pixelcnn)"
+    )
+    if pairwise_bytes(d, 2, n_classes, missing=missing) > budget:  # binary would not fit
+        fix = f"even binary data would not fit: use fewer variables (smaller images), or {others}"
+    else:
+        fewer = 1 << int(np.log2(max(2.0, np.sqrt(budget / need) * k)))  # fits the budget
+        fix = (
+            f"binarise the data (e.g. --data mnist-binary, or x > {k // 2 - 1} before "
+            f"saving), use fewer levels (e.g. x * {fewer} // {k}, read with --kind "
+            f"categorical:{fewer}), or {others}"
+        )
+    raise DataError(
+        f"{who} on {d} variables of {k} levels needs about {_gib(need)} GiB of memory: "
+        f"its pairwise count tables hold {d}² variable pairs × {k}² level pairs{per_class}, "
+        f"8 bytes a count, several copies while fitting; this machine allows "
+        f"{_gib(budget)} GiB (half its memory): {fix}"
+    )
 
 
 class ChowLiuTree(GenerativeModel):
@@ -193,6 +258,7 @@ class ChowLiuTree(GenerativeModel):
         else:
             classes, index = None, None
         n_classes = 1 if classes is None else len(classes)
+        check_pairwise_memory(d, k, n_classes, who=repr(self.name))  # before any table
 
         def statistics(batch: np.ndarray, cls: np.ndarray | None) -> dict[str, np.ndarray]:
             flat = batch.reshape(len(batch), d)
@@ -266,6 +332,8 @@ class ChowLiuTree(GenerativeModel):
     ) -> None:
         """Structural EM on data with missing entries (see the class docstring), from the
         available-case counts of the first pass ``stats``. Records ``history_``."""
+        # structural EM holds expected counts besides: refused before its first E-step
+        check_pairwise_memory(d, k, len(stats["n"]), missing=True, who=repr(self.name))
         never = np.flatnonzero(stats["seen"] == 0)
         if never.size:
             raise DataError(
@@ -572,6 +640,7 @@ def pairwise_mutual_information(
         n_classes = len(classes)
     # the counts' sums over chunks of rows: no int64 or float copy of all of x at once
     k, d = int(n_categories), flat.shape[1]
+    check_pairwise_memory(d, k, n_classes, who="the pairwise mutual information")
     sums = {"high": np.zeros((n_classes, d * (k - 1), d * (k - 1))), "n": np.zeros(n_classes)}
     step = max(1, _CHUNK_CELLS // max(1, d * (k - 1)))
     for start in range(0, len(flat), step):
@@ -630,17 +699,20 @@ def _pair_sums(
     four times faster than float64.
     """
     n, d = flat.shape
-    dtype = np.float32 if n < _FLOAT32_EXACT else np.float64
-    if k == 2:
-        ind = flat.astype(dtype)  # (N, D)
-    else:
-        ind = np.zeros((n, d * (k - 1)), dtype=dtype)  # column d·(K−1) + a − 1 is [x_d = a]
-        rows, cols = np.nonzero(flat)
-        ind[rows, cols * (k - 1) + flat[rows, cols] - 1] = 1.0
-    high = np.empty((n_classes, d * (k - 1), d * (k - 1)))
-    for c in range(n_classes):
-        sub = ind if n_classes == 1 else ind[index == c]
-        high[c] = sub.T @ sub  # (D·(K−1), D·(K−1)): every table's a, b ≥ 1 cells
+    high = np.zeros((n_classes, d * (k - 1), d * (k - 1)))
+    step = max(1, _CHUNK_CELLS // max(1, d * (k - 1)))  # bounded indicators at any K
+    for start in range(0, n, step):
+        part, where = flat[start : start + step], index[start : start + step]
+        dtype = np.float32 if len(part) < _FLOAT32_EXACT else np.float64
+        if k == 2:
+            ind = part.astype(dtype)  # (n, D)
+        else:
+            ind = np.zeros((len(part), d * (k - 1)), dtype=dtype)  # column d·(K−1) + a − 1
+            rows, cols = np.nonzero(part)  # is [x_d = a]
+            ind[rows, cols * (k - 1) + part[rows, cols] - 1] = 1.0
+        for c in range(n_classes):
+            sub = ind if n_classes == 1 else ind[where == c]
+            high[c] += sub.T @ sub  # (D·(K−1), D·(K−1)): every table's a, b ≥ 1 cells
     return {"high": high, "n": np.bincount(index, minlength=n_classes).astype(np.float64)}
 
 

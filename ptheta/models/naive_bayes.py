@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -60,7 +61,11 @@ class NaiveBayes(BayesRule, GenerativeModel):
 
     Arguments:
         alpha: pseudo-count added to every level of every feature in every class (> 0;
-            1.0 is Laplace smoothing, scikit-learn's default).
+            1.0 is Laplace smoothing, scikit-learn's default). Where a class has fewer
+            training examples than the K > 2 levels (256-level images from a small
+            folder), most levels are never seen in a class, their probability
+            α / (n_c + K α) is set by the class size, and no α helps: ``fit`` warns and
+            suggests fewer levels or continuous data.
         var_smoothing: fraction of the largest feature variance added to every Gaussian
             variance (scikit-learn's GaussianNB default, 1e-9).
         prior: ``"empirical"`` (smoothed class frequencies) or ``"uniform"`` (1 / C).
@@ -145,6 +150,7 @@ class NaiveBayes(BayesRule, GenerativeModel):
             stats = accumulate(data, counts, y=index)
             cells = stats["counts"].reshape(n_classes, d, k) + alpha  # (C, D, K)
             self.feature_log_prob_ = np.log(cells) - np.log(cells.sum(axis=2, keepdims=True))
+            self._warn_many_levels(k)
             return
         if len(index) == 1:  # no variance at all, hence no smoothing either
             raise DataError(
@@ -197,6 +203,33 @@ class NaiveBayes(BayesRule, GenerativeModel):
                 f"smoothing var_smoothing × largest variance ({largest:g}) is 0: no Gaussian "
                 "density; drop constant features or declare the data discrete"
             )
+
+    def _warn_many_levels(self, k: int) -> None:
+        """Warn where a class has fewer training examples than levels (K > 2): most levels
+        of a feature are then never seen in the class, and their probability
+        α / (n_c + K α) — which decides the prediction wherever a test value was not seen
+        — depends on the class's size n_c, not on the data."""
+        counts = self.class_count_.astype(np.int64)
+        smallest = int(counts.min())
+        if k <= 2 or smallest >= k:
+            return
+        fewer = 1 << int(np.log2(max(2, smallest // 3)))  # 3 examples a level or more
+        names = self.classes_.tolist()[:10]
+        shown = ", ".join(f"{c}: {n}" for c, n in zip(names, counts[:10], strict=True))
+        more = ", …" if len(counts) > 10 else ""
+        warnings.warn(
+            f"{self.name} over {k} levels with alpha={float(self.alpha):g}: the smallest "
+            f"class has {smallest} training examples (per class: {shown}{more}), fewer than "
+            f"its {k} levels, so most levels of each feature are never seen in a class: a "
+            f"value unseen in class c gets alpha / (n_c + {k}·alpha), set by the class's "
+            "size rather than by the data, and such values weigh on every prediction (a "
+            "smaller alpha hands the predictions to the class sizes; no alpha cures it). "
+            f"Use fewer levels (e.g. {fewer}: x * {fewer} // {k}, read with --kind "
+            f"categorical:{fewer}) or read the data as continuous (--kind continuous: a "
+            "Gaussian per feature and class)",
+            UserWarning,
+            stacklevel=4,
+        )
 
     @staticmethod
     def _observed_means(data: Source, index: np.ndarray, shift: np.ndarray) -> np.ndarray:
