@@ -202,6 +202,12 @@ class Source:
                 yield start, self.read_range(start, min(start + size, self.n))
 
 
+def flat_rows(batch: np.ndarray) -> np.ndarray:
+    """``batch`` (n, *event) as (n, D), D = the product of the event shape: also when n = 0
+    (a process's empty share of a batch), where ``reshape(n, -1)`` cannot infer D."""
+    return batch.reshape(len(batch), int(np.prod(batch.shape[1:], dtype=np.int64)))
+
+
 # A file's content fingerprint reads at most this many blocks of this many bytes (a file
 # no larger is hashed whole): a copy, a move or a `touch` keeps it, an edit changes it.
 _DIGEST_BLOCKS, _DIGEST_BLOCK = 16, 1 << 16

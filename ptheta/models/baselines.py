@@ -15,7 +15,7 @@ import numpy as np
 
 from ptheta.data.batch_stats import first_observed
 from ptheta.data.spec import DataSpec
-from ptheta.data.stream import ArraySource, Source, accumulate
+from ptheta.data.stream import ArraySource, Source, accumulate, flat_rows
 from ptheta.data.table import LABEL_TYPES, ColumnSpec
 from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
@@ -115,7 +115,7 @@ class Independent(GenerativeModel):
         shift = first_observed(data)[moments] if moments.any() else np.zeros(0)
 
         def statistics(batch: np.ndarray, _: Any) -> dict[str, Any]:
-            flat = batch.reshape(len(batch), -1)
+            flat = flat_rows(batch)
             out: dict[str, Any] = {"observed": _observed(flat).sum(axis=0)}
             if labelled.any():
                 out["levels"] = level_counts(flat[:, labelled], k)  # (D_labelled, K)

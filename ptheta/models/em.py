@@ -29,6 +29,7 @@ Families whose E-step is a sum over examples describe it as an :class:`EMProblem
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -61,6 +62,7 @@ class EMResult:
     n_iter: int
     history: list[dict[str, float]]
     best_init: int
+    timed_out: bool = False  # stopped at max_time, before converging or max_iter
 
 
 class EMProblem(Protocol):
@@ -131,6 +133,26 @@ def blend_moments(
     return n, mean, cov
 
 
+class Deadline:
+    """``max_time`` seconds from now (None: no limit). :meth:`passed` is every process's
+    common answer under ``torchrun`` (late anywhere: late everywhere, so all stop at the
+    same step), and it remembers whether it ever answered yes."""
+
+    def __init__(self, max_time: float | None) -> None:
+        self.max_time = max_time
+        self.end = None if max_time is None else time.monotonic() + float(max_time)
+        self.hit = False
+
+    def passed(self) -> bool:
+        if self.end is None:
+            return False
+        late = time.monotonic() > self.end
+        if stream.process_share()[1] > 1:
+            late = bool(stream.all_reduce_sum({"late": np.array([float(late)])})["late"][0])
+        self.hit = self.hit or late
+        return late
+
+
 def fit_em(
     problem: EMProblem,
     data: Source,
@@ -145,12 +167,16 @@ def fit_em(
     y: np.ndarray | None = None,
     label: str = "EM",
     verbose: bool = False,
+    max_time: float | None = None,
 ) -> EMResult:
     """Full-batch (``em="full"``) or stepwise (``em="minibatch"``) EM of ``problem`` on the
     examples of ``data`` (labels ``y`` passed to its statistics), ``n_init`` restarts.
 
     ``batch_size``: rows per batch; for full-batch EM None reads the source's batches (about
-    32 MB each), for stepwise EM it is the batch of one step (None: 1024).
+    32 MB each), for stepwise EM it is the batch of one step (None: 1024). ``max_time``:
+    seconds for all the restarts together, from now: EM stops after the step (epoch) that
+    passes it, keeps the best run so far and warns (``timed_out``); no restart starts after
+    it (the first always runs).
     """
     rank_world = stream.process_share()
     if rank_world[1] > 1 and random_state is None:
@@ -167,11 +193,12 @@ def fit_em(
         return run_em(
             lambda seed: problem.init(seed)[0], e_step, problem.m_step, n_init=n_init,
             max_iter=max_iter, tol=tol, random_state=random_state, label=label, verbose=verbose,
+            max_time=max_time,
         )  # fmt: skip
     return run_stepwise_em(
         problem, data, y=y, batch_size=batch_size or 1024, step_decay=step_decay,
         n_init=n_init, max_iter=max_iter, tol=tol, random_state=random_state, label=label,
-        verbose=verbose,
+        verbose=verbose, max_time=max_time,
     )  # fmt: skip
 
 
@@ -200,16 +227,21 @@ def run_stepwise_em(
     y: np.ndarray | None = None,
     label: str = "EM",
     verbose: bool = False,
+    max_time: float | None = None,
 ) -> EMResult:
     """Stepwise EM (see the module's docstring): ``max_iter`` epochs at most, each a pass
     over the examples in a seeded random order in batches of ``batch_size``, stopping when
-    the epoch's mean objective per example changes by less than ``tol``; the best of
-    ``n_init`` restarts (by the last epoch's objective). Warns like :func:`run_em`."""
+    the epoch's mean objective per example changes by less than ``tol`` (or at
+    ``max_time``, as in :func:`fit_em`); the best of ``n_init`` restarts (by the last
+    epoch's objective). Warns like :func:`run_em`."""
     seeds = np.random.SeedSequence(random_state).spawn(int(n_init))
     n, size = len(data), max(1, int(batch_size))
     best: dict[str, Any] | None = None
+    deadline = Deadline(max_time)
     with progress_bar(int(n_init) * int(max_iter), label, enabled=bool(verbose)) as advance:
         for run, seed in enumerate(seeds):
+            if run and deadline.passed():
+                break
             params, stats = problem.init(seed)
             if stats is None:  # the initial parameters alone: a full E-step's statistics
                 sums = accumulate(data, problem.statistics(params), y=y, batch_size=size)
@@ -239,6 +271,8 @@ def run_stepwise_em(
                 if abs(change) < tol:
                     converged = True
                     break
+                if deadline.passed():
+                    break
             advance(int(max_iter) - epoch)
             result = {"params": params, "objective": prev, "converged": converged,
                       "n_iter": epoch, "history": history, "last_change": abs(change),
@@ -246,7 +280,7 @@ def run_stepwise_em(
             if best is None or result["objective"] > best["objective"]:
                 best = result
     assert best is not None
-    return _result(best, max_iter, tol)
+    return _result(best, max_iter, tol, deadline)
 
 
 def run_em(
@@ -260,28 +294,47 @@ def run_em(
     random_state: Any,
     label: str = "EM",
     verbose: bool = False,
+    max_time: float | None = None,
 ) -> EMResult:
-    """EM from ``n_init`` initialisations ``init(seed)``; the run with the best objective.
+    """EM from ``n_init`` initialisations ``init(seed)``; the run with the best objective
+    (stopping at ``max_time``, as in :func:`fit_em`).
 
     Warns (scikit-learn's ``ConvergenceWarning``) when the best run did not converge.
     """
     seeds = np.random.SeedSequence(random_state).spawn(int(n_init))
     best: dict[str, Any] | None = None
+    deadline = Deadline(max_time)
     with progress_bar(int(n_init) * int(max_iter), label, enabled=bool(verbose)) as advance:
         for run, seed in enumerate(seeds):
-            result = _em_loop(init(seed), e_step, m_step, int(max_iter), tol, advance)
+            if run and deadline.passed():
+                break
+            result = _em_loop(init(seed), e_step, m_step, int(max_iter), tol, advance, deadline)
             result["init"] = run
             if best is None or result["objective"] > best["objective"]:
                 best = result
     assert best is not None
-    return _result(best, max_iter, tol)
+    return _result(best, max_iter, tol, deadline)
 
 
-def _result(best: dict[str, Any], max_iter: int, tol: float) -> EMResult:
-    """The best run as an :class:`EMResult`; a ConvergenceWarning if it did not converge."""
+def _result(
+    best: dict[str, Any], max_iter: int, tol: float, deadline: Deadline | None = None
+) -> EMResult:
+    """The best run as an :class:`EMResult`; a ConvergenceWarning if it did not converge
+    (saying so when it stopped at the deadline)."""
     from sklearn.exceptions import ConvergenceWarning
 
-    if not best["converged"]:
+    timed_out = deadline is not None and deadline.hit and not best["converged"]
+    if timed_out:
+        assert deadline is not None
+        warnings.warn(
+            f"EM stopped at max_time={deadline.max_time:g}s after {best['n_iter']} of "
+            f"max_iter={max_iter} iterations (last change of the objective per example: "
+            f"{best['last_change']:.3g}); raise max_time, or use fewer components, "
+            "covariance_type='diag' or em='minibatch'",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
+    elif not best["converged"]:
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} iterations (last change of "
             f"the objective per example: {best['last_change']:.3g} > tol={tol:g}); "
@@ -296,6 +349,7 @@ def _result(best: dict[str, Any], max_iter: int, tol: float) -> EMResult:
         n_iter=int(best["n_iter"]),
         history=best["history"],
         best_init=int(best["init"]),
+        timed_out=timed_out,
     )
 
 
@@ -306,10 +360,16 @@ def _float64(a: Any) -> np.ndarray:
 
 
 def _em_loop(
-    params: Params, e_step: EStep, m_step: MStep, max_iter: int, tol: float, advance: Advance
+    params: Params,
+    e_step: EStep,
+    m_step: MStep,
+    max_iter: int,
+    tol: float,
+    advance: Advance,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
     """Alternate E and M steps from ``params`` until the mean objective per example changes
-    by less than ``tol``, or for ``max_iter`` steps."""
+    by less than ``tol``, for ``max_iter`` steps, or until the ``deadline`` passes."""
     history: list[dict[str, float]] = []
     prev, change, converged, it = -math.inf, math.inf, False, 0
     for it in range(1, max_iter + 1):
@@ -320,6 +380,8 @@ def _em_loop(
         advance(1, objective=objective)
         if abs(change) < tol:
             converged = True
+            break
+        if deadline is not None and deadline.passed():
             break
     advance(max_iter - it)
     # The parameters returned are those after the last M-step, one step beyond the last

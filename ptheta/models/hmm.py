@@ -190,6 +190,8 @@ class HMM(GenerativeModel):
             mixture-weight probabilities; 0 is maximum likelihood.
         random_state: seed of the initialisation: an integer, or None for fresh randomness
             (see :class:`~ptheta.params.Seed`).
+        max_time: seconds EM may take (all restarts together; None: no limit): it stops
+            after the iteration that passes them, keeps the best run so far and warns.
         verbose: 1 shows a progress bar.
 
     Returns:
@@ -282,6 +284,7 @@ class HMM(GenerativeModel):
         "min_covar": Float(low=0),
         "alpha": Float(low=0),
         "random_state": Seed(),
+        "max_time": Float(low=0, low_open=True, none=True),
         "verbose": Int(low=0, flag=True),
     }
 
@@ -302,6 +305,7 @@ class HMM(GenerativeModel):
         min_covar: float = 1e-3,
         alpha: float = 0.0,
         random_state: int | None = 0,
+        max_time: float | None = None,
         verbose: int = 0,
     ) -> None:
         self.n_states = n_states
@@ -318,6 +322,7 @@ class HMM(GenerativeModel):
         self.min_covar = min_covar
         self.alpha = alpha
         self.random_state = random_state
+        self.max_time = max_time
         self.verbose = verbose
 
     # ----------------------------------------------------------------- fitting
@@ -375,6 +380,7 @@ class HMM(GenerativeModel):
             batch_size=self.batch_size or default_batch, step_decay=self.step_decay,
             n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, label=f"EM {self.name}", verbose=bool(self.verbose),
+            max_time=self.max_time,
         )  # fmt: skip
         params = result.params
         self.emission_ = emission

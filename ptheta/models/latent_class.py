@@ -14,7 +14,7 @@ from scipy.special import gammaln, log_ndtr, logsumexp, softmax
 from sklearn.cluster import kmeans_plusplus
 
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.data.stream import ArraySource, Source, accumulate
+from ptheta.data.stream import ArraySource, Source, accumulate, flat_rows
 from ptheta.data.table import LABEL_TYPES
 from ptheta.errors import DataError
 from ptheta.models.base import GenerativeModel
@@ -78,7 +78,7 @@ class _Layout:
         """The rows (b, D) by factor type: one-hot codes of the label columns (b, ΣL), the
         counts and reals (missing: 0) with their masks of observed cells, and
         Σ log x! over the observed counts (b,)."""
-        flat = batch.reshape(len(batch), -1).astype(np.float64)
+        flat = flat_rows(batch).astype(np.float64)
         out: dict[str, np.ndarray] = {}
         codes = flat[:, self.label]
         seen = ~np.isnan(codes)
@@ -420,7 +420,7 @@ class _LatentClassEM:
 
         def code(block: np.ndarray) -> np.ndarray:
             parts = layout.parts(block)
-            flat = block.reshape(len(block), -1).astype(np.float64)[:, numeric]
+            flat = flat_rows(block).astype(np.float64)[:, numeric]
             z = np.nan_to_num((flat - centre) / scale)  # missing: 0, the mean
             return np.concatenate([parts["onehot"], z], axis=1)
 
@@ -540,6 +540,8 @@ class LatentClass(GenerativeModel):
             of each step for mini-batch EM (None: 1024).
         step_decay: α of mini-batch EM's step sizes ρ_t = (t + 2)^−α, in (0.5, 1].
         random_state: seed of the initialisation: an integer, or None for fresh randomness.
+        max_time: seconds EM may take (all restarts together; None: no limit): it stops
+            after the iteration that passes them, keeps the best run so far and warns.
         verbose: 1 shows a progress bar.
 
     Fitted attributes:
@@ -584,6 +586,7 @@ class LatentClass(GenerativeModel):
         "batch_size": Int(low=1, none=True),
         "step_decay": Float(low=0.5, high=1.0, low_open=True),
         "random_state": Seed(),
+        "max_time": Float(low=0, low_open=True, none=True),
         "verbose": Int(low=0, flag=True),
     }
 
@@ -601,6 +604,7 @@ class LatentClass(GenerativeModel):
         batch_size: int | None = None,
         step_decay: float = 0.6,
         random_state: int | None = 0,
+        max_time: float | None = None,
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
@@ -614,6 +618,7 @@ class LatentClass(GenerativeModel):
         self.batch_size = batch_size
         self.step_decay = step_decay
         self.random_state = random_state
+        self.max_time = max_time
         self.verbose = verbose
 
     # ------------------------------------------------------------------ fitting
@@ -629,7 +634,7 @@ class LatentClass(GenerativeModel):
             )
         layout = _Layout(spec)
         observed = accumulate(
-            data, lambda b, _: {"seen": (~np.isnan(b.reshape(len(b), -1).astype(float))).sum(0)}
+            data, lambda b, _: {"seen": (~np.isnan(flat_rows(b).astype(float))).sum(0)}
         )["seen"]
         if (observed == 0).any():
             name = layout.names[int(np.flatnonzero(observed == 0)[0])]
@@ -645,6 +650,7 @@ class LatentClass(GenerativeModel):
             problem, data, em=self.em, batch_size=self.batch_size, step_decay=self.step_decay,
             n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, label=f"EM {self.name}", verbose=bool(self.verbose),
+            max_time=self.max_time,
         )  # fmt: skip
         self.weights_, self.probs_, self.means_, self.variances_ = result.params
         self.converged_ = result.converged

@@ -120,7 +120,7 @@ def row_gaussian_conditionals(
         >>> np.round(filled[:, 0], 12).tolist(), np.round(extra[0, 0], 12).tolist()
         ([[1.0, 0.5], [0.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [0.0, 1.5]])
     """
-    n, d = z.shape
+    d = z.shape[1]
     seen = ~np.isnan(z)
     p = torch.as_tensor(seen, dtype=torch.float64)  # (n, D)
     sigma = torch.as_tensor(covs, dtype=torch.float64)  # (K, D, D)

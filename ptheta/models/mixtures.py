@@ -19,7 +19,7 @@ from sklearn.cluster import kmeans_plusplus
 
 from ptheta.data.batch_stats import first_observed
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.data.stream import ArraySource, Source, accumulate
+from ptheta.data.stream import ArraySource, Source, accumulate, flat_rows
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.base import GenerativeModel
 from ptheta.models.capabilities import Capabilities
@@ -67,6 +67,7 @@ class _EMMixture(GenerativeModel):
         "dtype": Choice("float64", "float32"),
         "device": Device(),
         "random_state": Seed(),
+        "max_time": Float(low=0, low_open=True, none=True),
         "verbose": Int(low=0, flag=True),
     }
 
@@ -111,6 +112,7 @@ class _EMMixture(GenerativeModel):
             problem, data, em=self.em, batch_size=self.batch_size, step_decay=self.step_decay,
             n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
             random_state=self.random_state, label=f"EM {self.name}", verbose=bool(self.verbose),
+            max_time=self.max_time,
         )  # fmt: skip
         self.converged_ = result.converged
         self.n_iter_ = result.n_iter
@@ -478,9 +480,9 @@ class _GaussianEM:
         :func:`_missing_sums` (float64 numpy), the complete ones through the whitening's
         block products (``hard``: the initial assignment, on a copy whose NaN entries are
         the observed column means, u = 0)."""
-        incomplete = np.isnan(batch.reshape(len(batch), -1)).any(axis=1)
+        flat = flat_rows(batch)
+        incomplete = np.isnan(flat).any(axis=1)
         if incomplete.any() and not hard:
-            flat = batch.reshape(len(batch), -1)
             blocks = []
             if not incomplete.all():
                 blocks.append(self._sums(flat[~incomplete], whitening, hard))
@@ -810,6 +812,8 @@ class GaussianMixture(_EMMixture):
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         random_state: seed of the initialisation: an integer, or None for fresh randomness
             (see :class:`~ptheta.params.Seed`).
+        max_time: seconds EM may take (all restarts together; None: no limit): it stops
+            after the iteration that passes them, keeps the best run so far and warns.
         verbose: 1 shows a progress bar.
 
     Fitted attributes:
@@ -868,6 +872,7 @@ class GaussianMixture(_EMMixture):
         dtype: str = "float64",
         device: str = "cpu",
         random_state: int | None = 0,
+        max_time: float | None = None,
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
@@ -884,6 +889,7 @@ class GaussianMixture(_EMMixture):
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
+        self.max_time = max_time
         self.verbose = verbose
 
     # ----------------------------------------------------------------- fitting
@@ -1044,9 +1050,9 @@ class GaussianMixture(_EMMixture):
 def _check_observed(data: Source, name: str) -> None:
     """Refuse (DataError) data with a variable that is never observed: with ``alpha=0``
     maximum likelihood leaves its level probabilities undetermined."""
-    seen = accumulate(
-        data, lambda b, _: {"seen": (~np.isnan(b.reshape(len(b), -1).astype(float))).sum(0)}
-    )["seen"]
+    seen = accumulate(data, lambda b, _: {"seen": (~np.isnan(flat_rows(b).astype(float))).sum(0)})[
+        "seen"
+    ]
     if (seen == 0).any():
         index = int(np.flatnonzero(seen == 0)[0])
         raise DataError(
@@ -1119,6 +1125,8 @@ class CategoricalMixture(_EMMixture):
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         random_state: seed of the initialisation: an integer, or None for fresh randomness
             (see :class:`~ptheta.params.Seed`).
+        max_time: seconds EM may take (all restarts together; None: no limit): it stops
+            after the iteration that passes them, keeps the best run so far and warns.
         verbose: 1 shows a progress bar.
 
     Fitted attributes:
@@ -1161,6 +1169,7 @@ class CategoricalMixture(_EMMixture):
         dtype: str = "float64",
         device: str = "cpu",
         random_state: int | None = 0,
+        max_time: float | None = None,
         verbose: int = 0,
     ) -> None:
         self.n_components = n_components
@@ -1175,6 +1184,7 @@ class CategoricalMixture(_EMMixture):
         self.dtype = dtype
         self.device = device
         self.random_state = random_state
+        self.max_time = max_time
         self.verbose = verbose
 
     def _fit_stream(self, data: Source, y: Any, spec: DataSpec) -> None:

@@ -153,3 +153,30 @@ def test_two_processes_give_the_model_of_one(name, monkeypatch):
         np.testing.assert_allclose(
             _scores(fitted, x), _scores(one, x), rtol=1e-9, atol=1e-9, err_msg=name
         )
+
+
+@pytest.mark.parametrize("name", sorted({n for n, _ in STREAM_CASES}))
+def test_a_process_whose_share_is_empty_with_missing_entries(name, monkeypatch):
+    """One batch in all, so the second process reads no row, and NaN entries (the families
+    that fit with them): its statistics are zeros of the right shape, not an error."""
+    cls = REGISTRY[name]
+    model = ptheta.make(name, **cls.quick_params)
+    caps = model.capabilities()
+    if not (caps.streams and caps.fits_missing) or caps.trains_in_steps:
+        pytest.skip(f"{name}: not a classical streaming family that fits missing entries")
+    x, y, split = _data(cls.data_kinds[0], image=cls.needs_image)
+    x = x.astype(np.float64)
+    x[np.random.default_rng(0).random(x.shape) < 0.1] = np.nan
+
+    def fit():
+        whole = _CountingSource(stream.ArraySource(x, y, split.spec), rows_per_batch=len(x))
+        return _fit(name, Split(whole, y, split.spec), None)
+
+    one = fit()
+    world = _TwoProcesses()
+    monkeypatch.setattr(stream, "process_share", world.share)
+    monkeypatch.setattr(stream, "all_reduce_sum", world.all_reduce_sum)
+    for fitted in world.run(fit):
+        np.testing.assert_allclose(
+            _scores(fitted, x), _scores(one, x), rtol=1e-9, atol=1e-9, err_msg=name
+        )
