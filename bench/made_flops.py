@@ -6,9 +6,9 @@ MLP families). Training FLOPs are counted from the layer sizes: a dense layer of
 costs 2 · in · out FLOPs per example forward, and a training step (forward + the two
 backward matmuls, for the inputs and for the weights) ≈ 3× the forward matmul FLOPs;
 elementwise work (masks, ReLU, softmax, the optimiser) is not counted, so the rate is the
-matmul work achieved per second. ptheta's binary MADE feeds one-hot inputs (D·K = 1568
-wide) and outputs D·K logits, so it is counted as built (1568-512-512-1568); the count of
-a 784-512-512-784 network, the useful work for binary data, is printed too.
+matmul work achieved per second. ptheta's binary MADE feeds one input per variable
+(2x − 1) and outputs one logit per variable, so it is counted as built (784-512-512-784;
+until December 2026 it fed one-hot pairs, 1568-512-512-1568, twice the end layers' work).
 
 Three rates per thread count, interleaved rounds after a warm-up (bench/harness.py), on the
 same random binary data (N × 784), batch size and number of steps, float32:
@@ -97,16 +97,16 @@ def runners(x_np: np.ndarray, batch: int, epochs: int) -> dict[str, object]:
         module = made_module()
         return bare_loop(module.loss, list(module.parameters()), x, batch, epochs)
 
-    mlp = [2 * D, *HIDDEN, 2 * D]
+    mlp = [D, *HIDDEN, D]
 
     def plain() -> float:
         net = plain_mlp(mlp)
 
         def loss(b: torch.Tensor) -> torch.Tensor:
-            onehot = torch.nn.functional.one_hot(b, 2).float().reshape(len(b), -1)
-            logits = net(onehot).reshape(len(b), D, 2)
-            return torch.nn.functional.cross_entropy(
-                logits.transpose(1, 2), b, reduction="none"
+            target = b.float()
+            logits = net(2 * target - 1)  # (N, D): one logit per binary variable
+            return torch.nn.functional.binary_cross_entropy_with_logits(
+                logits, target, reduction="none"
             ).sum(1)
 
         return bare_loop(loss, list(net.parameters()), x, batch, epochs)
@@ -127,7 +127,7 @@ def main() -> None:
     epochs = 3 if args.full and args.epochs == 1 else args.epochs
     rng = np.random.default_rng(0)
     x = (rng.random((n, D)) < rng.uniform(0.05, 0.5, size=D)).astype(np.int64)
-    built = [2 * D, *HIDDEN, 2 * D]
+    built = [D, *HIDDEN, D]
     flops_step = 3 * forward_flops(built)  # per example
     useful_step = 3 * forward_flops([D, *HIDDEN, D])
     work = flops_step * n * epochs

@@ -58,6 +58,11 @@ class MADENetwork(nn.Module):
     With ``n_classes``, a one-hot class input reaches every layer unmasked (it is not part
     of x), giving p(x | y).
 
+    Each variable enters as its one-hot code and leaves as K logits; a binary variable
+    (K = 2) enters as x itself and leaves as one logit l (``logits`` returns (0, l), so
+    log p(x = 1 | x_<d) = log σ(l)): the same model with half the weights in the first and
+    last layers, hence about half their work.
+
     Arguments:
         n_dims: number of variables D (examples are flattened to (N, D)).
         n_categories: levels K of every variable (2 for binary data).
@@ -125,7 +130,10 @@ class MADENetwork(nn.Module):
         # what the masks are made of: the only connectivity the state dict saves
         self.register_buffer("orderings", torch.stack(orderings))  # (M, D)
         self.register_buffer("hidden_degrees", torch.stack(hidden_degrees))  # (M, H1 + H2 + …)
-        sizes = [d * k, *self.hidden, d * k]
+        # binary variables: one input (x) and one output (the logit of x = 1) each, not a
+        # one-hot pair (the same model: a pair's second unit is affine in the first)
+        self.units = 1 if k == 2 else k
+        sizes = [d * self.units, *self.hidden, d * self.units]
         self.layers = nn.ModuleList(
             MaskedLinear(a, b, torch.empty(0, b, a), context_features=n_classes or 0)
             for a, b in pairwise(sizes)
@@ -143,8 +151,7 @@ class MADENetwork(nn.Module):
         """One member's mask per layer from its ordering (D,) and hidden degrees (ΣH,)."""
         inputs = made_degrees(ordering.cpu(), [])[0]  # (D,)
         degrees = [inputs, *hidden_degrees.cpu().split(self.hidden)] if self.hidden else [inputs]
-        k = self.n_categories
-        return made_masks(degrees, in_multiplicity=k, out_multiplicity=k)
+        return made_masks(degrees, in_multiplicity=self.units, out_multiplicity=self.units)
 
     def _rebuild_masks(self) -> None:
         """Set every layer's (M, out, in) masks from the orderings and hidden degrees."""
@@ -193,11 +200,15 @@ class MADENetwork(nn.Module):
             context = F.one_hot(y, self.n_classes).to(x_onehot.dtype)  # (N, C)
         elif y is not None:
             raise ValueError("this MADE is unconditional; call it without y")
-        h = x_onehot.reshape(n, -1)  # (N, D·K)
+        binary = self.units == 1
+        # a binary x enters as 2x − 1 (±1: both values move the units, as a one-hot pair does)
+        h = x_onehot[..., 1] - x_onehot[..., 0] if binary else x_onehot.reshape(n, -1)
         for i, layer in enumerate(self.layers):
             h = layer(h, mask if isinstance(mask, Integral) else mask[i], context)
             if i < len(self.layers) - 1:
                 h = torch.relu(h)  # (N, H_i)
+        if binary:  # logits (0, l): log_softmax gives log σ(−l), log σ(l)
+            return torch.stack([torch.zeros_like(h), h], dim=-1)  # (N, D, 2)
         return h.reshape(n, self.n_dims, self.n_categories)
 
     def log_conditionals(self, x: Tensor, y: Tensor | None = None, mask: Mask = 0) -> Tensor:

@@ -69,9 +69,10 @@ def _paths(masks) -> torch.Tensor:
     return functools.reduce(lambda acc, m: m @ acc, masks[1:], masks[0])
 
 
+@pytest.mark.parametrize("k", [2, 3])
 @pytest.mark.parametrize("n_classes", [None, 2])
-def test_autoregressive_property_for_every_mask(n_classes):
-    d, k = 6, 3
+def test_autoregressive_property_for_every_mask(n_classes, k):
+    d = 6
     net = _net(d, k, hidden=(12, 10), n_classes=n_classes)
     x = torch.nn.functional.one_hot(torch.randint(k, (1, d)), k).double()
     y = None if n_classes is None else torch.tensor([1])
@@ -83,8 +84,9 @@ def test_autoregressive_property_for_every_mask(n_classes):
         assert dependence[~before].sum() == 0, f"mask {m} leaks a later input"
         assert dependence[before].sum() > 0
         # the stored masks themselves: no path from an input to an output not after it
-        paths = _paths([layer.masks[m] for layer in net.layers])  # (D·K, D·K)
-        blocks = paths.reshape(d, k, d, k).sum(dim=(1, 3))
+        paths = _paths([layer.masks[m] for layer in net.layers])  # (D·U, D·U)
+        u = net.units  # units per variable: 1 for binary, else K
+        blocks = paths.reshape(d, u, d, u).sum(dim=(1, 3))
         assert blocks[~before].sum() == 0
         assert torch.equal(dependence > 0, (dependence > 0) & (blocks > 0))
 
@@ -262,6 +264,7 @@ def test_n_parameters_counts_only_weights_some_mask_uses():
     x, _ = _two_clusters(n=40)
     model = MADE([], **QUICK).fit(x)  # no hidden layer: a masked logistic model
     d, k = 6, 2
-    # output i reads input j < i: d(d−1)/2 pairs of k×k weights, plus d·k biases
-    assert model.n_parameters() == d * (d - 1) // 2 * k * k + d * k
+    # output i reads input j < i: d(d−1)/2 weights (binary: one input and one logit per
+    # variable), plus d biases
+    assert model.n_parameters() == d * (d - 1) // 2 + d
     assert np.exp(model.score_samples(_configs(d, k).numpy())).sum() == pytest.approx(1.0)
