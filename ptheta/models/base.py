@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import functools
 import math
+import threading
 import types
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar, TypeVar
@@ -582,9 +584,9 @@ class GenerativeModel(BaseEstimator):
 
     @property
     def fitted_spec(self) -> DataSpec:
-        """The :class:`DataSpec` the model was fitted on."""
+        """The :class:`DataSpec` the model was fitted on (parsed once per ``spec_``)."""
         self._check_fitted()
-        return DataSpec.from_json(self.spec_)
+        return _parsed_spec(self.spec_)
 
     def _clear_fitted(self) -> None:
         for key in [k for k in vars(self) if k.endswith("_") and not k.startswith("__")]:
@@ -937,3 +939,29 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_jsonable(v) for k, v in value.items()}
     return value
+
+
+# The parsed specs of recently used ``spec_`` dicts, by identity (the dict itself is kept,
+# so its id is not reused while it is here): a table's spec takes a fraction of a
+# millisecond to parse, which queries and per-batch checks would pay on every call. A
+# cache outside the model: reading ``fitted_spec`` leaves the estimator's __dict__ alone.
+_SPECS: collections.OrderedDict[int, tuple[dict[str, Any], DataSpec]] = collections.OrderedDict()
+_SPECS_KEPT = 64
+
+
+_SPECS_LOCK = threading.Lock()
+
+
+def _parsed_spec(spec_json: dict[str, Any]) -> DataSpec:
+    key = id(spec_json)
+    with _SPECS_LOCK:
+        hit = _SPECS.get(key)
+        if hit is not None and hit[0] is spec_json:
+            _SPECS.move_to_end(key)
+            return hit[1]
+    parsed = DataSpec.from_json(spec_json)  # a frozen dataclass: safe to share
+    with _SPECS_LOCK:
+        _SPECS[key] = (spec_json, parsed)
+        while len(_SPECS) > _SPECS_KEPT:
+            _SPECS.popitem(last=False)
+    return parsed

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import itertools
 import math
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -873,6 +873,24 @@ class BayesianNetwork(GenerativeModel):
         return np.bincount(index.ravel(), weights=post.ravel(), minlength=size).reshape(cards)
 
     # ----------------------------------------------------------------- tables and factors
+    def _ancestors(self) -> np.ndarray:
+        """(D, D) bool: [i, j] when i is an ancestor of j (computed once per structure)."""
+        return _derived(self, "ancestors", (self.parents_,),
+                        lambda: ancestors(self._adjacency()))  # fmt: skip
+
+    def _log_tables(self, leaves: dict[int, Leaf]) -> list[np.ndarray]:
+        """The log-tables (leaves: their parameters) of the fitted parameters, read-only,
+        computed once per set of parameter arrays."""
+        slopes = getattr(self, "slopes_", None)
+
+        def compute() -> list[np.ndarray]:
+            tables = _logs(self.cpts(), leaves)
+            for t in tables:
+                t.setflags(write=False)
+            return tables
+
+        return _derived(self, "log_tables", (self.cpt_, self.leaf_params_, slopes), compute)
+
     def cpts(self) -> list[np.ndarray]:
         """Each variable's parameters: a discrete variable's table p(x_j | parents), shape
         (*cards_[parents_[j]], cards_[j]); a count or continuous leaf's ``[mean, variance]``
@@ -1014,13 +1032,13 @@ class BayesianNetwork(GenerativeModel):
     def _score_samples(self, x: np.ndarray) -> np.ndarray:
         flat = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
         leaves = self._leaves()
-        logt = _logs(self.cpts(), leaves)
+        logt = self._log_tables(leaves)
         missing = np.isnan(flat)
         values = self._rows(flat)
         out, _ = self._observed_families(logt, values, flat, missing, leaves)
         if not missing.any():
             return out
-        anc = ancestors(self._adjacency())
+        anc = self._ancestors()
         discrete = ~self._leaf_mask()
         for rows, observed in missing_patterns(flat):
             # barren variables (missing, with no observed descendant) sum to one: drop them
@@ -1192,10 +1210,14 @@ class BayesianNetwork(GenerativeModel):
         log_p = log_p - logsumexp(log_p)
         import pandas as pd  # a dependency of statsmodels; only queries need it
 
-        configs = list(itertools.product(*(self._levels(v) for v in q)))
-        frame = pd.DataFrame(configs, columns=[self.columns_[v] for v in q])
-        frame["probability"] = np.exp(log_p).ravel()
-        return frame
+        levels = [self._levels(v) for v in q]
+        grid = np.indices([len(lv) for lv in levels]).reshape(len(q), -1)  # first slowest
+        columns = {
+            self.columns_[v]: [lv[i] for i in row]
+            for v, lv, row in zip(q, levels, grid, strict=True)
+        }
+        columns["probability"] = np.exp(log_p).ravel()
+        return pd.DataFrame(columns)  # one construction, no column added afterwards
 
     def map_query(self, variables: Any, evidence: dict[Any, Any] | None = None) -> dict[str, Any]:
         """The most probable joint levels of ``variables`` given ``evidence``,
@@ -1240,9 +1262,9 @@ class BayesianNetwork(GenerativeModel):
                 vals[0, v] = self._level(v, level)
         keep = np.zeros(d, dtype=bool)
         keep[q] = True
-        anc = ancestors(self._adjacency())
+        anc = self._ancestors()
         relevant = observed | keep | anc[observed | keep].any(axis=0)
-        logt = _logs(self.cpts(), leaves)
+        logt = self._log_tables(leaves)
         blocks = self._gaussian_blocks(observed, relevant)
         inside = {v for block in blocks for v in block}
         factors = [
@@ -1546,6 +1568,24 @@ class _GaussianBlock:
 
 
 # --------------------------------------------------------------------------- helpers
+# What a fitted network derives from its parameters (ancestors, log-tables), kept beside
+# the model rather than in it (reading a model leaves its __dict__ alone), while the very
+# objects it was derived from are the model's.
+_DERIVED: weakref.WeakKeyDictionary[Any, dict[str, tuple[tuple[Any, ...], Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _derived(model: Any, name: str, sources: tuple[Any, ...], compute: Callable[[], Any]) -> Any:
+    slot = _DERIVED.setdefault(model, {})
+    hit = slot.get(name)
+    if hit is not None and all(a is b for a, b in zip(hit[0], sources, strict=True)):
+        return hit[1]
+    value = compute()
+    slot[name] = (sources, value)
+    return value
+
+
 def _codes(values: np.ndarray, cards: np.ndarray) -> np.ndarray:
     """Mixed-radix codes (N,) of rows (N, k), the first column most significant."""
     code = np.zeros(len(values), dtype=np.int64)
