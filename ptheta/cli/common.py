@@ -97,7 +97,10 @@ def _interrupted(ctx: click.Context) -> str:
             "--resume finishes it (a training run continues from its last checkpoint)"
         )
     if command in ("compare", "demo"):
-        return "interrupted; run the same command again: the models already fitted are cached"
+        return (
+            "interrupted; run the same command again: the models already fitted are cached "
+            "and reused, the one being fitted starts again"
+        )
     return "interrupted"
 
 
