@@ -227,7 +227,9 @@ def test_model_selection_and_parameters(data, registry):
     assert made == {"max_time": 60.0, "epochs": cmp.BUDGET_EPOCHS, "schedule": "constant"}
     quick = cmp.resolve_model_params("made", budget_seconds=60, quick=True, overrides={"lr": 0.1})
     assert quick["epochs"] == REGISTRY["made"].quick_params["epochs"] and quick["lr"] == 0.1
-    assert cmp.resolve_model_params("gmm", budget_seconds=60) == {}  # no time limit
+    # EM families take the budget as max_time (no epochs); families without it: nothing
+    assert cmp.resolve_model_params("gmm", budget_seconds=60) == {"max_time": 60.0}
+    assert cmp.resolve_model_params("chow-liu", budget_seconds=60) == {}
     with pytest.raises(UnknownNameError, match="n_component"):
         cmp.resolve_model_params("gmm", budget_seconds=1, overrides={"n_component": 3})
     with pytest.raises(ParameterError, match="not among the compared models"):
