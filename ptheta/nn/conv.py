@@ -169,7 +169,18 @@ class MaskedConv2d(nn.Conv2d):
 
 
 def gate(x: Tensor) -> Tensor:
-    """The gated activation tanh(a) ⊙ σ(b) of x = [a, b] along channels: (B, 2F, …) → (B, F, …)."""
+    """The gated activation tanh(a) ⊙ σ(b) of x = [a, b] along channels: (B, 2F, …) → (B, F, …).
+
+    tanh(a) is computed as 2σ(2a) − 1: the same function (equal to :func:`gate_reference`
+    up to rounding, gradients included), and on a CPU ``torch.tanh`` and its backward cost
+    several times ``torch.sigmoid``'s, which made the plain form a tenth of a PixelCNN's step.
+    """
+    a, b = x.chunk(2, dim=1)
+    return (torch.sigmoid(2.0 * a) * 2.0 - 1.0) * torch.sigmoid(b)
+
+
+def gate_reference(x: Tensor) -> Tensor:
+    """:func:`gate` written out with ``torch.tanh`` and ``torch.sigmoid`` (the reference)."""
     a, b = x.chunk(2, dim=1)
     return torch.tanh(a) * torch.sigmoid(b)
 
