@@ -36,10 +36,24 @@ from ptheta.cli.common import console, data_options, escape, print_table, resolv
     "models continue from their last checkpoint; a run whose final writes were cut off is "
     "completed; a classical fit that never got saved is fitted again.",
 )
+@click.option(
+    "--no-score",
+    is_flag=True,
+    help="Do not score the train and validation splits after the fit (`ptheta eval RUN` "
+    "scores the run later).",
+)
+@click.option(
+    "--score-rows",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Score at most N examples of each split after the fit: a seeded random subset, "
+    "whose NLL estimates the split's mean (± its standard error). Default: every example, "
+    "or as many as the time left of max_time allows.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def command(
     model, data, data_opts, out, sets, config_file, force,
-    resume, quiet,
+    resume, no_score, score_rows, quiet,
 ) -> None:  # fmt: skip
     """Fit MODEL on the training split of --data and write a run directory to --out.
 
@@ -53,6 +67,12 @@ def command(
     Neural models train with the validation split for early stopping, write a checkpoint
     every epoch (and every checkpoint_every steps), and continue after an interruption
     with --resume; --resume finishes an interrupted run of any other family too.
+
+    After the run is written (complete: it loads even if what follows fails), the train
+    and validation splits are scored with a progress bar: all of each, at most
+    --score-rows N examples (a seeded random subset, said under the table), or none with
+    --no-score. With --set max_time=S the budget bounds the whole command: scoring takes
+    the time left of S (at least a tenth of S), on a subset sized to it.
     Data-parallel training on several processes: launch the same command with torchrun
     (gloo on CPU, nccl on GPUs; --set batch_size is the global batch, and only rank 0
     writes the run directory).
@@ -62,6 +82,7 @@ def command(
       ptheta fit gmm --data toy2d-8gaussians --set n_components=8 --out runs/g8
       ptheta fit made --data digits --set epochs=50 --out runs/made
       ptheta fit made --data digits --set epochs=50 --out runs/made --resume
+      ptheta fit ddpm --data digits --set max_time=120 --score-rows 500 --out runs/ddpm
       torchrun --nproc_per_node 2 -m ptheta fit made --data digits --out runs/made2
     """
     from ptheta.data import load
@@ -77,7 +98,8 @@ def command(
     world = init_from_env(str(params.get("device", "auto")))  # torchrun: join the group
     try:
         row = fit_run(model, params, dataset, out, data_source=source, force=force,
-                      resume=resume, verbose=not quiet)  # fmt: skip
+                      resume=resume, verbose=not quiet, score_rows=score_rows,
+                      score_splits=() if no_score else ("train", "val"))  # fmt: skip
     except BaseException:
         shutdown(wait=False)  # the other processes may never reach a last barrier
         raise
@@ -96,5 +118,9 @@ def command(
                         f"{unit} val"]  # fmt: skip
         cells[8:9] = [row.get("val_nll_per_step"), row["val_bpd"]]
         caption = f"NLL per sequence, lower is better; {END_NOTE}."
+    notes = list(row.get("score_notes", []))
+    if no_score:
+        notes.append(f"not scored (--no-score): `ptheta eval {row['run_dir']}` scores the run.")
+    caption = "\n".join([caption, *notes])
     print_table(f"Fitted {model} on {dataset.name}", columns, [cells], caption=caption)
     console.print(f"run directory: [bold]{escape(str(row['run_dir']))}[/]", highlight=False)

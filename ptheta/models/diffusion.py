@@ -43,9 +43,69 @@ SCHEDULES: tuple[str, ...] = ("linear", "cosine")
 VARIANCES: tuple[str, ...] = ("posterior", "beta")
 ARCHITECTURES: tuple[str, ...] = ("auto", "mlp", "unet")
 SAMPLERS: tuple[str, ...] = ("ancestral", "ddim")
-# Rows (examples × time steps) the denoiser sees at once when the bound is evaluated.
+# Rows (examples × time steps × draws) the denoiser sees at once when the bound is
+# evaluated: at most BOUND_ROWS, and fewer for large examples (see bound_rows).
 BOUND_ROWS = 8192
+# Bytes of denoiser activations one such call may hold: a few hundred MB (or a quarter of
+# the memory available, when that is less).
+BOUND_BYTES = 256 * 2**20
+# Activation values a denoiser holds at its peak per input value and channel of its
+# width: about 13-15 for the U-Net at 28×28 (measured, max RSS of a forward pass), an
+# upper estimate for the MLP.
+ACTIVATIONS_PER_VALUE = 16
 MAX_BETA = 0.999  # β_t = 1 would make 1/√α_t infinite (Nichol & Dhariwal clip the same way)
+
+
+def _available_bytes(device: torch.device | None = None) -> int | None:
+    """Memory free for new allocations on ``device`` (CUDA: the device's; otherwise the
+    host's MemAvailable, or less under a cgroup memory limit), or None where unknown."""
+    if device is not None and device.type == "cuda":
+        return int(torch.cuda.mem_get_info(device)[0])
+    free = []
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    free.append(int(line.split()[1]) * 1024)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:  # cgroup v2: the limit of this process's group, less what it uses
+        with open("/sys/fs/cgroup/memory.max", encoding="ascii") as f:
+            limit = f.read().strip()
+        if limit != "max":
+            with open("/sys/fs/cgroup/memory.current", encoding="ascii") as f:
+                free.append(int(limit) - int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return max(min(free), 0) if free else None
+
+
+def bound_rows(
+    n_values: int,
+    width: int,
+    itemsize: int = 4,
+    *,
+    budget: int | None = None,
+    device: torch.device | None = None,
+) -> int:
+    """Rows per denoiser call when the bound is evaluated, for examples of ``n_values``
+    values and a denoiser ``width`` channels wide (``itemsize`` bytes per value): at most
+    :data:`BOUND_ROWS`, and at most what keeps rows × n_values × width ×
+    :data:`ACTIVATIONS_PER_VALUE` × itemsize within ``budget`` bytes (None:
+    :data:`BOUND_BYTES`, or a quarter of the memory available on ``device`` if less).
+    At least 1.
+
+    Example:
+        >>> [bound_rows(d, 64, budget=BOUND_BYTES) for d in (2, 64, 784, 3 * 32 * 32)]
+        [8192, 1024, 83, 21]
+    """
+    if budget is None:
+        budget = BOUND_BYTES
+        free = _available_bytes(device)
+        if free is not None:
+            budget = min(budget, free // 4)
+    per_row = max(n_values, 1) * max(width, 1) * ACTIVATIONS_PER_VALUE * itemsize
+    return int(max(1, min(BOUND_ROWS, budget // per_row)))
 
 
 def beta_schedule(name: str, timesteps: int) -> Tensor:
@@ -258,6 +318,7 @@ class DiffusionNetwork(nn.Module):
         self.sampler = sampler
         self.sampling_steps = sampling_steps
         self.eta = eta
+        self.hidden = hidden
 
         zero = torch.zeros(1, dtype=torch.float64)
         betas = torch.cat([zero, beta_schedule(noise_schedule, T)])  # (T+1,), β_0 = 0
@@ -434,14 +495,37 @@ class DiffusionNetwork(nn.Module):
         The noise comes from ``keys`` (one :func:`~ptheta.nn.noise.example_keys` entry
         per example: each example's draws depend on its key alone; draws number
         ``first_draw`` … ``first_draw + n_draws − 1``) or else from ``generator``, in the
-        order of ``ts``, then of the draws. The denoiser sees at most
-        :data:`BOUND_ROWS` rows at once. ``progress(k)`` is called after every k time
-        steps done.
+        order of ``ts``, then of the draws. The denoiser sees at most :meth:`bound_rows`
+        rows (examples × time steps × draws) at once: with ``keys``, examples are taken a
+        group at a time where all of them at one t would be more (the result is the same,
+        each example's noise being its own); with ``generator`` at least one t for every
+        example. ``progress(k)`` is called after every k time steps done (of every
+        example).
         """
         self._check_labels(y)
+        n = len(x)
+        rows = self.bound_rows()
+        if keys is not None and n > 1 and n * n_draws > rows:  # examples a group at a time
+            size = max(1, rows // n_draws)
+            parts = []
+            for start in range(0, n, size):
+                part = slice(start, start + size)
+                parts.append(
+                    self.draw_terms(
+                        x[part],
+                        ts,
+                        None if y is None else y[part],
+                        None,
+                        n_draws=n_draws,
+                        keys=keys[part],
+                        first_draw=first_draw,
+                    )
+                )
+            if progress is not None:
+                progress(len(ts))
+            return torch.cat(parts, dim=1)
         x0 = self.to_unit(x)  # (N, *E)
-        n = len(x0)
-        group = max(1, BOUND_ROWS // max(n * n_draws, 1))
+        group = max(1, rows // max(n * n_draws, 1))
         out = []
         for start in range(0, len(ts), group):
             chunk = ts[start : start + group]
@@ -467,6 +551,12 @@ class DiffusionNetwork(nn.Module):
             if progress is not None:
                 progress(len(chunk))
         return torch.cat(out).permute(1, 2, 0)  # (S, N, len(ts))
+
+    def bound_rows(self) -> int:
+        """Rows (examples × time steps × draws) per denoiser call in the bound:
+        :func:`bound_rows` for this network's example size, width and dtype, on its
+        device."""
+        return bound_rows(self.n_dims, self.hidden, self._dtype.itemsize, device=self.betas.device)
 
     def terms_at(
         self,
@@ -871,8 +961,10 @@ class DDPM(NeuralModel):
     @torch.no_grad()
     def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
         """The estimated bound on log p(x) (or log p(x | class)) and its standard error."""
-        # NeuralModel's chunks, with a progress bar over all T steps of every chunk
-        chunks = np.array_split(x, max(1, int(np.ceil(len(x) / 1024))))
+        # chunks of examples whose draws fill one denoiser call (bound_rows: fewer for
+        # larger examples), with a progress bar over all T steps of every chunk
+        size = max(1, min(1024, self._module.bound_rows() // int(self.n_bound_samples)))
+        chunks = np.array_split(x, max(1, int(np.ceil(len(x) / size))))
         total = len(chunks) * self.timesteps
         scores, errors = [], []
         with progress_bar(total, "bound", enabled=bool(self.verbose)) as advance:

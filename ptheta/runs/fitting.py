@@ -1,7 +1,13 @@
 """Fit a model on a data set into a run directory, and read runs back; shared by the commands.
 
 Every family goes through the same path: the directory is locked for the run
-(:mod:`ptheta.runs.lock`), the model is fitted, saved, pictured, and marked complete last.
+(:mod:`ptheta.runs.lock`), the model is fitted, saved, pictured, and marked complete; then
+the splits asked for are scored and their NLLs appended to ``metrics.jsonl``. A run is
+complete as a model before it is scored: scoring that fails (out of memory) or is
+interrupted leaves a loadable run whose scores are missing, which ``ptheta eval`` scores.
+Scoring reads a split in chunks (a progress bar where the family has one), and may score
+a seeded random subset: at most ``score_rows`` rows, or as many as the time left of a
+``max_time`` budget allows (:func:`score_split`); the summary then says so.
 ``resume`` finishes whatever an interruption left: a neural training run continues from
 its checkpoint; a run whose model was saved but whose pictures or marker are missing is
 completed without refitting; a classical fit that never got saved is fitted again.
@@ -10,6 +16,7 @@ completed without refitting; a classical fit that never got saved is fitted agai
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import time
 import warnings
@@ -21,11 +28,20 @@ import numpy as np
 
 from ptheta.data import BUILTIN, Dataset, Split, load
 from ptheta.data.stream import is_source
-from ptheta.errors import DataError, PthetaError, RunDirError
-from ptheta.io import atomic_write_text
+from ptheta.errors import DataError, ParameterError, PthetaError, RunDirError
+from ptheta.io import append_jsonl, atomic_write_text
 from ptheta.models import GenerativeModel, make
+from ptheta.progress import progress_bar
 from ptheta.runs import lock
-from ptheta.runs.layout import CONFIG, LOCK, SAMPLES_PNG, STRUCTURE_DOT, STRUCTURE_PNG, owned_files
+from ptheta.runs.layout import (
+    CONFIG,
+    LOCK,
+    METRICS,
+    SAMPLES_PNG,
+    STRUCTURE_DOT,
+    STRUCTURE_PNG,
+    owned_files,
+)
 from ptheta.runs.pictures import samples_figure, save_figure, structure_figure
 from ptheta.runs.store import (
     is_complete,
@@ -37,6 +53,19 @@ from ptheta.runs.store import (
 )
 from ptheta.train import checkpoint
 from ptheta.train.distributed import current_world, on_main
+
+# The seed of the random subset of a split that is scored when not all of it is.
+SUBSET_SEED = 0
+# Rows scored first, to measure the time per example before choosing how many to score:
+# under a time budget only two (a standard error needs two; a DDPM row may take seconds).
+FIRST_ROWS = 8
+FIRST_ROWS_TIMED = 2
+# Later chunks aim at this many seconds each (the progress bar moves), within these rows.
+CHUNK_SECONDS = 2.0
+MAX_CHUNK_ROWS = 4096
+# When training used the whole of max_time, scoring after it may still take this share
+# of max_time: the command then ends within about (1 + SCORE_SHARE) · max_time.
+SCORE_SHARE = 0.1
 
 
 def prepare_out_dir(out: str | os.PathLike, *, force: bool, resume: bool = False) -> Path:
@@ -110,6 +139,7 @@ def fit_run(
     verbose: bool = True,
     n_picture: int | None = None,
     score_splits: tuple[str, ...] = ("train", "val"),
+    score_rows: int | None = None,
 ) -> dict[str, Any] | None:
     """Fit model ``name`` with ``params`` on ``data.train`` and write the run to ``out``.
 
@@ -117,13 +147,24 @@ def fit_run(
     so on) so that ``ptheta eval RUN`` needs nothing else. Models that train in steps use
     the validation split for early stopping (where their loss measures fit) and checkpoint
     into ``out``. ``resume`` finishes an interrupted run of any family (see the module
-    docstring). The ``score_splits`` are scored after the fit (their NLL goes to the
-    metrics and the row; scoring costs T network passes per example for a DDPM, so callers
-    that score the test split themselves may pass ``()``). The directory is locked for the
-    whole run: a second writer gets a RunDirError naming the first. Under ``torchrun``
-    every process trains and only rank 0 writes; the others return None. Returns a
-    summary row.
+    docstring). The run is saved and marked complete, then the ``score_splits`` are
+    scored (their NLL goes to the metrics and the row; scoring costs T network passes per
+    example for a DDPM, so callers that score the test split themselves may pass ``()``):
+    each in full, or a seeded random subset of at most ``score_rows`` rows, or of as many
+    rows as the time left of the model's ``max_time`` allows (see :func:`score_split`;
+    the row's ``score_notes`` say so). A scoring that runs out of memory is a
+    `PthetaError` naming the model, the split and the fix, and leaves the complete run
+    without its scores. The directory is locked for the whole run: a second writer gets a
+    RunDirError naming the first. Under ``torchrun`` every process trains and only rank 0
+    writes and scores; the others return None. Returns a summary row.
     """
+    if score_rows is not None and (
+        isinstance(score_rows, bool) or not isinstance(score_rows, int) or score_rows < 1
+    ):
+        raise ParameterError(
+            f"score_rows={score_rows!r}: give a whole number of rows ≥ 1, or None to score "
+            "whole splits"
+        )
     world = current_world()
     out = Path(out)
     held = lock.exclusive(out) if world.is_main else contextlib.nullcontext()
@@ -131,6 +172,7 @@ def fit_run(
         return _fit_locked(
             name, params, data, out, data_source=data_source, force=force, resume=resume,
             verbose=verbose, n_picture=n_picture, score_splits=score_splits,
+            score_rows=score_rows,
         )  # fmt: skip
 
 
@@ -146,10 +188,15 @@ def _fit_locked(
     verbose: bool,
     n_picture: int | None,
     score_splits: tuple[str, ...],
+    score_rows: int | None,
 ) -> dict[str, Any] | None:
     world = current_world()
+    begun = time.perf_counter()  # a max_time budget bounds the whole command
     model = make(name, **params)
     caps = model.capabilities()
+    max_time = model.get_params().get("max_time")
+    budget = None if max_time is None else (begun, float(max_time))
+    scoring = {"rows": score_rows, "budget": budget, "verbose": verbose and caps.progress}
     # rank 0 prepares the folder; under torchrun the others learn its outcome, so that an
     # error is the same one-line error everywhere (not a broken barrier)
     on_main(lambda: prepare_out_dir(out, force=force, resume=resume))
@@ -160,6 +207,9 @@ def _fit_locked(
         if world.is_main:
             _write_pictures(saved, out, data, n_picture)
             mark_complete(out)
+            scored = {r.get("split") for r in read_metrics(out) if r.get("event") == "eval"}
+            missing = tuple(s for s in score_splits if s not in scored)
+            _score_into_run(saved, data, out, missing, **scoring)
             return _finished_row(saved, name, data, out)
         return None
     if verbose and caps.progress:
@@ -173,18 +223,15 @@ def _fit_locked(
         fit_seconds = time.perf_counter() - start
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    if caps.progress:
+        model.set_params(verbose=0)  # the saved config should not replay a progress bar
     if not world.is_main:
         return None
 
-    # with the model's progress bar where scoring is slow (ddpm)
-    evals = {split: model.nll_summary(examples(getattr(data, split))) for split in score_splits}
-    if caps.progress:
-        model.set_params(verbose=0)  # the saved config should not replay a progress bar
     if caps.trains_in_steps:  # the Trainer's per-epoch records (not a resumed run's old evals)
         metrics = [r for r in read_metrics(out) if r.get("event") == "epoch"]
     else:
         metrics = [{"event": "fit_step", **h} for h in model.fit_history()]
-    metrics += [{"event": "eval", "split": split, **summary} for split, summary in evals.items()]
     info = {
         **data_source,
         # read a batch at a time: `ptheta eval RUN` reads it so again (same splits, same
@@ -202,10 +249,53 @@ def _fit_locked(
         "warnings": [str(w.message) for w in caught],
         "processes": world.world_size,
     }
+    # complete as a model first: a scoring that fails below leaves a loadable run
     save_run(model, out, data=info, metrics=metrics, extra=extra, complete=False)
     _write_pictures(model, out, data, n_picture)
-    mark_complete(out)  # last: the run is complete only now
+    mark_complete(out)  # the marker covers config and weights; the scores are metrics
+    _score_into_run(model, data, out, score_splits, **scoring)
     return _finished_row(model, name, data, out)
+
+
+def _score_into_run(
+    model: GenerativeModel,
+    data: Dataset,
+    out: Path,
+    splits: tuple[str, ...],
+    *,
+    rows: int | None,
+    budget: tuple[float, float] | None,
+    verbose: bool,
+) -> None:
+    """Score ``splits`` of ``data`` with the run's fitted model and append one ``eval``
+    record each to the run's metrics. ``budget`` = (when the command began, max_time):
+    the splits share the time that is left of it, at least ``SCORE_SHARE`` · max_time."""
+    deadline = None
+    if budget is not None:  # the floor is for all the splits together
+        begun, max_time = budget
+        left = max_time - (time.perf_counter() - begun)
+        deadline = time.perf_counter() + max(left, SCORE_SHARE * max_time)
+    for i, split in enumerate(splits):
+        seconds = None
+        if deadline is not None:  # an equal share of what is left for each split to come
+            seconds = max(deadline - time.perf_counter(), 0.0) / (len(splits) - i)
+        try:
+            summary = score_split(
+                model, data.split(split), split=split, rows=rows, seconds=seconds,
+                verbose=verbose, what=f"the {split} split of {data.name!r}",
+            )  # fmt: skip
+        except KeyboardInterrupt:
+            raise PthetaError(
+                f"interrupted while scoring the {split} split; the fitted {model.name!r} is "
+                f"saved in {str(out)!r} (a complete run without its scores): score it with "
+                f"`ptheta eval {out}`"
+            ) from None
+        except ScoringOutOfMemory as e:
+            raise ScoringOutOfMemory(
+                f"{e}; the fitted model is saved in {str(out)!r} (a complete run without "
+                f"its scores): score it later with `ptheta eval {out}`"
+            ) from None
+        append_jsonl(out / METRICS, {"event": "eval", "split": split, **summary})
 
 
 def _write_pictures(model: GenerativeModel, out: Path, data: Dataset, n: int | None) -> None:
@@ -238,6 +328,10 @@ def _finished_row(model: GenerativeModel, name: str, data: Dataset, out: Path) -
         "val_nll_per_step": evals.get("val", {}).get("nll_per_step"),
         "run_dir": str(out),
         "warnings": len(extra.get("warnings", [])),
+        # which splits were scored on a subset, and which not at all
+        "score_notes": [
+            note for split, r in evals.items() if (note := describe_subset(r, split)) is not None
+        ],
     }
 
 
@@ -260,6 +354,152 @@ def write_samples_picture(
     vocab = data.extra.get("vocab") if data is not None else None
     figure = samples_figure(samples, spec, data=background, title=title, vocab=vocab)
     save_figure(figure, path)
+
+
+class ScoringOutOfMemory(PthetaError, MemoryError):
+    """Scoring a split ran out of memory; the message names the model, the split and the
+    fix."""
+
+
+def _out_of_memory(e: BaseException) -> bool:
+    """Whether ``e`` is an allocator's failure: MemoryError, torch's OutOfMemoryError, or
+    the RuntimeError of its CPU allocator ("DefaultCPUAllocator: can't allocate memory")."""
+    if isinstance(e, MemoryError) or type(e).__name__ == "OutOfMemoryError":
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and any(
+        s in text for s in ("can't allocate memory", "cannot allocate memory", "out of memory")
+    )
+
+
+def _take(part: Split, index: np.ndarray) -> Split:
+    """Rows ``index`` (sorted) of a split, read into memory (a streamed source too)."""
+    x = part.x.read(index) if is_source(part.x) else np.asarray(part.x)[index]
+    lengths = None if part.lengths is None else np.asarray(part.lengths)[index]
+    return Split(x, None, part.spec, lengths)
+
+
+def score_split(
+    model: GenerativeModel,
+    part: Split,
+    *,
+    split: str = "data",
+    rows: int | None = None,
+    seconds: float | None = None,
+    seed: int = SUBSET_SEED,
+    verbose: bool = False,
+    what: str | None = None,
+) -> dict[str, Any]:
+    """The NLL summary of ``part`` (:meth:`~ptheta.models.base.GenerativeModel.nll_summary`'s
+    entries), scored in chunks with a progress bar when ``verbose``.
+
+    All rows are scored, or a seeded random subset (without replacement, ``seed``) of at
+    most ``rows`` rows, or of as many as fit in ``seconds``: the first rows of the
+    subset's order (``FIRST_ROWS_TIMED``) measure the time per example, which sets how many more are
+    scored (never fewer than those first rows). A subset's summary has ``n`` (the rows
+    scored) below ``n_split``, and ``subset`` saying why (``"score_rows"`` or
+    ``"max_time"``) with ``subset_seed``: its NLL estimates the split's mean, ``std_err``
+    its standard error. Scores do not depend on the other rows of a chunk, so the chunking
+    changes nothing. An allocator failure is a :class:`ScoringOutOfMemory` naming the
+    model, the split and the fix.
+    """
+    what = what or f"the {split} split"
+    n = len(part)
+    check_scorable(model, part, what)
+    if model.likelihood_ == "none" or n == 0:  # nothing to score: the summary says so
+        return {**model.nll_summary(examples(part)), "n_split": n}
+    target = n if rows is None else min(rows, n)
+    # a subset is a prefix of a seeded random order: uniform whatever its size
+    subset = target < n or seconds is not None
+    order = np.random.default_rng(seed).permutation(n) if subset else np.arange(n)
+    scores: list[np.ndarray] = []
+    errors: list[np.ndarray] = []
+    steps = [0]  # Σ lengths of the sequences scored
+
+    def score(a: int, b: int) -> float:
+        """Score rows order[a:b]; the seconds it took."""
+        chunk = _take(part, np.sort(order[a:b]))
+        start = time.perf_counter()
+        log_p, mc_std = model.score_samples(examples(chunk), return_std=True)
+        scores.append(np.asarray(log_p, dtype=np.float64))
+        errors.append(np.asarray(mc_std, dtype=np.float64))
+        if chunk.lengths is not None:
+            steps[0] += int(np.sum(chunk.lengths))
+        return time.perf_counter() - start
+
+    try:
+        done = min(FIRST_ROWS if seconds is None else FIRST_ROWS_TIMED, target)
+        spent = score(0, done)
+        if seconds is not None:  # as many rows as the time left allows
+            target = min(target, done + int(max(seconds - spent, 0.0) * done / max(spent, 1e-9)))
+        with progress_bar(target, f"scoring {split}", enabled=verbose) as advance:
+            advance(done)
+            while done < target:
+                per_row = max(spent / done, 1e-9)
+                if seconds is not None and spent + per_row > seconds:
+                    break  # slower than the first rows said: stop within the budget
+                size = int(np.clip(CHUNK_SECONDS / per_row, 1, MAX_CHUNK_ROWS))
+                if seconds is not None:
+                    size = max(1, min(size, int((seconds - spent) / per_row)))
+                stop = min(done + size, target)
+                spent += score(done, stop)
+                advance(stop - done, ex_per_s=round(stop / max(spent, 1e-9)))
+                done = stop
+    except Exception as e:
+        if not _out_of_memory(e):
+            raise
+        raise ScoringOutOfMemory(
+            f"scoring {what} with {model.name!r} ran out of memory ({type(e).__name__}); "
+            "score fewer rows at a time: a smaller batch or smaller hyper-parameters, or "
+            "fewer rows (`ptheta fit ... --score-rows N`, or --no-score)"
+        ) from None
+    summary = {"n_split": n, **_summary(model, np.concatenate(scores), np.concatenate(errors),
+                                         steps[0])}  # fmt: skip
+    if done < n:
+        reason = "score_rows" if rows is not None and done == min(rows, n) else "max_time"
+        summary.update(subset=reason, subset_seed=seed)
+    return summary
+
+
+def _summary(
+    model: GenerativeModel, log_p: np.ndarray, mc_std: np.ndarray, steps: int
+) -> dict[str, Any]:
+    """``nll_summary``'s entries from scores already computed (``steps``: Σ lengths of
+    variable-length sequences, each end then counted as one more step)."""
+    nll = float(-log_p.mean())
+    k = len(log_p)
+    out: dict[str, Any] = {
+        "n": k,
+        "likelihood": model.likelihood_,
+        "units": model.units_,
+        "nll_nats": nll,
+        "bits_per_dim": nll / (model.fitted_spec.n_dims * math.log(2.0)),
+        "std_err": float(log_p.std(ddof=1) / math.sqrt(k)) if k > 1 else 0.0,
+        "mc_std_err": float(np.sqrt(np.nansum(mc_std**2)) / k),
+    }
+    if model.fitted_spec.variable_length:
+        n_steps = steps + k
+        out["n_steps"] = n_steps
+        out["nll_per_step"] = float(-log_p.sum() / n_steps)
+        out["bits_per_dim"] = out["nll_per_step"] / (model.fitted_spec.step_dims * math.log(2.0))
+    out.update(model.likelihood_details())
+    return out
+
+
+def describe_subset(summary: dict[str, Any], split: str) -> str | None:
+    """One sentence saying that ``split`` was scored on a random subset, or None."""
+    why = summary.get("subset")
+    if why is None:
+        return None
+    because = {
+        "score_rows": "at most --score-rows rows",
+        "max_time": "what fitted in the time left of max_time",
+    }.get(why, why)
+    return (
+        f"{split}: scored {summary['n']:,} of {summary['n_split']:,} rows ({because}; a "
+        f"random subset, seed {summary.get('subset_seed')}): the NLL estimates the split's "
+        f"mean ± {summary['std_err']:.3g} (s.e.)"
+    )
 
 
 def load_run_data(run_dir: str | os.PathLike, data: str | None = None, **overrides: Any) -> Dataset:
@@ -365,15 +605,27 @@ def check_scorable(model: GenerativeModel, split: Split, what: str = "the data")
     )
 
 
-def evaluate_run(model: GenerativeModel, data: Dataset, splits: list[str]) -> list[dict[str, Any]]:
+def evaluate_run(
+    model: GenerativeModel,
+    data: Dataset,
+    splits: list[str],
+    *,
+    rows: int | None = None,
+    verbose: bool = False,
+) -> list[dict[str, Any]]:
     """One NLL summary row per split (variable-length sequences: with ``n_steps``,
-    ``nll_per_step`` and ``bits_per_dim`` per step, each sequence's end a step)."""
-    rows = []
+    ``nll_per_step`` and ``bits_per_dim`` per step, each sequence's end a step), scored in
+    chunks (a progress bar with ``verbose``); with ``rows``, on a seeded random subset of
+    at most that many rows of each split (see :func:`score_split` and
+    :func:`describe_subset`)."""
+    out = []
     for split in splits:
-        part = data.split(split)
-        check_scorable(model, part, f"the {split} split of {data.name!r}")
-        rows.append({"split": split, **model.nll_summary(examples(part))})
-    return rows
+        what = f"the {split} split of {data.name!r}"
+        summary = score_split(
+            model, data.split(split), split=split, rows=rows, verbose=verbose, what=what
+        )
+        out.append({"split": split, **summary})
+    return out
 
 
 def scores_table(model: GenerativeModel, data: Dataset, split: str) -> dict[str, np.ndarray]:

@@ -13,10 +13,14 @@ from scipy import stats
 from ptheta.data.spec import DataSpec, Split
 from ptheta.data.toy2d import moons
 from ptheta.errors import CapabilityError, DataError, ParameterError
+from ptheta.models import diffusion
 from ptheta.models.diffusion import (
+    ACTIVATIONS_PER_VALUE,
+    BOUND_ROWS,
     DDPM,
     DiffusionNetwork,
     beta_schedule,
+    bound_rows,
     log_discretised_gaussian,
 )
 from ptheta.nn.noise import example_keys
@@ -367,3 +371,55 @@ def test_bad_settings_and_calls_are_clear_errors():
         cond.bound_terms(x[:2], y=7)
     with pytest.raises(DataError, match="unconditional"):
         _net().loss(torch.zeros(2, 2, dtype=torch.long), torch.zeros(2, dtype=torch.long))
+
+
+# --------------------------------------------------------------------------- bounded memory
+def test_bound_rows_shrink_with_the_example_size_width_and_free_memory(monkeypatch):
+    budget = 2**28
+    sizes = [2, 64, 784, 3 * 32 * 32, 3 * 64 * 64, 10**7]
+    rows = [bound_rows(d, 64, budget=budget) for d in sizes]
+    assert rows == sorted(rows, reverse=True) and rows[0] == BOUND_ROWS and rows[-1] == 1
+    for d, r in zip(sizes, rows, strict=True):
+        per_row = d * 64 * ACTIVATIONS_PER_VALUE * 4
+        # the largest count within the budget (or the cap, or one row)
+        assert r == BOUND_ROWS or r == 1 or r * per_row <= budget < (r + 1) * per_row
+    assert bound_rows(784, 128, budget=budget) < bound_rows(784, 64, budget=budget)
+    assert bound_rows(784, 64, 8, budget=budget) < bound_rows(784, 64, 4, budget=budget)
+    # by default: a few hundred MB, or a quarter of the memory available if less
+    monkeypatch.setattr(diffusion, "_available_bytes", lambda device=None: 4 * 784 * 64 * 64 * 7)
+    assert bound_rows(784, 64) == 7
+    monkeypatch.setattr(diffusion, "_available_bytes", lambda device=None: None)
+    assert bound_rows(784, 64) == bound_rows(784, 64, budget=diffusion.BOUND_BYTES)
+
+
+def test_scores_do_not_depend_on_the_chunk_size_and_calls_stay_bounded(monkeypatch):
+    # a U-Net on 1×4×4 binary images; the chunk sizes follow the memory budget
+    x = (np.random.default_rng(0).random((40, 1, 4, 4)) < 0.4).astype(np.int64)
+    model = DDPM(5, **QUICK, epochs=1).fit(x)
+    assert model.module.architecture == "unet"
+    seen = []
+    eps = model.module.eps
+
+    def counting(x_t, *args, **kwargs):
+        seen.append(len(x_t))
+        return eps(x_t, *args, **kwargs)
+
+    monkeypatch.setattr(model.module, "eps", counting)
+    big, big_std = model.score_samples(x, return_std=True)  # 40 × 4 draws × 5 t: 1 call
+    terms = model.bound_terms(x[:7])
+    assert max(seen) == 40 * 4 * 5
+    per_row = 16 * 16 * ACTIVATIONS_PER_VALUE * 8  # 16 values, width 16, float64
+    for rows in (1, 3, 9, 50):
+        monkeypatch.setattr(diffusion, "BOUND_BYTES", rows * per_row)
+        monkeypatch.setattr(diffusion, "_available_bytes", lambda device=None: None)
+        assert model.module.bound_rows() == rows
+        seen.clear()
+        small, small_std = model.score_samples(x, return_std=True)
+        assert max(seen) <= max(rows, 4)  # one example's 4 draws at one t at least
+        np.testing.assert_allclose(small, big, rtol=1e-10)
+        np.testing.assert_allclose(small_std, big_std, rtol=1e-8)
+        np.testing.assert_allclose(model.bound_terms(x[:7]), terms, rtol=1e-10, atol=1e-12)
+        if rows >= 4:
+            assert max(seen) <= rows
+    # and one example scored alone, as in any chunk
+    np.testing.assert_allclose(model.score_samples(x[5:6]), big[5:6], rtol=1e-10)

@@ -1,0 +1,203 @@
+"""The scoring after `ptheta fit`: skipped, on a seeded subset, sized to a max_time budget,
+and a run that stays complete and loadable when that scoring runs out of memory."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from ptheta.cli import cli
+from ptheta.data import load
+from ptheta.models import get_model_class, make
+from ptheta.runs import fitting
+from ptheta.runs.fitting import SUBSET_SEED, fit_run, score_split
+from ptheta.runs.store import is_complete, load_run, read_metrics
+
+
+def run(*args: str, code: int = 0):
+    result = CliRunner().invoke(cli, list(args), catch_exceptions=False)
+    assert result.exit_code == code, result.output
+    return result
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits-binary")
+
+
+def _evals(out) -> dict[str, dict]:
+    return {r["split"]: r for r in read_metrics(out) if r.get("event") == "eval"}
+
+
+def _subset_nll(model, x: np.ndarray, k: int) -> float:
+    """The mean NLL of the first k rows of the seeded random order, scored here directly."""
+    index = np.random.default_rng(SUBSET_SEED).permutation(len(x))[:k]
+    return float(-model.score_samples(x[np.sort(index)]).mean())
+
+
+def test_no_score_skips_scoring_and_eval_scores_the_run_later(tmp_path, digits):
+    out = tmp_path / "run"
+    text = run("fit", "independent", "--data", "digits-binary", "--out", str(out),
+               "--no-score").output  # fmt: skip
+    assert "not scored (--no-score)" in text and _evals(out) == {}
+    assert is_complete(out)
+    model = load_run(out)
+    nll = float(-model.score_samples(digits.val.x).mean())
+    shown = run("eval", str(out), "--split", "val").output
+    assert f"{nll:.2f}" in shown
+
+
+def test_score_rows_scores_a_seeded_subset_and_says_so(tmp_path, digits):
+    out = tmp_path / "run"
+    text = run("fit", "independent", "--data", "digits-binary", "--out", str(out),
+               "--score-rows", "30").output  # fmt: skip
+    assert "scored 30 of 1,000 rows" in text and "scored 30 of 350 rows" in text
+    model = load_run(out)
+    for split in ("train", "val"):
+        record = _evals(out)[split]
+        x = digits.split(split).x
+        assert record["n"] == 30 and record["n_split"] == len(x)
+        assert record["subset"] == "score_rows" and record["subset_seed"] == SUBSET_SEED
+        assert record["nll_nats"] == pytest.approx(_subset_nll(model, x, 30), rel=1e-12)
+        full = -model.score_samples(x)
+        assert record["nll_nats"] != pytest.approx(full.mean(), rel=1e-9)  # a real subset
+    # more rows than a split holds: all of it, no subset, the plain mean
+    fit_run("independent", {}, digits, tmp_path / "all", data_source={"source": "digits-binary"},
+            verbose=False, score_rows=5000)  # fmt: skip
+    record = _evals(tmp_path / "all")["val"]
+    assert record["n"] == 350 and "subset" not in record
+    assert record["nll_nats"] == pytest.approx(float(-model.score_samples(digits.val.x).mean()))
+
+
+def test_scoring_shows_a_progress_bar_when_verbose(tmp_path):
+    text = run("fit", "made", "--data", "digits-binary", "--out", str(tmp_path / "m"),
+               "--set", "hidden=[8]", "--set", "epochs=1", "--set", "device=cpu",
+               "--score-rows", "20").output  # fmt: skip
+    assert "scoring train" in text and "scoring val" in text
+
+
+class _Clock:
+    """A fake perf_counter for fitting.py: scoring a row costs ``per_row`` seconds."""
+
+    def __init__(self, per_row: float) -> None:
+        self.now, self.per_row = 0.0, per_row
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+@pytest.mark.parametrize(("before", "expected"), [(0.0, 100), (10.0, 10)])
+def test_max_time_sizes_the_scoring_to_the_time_left(tmp_path, monkeypatch, digits, before,
+                                                     expected):  # fmt: skip
+    # max_time = 2 s; 0.01 s a row; training took `before` seconds: the two splits share
+    # the 2 s left (1 s, 100 rows each), or the floor of a tenth of max_time (10 rows each)
+    clock = _Clock(0.01)
+    monkeypatch.setattr(fitting, "time", clock)
+    cls = get_model_class("made")
+    score = cls.score_samples
+
+    def timed(self, X, **kwargs):
+        clock.now += clock.per_row * len(X)
+        return score(self, X, **kwargs)
+
+    def slow_make(name, **params):
+        clock.now += before
+        return make(name, **params)
+
+    monkeypatch.setattr(cls, "score_samples", timed)
+    monkeypatch.setattr(fitting, "make", slow_make)
+    params = {"hidden": [8], "epochs": 1, "device": "cpu", "max_time": 2.0}
+    row = fit_run("made", params, digits, tmp_path / "m", data_source={"source": "digits"},
+                  verbose=False)  # fmt: skip
+    assert clock.now <= before + max(2.0 - before, 0.2) + 1e-9  # within the budget
+    evals = _evals(tmp_path / "m")
+    model = load_run(tmp_path / "m")
+    for split in ("train", "val"):
+        record = evals[split]
+        assert expected - 2 <= record["n"] <= expected and record["subset"] == "max_time"
+        x = digits.split(split).x
+        assert record["nll_nats"] == pytest.approx(_subset_nll(model, x, record["n"]), rel=1e-9)
+    assert len(row["score_notes"]) == 2 and "time left of max_time" in row["score_notes"][0]
+
+
+def test_score_split_stops_at_its_seconds_and_scores_everything_when_they_suffice(
+    monkeypatch, digits
+):
+    clock = _Clock(0.01)
+    monkeypatch.setattr(fitting, "time", clock)
+    model = make("independent").fit(digits.train.x)
+    score = model.score_samples
+
+    def timed(X, **kwargs):
+        clock.now += clock.per_row * len(X)
+        return score(X, **kwargs)
+
+    monkeypatch.setattr(model, "score_samples", timed)
+    part = digits.val
+    summary = score_split(model, part, split="val", seconds=0.5)
+    assert 48 <= summary["n"] <= 50 and summary["subset"] == "max_time"
+    whole = score_split(model, part, split="val", seconds=100.0)
+    assert whole["n"] == 350 and "subset" not in whole
+    assert whole["nll_nats"] == pytest.approx(float(-score(part.x).mean()), rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        MemoryError(),
+        RuntimeError(
+            "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: can't allocate "
+            "memory: you tried to allocate 4800000000 bytes. Error code 12"
+        ),
+        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 4.80 GiB"),
+    ],
+)
+def test_a_scoring_out_of_memory_keeps_a_loadable_run_and_says_so_in_one_line(
+    tmp_path, monkeypatch, digits, error
+):
+    cls = get_model_class("independent")
+
+    def fails(self, X, **kwargs):
+        raise error
+
+    monkeypatch.setattr(cls, "score_samples", fails)
+    out = tmp_path / "run"
+    result = run("fit", "independent", "--data", "digits-binary", "--out", str(out), code=2)
+    text = " ".join(result.output.split())
+    assert "Traceback" not in text and len(result.output.strip().splitlines()) <= 4
+    for words in ("out of memory", "'independent'", "the train split", "--score-rows",
+                  "a complete run without its scores", f"ptheta eval {out}"):  # fmt: skip
+        assert words in text, text
+    monkeypatch.undo()
+    assert is_complete(out) and _evals(out) == {}
+    model = load_run(out)  # the fitted weights, loadable; eval scores them
+    assert json.loads((out / "config.json").read_text())["model"] == "independent"
+    nll = float(-model.score_samples(digits.val.x).mean())
+    assert f"{nll:.2f}" in run("eval", str(out), "--split", "val").output
+
+
+def test_other_scoring_errors_are_not_called_out_of_memory(tmp_path, monkeypatch, digits):
+    def fails(self, X, **kwargs):
+        raise ValueError("something else")
+
+    monkeypatch.setattr(get_model_class("independent"), "score_samples", fails)
+    with pytest.raises(ValueError, match="something else"):
+        fit_run("independent", {}, digits, tmp_path / "r", data_source={"source": "d"},
+                verbose=False)  # fmt: skip
+    monkeypatch.undo()
+    assert is_complete(tmp_path / "r")  # the run was saved before its scoring
+
+
+def test_bad_score_rows_is_a_clear_error(tmp_path, digits):
+    from ptheta.errors import ParameterError
+
+    for bad in (0, -3, 2.5, True):
+        with pytest.raises(ParameterError, match="score_rows"):
+            fit_run("independent", {}, digits, tmp_path / "r", data_source={"source": "d"},
+                    verbose=False, score_rows=bad)  # fmt: skip
+    assert run("fit", "independent", "--data", "digits-binary", "--out", str(tmp_path / "c"),
+               "--score-rows", "0", code=2).output  # fmt: skip
