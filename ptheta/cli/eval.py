@@ -17,7 +17,16 @@ from ptheta.cli.common import console, data_options, print_table
     type=click.Choice(["train", "val", "test"]),
     help="Splits to evaluate (repeatable). Default: all three.",
 )
-def command(run, data, data_opts, splits) -> None:
+@click.option(
+    "--score-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    metavar="N",
+    help="Score at most N examples of each split, a seeded random subset (said under the "
+    "table; the NLL is then an estimate of the split's mean, with its standard error).",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar while scoring.")
+def command(run, data, data_opts, splits, score_rows, quiet) -> None:
     """Evaluate the fitted model in RUN: NLL in nats per example and bits per dimension.
 
     A model of variable-length sequences gets NLL per sequence, per step (nats/step) and
@@ -30,7 +39,7 @@ def command(run, data, data_opts, splits) -> None:
     """
     from ptheta.eval.likelihood import describe_kind, describe_solver
     from ptheta.eval.per_step import END_NOTE, per_step_unit
-    from ptheta.runs.fitting import evaluate_run, load_run_data
+    from ptheta.runs.fitting import describe_subset, evaluate_run, load_run_data
     from ptheta.runs.store import load_run, read_config
 
     model = load_run(run)
@@ -39,10 +48,12 @@ def command(run, data, data_opts, splits) -> None:
         data,
         **data_opts,
     )
-    rows = evaluate_run(model, dataset, list(splits) or ["train", "val", "test"])
+    rows = evaluate_run(model, dataset, list(splits) or ["train", "val", "test"],
+                        rows=score_rows, verbose=not quiet)  # fmt: skip
     fitted_on = read_config(run).get("data", {}).get("fingerprint")
     same = fitted_on == dataset.fingerprint()
     notes = [] if same else ["note: this is not the data the model was fitted on."]
+    notes += [n for r in rows if (n := describe_subset(r, r["split"])) is not None]
     unit = per_step_unit(model.fitted_spec)
     if unit is None:
         columns = ["split", "n", "NLL (nats)", "± s.e.", "bits/dim", "likelihood"]

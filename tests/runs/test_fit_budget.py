@@ -49,6 +49,10 @@ def test_no_score_skips_scoring_and_eval_scores_the_run_later(tmp_path, digits):
     nll = float(-model.score_samples(digits.val.x).mean())
     shown = run("eval", str(out), "--split", "val").output
     assert f"{nll:.2f}" in shown
+    # and on a seeded subset, said under the table
+    shown = run("eval", str(out), "--split", "val", "--score-rows", "40", "--quiet").output
+    assert "scored 40 of 350 rows" in " ".join(shown.split())
+    assert f"{_subset_nll(model, digits.val.x, 40):.2f}" in shown
 
 
 def test_score_rows_scores_a_seeded_subset_and_says_so(tmp_path, digits):
