@@ -61,6 +61,7 @@ class NSF(_Flow):
         module: the trained :class:`~ptheta.models.flows.FlowDensity`; history_,
         best_epoch_ (training record); classes_, class_log_prior_ for class-conditional
         flows.
+        {fitted}
 
     Example:
         >>> import ptheta
@@ -120,7 +121,7 @@ class NSF(_Flow):
         mixing: str = "lu",
         norm: str = "actnorm",
         base: str = "normal",
-        dequantization: str = "uniform",
+        dequantization: str = "auto",
         n_dequant_samples: int = 16,
         logit_alpha: float = 0.05,
         class_conditional: bool = False,
