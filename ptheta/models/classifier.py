@@ -221,6 +221,7 @@ class BayesClassifier(BayesRule, GenerativeModel):
         return caps.replace(
             marginalises=inner.marginalises,
             imputes=inner.marginalises,
+            fits_missing=inner.fits_missing,  # each class's density fits its rows with NaN
             needs_sequence=inner.needs_sequence,  # a classifier of HMMs reads sequences
             variable_length=inner.variable_length,  # ... of any length, where they do
             streams=inner.streams,  # each class's examples read in batches, where they do

@@ -180,3 +180,25 @@ def test_densities_that_cannot_answer_say_so(monkeypatch):
     with pytest.raises(CapabilityError, match="cannot marginalise"):
         clf.impute(partial)
     assert clf.score_samples(x[:3]).shape == (3,)  # complete rows are fine
+
+
+def test_fits_with_missing_entries_where_its_class_densities_do():
+    # each class's density is fitted on its own rows, NaN included: the classifier's
+    # joint log p(x, y) is log p(y) + that density's exact marginal of the observed entries
+    rng = np.random.default_rng(3)
+    x = (rng.random((300, 5)) < 0.5).astype(float)
+    y = (x[:, 0] + rng.random(300) > 1.0).astype(int)
+    x[rng.random(x.shape) < 0.2] = np.nan
+    model = BayesClassifier(density="chow-liu").fit(x, y)
+    assert model.capabilities().fits_missing
+    by_hand = np.stack(
+        [ptheta.make("chow-liu").fit(x[y == c]).score_samples(x) + np.log(np.mean(y == c))
+         for c in (0, 1)], axis=1,
+    )  # fmt: skip
+    np.testing.assert_allclose(
+        model.predict_proba(x), np.exp(by_hand - logsumexp(by_hand, 1)[:, None]), rtol=1e-9
+    )
+    made = BayesClassifier(density="made")
+    assert not made.capabilities().fits_missing
+    with pytest.raises(DataError, match="NaN"):
+        made.fit(x, y)

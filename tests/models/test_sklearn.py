@@ -35,11 +35,6 @@ BINARY_ONLY = (
     "models binary data only: the check fits it on scikit-learn's integer or real-valued data "
     "(levels beyond 0/1, even with the categorical tag), which fit refuses with a DataError"
 )
-MARGINALISES = (
-    "NaN marks a missing entry, which this model's predict / predict_proba sum out exactly "
-    "(by design: the marginal over the observed entries); fit refuses NaN and every method "
-    "refuses inf"
-)
 FITS_NAN_DISCRETE = (
     "a discrete family that fits NaN (its allow_nan tag) gets scikit-learn's float64 copy of "
     "the levels, from which this check subtracts a non-integer mean: the values are no longer "
@@ -83,7 +78,6 @@ EXPECTED_FAILURES: dict[str, str | dict[str, str]] = {
         "a label column y (N, 1) is refused on purpose, with a message naming y.ravel() "
         "(tests/audit/test_bad_data.py); scikit-learn's classifiers ravel it with a warning"
     ),
-    "check_estimators_nan_inf": {"bayes-classifier": MARGINALISES},
     "check_positive_only_tag_during_fit": {
         case: FITS_NAN_DISCRETE
         for case in ("bernoulli-mixture", "categorical-mixture", "chow-liu", "chow-liu:conditional")
