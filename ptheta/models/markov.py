@@ -26,6 +26,9 @@ MAX_TABLE_SIZE = 50_000_000
 _MESSAGE_BUDGET = 20_000_000
 # Sampled variable-length sequences are cut at this many times the longest training one.
 _MAX_LENGTH_FACTOR = 10
+# Largest K^k · K (states × values, the work per example and position) of the
+# forward-backward that EM runs when discrete training data have missing entries.
+MAX_EM_TRANSITIONS = 2**16
 
 
 class MarkovChain(GenerativeModel):
@@ -69,6 +72,21 @@ class MarkovChain(GenerativeModel):
     the processes under ``torchrun``); an in-memory fit is the same computation.
     Variable-length sequences are fitted in memory.
 
+    **Missing data in training** (discrete data of one length): ``fit`` takes NaN entries
+    and runs MAP-EM on the observed-data likelihood Σ_n log p(x_n,observed) plus the log
+    Dirichlet prior Σ alpha log θ of the smoothed tables. The E-step is an exact
+    forward-backward over the hidden state (the last k values, K^k states, clamped by the
+    observed entries) giving the expected counts of (position, state, value), summed over
+    the batches (one pass per iteration, all-reduced under ``torchrun``); the M-step is the
+    smoothed tables of those counts. It starts from the available-case tables (the windows
+    whose k + 1 entries are all observed, smoothed by max(alpha, 0.5)), stops when the
+    objective per example moves by less than ``em_tol`` (or after ``em_max_iter``
+    E-steps), and keeps the tables of the last record of ``history_`` (so its
+    ``log_likelihood`` is the mean score of the training data). K^k · K is limited to
+    ``MAX_EM_TRANSITIONS``; a position never observed is refused. Continuous data and
+    variable-length sequences with NaN are refused (drop those rows; ``state-space`` or
+    ``hmm`` train with missing entries); data without NaN fit in one pass, as before.
+
     **Variable-length sequences** (discrete steps; a list of arrays, a
     :class:`~ptheta.data.ragged.Sequences` or a split with lengths): each sequence's values
     in order (a step's F features one after the other), then an END symbol,
@@ -98,6 +116,9 @@ class MarkovChain(GenerativeModel):
             transitions never seen in training).
         min_var: added to every residual variance (continuous data), so that exactly
             predictable positions keep a density.
+        em_max_iter: most EM iterations (E-steps) when discrete training data have missing
+            entries.
+        em_tol: EM stops when its objective per example changes by less than this.
 
     Fitted attributes:
         probs_: (D, K^k, K) conditional tables, ``probs_[t, s, v] = p(x_t = v | state s)``
@@ -106,6 +127,9 @@ class MarkovChain(GenerativeModel):
             depend on those digits).
         coef_: (D, k + 1) intercept a_t and lag coefficients b_{t,1..k} (0 where unused);
         var_: (D,) residual variances σ_t² (continuous data).
+        history_: EM records ``step``, ``objective`` (log-likelihood plus log prior) and
+            ``log_likelihood``, per example (only when the training data had missing
+            entries); ``n_iter_`` their number.
 
     Example:
         >>> import ptheta
@@ -134,6 +158,7 @@ class MarkovChain(GenerativeModel):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("binary", "categorical", "continuous")
     can_marginalise: ClassVar[bool] = True
+    fits_missing: ClassVar[bool] = True  # discrete data of one length (EM); others refuse
     abilities: ClassVar[dict[str, Any]] = {"variable_length": True, "streams": True}
     quick_params: ClassVar[dict[str, Any]] = {"order": 1}
     presets: ClassVar[dict[str, dict[str, Any]]] = {"demo": {"order": 2}, "explorer": {"order": 1}}
@@ -147,6 +172,8 @@ class MarkovChain(GenerativeModel):
         "homogeneous": Bool(),
         "alpha": Float(low=0),
         "min_var": Float(low=0),
+        "em_max_iter": Int(low=1),
+        "em_tol": Float(low=0),
     }
 
     def __init__(
@@ -156,11 +183,15 @@ class MarkovChain(GenerativeModel):
         homogeneous: bool = False,
         alpha: float = 0.5,
         min_var: float = 1e-6,
+        em_max_iter: int = 100,
+        em_tol: float = 1e-6,
     ) -> None:
         self.order = order
         self.homogeneous = homogeneous
         self.alpha = alpha
         self.min_var = min_var
+        self.em_max_iter = em_max_iter
+        self.em_tol = em_tol
 
     # ----------------------------------------------------------------- fitting
     def _fit(self, x: np.ndarray, y: Any, spec: DataSpec) -> None:
@@ -182,28 +213,121 @@ class MarkovChain(GenerativeModel):
                 "use a lower order, fewer levels (e.g. binarise) or an autoregressive family"
             )
 
-        def statistics(batch: np.ndarray, _: Any) -> dict[str, np.ndarray]:
-            flat = batch.reshape(len(batch), d).astype(np.int64, copy=False)
-            ctx = _contexts(flat, k_levels, k)  # (n, D) state before each position
-            cell = (np.arange(d) * n_states + ctx) * k_levels + flat  # (n, D)
-            return {"counts": np.bincount(cell.ravel(), minlength=d * n_states * k_levels)}
+        def statistics(batch: np.ndarray, _: Any) -> dict[str, Any]:
+            flat = batch.reshape(len(batch), d)
+            missing = np.isnan(flat) if flat.dtype.kind == "f" else None
+            if missing is None or not missing.any():  # complete rows: every window counts
+                flat = flat.astype(np.int64, copy=False)
+                ctx = _contexts(flat, k_levels, k)  # (n, D) state before each position
+                cell = (np.arange(d) * n_states + ctx) * k_levels + flat  # (n, D)
+                counts = np.bincount(cell.ravel(), minlength=d * n_states * k_levels)
+                return {"counts": counts, "observed": np.full(d, len(flat))}
+            # available cases: the windows (x_{t-k}, ..., x_t) with every entry observed
+            codes = np.where(missing, 0, flat).astype(np.int64)
+            ctx = _contexts(codes, k_levels, k)
+            whole = ~missing
+            for j in range(1, k + 1):
+                whole[:, j:] &= ~missing[:, :-j]
+            cell = (np.arange(d) * n_states + ctx) * k_levels + codes
+            counts = np.bincount(cell[whole], minlength=d * n_states * k_levels)
+            return {"counts": counts, "observed": (~missing).sum(axis=0)}
 
-        counts = accumulate(data, statistics)["counts"].reshape(d, n_states, k_levels)
+        stats = accumulate(data, statistics)
+        counts = stats["counts"].reshape(d, n_states, k_levels)
+        observed = stats["observed"]
+        if np.all(observed == data.n):  # complete data: the smoothed counts, in one pass
+            self.probs_ = self._tables(counts, self.alpha)
+            return
+        never = np.flatnonzero(observed == 0)
+        if never.size:
+            raise DataError(
+                f"position(s) {never[:5].tolist()} of the flattened {data.event_shape} "
+                "examples have no observed value in the training data, so nothing can be "
+                "learned about them; drop those positions (or fill them) before fitting"
+            )
+        if n_states * k_levels > MAX_EM_TRANSITIONS:
+            raise ParameterError(
+                f"fitting an order-{k} chain with {k_levels} levels on data with missing "
+                f"entries runs a forward-backward over K^k = {n_states} states × {k_levels} "
+                f"values = {n_states * k_levels} transitions per position (limit "
+                f"{MAX_EM_TRANSITIONS}); use a lower order or fewer levels (e.g. binarise), "
+                "or drop the rows with missing entries"
+            )
+        # EM from the available-case tables (smoothed by at least 0.5, so that every
+        # training row has a positive probability at the start even when alpha = 0)
+        self.probs_ = self._tables(counts, max(float(self.alpha), 0.5))
+        self._em_tables(data, d, k_levels)
+
+    def _tables(self, counts: np.ndarray, alpha: float) -> np.ndarray:
+        """Conditional tables (D, K^k, K) from (expected) counts of (position, state,
+        value): pooled over positions t ≥ k when ``homogeneous``, the padding digits of the
+        first k positions ignored, smoothed by ``alpha`` per cell."""
+        d, k = len(counts), int(self.order)
+        counts = counts.astype(np.float64)  # a copy: the caller's counts stay as they are
+        k_levels, n_states = counts.shape[2], counts.shape[1]
         if self.homogeneous and d > k:
             counts[k:] = counts[k:].sum(axis=0)  # one pooled table for positions k, k+1, ...
         for t in range(min(k, d)):
             # only states whose digits beyond the t real predecessors are 0 occur: copy their
             # rows to every state so that p(x_t | state) ignores the padding digits
             counts[t] = counts[t, np.arange(n_states) % k_levels**t]
-        counts += self.alpha
+        counts = counts + alpha
         with np.errstate(invalid="ignore"):  # alpha = 0 and an unseen context: 0 / 0
             probs = counts / counts.sum(axis=2, keepdims=True)
         # a context never seen with alpha = 0: fall back to uniform so that rows normalise
-        self.probs_ = np.where(np.isnan(probs), 1.0 / k_levels, probs)
+        return np.where(np.isnan(probs), 1.0 / k_levels, probs)
+
+    def _log_prior(self) -> float:
+        """Σ alpha · log θ over the free cells of the tables (the Dirichlet(alpha + 1)
+        prior whose MAP estimate the smoothed counts are), each distinct row once."""
+        if self.alpha == 0:
+            return 0.0
+        d, _, k_levels = self.probs_.shape
+        k = int(self.order)
+        rows = [self.probs_[t, : k_levels ** min(t, k)] for t in range(d)]
+        if self.homogeneous and d > k:
+            rows = rows[: k + 1]  # positions k, k+1, ... share one table
+        return float(self.alpha * sum(np.log(r).sum() for r in rows))
+
+    def _em_tables(self, data: Source, d: int, k_levels: int) -> None:
+        """MAP-EM over the missing entries: the E-step's expected counts of (position,
+        state, value) by forward-backward over the state (the last k values), summed over
+        the batches of ``data`` (one pass per iteration); the M-step the smoothed tables
+        of those counts. Records ``history_``; the last record is the fitted tables'."""
+        order = int(self.order)
+        n_states = k_levels**order
+
+        def statistics(batch: np.ndarray, _: Any, logp: np.ndarray) -> dict[str, Any]:
+            flat = batch.reshape(len(batch), d).astype(np.float64, copy=False)
+            loglik, counts = 0.0, np.zeros((d, n_states, k_levels))
+            step = max(1, _MESSAGE_BUDGET // (n_states * max(k_levels, d)))
+            for i in range(0, len(flat), step):
+                part_loglik, part_counts = _expected_counts(flat[i : i + step], logp, order)
+                loglik += float(part_loglik.sum())
+                counts += part_counts
+            return {"loglik": loglik, "counts": counts}
+
+        history: list[dict[str, float]] = []
+        prev = -np.inf
+        for step in range(1, int(self.em_max_iter) + 1):
+            with np.errstate(divide="ignore"):
+                logp = np.log(self.probs_)
+            sums = accumulate(data, lambda b, y, logp=logp: statistics(b, y, logp))
+            loglik = float(sums["loglik"]) / data.n
+            objective = loglik + self._log_prior() / data.n
+            history.append({"step": step, "objective": objective, "log_likelihood": loglik})
+            if abs(objective - prev) < self.em_tol or step == self.em_max_iter:
+                break  # the fitted tables are those of the last record
+            prev = objective
+            self.probs_ = self._tables(sums["counts"], self.alpha)
+        self.history_ = history
+        self.n_iter_ = len(history)
 
     def _fit_regressions(self, data: Source) -> None:
         d = int(np.prod(data.event_shape))
         k = int(self.order)
+        if np.isnan(data.read_range(0, min(1, data.n))).any():
+            raise DataError(_CONTINUOUS_MISSING)
         # the moments of each window w_t = (x_t, x_{t-1}, ..., x_{t-k}) (0 before the first
         # position) about a shift of values of the data: the first row's (one value for
         # the whole pooled group, so that its windows' sums add up)
@@ -215,6 +339,8 @@ class MarkovChain(GenerativeModel):
 
         def statistics(batch: np.ndarray, _: Any) -> dict[str, np.ndarray]:
             flat = batch.reshape(len(batch), d).astype(np.float64, copy=False)
+            if np.isnan(flat).any():
+                raise DataError(_CONTINUOUS_MISSING)
             window = _lags(flat, k)  # (n, D, k+1)
             window[:, :, 0] = flat
             z = window - shift
@@ -278,6 +404,13 @@ class MarkovChain(GenerativeModel):
                 f"{MAX_TABLE_SIZE:.0e}); use a lower order or fewer levels (e.g. binarise)"
             )
         values, keep = _with_end(x, lengths, k_levels)  # (N, P + 1), END = K
+        if np.isnan(values[keep]).any():
+            raise DataError(
+                "markov fits variable-length sequences only when every entry is observed "
+                "(it scores missing entries exactly, but has no EM over them for sequences "
+                "of any length); drop or fill the sequences with NaN, or cut them into "
+                "windows of one length (an array with NaN fits by EM)"
+            )
         codes = values.astype(np.int64)
         tables = _table_index(values.shape[1], k, f)  # (P + 1,)
         ctx = _contexts(codes % k_levels, k_levels, k)  # END read as 0: only after the end
@@ -570,6 +703,13 @@ class MarkovChain(GenerativeModel):
         return sum(sizes[min(t, k)] for t in range(d))
 
 
+_CONTINUOUS_MISSING = (
+    "markov fits continuous data only when every entry is observed (it scores missing "
+    "entries exactly, but its least squares have no EM over them); drop the rows with "
+    "NaN, or fit 'state-space' or 'hmm', which train with missing entries"
+)
+
+
 # --------------------------------------------------------------------------- helpers
 def _contexts(flat: np.ndarray, k_levels: int, order: int) -> np.ndarray:
     """State before each position, shape (N, D): Σ_{j=1..k} x_{t-j} K^(j-1), x_{<0} = 0."""
@@ -642,6 +782,52 @@ def _forward_step(
         m = alpha[obs] + logp[:, v].T
         new[obs, :, v] = reduce(m.reshape(len(obs), k_levels, -1), axis=1)
     return new.reshape(n, n_states)
+
+
+def _expected_counts(
+    flat: np.ndarray, logp: np.ndarray, order: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """E-step of one chunk of rows ``flat`` (n, D) with NaN entries, under the log tables
+    ``logp`` (D, K^k, K) of an order-k chain: log p(x_observed) per row (n,) and the
+    expected counts (D, K^k, K) of (position, state before it, value),
+    Σ_rows p(state before t = s, x_t = v | x_observed).
+
+    Complete rows count their windows directly; the others run forward-backward over the
+    state (the last k values), whose observed entries clamp it:
+    α_t = log p(x_obs ≤ t, state_t), β_t = log p(x_obs > t | state_t)."""
+    n, d = flat.shape
+    n_states, k_levels = logp.shape[1], logp.shape[2]
+    missing = np.isnan(flat)
+    partial = missing.any(axis=1)
+    loglik = np.empty(n)
+    full = flat[~partial].astype(np.int64)
+    ctx = _contexts(full, k_levels, order)
+    loglik[~partial] = logp[np.arange(d), ctx, full].sum(axis=1)
+    cell = (np.arange(d) * n_states + ctx) * k_levels + full
+    counts = np.bincount(cell.ravel(), minlength=d * n_states * k_levels).astype(np.float64)
+    counts = counts.reshape(d, n_states, k_levels)
+    if not partial.any():
+        return loglik, counts
+    rows, miss = flat[partial], missing[partial]
+    m = len(rows)
+    alphas = [np.full((m, n_states), -np.inf)]
+    alphas[0][:, 0] = 0.0  # before the first position every digit is the padding value 0
+    for t in range(d):
+        alphas.append(_forward_step(alphas[-1], logp[t], rows[:, t], k_levels, logsumexp))
+    log_z = logsumexp(alphas[-1], axis=1)  # (m,)
+    loglik[partial] = log_z
+    # the state after position t from the state before it and the value: (K^k, K)
+    after = (np.arange(n_states)[:, None] * k_levels + np.arange(k_levels)) % n_states
+    beta = np.zeros((m, n_states))
+    levels = np.arange(k_levels)
+    for t in range(d - 1, -1, -1):
+        allowed = miss[:, t, None] | (levels == np.where(miss[:, t], 0, rows[:, t])[:, None])
+        # term[i, s, v] = log p(x_t = v | s) + β_t(after(s, v)), v clamped where observed
+        term = logp[t][None] + beta[:, after] + np.where(allowed, 0.0, -np.inf)[:, None, :]
+        post = np.exp(alphas[t][:, :, None] + term - log_z[:, None, None])  # (m, S, K)
+        counts[t] += post.sum(axis=0)
+        beta = logsumexp(term, axis=2)  # β_{t-1}
+    return loglik, counts
 
 
 def _argmax(weights: np.ndarray) -> np.ndarray:

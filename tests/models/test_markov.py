@@ -331,7 +331,7 @@ def test_too_large_table_and_bad_data_are_clear_errors():
     with pytest.raises(DataError, match="continuous"):
         model.joint_gaussian()
     with pytest.raises(DataError, match="NaN"):
-        MarkovChain().fit(np.array([[0.0, np.nan], [1.0, 0.0]]))
+        MarkovChain().fit(np.array([[0.5, np.nan], [1.5, 0.0]]))  # continuous: refused
     with pytest.raises(DataError, match="min_var"):
         line = np.linspace(0, 1, 20)
         MarkovChain(1, min_var=0.0).fit(np.column_stack([line, 2 * line + 1]))

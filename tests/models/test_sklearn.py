@@ -78,6 +78,13 @@ EXPECTED_FAILURES: dict[str, str | dict[str, str]] = {
         "a label column y (N, 1) is refused on purpose, with a message naming y.ravel() "
         "(tests/audit/test_bad_data.py); scikit-learn's classifiers ravel it with a warning"
     ),
+    "check_estimators_pickle": {
+        "markov": (
+            "markov fits NaN only for discrete data (allow_nan tag from fits_missing); this "
+            "check puts NaN into real-valued data, which it refuses with a DataError naming "
+            "state-space / hmm (no EM over the least squares)"
+        )
+    },
     "check_positive_only_tag_during_fit": {
         case: FITS_NAN_DISCRETE
         for case in ("bernoulli-mixture", "categorical-mixture", "chow-liu", "chow-liu:conditional")
