@@ -138,7 +138,23 @@ class StateSpace(GenerativeModel):
 
     **Missing data.** NaN entries are marginalised exactly: at a step with missing entries
     the filter updates with the observed rows of C, d and R only (a step missing entirely
-    is a pure prediction), so ``score_samples`` is the exact log p(x_observed).
+    is a pure prediction), so ``score_samples`` is the exact log p(x_observed). ``fit``
+    takes NaN too (single entries, whole steps, whole sequences): EM then maximises the
+    observed-data likelihood log p(x_observed) (plus the ``min_covar`` prior), the exact
+    marginal that ``score_samples`` computes (Shumway & Stoffer 1982; 2017, §6.4). The
+    E-step is the same filter and smoother on the observed entries; the M-step of C, d and
+    R uses the expected statistics E[Σ x_t], E[Σ x_t x_tᵀ] and E[Σ x_t z_tᵀ] over the
+    missing entries, in closed form: given z_t and the step's observed entries O, the
+    missing ones M are N(H z_t + h, V) with G = R_MO R_OO⁻¹, H = C_M − G C_O,
+    h = d_M + G (x_O − d_O), V = R_MM − G R_OM (G = 0 for diagonal R), averaged over the
+    smoothed N(m_t, P_t) of z_t (see :func:`_missing_expectations`); the transition and
+    initial-state M-steps are unchanged. So EM never lowers the objective, and
+    ``history_``'s ``log_likelihood`` is the mean ``score_samples`` of the training data.
+    The standardisation uses each feature's observed entries, the Jacobian counts the
+    observed entries, and the initialisation's subspace method runs on a copy with the
+    missing entries at the feature means (0 in standardised units). A feature never
+    observed in any step is refused with a :class:`~ptheta.errors.DataError` (nothing
+    identifies its loadings or noise).
     ``impute(method="mode")`` fills the conditional mean E[x_M | x_obs] (a Gaussian: also
     the joint mode), ``impute(method="sample")`` / ``sample(given=...)`` draw z by forward
     filtering, backward sampling, then the missing entries of each step given z_t and the
@@ -210,6 +226,7 @@ class StateSpace(GenerativeModel):
     likelihood: ClassVar[str] = "exact"
     data_kinds: ClassVar[tuple[str, ...]] = ("continuous",)
     can_marginalise: ClassVar[bool] = True
+    fits_missing: ClassVar[bool] = True
     abilities: ClassVar[dict[str, Any]] = {"needs_sequence": True, "embeds": True}
     quick_params: ClassVar[dict[str, Any]] = {"latent_dim": 2, "max_iter": 20, "random_state": 0}
     parameters: ClassVar[dict[str, Param]] = {
@@ -263,9 +280,17 @@ class StateSpace(GenerativeModel):
         fixed = frozenset(self._params()["fixed"])
         diag = self.covariance_type == "diag"
         eps = float(self.min_covar)
-        shift, scale = location_scale(x3.reshape(n * t_len, dim))
+        missing = bool(np.isnan(x3).any())
+        if missing:
+            shift, scale = _observed_location_scale(x3.reshape(n * t_len, dim))
+        else:
+            shift, scale = location_scale(x3.reshape(n * t_len, dim))
         z = (x3 - shift) / scale  # standardised steps
-        jacobian = -t_len * float(np.log(scale).sum())  # per sequence
+        # per sequence: observed entries only (−T Σ log scale_ with none missing)
+        if missing:
+            jacobian = -float((~np.isnan(z) * np.log(scale)).sum()) / n
+        else:
+            jacobian = -t_len * float(np.log(scale).sum())
         moments = _data_moments(z)
 
         def unpack(params: Params) -> LGSSM:
@@ -280,7 +305,10 @@ class StateSpace(GenerativeModel):
             smoothed = rts_smoother(filtered, p)
             loglik = float(filtered.log_lik.sum(axis=1).mean()) + jacobian
             objective = loglik - _penalty(p, eps, t_len, fixed)
-            return objective, loglik, (p, _expectations(z, *smoothed[:3]))
+            stats = _expectations(z, *smoothed[:3])
+            if missing:
+                stats.update(_missing_expectations(z, p, *smoothed[:2]))
+            return objective, loglik, (p, stats)
 
         def m_step(posteriors: Any) -> Params:
             p, stats = posteriors
@@ -288,7 +316,8 @@ class StateSpace(GenerativeModel):
 
         def init(seed: np.random.SeedSequence) -> Params:
             first = not seed.spawn_key or seed.spawn_key[-1] == 0  # restart 0: no noise
-            return pack(_initial_params(z, k, np.random.default_rng(seed), not first))
+            filled = np.where(np.isnan(z), 0.0, z) if missing else z  # NaN at the mean
+            return pack(_initial_params(filled, k, np.random.default_rng(seed), not first))
 
         result = run_em(
             init, e_step, m_step, n_init=self.n_init, max_iter=self.max_iter, tol=self.tol,
@@ -637,9 +666,13 @@ def _update(
 
 # --------------------------------------------------------------------------- EM
 def _data_moments(z: np.ndarray) -> dict[str, Any]:
-    """What the M-step needs of the (complete) standardised steps z (N, T, D)."""
+    """What the M-step needs of the standardised steps z (N, T, D); with NaN entries the
+    moments of x are expectations, computed in each E-step by :func:`_missing_expectations`
+    (which override these)."""
     n, t_len, _ = z.shape
     flat = z.reshape(n * t_len, -1)
+    if np.isnan(flat).any():
+        return {"n": n, "t_len": t_len}
     return {"xx": flat.T @ flat, "x": flat.sum(axis=0), "n": n, "t_len": t_len}
 
 
@@ -661,10 +694,78 @@ def _expectations(
         "zz_t": second,
         "lag": cross,
         "z": mean.sum(axis=(0, 1)),
-        "xz": np.einsum("ntd,ntk->dk", z, mean),
+        "xz": np.einsum("ntd,ntk->dk", z, mean),  # NaN rows: replaced when missing
         "first_mean": mean[:, 0],
         "first_cov": _sum_cov(cov[:, 0], n),
     }
+
+
+def _missing_expectations(
+    z: np.ndarray, p: LGSSM, mean: np.ndarray, cov: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The observation statistics E[Σ x_t], E[Σ x_t x_tᵀ] and E[Σ x_t z_tᵀ] over the
+    missing entries of standardised steps z (N, T, D) with NaN, given the observed ones,
+    under the E-step's parameters ``p`` and smoothed means (N, T, k) / covariances
+    (B, T, k, k) (Shumway & Stoffer 1982; Shumway & Stoffer 2017, §6.4).
+
+    At a step with observed entries O and missing M, x_M | z_t, x_O ~ N(H z_t + h, V) with
+    G = R_MO R_OO⁻¹, H = C_M − G C_O, h = d_M + G (x_O − d_O), V = R_MM − G R_OM (diagonal R:
+    G = 0). So with x̄_t = E[x_t | x_O] (x_O, and H m_t + h at M) and F the (D, k) map that
+    is H on the rows M and 0 on O: E[x_t z_tᵀ] = x̄_t m_tᵀ + F P_t and E[x_t x_tᵀ] = x̄_t x̄_tᵀ
+    + F P_t Fᵀ + V (on the M × M block), m_t, P_t the smoothed mean and covariance of z_t.
+    """
+    n, t_len, dim = z.shape
+    k = mean.shape[-1]
+    flat = z.reshape(n * t_len, dim)
+    states = mean.reshape(n * t_len, k)
+    covs = cov.reshape(-1, k, k)  # (B·T, k, k)
+    filled = flat.copy()
+    extra_xz = np.zeros((dim, k))
+    extra_xx = np.zeros((dim, dim))
+    c, d, r = p.observation, p.observation_offset, p.observation_cov
+    for rows, obs in missing_patterns(flat):
+        mis = ~obs
+        if not mis.any():
+            continue
+        h = np.broadcast_to(d[mis], (len(rows), int(mis.sum())))
+        big_h, v = c[mis], r[np.ix_(mis, mis)]
+        if obs.any():
+            gain = _right_solve(r[np.ix_(mis, obs)], r[np.ix_(obs, obs)])  # G (M, O)
+            big_h = big_h - gain @ c[obs]
+            h = h + (flat[np.ix_(rows, obs)] - d[obs]) @ gain.T
+            v = v - gain @ r[np.ix_(obs, mis)]
+        filled[np.ix_(rows, mis)] = states[rows] @ big_h.T + h
+        index = rows if len(covs) == n * t_len else rows % t_len  # shared: one per step
+        cov_sum = covs[index].sum(axis=0)  # Σ P_t over the pattern's steps
+        extra_xz[mis] += big_h @ cov_sum
+        extra_xx[np.ix_(mis, mis)] += big_h @ cov_sum @ big_h.T + len(rows) * _sym(v)
+    return {
+        "x": filled.sum(axis=0),
+        "xx": _sym(filled.T @ filled + extra_xx),
+        "xz": filled.T @ states + extra_xz,
+    }
+
+
+def _observed_location_scale(flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and standard deviation per feature of steps (M, D) over their observed entries
+    (a constant or once-observed feature gets std 1), with one clear error for a feature
+    that is never observed."""
+    seen = ~np.isnan(flat)
+    empty = np.flatnonzero(~seen.any(axis=0))
+    if len(empty):
+        raise DataError(
+            f"feature {int(empty[0])} of the training steps has no observed value (every "
+            "entry is missing at every step of every sequence); a state-space model cannot "
+            "learn its loadings or noise from nothing: drop that feature"
+        )
+    count = seen.sum(axis=0)
+    big = np.nanmax(np.abs(flat), axis=0)
+    big = np.where(big > 0, big, 1.0)
+    u = np.where(seen, flat / big, 0.0)
+    mean = u.sum(axis=0) / count
+    var = np.where(seen, (u - mean) ** 2, 0.0).sum(axis=0) / count
+    std = np.sqrt(var) * big
+    return mean * big, np.where(std > 0, std, 1.0)
 
 
 def _m_step(
@@ -678,6 +779,8 @@ def _m_step(
     """The closed-form M-step of every parameter not in ``fixed`` (the others keep ``p``'s
     values), with ``eps`` added to the covariances it re-estimates."""
     n, t_len = data["n"], data["t_len"]
+    if "x" in s:  # missing entries: E[Σ x_t] and E[Σ x_t x_tᵀ] given the observed ones
+        data = {**data, "x": s["x"], "xx": s["xx"]}
     k = len(p.initial_mean)
     a, q, c, d, r, mu0, s0 = p
     zz = s["zz_t"].sum(axis=0)
