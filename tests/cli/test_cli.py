@@ -237,11 +237,11 @@ def test_data_problems(gmm_run, tmp_path):
     x = np.random.default_rng(0).normal(size=(30, 2))
     x[3, 1] = np.nan
     np.save(bad, x)
-    # a family that fits complete examples only refuses NaN, naming the families that don't
+    # a continuous chain fits complete examples only: one message naming families that don't
     result = _fails(
         "fit", "markov", "--data", str(bad), "--out", str(tmp_path / "r1"), match="NaN"
     )  # fmt: skip
-    assert "fits missing" in result.output
+    assert "state-space" in result.output
     empty = tmp_path / "empty.npy"
     np.save(empty, np.zeros((0, 3)))
     _fails(
