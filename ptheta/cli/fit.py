@@ -100,10 +100,10 @@ def command(
         row = fit_run(model, params, dataset, out, data_source=source, force=force,
                       resume=resume, verbose=not quiet, score_rows=score_rows,
                       score_splits=() if no_score else ("train", "val"))  # fmt: skip
-    except BaseException:
-        shutdown(wait=False)  # the other processes may never reach a last barrier
-        raise
-    shutdown()
+    finally:
+        # no barrier here: fit_run met the other processes when training ended, and rank
+        # 0 may score for longer than a collective's timeout while the others are done
+        shutdown(wait=False)
     if row is None or not world.is_main:
         return
     unit = per_step_unit(dataset.spec)

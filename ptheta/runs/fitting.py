@@ -52,7 +52,7 @@ from ptheta.runs.store import (
     save_run,
 )
 from ptheta.train import checkpoint
-from ptheta.train.distributed import current_world, on_main
+from ptheta.train.distributed import barrier, current_world, on_main
 
 # The seed of the random subset of a split that is scored when not all of it is.
 SUBSET_SEED = 0
@@ -221,6 +221,7 @@ def _fit_locked(
         start = time.perf_counter()
         model.fit(data.train, y, **kwargs)
         fit_seconds = time.perf_counter() - start
+    barrier()  # under torchrun: every process has finished training (no collective left)
     for w in caught:
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     if caps.progress:

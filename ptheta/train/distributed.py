@@ -59,12 +59,12 @@ def init_from_env(device: str = "auto") -> World:
 def shutdown(wait: bool = True) -> None:
     """Leave the process group (at the end of a torchrun command).
 
-    With ``wait`` (a command that ended normally: every process gets here) each process
-    first waits for the others, so no collective is still in flight; after an error
-    (``wait=False``) the others may never arrive, so nobody waits. Then
-    what still holds the group (a finished DDP wrapper is kept alive by reference
-    cycles) is collected while the interpreter is whole: a gloo group freed during
-    interpreter finalisation can abort the process ("terminate called without an
+    With ``wait`` every process first waits for the others, so no collective is still in
+    flight; without (after an error, where the others may never arrive, or where the
+    processes already met and one may still be busy alone, e.g. rank 0 scoring) nobody
+    waits. Then what still holds the group (a finished DDP wrapper is kept alive by
+    reference cycles) is collected while the interpreter is whole: a gloo group freed
+    during interpreter finalisation can abort the process ("terminate called without an
     active exception") after all its work is done.
     """
     if dist.is_available() and dist.is_initialized():
