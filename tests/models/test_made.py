@@ -15,14 +15,7 @@ import ptheta
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.made import MADE, MADENetwork
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors on shared CPUs: threads only add contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(d: int, k: int, hidden=(8, 8), n_masks=3, n_classes=None, seed=0) -> MADENetwork:

@@ -13,14 +13,7 @@ import ptheta
 from ptheta.errors import DataError, ParameterError
 from ptheta.models.nade import NADE, NADENetwork
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors on shared CPUs: threads only add contention
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(d: int, k: int, hidden: int = 6, n_classes: int | None = None, seed: int = 0):

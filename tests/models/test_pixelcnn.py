@@ -15,15 +15,7 @@ from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.pixelcnn import GatedPixelCNN, PixelCNN, image_shape_of
 from ptheta.runs.store import load_run, save_run
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the 2 cores are shared with parallel test runs: one intra-op thread avoids the
-    # oversubscription that makes these tiny convolutions many times slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(shape, k, *, seed=0, n_classes=None, n_layers=3, kernel_size=3) -> GatedPixelCNN:

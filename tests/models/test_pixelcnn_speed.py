@@ -8,14 +8,7 @@ import torch
 import ptheta.nn.conv as conv
 from ptheta.models.pixelcnn import GatedPixelCNN, PixelCNN
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the 2 cores are shared with parallel test runs (see test_pixelcnn.py)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_gate_equals_tanh_times_sigmoid_with_its_gradient():

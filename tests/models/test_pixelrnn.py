@@ -18,14 +18,7 @@ from ptheta.runs.store import load_run, save_run
 ARCHITECTURES = ["row", "diagonal"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the 2 cores are shared with parallel test runs: one intra-op thread avoids the
-    # oversubscription that makes these tiny convolutions many times slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _net(shape, k, architecture="row", *, seed=0, sharpen=4.0, **kwargs) -> PixelRNNNetwork:

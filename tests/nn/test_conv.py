@@ -8,15 +8,7 @@ import torch
 from ptheta.errors import DataError, ParameterError
 from ptheta.nn.conv import GatedBlock, MaskedConv2d, causal_mask, channel_groups
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the 2 cores are shared with parallel test runs: one intra-op thread avoids the
-    # oversubscription that makes these tiny convolutions many times slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _dependency(fn, shape: tuple[int, int, int]) -> torch.Tensor:

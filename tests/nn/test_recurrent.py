@@ -9,15 +9,7 @@ from ptheta.errors import DataError
 from ptheta.nn.conv import channel_groups
 from ptheta.nn.recurrent import DiagonalBiLSTM, RowLSTM, lstm_cell, skew, unskew
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # the 2 cores are shared with parallel test runs: one intra-op thread avoids the
-    # oversubscription that makes these tiny convolutions many times slower
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _randomised(layer: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
