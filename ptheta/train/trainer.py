@@ -92,7 +92,10 @@ class TrainConfig:
             (e.g. 0.999) and use it for validation and the final model; None: off.
         patience: stop after this many epochs without a better validation NLL, then restore
             the best weights; None: no early stopping (best weights are still restored).
-        max_time: stop after this many seconds (then restore the best weights); None: off.
+        max_time: a budget in seconds for training and its validation: training stops
+            early enough that the validation which follows the stop also fits (its cost
+            is measured: on one batch before the first validation, then from the last
+            one), then the best weights are restored; None: off.
         checkpoint_every: also write a checkpoint every this many steps (0: only at the end
             of each epoch). Checkpoints need a run directory.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"`` or ``"auto"``.
@@ -297,6 +300,8 @@ class Trainer:
                                fingerprint, elapsed)  # fmt: skip
 
         stop, in_step, agreed = None, False, False
+        # seconds kept for the validation after a max_time stop (0 without one)
+        reserve = None if cfg.max_time is not None and val_data is not None else 0.0
         with (
             _lent(module, SHARED, shared),  # MADE's mask of a batch: alike on every process
             _graceful_interrupts() as interrupted,
@@ -315,7 +320,7 @@ class Trainer:
                     # that DDP's average over processes is the global batch's mean
                     shares = [b[world.rank :: world.world_size] for b in batches[s.batch :]]
                     for b, batch in enumerate(train_data.batches(shares), start=s.batch):
-                        in_step = True
+                        in_step, step_began = True, time.perf_counter()
                         phase = {"phase": module.phase(s.step)} if phased else {}
                         with amp.autocast():
                             losses = objective(*batch, **phase)  # (n_mine,)
@@ -333,9 +338,16 @@ class Trainer:
                         if ema is not None:
                             ema.update_parameters(module)
                         s.step, s.batch = s.step + 1, b + 1
-                        in_step = False
+                        in_step, step_seconds = False, time.perf_counter() - step_began
+                        if reserve is None:  # what the validation after a stop will cost
+                            reserve = _validation_reserve(self._evaluated(module, ema), val_data,
+                                                          cfg.batch_size, device)  # fmt: skip
+                        # go on only if one more step and the validation after it fit;
+                        # at an epoch's end its validation comes first
+                        room = step_seconds + reserve * (2 if b + 1 == len(batches) else 1)
                         out_of_time = (
-                            cfg.max_time is not None and time.perf_counter() - start > cfg.max_time
+                            cfg.max_time is not None
+                            and time.perf_counter() - start + room > cfg.max_time
                         )
                         # every process takes the same decisions: one all-reduce per step
                         value, out_of_time, agreed = _agree(
@@ -365,6 +377,8 @@ class Trainer:
                     complete = s.batch == len(batches)
                     elapsed = time.perf_counter() - start
                     self._end_epoch(module, ema, val_data, s, opt, elapsed, complete, world)
+                    if val_data is not None:  # the validation's measured cost
+                        reserve = time.perf_counter() - start - elapsed
                     if metrics_path is not None:
                         append_jsonl(metrics_path, {"event": "epoch", **s.history[-1]})
                     if cfg.patience is not None and s.bad_epochs >= cfg.patience:
@@ -407,7 +421,7 @@ class Trainer:
         }
         if not complete:
             record["partial"] = True
-        evaluated = ema.module if ema is not None else module
+        evaluated = self._evaluated(module, ema)
         if val is not None:
             # a stochastic validation (an IWAE's draws) differs between processes, whose
             # decisions must agree: rank 0's number decides for all
@@ -428,6 +442,11 @@ class Trainer:
         if complete:
             s.epoch, s.batch = s.epoch + 1, 0
             s.loss_sum, s.loss_count = 0.0, 0
+
+    @staticmethod
+    def _evaluated(module: nn.Module, ema: AveragedModel | None) -> nn.Module:
+        """The weights validation scores: the EMA's when there is one."""
+        return ema.module if ema is not None else module
 
     # ----------------------------------------------------------------- checkpoints
     def _save(
@@ -663,6 +682,37 @@ def _broadcast(world: World, value: float) -> float:
         packed = packed.cuda()
     dist.broadcast(packed, src=0)
     return float(packed.item())
+
+
+def _validation_reserve(
+    module: nn.Module, val: Examples, batch_size: int, device: torch.device
+) -> float:
+    """Seconds a whole validation will take, from timing one chunk of it (the first
+    ``max(batch_size, 256)`` examples). The random state is left as it was, so a budget
+    changes when training stops, never what it computes."""
+    n = len(val)
+    rows = min(n, max(batch_size, VALIDATION_CHUNK))
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        began = time.perf_counter()
+        validation_nll(module, _Head(val, rows), batch_size)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        seconds = time.perf_counter() - began
+    return seconds * n / rows
+
+
+class _Head(Examples):
+    """The first ``rows`` examples of ``val``."""
+
+    def __init__(self, val: Examples, rows: int) -> None:
+        self.val, self.rows = val, rows
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def batches(self, index_lists: Sequence[torch.Tensor]) -> Iterator[list[torch.Tensor]]:
+        return self.val.batches(index_lists)
 
 
 @torch.no_grad()

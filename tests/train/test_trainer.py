@@ -251,6 +251,70 @@ def test_max_time_stops_and_keeps_the_best():
     assert result.stopped == "max_time" and len(result.history) < 10_000
 
 
+class _Clock:
+    """A fake ``time.perf_counter`` that moves only when the module says so."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _SlowValidation(TinyAutoregressive):
+    """A training step costs ``step`` fake seconds, scoring one example ``row`` seconds;
+    scoring draws random numbers (as an IWAE's validation does)."""
+
+    def __init__(self, clock: _Clock, step: float, row: float, dropout: float = 0.0):
+        super().__init__(dropout=dropout)
+        self.clock, self.step, self.row = clock, step, row
+
+    def loss(self, x, y=None):
+        self.clock.now += self.step
+        return super().loss(x, y)
+
+    def log_prob(self, x, y=None):
+        if not self.training:
+            self.clock.now += self.row * len(x)
+            torch.rand(3)  # validation consumes the random stream
+        return super().log_prob(x, y)
+
+
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_max_time_keeps_room_for_the_validation_after_the_stop(monkeypatch, ema_decay):
+    import ptheta.train.trainer as trainer_module
+
+    clock = _Clock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    torch.manual_seed(0)
+    module = _SlowValidation(clock, step=1.0, row=0.5).double()
+    val = _data(40, seed=1)  # a validation costs 20 s, a step 1 s
+    config = TrainConfig(epochs=1000, batch_size=16, max_time=100.0, device="cpu",
+                         patience=None, ema_decay=ema_decay)  # fmt: skip
+    result = Trainer(config).fit(module, (_data(),), (val,))
+    assert result.stopped == "max_time"
+    # training, the one-chunk probe (20 s: the 40 rows fit in one chunk) and the
+    # validations at the ends of epochs and after the stop all fit in the budget
+    assert clock.now <= 100.0 + 1.0, clock.now
+    assert clock.now >= 100.0 - 20.0 - 1.0, "the budget was used"
+    assert "val_nll" in result.history[-1], "the weights it stopped with were validated"
+
+
+def test_the_budget_probe_leaves_the_random_state_alone():
+    # dropout draws from the random stream in training, validation draws from it too
+    torch.manual_seed(0)
+    clock = _Clock()
+    plain = _SlowValidation(clock, step=0.0, row=0.0, dropout=0.3).double()
+    torch.manual_seed(0)
+    budgeted = _SlowValidation(clock, step=0.0, row=0.0, dropout=0.3).double()
+    x, val = _data(), _data(32, seed=1)
+    torch.manual_seed(5)
+    Trainer(TrainConfig(**CONFIG)).fit(plain, (x,), (val,))
+    torch.manual_seed(5)
+    Trainer(TrainConfig(**CONFIG, max_time=3600.0)).fit(budgeted, (x,), (val,))
+    assert _same_weights(plain, budgeted)
+
+
 def test_bad_configuration_and_checkpoints_give_clear_errors(tmp_path):
     for bad in ({"epochs": 0}, {"lr": -1.0}, {"schedule": "linear"}, {"ema_decay": 1.5},
                 {"patience": 0}):  # fmt: skip
