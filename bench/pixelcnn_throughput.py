@@ -30,31 +30,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
-from sklearn.datasets import load_digits
+from images28 import digits28
 
 import ptheta
 from ptheta.models.pixelcnn import GatedPixelCNN, PixelCNN
 
 CONFIGS = {"default": {}, "large": PixelCNN.preset("large")}
-
-
-def digits28(seed: int = 0, copies: int = 2) -> dict[str, np.ndarray]:
-    """Binary 28×28 digits (N, 1, 28, 28) int64 for "train", "val" and "test"."""
-    images = load_digits().images / 16.0
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(images))
-    parts = {"train": order[:1300], "val": order[1300:1500], "test": order[1500:]}
-    out = {}
-    for name, index in parts.items():
-        rows = []
-        for _ in range(copies):
-            for i in index:
-                big = ndimage.zoom(images[i], 3.5, order=1)  # (28, 28)
-                big = ndimage.shift(big, rng.integers(-2, 3, size=2), order=0)
-                rows.append(big > 0.45)
-        out[name] = np.stack(rows).astype(np.int64)[:, None]
-    return out
 
 
 def load() -> str:
