@@ -19,6 +19,7 @@ import contextlib
 import functools
 import hashlib
 import json
+import warnings
 from collections.abc import Iterator
 from typing import Any, ClassVar
 
@@ -346,6 +347,25 @@ class NeuralModel(GenerativeModel):
         self.n_steps_ = result.steps
         self.stopped_ = result.stopped
         self.train_seconds_ = result.seconds
+        self._warn_short_of_an_epoch(result, len(x_train), config.batch_size)
+
+    def _warn_short_of_an_epoch(self, result: Any, n: int, batch_size: int) -> None:
+        """Say so when ``max_time`` stopped training before it saw every training example
+        once: the model is then fitted on part of the data, far from what it can do."""
+        first = result.history[0] if result.history else {}
+        if result.stopped != "max_time" or not first.get("partial") or first.get("epoch") != 1:
+            return
+        seen = min(n, result.steps * batch_size)
+        rate = seen / max(first.get("seconds", 0.0), 1e-9)
+        warnings.warn(
+            f"{self.name} stopped at max_time={float(self.max_time):g} s within its first "
+            f"epoch: it trained on {seen:,} of {n:,} examples ({100 * seen / n:.0f} %, "
+            f"{rate:,.0f} examples/s), once. Give it more time (an epoch takes about "
+            f"{n / max(rate, 1e-9):,.0f} s at this rate) or make it smaller (the size "
+            f"parameters in `ptheta models {self.name}`, or fewer examples)",
+            UserWarning,
+            stacklevel=3,
+        )
 
     # ----------------------------------------------------------------- variable length
     # A family with ``variable_length`` among its abilities encodes padded sequences into

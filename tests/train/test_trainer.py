@@ -7,6 +7,7 @@ import json
 import math
 import os
 import signal
+import warnings
 
 import numpy as np
 import pytest
@@ -375,6 +376,16 @@ def test_neural_model_fits_scores_samples_and_round_trips(tmp_path, monkeypatch)
     # log 2 + 3 H(0.1) ≈ 1.67 nats (an independent model sits at 4 log 2 ≈ 2.77)
     entropy = math.log(2) + 3 * -(0.1 * math.log(0.1) + 0.9 * math.log(0.9))
     assert -model.score(_split(400, seed=4).x) < entropy + 0.3
+
+
+def test_a_budget_that_ends_inside_the_first_epoch_says_so():
+    short = Tiny(epochs=3, batch_size=8, max_time=1e-9, device="cpu")
+    with pytest.warns(UserWarning, match=r"within its first epoch: it trained on 8 of 10[0-9] "):
+        short.fit(_split())
+    assert short.stopped_ == "max_time" and short.n_steps_ == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # enough time: no warning
+        Tiny(epochs=2, batch_size=8, max_time=3600.0, device="cpu").fit(_split())
 
 
 def test_neural_model_class_conditional_and_fit_params(tmp_path):
