@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
@@ -39,6 +40,7 @@ from ptheta.models.elimination import (
     product,
     traceback,
 )
+from ptheta.models.em import Deadline
 from ptheta.models.missing import missing_patterns
 from ptheta.models.sampling import sample_categorical
 from ptheta.params import Choice, Float, Int, OneOf, Param, is_integer, parameter_error
@@ -156,6 +158,11 @@ class BayesianNetwork(GenerativeModel):
             pseudo-rows of a count or continuous leaf's configurations.
         em_max_iter: most EM iterations when the training data have missing entries.
         em_tol: EM stops when its objective per example changes by less than this.
+        max_time: seconds the structure search and EM may take together (None: no
+            limit): hill climbing stops after the move that passes it and keeps the best
+            DAG found by then (the empty graph, with the white list, if scoring every
+            variable's first candidates took all of it), and EM stops after the iteration
+            that passes it; both warn. Under ``ptheta compare --budget`` it is the budget.
 
     Fitted attributes:
         columns_: the variables' names (a table's or DataFrame's columns, else ``x0``, …).
@@ -246,6 +253,7 @@ class BayesianNetwork(GenerativeModel):
         "alpha": Float(low=0),
         "em_max_iter": Int(low=1),
         "em_tol": Float(low=0),
+        "max_time": Float(low=0, low_open=True, none=True),
     }
 
     def __init__(
@@ -263,6 +271,7 @@ class BayesianNetwork(GenerativeModel):
         alpha: float = 0.5,
         em_max_iter: int = 100,
         em_tol: float = 1e-6,
+        max_time: float | None = None,
     ) -> None:
         self.structure = structure
         self.scoring = scoring
@@ -276,6 +285,7 @@ class BayesianNetwork(GenerativeModel):
         self.alpha = alpha
         self.em_max_iter = em_max_iter
         self.em_tol = em_tol
+        self.max_time = max_time
 
     def _check_params_together(self, params: Any) -> None:
         for key in ("black_list", "white_list"):
@@ -390,7 +400,12 @@ class BayesianNetwork(GenerativeModel):
             leaves={j: (leaf, real[j], pooled[j]) for j, leaf in leaves.items()},
             covariance=covariance,
         )  # fmt: skip
-        parents = self._learn_structure(rows, cards, scorer, params, linkable, bounded)
+        deadline = Deadline(params.max_time)
+        parents = self._learn_structure(
+            rows, cards, scorer, params, linkable, bounded, deadline.passed
+        )
+        if deadline.hit:
+            self._warn_out_of_time("the structure search (hill climbing)")
         self.cards_ = cards
         self.parents_ = [sorted(int(p) for p in ps) for ps in parents]
         self.order_ = topological_order(self._adjacency())
@@ -414,8 +429,9 @@ class BayesianNetwork(GenerativeModel):
         theta = self._estimate([sums[str(j)] for j in range(d)], alpha, priors, leaves, centre)
         if stats["observed"].sum() < n * d:
             theta = self._em(
-                data, theta, alpha, priors, leaves, centre, params.em_max_iter, params.em_tol
-            )
+                data, theta, alpha, priors, leaves, centre, params.em_max_iter, params.em_tol,
+                deadline,
+            )  # fmt: skip
         self._store(theta, leaves)
 
     def _structure_rows(
@@ -549,6 +565,7 @@ class BayesianNetwork(GenerativeModel):
         params: Any,
         linkable: np.ndarray,
         bounded: np.ndarray,
+        out_of_time: Callable[[], bool] | None = None,
     ) -> list[list[int]]:
         d = rows.shape[1]
         how = params.structure
@@ -623,6 +640,16 @@ class BayesianNetwork(GenerativeModel):
             max_iter=params.max_iter,
             black=black,
             white=white,
+            out_of_time=out_of_time,
+        )
+
+    def _warn_out_of_time(self, what: str) -> None:
+        warnings.warn(
+            f"{self.name}: {what} stopped at max_time={float(self.max_time):g} s and kept "
+            "what it had found by then; raise max_time, or search less (a smaller "
+            "candidates, max_parents or max_iter, or structure='chow-liu')",
+            UserWarning,
+            stacklevel=4,
         )
 
     def _refuse_leaf_parents(
@@ -677,6 +704,7 @@ class BayesianNetwork(GenerativeModel):
         centre: dict[int, float],
         max_iter: int,
         tol: float,
+        deadline: Deadline | None = None,
     ) -> list[np.ndarray]:
         """EM over the parameters with exact expected statistics, the E-step summed over
         the batches of ``data`` (all-reduced under torchrun); a leaf's statistics are of
@@ -762,6 +790,9 @@ class BayesianNetwork(GenerativeModel):
             history.append({"step": step, "objective": objective, "log_likelihood": loglik / n})
             theta = self._estimate(counts, alpha, priors, leaves, centre)
             if abs(objective - prev) < tol:
+                break
+            if deadline is not None and deadline.passed():
+                self._warn_out_of_time("EM over the missing entries")
                 break
             prev = objective
         self.history_ = history

@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -397,6 +397,15 @@ def ancestors(adjacency: np.ndarray) -> np.ndarray:
     return anc
 
 
+def with_edge_ancestors(anc: np.ndarray, i: int, j: int) -> None:
+    """Update :func:`ancestors`' matrix in place for a new edge i → j of a DAG (one that
+    makes no cycle): j and its descendants gain i and i's ancestors."""
+    below = anc[:, j].copy()
+    below[j] = True
+    anc[below] |= anc[i]
+    anc[below, i] = True
+
+
 def topological_order(adjacency: np.ndarray) -> np.ndarray:
     """Nodes (D,) with every parent before its children (Kahn; lowest index first);
     a ValueError naming a cycle's nodes if the graph has one."""
@@ -427,6 +436,7 @@ def hill_climb(
     black: np.ndarray | None = None,
     white: np.ndarray | None = None,
     tol: float = 1e-9,
+    out_of_time: Callable[[], bool] | None = None,
 ) -> list[list[int]]:
     """Tabu hill climbing over DAGs by single-edge additions, removals and reversals.
 
@@ -436,6 +446,9 @@ def hill_climb(
     gain when ``tabu_length`` is 0), or after ``max_iter`` moves, and returns the best DAG
     seen: parent lists, one per variable. ``black`` (D, D) bool forbids edges, ``white``
     forces edges (they are in the start graph and never removed or reversed).
+    ``out_of_time()`` is asked after each variable's first scores and after each move;
+    when it answers yes the search stops there (with the start graph if the first scores
+    were not all done).
 
     Returns:
         parents of each variable, sorted.
@@ -467,20 +480,27 @@ def hill_climb(
             else:
                 gain[i, j] = -np.inf
 
+    late = out_of_time or (lambda: False)
     for j in range(d):
         refresh(j)
+        if late():
+            return [np.flatnonzero(adj[:, j]).tolist() for j in range(d)]
     eye = np.eye(d, dtype=bool)
     best_adj, best_score = adj.copy(), own.sum()
     current = best_score
     tabu: list[tuple[str, int, int]] = []  # moves that would undo a recent one
     stale = 0
+    anc = ancestors(adj)  # kept up to date move by move
     for _ in range(int(max_iter)):
-        anc = ancestors(adj)
         n_parents = adj.sum(axis=0)
         can_add = ~adj & ~adj.T & ~eye & ~black & ~anc & (n_parents < limit)[None, :]
         can_remove = adj & ~white
-        # reversing i → j is acyclic unless another path leads from i to j
-        other_path = (anc.T.astype(np.int64) @ adj.astype(np.int64)) > 0
+        # reversing i → j is acyclic unless another path leads from i to j: a parent
+        # k ≠ i of j that descends from i (checked for the edges only, not all D² pairs)
+        tails, heads = np.nonzero(adj)
+        other = (anc[:, tails] & adj[:, heads]).any(axis=0)
+        other_path = np.zeros((d, d), dtype=bool)
+        other_path[tails[other], heads[other]] = True
         can_reverse = adj & ~white & ~black.T & ~other_path & (n_parents < limit)[:, None]
         moves = {
             "add": np.where(can_add, gain, -np.inf),
@@ -503,6 +523,10 @@ def hill_climb(
             undo = ("reverse", j, i)
             refresh(i)
         refresh(j)
+        if kind == "add":
+            with_edge_ancestors(anc, i, j)
+        else:  # a removed edge may cut paths: recompute
+            anc = ancestors(adj)
         current = own.sum()
         if tabu_length:
             tabu = [*tabu, undo][-int(tabu_length) :]
@@ -512,6 +536,8 @@ def hill_climb(
             stale += 1
             if stale > tabu_length:
                 break
+        if late():
+            break
     return [np.flatnonzero(best_adj[:, j]).tolist() for j in range(d)]
 
 

@@ -11,7 +11,13 @@ from scipy import stats
 
 import ptheta
 from ptheta.errors import DataError, ParameterError
-from ptheta.models.dag_search import FamilyScorer, parse_dot
+from ptheta.models.dag_search import (
+    FamilyScorer,
+    ancestors,
+    hill_climb,
+    parse_dot,
+    with_edge_ancestors,
+)
 from ptheta.runs.pictures import save_figure, structure_figure
 from ptheta.runs.store import load_run, save_run
 
@@ -113,6 +119,40 @@ def _cpdag(edges, d):
         if frozenset((a, b)) not in skeleton
     }
     return skeleton, v
+
+
+def test_ancestors_kept_up_to_date_edge_by_edge_equal_a_fresh_computation():
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        d = int(rng.integers(2, 12))
+        adj = np.zeros((d, d), dtype=bool)
+        anc = ancestors(adj)
+        for _ in range(3 * d):
+            i, j = (int(v) for v in rng.choice(d, 2, replace=False))
+            if adj[i, j] or anc[i, j]:  # present, or j is an ancestor of i: a cycle
+                continue
+            adj[i, j] = True
+            with_edge_ancestors(anc, i, j)
+            np.testing.assert_array_equal(anc, ancestors(adj))
+
+
+def test_hill_climbing_stops_when_out_of_time():
+    x = _sample(*_random_network(8, 2, seed=3), n=500, seed=1)
+    scorer = FamilyScorer(x, np.full(8, 2), "bic", 10.0)
+    calls = []
+
+    def late() -> bool:  # out of time at the first question after the first scores
+        calls.append(1)
+        return len(calls) > 8
+
+    free = hill_climb(scorer, max_iter=1000)
+    one_move = hill_climb(scorer, max_iter=1000, out_of_time=late)
+    assert sum(map(len, one_move)) == 1 < sum(map(len, free))
+    never = hill_climb(scorer, max_iter=1000, out_of_time=lambda: True)
+    assert never == [[] for _ in range(8)]  # stopped while scoring: the start graph
+    with pytest.warns(UserWarning, match=r"hill climbing\) stopped at max_time=1e-09 s"):
+        model = ptheta.make("bayesian-network", max_time=1e-9).fit(x)
+    assert model.edges_ == []
 
 
 @pytest.mark.parametrize("scoring", ["bic", "bdeu"])
