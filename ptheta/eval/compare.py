@@ -23,7 +23,7 @@ from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ptheta.models import REGISTRY, GenerativeModel, get_model_class, with_preset
 from ptheta.models.base import to_jsonable
 from ptheta.runs import lock
-from ptheta.runs.fitting import check_scorable, examples, fit_run
+from ptheta.runs.fitting import check_scorable, fit_run, score_split
 from ptheta.runs.layout import SAMPLES_PNG
 from ptheta.runs.pictures import samples_figure, save_figure
 from ptheta.runs.store import is_complete, load_run, read_config, read_metrics
@@ -344,6 +344,7 @@ def compare(
                 row = _compare_one(
                     name, params[name], data, out, force=force, n_samples=n_samples,
                     source=source, metrics=metrics, verbose=verbose, log=log,
+                    budget_seconds=budget_seconds,
                 )  # fmt: skip
             except Exception as e:  # one model's failure must not stop the others
                 row = _failed_row(name, e, metrics.keys)
@@ -385,6 +386,7 @@ def _compare_one(
     metrics: _Metrics,
     verbose: bool,
     log: Callable[[str], None],
+    budget_seconds: float | None = None,
 ) -> dict[str, Any]:
     run_dir = out / "runs" / name
     # the budget enters through max_time: a new budget refits only the models it limits;
@@ -400,13 +402,19 @@ def _compare_one(
                 score_splits=())  # fmt: skip  # the test split is scored below
         cache = {"key": key}
         atomic_write_json(run_dir / CACHE_JSON, cache)
-    eval_key = {"n_samples": n_samples, "metrics": metrics.available, "v": __version__}
+    eval_key = {"n_samples": n_samples, "metrics": metrics.available, "v": __version__,
+                "budget": budget_seconds}  # fmt: skip
     if metrics.feature_space == TABLE_SPACE:  # rows of earlier versions lack these metrics
         eval_key["metric_keys"] = list(metrics.keys)
     if cached and cache.get("eval_key") == eval_key and "row" in cache:
         row = dict(cache["row"])
     else:
-        row = _evaluate(name, run_dir, data, out, n_samples=n_samples, metrics=metrics)
+        row = _evaluate(name, run_dir, data, out, n_samples=n_samples, metrics=metrics,
+                        budget_seconds=budget_seconds)  # fmt: skip
+        if row["n_samples"] < n_samples or row["test_n_scored"] < len(data.test):
+            log(f"{name}: within the budget, scored {row['test_n_scored']:,} of "
+                f"{len(data.test):,} test examples and drew {row['n_samples']:,} of "
+                f"{n_samples:,} samples")  # fmt: skip
         if name not in metrics.failed:  # without its metrics a row is computed again
             atomic_write_json(run_dir / CACHE_JSON, {**cache, "eval_key": eval_key, "row": row})
     row["cached"] = cached
@@ -414,15 +422,26 @@ def _compare_one(
 
 
 def _evaluate(
-    name: str, run_dir: Path, data: Dataset, out: Path, *, n_samples: int, metrics: _Metrics
+    name: str,
+    run_dir: Path,
+    data: Dataset,
+    out: Path,
+    *,
+    n_samples: int,
+    metrics: _Metrics,
+    budget_seconds: float | None = None,
 ) -> dict[str, Any]:
+    """One model's row. Under a budget, scoring the test split and drawing the samples
+    get half of it each: a seeded subset of the test split (its NLL then estimates the
+    split's mean, with the standard error) and as many samples as a first draw of a few
+    says fit (the row records both counts)."""
     model = load_run(run_dir)
     config = read_config(run_dir)
     check_scorable(model, data.test, f"the test split of {data.name!r}")
-    test = model.nll_summary(examples(data.test))
-    start = time.perf_counter()
-    samples = model.sample(n_samples, random_state=0)
-    sample_seconds = time.perf_counter() - start
+    share = None if budget_seconds is None else budget_seconds / 2
+    test = score_split(model, data.test, split="test", seconds=share,
+                       what=f"the test split of {data.name!r}")  # fmt: skip
+    samples, n_drawn, sample_seconds = _draw(model, n_samples, share)
     samples_png = Path("samples") / f"{name}.png"
     if (run_dir / SAMPLES_PNG).is_file():  # fit_run drew one grid already: not twice
         atomic_write_bytes(out / samples_png, (run_dir / SAMPLES_PNG).read_bytes())
@@ -445,6 +464,8 @@ def _evaluate(
         "test_nll_nats": test["nll_nats"],
         "test_nll_bits_per_dim": test["bits_per_dim"],
         "test_nll_sem": test["std_err"],
+        "test_n_scored": int(test.get("n", len(data.test))),
+        "n_samples": n_drawn,
         "test_nll_per_step": test.get("nll_per_step"),
         "test_n_steps": test.get("n_steps"),
         "n_parameters": model.n_parameters(),
@@ -458,6 +479,27 @@ def _evaluate(
         "samples_png": samples_png.as_posix(),
         "curves_png": None if curves_png is None else curves_png.as_posix(),
     }
+
+
+FIRST_DRAW = 8  # samples drawn first to time the sampler under a budget
+
+
+def _draw(model: GenerativeModel, n_samples: int, seconds: float | None) -> tuple[Any, int, float]:
+    """``n_samples`` samples (seed 0), or as many as ``seconds`` allow after timing a
+    first draw of a few (never fewer than those): the samples, how many, and the seconds
+    the draw that gave them took."""
+    n = min(FIRST_DRAW, n_samples) if seconds is not None else n_samples
+    start = time.perf_counter()
+    samples = model.sample(n, random_state=0)
+    spent = time.perf_counter() - start
+    if n < n_samples:
+        assert seconds is not None
+        more = int(min(n_samples, max(n, (seconds - spent) * n / max(spent, 1e-9))))
+        if more > n:
+            n, start = more, time.perf_counter()
+            samples = model.sample(n, random_state=0)
+            spent = time.perf_counter() - start
+    return samples, n, spent
 
 
 def _failed_row(name: str, e: Exception, keys: Sequence[str] = METRIC_KEYS) -> dict[str, Any]:
@@ -661,6 +703,17 @@ def table_notes(report: dict[str, Any]) -> list[str]:
     if space.startswith("raw-"):
         notes.append(f"FD, precision / recall and MMD in {space}: the standardised raw values "
                      "(no labels to train a feature classifier on)")  # fmt: skip
+    n_test, n_asked = report["split"]["test"], report.get("n_samples")
+    for r in report["rows"]:
+        scored, drawn = r.get("test_n_scored"), r.get("n_samples")
+        parts = []
+        if scored is not None and scored < n_test:
+            parts.append(f"its test NLL on a seeded subset of {scored:,} of {n_test:,} "
+                         "examples (± its standard error)")  # fmt: skip
+        if drawn is not None and n_asked is not None and drawn < n_asked:
+            parts.append(f"its sample metrics from {drawn:,} of {n_asked:,} samples")
+        if parts:
+            notes.append(f"{r['model']}, within the budget: {' and '.join(parts)}")
     cached = [r["model"] for r in report["rows"] if r.get("cached")]
     if cached:
         notes.append(f"cached (not refitted): {', '.join(cached)}")

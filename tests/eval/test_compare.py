@@ -303,3 +303,49 @@ def test_metrics_failing_for_one_model_say_which_and_spare_the_others(
     again = cmp.compare(data, models, tmp_path, budget_seconds=5, n_samples=20)
     assert evaluated == ["test-ones"]  # the row without metrics is redone, the other is cached
     assert again["metrics_note"] == report["metrics_note"]
+
+
+class _FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _SlowSampler:
+    """Each sample costs one fake second; samples are the seed's first draws."""
+
+    def __init__(self, clock: _FakeClock) -> None:
+        self.clock, self.calls = clock, []
+
+    def sample(self, n: int, random_state: int) -> np.ndarray:
+        self.clock.now += n
+        self.calls.append(n)
+        return np.random.default_rng(random_state).integers(0, 2, (n, 3))
+
+
+def test_samples_under_a_budget_are_as_many_as_fit(monkeypatch):
+    clock = _FakeClock()
+    monkeypatch.setattr(cmp, "time", clock)
+    model = _SlowSampler(clock)
+    samples, n, seconds = cmp._draw(model, 500, seconds=20.0)
+    # 8 first (8 s), then as many as the 12 s left allow, drawn again with the same seed
+    assert model.calls == [8, 12] and n == 12 and len(samples) == 12 and seconds == 12.0
+    np.testing.assert_array_equal(samples[:8], _SlowSampler(clock).sample(8, 0))
+    model = _SlowSampler(clock)
+    assert cmp._draw(model, 500, seconds=4.0)[1] == 8, "never fewer than the first draw"
+    model = _SlowSampler(clock)
+    assert cmp._draw(model, 30, seconds=None)[1] == 30 and model.calls == [30]
+
+
+def test_the_table_says_which_rows_were_cut_by_the_budget():
+    row = {"model": "slow", "status": "ok", "units": "nats", "cached": False,
+           "test_n_scored": 40, "n_samples": 12}  # fmt: skip
+    fine = {**row, "model": "fast", "test_n_scored": 100, "n_samples": 500}
+    report = {"rows": [row, fine], "split": {"test": 100}, "n_samples": 500}
+    notes = [n for n in cmp.table_notes(report) if "within the budget" in n]
+    assert notes == [
+        "slow, within the budget: its test NLL on a seeded subset of 40 of 100 examples "
+        "(± its standard error) and its sample metrics from 12 of 500 samples"
+    ]
