@@ -13,8 +13,15 @@ from ptheta.data.spec import DataSpec
 from ptheta.errors import DataError
 from ptheta.models.neural import CONDITIONAL, NeuralModel
 from ptheta.nn.conv import GatedBlock, output_head
+from ptheta.nn.decoders import CategoricalOutput, DiscretisedLogisticMixtureOutput, Output
 from ptheta.nn.shapes import batched, sampled
-from ptheta.params import Config, Int, Param, check_int, parameter_error
+from ptheta.params import Choice, Config, Int, Param, check_int, parameter_error
+
+OUTPUTS: tuple[str, ...] = ("auto", "softmax", "logistic-mixture")
+# output="auto": a K-way softmax (one-hot inputs) up to this many levels, the discretised
+# logistic mixture (one scaled input per colour) above: at 256 levels the softmax's one-hot
+# input and K logits per entry made the first and last layers 256·C channels wide
+SOFTMAX_LEVELS = 16
 
 
 def image_shape_of(spec: DataSpec, model: str = "pixelcnn") -> tuple[int, int, int]:
@@ -42,10 +49,18 @@ class GatedPixelCNN(nn.Module):
     """Gated PixelCNN over C×H×W images with K levels per entry (module level).
 
     p(x) = ∏ p(x[c, i, j] | every pixel before (i, j) in raster order, colours < c of
-    pixel (i, j)). The input is the one-hot encoding of the levels, (N, C·K, H, W); a
-    first gated block of mask type A is followed by ``n_layers − 1`` of type B, and two
-    1×1 masked convolutions turn the horizontal stack into K logits per entry. Colours are
-    masked within a pixel, so C > 1 is modelled exactly in the order above.
+    pixel (i, j)). A first gated block of mask type A is followed by ``n_layers − 1`` of
+    type B, and two 1×1 masked convolutions turn the horizontal stack into each entry's
+    output parameters. Colours are masked within a pixel, so C > 1 is modelled exactly in
+    the order above. Two outputs:
+
+    - ``"softmax"``: the input is the one-hot encoding of the levels, (N, C·K, H, W), and
+      each entry gets K logits;
+    - ``"logistic-mixture"``: the input is one channel per colour, the level scaled to
+      2x/(K − 1) − 1 ∈ [−1, 1], after a constant channel of ones (which tells the image's
+      zero padding from a middle-grey pixel), (N, 1 + C, H, W); each entry gets the 3M
+      numbers of a discretised mixture of M logistics
+      (:class:`~ptheta.nn.decoders.DiscretisedLogisticMixtureOutput`).
 
     Arguments:
         image_shape: (C, H, W).
@@ -56,6 +71,8 @@ class GatedPixelCNN(nn.Module):
         kernel_size: odd k ≥ 3 of the k×k vertical and 1×k horizontal kernels.
         n_classes: number of classes of a class-conditional model (the label adds a
             learned bias to every gate); None: unconditional.
+        output: ``"softmax"`` or ``"logistic-mixture"`` (see above).
+        n_mix: M, the mixture's number of logistic components.
 
     ``log_prob`` and ``loss`` take levels x (*batch, C, H, W) of any integer dtype (or flat
     (*batch, C·H·W) in that order) and y (*batch) of class indices (or None), and return
@@ -87,6 +104,8 @@ class GatedPixelCNN(nn.Module):
             n_layers=config.n_layers,
             kernel_size=config.kernel_size,
             n_classes=n_classes,
+            output=config.output,
+            n_mix=config.n_mix,
         )
 
     def __init__(
@@ -98,6 +117,8 @@ class GatedPixelCNN(nn.Module):
         n_layers: int = 5,
         kernel_size: int = 3,
         n_classes: int | None = None,
+        output: str = "softmax",
+        n_mix: int = 5,
     ) -> None:
         super().__init__()
         channels = check_int("pixelcnn", "channels", channels, low=1)
@@ -105,24 +126,37 @@ class GatedPixelCNN(nn.Module):
         kernel_size = check_int("pixelcnn", "kernel_size", kernel_size, low=3)
         if kernel_size % 2 == 0:
             raise parameter_error("pixelcnn", "kernel_size", "odd (3, 5, 7, ...)", kernel_size)
+        if output not in OUTPUTS[1:]:
+            raise parameter_error("pixelcnn", "output", "'softmax' or 'logistic-mixture'", output)
         c, _, _ = image_shape
         self.image_shape = self.event_shape = tuple(image_shape)
         # how many rows above, and columns left of, a pixel its conditionals can depend on
         self.reach = n_layers * (kernel_size // 2)
         self.n_categories = n_categories
         self.n_classes = n_classes
+        self.scaled = output == "logistic-mixture"
+        if self.scaled:
+            n_mix = check_int("pixelcnn", "n_mix", n_mix, low=1)
+            self.output: Output = DiscretisedLogisticMixtureOutput(n_categories, n_mix)
+        else:
+            self.output = CategoricalOutput(n_categories)
+        self.n_params = self.output.n_params  # per entry
         common = {"data_channels": c, "n_classes": n_classes}
+        inputs = 1 + c if self.scaled else c * n_categories
         self.blocks = nn.ModuleList(
-            [GatedBlock(c * n_categories, channels, kernel_size, mask_type="A", **common)]
+            [GatedBlock(inputs, channels, kernel_size, mask_type="A", **common)]
             + [GatedBlock(channels, channels, kernel_size, **common) for _ in range(n_layers - 1)]
         )
-        self.head = output_head(channels, c, n_categories)
+        self.head = output_head(channels, c, self.n_params)
+        if self.scaled:  # start near uniform over the levels, components apart
+            with torch.no_grad():
+                self.head[-1].bias.copy_(self.output.initial_bias().repeat(c))
 
     def extra_repr(self) -> str:
         classes = f", n_classes={self.n_classes}" if self.n_classes else ""
         return (
             f"image_shape={self.image_shape}, n_categories={self.n_categories}, "
-            f"n_layers={len(self.blocks)}, reach={self.reach}{classes}"
+            f"output={self.output!r}, n_layers={len(self.blocks)}, reach={self.reach}{classes}"
         )
 
     def _one_hot(self, x: Tensor) -> Tensor:
@@ -130,42 +164,64 @@ class GatedPixelCNN(nn.Module):
         dtype = self.head[-1].weight.dtype
         return F.one_hot(x, self.n_categories).permute(0, 1, 4, 2, 3).to(dtype)
 
+    def _input(self, x: Tensor) -> Tensor:
+        """Levels (N, C, H', W') → the first block's input (N, C·K or 1 + C, H', W')."""
+        if not self.scaled:
+            return self._one_hot(x).flatten(1, 2)  # colour-major: group c = colour c
+        scaled = self.output.centres(x, self.head[-1].weight.dtype)  # (N, C, H', W')
+        return self._with_ones(scaled)
+
+    @staticmethod
+    def _with_ones(scaled: Tensor) -> Tensor:
+        # the constant first: channel_groups(1 + C, C) puts it in group 0 and colour c in c
+        return torch.cat([torch.ones_like(scaled[:, :1]), scaled], dim=1)
+
     def _check_labels(self, y: Tensor | None) -> None:
         if self.n_classes is None and y is not None:
             raise DataError("this PixelCNN is unconditional (n_classes=None): call it without y")
         if self.n_classes is not None and y is None:
             raise DataError(f"this PixelCNN is conditional on {self.n_classes} classes: pass y")
 
-    def _logits(self, one_hot: Tensor, y: Tensor | None) -> Tensor:
-        """One-hot (N, C, K, H', W') → logits (N, C, H', W', K), for any image height H'."""
-        n, c, k, h, w = one_hot.shape
-        v = hx = one_hot.reshape(n, c * k, h, w)  # colour-major channels: group c = colour c
+    def _conditionals(self, inputs: Tensor, y: Tensor | None) -> Tensor:
+        """First-block input (N, ·, H', W') → output parameters (N, C, H', W', P), for any
+        image height H'."""
+        n, _, h, w = inputs.shape
+        v = hx = inputs
         for block in self.blocks:
             v, hx = block(v, hx, y)  # (N, F, H', W') each
-        out = self.head(hx).reshape(n, c, k, h, w)
+        out = self.head(hx).reshape(n, self.image_shape[0], self.n_params, h, w)
         return out.permute(0, 1, 3, 4, 2)
 
-    def logits(self, x: Tensor, y: Tensor | None = None) -> Tensor:
-        """Logits of every entry's conditional, (N, C, H, W, K).
+    def conditionals(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """Output parameters of every entry's conditional, (N, C, H, W, P): K logits
+        (softmax) or the mixture's 3M numbers.
 
-        ``x`` is a LongTensor of levels, or a floating tensor (N, C, K, H, W) taken as the
-        one-hot encoding itself, so that gradients with respect to the input can be taken
-        (that is how the tests check that logits[:, c, i, j] depends on earlier entries
-        only).
+        ``x`` is a LongTensor of levels, or a floating tensor taken as the encoded input
+        itself — the one-hot encoding (N, C, K, H, W) for the softmax, the scaled levels
+        (N, C, H, W) for the mixture — so that gradients with respect to the input can be
+        taken (that is how the tests check that the parameters of entry (c, i, j) depend
+        on earlier entries only).
         """
         self._check_labels(y)
-        if x.is_floating_point():
-            one_hot = x  # (N, C, K, H, W)
+        if not x.is_floating_point():
+            inputs = self._input(x.reshape(len(x), *self.image_shape))
+        elif self.scaled:
+            inputs = self._with_ones(x)
         else:
-            one_hot = self._one_hot(x.reshape(len(x), *self.image_shape))
-        return self._logits(one_hot, y)
+            inputs = x.flatten(1, 2)
+        return self._conditionals(inputs, y)
+
+    def logits(self, x: Tensor, y: Tensor | None = None) -> Tensor:
+        """The softmax's logits of every entry's conditional, (N, C, H, W, K): see
+        :meth:`conditionals` (which also serves the mixture)."""
+        return self.conditionals(x, y)
 
     @batched
     def log_prob(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """log p(x) (or log p(x | y)) in nats: (*batch, C, H, W) → (*batch)."""
         x = x.reshape(len(x), *self.image_shape)  # (N, C, H, W)
-        logp = self.logits(x, y).log_softmax(dim=-1)  # (N, C, H, W, K)
-        return logp.gather(-1, x.unsqueeze(-1)).flatten(1).sum(dim=1)
+        logp = self.output.log_prob(x, self.conditionals(x, y))  # (N, C, H, W)
+        return logp.flatten(1).sum(dim=1)
 
     def loss(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Negative log-likelihood per example, (*batch)."""
@@ -183,7 +239,7 @@ class GatedPixelCNN(nn.Module):
         """
         self._check_labels(y)
         c, h, w = self.image_shape
-        k = self.n_categories
+        p = self.n_params
         x = torch.zeros(n, c, h, w, dtype=torch.long, device=self.head[-1].weight.device)
         for i in range(h):
             # The vertical stack at row i sees rows above i only, so it is computed once per
@@ -191,7 +247,7 @@ class GatedPixelCNN(nn.Module):
             # matter. A window whose top is not row 0 is only used when everything above it
             # is out of reach, so its zero padding is never read by row i.
             top = max(0, i - self.reach)
-            v = self._one_hot(x[:, :, top : i + 1]).flatten(1, 2)  # (n, C·K, i − top + 1, W)
+            v = self._input(x[:, :, top : i + 1])  # (n, C·K or 1 + C, i − top + 1, W)
             links = []
             for block in self.blocks:
                 v, link = block.vertical(v, y)  # (n, F, ·, W), (n, 2F, ·, W)
@@ -201,12 +257,15 @@ class GatedPixelCNN(nn.Module):
                 # left only: columns [left, j] hold everything pixel (i, j) depends on
                 left = max(0, j - self.reach)
                 for ch in range(c):
-                    hx = self._one_hot(x[:, :, i : i + 1, left : j + 1]).flatten(1, 2)
+                    hx = self._input(x[:, :, i : i + 1, left : j + 1])
                     for block, link in zip(self.blocks, links, strict=True):
                         hx = block.horizontal(hx, link[..., left : j + 1], y)  # (n, F, 1, ·)
-                    logits = self.head(hx)[:, ch * k : (ch + 1) * k, 0, -1]  # (n, K)
-                    draw = torch.multinomial(logits.softmax(dim=-1), 1, generator=generator)
-                    x[:, ch, i, j] = draw[:, 0]  # (n,)
+                    params = self.head(hx)[:, ch * p : (ch + 1) * p, 0, -1]  # (n, P)
+                    if self.scaled:
+                        x[:, ch, i, j] = self.output.sample(params, generator)  # (n,)
+                    else:
+                        draw = torch.multinomial(params.softmax(dim=-1), 1, generator=generator)
+                        x[:, ch, i, j] = draw[:, 0]  # (n,)
         return x
 
 
@@ -220,10 +279,13 @@ class PixelCNN(NeuralModel):
     """Gated PixelCNN: an exact autoregressive model of discrete images, pixel by pixel.
 
     p(x) = ∏ p(x[c, i, j] | x before (c, i, j)) in raster order over pixels and, within a
-    pixel, colour by colour; each conditional is a categorical over the K levels (K = 2
-    for binary images). Masked convolutions (type A in the first layer, B after) in a
-    vertical and a horizontal stack see the whole causal past within the receptive field,
-    with no blind spot (see :class:`GatedPixelCNN`). Levels enter as one-hot vectors.
+    pixel, colour by colour. Each conditional is a categorical over the K levels (K = 2
+    for binary images) with the levels entering as one-hot vectors, or, for many levels
+    (8-bit images), a discretised mixture of logistics over the levels (Salimans et al.
+    2017) with each level entering as one number per colour, scaled to [−1, 1] (see
+    ``output``). Masked convolutions (type A in the first layer, B after) in a vertical
+    and a horizontal stack see the whole causal past within the receptive field, with no
+    blind spot (see :class:`GatedPixelCNN`).
     Data must be image-shaped: (C, H, W) examples, or flat examples whose data set declares
     an ``image_shape`` (digits). Log-likelihoods take one network pass. Sampling takes C·H·W
     sequential steps (vectorised over the samples), each exact but cheap: the vertical stack
@@ -235,6 +297,13 @@ class PixelCNN(NeuralModel):
         n_layers: gated blocks (1 of type A, then type B).
         kernel_size: odd k ≥ 3 of the k×k vertical and 1×k horizontal kernels; the
             receptive field reaches ``n_layers · (k // 2)`` pixels up, left and right.
+        output: each entry's conditional: ``"softmax"`` (K logits, one-hot inputs: C·K
+            input and output channels per pixel), ``"logistic-mixture"`` (a discretised
+            mixture of ``n_mix`` logistics: 3·n_mix numbers per colour, one scaled input
+            channel per colour; ordered levels, so neighbouring intensities share mass), or
+            ``"auto"``: the softmax up to 16 levels (binary, 17-level digits), the mixture
+            above (:data:`SOFTMAX_LEVELS`). The choice is kept as ``output_``.
+        n_mix: M ≥ 1, the mixture's number of logistic components (unused by the softmax).
         class_conditional: fit p(x | y) with the label as a learned bias in every gated
             block (needs ``fit(X, y)``); ``sample(n, y=...)`` and ``predict_proba`` (Bayes'
             rule) then work.
@@ -250,6 +319,7 @@ class PixelCNN(NeuralModel):
 
     Fitted attributes:
         module: the trained :class:`GatedPixelCNN`.
+        output_: ``"softmax"`` or ``"logistic-mixture"``, what ``output`` chose for the data.
         history_, best_epoch_, n_steps_: the training record.
         classes_, class_log_prior_: for class-conditional models.
 
@@ -262,7 +332,9 @@ class PixelCNN(NeuralModel):
 
     References:
         van den Oord, Kalchbrenner, Vinyals, Espeholt, Graves & Kavukcuoglu (2016),
-        Conditional Image Generation with PixelCNN Decoders, NeurIPS.
+        Conditional Image Generation with PixelCNN Decoders, NeurIPS; Salimans, Karpathy,
+        Chen & Kingma (2017), PixelCNN++: Improving the PixelCNN with Discretized Logistic
+        Mixture Likelihood and Other Modifications, ICLR.
     """
 
     name: ClassVar[str] = "pixelcnn"
@@ -288,6 +360,8 @@ class PixelCNN(NeuralModel):
         "channels": Int(low=1),
         "n_layers": Int(low=1),
         "kernel_size": Int(low=3, odd=True),
+        "output": Choice(*OUTPUTS),
+        "n_mix": Int(low=1),
         **CONDITIONAL,
     }
 
@@ -297,6 +371,8 @@ class PixelCNN(NeuralModel):
         *,
         n_layers: int = 5,
         kernel_size: int = 3,
+        output: str = "auto",
+        n_mix: int = 5,
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
@@ -304,7 +380,30 @@ class PixelCNN(NeuralModel):
         self.channels = channels
         self.n_layers = n_layers
         self.kernel_size = kernel_size
+        self.output = output
+        self.n_mix = n_mix
         self.class_conditional = class_conditional
 
+    def _output(self, spec: DataSpec) -> str:
+        """``"softmax"`` or ``"logistic-mixture"`` for data of ``spec``: what the fit chose
+        (``output_``: a loaded model rebuilds the network it saved), else ``output`` with
+        "auto" resolved by the number of levels (:data:`SOFTMAX_LEVELS`)."""
+        saved = getattr(self, "output_", None)
+        if saved is not None:
+            return saved
+        output = self._params()["output"]
+        if output == "auto":
+            return "softmax" if spec.n_categories <= SOFTMAX_LEVELS else "logistic-mixture"
+        return output
+
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> nn.Module:
-        return GatedPixelCNN.from_config(self.config(), spec, n_classes)
+        config = self.config(output=self._output(spec))
+        return GatedPixelCNN.from_config(config, spec, n_classes)
+
+    def _fit_stream(self, data, y, spec, **fit_params) -> None:
+        self.output_ = self._output(spec)
+        super()._fit_stream(data, y, spec, **fit_params)
+
+    def set_state(self, arrays: dict[str, Any], meta: dict[str, Any]) -> PixelCNN:
+        # runs saved before the mixture existed recorded no output_: they were softmax
+        return super().set_state(arrays, {"output_": "softmax", **meta})

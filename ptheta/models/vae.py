@@ -20,7 +20,13 @@ from ptheta.errors import CapabilityError, DataError
 from ptheta.models.capabilities import Capabilities
 from ptheta.models.latent import LatentModel, LatentVariableModule, latent_args
 from ptheta.models.neural import CONDITIONAL
-from ptheta.nn.decoders import DECODERS, DiscretisedLogisticOutput, Output, make_output
+from ptheta.nn.decoders import (
+    DECODERS,
+    DiscretisedLogisticMixtureOutput,
+    DiscretisedLogisticOutput,
+    Output,
+    make_output,
+)
 from ptheta.nn.mlp import dense_layers
 from ptheta.params import (
     Choice,
@@ -42,7 +48,7 @@ AUTO_HIDDEN: dict[str, list[int]] = {"mlp": [512, 256], "conv": [32, 64]}
 # entry); more levels (17-level digits, 8-bit images) enter as one number per entry, the
 # intensity scaled to [-1, 1]: a one-hot of 256 levels made a 784-pixel MLP's first layer
 # 103 M weights. decoder="auto" follows the same line: a K-way softmax up to it, a
-# discretised logistic (two numbers per entry) above it.
+# discretised mixture of logistics (3·n_mix numbers per entry) above it.
 ONE_HOT_LEVELS = 16
 # The encoder's log-variance is kept in [LOGVAR_MIN, LOGVAR_MAX] by a smooth clamp
 # (posterior standard deviations between e^-6 and e^4): a bound on exp(logvar) whatever
@@ -52,6 +58,9 @@ LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
 # model scores with iwae_samples): IWAE_100 on the held-out examples cost ten times a
 # training epoch, so a time budget went to validation, not training.
 VALIDATION_SAMPLES = 10
+# Output parameters (rows × entries × numbers per entry) decoded at once by log_px: 64 MB
+# of float32, whatever the rows, the image size and the decoder
+DECODE_NUMBERS = 1 << 24
 # The VAE's default epochs (the other neural families': 50); early stopping ends most fits
 EPOCHS = 200
 
@@ -67,7 +76,9 @@ class VAENetwork(LatentVariableModule):
     clamp (≈ the identity inside). A discretised-logistic decoder emits its location and
     log-scale in units of the half range (K − 1)/2 about the middle level: an untrained
     decoder (outputs ≈ 0) spreads its mass over all K levels instead of piling it on
-    level 0 with a scale of one level.
+    level 0 with a scale of one level. The discretised logistic mixture's locations and
+    scales already live on [−1, 1] (levels at 2k/(K − 1) − 1), so it needs no such map;
+    its decoder's last bias starts at the mixture's ``initial_bias`` (near uniform).
 
     ``architecture="mlp"``: fully connected encoder (D_in → hidden … → 2L) and mirrored
     decoder (L → … hidden → D·P), ReLU. ``"conv"``: 3×3 convolutions (padding 1, stride 1)
@@ -185,6 +196,11 @@ class VAENetwork(LatentVariableModule):
                 *_convs([*hidden[::-1], hidden[0]], strides[::-1], transpose=True),
                 nn.Conv2d(hidden[0], c * p, 1),
             )
+        if isinstance(output, DiscretisedLogisticMixtureOutput):
+            # start near uniform over the levels, components apart (see initial_bias)
+            per = self.n_dims if architecture == "mlp" else self.image_shape[0]
+            with torch.no_grad():
+                self.decoder[-1].bias.copy_(output.initial_bias().repeat(per))
 
     def extra_repr(self) -> str:
         return (
@@ -239,10 +255,21 @@ class VAENetwork(LatentVariableModule):
     def log_px(
         self, x: Tensor, z: Tensor, y: Tensor | None = None, mask: Tensor | None = None
     ) -> Tensor:
-        per_entry = self.output.log_prob(x.reshape(len(x), -1), self.decode(z, y))  # (N, D)
-        if mask is not None:
-            per_entry = per_entry * mask.reshape(len(x), -1)
-        return per_entry.sum(1)
+        """log p(x | z, y) per row, (N,); decoded in chunks of rows whose output parameters
+        hold at most :data:`DECODE_NUMBERS` numbers (IWAE scoring sends thousands of rows
+        at once: 8,192 rows of a 32×32×3 image with a 15-number mixture were 1.5 GB of
+        parameters and several times that in the mixture's intermediates)."""
+        x, mask = x.reshape(len(x), -1), None if mask is None else mask.reshape(len(x), -1)
+        rows = max(1, DECODE_NUMBERS // (self.n_dims * self.output.n_params))
+        out = []
+        for start in range(0, len(x), rows):
+            part = slice(start, start + rows)
+            params = self.decode(z[part], None if y is None else y[part])  # (n, D, P)
+            per_entry = self.output.log_prob(x[part], params)  # (n, D)
+            if mask is not None:
+                per_entry = per_entry * mask[part]
+            out.append(per_entry.sum(1))
+        return torch.cat(out) if out else z.new_zeros(0)
 
     def decode_sample(
         self, z: Tensor, y: Tensor | None = None, generator: torch.Generator | None = None
@@ -360,9 +387,11 @@ class VAE(LatentModel):
     """Variational autoencoder: p(x) = ∫ p(x | z) N(z; 0, I) dz, fitted by the ELBO.
 
     The encoder q(z | x) is a diagonal Gaussian (reparameterised), the decoder is matched to
-    the data kind: Bernoulli (binary), categorical over the K levels (categorical), Gaussian
-    with learned or fixed variance (continuous); ``decoder="discretised-logistic"`` gives
-    image-like categorical data an ordered pmf with two numbers per entry. A Gaussian
+    the data kind: Bernoulli (binary), categorical over the K levels (categorical; above 16
+    levels a discretised mixture of logistics, Salimans et al. 2017: an ordered pmf with
+    3·n_mix numbers per entry instead of K), Gaussian with learned or fixed variance
+    (continuous); ``decoder="discretised-logistic"`` is the single logistic (two numbers
+    per entry). A Gaussian
     decoder on discrete data is refused (it would be a density, not a pmf). See
     :class:`VAENetwork` for the MLP and convolutional architectures.
 
@@ -396,12 +425,16 @@ class VAE(LatentModel):
             side (28 → 14 → 7, 32 → 16 → 8). The choice is kept as ``architecture_`` and
             ``hidden_``.
         decoder: ``"auto"`` (matched to the data kind: Bernoulli for binary data, a K-way
-            softmax for up to 16 levels, a discretised logistic for more, a Gaussian for
-            continuous data), ``"bernoulli"``, ``"categorical"``, ``"gaussian"`` or
-            ``"discretised-logistic"``. Inputs with more than 16 levels enter the encoder
-            as scaled intensities, not one-hot (:data:`ONE_HOT_LEVELS`).
+            softmax for up to 16 levels, a discretised mixture of ``n_mix`` logistics for
+            more (8-bit images), a Gaussian for continuous data), ``"bernoulli"``,
+            ``"categorical"``, ``"gaussian"``, ``"discretised-logistic"`` (one logistic, two
+            numbers per entry) or ``"discretised-logistic-mixture"``. Inputs with more
+            than 16 levels enter the encoder as scaled intensities, not one-hot
+            (:data:`ONE_HOT_LEVELS`). The choice is kept as ``decoder_``.
         decoder_variance: the Gaussian decoder's variance: ``"learned"`` (per entry, output
             by the decoder) or a fixed number > 0.
+        n_mix: M ≥ 1, the logistic components of the ``"discretised-logistic-mixture"``
+            decoder (3M numbers per entry).
         beta: weight of the KL term once warmed up (1: the ELBO).
         beta_warmup_epochs: epochs over which β rises linearly from 0 to ``beta`` (counted in
             optimisation steps, kept in the module's ``step`` buffer so resumed runs continue
@@ -420,7 +453,8 @@ class VAE(LatentModel):
 
     Fitted attributes:
         module: the trained :class:`VAENetwork`; architecture_ (``"mlp"`` or ``"conv"``) and
-        hidden_ (a list): the network chosen for the data; history_, best_epoch_, n_steps_:
+        hidden_ (a list): the network chosen for the data; decoder_: the decoder's name
+        (``"auto"`` resolved); history_, best_epoch_, n_steps_:
         training record; beta_warmup_steps_; the diagnostics above; classes_ for
         conditional models.
 
@@ -438,6 +472,7 @@ class VAE(LatentModel):
         Salakhutdinov (2016), Importance Weighted Autoencoders, ICLR; Kingma et al. (2016),
         Improved Variational Inference with Inverse Autoregressive Flow (free bits), NeurIPS;
         Bowman et al. (2016), Generating Sentences from a Continuous Space (KL annealing);
+        Salimans, Karpathy, Chen & Kingma (2017), PixelCNN++ (discretised logistic mixture);
         Sohn, Lee & Yan (2015) (conditional VAE); Rezende, Mohamed & Wierstra (2014)
         (pseudo-Gibbs imputation).
     """
@@ -472,6 +507,7 @@ class VAE(LatentModel):
         ),
         "architecture": Choice(*ARCHITECTURES),
         "decoder": Choice("auto", *DECODERS),
+        "n_mix": Int(low=1),
         "decoder_variance": OneOf(
             Choice("learned"), Float(low=0, low_open=True), what="'learned' or a number > 0"
         ),
@@ -487,6 +523,7 @@ class VAE(LatentModel):
         architecture: str = "auto",
         decoder: str = "auto",
         decoder_variance: str | float = "learned",
+        n_mix: int = 5,
         beta: float = 1.0,
         beta_warmup_epochs: float = 0.0,
         free_bits: float = 0.0,
@@ -503,6 +540,7 @@ class VAE(LatentModel):
         self.architecture = architecture
         self.decoder = decoder
         self.decoder_variance = decoder_variance
+        self.n_mix = n_mix
         self.beta = beta
         self.beta_warmup_epochs = beta_warmup_epochs
         self.free_bits = free_bits
@@ -510,24 +548,42 @@ class VAE(LatentModel):
         self.impute_steps = impute_steps
         self.class_conditional = class_conditional
 
+    def _decoder(self, spec: DataSpec, *, legacy: bool = False) -> str:
+        """The decoder's name for data of ``spec``: what the fit chose (``decoder_``: a
+        loaded model rebuilds the network it saved), else ``decoder`` with "auto" matched to
+        the data; ``legacy``: "auto" as it was before ``decoder_`` was recorded (one
+        discretised logistic above :data:`ONE_HOT_LEVELS` levels)."""
+        saved = getattr(self, "decoder_", None)
+        if saved is not None:
+            return saved
+        if self.decoder != "auto":
+            return self.decoder
+        if spec.kind == "categorical" and spec.n_categories > ONE_HOT_LEVELS:
+            # 3·n_mix numbers per entry, not K
+            return "discretised-logistic" if legacy else "discretised-logistic-mixture"
+        return {"binary": "bernoulli", "categorical": "categorical", "continuous": "gaussian"}[
+            spec.kind
+        ]
+
     def _output(self, spec: DataSpec) -> Output:
         name = self.name
-        matched = {"binary": "bernoulli", "categorical": "categorical", "continuous": "gaussian"}
+        ordered = ("discretised-logistic", "discretised-logistic-mixture")
         allowed = {
-            "binary": ("bernoulli", "categorical", "discretised-logistic"),
-            "categorical": ("categorical", "discretised-logistic"),
+            "binary": ("bernoulli", "categorical", *ordered),
+            "categorical": ("categorical", *ordered),
             "continuous": ("gaussian",),
         }[spec.kind]
-        if spec.kind == "categorical" and spec.n_categories > ONE_HOT_LEVELS:
-            matched["categorical"] = "discretised-logistic"  # 2 numbers per entry, not K
-        decoder = matched[spec.kind] if self.decoder == "auto" else self.decoder
+        decoder = self._decoder(spec)
         if decoder not in allowed:
             raise DataError(
                 f"{name}: a {decoder} decoder does not model {spec.describe()} data; use "
                 f"decoder='auto' or one of {', '.join(allowed)}"
                 + (" (discrete data needs a pmf, not a density)" if decoder == "gaussian" else "")
             )
-        return make_output(decoder, spec.n_categories, self._params()["decoder_variance"])
+        params = self._params()
+        return make_output(
+            decoder, spec.n_categories, params["decoder_variance"], n_mix=params["n_mix"]
+        )
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> VAENetwork:
         architecture, hidden = self._architecture(spec)
@@ -544,6 +600,7 @@ class VAE(LatentModel):
 
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
         self.architecture_, self.hidden_ = self._architecture(spec)
+        self.decoder_ = self._decoder(spec)
         # the Trainer's validation NLL each epoch is IWAE with VALIDATION_SAMPLES samples
         # (IWAE_100 cost ten times a training epoch); the fitted module scores with
         # iwae_samples
@@ -554,6 +611,11 @@ class VAE(LatentModel):
             self._fitting = False
             if getattr(self, "_module", None) is not None:
                 self._module.iwae_samples = self.iwae_samples
+
+    def _after_set_state(self) -> None:
+        super()._after_set_state()
+        if getattr(self, "decoder_", None) is None:  # a run saved before decoder_ existed
+            self.decoder_ = self._decoder(self.fitted_spec, legacy=True)
 
     def _architecture(self, spec: DataSpec) -> tuple[str, list[int]]:
         """The architecture and hidden sizes for data of ``spec``: what the fit chose

@@ -18,7 +18,8 @@ def channel_groups(n_channels: int, data_channels: int, chunks: int = 1) -> Tens
     ``chunks`` > 1 the channels are ``chunks`` equal blocks (e.g. the two halves of a gate)
     split the same way, so that ``x.chunk(chunks, dim=1)`` gives blocks with equal groups.
     A one-hot input laid out as (C, K) and logits laid out as (C, K) get group c for
-    colour c.
+    colour c; so does a scaled input of C + 1 channels whose first is a constant (the
+    constant shares group 0 with colour 0: ``i·C // (C + 1) = i − 1`` for 1 ≤ i ≤ C).
 
     Arguments:
         n_channels: number of feature channels (a multiple of ``chunks``).
@@ -32,6 +33,8 @@ def channel_groups(n_channels: int, data_channels: int, chunks: int = 1) -> Tens
         >>> from ptheta.nn.conv import channel_groups
         >>> channel_groups(6, 3).tolist(), channel_groups(4, 2, chunks=2).tolist()
         ([0, 0, 1, 1, 2, 2], [0, 1, 0, 1])
+        >>> channel_groups(4, 3).tolist()  # a constant channel, then colours 0, 1, 2
+        [0, 0, 1, 2]
     """
     if n_channels % chunks:
         raise ParameterError(f"{n_channels} channels cannot be split into {chunks} equal chunks")
@@ -200,7 +203,8 @@ class GatedBlock(nn.Module):
     returns (v, h), each (B, channels, H, W).
 
     Arguments:
-        in_channels: input feature channels (the one-hot image, C·K, for the first layer).
+        in_channels: input feature channels (for the first layer: the one-hot image, C·K,
+            or a constant channel and the C scaled colours).
         channels: output feature channels F of both stacks.
         kernel_size: odd k of the k×k vertical and 1×k horizontal kernels.
         mask_type: ``"A"`` for the first layer (a pixel does not see itself), ``"B"`` after;
@@ -301,15 +305,16 @@ class GatedBlock(nn.Module):
         return h + h_new if self.residual else h_new
 
 
-def output_head(channels: int, data_channels: int, n_categories: int) -> nn.Sequential:
+def output_head(channels: int, data_channels: int, per_entry: int) -> nn.Sequential:
     """The 1×1 output of a raster-order image model (PixelCNN, PixelRNN): ReLU, a masked
-    1×1 convolution, ReLU, and one to K logits per colour, (N, channels, H, W) →
-    (N, C·K, H, W). The masks keep colour c's logits on the features of colours ≤ c
-    (type B: :func:`causal_mask` with the horizontal stack's channel groups)."""
+    1×1 convolution, ReLU, and ``per_entry`` numbers per colour (K logits of a softmax, or
+    the 3M parameters of a logistic mixture), (N, channels, H, W) → (N, C·per_entry, H, W),
+    colour-major. The masks keep colour c's outputs on the features of colours ≤ c (type B:
+    :func:`causal_mask` with the horizontal stack's channel groups)."""
     head = {"stack": "horizontal", "data_channels": data_channels}
     return nn.Sequential(
         nn.ReLU(),
         MaskedConv2d(channels, channels, 1, **head),
         nn.ReLU(),
-        MaskedConv2d(channels, data_channels * n_categories, 1, **head),
+        MaskedConv2d(channels, data_channels * per_entry, 1, **head),
     )

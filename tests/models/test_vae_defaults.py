@@ -20,7 +20,11 @@ from ptheta.models.vae import (
     VAENetwork,
     bounded_logvar,
 )
-from ptheta.nn.decoders import BernoulliOutput, DiscretisedLogisticOutput
+from ptheta.nn.decoders import (
+    BernoulliOutput,
+    DiscretisedLogisticMixtureOutput,
+    DiscretisedLogisticOutput,
+)
 from ptheta.runs.store import save_run
 
 TINY = {"epochs": 1, "iwae_samples": 3, "device": "cpu", "validation_fraction": 0.0}
@@ -119,10 +123,13 @@ def test_many_levels_enter_the_encoder_as_intensities_not_one_hot():
     spec = DataSpec("categorical", (1, 28, 28), 256)
     mlp = VAE(architecture="mlp").build_module(spec)
     conv = VAE().build_module(spec)
-    assert isinstance(mlp.output, DiscretisedLogisticOutput)  # decoder="auto", K > 16
+    assert isinstance(mlp.output, DiscretisedLogisticMixtureOutput)  # decoder="auto", K > 16
     assert mlp.encoder[0].in_features == 784 and conv.encoder_conv[0].in_channels == 1
-    # a one-hot of 256 levels had a 784·256 × 512 first layer: 103.8 M parameters in all
-    assert sum(p.numel() for p in mlp.parameters()) < 2_000_000
+    # a one-hot of 256 levels had a 784·256 × 512 first layer: 103.8 M parameters in all;
+    # the mixture's 15 numbers per pixel from the last 512-wide layer are most of the 6.7 M
+    assert sum(p.numel() for p in mlp.parameters()) < 8_000_000
+    single = VAE(architecture="mlp", decoder="discretised-logistic").build_module(spec)
+    assert sum(p.numel() for p in single.parameters()) < 2_000_000
     x = torch.tensor([[0, 255, 51]])
     small = VAENetwork((3,), BernoulliOutput(), hidden=[4], n_categories=256)
     np.testing.assert_allclose(small._features(x).numpy(), [[-1.0, 1.0, -0.6]], atol=1e-6)
