@@ -38,8 +38,11 @@ from ptheta.params import (
 )
 
 LOG_2PI = math.log(2 * math.pi)
-# Rows (examples × importance samples) the decoder sees at once when estimating log p(x).
+# Rows (examples × importance samples) the decoder sees at once when estimating log p(x):
+# at most IWAE_ROWS, and fewer for large examples (about IWAE_NUMBERS data entries a chunk,
+# so 32×32×3 images take 2,730 rows, where a decoder's outputs per entry can be 15 numbers).
 IWAE_ROWS = 8192
+IWAE_NUMBERS = 2**23
 # Posterior-mean variance above which a latent dimension counts as active (Burda et al.).
 ACTIVE_THRESHOLD = 0.01
 # Examples per chunk of the fit's diagnostics (and never more than a batch of the source).
@@ -203,10 +206,11 @@ class LatentVariableModule(nn.Module):
 
         E[IWAE_k] ≤ E[IWAE_{k+1}] ≤ log p(x), IWAE_1 is the ELBO in expectation, and
         IWAE_k → log p(x) as k → ∞. The k samples go through the decoder in chunks of at
-        most :data:`IWAE_ROWS` rows, so memory stays bounded. With ``mask`` (x's shape,
-        True = observed) only the observed entries' factors enter p(x | z): an estimate of
-        the marginal of the observed entries (x must still hold some value elsewhere for
-        the encoder; see ``VAE.marginal_log_prob``). Noise: see :meth:`_draws`.
+        most :data:`IWAE_ROWS` rows (fewer for large examples), so memory stays bounded.
+        With ``mask`` (x's shape, True = observed) only the observed entries' factors enter
+        p(x | z): an estimate of the marginal of the observed entries (x must still hold
+        some value elsewhere for the encoder; see ``VAE.marginal_log_prob``). Noise: see
+        :meth:`_draws`.
         """
         return self.iwae_with_stderr(x, y, k, generator, mask=mask, keys=keys)[0]
 
@@ -226,7 +230,8 @@ class LatentVariableModule(nn.Module):
         n = len(x)
         mean, logvar = self.encode(x, y)  # (N, L)
         std = (0.5 * logvar).exp()
-        chunk = max(1, IWAE_ROWS // max(n, 1))
+        rows = min(IWAE_ROWS, max(1, IWAE_NUMBERS // max(x[0].numel(), 1)))
+        chunk = max(1, rows // max(n, 1))
         log_w = []
         for start in range(0, k, chunk):
             c = min(chunk, k - start)

@@ -294,3 +294,23 @@ def test_bad_input_is_a_clear_error():
         m.embed(_binary())
     with pytest.raises(ParameterError, match="steps"):
         m.interpolate(image.x[0], image.x[1], steps=1)
+
+
+def test_iwae_chunks_follow_the_example_size_and_change_no_score(monkeypatch):
+    import ptheta.models.latent as latent
+
+    x = _binary(40, d=6)
+    model = ptheta.make("vae", hidden=[8], latent_dim=2, epochs=2, device="cpu").fit(x)
+    whole = model.score_samples(x)
+    monkeypatch.setattr(latent, "IWAE_NUMBERS", 6 * 7)  # 7 rows of 6 entries: 1 draw a chunk
+    seen = []
+    log_px = type(model._module).log_px
+
+    def spy(self, x, *args, **kwargs):
+        seen.append(len(x))
+        return log_px(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(type(model._module), "log_px", spy)
+    chunked = model.score_samples(x)
+    assert len(seen) > 1 and max(seen) == 40  # one importance draw of the 40 rows at a time
+    np.testing.assert_allclose(chunked, whole, rtol=0, atol=1e-9)
