@@ -180,6 +180,26 @@ class MADENetwork(nn.Module):
         device = self.orderings.device
         return [m.to(device) for m in self._masks(ordering, hidden_degrees)]
 
+    def _context(self, n: int, y: Tensor | None, dtype: torch.dtype) -> Tensor | None:
+        """The one-hot class input (N, C) of a class-conditional network, else None."""
+        if self.n_classes:
+            if y is None or y.shape != (n,):
+                raise ValueError(f"this MADE is class-conditional: pass y, a LongTensor ({n},)")
+            return F.one_hot(y, self.n_classes).to(dtype)  # (N, C)
+        if y is not None:
+            raise ValueError("this MADE is unconditional; call it without y")
+        return None
+
+    def _outputs(self, h: Tensor, y: Tensor | None, mask: Mask) -> Tensor:
+        """The masked MLP: inputs (N, D·U) → outputs (N, D·U), U units per variable."""
+        context = self._context(h.shape[0], y, h.dtype)
+        last = len(self.layers) - 1
+        for i, layer in enumerate(self.layers):
+            h = layer(h, mask if isinstance(mask, Integral) else mask[i], context)
+            if i < last:
+                h = torch.relu(h)  # (N, H_i)
+        return h
+
     def logits(self, x_onehot: Tensor, y: Tensor | None = None, mask: Mask = 0) -> Tensor:
         """Logits of p_m(x_d | x_<d) for every variable under member ``mask``.
 
@@ -193,29 +213,23 @@ class MADENetwork(nn.Module):
             (N, D, K) logits, variables in their natural order.
         """
         n = x_onehot.shape[0]
-        context = None
-        if self.n_classes:
-            if y is None or y.shape != (n,):
-                raise ValueError(f"this MADE is class-conditional: pass y, a LongTensor ({n},)")
-            context = F.one_hot(y, self.n_classes).to(x_onehot.dtype)  # (N, C)
-        elif y is not None:
-            raise ValueError("this MADE is unconditional; call it without y")
-        binary = self.units == 1
-        # a binary x enters as 2x − 1 (±1: both values move the units, as a one-hot pair does)
-        h = x_onehot[..., 1] - x_onehot[..., 0] if binary else x_onehot.reshape(n, -1)
-        for i, layer in enumerate(self.layers):
-            h = layer(h, mask if isinstance(mask, Integral) else mask[i], context)
-            if i < len(self.layers) - 1:
-                h = torch.relu(h)  # (N, H_i)
-        if binary:  # logits (0, l): log_softmax gives log σ(−l), log σ(l)
+        if self.units == 1:
+            # a binary x enters as 2x − 1 (±1: both values move the units, as a one-hot
+            # pair does) and leaves as one logit l; (0, l): log_softmax gives log σ(∓l)
+            h = self._outputs(x_onehot[..., 1] - x_onehot[..., 0], y, mask)  # (N, D)
             return torch.stack([torch.zeros_like(h), h], dim=-1)  # (N, D, 2)
-        return h.reshape(n, self.n_dims, self.n_categories)
+        return self._outputs(x_onehot.reshape(n, -1), y, mask).reshape(n, self.n_dims, -1)
 
     def log_conditionals(self, x: Tensor, y: Tensor | None = None, mask: Mask = 0) -> Tensor:
         """log p_m(x_d | x_<d) of every variable d under member ``mask``, (N, D)."""
         x = x.reshape(len(x), -1)  # (N, D)
-        onehot = F.one_hot(x, self.n_categories).to(self.layers[0].weight.dtype)
-        logits = self.logits(onehot, y, mask)  # (N, D, K)
+        dtype = self.layers[0].weight.dtype
+        if self.units == 1:
+            # the binary case of ``logits`` without the one-hot code and the (0, l) pairs:
+            # log softmax(0, l)[x] = log σ(s · l) with s = 2x − 1, the input itself
+            signs = (2 * x - 1).to(dtype)  # (N, D)
+            return F.logsigmoid(signs * self._outputs(signs, y, mask))
+        logits = self.logits(F.one_hot(x, self.n_categories).to(dtype), y, mask)  # (N, D, K)
         return logits.log_softmax(-1).gather(-1, x[..., None]).squeeze(-1)
 
     @batched

@@ -26,6 +26,14 @@ def _zeros(x: Tensor) -> Tensor:
     return x.new_zeros(len(x))  # (N,)
 
 
+def _as_slice(index: list[int]) -> slice | None:
+    """The slice that selects exactly ``index`` (increasing, regularly spaced), or None."""
+    step = index[1] - index[0] if len(index) > 1 else 1
+    if step < 1 or index != list(range(index[0], index[-1] + 1, step)):
+        return None
+    return slice(index[0], index[-1] + 1, step)
+
+
 def _per_feature(param: Tensor, x: Tensor) -> Tensor:
     """A (C,) parameter viewed to broadcast over x's feature axis 1: (1, C, 1, ...)."""
     return param.view(1, -1, *([1] * (x.dim() - 2)))
@@ -480,6 +488,29 @@ class Coupling(Flow):
             self.scale = nn.Parameter(torch.ones(len(self.free)))
         else:
             self.scale = nn.Parameter(torch.ones(mask.shape[0]))
+        self._find_slices()
+
+    def _find_slices(self) -> None:
+        """``_slices``: the (conditioning, free) entries of axis 1 as two slices when both
+        are regular — every other entry (an alternating mask over an even count) or two
+        contiguous blocks (a channel mask) —, else None.
+
+        Then the split needs no gather and no scatter: both parts are views of x, and the
+        output is put together again by interleaving them (stack, flatten) or by
+        concatenating them; the same values as ``index_copy``.
+        """
+        self._slices = None
+        if not self.vector or not len(self.cond) or not len(self.free):
+            return
+        cond, free = _as_slice(self.cond.tolist()), _as_slice(self.free.tolist())
+        if cond is None or free is None or cond.step != free.step:
+            return
+        if cond.step == 1 or (cond.step == 2 and len(self.cond) == len(self.free)):
+            self._slices = (cond, free)
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        super()._load_from_state_dict(*args, **kwargs)  # may bring other cond / free
+        self._find_slices()
 
     def extra_repr(self) -> str:
         kind = "additive" if self.additive else "affine"
@@ -490,7 +521,9 @@ class Coupling(Flow):
     def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         """Shift and log-scale: (N, n_free) each for vectors, (N, C, H, W) for images."""
         if self.vector:
-            shift, raw = self.net(x[:, self.cond], context).chunk(2, dim=1)  # (N, n_free, ...)
+            cut = self._slices  # (N, n_cond, ...), a view where the entries are regular
+            conditioning = x[:, self.cond] if cut is None else x[:, cut[0]]
+            shift, raw = self.net(conditioning, context).chunk(2, dim=1)  # (N, n_free, ...)
             if self.additive:
                 return shift, torch.zeros_like(shift)
             scale = _per_feature(self.scale, raw)
@@ -509,11 +542,29 @@ class Coupling(Flow):
         # the conditioning entries are unchanged by forward, so inverse sees the same t, s
         shift, log_s = self._params(x, context)
         logdet = log_s.flatten(1).sum(1)
-        part = x[:, self.free] if self.vector else x
-        out = part * log_s.exp() + shift if sign > 0 else (part - shift) * (-log_s).exp()
+        if not self.vector:
+            part = x
+        elif self._slices is None:
+            part = x[:, self.free]  # (N, n_free, ...)
+        else:
+            part = x[:, self._slices[1]]  # a view
+        if sign > 0:
+            out = torch.addcmul(shift, part, log_s.exp())  # part · exp(s) + t, one op
+        else:
+            out = (part - shift) * (-log_s).exp()
         if self.vector:
-            out = x.index_copy(1, self.free, out)
-        return out, sign * logdet
+            out = self._merged(x, out)
+        return out, logdet if sign > 0 else -logdet
+
+    def _merged(self, x: Tensor, out: Tensor) -> Tensor:
+        """x with its free entries (axis 1) replaced by ``out``."""
+        if self._slices is None:
+            return x.index_copy(1, self.free, out)
+        cond = self._slices[0]
+        parts = (x[:, cond], out) if cond.start == 0 else (out, x[:, cond])
+        if cond.step == 1:  # two blocks
+            return torch.cat(parts, 1)
+        return torch.stack(parts, 2).flatten(1, 2)  # every other: entry 2i + j is parts[j][:, i]
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         return self._couple(x, context, 1)
@@ -605,20 +656,29 @@ class MADEAffine(Flow):
             f"n_features={len(self.ordering)}, hidden={hidden}, max_log_scale={self.max_log_scale}"
         )
 
-    def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _raw(self, x: Tensor, context: Tensor | None) -> Tensor:
+        """The MADE's outputs (N, D, 2): unit 2d + j belongs to variable d (j = 0: μ_d,
+        1: α_d before the bound)."""
         h = x
         context = None if context is None else context.to(x.dtype)
         for i, layer in enumerate(self.layers):
             h = layer(h, 0, context)
             if i < len(self.layers) - 1:
                 h = torch.relu(h)  # (N, H_i)
-        out = h.reshape(len(x), -1, 2)  # (N, D, 2): unit 2d + j belongs to variable d
+        return h.reshape(len(x), -1, 2)
+
+    def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
+        out = self._raw(x, context)
         c = self.max_log_scale
         return out[..., 0], c * torch.tanh(out[..., 1] / c)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        mu, alpha = self._params(x, context)
-        return (x - mu) * (-alpha).exp(), -alpha.sum(1)
+        out = self._raw(x, context)
+        # −α = c · tanh(−raw / c) (tanh is odd): the density pass needs −α only, and gets
+        # it without the two negations of exp(−α) and −Σ α
+        c = self.max_log_scale
+        minus_alpha = c * torch.tanh(out[..., 1] / -c)
+        return (x - out[..., 0]) * minus_alpha.exp(), minus_alpha.sum(1)
 
     def inverse(self, y: Tensor, context: Tensor | None = None) -> tuple[Tensor, Tensor]:
         x = torch.zeros_like(y)

@@ -261,3 +261,38 @@ def test_n_parameters_counts_only_weights_some_mask_uses():
     # variable), plus d biases
     assert model.n_parameters() == d * (d - 1) // 2 + d
     assert np.exp(model.score_samples(_configs(d, k).numpy())).sum() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("n_classes", [None, 3])
+def test_binary_log_conditionals_are_the_softmax_of_the_logits(n_classes):
+    # the binary fast path (±1 inputs, log σ(s · l)) is the one-hot computation of `logits`
+    net = _net(7, 2, hidden=(9, 8), n_classes=n_classes)
+    x = torch.randint(2, (11, 7), generator=torch.Generator().manual_seed(1))
+    y = None if n_classes is None else torch.randint(n_classes, (11,))
+    onehot = torch.nn.functional.one_hot(x, 2).double()
+    explicit = net.connectivity(torch.randperm(7), torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        for mask in [0, 2, explicit]:
+            expected = net.logits(onehot, y, mask).log_softmax(-1).gather(-1, x[..., None])
+            fast = net.log_conditionals(x, y, mask)
+            torch.testing.assert_close(fast, expected.squeeze(-1), rtol=0, atol=1e-12)
+            assert fast.std() > 0.5, "large weights: the conditionals are far from uniform"
+
+
+def test_a_trained_binary_made_stays_autoregressive_and_normalised():
+    d = 8
+    rng = np.random.default_rng(0)
+    x = (rng.random((200, d)) < np.linspace(0.1, 0.9, d)).astype(np.int64)
+    x[:, 1::2] ^= x[:, ::2]  # dependence between neighbours, for the network to learn
+    model = MADE([24, 24], epochs=3, lr=0.03, batch_size=32, dtype="float64", device="cpu")
+    net = model.fit(x).module
+    assert model.history_[-1]["train_loss"] < model.history_[0]["train_loss"]
+    # every configuration: the trained masked weights still give a normalised p(x)
+    assert np.exp(model.score_samples(_configs(d, 2).numpy())).sum() == pytest.approx(1.0)
+    # output i depends on input j only for j before i (natural order): autograd Jacobian
+    probe = torch.nn.functional.one_hot(torch.as_tensor(x[:16]), 2).double()
+    jac = torch.autograd.functional.jacobian(lambda v: net.logits(v, None, 0), probe)
+    dependence = jac[:, :, 1, :].abs().sum(dim=(0, 2, 4))  # (D, D): logit of output i, input j
+    before = torch.ones(d, d).tril(-1) > 0
+    assert dependence[~before].sum() == 0, "an output sees its own or a later input"
+    assert (dependence[before] > 0).float().mean() > 0.9
