@@ -165,6 +165,7 @@ def compare(
         raise ValueError("compare needs ptheta's side and at least one peer")
     load_before = load_average()
     times: dict[str, list[float]] = {s.name: [] for s in sides}
+    cpu: dict[str, list[float]] = {s.name: [] for s in sides}  # process CPU seconds
     objectives: dict[str, list[float]] = {s.name: [] for s in sides}
     started = time.perf_counter()
     with pinned(threads), warnings.catch_warnings():
@@ -174,13 +175,15 @@ def compare(
                 side.run()
         for _ in range(rounds):
             for side in sides:
-                begin = time.perf_counter()
+                begin, begin_cpu = time.perf_counter(), time.process_time()
                 out = side.run()
                 times[side.name].append(time.perf_counter() - begin)
+                cpu[side.name].append(time.process_time() - begin_cpu)
                 objectives[side.name].append(_objective(side, out))
     load_after = load_average()
     ours = sides[0].name
     ours_median = statistics.median(times[ours])
+    ours_cpu = statistics.median(cpu[ours])
     ours_obj = objectives[ours][-1]
     record_sides = []
     for side in sides:
@@ -190,12 +193,16 @@ def compare(
             "name": side.name,
             "times": times[side.name],
             **spread(times[side.name]),
+            "cpu_times": cpu[side.name],
+            "cpu_median": statistics.median(cpu[side.name]),
             "objective": obj,
             "objective_spread": max(objectives[side.name]) - min(objectives[side.name]),
             "info": side.info,
         }
         if side.name != ours:
             entry["ratio"] = entry["median"] / ours_median
+            # CPU time is what a loaded machine dilutes least (at the same thread count)
+            entry["cpu_ratio"] = entry["cpu_median"] / max(ours_cpu, 1e-12)
             entry["objective_rel_diff"] = rel
             entry["objective_equal"] = None if rtol is None else bool(rel <= rtol)
         record_sides.append(entry)
@@ -261,6 +268,7 @@ def print_comparison(result: dict[str, Any], title: str | None = None) -> None:
         "min–max (s)",
         "IQR (s)",
         "peer / ptheta",
+        "CPU s (ratio)",
         result["objective"],
         "rel. diff vs ptheta",
         "info",
@@ -279,6 +287,8 @@ def print_comparison(result: dict[str, Any], title: str | None = None) -> None:
             f"{_seconds(side['min'])}–{_seconds(side['max'])}",
             f"{_seconds(side['q1'])}–{_seconds(side['q3'])}",
             "—" if ratio is None else f"{ratio:.2f}×",
+            _seconds(side["cpu_median"])
+            + ("" if side.get("cpu_ratio") is None else f" ({side['cpu_ratio']:.2f}×)"),
             _objective_text(side["objective"]),
             diff,
             ", ".join(f"{k}={v}" for k, v in side["info"].items()),
@@ -298,19 +308,21 @@ def training_side(
     batches: Sequence[torch.Tensor],
     x: torch.Tensor,
     lr: float = 1e-4,
+    fused: bool = True,
 ) -> Side:
     """A side that trains a fresh network for a fixed number of AdamW steps.
 
     ``make()`` builds the network from a fixed seed and returns its per-example loss
     function and its parameters; one run takes one AdamW step (learning rate ``lr``) per
-    batch of ``batches`` (the same batches for every side); the objective is the trained
+    batch of ``batches`` (the same batches for every side); ``fused``: the one-kernel
+    AdamW that ptheta's Trainer uses, for both sides alike; the objective is the trained
     network's mean loss on all of ``x``, computed outside the timer. The parameter count
     is recorded in ``info``.
     """
 
     def run() -> Callable[[torch.Tensor], torch.Tensor]:
         loss, params = make()
-        opt = torch.optim.AdamW(params, lr=lr)
+        opt = torch.optim.AdamW(params, lr=lr, fused=fused)
         for b in batches:
             value = loss(b).mean()
             opt.zero_grad(set_to_none=True)

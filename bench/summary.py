@@ -66,11 +66,12 @@ def comparison_table(records: list[dict[str, Any]]) -> Table:
     table = Table(
         title="peer comparisons — latest record of each workload (bench/results/*.jsonl)",
         title_justify="left",
-        caption="ratio = peer median / ptheta median: > 1 means ptheta is faster; objectives "
+        caption="ratio = peer median / ptheta median: > 1 means ptheta is faster (CPU: the "
+        "same for process CPU seconds, less diluted by other load); objectives "
         "equal: the final objectives agree within the workload's tolerance (n/a: not "
         "expected to, e.g. different optimisers); load: 1-min load average before → after",
     )
-    for col in ("script", "workload", "thr", "ptheta s", "peer", "peer s", "ratio",
+    for col in ("script", "workload", "thr", "ptheta s", "peer", "peer s", "ratio", "CPU",
                 "objectives equal?", "load", "when (UTC)"):  # fmt: skip
         table.add_column(col, justify="left" if col in ("script", "workload", "peer") else "right")
     for rec in records:
@@ -86,6 +87,7 @@ def comparison_table(records: list[dict[str, Any]]) -> Table:
                 peer["name"],
                 _seconds(peer["median"]),
                 f"[{colour}]{ratio:.2f}×[/{colour}]",
+                "—" if peer.get("cpu_ratio") is None else f"{peer['cpu_ratio']:.2f}×",
                 _objectives(peer),
                 _load(rec),
                 rec.get("time", "?")[5:16].replace("T", " "),
