@@ -43,7 +43,9 @@ def mixture_data(n: int, d: int, seed: int = 0) -> np.ndarray:
     means = rng.normal(scale=3.0, size=(K, d))
     factors = rng.normal(size=(K, d, d)) / np.sqrt(d)
     z = rng.integers(0, K, size=n)
-    noise = np.einsum("nij,nj->ni", factors[z], rng.normal(size=(n, d)))
+    noise = rng.normal(size=(n, d))
+    for k in range(K):  # each row through its component's factor (no (n, d, d) array)
+        noise[z == k] = noise[z == k] @ factors[k].T
     return means[z] + noise + 0.1 * rng.normal(size=(n, d))
 
 

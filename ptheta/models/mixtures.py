@@ -38,6 +38,12 @@ _INIT_ROWS = 10_000
 # a block stays in cache from the product that forms it to the one that sums it.
 _BLOCK_VALUES_CPU = 2**18
 _BLOCK_VALUES = 2**22
+# ... but at least this many rows a block on the CPU (BLAS products over fewer rows run far
+# below their peak: at D = 256, 512 rows a block take 3/4 of the time of 102)
+_MIN_BLOCK_ROWS_CPU = 512
+# from this many features on, the CPU whitens each component by a triangular product
+# (trmm: half the flops of the one general product of every component, worth its K calls)
+_TRIANGULAR_FROM = 128
 _EPS = 10 * np.finfo(np.float64).eps
 # values (rows × K × D²) per batched solve of the rows with missing entries (~16 MB a table)
 _MISSING_CHUNK = 2**21
@@ -140,8 +146,26 @@ class _Backend:
 
     def block_rows(self, per_row: int) -> int:
         """Rows per block of a temporary with ``per_row`` values per row."""
-        values = _BLOCK_VALUES_CPU if self.cpu else _BLOCK_VALUES
-        return int(np.clip(values // max(1, per_row), 64, 65536))
+        if self.cpu:
+            return int(np.clip(_BLOCK_VALUES_CPU // max(1, per_row), _MIN_BLOCK_ROWS_CPU, 65536))
+        return int(np.clip(_BLOCK_VALUES // max(1, per_row), 64, 65536))
+
+
+class _Workspace:
+    """Arrays the E-step's blocks reuse (numpy, one set per fit): a fresh temporary of a
+    few megabytes per block costs its page faults every time (on the CPU, as much as the
+    arithmetic that fills it at D ≤ 64)."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[str, np.ndarray] = {}
+
+    def get(self, name: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        """An uninitialised array of ``shape`` (the same memory each call for ``name``)."""
+        size = math.prod(shape)
+        a = self.arrays.get(name)
+        if a is None or a.size < size or a.dtype != dtype:
+            a = self.arrays[name] = np.empty(size, dtype)
+        return a[:size].reshape(shape)
 
 
 def _np64(a: Any) -> Any:
@@ -176,7 +200,7 @@ def _hard(score: Any) -> Any:
     return (np.arange(len(score))[:, None] == best).astype(score.dtype)
 
 
-def _weighted_gram(y: Any, resp: Any) -> Any:
+def _weighted_gram(y: Any, resp: Any, work: _Workspace | None = None) -> Any:
     """Σ_n r_kn y_kn y_knᵀ for every k, (K, E, E), of y (K, E, b) and weights r (K, b):
     its upper triangle at least (the lower may be zeros; see `_symmetric`).
 
@@ -184,16 +208,21 @@ def _weighted_gram(y: Any, resp: Any) -> Any:
     product, half the work of a general one, worth its extra calls once rows are long);
     otherwise one batched general product."""
     e = y.shape[1]
-    if isinstance(y, torch.Tensor) or e < 32:
+    if isinstance(y, torch.Tensor) or work is None:
         return (y * resp[:, None, :]) @ y.swapaxes(1, 2)
+    if e < 32:
+        weighted = np.multiply(y, resp[:, None, :], out=work.get("weighted", y.shape, y.dtype))
+        return weighted @ y.swapaxes(1, 2)
     from scipy.linalg import blas
 
     syrk = blas.get_blas_funcs("syrk", (y,))
     root = np.sqrt(resp)
     out = np.empty((len(y), e, e), dtype=y.dtype)
+    weighted = work.get("weighted", y.shape[1:], y.dtype)
     for j in range(len(y)):
         # (y_k √r)ᵀ in Fortran order is (b, E): trans=1 gives its Gram matrix (E, E)
-        out[j] = syrk(1.0, (y[j] * root[j]).T, trans=1, lower=0)  # upper triangle
+        np.multiply(y[j], root[j], out=weighted)
+        out[j] = syrk(1.0, weighted.T, trans=1, lower=0)  # upper triangle
     return out
 
 
@@ -245,7 +274,9 @@ class _Whitening:
         weights, means, cov = params
         means = np.asarray(means, dtype=np.float64)
         k, d = means.shape
-        self.k, self.d, self.diag, self.means = k, d, diag, means
+        self.k, self.d, self.diag, self.means, self.identity = k, d, diag, means, identity
+        self.work: _Workspace | None = None  # numpy blocks' reused arrays (set by the problem)
+        self.lower: list[np.ndarray] | None = None  # L_k⁻¹ for trmm (wide data, CPU)
         if identity:  # y = u − μ_k: distances to the centres (the initial assignment)
             log_det, trace = np.zeros(k), np.zeros(k)
             self.factor = np.ones((k, d)) if diag else np.broadcast_to(np.eye(d), (k, d, d))
@@ -265,10 +296,15 @@ class _Whitening:
                     "distinct points than components, or duplicated/constant features); raise "
                     "reg_covar, use covariance_type='diag', or use fewer components"
                 ) from None
-            eye = torch.eye(d, dtype=torch.float64).expand(k, d, d)
-            inverse = torch.linalg.solve_triangular(
-                torch.from_numpy(self.factor), eye, upper=False
-            ).numpy()  # L_k⁻¹, (K, D, D)
+            if d >= _TRIANGULAR_FROM:  # LAPACK's triangular inverse: D³/3 flops, not D³
+                from scipy.linalg import lapack
+
+                inverse = np.tril(np.stack([lapack.dtrtri(f, lower=1)[0] for f in self.factor]))
+            else:
+                eye = torch.eye(d, dtype=torch.float64).expand(k, d, d)
+                inverse = torch.linalg.solve_triangular(
+                    torch.from_numpy(self.factor), eye, upper=False
+                ).numpy()  # L_k⁻¹, (K, D, D)
             log_det = 2.0 * np.log(np.diagonal(self.factor, axis1=1, axis2=2)).sum(axis=1)
             trace = (inverse * inverse).sum(axis=(1, 2))  # ‖L⁻¹‖²_F = tr(Σ⁻¹)
         with np.errstate(divide="ignore"):
@@ -296,6 +332,12 @@ class _Whitening:
             stacked[:, :d, d] = -np.einsum("kij,kj->ki", inverse, means)
             stacked[:, d, d] = 1.0
             self.stacked = backend.array(stacked.reshape(k * (d + 1), d + 1))
+            # wide data on the CPU: L_k⁻¹ (lower triangular, Fortran order) for trmm
+            self.lower = None
+            if backend.cpu and d >= _TRIANGULAR_FROM and not identity:
+                self.lower = [
+                    np.asfortranarray(inverse[j], dtype=backend.np_dtype) for j in range(k)
+                ]
 
     def sums(self, u: Any, resp: Any = None, hard: bool = False) -> dict[str, Any]:
         """Sums over the rows ``u`` (b, D + 1; the last column 1) of the responsibilities
@@ -303,19 +345,41 @@ class _Whitening:
         and of the smoothed and reported log-likelihoods; r the posteriors, or given (K, b),
         or (``hard``) one-hot on the nearest mean."""
         xp = torch if isinstance(u, torch.Tensor) else np
+        if hard and self.identity and xp is np:
+            return self._nearest_sums(u)
         k, d, b = self.k, self.d, u.shape[0]
+        work = self.work if xp is np else None
         if self.diag:
-            y = (u[:, :d].T[None] - self.centres[:, :, None]) * self.inverse[:, :, None]
-            sq = y * y  # (K, D, b)
+            if work is None:
+                y = (u[:, :d].T[None] - self.centres[:, :, None]) * self.inverse[:, :, None]
+                sq = y * y  # (K, D, b)
+            else:
+                y = work.get("y", (k, d, b), u.dtype)
+                np.subtract(u[:, :d].T[None], self.centres[:, :, None], out=y)
+                y *= self.inverse[:, :, None]
+                sq = np.multiply(y, y, out=work.get("sq", (k, d, b), u.dtype))
             maha = sq.sum(1)  # (K, b)
-        else:
+        elif work is None:
             y = (self.stacked @ u.T).reshape(k, d + 1, b)  # y[k] = [L_k⁻¹ (u − μ_k)ᵀ; 1]
             maha = xp.einsum("kdb,kdb->kb", y[:, :d], y[:, :d])  # (K, b)
+        elif self.lower is None:  # the same, in the workspace's arrays
+            y = work.get("y", (k * (d + 1), b), u.dtype)
+            y = np.matmul(self.stacked, u.T, out=y).reshape(k, d + 1, b)
+            maha = work.get("maha", (k, b), u.dtype)
+            np.einsum("kdb,kdb->kb", y[:, :d], y[:, :d], out=maha)
+        else:  # wide: y_k = L_k⁻¹ (u − μ_k) by one triangular product per component
+            y = self._triangular(u, work)
+            maha = work.get("maha", (k, b), u.dtype)
+            np.einsum("kdb,kdb->kb", y[:, :d], y[:, :d], out=maha)
         objective = loglik = 0.0
         if hard:
             resp = _hard(-maha)
         elif resp is None:
-            log_w = self.const[:, None] - 0.5 * maha  # (K, b)
+            if work is None:
+                log_w = self.const[:, None] - 0.5 * maha  # (K, b)
+            else:  # in place on the distances
+                log_w = np.multiply(maha, -0.5, out=maha)
+                log_w += self.const[:, None]
             if self.plain is not None and self.plain_factor is None:
                 loglik = _log_normalise(log_w + self.plain[:, None])[1].sum()
             resp, log_p = _log_normalise(log_w)
@@ -329,10 +393,54 @@ class _Whitening:
             n, first = resp.sum(1), (y @ resp[:, :, None])[:, :, 0]  # (K,), (K, D)
             second = (sq @ resp[:, :, None])[:, :, 0]  # (K, D)
         else:  # one product: [[Σ r y yᵀ, Σ r y], [Σ r yᵀ, Σ r]] per component
-            full = _weighted_gram(y, resp)  # (K, D+1, D+1)
+            full = _weighted_gram(y, resp, work)  # (K, D+1, D+1)
             n, first, second = full[:, d, d], full[:, :d, d], full[:, :d, :d]
         return {"n": n, "first": first, "second": second,
                 "objective": objective, "log_likelihood": loglik}  # fmt: skip
+
+    def _triangular(self, u: np.ndarray, work: _Workspace) -> np.ndarray:
+        """[L_k⁻¹ (u − μ_k)ᵀ; 1] for every k, (K, D + 1, b), in the workspace: each block
+        y_k holds (u − μ_k)ᵀ, then BLAS ``trmm`` multiplies it in place — as the (b, D)
+        Fortran-order matrix y_kᵀ, on the right by (L_k⁻¹)ᵀ."""
+        from scipy.linalg import blas
+
+        assert self.lower is not None
+        k, d, b = self.k, self.d, u.shape[0]
+        y = work.get("y", (k, d + 1, b), u.dtype)
+        trmm = blas.get_blas_funcs("trmm", (y,))
+        for j in range(k):
+            block = y[j, :d]  # (D, b), C order: its transpose is Fortran order
+            np.subtract(u[:, :d].T, self.means[j][:, None], out=block)
+            out = trmm(1.0, self.lower[j], block.T, side=1, lower=1, trans_a=1, overwrite_b=1)
+            if not np.shares_memory(out, block):  # (BLAS wrappers that copied)
+                block[...] = out.T
+        y[:, d, :] = 1.0
+        return y
+
+    def _nearest_sums(self, u: np.ndarray) -> dict[str, Any]:
+        """:meth:`sums` of the identity whitening with ``hard`` responsibilities (the initial
+        assignment, numpy): each row counts for its nearest centre only, so the rows are
+        grouped by centre and each group's sums are taken alone — N·D² work for the
+        scatter, not K·N·D² for every centre's. Nearest by ‖u‖² − 2 u·μ_k + ‖μ_k‖² (one
+        product; the first of equal distances, as ``_hard``)."""
+        k, d = self.k, self.d
+        x = u[:, :d]
+        dist = (self.means**2).sum(axis=1) - 2.0 * (x @ self.means.T)  # (b, K), less ‖u‖²
+        nearest = dist.argmin(axis=1)
+        counts = np.bincount(nearest, minlength=k)
+        order = np.argsort(nearest, kind="stable")
+        first = np.zeros((k, d))
+        second = np.zeros((k, d) if self.diag else (k, d, d))
+        stop = 0
+        for j in range(k):
+            start, stop = stop, stop + int(counts[j])
+            if start == stop:
+                continue
+            y = x[order[start:stop]] - self.means[j]  # (n_k, D)
+            first[j] = y.sum(axis=0)
+            second[j] = (y * y).sum(axis=0) if self.diag else y.T @ y
+        return {"n": counts.astype(np.float64), "first": first, "second": second,
+                "objective": 0.0, "log_likelihood": 0.0}  # fmt: skip
 
     def moments(self, sums: Mapping[str, np.ndarray]) -> tuple[np.ndarray, ...]:
         """Counts (K,), means (K, D) and covariances (without smoothing) of the weighted rows
@@ -344,7 +452,16 @@ class _Whitening:
             return n, self.means + self.factor * delta, var * self.factor**2
         scatter = _symmetric(sums["second"]) / (n + _EPS)[:, None, None]
         scatter = scatter - np.einsum("ki,kj->kij", delta, delta)
-        cov = self.factor @ scatter @ self.factor.transpose(0, 2, 1)
+        if self.d >= _TRIANGULAR_FROM and not self.identity:  # L S Lᵀ by two trmm, 2D³ flops
+            from scipy.linalg import blas
+
+            trmm = blas.get_blas_funcs("trmm", (scatter,))
+            cov = np.empty_like(scatter)
+            for j, (factor, s) in enumerate(zip(self.factor, scatter, strict=True)):
+                left = trmm(1.0, factor, s.T, side=0, lower=1)  # L S (S symmetric: sᵀ = s)
+                cov[j] = trmm(1.0, factor, left, side=1, lower=1, trans_a=1)  # (L S) Lᵀ
+        else:
+            cov = self.factor @ scatter @ self.factor.transpose(0, 2, 1)
         mean = self.means + np.einsum("kij,kj->ki", self.factor, delta)
         return n, mean, 0.5 * (cov + cov.transpose(0, 2, 1))
 
@@ -465,11 +582,17 @@ class _GaussianEM:
         self.inverse_scale = 1.0 / scale
         self.rows = backend.block_rows(k * len(offset))
         self._cached: tuple[Params, _Whitening] | None = None
+        self.work = _Workspace() if backend.cpu else None
 
-    def standardised(self, batch: np.ndarray) -> np.ndarray:
-        """The rows' u (b, D) with a column of ones appended, (b, D + 1)."""
+    def standardised(self, batch: np.ndarray, reuse: bool = False) -> np.ndarray:
+        """The rows' u (b, D) with a column of ones appended, (b, D + 1) (``reuse``: in the
+        workspace's array, valid until the next block)."""
         flat = batch.reshape(len(batch), len(self.offset))
-        out = np.empty((len(flat), flat.shape[1] + 1))
+        shape = (len(flat), flat.shape[1] + 1)
+        if reuse and self.work is not None:
+            out = self.work.get("u", shape, np.float64)
+        else:
+            out = np.empty(shape)
         np.subtract(flat, self.offset - self.cell_centre, out=out[:, :-1])
         out[:, :-1] *= self.inverse_scale
         out[:, -1] = 1.0
@@ -493,7 +616,7 @@ class _GaussianEM:
             return _summed(blocks)
         blocks = []
         for i in range(0, max(1, len(batch)), self.rows):
-            u = self.standardised(batch[i : i + self.rows])
+            u = self.standardised(batch[i : i + self.rows], reuse=True)
             if hard:
                 u[np.isnan(u)] = 0.0  # the starting point only: at the observed mean
             blocks.append(whitening.sums(self.backend.array(u), hard=hard))  # (b, D+1)
@@ -502,6 +625,7 @@ class _GaussianEM:
     def _whitening(self, params: Params) -> _Whitening:
         if self._cached is None or self._cached[0] is not params:
             whitening = _Whitening(params, self.diag, self.smooth, self.report, self.backend)
+            whitening.work = self.work
             self._cached = (params, whitening)
         return self._cached[1]
 

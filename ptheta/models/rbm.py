@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any, ClassVar
 
 import numpy as np
@@ -19,11 +20,15 @@ from ptheta.params import Choice, Config, Int, Param, check_choice, check_int, c
 
 # log Z is computed exactly when the smaller layer has at most this many units (2^20 terms)
 MAX_EXACT_UNITS = 20
-# configurations of the enumerated layer summed at once: bounds memory to ~2^14 × width
-_ENUM_CHUNK = 2**14
+# exact log Z enumerates the configurations of one layer as lo + 2^n_lo · hi, with at most
+# this many low bits, in blocks of about _ENUM_VALUES inputs of the other layer (~1 MB)
+_ENUM_LOW_BITS = 10
+_ENUM_VALUES = 2**17
 # a quick AIS for the Trainer's validation NLL when log Z has no exact form (fixed seed, so
 # the validation numbers of a run are reproducible and training randomness is untouched)
 _VAL_AIS_RUNS, _VAL_AIS_BETAS = 32, 500
+# uniforms the sgd solver's PCD-1 loop draws in one call (~1 MB of float32)
+_UNIFORMS = 2**18
 
 
 def bernoulli(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
@@ -32,6 +37,13 @@ def bernoulli(p: Tensor, generator: torch.Generator | None = None) -> Tensor:
     return (torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device) < p).to(
         p.dtype
     )
+
+
+def _configurations(n: int, like: Tensor) -> Tensor:
+    """All 2^n binary configurations of n units, (2^n, n), row i holding the bits of i
+    (unit j = bit j), in ``like``'s dtype and device."""
+    index = torch.arange(2**n, device=like.device)
+    return ((index[:, None] >> torch.arange(n, device=like.device)) & 1).to(like.dtype)
 
 
 class RBMNetwork(nn.Module):
@@ -201,17 +213,25 @@ class RBMNetwork(nn.Module):
                 f"exact log Z enumerates 2^{n} configurations of the {layer} layer; it is "
                 f"limited to {MAX_EXACT_UNITS} units: use method='ais'"
             )
-        bits = torch.arange(n, device=self.W.device)
-        parts = []
+        # configuration s = lo + 2^n_lo · hi (bit j of the index is unit j): the other
+        # layer's inputs are A_lo[lo] + A_hi[hi], so the 2^n products become broadcast sums
+        # of two small tables, read in cache-sized blocks of hi
+        if layer == "hidden":  # terms c·h + Σ_i softplus(b_i + (Wᵀh)_i)
+            weights, bias_in, bias_out = self.W, self.c, self.b
+        else:  # terms −F(v) = b·v + Σ_j softplus(c_j + W_j·v)
+            weights, bias_in, bias_out = self.W.T, self.b, self.c
+        n_lo = min(n, _ENUM_LOW_BITS)
         with torch.no_grad():
-            for start in range(0, 2**n, _ENUM_CHUNK):
-                idx = torch.arange(start, min(start + _ENUM_CHUNK, 2**n), device=self.W.device)
-                s = ((idx[:, None] >> bits) & 1).to(self.W.dtype)  # (chunk, n) configurations
-                if layer == "hidden":
-                    terms = s @ self.c + F.softplus(s @ self.W + self.b).sum(-1)
-                else:
-                    terms = -self.free_energy(s)
-                parts.append(torch.logsumexp(terms, 0))
+            s_lo, s_hi = _configurations(n_lo, weights), _configurations(n - n_lo, weights)
+            a_lo = s_lo @ weights[:n_lo] + bias_out  # (2^n_lo, m)
+            a_hi = s_hi @ weights[n_lo:]  # (2^n_hi, m)
+            t_lo, t_hi = s_lo @ bias_in[:n_lo], s_hi @ bias_in[n_lo:]
+            step = max(1, _ENUM_VALUES // a_lo.numel())  # hi configurations per block
+            parts = []
+            for start in range(0, len(a_hi), step):
+                pre = a_lo + a_hi[start : start + step, None]  # (g, 2^n_lo, m)
+                terms = F.softplus(pre).sum(-1) + t_lo + t_hi[start : start + step, None]
+                parts.append(torch.logsumexp(terms.flatten(), 0))
         return torch.logsumexp(torch.stack(parts), 0)
 
     @torch.no_grad()
@@ -449,7 +469,7 @@ class RBM(NeuralModel):
             super()._train(spec, n_classes, parts, run_dir, resume, fingerprint)
             return
         config = self.train_config()
-        torch.manual_seed(config.seed)
+        torch.random.default_generator.manual_seed(config.seed)  # the CPU-built weights only
         module = self._build_module(spec, n_classes).to(self._weights_dtype())
         x_train = np.asarray(parts[0]).reshape(len(parts[0]), -1)  # the lean loop: in memory
         self.history_, seconds = sgd_fit(module, x_train, config, self.verbose)
@@ -550,18 +570,17 @@ def sgd_fit(
     the gradient of the surrogate ``RBMNetwork.loss`` written out: the classical RBM
     update (Hinton 2010; scikit-learn's ``BernoulliRBM`` takes the same steps with PCD-1
     and one chain per example of a batch). A tiny network cannot amortise the general
-    Trainer's per-step work (autograd, AdamW, clipping, logging), so this loop keeps one
-    set of preallocated arrays and draws each epoch's uniforms in one call. Examples are
-    visited in a fresh seeded order each epoch; ``max_time`` stops after the epoch that
-    crosses it. No validation, early stopping or checkpoints on this path.
+    Trainer's per-step work (autograd, AdamW, clipping, logging): PCD-1 (the default
+    ``method="pcd"``, ``gibbs_steps=1``) runs fused, about a dozen numpy calls a step on
+    preallocated arrays with the uniforms of many steps drawn at once
+    (:func:`_pcd1_epochs`); CD-k and PCD-k with k > 1 run the plain loop
+    (:func:`_gibbs_k_epochs`). Examples are visited in a fresh seeded order each epoch;
+    ``max_time`` stops after the epoch that crosses it. No validation, early stopping or
+    checkpoints on this path.
 
     Returns:
         the per-epoch history (epoch, step, seconds, lr) and the training seconds.
     """
-    import time
-
-    from scipy.special import expit
-
     from ptheta.progress import progress_bar
 
     dtype = module.W.dtype
@@ -577,45 +596,18 @@ def sgd_fit(
     persistent = module.method == "pcd"
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, Any]] = []
-    start, step = time.perf_counter(), 0
+    start = time.perf_counter()
     with progress_bar(int(config.epochs), "rbm (sgd)", enabled=bool(verbose)) as advance:
-        h_chain = None  # PCD-1: the chains' hidden sample, drawn at the end of each step
-        for epoch in range(int(config.epochs)):
-            shuffled = data[rng.permutation(n)]  # one copy per epoch; batches are views
-            for lo in range(0, n, batch):
-                v_pos = shuffled[lo : lo + batch]
-                h_pos = expit(v_pos @ w.T + c)  # (B, H), before the weights move
-                if persistent and k == 1:
-                    # as the classical PCD-1 loop (and scikit-learn's): the chains' hidden
-                    # sample comes from the previous step's negative phase, so one sweep
-                    # costs one h → v and one v → h product, not two of each
-                    if h_chain is None:
-                        p_h = expit(chains @ w.T + c)
-                        h_chain = (rng.random(p_h.shape, dtype=np_dtype) < p_h).astype(np_dtype)
-                    p_v = expit(h_chain @ w + b)
-                    v_neg = (rng.random(p_v.shape, dtype=np_dtype) < p_v).astype(np_dtype)
-                else:
-                    v_neg = chains if persistent else v_pos
-                    for _ in range(k):
-                        p_h = expit(v_neg @ w.T + c)
-                        h = (rng.random(p_h.shape, dtype=np_dtype) < p_h).astype(np_dtype)
-                        p_v = expit(h @ w + b)
-                        v_neg = (rng.random(p_v.shape, dtype=np_dtype) < p_v).astype(np_dtype)
-                if persistent:
-                    chains = v_neg
-                h_neg = sgd_step(w, b, c, v_pos, v_neg, lr, decay, h_pos)
-                if persistent and k == 1:
-                    h_chain = (rng.random(h_neg.shape, dtype=np_dtype) < h_neg).astype(np_dtype)
-                step += 1
-            seconds = time.perf_counter() - start
-            history.append({"epoch": epoch + 1, "step": step, "lr": lr, "seconds": seconds})
-            advance(1)
-            if config.max_time is not None and seconds > config.max_time:
-                break
+        if persistent and k == 1:
+            w, b, c, chains = _pcd1_epochs(w, b, c, chains, data, batch, lr, decay, rng,
+                                           config, history, start, advance)  # fmt: skip
+        else:
+            _gibbs_k_epochs(w, b, c, chains, data, batch, lr, decay, k, persistent, rng,
+                            config, history, start, advance)  # fmt: skip
     with torch.no_grad():
-        module.W.copy_(torch.from_numpy(w))
-        module.b.copy_(torch.from_numpy(b))
-        module.c.copy_(torch.from_numpy(c))
+        module.W.copy_(torch.from_numpy(np.ascontiguousarray(w)))
+        module.b.copy_(torch.from_numpy(np.ascontiguousarray(b)))
+        module.c.copy_(torch.from_numpy(np.ascontiguousarray(c)))
         module.chains.copy_(torch.from_numpy(np.ascontiguousarray(chains)))
         module.log_z.fill_(float("nan"))
     return history, time.perf_counter() - start
@@ -648,3 +640,161 @@ def sgd_step(
     b += lr * (v_pos.sum(0) * m_pos - v_neg.sum(0) * m_neg)
     c += lr * (h_pos.sum(0) * m_pos - h_neg.sum(0) * m_neg)
     return h_neg
+
+
+def _epoch_done(
+    history: list[dict[str, Any]],
+    epoch: int,
+    step: int,
+    lr: float,
+    start: float,
+    config: Any,
+    advance: Any,
+) -> bool:
+    """Record an epoch of :func:`sgd_fit`; True when ``max_time`` has passed."""
+    seconds = time.perf_counter() - start
+    history.append({"epoch": epoch + 1, "step": step, "lr": lr, "seconds": seconds})
+    advance(1)
+    return config.max_time is not None and seconds > config.max_time
+
+
+def _sigmoid_(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^−x) in place (numpy's vectorised exp: about twice scipy's ``expit`` on
+    small float32 arrays; e^−x overflows to inf for x below about −88 (float32), giving the
+    limit 0: call under ``np.errstate(over="ignore")``)."""
+    np.negative(x, out=x)
+    np.exp(x, out=x)
+    x += 1.0
+    return np.reciprocal(x, out=x)
+
+
+def _pcd1_epochs(
+    w: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    chains: np.ndarray,
+    data: np.ndarray,
+    batch: int,
+    lr: float,
+    decay: float,
+    rng: np.random.Generator,
+    config: Any,
+    history: list[dict[str, Any]],
+    start: float,
+    advance: Any,
+) -> tuple[np.ndarray, ...]:
+    """PCD-1 epochs of :func:`sgd_fit`, fused: the classical loop (as scikit-learn's), whose
+    chains keep their hidden sample from the previous step's negative phase, in about a
+    dozen numpy calls per step on preallocated arrays.
+
+    The parameters live in one matrix P = [[W, c], [b, 0]] (H+1, D+1), and the step's rows
+    in one array V = [v⁺ 1; v⁻ 1]: the hidden inputs of positives and negatives are one
+    product V P[:H]ᵀ, and with R = [ĥ 1] scaled by lr/B (positives) and −lr/C (negatives)
+    the whole update of W, b and c is one product, P += Rᵀ V. The uniforms of many steps
+    are drawn in one call, in the order of the per-step draws (v⁻'s, then the chains' next
+    h). The same arithmetic and random stream as the classical loop, up to rounding
+    (``tests/models/test_rbm_sgd.py``).
+
+    Returns:
+        W, b, c and the chains after the last step.
+    """
+    h, d = w.shape
+    n, n_chains, dtype = len(data), len(chains), w.dtype
+    params = np.zeros((h + 1, d + 1), dtype=dtype)  # [[W, c], [b, 0]]
+    params[:h, :d], params[:h, d], params[h, :d] = w, c, b
+    to_hidden, to_visible = params[:h].T, params[:, :d]  # views: (D+1, H), (H+1, D)
+    rows = np.ones((batch + n_chains, d + 1), dtype=dtype)  # v⁺ in [batch − B, batch)
+    hidden = np.empty((batch + n_chains, h), dtype=dtype)  # ĥ, contiguous for the sigmoid
+    h_chain = np.ones((n_chains, h + 1), dtype=dtype)
+    p_v = np.empty((n_chains, d), dtype=dtype)
+    scaled = np.empty((batch + n_chains, h + 1), dtype=dtype)  # R = [ĥ 1] × scale
+    grad = np.empty_like(params)
+    neg, v_neg, h_neg = slice(batch, None), rows[batch:, :d], hidden[batch:]
+    scales: dict[int, np.ndarray] = {}
+    last_size = 0
+    per_step = n_chains * (d + h)  # uniforms a step draws
+    group = max(1, _UNIFORMS // per_step)  # steps whose uniforms are drawn at once
+    rows[neg, :d] = chains
+    step = 0
+    with np.errstate(over="ignore"):
+        for epoch in range(int(config.epochs)):
+            shuffled = data[rng.permutation(n)]  # one copy per epoch; batches are views
+            if epoch == 0:  # the chains' first hidden sample, from their initial states
+                np.matmul(rows[neg], to_hidden, out=h_neg)
+                first = rng.random((n_chains, h), dtype=dtype)
+                np.less(first, _sigmoid_(h_neg), out=h_chain[:, :h])
+            starts = range(0, n, batch)
+            for i, lo in enumerate(starts):
+                if i % group == 0:
+                    count = min(group, len(starts) - i)
+                    uniforms = rng.random((count, per_step), dtype=dtype)
+                u = uniforms[i % group]
+                u_v, u_h = u[: n_chains * d].reshape(n_chains, d), u[n_chains * d :]
+                size = min(batch, n - lo)
+                top = batch - size
+                if size != last_size:  # lr/B for the positives, −lr/C for the chains
+                    scales[size] = np.concatenate(
+                        [np.full(size, lr / size), np.full(n_chains, -lr / n_chains)]
+                    ).astype(dtype)[:, None]
+                    scaled[top:, h] = scales[size][:, 0]  # the column of ones, scaled
+                    last_size = size
+                # negative phase: v⁻ ~ p(v | h of the chains), under the weights before the step
+                np.matmul(h_chain, to_visible, out=p_v)
+                np.less(u_v, _sigmoid_(p_v), out=v_neg)
+                rows[top:batch, :d] = shuffled[lo : lo + size]
+                # ĥ of positives and negatives: one product
+                np.matmul(rows[top:], to_hidden, out=hidden[top:])
+                _sigmoid_(hidden[top:])
+                # the chains' next hidden sample, from ĥ(v⁻) before the weights move
+                np.less(u_h.reshape(n_chains, h), h_neg, out=h_chain[:, :h])
+                np.multiply(hidden[top:], scales[size], out=scaled[top:, :h])
+                np.matmul(scaled[top:].T, rows[top:], out=grad)  # lr × [[∇W, ∇c], [∇b, ·]]
+                if decay:
+                    params[:h, :d] *= 1.0 - lr * decay
+                params += grad
+                step += 1
+            if _epoch_done(history, epoch, step, lr, start, config, advance):
+                break
+    return params[:h, :d], params[h, :d], params[:h, d], v_neg
+
+
+def _gibbs_k_epochs(
+    w: np.ndarray,
+    b: np.ndarray,
+    c: np.ndarray,
+    chains: np.ndarray,
+    data: np.ndarray,
+    batch: int,
+    lr: float,
+    decay: float,
+    k: int,
+    persistent: bool,
+    rng: np.random.Generator,
+    config: Any,
+    history: list[dict[str, Any]],
+    start: float,
+    advance: Any,
+) -> None:
+    """CD-k (negatives: k sweeps from the batch) or PCD-k epochs of :func:`sgd_fit`, updating
+    W, b, c and (PCD) the chains in place: each step draws h then v, k times, then takes
+    :func:`sgd_step`."""
+    from scipy.special import expit
+
+    n, np_dtype, step = len(data), w.dtype, 0
+    for epoch in range(int(config.epochs)):
+        shuffled = data[rng.permutation(n)]
+        for lo in range(0, n, batch):
+            v_pos = shuffled[lo : lo + batch]
+            h_pos = expit(v_pos @ w.T + c)  # (B, H), before the weights move
+            v_neg = chains if persistent else v_pos
+            for _ in range(k):
+                p_h = expit(v_neg @ w.T + c)
+                h = (rng.random(p_h.shape, dtype=np_dtype) < p_h).astype(np_dtype)
+                p_v = expit(h @ w + b)
+                v_neg = (rng.random(p_v.shape, dtype=np_dtype) < p_v).astype(np_dtype)
+            if persistent:
+                chains[...] = v_neg
+            sgd_step(w, b, c, v_pos, v_neg, lr, decay, h_pos)
+            step += 1
+        if _epoch_done(history, epoch, step, lr, start, config, advance):
+            break
