@@ -133,6 +133,11 @@ def encode_labels(model: str, y: Any) -> tuple[np.ndarray, np.ndarray]:
                 "labels; a classifier needs integer or string labels: bin a continuous "
                 "target first"
             )
+    if labels.dtype.kind in "iu" and len(labels) and labels.min() >= 0 and labels.max() < 2**20:
+        # small non-negative integers: the same classes and indices in O(N), no sort
+        present = np.bincount(labels.reshape(-1)) > 0
+        classes = np.flatnonzero(present).astype(labels.dtype)
+        return classes, (np.cumsum(present) - 1)[labels.reshape(-1)]
     try:
         classes, index = np.unique(labels, return_inverse=True)
     except TypeError:

@@ -302,7 +302,8 @@ class NeuralModel(GenerativeModel):
         if self.standardize_input and not spec.is_discrete:
             self.input_shift_, self.input_scale_ = streamed_location_scale(data)
         parts = self._validation_split(data, labels, validation_data, spec)
-        self._train(spec, n_classes, parts, run_dir, resume, self._fingerprint(data, spec))
+        fingerprint = self._fingerprint(data, spec) if run_dir is not None else ""
+        self._train(spec, n_classes, parts, run_dir, resume, fingerprint)
 
     def _fit_labels(self, y: np.ndarray | None) -> tuple[np.ndarray | None, int | None]:
         """Class indices of the training labels and the number of classes, for a
@@ -421,7 +422,7 @@ class NeuralModel(GenerativeModel):
             raw_y = validation_data.y if isinstance(validation_data, Split) else None
             val = Split(enc_val, raw_y, rows)
         parts = self._validation_split(encoded, labels, val, rows)
-        fingerprint = self._fingerprint(encoded, spec)
+        fingerprint = self._fingerprint(encoded, spec) if run_dir is not None else ""
         self._train(spec, n_classes, parts, run_dir, resume, fingerprint)
 
     def _sequence_log_jacobian(self, lengths: np.ndarray) -> np.ndarray | float:
@@ -551,7 +552,8 @@ class NeuralModel(GenerativeModel):
 
     def _fingerprint(self, x: np.ndarray | Source, spec: DataSpec) -> str:
         """The model's and the data's identity, which a resumed run must match: an array in
-        memory is hashed whole, another source by its ``identity()``."""
+        memory is hashed whole, another source by its ``identity()`` (only for a fit with
+        a run directory: checkpoints are what it guards)."""
         h = hashlib.sha256(self.name.encode())
         params = {k: v for k, v in self.get_params().items() if k not in self._RESUMABLE_CHANGES}
         h.update(json.dumps(to_jsonable(params), sort_keys=True, default=str).encode())

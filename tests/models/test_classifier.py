@@ -202,3 +202,18 @@ def test_fits_with_missing_entries_where_its_class_densities_do():
     assert not made.capabilities().fits_missing
     with pytest.raises(DataError, match="NaN"):
         made.fit(x, y)
+
+
+def test_small_integer_labels_encode_as_a_sort_would():
+    from ptheta.models.classifier import encode_labels
+
+    rng = np.random.default_rng(0)
+    for dtype in (np.int64, np.int32, np.uint8):
+        y = rng.choice([0, 3, 4, 9, 200], size=500).astype(dtype)
+        classes, index = encode_labels("m", y)
+        expected_classes, expected_index = np.unique(y, return_inverse=True)
+        np.testing.assert_array_equal(classes, expected_classes)
+        np.testing.assert_array_equal(index, expected_index.reshape(-1))
+        assert classes.dtype == y.dtype
+    big = np.array([2**40, 1, 2**40])  # beyond the counting range: sorted as before
+    np.testing.assert_array_equal(encode_labels("m", big)[1], [1, 0, 1])
