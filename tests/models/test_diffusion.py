@@ -392,10 +392,11 @@ def test_bound_rows_shrink_with_the_example_size_width_and_free_memory(monkeypat
     assert bound_rows(784, 64) == bound_rows(784, 64, budget=diffusion.BOUND_BYTES)
 
 
-def test_scores_do_not_depend_on_the_chunk_size_and_calls_stay_bounded(monkeypatch):
+@pytest.mark.parametrize("strata", [None, 2])
+def test_scores_do_not_depend_on_the_chunk_size_and_calls_stay_bounded(monkeypatch, strata):
     # a U-Net on 1×4×4 binary images; the chunk sizes follow the memory budget
     x = (np.random.default_rng(0).random((40, 1, 4, 4)) < 0.4).astype(np.int64)
-    model = DDPM(5, **QUICK, epochs=1).fit(x)
+    model = DDPM(5, **QUICK, epochs=1, bound_strata=strata).fit(x)
     assert model.module.architecture == "unet"
     seen = []
     eps = model.module.eps
@@ -407,7 +408,7 @@ def test_scores_do_not_depend_on_the_chunk_size_and_calls_stay_bounded(monkeypat
     monkeypatch.setattr(model.module, "eps", counting)
     big, big_std = model.score_samples(x, return_std=True)  # 40 × 4 draws × 5 t: 1 call
     terms = model.bound_terms(x[:7])
-    assert max(seen) == 40 * 4 * 5
+    assert max(seen) == 40 * 4 * (5 if strata is None else strata)  # stratified: 2 t a draw
     per_row = 16 * 16 * ACTIVATIONS_PER_VALUE * 8  # 16 values, width 16, float64
     for rows in (1, 3, 9, 50):
         monkeypatch.setattr(diffusion, "BOUND_BYTES", rows * per_row)
@@ -423,3 +424,131 @@ def test_scores_do_not_depend_on_the_chunk_size_and_calls_stay_bounded(monkeypat
             assert max(seen) <= rows
     # and one example scored alone, as in any chunk
     np.testing.assert_allclose(model.score_samples(x[5:6]), big[5:6], rtol=1e-10)
+
+
+# --------------------------------------------------------------------------- independent base
+PI = torch.tensor([[0.6, 0.3, 0.1], [0.2, 0.2, 0.6]], dtype=F64)  # 2 entries, 3 levels
+
+
+def _base_net(T: int) -> DiffusionNetwork:
+    """An untrained network (f_θ = 0) whose base is the independent model PI."""
+    torch.manual_seed(0)
+    net = DiffusionNetwork((2,), n_categories=3, timesteps=T, hidden=4, dtype=F64).eval()
+    net.level_logits.copy_(PI.log())
+    return net
+
+
+def test_independent_base_is_the_posterior_mean_of_the_noise():
+    net = _base_net(50)
+    gen = _gen(0)
+    n = 200_000
+    k = torch.stack(
+        [torch.multinomial(PI[d], n, replacement=True, generator=gen) for d in (0, 1)], 1
+    )
+    t = torch.full((n,), 20)
+    noise = torch.randn((n, 2), generator=gen, dtype=F64)
+    x_t = net.q_sample(net.to_unit(k), t, noise)
+    with torch.no_grad():
+        base = net.base_eps(x_t, t)
+    # E[ε | x_t] in bins of x_t: the base's bin means match the noise's (Bayes by sampling)
+    for d in (0, 1):
+        bins = torch.bucketize(x_t[:, d].contiguous(), torch.linspace(-1.2, 1.2, 13))
+        for b in bins.unique():
+            rows = bins == b
+            if rows.sum() < 2000:
+                continue
+            se = float(noise[rows, d].std()) / math.sqrt(int(rows.sum()))
+            assert abs(float(noise[rows, d].mean() - base[rows, d].mean())) < 5 * se + 0.01
+    # where the noise is small next to the levels' spacing (t = 1 of T = 1000: σ ≈ 0.01) the
+    # level is certain and the base is the exact noise; at t = T it is ≈ √(1 − ᾱ) x_t
+    fine, one = _base_net(1000), torch.ones(n, dtype=torch.long)
+    x_1 = fine.q_sample(fine.to_unit(k), one, noise)
+    torch.testing.assert_close(fine.base_eps(x_1, one), noise, rtol=0, atol=1e-6)
+    big = torch.full((n,), 50)
+    torch.testing.assert_close(
+        net.base_eps(x_t, big), (1 - net.alphas_bar[50]).sqrt() * x_t, rtol=0, atol=0.02
+    )
+
+
+def test_untrained_bound_approaches_the_independent_nll_from_above():
+    x = torch.tensor([[0, 2], [1, 0], [2, 1]])
+    exact = -(PI[0, x[:, 0]].log() + PI[1, x[:, 1]].log())  # −log P(x) of the base model
+    gaps = []
+    for T in (50, 200):
+        with torch.no_grad():
+            bound = _base_net(T).bound_terms(x.repeat(3000, 1), generator=_gen(T)).sum(1)
+        bound = bound.reshape(3000, 3)
+        se = bound.std(0) / math.sqrt(3000)
+        gap = bound.mean(0) - exact
+        assert torch.all(gap > -4 * se)  # a bound: never below −log P (in expectation)
+        gaps.append(gap)
+    # and tight as T grows (the gap is the time discretisation's, ~1/T)
+    assert torch.all(gaps[1] < gaps[0] / 3) and torch.all(gaps[1] < 0.35)
+
+
+def test_the_gaussian_base_is_the_old_linear_denoiser():
+    net = DiffusionNetwork((2,), n_categories=3, timesteps=10, hidden=4, base="gaussian")
+    x_t, t = torch.randn(5, 2), torch.arange(1, 6)
+    assert not hasattr(net, "level_logits")
+    torch.testing.assert_close(net.base_eps(x_t, t), (1 - net.alphas_bar[t]).sqrt()[:, None] * x_t)
+    assert DiffusionNetwork((2,), timesteps=10, hidden=4).base == "gaussian"  # continuous
+
+
+def test_fit_sets_the_level_frequencies_from_the_training_counts():
+    x = np.array([[0, 2], [0, 2], [1, 2], [0, 1]])
+    model = DDPM(5, **QUICK, epochs=1, validation_fraction=0).fit(x)
+    expected = (np.array([[3, 1, 0], [0, 1, 3]]) + 0.5) / (4 + 1.5)
+    np.testing.assert_allclose(model.module.level_logits.exp().numpy(), expected, rtol=1e-12)
+    np.testing.assert_array_equal(diffusion.level_counts(x, 3), [[3, 1, 0], [0, 1, 3]])
+
+
+# --------------------------------------------------------------------------- stratified bound
+def test_stratified_bound_is_unbiased_for_the_full_sum_with_an_honest_error():
+    net = _net(timesteps=20)
+    x = torch.tensor([[0, 2]]).repeat(30_000, 1)
+    with torch.no_grad():
+        full = net.bound_terms(x, generator=_gen(1)).sum(1)  # every t, one draw each
+        _, strat, stderr = net.bound_with_stderr(x, generator=_gen(2), n_draws=2, strata=4)
+    strat = -strat
+    se = math.sqrt(float(full.var() + strat.var()) / len(x))
+    assert abs(float(full.mean() - strat.mean())) < 5 * se
+    assert se < 0.01 * float(full.mean())  # the comparison has power
+    # each row's reported error is the spread of its own estimate
+    assert float((stderr**2).mean()) == pytest.approx(float(strat.var()), rel=0.1)
+    # all strata at once is the full sum itself
+    assert [len(r) for r in net.strata(19)] == [1] * 19
+    assert net.strata(4)[0].start == 2 and net.strata(4)[-1].stop == 21
+
+
+def test_stratified_scores_are_per_example_and_cheaper(monkeypatch):
+    x = np.random.default_rng(0).integers(0, 3, size=(60, 4))
+    model = DDPM(40, **QUICK, epochs=1, bound_strata=5, n_bound_samples=3).fit(x)
+    calls = []
+    real = model.module.eps
+    monkeypatch.setattr(
+        model.module, "eps", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k)
+    )
+    scores, stderr = model.score_samples(x[:7], return_std=True)
+    assert sum(calls) == 7 * 3 * (1 + 5)  # (decoder + 5 strata) per draw, not 40 steps
+    assert np.all(np.isfinite(stderr)) and np.all(stderr > 0)
+    # a row's score is a function of the row: alone, or among others, the same
+    np.testing.assert_allclose(model.score_samples(x[3:4]), scores[3:4], rtol=1e-12)
+    full = DDPM(40, **QUICK, epochs=1, bound_strata=None, n_bound_samples=3).fit(x)
+    assert np.allclose(full.score_samples(x[:7]), scores, atol=6 * stderr.max())
+
+
+def test_runs_saved_before_the_independent_base_load_with_the_gaussian_one():
+    x = np.random.default_rng(0).integers(0, 3, size=(50, 4))
+    model = DDPM(6, **QUICK, epochs=1, base="gaussian").fit(x)
+    arrays, meta = model.get_state()  # no level frequencies, as in a run from before
+    loaded = DDPM(6, **QUICK, epochs=1).set_state(arrays, meta)  # the config's default base
+    assert loaded.base == "gaussian" and loaded.module.base == "gaussian"
+    np.testing.assert_array_equal(loaded.score_samples(x[:5]), model.score_samples(x[:5]))
+
+
+def test_independent_base_in_blocks_of_rows_is_the_same(monkeypatch):
+    net = _base_net(50)
+    x_t, t = torch.randn(13, 2, dtype=F64), torch.randint(1, 51, (13,))
+    whole = net.base_eps(x_t, t)
+    monkeypatch.setattr(diffusion, "BASE_VALUES", 2 * 3 * 4)  # 4 rows of (2 entries, 3 levels)
+    torch.testing.assert_close(net.base_eps(x_t, t), whole, rtol=0, atol=0)

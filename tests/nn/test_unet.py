@@ -68,3 +68,29 @@ def test_unet_and_mlp_use_the_embedding():
     # rows are processed independently: a batch of one gives the same row
     torch.testing.assert_close(mlp(v[:1], e1[:1]), mlp(v, e1)[:1])
     assert math.isfinite(float(mlp(v, e1).detach().sum()))
+
+
+@pytest.mark.parametrize("shape", [(1, 8, 8), (3, 5, 7)])
+def test_channels_last_layout_gives_the_same_outputs_and_gradients(shape):
+    torch.manual_seed(0)
+    fast = UNet(shape[0], hidden=8, emb_dim=6).double()
+    plain = UNet(shape[0], hidden=8, emb_dim=6, channels_last=False).double()
+    plain.load_state_dict(fast.state_dict())
+    for p in fast.conv_out.parameters():  # not the zero output layer of a fresh denoiser
+        p.data.normal_(0, 0.3)
+    plain.load_state_dict(fast.state_dict())
+    x = torch.randn(4, *shape, dtype=torch.float64)
+    emb = torch.randn(4, 6, dtype=torch.float64)
+    out_fast, out_plain = fast(x, emb), plain(x, emb)
+    assert out_fast.abs().max() > 0.1
+    torch.testing.assert_close(out_fast, out_plain, rtol=1e-12, atol=1e-12)
+    out_fast.square().sum().backward()
+    out_plain.square().sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12, msg=name)
+    # the layers after conv_in really ran channels last (the layout, not the values)
+    seen = []
+    fast.down1.conv1.register_forward_hook(lambda m, i, o: seen.append(o))
+    fast(x, emb)
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert not seen[0].is_contiguous()
