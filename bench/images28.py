@@ -48,8 +48,10 @@ def main() -> None:
     path = Path(sys.argv[1] if len(sys.argv) > 1 else "bench/results/digits28.npz")
     data = digits28(labels=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {("x_" + k if not k.startswith("y_") else k): v.astype(np.uint8 if k.startswith("y_") else bool)
-              for k, v in data.items()}  # fmt: skip
+    arrays = {}
+    for key, values in data.items():
+        label = key.startswith("y_")  # images as bool: read as binary, not 256 levels
+        arrays[key if label else "x_" + key] = values.astype(np.uint8 if label else bool)
     np.savez_compressed(path, **arrays)
     shapes = ", ".join(f"{k} {v.shape}" for k, v in arrays.items())
     print(f"wrote {path}: {shapes}")
