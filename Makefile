@@ -80,6 +80,7 @@ bench-peers: bench-setup
 	$(BENCH_VENV)/bin/python bench/flows.py --only throughput $(BENCH_ARGS)
 	$(BENCH_VENV)/bin/python bench/continuous.py --only throughput $(BENCH_ARGS)
 	$(BENCH_VENV)/bin/python bench/vae_digits.py --skip-quality $(BENCH_ARGS)
+	$(BENCH_VENV)/bin/python bench/diffusion.py --only throughput $(BENCH_ARGS)
 	$(MAKE) bench-summary
 
 bench-summary:
