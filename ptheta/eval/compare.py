@@ -7,7 +7,6 @@ import json
 import math
 import os
 import re
-import time
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text
 from ptheta.models import REGISTRY, GenerativeModel, get_model_class, with_preset
 from ptheta.models.base import to_jsonable
 from ptheta.runs import lock
-from ptheta.runs.fitting import check_scorable, fit_run, score_split
+from ptheta.runs.fitting import check_scorable, draw_within, fit_run, score_split
 from ptheta.runs.layout import SAMPLES_PNG
 from ptheta.runs.pictures import samples_figure, save_figure
 from ptheta.runs.store import is_complete, load_run, read_config, read_metrics
@@ -441,7 +440,7 @@ def _evaluate(
     share = None if budget_seconds is None else budget_seconds / 2
     test = score_split(model, data.test, split="test", seconds=share,
                        what=f"the test split of {data.name!r}")  # fmt: skip
-    samples, n_drawn, sample_seconds = _draw(model, n_samples, share)
+    samples, n_drawn, sample_seconds = draw_within(model, n_samples, share)
     samples_png = Path("samples") / f"{name}.png"
     if (run_dir / SAMPLES_PNG).is_file():  # fit_run drew one grid already: not twice
         atomic_write_bytes(out / samples_png, (run_dir / SAMPLES_PNG).read_bytes())
@@ -479,27 +478,6 @@ def _evaluate(
         "samples_png": samples_png.as_posix(),
         "curves_png": None if curves_png is None else curves_png.as_posix(),
     }
-
-
-FIRST_DRAW = 8  # samples drawn first to time the sampler under a budget
-
-
-def _draw(model: GenerativeModel, n_samples: int, seconds: float | None) -> tuple[Any, int, float]:
-    """``n_samples`` samples (seed 0), or as many as ``seconds`` allow after timing a
-    first draw of a few (never fewer than those): the samples, how many, and the seconds
-    the draw that gave them took."""
-    n = min(FIRST_DRAW, n_samples) if seconds is not None else n_samples
-    start = time.perf_counter()
-    samples = model.sample(n, random_state=0)
-    spent = time.perf_counter() - start
-    if n < n_samples:
-        assert seconds is not None
-        more = int(min(n_samples, max(n, (seconds - spent) * n / max(spent, 1e-9))))
-        if more > n:
-            n, start = more, time.perf_counter()
-            samples = model.sample(n, random_state=0)
-            spent = time.perf_counter() - start
-    return samples, n, spent
 
 
 def _failed_row(name: str, e: Exception, keys: Sequence[str] = METRIC_KEYS) -> dict[str, Any]:

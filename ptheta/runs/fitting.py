@@ -252,7 +252,12 @@ def _fit_locked(
     }
     # complete as a model first: a scoring that fails below leaves a loadable run
     save_run(model, out, data=info, metrics=metrics, extra=extra, complete=False)
-    _write_pictures(model, out, data, n_picture)
+    seconds = None
+    if scoring["budget"] is not None:  # half of what is left (or of the floor) for pictures
+        begun, max_time = scoring["budget"]
+        left = max_time - (time.perf_counter() - begun)
+        seconds = max(left, SCORE_SHARE * max_time) / 2
+    _write_pictures(model, out, data, n_picture, seconds)
     mark_complete(out)  # the marker covers config and weights; the scores are metrics
     _score_into_run(model, data, out, score_splits, **scoring)
     return _finished_row(model, name, data, out)
@@ -299,9 +304,12 @@ def _score_into_run(
         append_jsonl(out / METRICS, {"event": "eval", "split": split, **summary})
 
 
-def _write_pictures(model: GenerativeModel, out: Path, data: Dataset, n: int | None) -> None:
-    """The run's pictures: samples, and the learned graph of a model that exports one."""
-    write_samples_picture(model, out / SAMPLES_PNG, data=data, n=n)
+def _write_pictures(
+    model: GenerativeModel, out: Path, data: Dataset, n: int | None, seconds: float | None = None
+) -> None:
+    """The run's pictures: samples (as many as ``seconds`` allow), and the learned graph
+    of a model that exports one."""
+    write_samples_picture(model, out / SAMPLES_PNG, data=data, n=n, seconds=seconds)
     if model.capabilities().exports_structure:  # DOT text and a picture of it
         atomic_write_text(out / STRUCTURE_DOT, model.to_dot())
         save_figure(structure_figure(model), out / STRUCTURE_PNG)
@@ -343,18 +351,46 @@ def write_samples_picture(
     data: Dataset | None = None,
     n: int | None = None,
     random_state: int = 0,
+    seconds: float | None = None,
 ) -> None:
     """Draw samples and save them as a PNG grid (images), a scatter plot (2-D), token
-    strips or series (variable-length sequences: see :func:`samples_figure`)."""
+    strips or series (variable-length sequences: see :func:`samples_figure`); with
+    ``seconds``, as many of the ``n`` as fit (:func:`draw_within`, at least one)."""
     spec = model.fitted_spec
     if n is None:
         n = 1000 if spec.n_dims == 2 and not spec.is_discrete and not spec.variable_length else 64
-    samples = model.sample(n, random_state=random_state)
+    samples, n, _ = draw_within(model, n, seconds, first=1, random_state=random_state)
     title = f"{model.name}: {n} samples"
     background = data.train.x[:2000] if data is not None and not spec.variable_length else None
     vocab = data.extra.get("vocab") if data is not None else None
     figure = samples_figure(samples, spec, data=background, title=title, vocab=vocab)
     save_figure(figure, path)
+
+
+def draw_within(
+    model: GenerativeModel,
+    n: int,
+    seconds: float | None,
+    *,
+    first: int = 8,
+    random_state: int = 0,
+) -> tuple[Any, int, float]:
+    """``n`` samples, or as many as ``seconds`` allow after timing a first draw of
+    ``first`` (never fewer than those; the time per sample of a small draw overstates a
+    batched sampler's, so this errs on the side of the budget): the samples, how many, and
+    the seconds the draw that gave them took. Every draw uses ``random_state``."""
+    m = min(first, n) if seconds is not None else n
+    start = time.perf_counter()
+    samples = model.sample(m, random_state=random_state)
+    spent = time.perf_counter() - start
+    if m < n:
+        assert seconds is not None
+        more = int(min(n, max(m, (seconds - spent) * m / max(spent, 1e-9))))
+        if more > m:
+            m, start = more, time.perf_counter()
+            samples = model.sample(m, random_state=random_state)
+            spent = time.perf_counter() - start
+    return samples, m, spent
 
 
 class ScoringOutOfMemory(PthetaError, MemoryError):

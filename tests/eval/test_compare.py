@@ -16,6 +16,7 @@ from ptheta.eval import compare as cmp
 from ptheta.eval.plots import nll_bar_figure
 from ptheta.models import REGISTRY
 from ptheta.models.base import GenerativeModel
+from ptheta.runs import fitting
 from ptheta.runs.store import load_run, read_metrics
 
 
@@ -327,16 +328,16 @@ class _SlowSampler:
 
 def test_samples_under_a_budget_are_as_many_as_fit(monkeypatch):
     clock = _FakeClock()
-    monkeypatch.setattr(cmp, "time", clock)
+    monkeypatch.setattr(fitting, "time", clock)
     model = _SlowSampler(clock)
-    samples, n, seconds = cmp._draw(model, 500, seconds=20.0)
+    samples, n, seconds = fitting.draw_within(model, 500, seconds=20.0)
     # 8 first (8 s), then as many as the 12 s left allow, drawn again with the same seed
     assert model.calls == [8, 12] and n == 12 and len(samples) == 12 and seconds == 12.0
     np.testing.assert_array_equal(samples[:8], _SlowSampler(clock).sample(8, 0))
     model = _SlowSampler(clock)
-    assert cmp._draw(model, 500, seconds=4.0)[1] == 8, "never fewer than the first draw"
+    assert fitting.draw_within(model, 500, seconds=4.0)[1] == 8, "never fewer than the first draw"
     model = _SlowSampler(clock)
-    assert cmp._draw(model, 30, seconds=None)[1] == 30 and model.calls == [30]
+    assert fitting.draw_within(model, 30, seconds=None)[1] == 30 and model.calls == [30]
 
 
 def test_the_table_says_which_rows_were_cut_by_the_budget():
