@@ -445,7 +445,8 @@ def _evaluate(
     if (run_dir / SAMPLES_PNG).is_file():  # fit_run drew one grid already: not twice
         atomic_write_bytes(out / samples_png, (run_dir / SAMPLES_PNG).read_bytes())
     else:
-        title = f"{name}: {min(n_samples, 64)} samples"
+        shown = min(n_drawn, 64)
+        title = f"{name}: {shown} sample{'s' if shown != 1 else ''}"
         background = None if data.spec.variable_length else data.train.x[:2000]
         figure = samples_figure(samples, model.fitted_spec, data=background, title=title,
                                 vocab=data.extra.get("vocab"))  # fmt: skip

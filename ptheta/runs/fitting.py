@@ -360,7 +360,7 @@ def write_samples_picture(
     if n is None:
         n = 1000 if spec.n_dims == 2 and not spec.is_discrete and not spec.variable_length else 64
     samples, n, _ = draw_within(model, n, seconds, first=1, random_state=random_state)
-    title = f"{model.name}: {n} samples"
+    title = f"{model.name}: {n} sample{'s' if n != 1 else ''}"
     background = data.train.x[:2000] if data is not None and not spec.variable_length else None
     vocab = data.extra.get("vocab") if data is not None else None
     figure = samples_figure(samples, spec, data=background, title=title, vocab=vocab)
