@@ -338,6 +338,32 @@ def training_side(
     return Side(name, run, objective=objective, info={"params": f"{n_params:,}"})
 
 
+def step_times(
+    nets: dict[Any, tuple[torch.nn.Module, torch.Tensor]], rounds: int, lr: float = 1e-3
+) -> dict[Any, list[float]]:
+    """Seconds per Adam training step (loss ``net.loss(x).mean()``) of each network on its
+    batch: one untimed warm-up step each, then ``rounds`` interleaved rounds, so a burst of
+    load hits every configuration alike. Keys are the caller's."""
+    steps = {}
+    for key, (net, x) in nets.items():
+        opt = torch.optim.Adam(net.parameters(), lr=lr)
+
+        def step(net=net, opt=opt, x=x) -> None:
+            opt.zero_grad()
+            net.loss(x).mean().backward()
+            opt.step()
+
+        step()  # warm-up
+        steps[key] = step
+    times: dict[Any, list[float]] = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            start = time.perf_counter()
+            step()
+            times[key].append(time.perf_counter() - start)
+    return times
+
+
 # --------------------------------------------------------------------------- physical limit
 _PEAKS: dict[int, dict[str, Any]] = {}
 

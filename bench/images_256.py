@@ -41,7 +41,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from harness import append_record, pinned, script_name
+from harness import append_record, pinned, script_name, step_times
 from scipy import ndimage
 from sklearn.datasets import load_digits
 
@@ -127,32 +127,18 @@ def run(name: str, data: dict[str, np.ndarray], budget: float, seed: int) -> dic
 def throughput(sets: list[str], rounds: int, batch: int = 32) -> list[dict[str, Any]]:
     """Median seconds per PixelCNN training step, softmax vs mixture head, interleaved."""
     defaults = PixelCNN().get_params()
-    steps = {}
+    nets = {}
     for kind in sets:
         x = torch.as_tensor(images256(kind)["train"][:batch])
         k = int(x.max()) + 1
         for output in ("softmax", "logistic-mixture"):
             torch.manual_seed(0)
-            net = GatedPixelCNN(
+            nets[(kind, output)] = (GatedPixelCNN(
                 tuple(x.shape[1:]), k, channels=defaults["channels"],
                 n_layers=defaults["n_layers"], output=output,
-            )  # fmt: skip
-            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-
-            def step(net=net, opt=opt, x=x) -> None:
-                opt.zero_grad()
-                net.loss(x).mean().backward()
-                opt.step()
-
-            step()  # warm-up
-            steps[(kind, output)] = step
-    times: dict[tuple[str, str], list[float]] = {key: [] for key in steps}
+            ), x)  # fmt: skip
     before = load()
-    for _ in range(rounds):
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
+    times = step_times(nets, rounds)
     records = []
     for (kind, output), ts in times.items():
         median = statistics.median(ts)

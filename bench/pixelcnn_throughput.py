@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from harness import step_times
 from images28 import digits28
 
 import ptheta
@@ -45,28 +46,14 @@ def load() -> str:
 def throughput(x: np.ndarray, repeats: int) -> None:
     """Median examples/s of a training step, per configuration and batch size."""
     params = {name: {**PixelCNN().get_params(), **cfg} for name, cfg in CONFIGS.items()}
-    steps = {}
+    nets = {}
     for name, p in params.items():
         for batch in (32, 64):
             torch.manual_seed(0)
             net = GatedPixelCNN(x.shape[1:], 2, channels=p["channels"], n_layers=p["n_layers"])
-            opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-            xb = torch.as_tensor(x[:batch])
-
-            def step(net=net, opt=opt, xb=xb) -> None:
-                opt.zero_grad()
-                net.loss(xb).mean().backward()
-                opt.step()
-
-            step()  # warm-up
-            steps[(name, batch)] = step
-    times: dict[tuple[str, int], list[float]] = {key: [] for key in steps}
+            nets[(name, batch)] = (net, torch.as_tensor(x[:batch]))
     print(f"throughput before: {load()}", flush=True)
-    for _ in range(repeats):  # interleaved: a burst of load hits every configuration
-        for key, step in steps.items():
-            start = time.perf_counter()
-            step()
-            times[key].append(time.perf_counter() - start)
+    times = step_times(nets, repeats)
     print(f"throughput after:  {load()}")
     for (name, batch), ts in times.items():
         median = statistics.median(ts)
