@@ -11,6 +11,7 @@ from scipy import stats
 
 import ptheta
 from ptheta.errors import DataError, ParameterError
+from ptheta.models import nade
 from ptheta.models.nade import NADE, NADENetwork
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -44,8 +45,15 @@ def _chi_square_p(samples: torch.Tensor, probs: torch.Tensor, k: int) -> float:
     return stats.chisquare(obs, exp * obs.sum() / exp.sum()).pvalue
 
 
+# logits runs the positions in blocks of nade.BLOCK: 3 splits every network here into
+# blocks (the last one partial), 32 keeps each whole.
+BLOCKS = pytest.mark.parametrize("block", [3, 32])
+
+
+@BLOCKS
 @pytest.mark.parametrize(("d", "k", "n_classes"), [(10, 2, None), (4, 4, None), (5, 3, 3)])
-def test_probabilities_sum_to_one_over_every_configuration(d, k, n_classes):
+def test_probabilities_sum_to_one_over_every_configuration(d, k, n_classes, block, monkeypatch):
+    monkeypatch.setattr(nade, "BLOCK", block)
     net = _net(d, k, n_classes=n_classes)
     x = _configs(d, k)
     for c in range(n_classes or 1):
@@ -76,15 +84,19 @@ def _reference_log_prob(net: NADENetwork, x: torch.Tensor) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.float64)
 
 
-def test_vectorised_log_prob_equals_a_plain_loop():
-    net = _net(5, 3)
-    x = torch.randint(3, (7, 5), generator=torch.Generator().manual_seed(1))
+@BLOCKS
+def test_vectorised_log_prob_equals_a_plain_loop(block, monkeypatch):
+    monkeypatch.setattr(nade, "BLOCK", block)
+    net = _net(8, 3)
+    x = torch.randint(3, (7, 8), generator=torch.Generator().manual_seed(1))
     torch.testing.assert_close(net.log_prob(x).detach(), _reference_log_prob(net, x))
 
 
+@BLOCKS
 @pytest.mark.parametrize("n_classes", [None, 2])
-def test_autoregressive_property_by_jacobian(n_classes):
-    d, k = 6, 3
+def test_autoregressive_property_by_jacobian(n_classes, block, monkeypatch):
+    monkeypatch.setattr(nade, "BLOCK", block)
+    d, k = 7, 3
     net = _net(d, k, n_classes=n_classes)
     x = torch.nn.functional.one_hot(torch.randint(k, (1, d)), k).double()
     y = None if n_classes is None else torch.tensor([1])
