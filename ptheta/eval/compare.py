@@ -32,10 +32,6 @@ REPORT_JSON = "report.json"
 REPORT_MD = "report.md"
 NLL_PNG = "nll.png"
 CACHE_JSON = "compare.json"  # in each run directory: what it was fitted (and evaluated) with
-# Under a time budget a neural model trains until max_time or early stopping, so the
-# epoch limit only has to be out of reach; a constant learning rate, because a cosine
-# schedule over an unreachable number of epochs would be one anyway.
-BUDGET_EPOCHS = 10_000
 _UNITS = {"s": 1.0, "sec": 1.0, "m": 60.0, "min": 60.0, "h": 3600.0}
 METRIC_KEYS = ("fd", "precision", "recall", "mmd", "memorisation")
 # Table data: the synthetic-table metrics of ``ptheta.eval.synth.table_quality`` instead,
@@ -178,9 +174,9 @@ def resolve_model_params(
     """Hyper-parameters of one compared model: its defaults (or ``quick_params``), then the
     time budget for models that declare a ``max_time``, then the user's ``overrides``.
 
-    A neural model gets ``max_time`` = the budget; outside ``quick`` mode also an epoch limit
-    out of reach and a constant learning rate, so that the budget (or early stopping on the
-    validation split) ends training. A classical family that declares ``max_time`` (an
+    A neural model gets ``max_time`` = the budget; with its default ``epochs="auto"`` the
+    budget (or early stopping on the validation split) then ends training, and the cosine
+    learning-rate schedule runs over the budget. A classical family that declares ``max_time`` (an
     iterative fit that can stop early) gets the budget alone; the others fit in closed form
     or by EM to convergence, with no time limit.
     """
@@ -189,8 +185,6 @@ def resolve_model_params(
     params: dict[str, Any] = dict(cls.quick_params) if quick else {}
     if "max_time" in valid:  # any family with a time limit: neural, or EM that declares one
         params["max_time"] = float(budget_seconds)
-        if not quick and cls().capabilities().trains_in_steps:
-            params.update(epochs=BUDGET_EPOCHS, schedule="constant")
     for key, value in (overrides or {}).items():
         if key not in valid:
             raise unknown_name(

@@ -44,18 +44,32 @@ from ptheta.models.capabilities import Capabilities
 from ptheta.models.classifier import encode_labels
 from ptheta.nn.device import resolve_device
 from ptheta.nn.noise import marginal_with_stderr
-from ptheta.params import Bool, Choice, Config, Device, Float, Int, Param, Seed, check_float
+from ptheta.params import (
+    Bool,
+    Choice,
+    Config,
+    Device,
+    Float,
+    Int,
+    OneOf,
+    Param,
+    Seed,
+    check_float,
+)
 from ptheta.train.precision import autocast_name, weights_dtype
 from ptheta.train.trainer import TrainConfig, Trainer
 
 # Training hyper-parameters and their defaults (see TrainConfig for their meaning), plus:
-# validation_fraction (held out for early stopping when no validation data is given),
+# epochs="auto" (the family's auto_epochs passes, AUTO_EPOCHS unless it says otherwise;
+# with max_time, no epoch limit: the budget or early stopping ends training, and the cosine
+# schedule runs over the budget), validation_fraction
+# (held out for early stopping when no validation data is given),
 # dtype (float32 or float64 weights; or float32 weights trained under autocast to bfloat16 or
 # float16, where the family's maths allows: see NeuralModel.low_precision), random_state
 # (TrainConfig.seed; see ptheta.params.Seed: an int, or None for a seed drawn at fit and kept
 # as seed_) and verbose.
 TRAINING_PARAMS: dict[str, Any] = {
-    "epochs": 50,
+    "epochs": "auto",
     "batch_size": 128,
     "lr": 1e-3,
     "weight_decay": 0.0,
@@ -75,9 +89,12 @@ TRAINING_PARAMS: dict[str, Any] = {
     "compile": False,
 }
 
+# passes over the training data of epochs="auto" without max_time
+AUTO_EPOCHS = 50
+
 # The declarations of the training hyper-parameters (see GenerativeModel.parameters).
 TRAINING_DECLARED: dict[str, Param] = {
-    "epochs": Int(low=1),
+    "epochs": OneOf(Choice("auto"), Int(low=1)),
     "batch_size": Int(low=1),
     "lr": Float(low=0, low_open=True),
     "weight_decay": Float(low=0),
@@ -149,6 +166,8 @@ class NeuralModel(GenerativeModel):
     low_precision: ClassVar[str | None] = None
     abilities: ClassVar[dict[str, Any]] = {"trains_in_steps": True, "streams": True}
     parameters: ClassVar[dict[str, Param]] = TRAINING_DECLARED
+    # the epoch limit of epochs="auto" when no max_time is set (see resolve_epochs)
+    auto_epochs: ClassVar[int] = AUTO_EPOCHS
 
     def __init__(self, **training: Any) -> None:
         self._refuse_renamed(training)
@@ -262,9 +281,10 @@ class NeuralModel(GenerativeModel):
         (declared in :data:`TRAINING_DECLARED`; a ParameterError naming the model and the
         parameter otherwise)."""
         params = self._params()
-        keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress", "autocast"}
+        keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress", "autocast", "epochs"}
         return TrainConfig(
             **{k: params[k] for k in keys},
+            epochs=resolve_epochs(params["epochs"], params["max_time"], self.auto_epochs),
             seed=self._seed(),
             progress=bool(params["verbose"]),
             autocast=autocast_name(params["dtype"]),
@@ -778,3 +798,14 @@ class _Rows(torch.utils.data.Dataset):
         index = np.asarray(indices, dtype=np.int64)
         labels = None if self.labels is None else self.labels[index]
         return tuple(self.convert(self.source.read(index), labels))
+
+
+def resolve_epochs(
+    epochs: int | str, max_time: float | None, auto: int = AUTO_EPOCHS
+) -> int | None:
+    """The Trainer's epoch limit of ``epochs``: an int as it is; ``"auto"``: None (no limit:
+    the budget, or early stopping, ends training) when ``max_time`` is set, else ``auto``
+    (the family's :attr:`NeuralModel.auto_epochs`)."""
+    if epochs != "auto":
+        return int(epochs)
+    return None if max_time is not None else auto

@@ -476,7 +476,7 @@ class RBM(NeuralModel):
         self._module = module.eval()
         self.best_epoch_ = len(self.history_)
         self.n_steps_ = len(self.history_) * -(-len(x_train) // config.batch_size)
-        self.stopped_ = "max_time" if len(self.history_) < config.epochs else "completed"
+        self.stopped_ = "max_time" if len(self.history_) < config.epoch_limit else "completed"
         self.train_seconds_ = seconds
 
     def _log_prob_with_std(self, x: np.ndarray, label: int | None) -> tuple[np.ndarray, ...]:
@@ -597,7 +597,7 @@ def sgd_fit(
     rng = np.random.default_rng(config.seed)
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
-    with progress_bar(int(config.epochs), "rbm (sgd)", enabled=bool(verbose)) as advance:
+    with progress_bar(config.epochs, "rbm (sgd)", enabled=bool(verbose)) as advance:
         if persistent and k == 1:
             w, b, c, chains = _pcd1_epochs(w, b, c, chains, data, batch, lr, decay, rng,
                                            config, history, start, advance)  # fmt: skip
@@ -717,7 +717,7 @@ def _pcd1_epochs(
     rows[neg, :d] = chains
     step = 0
     with np.errstate(over="ignore"):
-        for epoch in range(int(config.epochs)):
+        for epoch in range(config.epoch_limit):
             shuffled = data[rng.permutation(n)]  # one copy per epoch; batches are views
             if epoch == 0:  # the chains' first hidden sample, from their initial states
                 np.matmul(rows[neg], to_hidden, out=h_neg)
@@ -781,7 +781,7 @@ def _gibbs_k_epochs(
     from scipy.special import expit
 
     n, np_dtype, step = len(data), w.dtype, 0
-    for epoch in range(int(config.epochs)):
+    for epoch in range(config.epoch_limit):
         shuffled = data[rng.permutation(n)]
         for lo in range(0, n, batch):
             v_pos = shuffled[lo : lo + batch]

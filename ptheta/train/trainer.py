@@ -38,6 +38,7 @@ import copy
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -78,14 +79,17 @@ class TrainConfig:
     """Hyper-parameters of training (separate from each model's own).
 
     Arguments:
-        epochs: passes over the training data.
+        epochs: passes over the training data; None: no limit, for training that
+            ``max_time`` ends (or early stopping), with the cosine schedule running over
+            the time budget instead of the steps.
         batch_size: examples per optimisation step, summed over all processes (the global
             batch; each of W processes takes every W-th example of it, and the losses are
             scaled so that training equals one process with the same batches exactly; a
             last batch with fewer than W examples is dropped under DDP).
         lr: AdamW learning rate (peak, after warm-up).
         weight_decay: AdamW's decoupled weight decay.
-        schedule: ``"cosine"`` (decay to 0 over all steps) or ``"constant"``.
+        schedule: ``"cosine"`` (decay to 0 over all steps, or over ``max_time`` when
+            ``epochs`` is None) or ``"constant"``.
         warmup_steps: steps of linear warm-up from 0 to ``lr``.
         grad_clip: clip the gradient norm to this (None: no clipping).
         ema_decay: keep an exponential moving average of the weights with this decay
@@ -111,7 +115,7 @@ class TrainConfig:
             weights use the module itself).
     """
 
-    epochs: int = 50
+    epochs: int | None = 50
     batch_size: int = 128
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -131,7 +135,11 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         # the Trainer's own settings: no model name in the messages ("epochs must be ...")
-        check_int("", "epochs", self.epochs, low=1)
+        check_int("", "epochs", self.epochs, low=1, allow_none=True)
+        if self.epochs is None and self.max_time is None:
+            raise ParameterError(
+                "epochs=None trains until max_time: set max_time (seconds), or an epoch limit"
+            )
         check_int("", "batch_size", self.batch_size, low=1)
         check_float("", "lr", self.lr, low=0, low_open=True)
         check_float("", "weight_decay", self.weight_decay, low=0)
@@ -150,6 +158,11 @@ class TrainConfig:
         if self.autocast is not None:
             check_choice("", "autocast", self.autocast, ("bfloat16", "float16"), hint="or None")
         check_bool("", "compile", self.compile)
+
+    @property
+    def epoch_limit(self) -> int:
+        """``epochs``, or no reachable limit when it is None (``max_time`` ends training)."""
+        return self.epochs if self.epochs is not None else sys.maxsize
 
 
 @dataclass
@@ -267,8 +280,13 @@ class Trainer:
             fused=device.type in ("cpu", "cuda"),
         )
         batches_per_epoch = len(_global_batches(n, cfg.batch_size, world.world_size, cfg.seed, 0))
-        total_steps = cfg.epochs * batches_per_epoch
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, _schedule(cfg, total_steps))
+        total_steps = None if cfg.epochs is None else cfg.epochs * batches_per_epoch
+        # the fraction of max_time spent, agreed by every process: the cosine schedule's
+        # clock when no epoch limit fixes the number of steps
+        budget_spent = [0.0]
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, _schedule(cfg, total_steps, lambda: budget_spent[0])
+        )
         ema = (
             AveragedModel(module, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay))
             if cfg.ema_decay
@@ -311,7 +329,7 @@ class Trainer:
         ):
             advance(s.step)
             try:
-                for epoch in range(s.epoch, cfg.epochs):
+                for epoch in range(s.epoch, cfg.epoch_limit):
                     s.epoch = epoch
                     batches = _global_batches(n, cfg.batch_size, world.world_size, cfg.seed, epoch)
                     module.train()
@@ -334,7 +352,6 @@ class Trainer:
                             amp.unscale(opt)
                             nn.utils.clip_grad_norm_(updated, cfg.grad_clip)
                         amp.step(opt)
-                        sched.step()
                         if ema is not None:
                             ema.update_parameters(module)
                         s.step, s.batch = s.step + 1, b + 1
@@ -350,10 +367,13 @@ class Trainer:
                             and time.perf_counter() - start + room > cfg.max_time
                         )
                         # every process takes the same decisions: one all-reduce per step
-                        value, out_of_time, agreed = _agree(
+                        value, out_of_time, agreed, elapsed = _agree(
                             world, float(losses.detach().sum()), len(batches[b]),
-                            out_of_time, interrupted(),
+                            out_of_time, interrupted(), time.perf_counter() - start,
                         )  # fmt: skip
+                        if cfg.max_time is not None:
+                            budget_spent[0] = elapsed / cfg.max_time
+                        sched.step()  # the next step's learning rate
                         if not math.isfinite(value):
                             raise ParameterError(
                                 f"the training loss became {value} at step {s.step}; "
@@ -605,17 +625,25 @@ def _global_batches(n: int, batch_size: int, world_size: int, seed: int, epoch: 
 
 
 def _agree(
-    world: World, loss_sum: float, batch_len: int, out_of_time: bool, interrupted: bool
-) -> tuple[float, bool, bool]:
-    """The global batch's mean loss, and stop decisions every process shares."""
+    world: World,
+    loss_sum: float,
+    batch_len: int,
+    out_of_time: bool,
+    interrupted: bool,
+    elapsed: float,
+) -> tuple[float, bool, bool, float]:
+    """The global batch's mean loss, stop decisions every process shares, and the seconds
+    elapsed (the processes' mean, for a schedule that follows the clock)."""
     if not world.distributed:
-        return loss_sum / batch_len, out_of_time, interrupted
-    packed = torch.tensor([loss_sum, float(out_of_time), float(interrupted)], dtype=torch.float64)
+        return loss_sum / batch_len, out_of_time, interrupted, elapsed
+    packed = torch.tensor(
+        [loss_sum, float(out_of_time), float(interrupted), elapsed], dtype=torch.float64
+    )
     if dist.get_backend() == "nccl":
         packed = packed.cuda()
     dist.all_reduce(packed)
-    total, late, stop = packed.tolist()
-    return total / batch_len, late > 0, stop > 0
+    total, late, stop, seconds = packed.tolist()
+    return total / batch_len, late > 0, stop > 0, seconds / world.world_size
 
 
 @contextlib.contextmanager
@@ -649,15 +677,23 @@ def _graceful_interrupts() -> Iterator[Callable[[], bool]]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _schedule(cfg: TrainConfig, total_steps: int) -> Callable[[int], float]:
-    warm, total = cfg.warmup_steps, max(total_steps, 1)
+def _schedule(
+    cfg: TrainConfig, total_steps: int | None, budget_spent: Callable[[], float]
+) -> Callable[[int], float]:
+    """The learning-rate factor of each step: linear warm-up, then constant or a cosine to
+    0 over the steps after warm-up — or, with no epoch limit (``total_steps`` None), over
+    the time budget (``budget_spent()``: the fraction of ``max_time`` used so far)."""
+    warm = cfg.warmup_steps
 
     def factor(step: int) -> float:
         if warm and step < warm:
             return (step + 1) / warm
         if cfg.schedule == "constant":
             return 1.0
-        progress = min((step - warm) / max(total - warm, 1), 1.0)
+        if total_steps is None:
+            progress = min(max(budget_spent(), 0.0), 1.0)
+        else:
+            progress = min((step - warm) / max(total_steps - warm, 1), 1.0)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor

@@ -14,7 +14,7 @@ from ptheta.data import from_arrays
 from ptheta.errors import DataError, ParameterError, UnknownNameError
 from ptheta.eval import compare as cmp
 from ptheta.eval.plots import nll_bar_figure
-from ptheta.models import REGISTRY
+from ptheta.models import REGISTRY, make
 from ptheta.models.base import GenerativeModel
 from ptheta.runs import fitting
 from ptheta.runs.store import load_run, read_metrics
@@ -225,7 +225,9 @@ def test_model_selection_and_parameters(data, registry):
     with pytest.raises(ParameterError, match="cannot be combined"):
         cmp.select_models("all,gmm", data)
     made = cmp.resolve_model_params("made", budget_seconds=60)
-    assert made == {"max_time": 60.0, "epochs": cmp.BUDGET_EPOCHS, "schedule": "constant"}
+    assert made == {"max_time": 60.0}  # epochs="auto": the budget, not an epoch limit, ends it
+    assert make("made", **made).train_config().epochs is None
+    assert make("made").train_config().epochs == 50
     quick = cmp.resolve_model_params("made", budget_seconds=60, quick=True, overrides={"lr": 0.1})
     assert quick["epochs"] == REGISTRY["made"].quick_params["epochs"] and quick["lr"] == 0.1
     # EM families take the budget as max_time (no epochs); families without it: nothing

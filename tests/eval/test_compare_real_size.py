@@ -81,7 +81,13 @@ def test_the_budget_reaches_every_family_with_a_time_limit(monkeypatch):
     # a classical family gets the budget alone: no epochs or schedule it does not have
     assert cmp.resolve_model_params("test-timed-em", budget_seconds=90) == {"max_time": 90.0}
     made = cmp.resolve_model_params("made", budget_seconds=90)
-    assert made == {"max_time": 90.0, "epochs": cmp.BUDGET_EPOCHS, "schedule": "constant"}
+    assert made == {"max_time": 90.0}
+    # a neural family's epochs="auto" then sets no epoch limit: the budget ends training
+    assert (
+        make("vae", **cmp.resolve_model_params("vae", budget_seconds=90)).train_config().epochs
+        is None
+    )
+    assert make("vae").train_config().epochs == 200 and make("vae", epochs=7).epochs == 7
     make("test-timed-em", **cmp.resolve_model_params("test-timed-em", budget_seconds=90))
 
 

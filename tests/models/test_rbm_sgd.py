@@ -4,7 +4,6 @@ enumeration of exact log Z equals brute force over both layers."""
 from __future__ import annotations
 
 import itertools
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ from scipy.special import expit
 
 from ptheta.models import rbm
 from ptheta.models.rbm import RBMNetwork, sgd_fit
+from ptheta.train.trainer import TrainConfig
 
 
 def _classical_pcd1(w, b, c, chains, data, batch, lr, decay, epochs, seed):
@@ -54,8 +54,7 @@ def test_fused_pcd1_steps_equal_the_classical_loop(monkeypatch, decay, uniforms)
             p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(1))
         net.chains.copy_(torch.from_numpy((rng.random((6, 7)) < 0.5).astype(float)))
     start = [t.detach().numpy().copy() for t in (net.W, net.b, net.c, net.chains)]
-    config = SimpleNamespace(lr=0.2, weight_decay=decay, batch_size=10, seed=3, epochs=4,
-                             max_time=None)  # fmt: skip
+    config = TrainConfig(lr=0.2, weight_decay=decay, batch_size=10, seed=3, epochs=4)
     history, _ = sgd_fit(net, data, config)
     expected = _classical_pcd1(*start, data, 10, 0.2, decay, 4, seed=3)
     got = [t.detach().numpy() for t in (net.W, net.b, net.c, net.chains)]
@@ -88,8 +87,7 @@ def test_cd_k_steps_equal_the_plain_loop():
         for p in (net.W, net.b, net.c):
             p.normal_(0.0, 0.5, generator=torch.Generator().manual_seed(2))
     w, b, c = (t.detach().numpy().copy() for t in (net.W, net.b, net.c))
-    config = SimpleNamespace(lr=0.1, weight_decay=0.0, batch_size=10, seed=4, epochs=3,
-                             max_time=None)  # fmt: skip
+    config = TrainConfig(lr=0.1, weight_decay=0.0, batch_size=10, seed=4, epochs=3)
     sgd_fit(net, data, config)
     draws = np.random.default_rng(4)  # CD-2 from each batch: h, v, h, v, then the step
     for _ in range(3):

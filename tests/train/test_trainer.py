@@ -301,6 +301,26 @@ def test_max_time_keeps_room_for_the_validation_after_the_stop(monkeypatch, ema_
     assert "val_nll" in result.history[-1], "the weights it stopped with were validated"
 
 
+def test_without_an_epoch_limit_the_cosine_schedule_follows_the_budget(monkeypatch):
+    import ptheta.train.trainer as trainer_module
+
+    clock = _Clock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    torch.manual_seed(0)
+    module = _SlowValidation(clock, step=1.0, row=0.0).double()
+    config = TrainConfig(epochs=None, batch_size=16, lr=0.05, max_time=50.0, device="cpu")
+    result = Trainer(config).fit(module, (_data(64),))  # 4 steps of 1 s per epoch
+    assert result.stopped == "max_time"
+    assert result.history[-1]["seconds"] >= 49.0, "the budget was used"
+    for record in result.history:  # the next step's lr, after `seconds` of the budget
+        assert record["seconds"] == record["step"] * 1.0
+        spent = record["seconds"] / 50.0
+        expected = 0.05 * 0.5 * (1 + math.cos(math.pi * spent))
+        assert record["lr"] == pytest.approx(expected, rel=1e-12), record
+    with pytest.raises(ParameterError, match="set max_time"):
+        TrainConfig(epochs=None)
+
+
 def test_the_budget_probe_leaves_the_random_state_alone():
     # dropout draws from the random stream in training, validation draws from it too
     torch.manual_seed(0)
