@@ -354,7 +354,9 @@ class RBM(NeuralModel):
             times faster per step for small networks; set ``lr`` to an SGD step size such
             as 0.05–0.1; no validation, early stopping or checkpoints: see ``sgd_fit``).
         **training: the shared training arguments (epochs, lr, batch_size, dtype, device,
-            random_state, ...; see ``ptheta.models.neural.TRAINING_PARAMS``).
+            random_state, ...; see ``ptheta.models.neural.TRAINING_PARAMS``); ``patience``
+            defaults to None here (no early stopping: the validation NLL between epochs is
+            a short, noisy AIS estimate; the best weights by it are still kept).
 
     Fitted attributes:
         log_z_, log_z_std_ (0 when exact), log_z_method_ (``"exact"`` or ``"ais"``),
@@ -427,7 +429,10 @@ class RBM(NeuralModel):
         solver: str = "adamw",
         **training: Any,
     ) -> None:
-        super().__init__(**training)
+        # no early stopping by default: between epochs the validation NLL comes from a
+        # short AIS run whose noise stops training early (28×28 binary digits, 60 s:
+        # patience 10 stopped after 8 s at 288.7 test nats; without it, 219.2)
+        super().__init__(**{"patience": None, **training})
         self.solver = solver
         self.n_hidden = n_hidden
         self.method = method
