@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy.sparse.csgraph import breadth_first_order
-from scipy.special import logsumexp, xlogy
+from scipy.special import xlogy
 
 from ptheta.data.spec import DataSpec
 from ptheta.data.stream import ArraySource, Source, accumulate
@@ -1238,7 +1238,8 @@ class BayesianNetwork(GenerativeModel):
         q, pool = self._eliminate_others(variables, evidence)
         table = product([f for f in pool if f.vars], self.cards_)
         log_p = np.transpose(table.log, [0, *(table.vars.index(v) + 1 for v in q)])[0]
-        log_p = log_p - logsumexp(log_p)
+        top = log_p.max()  # finite: evidence of probability 0 was refused above
+        log_p = log_p - (top + np.log(np.exp(log_p - top).sum()))  # scipy's costs 0.2 ms
         import pandas as pd  # a dependency of statsmodels; only queries need it
 
         levels = [self._levels(v) for v in q]

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -203,25 +204,31 @@ def min_fill_order(
     for scope in scopes:
         for v in scope:
             nbrs.setdefault(int(v), set()).update(int(u) for u in scope if u != v)
+    size = [int(c) for c in cards]  # Python ints: a clique's table size is exact
+
+    def cost(v: int) -> tuple[int, int, int]:
+        around = list(nbrs.get(v, ()))
+        fill = sum(
+            1
+            for a in range(len(around))
+            for b in range(a + 1, len(around))
+            if around[b] not in nbrs[around[a]]
+        )
+        return fill, math.prod(size[u] for u in around) * size[v], v
+
+    # A variable's cost changes only when its neighbours or the edges among them do, i.e.
+    # for the eliminated variable's neighbours and theirs: the others keep their cost.
+    costs = {v: cost(v) for v in todo}
     order: list[int] = []
     while todo:
-
-        def cost(v: int) -> tuple[int, float, int]:
-            around = list(nbrs.get(v, ()))
-            fill = sum(
-                1
-                for a in range(len(around))
-                for b in range(a + 1, len(around))
-                if around[b] not in nbrs[around[a]]
-            )
-            weight = float(np.sum(np.log(cards[[v, *around]])))
-            return fill, weight, v
-
-        v = min(todo, key=cost)
+        v = min(todo, key=costs.__getitem__)
         around = nbrs.pop(v, set())
         for u in around:
             nbrs[u].discard(v)
             nbrs[u].update(around - {u})
         todo.discard(v)
         order.append(v)
+        stale = set(around).union(*(nbrs[u] for u in around)) & todo
+        for u in stale:
+            costs[u] = cost(u)
     return order

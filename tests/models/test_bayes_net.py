@@ -18,6 +18,7 @@ from ptheta.models.dag_search import (
     parse_dot,
     with_edge_ancestors,
 )
+from ptheta.models.elimination import min_fill_order
 from ptheta.runs.pictures import save_figure, structure_figure
 from ptheta.runs.store import load_run, save_run
 
@@ -134,6 +135,43 @@ def test_ancestors_kept_up_to_date_edge_by_edge_equal_a_fresh_computation():
             adj[i, j] = True
             with_edge_ancestors(anc, i, j)
             np.testing.assert_array_equal(anc, ancestors(adj))
+
+
+def _min_fill_from_scratch(scopes, eliminate_vars, cards):
+    """Greedy min-fill recomputing every candidate's cost at every step (the reference for
+    min_fill_order, which recomputes only the costs an elimination can change)."""
+    nbrs = {v: set() for v in range(len(cards))}
+    for scope in scopes:
+        for v in scope:
+            nbrs[v].update(u for u in scope if u != v)
+    todo, order = set(eliminate_vars), []
+    while todo:
+
+        def cost(v):
+            fill = sum(b not in nbrs[a] for a, b in itertools.combinations(sorted(nbrs[v]), 2))
+            return fill, math.prod(int(cards[u]) for u in nbrs[v] | {v}), v
+
+        v = min(todo, key=cost)
+        for u in nbrs[v]:
+            nbrs[u] |= nbrs[v] - {u}
+            nbrs[u].discard(v)
+        nbrs[v] = set()
+        todo.discard(v)
+        order.append(v)
+    return order
+
+
+def test_min_fill_order_equals_the_greedy_recomputed_from_scratch():
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        d = int(rng.integers(3, 20))
+        cards = rng.integers(2, 5, size=d)
+        scopes = [
+            [int(v) for v in rng.choice(d, size=int(rng.integers(1, min(5, d + 1))), replace=False)]
+            for _ in range(int(rng.integers(1, 2 * d)))
+        ]
+        free = [int(v) for v in rng.choice(d, size=int(rng.integers(1, d + 1)), replace=False)]
+        assert min_fill_order(scopes, free, cards) == _min_fill_from_scratch(scopes, free, cards)
 
 
 def test_hill_climbing_stops_when_out_of_time():
