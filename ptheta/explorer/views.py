@@ -253,7 +253,9 @@ def budget(name: str, quick: bool) -> dict[str, Any]:
     in quick mode (tests) its "explorer-quick" preset, falling back to the "explorer"
     preset for classical families and to the "quick" preset for neural ones.
 
-    A neural family whose full budget sets no ``max_time`` gets :data:`MAX_FIT_SECONDS`.
+    A neural family whose full budget sets no ``max_time`` gets :data:`MAX_FIT_SECONDS`,
+    and one that sets no ``epochs`` its ``auto_epochs`` (with ``max_time`` set,
+    ``epochs="auto"`` would lift the epoch limit and train for the whole minute).
     """
     cls = REGISTRY[name]
     full = cls.preset("explorer") or {}
@@ -265,6 +267,9 @@ def budget(name: str, quick: bool) -> dict[str, Any]:
         return (cls.preset("quick") or {}) if steps else full
     if steps:  # a family that trains in steps takes max_time (see Capabilities)
         full.setdefault("max_time", MAX_FIT_SECONDS)
+        auto = getattr(cls, "auto_epochs", None)  # a neural family's (NeuralModel)
+        if auto is not None:
+            full.setdefault("epochs", auto)
     return full
 
 

@@ -1009,7 +1009,6 @@ class DDPM(NeuralModel):
         "device": "cpu",
     }
     presets: ClassVar[dict[str, dict[str, Any]]] = {
-        # a short schedule: scoring costs T network passes per example
         # T = 1000 as by default: the bound's cost follows bound_strata, not T, and T = 100
         # left a 10 s demo fit at 123.3 test nats on digits, worse than independent pixels
         # (106.4); T = 1000 gives 101.3 in the same time

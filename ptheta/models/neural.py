@@ -565,7 +565,9 @@ class NeuralModel(GenerativeModel):
         return -(observed.reshape(len(observed), -1) @ log_scale)
 
     # Settings that do not change the model or its training trajectory: a run may resume
-    # with other values (more time, another device, a progress bar or not).
+    # with other values (more time, another device, a progress bar or not). With
+    # epochs="auto", max_time also sets the learning-rate schedule (over the budget): a run
+    # resumed with another budget continues on the new budget's schedule.
     _RESUMABLE_CHANGES = (
         "verbose", "max_time", "device", "patience", "checkpoint_every", "loader_workers",
     )  # fmt: skip

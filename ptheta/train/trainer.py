@@ -355,7 +355,7 @@ class Trainer:
                         if ema is not None:
                             ema.update_parameters(module)
                         s.step, s.batch = s.step + 1, b + 1
-                        in_step, step_seconds = False, time.perf_counter() - step_began
+                        step_seconds = time.perf_counter() - step_began
                         if reserve is None:  # what the validation after a stop will cost
                             reserve = _validation_reserve(self._evaluated(module, ema), val_data,
                                                           cfg.batch_size, device)  # fmt: skip
@@ -374,6 +374,7 @@ class Trainer:
                         if cfg.max_time is not None:
                             budget_spent[0] = elapsed / cfg.max_time
                         sched.step()  # the next step's learning rate
+                        in_step = False  # the step is whole: a checkpoint may hold it
                         if not math.isfinite(value):
                             raise ParameterError(
                                 f"the training loss became {value} at step {s.step}; "
@@ -681,19 +682,23 @@ def _schedule(
     cfg: TrainConfig, total_steps: int | None, budget_spent: Callable[[], float]
 ) -> Callable[[int], float]:
     """The learning-rate factor of each step: linear warm-up, then constant or a cosine to
-    0 over the steps after warm-up — or, with no epoch limit (``total_steps`` None), over
-    the time budget (``budget_spent()``: the fraction of ``max_time`` used so far)."""
+    0 over the steps after warm-up — or, with no epoch limit (``total_steps`` None), a
+    cosine over the time budget (``budget_spent()``: the fraction of ``max_time`` used so
+    far), which the warm-up ramps up to (continuous at its end, and a function of the
+    step and the clock alone, so a resumed run needs no other state)."""
     warm = cfg.warmup_steps
 
     def factor(step: int) -> float:
-        if warm and step < warm:
-            return (step + 1) / warm
+        in_warmup = bool(warm) and step < warm
+        ramp = (step + 1) / warm if in_warmup else 1.0
         if cfg.schedule == "constant":
-            return 1.0
+            return ramp
         if total_steps is None:
             progress = min(max(budget_spent(), 0.0), 1.0)
-        else:
-            progress = min((step - warm) / max(total_steps - warm, 1), 1.0)
+            return ramp * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if in_warmup:
+            return ramp
+        progress = min((step - warm) / max(total_steps - warm, 1), 1.0)
         return 0.5 * (1.0 + math.cos(math.pi * progress))
 
     return factor

@@ -181,11 +181,15 @@ def test_budget_is_the_explorer_preset_with_fallbacks():
     for name in ptheta.models.with_preset("explorer"):
         cls, steps = ptheta.REGISTRY[name], views.capabilities(name).trains_in_steps
         full = views.budget(name, quick=False)
-        assert {k: v for k, v in full.items() if k != "max_time"} == {
-            k: v for k, v in cls.preset("explorer").items() if k != "max_time"
+        added = ("max_time", "epochs")  # what a family that trains in steps gets by default
+        assert {k: v for k, v in full.items() if k not in added} == {
+            k: v for k, v in cls.preset("explorer").items() if k not in added
         }
         if steps:
             assert full["max_time"] == cls.preset("explorer").get("max_time", 60)
+            # an epoch limit too: with max_time, epochs="auto" would train the whole minute
+            auto = cls.preset("explorer").get("epochs", getattr(cls, "auto_epochs", None))
+            assert full.get("epochs") == auto
         quick = cls.preset("explorer-quick")
         if quick is None:
             quick = cls.preset("quick") if steps else cls.preset("explorer")

@@ -301,6 +301,22 @@ def test_max_time_keeps_room_for_the_validation_after_the_stop(monkeypatch, ema_
     assert "val_nll" in result.history[-1], "the weights it stopped with were validated"
 
 
+def test_the_time_schedule_is_ramped_by_the_warm_up_and_the_step_schedule_is_unchanged():
+    from ptheta.train.trainer import _schedule
+
+    spent = [0.0]
+    timed = _schedule(TrainConfig(epochs=None, max_time=10.0, warmup_steps=4), None,
+                      lambda: spent[0])  # fmt: skip
+    for step, fraction in [(0, 0.0), (1, 0.1), (3, 0.2), (4, 0.25), (9, 0.6), (20, 1.5)]:
+        spent[0] = fraction
+        ramp = min(1.0, (step + 1) / 4)
+        cosine = 0.5 * (1 + math.cos(math.pi * min(fraction, 1.0)))
+        assert timed(step) == pytest.approx(ramp * cosine, rel=1e-12), step
+    stepped = _schedule(TrainConfig(epochs=2, warmup_steps=4), 8, lambda: 0.9)
+    assert [stepped(s) for s in range(4)] == [0.25, 0.5, 0.75, 1.0]  # the clock is unused
+    assert stepped(4) == 1.0 and stepped(8) == 0.0
+
+
 def test_without_an_epoch_limit_the_cosine_schedule_follows_the_budget(monkeypatch):
     import ptheta.train.trainer as trainer_module
 
