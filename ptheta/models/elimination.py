@@ -70,7 +70,7 @@ def product(factors: Sequence[Factor], cards: np.ndarray) -> Factor:
     return Factor(tuple(scope), total)
 
 
-def _reduce(table: np.ndarray, axis: int | tuple[int, ...], mode: str) -> np.ndarray:
+def reduce_log(table: np.ndarray, axis: int | tuple[int, ...], mode: str) -> np.ndarray:
     """Max or log-sum-exp over ``axis`` (scipy's logsumexp costs far more per small call)."""
     if mode == "max":
         return table.max(axis=axis)
@@ -99,7 +99,7 @@ def eliminate(
         pool = [(i, f) for i, f in pool if v not in f.vars]
         phi = product([f for _, f in involved], cards)
         axis = phi.vars.index(v) + 1
-        message = Factor(phi.vars[: axis - 1] + phi.vars[axis:], _reduce(phi.log, axis, mode))
+        message = Factor(phi.vars[: axis - 1] + phi.vars[axis:], reduce_log(phi.log, axis, mode))
         step = Step(v, phi, message, absorbed=[i for i, _ in involved if i < len(factors)])
         for i, _ in involved:
             if i in owner:
@@ -163,7 +163,7 @@ def calibrate(steps: Sequence[Step], n: int) -> list[Factor]:
             drop = tuple(i + 1 for i, u in enumerate(parent.phi.vars) if u not in sep)
             above = beliefs[step.parent]
             assert above is not None
-            marg = _reduce(above, drop, "sum") if drop else above  # (n, *cards[sep])
+            marg = reduce_log(above, drop, "sum") if drop else above  # (n, *cards[sep])
             sent = np.transpose(
                 step.message.log, [0, *(step.message.vars.index(u) + 1 for u in sep)]
             )
@@ -175,7 +175,7 @@ def calibrate(steps: Sequence[Step], n: int) -> list[Factor]:
     for step, belief in zip(steps, beliefs, strict=True):
         assert belief is not None
         axes = tuple(range(1, belief.ndim))
-        norm = _reduce(belief.reshape(n, -1), 1, "sum").reshape(n, *([1] * len(axes)))
+        norm = reduce_log(belief.reshape(n, -1), 1, "sum").reshape(n, *([1] * len(axes)))
         with np.errstate(invalid="ignore"):
             out.append(Factor(step.phi.vars, belief - norm))
     return out
@@ -189,7 +189,7 @@ def _cards(f: Factor) -> dict[int, int]:
 def marginal(f: Factor, scope: Sequence[int]) -> np.ndarray:
     """Sum a normalised log-belief onto ``scope`` (in that order): a (B, *cards) table."""
     drop = tuple(i + 1 for i, v in enumerate(f.vars) if v not in scope)
-    table = _reduce(f.log, drop, "sum") if drop else f.log
+    table = reduce_log(f.log, drop, "sum") if drop else f.log
     kept = [v for v in f.vars if v in scope]
     return np.transpose(table, [0, *(kept.index(v) + 1 for v in scope)])
 
