@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import math
 import time
+import warnings
 from typing import Any, ClassVar
 
 import numpy as np
@@ -18,8 +20,11 @@ from ptheta.data.spec import DataSpec, check_values
 from ptheta.data.stream import Source
 from ptheta.errors import ParameterError
 from ptheta.models.neural import NeuralModel
+from ptheta.nn.device import resolve_device
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Choice, Config, Int, Param, check_choice, check_int, check_random_state
+from ptheta.progress import Advance, progress_bar
+from ptheta.train.trainer import TrainConfig
 
 # log Z is computed exactly when the smaller layer has at most this many units (2^20 terms)
 MAX_EXACT_UNITS = 20
@@ -30,6 +35,15 @@ _ENUM_VALUES = 2**17
 # a quick AIS for the Trainer's validation NLL when log Z has no exact form (fixed seed, so
 # the validation numbers of a run are reproducible and training randomness is untouched)
 _VAL_AIS_RUNS, _VAL_AIS_BETAS = 32, 500
+# Under max_time the final AIS estimate of log Z is part of the budget: it gets at most this
+# share of max_time and training the rest. It keeps every one of ais_betas temperatures (fewer
+# would bias log Z down and the scores up) and runs as many of ais_runs as fit in its share,
+# at least MIN_AIS_RUNS (fewer runs only widen its reported standard error).
+AIS_SHARE = 0.1
+MIN_AIS_RUNS = 8
+# temperatures of the short timed AIS runs that size it, and of a progress-bar step
+_PILOT_BETAS = 16
+_PROGRESS_BETAS = 100
 # sgd_fit's products of at most this many multiply-adds (rows × (D + 1) × (H + 1)) run on one
 # BLAS thread: a second one costs more than it brings on them (PCD-1, H = 16, 1,000 × 64,
 # batch 32: 0.0213 s on one thread, 0.0248 s on two, 1.50 s on two of a loaded machine)
@@ -243,7 +257,11 @@ class RBMNetwork(nn.Module):
 
     @torch.no_grad()
     def ais_log_z(
-        self, n_runs: int = 100, n_betas: int = 10_000, generator: torch.Generator | None = None
+        self,
+        n_runs: int = 100,
+        n_betas: int = 10_000,
+        generator: torch.Generator | None = None,
+        progress: Advance | None = None,
     ) -> tuple[Tensor, Tensor]:
         """Annealed importance sampling estimate of log Z and its standard error.
 
@@ -258,7 +276,8 @@ class RBMNetwork(nn.Module):
         log Ẑ = log Z_0 + log mean_r w_r. The standard error is the delta method on the
         mean of the weights: se(log Ẑ) ≈ std(w) / (√R · mean(w)), computed from weights
         rescaled by their maximum. AIS underestimates log Z on average (Jensen), so a
-        score from it slightly overestimates log p.
+        score from it slightly overestimates log p. ``progress(steps)`` is called every
+        100 temperatures.
 
         Returns:
             (log_z, std_err), two scalar tensors.
@@ -279,6 +298,8 @@ class RBMNetwork(nn.Module):
                 h = bernoulli(torch.sigmoid(beta * a), generator)
                 p_v = torch.sigmoid((1 - beta) * base + beta * (h @ W + b))
                 v = bernoulli(p_v, generator)
+            if progress is not None and i % _PROGRESS_BETAS == 0:
+                progress(_PROGRESS_BETAS)
         log_z0 = self.n_hidden * math.log(2.0) + F.softplus(base).sum()
         log_z = log_z0 + torch.logsumexp(log_w, 0) - math.log(n_runs)
         w = torch.exp(log_w - log_w.max())
@@ -352,7 +373,8 @@ class RBM(NeuralModel):
             samples are then independent).
         sample_init: ``"random"`` (uniform states) or ``"persistent"`` (the PCD chains;
             needs ``method="pcd"``).
-        ais_runs: AIS runs for log Z when it has no exact form.
+        ais_runs: AIS runs for log Z when it has no exact form (under ``max_time``, as many
+            as fit in a tenth of it, at least 8: see ``log_z_runs_``).
         ais_betas: AIS intermediate temperatures.
         solver: ``"adamw"`` trains through the Trainer (AdamW and its schedule, early
             stopping on validation NLL, checkpoints); ``"sgd"`` takes plain gradient steps of
@@ -367,7 +389,8 @@ class RBM(NeuralModel):
 
     Fitted attributes:
         log_z_, log_z_std_ (0 when exact), log_z_method_ (``"exact"`` or ``"ais"``),
-        base_bias_ (logits of the smoothed data marginals), module, history_.
+        log_z_runs_ (the AIS runs of log Z: ``ais_runs``, or fewer under ``max_time``; 0
+        when exact), base_bias_ (logits of the smoothed data marginals), module, history_.
 
     Example:
         >>> import ptheta
@@ -452,6 +475,7 @@ class RBM(NeuralModel):
         self.sample_init = sample_init
         self.ais_runs = ais_runs
         self.ais_betas = ais_betas
+        self._ais_reserve = 0.0  # seconds of max_time left to the final AIS (during a fit)
 
     def _kind_fix(self, spec: DataSpec) -> str:
         return (
@@ -464,10 +488,61 @@ class RBM(NeuralModel):
         flat = x.reshape(len(x), -1)
         p = (flat.sum(0) + 1.0) / (len(flat) + 2.0)  # smoothed marginals: finite logits
         self.base_bias_ = np.log(p) - np.log1p(-p)
-        super()._fit(x, y, spec, **kw)
-        log_z, std_err, method = self.estimate_log_z()
+        runs, self._ais_reserve = self._ais_plan(spec)
+        try:
+            super()._fit(x, y, spec, **kw)
+        finally:
+            self._ais_reserve = 0.0
+        log_z, std_err, method = self.estimate_log_z(ais_runs=runs, verbose=self.verbose)
         self._module.set_log_z(log_z)
         self.log_z_, self.log_z_std_, self.log_z_method_ = log_z, std_err, method
+        self.log_z_runs_ = runs if method == "ais" else 0
+
+    def train_config(self) -> TrainConfig:
+        """The shared training configuration; under ``max_time``, training's budget leaves
+        the final AIS estimate of log Z its share (see :data:`AIS_SHARE`)."""
+        config = super().train_config()
+        if config.max_time is None or not self._ais_reserve:
+            return config
+        return dataclasses.replace(config, max_time=config.max_time - self._ais_reserve)
+
+    def _ais_plan(self, spec: DataSpec) -> tuple[int | None, float]:
+        """(AIS runs of the final log Z estimate, seconds training leaves it): under
+        ``max_time``, as many of ``ais_runs`` as fit in :data:`AIS_SHARE` of it by two short
+        timed runs (the time of a temperature grows linearly with the runs), at least
+        :data:`MIN_AIS_RUNS`; otherwise (None, 0): ``ais_runs``, and nothing reserved."""
+        params = self._params()
+        device = resolve_device(params["device"])
+        module = self._build_module(spec, None).to(device, self._weights_dtype())
+        small = min(module.n_visible, module.n_hidden) <= MAX_EXACT_UNITS
+        if params["max_time"] is None or small:
+            return None, 0.0
+        allowance, betas = AIS_SHARE * params["max_time"], params["ais_betas"] + 1
+        high = params["ais_runs"]
+        low = min(MIN_AIS_RUNS, high)
+
+        def per_beta(runs: int) -> float:  # seconds a temperature takes at this many runs
+            g = torch.Generator(device=module.W.device).manual_seed(0)
+            start = time.perf_counter()
+            float(module.ais_log_z(runs, _PILOT_BETAS, g)[0])  # float(): waits for a device
+            return (time.perf_counter() - start) / (_PILOT_BETAS + 1)
+
+        per_beta(low)  # a first call pays one-time costs (allocations, thread pools)
+        t_low = per_beta(low)
+        per_run = max(per_beta(high) - t_low, 0.0) / (high - low) if high > low else 0.0
+        room = allowance / betas - t_low
+        runs = high if per_run * (high - low) <= room else low + max(int(room / per_run), 0)
+        seconds = betas * (t_low + per_run * (runs - low))
+        if seconds > allowance:
+            warnings.warn(
+                f"{self.name}: the final AIS estimate of log Z ({runs} runs × "
+                f"{params['ais_betas']:,} temperatures) takes about {seconds:.1f} s, more than "
+                f"{AIS_SHARE:.0%} of max_time={params['max_time']:g} s; the fit will run over "
+                "its budget by the difference (a smaller ais_betas is faster but biases log Z "
+                "down, the scores up)",
+                stacklevel=2,
+            )
+        return runs, min(seconds, allowance)
 
     def _train(
         self,
@@ -515,6 +590,7 @@ class RBM(NeuralModel):
         ais_runs: int | None = None,
         ais_betas: int | None = None,
         random_state: Any = None,
+        verbose: Any = False,
     ) -> tuple[float, float, str]:
         """log Z of the fitted RBM: (log_z, std_err, method used).
 
@@ -523,6 +599,7 @@ class RBM(NeuralModel):
                 ``"auto"`` (exact when possible).
             ais_runs, ais_betas: AIS settings (default: the model's hyper-parameters).
             random_state: AIS seed (default: the model's ``random_state``).
+            verbose: show a progress bar over the AIS temperatures.
 
         Returns:
             log Z in nats, its standard error (0.0 when exact), and ``"exact"`` or ``"ais"``.
@@ -543,7 +620,9 @@ class RBM(NeuralModel):
         betas = params["ais_betas"] if betas is None else betas
         seed = self._seed() if seed is None else seed
         generator = torch.Generator(device=module.W.device).manual_seed(seed)
-        log_z, std_err = module.ais_log_z(runs, betas, generator)
+        description = f"log Z by AIS ({runs} runs)"
+        with progress_bar(betas, description, enabled=bool(verbose)) as advance:
+            log_z, std_err = module.ais_log_z(runs, betas, generator, advance)
         return float(log_z), float(std_err), "ais"
 
     def free_energy(self, X: Any) -> np.ndarray:
@@ -601,7 +680,6 @@ def sgd_fit(
     Returns:
         the per-epoch history (epoch, step, seconds, lr) and the training seconds.
     """
-    from ptheta.progress import progress_bar
 
     dtype = module.W.dtype
     np_dtype = np.float64 if dtype == torch.float64 else np.float32

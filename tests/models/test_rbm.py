@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 
 import numpy as np
@@ -206,3 +207,49 @@ def test_sgd_solver_learns_and_is_deterministic():
     assert m.log_z_method_ == "exact" and len(m.history_) == 60
     start = RBM(**{**params, "epochs": 1, "lr": 1e-9}).fit(x)  # practically the initial RBM
     assert m.score(x) > start.score(x) + 0.4  # the copy of x0 in x1 is learned
+
+
+# --------------------------------------------------------------------------- max_time and AIS
+@pytest.mark.parametrize(
+    ("max_time", "expected_runs"),
+    [(50.0, 40), (1000.0, 100), (1.0, 8)],  # a share of 5 s; all runs fit; not even 8 fit
+)
+def test_under_max_time_the_final_ais_runs_as_many_runs_as_fit_in_its_share(
+    monkeypatch, max_time, expected_runs
+):
+    """A fake clock: a temperature of AIS costs c0 + c1 · runs seconds. The fit keeps every
+    temperature, runs as many of ais_runs as fit in AIS_SHARE of max_time (at least 8), and
+    gives training max_time less what that AIS takes."""
+    import types
+
+    import ptheta.models.rbm as rbm
+
+    c0, c1, betas = 1e-3, 1e-4, 999
+    clock = [0.0]
+    real_ais = RBMNetwork.ais_log_z
+
+    def timed_ais(self, n_runs, n_betas, generator=None, progress=None):
+        clock[0] += (c0 + c1 * n_runs) * (n_betas + 1)
+        return real_ais(self, n_runs, min(n_betas, 5), generator)  # the value is not checked
+
+    monkeypatch.setattr(rbm, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    monkeypatch.setattr(RBMNetwork, "ais_log_z", timed_ais)
+    budgets = []
+    real_config = RBM.train_config
+    monkeypatch.setattr(
+        RBM, "train_config", lambda m: budgets.append(real_config(m)) or budgets[-1]
+    )
+    rng = np.random.default_rng(0)
+    x = (rng.random((40, 24)) < 0.3).astype(int)
+    params = dict(n_hidden=21, epochs=1, ais_runs=100, ais_betas=betas, max_time=max_time)
+    with (
+        pytest.warns(UserWarning, match="more than 10% of max_time")
+        if max_time == 1
+        else (contextlib.nullcontext())
+    ):
+        model = RBM(**params, batch_size=20, device="cpu").fit(x)
+    runs = model.log_z_runs_
+    assert model.log_z_method_ == "ais" and expected_runs - 1 <= runs <= expected_runs
+    seconds = (betas + 1) * (c0 + c1 * runs)
+    assert budgets[0].max_time == pytest.approx(max_time - min(seconds, 0.1 * max_time))
+    assert model.train_config().max_time == max_time  # the reserve is for the fit only
