@@ -34,6 +34,7 @@ from ptheta.models.elimination import (
     Factor,
     calibrate,
     eliminate,
+    linked_scopes,
     log_total,
     marginal,
     min_fill_order,
@@ -540,14 +541,19 @@ class BayesianNetwork(GenerativeModel):
         return [p for p in self.parents_[j] if kinds[p] != DISCRETE]
 
     def _linked(self) -> np.ndarray:
-        """(D,) bool: continuous columns in a continuous → continuous edge."""
-        d = len(self.parents_)
-        out = np.zeros(d, dtype=bool)
-        for j in range(d):
-            linked = self._linked_parents(j)
-            if linked:
-                out[[*linked, j]] = True
-        return out
+        """(D,) bool: continuous columns in a continuous → continuous edge (computed once
+        per structure and kinds)."""
+
+        def compute() -> np.ndarray:
+            out = np.zeros(len(self.parents_), dtype=bool)
+            for j in range(len(self.parents_)):
+                linked = self._linked_parents(j)
+                if linked:
+                    out[[*linked, j]] = True
+            out.setflags(write=False)
+            return out
+
+        return _derived(self, "linked", (self.parents_, getattr(self, "kinds_", None)), compute)
 
     def _centred_coef(self, j: int, theta_j: np.ndarray, centre: dict[int, float]):
         """A conditional linear Gaussian's (intercept, slopes) (q, k + 1) and variances
@@ -1299,14 +1305,14 @@ class BayesianNetwork(GenerativeModel):
         logt = self._log_tables(leaves)
         blocks = self._gaussian_blocks(observed, relevant)
         inside = {v for block in blocks for v in block}
-        factors = [
-            self._family_factor(j, logt[j], vals, xs, observed, leaves)
-            for j in np.flatnonzero(relevant)
-            if j not in inside
-        ]
+        families = [j for j in np.flatnonzero(relevant).tolist() if j not in inside]
+        if not blocks:
+            families = self._linked_families(families, q, observed, logt, vals, xs, leaves)
+        factors = [self._family_factor(j, logt[j], vals, xs, observed, leaves) for j in families]
         factors = [f for f in factors if f is not None]  # missing leaves: integrated out
         factors += [_GaussianBlock(self, b, logt, vals, xs, observed).factor for b in blocks]
-        free = np.flatnonzero(relevant & ~observed & ~keep & ~self._leaf_mask()).tolist()
+        held = {v for f in factors for v in f.vars}
+        free = [v for v in np.flatnonzero(~observed & ~keep & ~self._leaf_mask()) if v in held]
         order = min_fill_order([f.vars for f in factors], free, self.cards_)
         pool, _ = eliminate(factors, order, self.cards_)
         if np.isneginf(log_total(pool, 1)[0]) or any(
@@ -1314,6 +1320,38 @@ class BayesianNetwork(GenerativeModel):
         ):
             raise DataError(f"the evidence {evidence!r} has probability 0 under the model")
         return q, pool
+
+    def _linked_families(
+        self,
+        families: list[int],
+        q: list[int],
+        observed: np.ndarray,
+        logt: list[np.ndarray],
+        vals: np.ndarray,
+        xs: np.ndarray,
+        leaves: dict[int, Leaf],
+    ) -> list[int]:
+        """The ``families`` whose factors link to the query ``q`` through unobserved
+        variables (d-connected to it given the evidence). The others' product, summed over
+        their variables, only scales the answer; unless it can vanish (a zero in one of
+        their tables): then every family is kept, so that impossible evidence is found."""
+        scopes = [
+            ()
+            if j in leaves and not observed[j]  # a missing leaf integrates to 1
+            else tuple(u for u in (*self.parents_[j], j) if not observed[u])
+            for j in families
+        ]
+        link = linked_scopes(scopes, q)
+        for j, linked in zip(families, link, strict=True):
+            if linked:
+                continue
+            table = logt[j]
+            if j in leaves:  # its log-densities at the observed value
+                factor = self._family_factor(j, logt[j], vals, xs, observed, leaves)
+                table = factor.log if factor is not None else np.zeros(1)
+            if np.isneginf(table).any():
+                return families
+        return [j for j, linked in zip(families, link, strict=True) if linked]
 
     def _index(self, name: Any) -> int:
         """A variable's index from its column name (or its index)."""

@@ -23,6 +23,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,10 @@ def reduce_log(table: np.ndarray, axis: int | tuple[int, ...], mode: str) -> np.
     if mode == "max":
         return table.max(axis=axis)
     top = table.max(axis=axis, keepdims=True)
+    if np.isfinite(top).all():  # each sum then holds a 1: no warning to silence
+        total = np.log(np.exp(table - top).sum(axis=axis, keepdims=True))
+        total += top
+        return np.squeeze(total, axis=axis)
     top = np.where(np.isfinite(top), top, 0.0)  # a slice of −inf stays −inf below
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         total = np.log(np.exp(table - top).sum(axis=axis, keepdims=True)) + top
@@ -109,6 +114,23 @@ def eliminate(
         pool.append((next_id, message))
         next_id += 1
     return [f for _, f in pool], steps
+
+
+def linked_scopes(scopes: Sequence[Sequence[int]], variables: Sequence[int]) -> list[bool]:
+    """Which factors (given by their scopes) are linked to ``variables`` through shared
+    variables. The others' product is a function of variables that no linked factor holds,
+    so summing them out leaves a constant: a conditional over ``variables`` needs only the
+    linked factors. (On a Bayesian network with the evidence fixed in the factors, these
+    are the families d-connected to the query: Lauritzen's moral-graph criterion.)"""
+    reach, linked = set(variables), [False] * len(scopes)
+    grown = True
+    while grown:
+        grown = False
+        for i, scope in enumerate(scopes):
+            if not linked[i] and reach.intersection(scope):
+                linked[i] = grown = True
+                reach.update(scope)
+    return linked
 
 
 def log_total(pool: Sequence[Factor], n: int) -> np.ndarray:
@@ -198,13 +220,25 @@ def min_fill_order(
     scopes: Sequence[Sequence[int]], eliminate_vars: Sequence[int], cards: np.ndarray
 ) -> list[int]:
     """A greedy min-fill elimination order of ``eliminate_vars`` for factors over ``scopes``
-    (ties broken by the smallest clique table, then the lowest index)."""
-    todo = set(int(v) for v in eliminate_vars)
+    (ties broken by the smallest clique table, then the lowest index).
+
+    Orders are remembered (the last 1,024 problems): queries that repeat a pattern of
+    query and evidence variables find theirs at once."""
+    key_scopes = tuple(tuple(int(v) for v in scope) for scope in scopes)
+    key = (key_scopes, tuple(int(v) for v in eliminate_vars), tuple(int(c) for c in cards))
+    return list(_min_fill_order(*key))
+
+
+@functools.lru_cache(maxsize=1024)
+def _min_fill_order(
+    scopes: tuple[tuple[int, ...], ...], eliminate_vars: tuple[int, ...], cards: tuple[int, ...]
+) -> tuple[int, ...]:
+    todo = set(eliminate_vars)
     nbrs: dict[int, set[int]] = {}
     for scope in scopes:
         for v in scope:
-            nbrs.setdefault(int(v), set()).update(int(u) for u in scope if u != v)
-    size = [int(c) for c in cards]  # Python ints: a clique's table size is exact
+            nbrs.setdefault(v, set()).update(u for u in scope if u != v)
+    size = cards  # Python ints: a clique's table size is exact
 
     def cost(v: int) -> tuple[int, int, int]:
         around = list(nbrs.get(v, ()))
@@ -231,4 +265,4 @@ def min_fill_order(
         stale = set(around).union(*(nbrs[u] for u in around)) & todo
         for u in stale:
             costs[u] = cost(u)
-    return order
+    return tuple(order)

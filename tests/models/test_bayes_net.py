@@ -287,6 +287,36 @@ def test_queries_and_marginals_equal_brute_force_enumeration(seed):
         assert score == pytest.approx(np.log(joint[cell].sum()), abs=1e-10)
 
 
+def test_queries_drop_the_factors_that_evidence_cuts_off_and_stay_exact(monkeypatch):
+    """x0 → x1 → x2, x3 → x4: given x1, P(x2 | x1) needs only x2's table; x0's tables and
+    the x3–x4 part are cut off. Answers equal enumeration; impossible evidence in a part
+    cut off from the query is still refused."""
+    import ptheta.models.bayes_net as bn
+    from ptheta.models.elimination import linked_scopes
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 3, size=(300, 5))
+    model = ptheta.make("bayesian-network", structure=[[0, 1], [1, 2], [3, 4]]).fit(x)
+    joint = _joint(model)
+    links = []
+    monkeypatch.setattr(
+        bn, "linked_scopes", lambda s, q: links.append(linked_scopes(s, q)) or links[-1]
+    )
+    for ev in ({"x1": 2}, {"x1": 0, "x4": 1}, {"x0": 1, "x4": 2}):
+        index = tuple(ev.get(f"x{v}", slice(None)) for v in range(5))
+        free = [v for v in range(5) if f"x{v}" not in ev]
+        cond = joint[index].sum(axis=tuple(i for i, v in enumerate(free) if v != 2))
+        table = model.query("x2", evidence=ev)
+        np.testing.assert_allclose(table["probability"], cond / cond.sum(), atol=1e-12)
+    assert links[1] == [False, False, True, False, False]  # given x1: x2's table alone
+    assert links[2] == [False, True, True, False, False]  # given x0: x1 is summed out
+    tables = model.cpts()
+    tables[4][..., 1] = 0.0  # x4 is never 1 now: the evidence x4 = 1 is impossible
+    model.cpt_ = np.concatenate([t.ravel() for t in tables])
+    with pytest.raises(DataError, match="probability 0"):
+        model.query("x2", evidence={"x1": 0, "x4": 1})
+
+
 def test_impute_mode_is_the_most_probable_completion():
     model, x = _fitted(d=5, k=3, n=400, seed=7)
     joint = _joint(model)
