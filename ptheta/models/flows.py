@@ -37,6 +37,11 @@ from ptheta.nn.noise import example_keys, mean_and_stderr
 from ptheta.nn.shapes import batched, sampled
 from ptheta.params import Choice, Config, Float, Int, Param, check_int, check_random_state
 
+# Dequantisation draws of the validation NLL the Trainer computes every epoch on discrete
+# data (the fitted model scores with n_dequant_samples): its expectation is the same bound
+# for any number of draws, each row's draws are the same every epoch, and 16 draws of the
+# validation rows cost about as much as the training epoch (realnvp on 28×28 binary digits)
+VALIDATION_DRAWS = 2
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -322,7 +327,13 @@ class _Flow(NeuralModel):
         self.dequantization_ = self._dequantization(spec)
         if self.dequantization_ == "variational":
             self.dequantizer_hidden_ = self._dequantizer_hidden()
-        super()._fit_stream(data, y, spec, **fit_params)
+        self._fitting = True  # the validation NLL takes VALIDATION_DRAWS draws
+        try:
+            super()._fit_stream(data, y, spec, **fit_params)
+        finally:
+            self._fitting = False
+            if getattr(self, "_module", None) is not None:
+                self._module.n_dequant_samples = self.n_dequant_samples
 
     def _fitted_likelihood(self, spec: DataSpec) -> str:
         # on discrete data: a Monte-Carlo estimate of the dequantisation bound on log P(x)
@@ -351,6 +362,9 @@ class _Flow(NeuralModel):
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> FlowDensity:
         config = self.config()
+        if getattr(self, "_fitting", False):
+            draws = min(self.n_dequant_samples, VALIDATION_DRAWS)
+            config = config.replace(n_dequant_samples=draws)
         image = self._image(spec)
         first = image[0] if image is not None else spec.n_dims
         layers: list[Flow] = []
@@ -491,7 +505,9 @@ _COMMON_DOC = """        base: ``"normal"`` (standard normal latent) or ``"learn
         n_dequant_samples: draws of u per example when scoring discrete data; each
             example's draws are a fixed function of ``random_state`` and its values, so
             scores are deterministic and independent of the batch; more draws shrink the
-            standard error (``score_samples(X, return_std=True)``; NaN with one draw).
+            standard error (``score_samples(X, return_std=True)``; NaN with one draw). The
+            validation NLL that early stopping watches during fit uses min(draws, 2)
+            (:data:`VALIDATION_DRAWS`): the same bound, for an eighth of the time.
         logit_alpha: α of the logit preprocessing of discrete data (scaled to [0, 1) by
             1/K): logit(α + (1 − 2α) u); was ``alpha``.
         class_conditional: fit p(x | y) with ``fit(X, y)``; the one-hot class is a context

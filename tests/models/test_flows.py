@@ -126,6 +126,28 @@ def test_discrete_scores_are_deterministic_and_per_example():
     assert np.all(model.score_samples(x) < 0)  # a bound on a log-probability
 
 
+def test_validation_takes_two_dequantisation_draws_and_scoring_all_of_them():
+    """The epoch's validation NLL is the bound from VALIDATION_DRAWS draws per row (the
+    same draws every epoch); the fitted model scores with n_dequant_samples."""
+    data = ptheta.datasets.load("digits")
+    train, val = data.train.x[:200], data.val.x[:60]
+    params = dict(n_layers=2, epochs=3, n_dequant_samples=5, patience=None, **FAST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MAF(16, **params).fit(train, validation_data=val)
+    assert model.module.n_dequant_samples == 5
+    best = min(h["val_nll"] for h in model.history_)  # the fit keeps the best epoch's weights
+    x = torch.as_tensor(val, dtype=torch.float64)
+    with torch.no_grad():
+        model.module.n_dequant_samples = 2
+        two = -float(model.module.log_prob(x).mean())
+        model.module.n_dequant_samples = 5
+        five = -float(model.module.log_prob(x).mean())
+    assert best == pytest.approx(two, rel=1e-9)
+    assert five != pytest.approx(two, rel=1e-9)  # five draws: another estimate
+    np.testing.assert_allclose(-model.score_samples(val).mean(), five, rtol=1e-9)
+
+
 # --------------------------------------------------------------------------- sampling
 def _assert_standard_normal(z: np.ndarray) -> None:
     for j in range(z.shape[1]):
