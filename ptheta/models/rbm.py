@@ -277,7 +277,7 @@ class RBMNetwork(nn.Module):
         mean of the weights: se(log Ẑ) ≈ std(w) / (√R · mean(w)), computed from weights
         rescaled by their maximum. AIS underestimates log Z on average (Jensen), so a
         score from it slightly overestimates log p. ``progress(steps)`` is called every
-        100 temperatures.
+        100 importance-weight updates (``n_betas`` + 1 in all) and after the last.
 
         Returns:
             (log_z, std_err), two scalar tensors.
@@ -298,8 +298,8 @@ class RBMNetwork(nn.Module):
                 h = bernoulli(torch.sigmoid(beta * a), generator)
                 p_v = torch.sigmoid((1 - beta) * base + beta * (h @ W + b))
                 v = bernoulli(p_v, generator)
-            if progress is not None and i % _PROGRESS_BETAS == 0:
-                progress(_PROGRESS_BETAS)
+            if progress is not None and (i % _PROGRESS_BETAS == 0 or i == len(betas) - 1):
+                progress(i - _PROGRESS_BETAS * ((i - 1) // _PROGRESS_BETAS))
         log_z0 = self.n_hidden * math.log(2.0) + F.softplus(base).sum()
         log_z = log_z0 + torch.logsumexp(log_w, 0) - math.log(n_runs)
         w = torch.exp(log_w - log_w.max())
@@ -496,7 +496,7 @@ class RBM(NeuralModel):
         log_z, std_err, method = self.estimate_log_z(ais_runs=runs, verbose=self.verbose)
         self._module.set_log_z(log_z)
         self.log_z_, self.log_z_std_, self.log_z_method_ = log_z, std_err, method
-        self.log_z_runs_ = runs if method == "ais" else 0
+        self.log_z_runs_ = int(runs) if method == "ais" else 0
 
     def train_config(self) -> TrainConfig:
         """The shared training configuration; under ``max_time``, training's budget leaves
@@ -506,20 +506,21 @@ class RBM(NeuralModel):
             return config
         return dataclasses.replace(config, max_time=config.max_time - self._ais_reserve)
 
-    def _ais_plan(self, spec: DataSpec) -> tuple[int | None, float]:
+    def _ais_plan(self, spec: DataSpec) -> tuple[int, float]:
         """(AIS runs of the final log Z estimate, seconds training leaves it): under
-        ``max_time``, as many of ``ais_runs`` as fit in :data:`AIS_SHARE` of it by two short
-        timed runs (the time of a temperature grows linearly with the runs), at least
-        :data:`MIN_AIS_RUNS`; otherwise (None, 0): ``ais_runs``, and nothing reserved."""
+        ``max_time``, as many of ``ais_runs`` as fit in :data:`AIS_SHARE` of it by short
+        timed runs of 8 and 32 runs (the time of a temperature grows linearly with the
+        runs), at least :data:`MIN_AIS_RUNS`; otherwise ``ais_runs``, nothing reserved."""
         params = self._params()
+        high = params["ais_runs"]
+        small = min(spec.n_dims, params["n_hidden"]) <= MAX_EXACT_UNITS
+        if params["max_time"] is None or small:
+            return high, 0.0
         device = resolve_device(params["device"])
         module = self._build_module(spec, None).to(device, self._weights_dtype())
-        small = min(module.n_visible, module.n_hidden) <= MAX_EXACT_UNITS
-        if params["max_time"] is None or small:
-            return None, 0.0
         allowance, betas = AIS_SHARE * params["max_time"], params["ais_betas"] + 1
-        high = params["ais_runs"]
         low = min(MIN_AIS_RUNS, high)
+        mid = min(4 * low, high)  # the timed runs stay short whatever ais_runs is
 
         def per_beta(runs: int) -> float:  # seconds a temperature takes at this many runs
             g = torch.Generator(device=module.W.device).manual_seed(0)
@@ -529,9 +530,12 @@ class RBM(NeuralModel):
 
         per_beta(low)  # a first call pays one-time costs (allocations, thread pools)
         t_low = per_beta(low)
-        per_run = max(per_beta(high) - t_low, 0.0) / (high - low) if high > low else 0.0
-        room = allowance / betas - t_low
-        runs = high if per_run * (high - low) <= room else low + max(int(room / per_run), 0)
+        per_run = max(per_beta(mid) - t_low, 0.0) / (mid - low) if mid > low else 0.0
+        room = allowance / betas - t_low  # for the runs beyond the first `low`
+        if per_run * (high - low) <= room:
+            runs = high
+        else:  # per_run > 0 here whenever room > 0
+            runs = low + (int(room / per_run) if room > 0 else 0)
         seconds = betas * (t_low + per_run * (runs - low))
         if seconds > allowance:
             warnings.warn(
@@ -540,7 +544,7 @@ class RBM(NeuralModel):
                 f"{AIS_SHARE:.0%} of max_time={params['max_time']:g} s; the fit will run over "
                 "its budget by the difference (a smaller ais_betas is faster but biases log Z "
                 "down, the scores up)",
-                stacklevel=2,
+                stacklevel=4,
             )
         return runs, min(seconds, allowance)
 
@@ -621,7 +625,7 @@ class RBM(NeuralModel):
         seed = self._seed() if seed is None else seed
         generator = torch.Generator(device=module.W.device).manual_seed(seed)
         description = f"log Z by AIS ({runs} runs)"
-        with progress_bar(betas, description, enabled=bool(verbose)) as advance:
+        with progress_bar(betas + 1, description, enabled=bool(verbose)) as advance:
             log_z, std_err = module.ais_log_z(runs, betas, generator, advance)
         return float(log_z), float(std_err), "ais"
 

@@ -211,11 +211,18 @@ def test_sgd_solver_learns_and_is_deterministic():
 
 # --------------------------------------------------------------------------- max_time and AIS
 @pytest.mark.parametrize(
-    ("max_time", "expected_runs"),
-    [(50.0, 40), (1000.0, 100), (1.0, 8)],  # a share of 5 s; all runs fit; not even 8 fit
+    ("max_time", "ais_runs", "expected_runs"),
+    [
+        (50.0, 100, 40),  # a share of 5 s
+        (1000.0, 100, 100),  # every run fits
+        (1.0, 100, 8),  # not even 8 fit: 8, and a warning
+        (1.0, 8, 8),  # ais_runs at the floor: nothing to choose
+        (50.0, 20_000, 40),  # timed at 8 and 32 runs, whatever ais_runs is
+        (None, 100, 100),  # no budget: ais_runs, nothing timed
+    ],
 )
 def test_under_max_time_the_final_ais_runs_as_many_runs_as_fit_in_its_share(
-    monkeypatch, max_time, expected_runs
+    monkeypatch, max_time, ais_runs, expected_runs
 ):
     """A fake clock: a temperature of AIS costs c0 + c1 · runs seconds. The fit keeps every
     temperature, runs as many of ais_runs as fit in AIS_SHARE of max_time (at least 8), and
@@ -225,11 +232,12 @@ def test_under_max_time_the_final_ais_runs_as_many_runs_as_fit_in_its_share(
     import ptheta.models.rbm as rbm
 
     c0, c1, betas = 1e-3, 1e-4, 999
-    clock = [0.0]
+    clock, timed = [0.0], []
     real_ais = RBMNetwork.ais_log_z
 
     def timed_ais(self, n_runs, n_betas, generator=None, progress=None):
         clock[0] += (c0 + c1 * n_runs) * (n_betas + 1)
+        timed.append(n_runs) if n_betas == rbm._PILOT_BETAS else None
         return real_ais(self, n_runs, min(n_betas, 5), generator)  # the value is not checked
 
     monkeypatch.setattr(rbm, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
@@ -241,15 +249,30 @@ def test_under_max_time_the_final_ais_runs_as_many_runs_as_fit_in_its_share(
     )
     rng = np.random.default_rng(0)
     x = (rng.random((40, 24)) < 0.3).astype(int)
-    params = dict(n_hidden=21, epochs=1, ais_runs=100, ais_betas=betas, max_time=max_time)
+    params = dict(n_hidden=21, epochs=1, ais_runs=ais_runs, ais_betas=betas, max_time=max_time)
+    warns = max_time == 1.0
     with (
         pytest.warns(UserWarning, match="more than 10% of max_time")
-        if max_time == 1
+        if warns
         else (contextlib.nullcontext())
     ):
         model = RBM(**params, batch_size=20, device="cpu").fit(x)
     runs = model.log_z_runs_
     assert model.log_z_method_ == "ais" and expected_runs - 1 <= runs <= expected_runs
+    assert max(timed, default=0) <= 32  # short timed runs only
+    if max_time is None:
+        assert not timed and budgets[0].max_time is None
+        return
     seconds = (betas + 1) * (c0 + c1 * runs)
     assert budgets[0].max_time == pytest.approx(max_time - min(seconds, 0.1 * max_time))
     assert model.train_config().max_time == max_time  # the reserve is for the fit only
+
+
+def test_the_ais_progress_bar_counts_every_weight_update():
+    net = _rbm(30, 25, std=0.05)
+    steps = []
+    net.ais_log_z(3, 250, torch.Generator().manual_seed(0), progress=steps.append)
+    assert steps == [100, 100, 51]  # 251 importance-weight updates
+    steps.clear()
+    net.ais_log_z(3, 40, torch.Generator().manual_seed(0), progress=steps.append)
+    assert steps == [41]
