@@ -369,6 +369,14 @@ def test_queries_refuse_unknown_variables_levels_and_impossible_evidence():
     model.cpt_ = np.concatenate([t.ravel() for t in tables])
     with pytest.raises(DataError, match="probability 0"):
         model.query("x0", evidence={"x1": 1})
+    # x2 = 2 was never seen: P(x1) and P(x2 = 2 | x1) each have a positive entry, but no
+    # level of x1 has both
+    x = np.array([[0, 0, 0], [1, 1, 1], [2, 0, 1], [0, 1, 0]] * 5)
+    model = ptheta.make("bayesian-network", structure=[[1, 2]], alpha=0.0).fit(x)
+    with pytest.raises(DataError, match="probability 0"):
+        model.query("x1", evidence={"x2": 2})
+    with pytest.raises(DataError, match="probability 0"):
+        model.map_query("x1", evidence={"x2": 2})
 
 
 # --------------------------------------------------------------------------- missing values in fit
