@@ -452,6 +452,12 @@ def as_array(x: Any, what: str = "X") -> np.ndarray:
             "parts as features (np.concatenate([X.real, X.imag], axis=1))"
         )
     if arr.dtype.kind not in "biuf":
+        if hasattr(x, "columns") and hasattr(x, "dtypes"):  # a DataFrame of mixed columns
+            raise DataError(
+                f"{what} is a DataFrame with non-numeric columns (dtype {arr.dtype} as one "
+                "array); read it as a table, whose columns keep their own kinds and labels: "
+                "ptheta.data.table_dataset(frame) (or `ptheta fit ... --data file.csv`)"
+            )
         raise DataError(
             f"{what} must be numeric, got an array of dtype {arr.dtype}; pass a dense numeric "
             "array (encode text or categories as numbers, e.g. with ptheta's table data or "

@@ -13,7 +13,7 @@ from scipy import integrate, stats
 import ptheta.data as data
 from ptheta.data import groundtruth_table
 from ptheta.data.arrays import SPLIT_NAMES, split_indices
-from ptheta.data.spec import DataSpec, Split, check_values
+from ptheta.data.spec import DataSpec, Split, as_array, check_values
 from ptheta.data.table import (
     ColumnSpec,
     decode,
@@ -387,3 +387,18 @@ def test_table_dataset_refuses_a_schema_for_the_label_column():
     frame = pd.DataFrame({"a": ["x", "y"] * 5, "y": [0, 1] * 5})
     with pytest.raises(DataError, match="label column 'y'"):
         table_dataset(frame, label_column="y", schema=[{"name": "y", "type": "count"}])
+
+
+def test_a_frame_with_text_columns_passed_as_an_array_points_at_table_dataset():
+    import ptheta
+    from ptheta.errors import DataError
+
+    frame = pd.DataFrame({"a": pd.Categorical(["x", "y"] * 10), "b": [0, 1, 1, 0] * 5})
+    with pytest.raises(DataError, match=r"table_dataset\(frame\)"):
+        ptheta.make("bayesian-network").fit(frame)
+    with pytest.raises(DataError, match="must be numeric"):  # not a frame: the general fix
+        as_array(np.array([["x", "y"]], dtype=object))
+    table = data.table_dataset(frame)  # what the message says works
+    model = ptheta.make("bayesian-network", structure="a -> b").fit(table.train)
+    answer = model.query("b", evidence={"a": "x"})
+    assert len(answer) == 2 and answer["probability"].sum() == pytest.approx(1.0, abs=1e-12)
