@@ -39,8 +39,9 @@ from ptheta.params import Choice, Config, Float, Int, Param, check_int, check_ra
 
 # Dequantisation draws of the validation NLL the Trainer computes every epoch on discrete
 # data (the fitted model scores with n_dequant_samples): its expectation is the same bound
-# for any number of draws, each row's draws are the same every epoch, and 16 draws of the
-# validation rows cost about as much as the training epoch (realnvp on 28×28 binary digits)
+# for any number of draws, each row's draws are the same every epoch. realnvp on 400
+# validation rows of 28×28 binary digits, one thread: 90 s with 16 draws, 11 s with 2,
+# against 54 s for a training epoch of 2,600 rows.
 VALIDATION_DRAWS = 2
 _LOG_2PI = math.log(2 * math.pi)
 

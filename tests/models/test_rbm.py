@@ -276,3 +276,10 @@ def test_the_ais_progress_bar_counts_every_weight_update():
     steps.clear()
     net.ais_log_z(3, 40, torch.Generator().manual_seed(0), progress=steps.append)
     assert steps == [41]
+
+
+def test_defaults_take_batches_of_32_for_200_epochs_without_early_stopping():
+    config = RBM().train_config()
+    assert (config.batch_size, config.epochs, config.patience) == (32, 200, None)
+    assert RBM(max_time=60).train_config().epochs is None  # the budget ends training
+    assert RBM(batch_size=128, epochs=5).train_config().batch_size == 128  # still settable
