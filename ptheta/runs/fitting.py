@@ -432,8 +432,9 @@ def score_split(
 
     All rows are scored, or a seeded random subset (without replacement, ``seed``) of at
     most ``rows`` rows, or of as many as fit in ``seconds``: the first rows of the
-    subset's order (``FIRST_ROWS_TIMED``) measure the time per example, which sets how many more are
-    scored (never fewer than those first rows). A subset's summary has ``n`` (the rows
+    subset's order (``FIRST_ROWS_TIMED``) measure the time per example, and each later
+    chunk is sized by the time per example so far and the seconds left (never fewer rows
+    than those first ones). A subset's summary has ``n`` (the rows
     scored) below ``n_split``, and ``subset`` saying why (``"score_rows"`` or
     ``"max_time"``) with ``subset_seed``: its NLL estimates the split's mean, ``std_err``
     its standard error. Scores do not depend on the other rows of a chunk, so the chunking
@@ -467,8 +468,9 @@ def score_split(
     try:
         done = min(FIRST_ROWS if seconds is None else FIRST_ROWS_TIMED, target)
         spent = score(0, done)
-        if seconds is not None:  # as many rows as the time left allows
-            target = min(target, done + int(max(seconds - spent, 0.0) * done / max(spent, 1e-9)))
+        # under `seconds`, as many rows as the time left allows: each chunk is sized by the
+        # time per row so far, which falls as chunks grow when a call's fixed cost dominates
+        # the first rows (a fast model timed on 2 rows would otherwise score a few hundred)
         with progress_bar(target, f"scoring {split}", enabled=verbose) as advance:
             advance(done)
             while done < target:

@@ -149,6 +149,24 @@ def test_score_split_stops_at_its_seconds_and_scores_everything_when_they_suffic
     assert whole["nll_nats"] == pytest.approx(float(-score(part.x).mean()), rel=1e-12)
 
 
+def test_a_fast_model_whose_first_rows_pay_a_fixed_cost_is_scored_whole(monkeypatch, digits):
+    """Each call costs 0.01 s plus 0.1 ms a row: 2 timed rows say 196 rows a second, but
+    the whole split (350 rows) fits in 0.5 s once chunks grow."""
+    clock = _Clock(1e-4)
+    monkeypatch.setattr(fitting, "time", clock)
+    model = make("independent").fit(digits.train.x)
+    score = model.score_samples
+
+    def timed(X, **kwargs):
+        clock.now += 0.01 + clock.per_row * len(X)
+        return score(X, **kwargs)
+
+    monkeypatch.setattr(model, "score_samples", timed)
+    summary = score_split(model, digits.val, split="val", seconds=0.5)
+    assert summary["n"] == 350 and "subset" not in summary
+    assert clock.now <= 0.5
+
+
 @pytest.mark.parametrize(
     "error",
     [
