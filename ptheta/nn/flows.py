@@ -304,18 +304,34 @@ class InvConv1x1(Flow):
 
     Mixes channels at every position; P is a fixed permutation, L unit lower triangular
     and U strictly upper triangular, so log |det W| = Σ log_s is O(C) (Kingma & Dhariwal,
-    2018, section 3.2). Initialised at a random rotation. Works on (N, C) vectors too.
+    2018, section 3.2). Works on (N, C) vectors too.
+
+    Initialised at a random rotation (``init="rotation"``, Glow's choice for a few
+    channels), or at a random permutation with L = U = I (``"permutation"``). The LU
+    factors of a random rotation of many dimensions are ill-conditioned: one Adam step of
+    1e-3 on every entry of a 784 × 784 rotation's L and U took an NSF's loss on 28×28
+    binary digits from 446 to 2·10^6 nats, where the permutation start trains smoothly.
 
     Arguments:
         n_channels: C.
-        generator: source of the random initial rotation (None: torch's global RNG).
+        generator: source of the random rotation or permutation (None: torch's global RNG).
+        init: ``"rotation"`` or ``"permutation"``.
     """
 
-    def __init__(self, n_channels: int, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self, n_channels: int, generator: torch.Generator | None = None, init: str = "rotation"
+    ) -> None:
         super().__init__()
         c = n_channels
-        q = torch.linalg.qr(torch.randn(c, c, generator=generator, dtype=torch.float64))[0]
-        p, lower, upper = (t.to(torch.get_default_dtype()) for t in torch.linalg.lu(q))
+        if init == "permutation":
+            dtype = torch.get_default_dtype()
+            p = torch.eye(c, dtype=dtype)[torch.randperm(c, generator=generator)]
+            lower, upper = torch.eye(c, dtype=dtype), torch.eye(c, dtype=dtype)
+        elif init == "rotation":
+            q = torch.linalg.qr(torch.randn(c, c, generator=generator, dtype=torch.float64))[0]
+            p, lower, upper = (t.to(torch.get_default_dtype()) for t in torch.linalg.lu(q))
+        else:
+            raise ValueError(f"init must be 'rotation' or 'permutation', got {init!r}")
         s = torch.diagonal(upper)
         self.register_buffer("p", p)
         self.register_buffer("sign_s", torch.sign(s))

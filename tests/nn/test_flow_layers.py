@@ -84,6 +84,11 @@ def _cases():
         "actnorm image": (ActNorm(2), img, None),
         "batchnorm (eval)": (bn, (4,), None),
         "1x1 conv": (InvConv1x1(3, torch.Generator().manual_seed(1)), (3, 2, 2), None),
+        "lu linear, permutation start": (
+            InvConv1x1(5, torch.Generator().manual_seed(1), init="permutation"),
+            (5,),
+            None,
+        ),
         "made affine": (MADEAffine(4, [12, 12], ordering=torch.tensor([2, 0, 3, 1])), (4,), None),
         "conditional made": (MADEAffine(4, [12], context_features=3), (4,), ctx),
         "logit": (Logit(0.05), (4,), None),
@@ -231,3 +236,15 @@ def test_uniform_dequantizer_noise_is_in_the_unit_cell():
     x = torch.randint(5, (100, 3))
     v, log_q = deq(x, deq.noise(x.shape, torch.Generator().manual_seed(0), dtype=torch.float64))
     assert torch.all((v >= x) & (v < x + 1)) and torch.all(log_q == 0)
+
+
+def test_a_permutation_start_is_a_permutation_with_unit_determinant():
+    layer = InvConv1x1(6, torch.Generator().manual_seed(3), init="permutation")
+    w = layer.weight().detach()
+    assert torch.equal(w.abs().sum(0), torch.ones(6)) and torch.equal(w.abs().sum(1), torch.ones(6))
+    assert set(w.unique().tolist()) == {0.0, 1.0} and not torch.equal(w, torch.eye(6))
+    x = torch.randn(4, 6)
+    y, logdet = layer(x)
+    assert torch.equal(logdet, torch.zeros(4)) and torch.equal(y.sort(1).values, x.sort(1).values)
+    with pytest.raises(ValueError, match="rotation"):
+        InvConv1x1(3, init="identity")
