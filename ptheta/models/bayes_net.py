@@ -1242,7 +1242,12 @@ class BayesianNetwork(GenerativeModel):
             evidence: {column: level} of observed variables (none by default): a table's
                 label columns take their labels, count and continuous columns numbers.
         """
-        q, log_p = self._query_table(variables, evidence)
+        q, pool = self._eliminate_others(variables, evidence)
+        table = product([f for f in pool if f.vars], self.cards_)
+        log_p = np.transpose(table.log, [0, *(table.vars.index(v) + 1 for v in q)])[0]
+        log_p = log_p + log_total(pool, 1)[0]  # what the evidence alone left
+        if np.isneginf(log_p).all():  # the product, not one factor: zeros may not overlap
+            raise self._impossible(evidence)
         log_p = log_p - reduce_log(log_p.reshape(-1), 0, "sum")  # scipy's costs 0.2 ms
         import pandas as pd  # a dependency of statsmodels; only queries need it
 
@@ -1259,17 +1264,24 @@ class BayesianNetwork(GenerativeModel):
         """The most probable joint levels of ``variables`` given ``evidence``,
         argmax P(variables | evidence) (the others summed out first: exact marginal MAP),
         as {column: level} (a table's labels)."""
-        q, log_p = self._query_table(variables, evidence)
-        best = np.unravel_index(int(np.argmax(log_p)), log_p.shape)
-        return {self.columns_[v]: self._levels(v)[int(i)] for v, i in zip(q, best, strict=True)}
+        q, pool = self._eliminate_others(variables, evidence)
+        order = min_fill_order([f.vars for f in pool], q, self.cards_)
+        rest, steps = eliminate(pool, order, self.cards_, "max")
+        if np.isneginf(log_total(rest, 1)[0]):  # the best joint level has probability 0
+            raise self._impossible(evidence)
+        best = traceback(steps, 1, lambda logits: logits.argmax(axis=-1))
+        return {self.columns_[v]: self._levels(v)[int(best[v][0])] for v in q}
 
-    def _query_table(
+    @staticmethod
+    def _impossible(evidence: dict[Any, Any] | None) -> DataError:
+        return DataError(f"the evidence {evidence!r} has probability 0 under the model")
+
+    def _eliminate_others(
         self, variables: Any, evidence: dict[Any, Any] | None
-    ) -> tuple[list[int], np.ndarray]:
-        """The query's variable indices and log P(variables, evidence) up to a constant,
-        a table (*cards) in the query's order: every other unobserved variable summed out
-        (evidence fixed, barren and cut-off variables pruned). Evidence of probability 0
-        is one clear error."""
+    ) -> tuple[list[int], list[Factor]]:
+        """The query's variable indices and the factors left once every other unobserved
+        variable is summed out (evidence fixed, barren and cut-off variables pruned); the
+        caller checks that their product does not vanish (impossible evidence)."""
         self._check_fitted()
         names = [variables] if isinstance(variables, (str, int, np.integer)) else list(variables)
         q = [self._index(v) for v in names]
@@ -1313,12 +1325,7 @@ class BayesianNetwork(GenerativeModel):
         free = [v for v in np.flatnonzero(~observed & ~keep & ~self._leaf_mask()) if v in held]
         order = min_fill_order([f.vars for f in factors], free, self.cards_)
         pool, _ = eliminate(factors, order, self.cards_)
-        table = product([f for f in pool if f.vars], self.cards_)
-        log_p = np.transpose(table.log, [0, *(table.vars.index(v) + 1 for v in q)])[0]
-        log_p = log_p + log_total(pool, 1)[0]  # what the evidence alone left
-        if np.isneginf(log_p).all():  # the product, not one factor: zeros may not overlap
-            raise DataError(f"the evidence {evidence!r} has probability 0 under the model")
-        return q, log_p
+        return q, pool
 
     def _linked_families(
         self,
