@@ -328,13 +328,10 @@ class _Flow(NeuralModel):
         self.dequantization_ = self._dequantization(spec)
         if self.dequantization_ == "variational":
             self.dequantizer_hidden_ = self._dequantizer_hidden()
-        self._fitting = True  # the validation NLL takes VALIDATION_DRAWS draws
-        try:
-            super()._fit_stream(data, y, spec, **fit_params)
-        finally:
-            self._fitting = False
-            if getattr(self, "_module", None) is not None:
-                self._module.n_dequant_samples = self.n_dequant_samples
+        super()._fit_stream(data, y, spec, **fit_params)
+
+    def _scoring_settings(self, module: nn.Module) -> None:
+        module.n_dequant_samples = self.n_dequant_samples  # validation took VALIDATION_DRAWS
 
     def _fitted_likelihood(self, spec: DataSpec) -> str:
         # on discrete data: a Monte-Carlo estimate of the dequantisation bound on log P(x)

@@ -323,7 +323,19 @@ class NeuralModel(GenerativeModel):
             self.input_shift_, self.input_scale_ = streamed_location_scale(data)
         parts = self._validation_split(data, labels, validation_data, spec)
         fingerprint = self._fingerprint(data, spec) if run_dir is not None else ""
-        self._train(spec, n_classes, parts, run_dir, resume, fingerprint)
+        # while fitting, _build_module may give the Trainer's per-epoch validation cheaper
+        # Monte-Carlo settings than scoring uses; _scoring_settings restores them after
+        self._fitting = True
+        try:
+            self._train(spec, n_classes, parts, run_dir, resume, fingerprint)
+        finally:
+            self._fitting = False
+            if getattr(self, "_module", None) is not None:
+                self._scoring_settings(self._module)
+
+    def _scoring_settings(self, module: nn.Module) -> None:
+        """Give the fitted ``module`` back the scoring settings that ``_build_module``
+        lowered for validation while ``_fitting`` (none by default)."""
 
     def _fit_labels(self, y: np.ndarray | None) -> tuple[np.ndarray | None, int | None]:
         """Class indices of the training labels and the number of classes, for a

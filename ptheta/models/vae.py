@@ -603,16 +603,13 @@ class VAE(LatentModel):
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
         self.architecture_, self.hidden_ = self._architecture(spec)
         self.decoder_ = self._decoder(spec)
+        super()._fit_stream(data, y, spec, **fit_params)
+
+    def _scoring_settings(self, module: nn.Module) -> None:
         # the Trainer's validation NLL each epoch is IWAE with VALIDATION_SAMPLES samples
         # (IWAE_100 cost ten times a training epoch); the fitted module scores with
         # iwae_samples
-        self._fitting = True
-        try:
-            super()._fit_stream(data, y, spec, **fit_params)
-        finally:
-            self._fitting = False
-            if getattr(self, "_module", None) is not None:
-                self._module.iwae_samples = self.iwae_samples
+        module.iwae_samples = self.iwae_samples
 
     def _after_set_state(self) -> None:
         super()._after_set_state()
