@@ -33,9 +33,19 @@ from ptheta.nn.flows import (
     one_hot_context,
     vector_coupling,
 )
+from ptheta.nn.made_mixture import MADEMixture
 from ptheta.nn.noise import example_keys, mean_and_stderr
 from ptheta.nn.shapes import batched, sampled
-from ptheta.params import Choice, Config, Float, Int, Param, check_int, check_random_state
+from ptheta.params import (
+    Choice,
+    Config,
+    Float,
+    Int,
+    OneOf,
+    Param,
+    check_int,
+    check_random_state,
+)
 
 # Dequantisation draws of the validation NLL the Trainer computes every epoch on discrete
 # data (the fitted model scores with n_dequant_samples): its expectation is the same bound
@@ -43,6 +53,13 @@ from ptheta.params import Choice, Config, Float, Int, Param, check_int, check_ra
 # validation rows of 28×28 binary digits, one thread: 90 s with 16 draws, 11 s with 2,
 # against 54 s for a training epoch of 2,600 rows.
 VALIDATION_DRAWS = 2
+BASES = ("normal", "learned", "mog")
+# Gaussians per conditional of the MADE MoG base (the MAF paper's MAF MoG used 10)
+MOG_COMPONENTS = 10
+# realnvp's and maf's own defaults for the shared training arguments: 3e-3 reached better
+# numbers than 1e-3 in the same time, nothing else changed (28×28 binary digits, 300 s:
+# realnvp 151.4 → 130.4 nats, maf 196.6 → 173.2; toy2d-moons maf 1.12 → 0.92 nats)
+FLOW_TRAINING: dict[str, Any] = {"lr": 3e-3}
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -51,7 +68,9 @@ class FlowDensity(nn.Module):
 
     ``transform`` maps an example x (N, *event_shape) to a flat latent z (N, D) with
     log |det ∂z/∂x|; the base is a diagonal Gaussian N(loc, exp(log_scale)²) (standard
-    normal unless ``base="learned"``). Then:
+    normal unless ``base="learned"``), or with ``base="mog"`` a MADE whose conditionals are
+    mixtures of ``n_components`` Gaussians (:class:`~ptheta.nn.made_mixture.MADEMixture`,
+    the MAF paper's MADE MoG). Then:
 
     - continuous data: ``log_prob(x) = log p_z(f(x)) + log |det ∂f/∂x|``, exact;
     - discrete data (``n_categories`` = K): x is an integer vector, and ``log_prob`` is the
@@ -78,7 +97,10 @@ class FlowDensity(nn.Module):
         event_shape: shape of one example.
         n_categories: K for discrete data (then ``dequantizer`` is required); None: continuous.
         n_classes: classes of a conditional flow (one-hot context); None: unconditional.
-        base: ``"normal"`` (fixed N(0, I)) or ``"learned"`` (learned diagonal Gaussian).
+        base: ``"normal"`` (fixed N(0, I)), ``"learned"`` (learned diagonal Gaussian) or
+            ``"mog"`` (MADE MoG).
+        base_hidden: hidden layer sizes of the MADE MoG base.
+        n_components: Gaussians per conditional of the MADE MoG base.
         dequantizer: :class:`~ptheta.nn.dequantize.UniformDequantizer` or
             :class:`~ptheta.nn.dequantize.VariationalDequantizer`.
         n_dequant_samples: draws of u per example in ``log_prob``.
@@ -118,6 +140,7 @@ class FlowDensity(nn.Module):
             n_categories=spec.n_categories if spec.is_discrete else None,
             n_classes=n_classes,
             base=config.base,
+            base_hidden=[config.hidden] * 2,
             dequantizer=dequantizer,
             n_dequant_samples=config.n_dequant_samples,
             seed=config.seed,
@@ -131,6 +154,8 @@ class FlowDensity(nn.Module):
         n_categories: int | None = None,
         n_classes: int | None = None,
         base: str = "normal",
+        base_hidden: Sequence[int] = (64, 64),
+        n_components: int = MOG_COMPONENTS,
         dequantizer: nn.Module | None = None,
         n_dequant_samples: int = 16,
         seed: int = 0,
@@ -144,17 +169,29 @@ class FlowDensity(nn.Module):
         self.n_categories, self.n_classes = n_categories, n_classes
         self.dequantizer = dequantizer
         self.n_dequant_samples, self.seed = n_dequant_samples, seed
+        if base not in BASES:
+            raise ValueError(f"base must be one of {BASES}, got {base!r}")
+        self.base = base
         loc, log_scale = torch.zeros(self.n_dims), torch.zeros(self.n_dims)
         self.learned_base = base == "learned"
         if self.learned_base:
             self.loc, self.log_scale = nn.Parameter(loc), nn.Parameter(log_scale)
-        else:
+        else:  # (the MADE MoG base leaves them at 0: they give the dtype and device)
             self.register_buffer("loc", loc)
             self.register_buffer("log_scale", log_scale)
+        self.base_net = (
+            MADEMixture(
+                self.n_dims,
+                list(base_hidden),
+                n_components=n_components,
+                context_features=n_classes or 0,
+            )
+            if base == "mog"
+            else None
+        )
 
     def extra_repr(self) -> str:
-        base = "learned" if self.learned_base else "normal"
-        parts = [f"event_shape={self.event_shape}", f"base={base}"]
+        parts = [f"event_shape={self.event_shape}", f"base={self.base}"]
         if self.n_categories is not None:
             parts.append(f"n_categories={self.n_categories}")
         if self.n_classes is not None:
@@ -164,8 +201,11 @@ class FlowDensity(nn.Module):
     def _context(self, y: Tensor | None) -> Tensor | None:
         return one_hot_context(y, self.n_classes, self.loc.dtype)
 
-    def base_log_prob(self, z: Tensor) -> Tensor:
-        """log N(z; loc, diag(exp(2·log_scale))) of flat latents (N, D) → (N,)."""
+    def base_log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
+        """The base log-density of flat latents (N, D) → (N,): log N(z; loc,
+        diag(exp(2·log_scale))), or the MADE MoG's (which alone reads ``context``)."""
+        if self.base_net is not None:
+            return self.base_net.log_prob(z, context)
         if not self.learned_base:
             return -0.5 * (z**2).sum(1) - 0.5 * self.n_dims * _LOG_2PI
         u = (z - self.loc) * (-self.log_scale).exp()
@@ -173,8 +213,20 @@ class FlowDensity(nn.Module):
 
     def density(self, x: Tensor, y: Tensor | None = None) -> Tensor:
         """Exact log-density of real-valued x (N, *event_shape) in nats, (N,)."""
-        z, logdet = self.transform(x.to(self.loc.dtype), self._context(y))
-        return self.base_log_prob(z.flatten(1)) + logdet
+        context = self._context(y)
+        z, logdet = self.transform(x.to(self.loc.dtype), context)
+        return self.base_log_prob(z.flatten(1), context) + logdet
+
+    def base_sample(
+        self, n: int, context: Tensor | None = None, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """n base draws (n, D); all randomness from ``generator``."""
+        if self.base_net is not None:
+            return self.base_net.sample(n, context, generator)
+        eps = torch.randn(
+            n, self.n_dims, generator=generator, device=self.loc.device, dtype=self.loc.dtype
+        )
+        return self.loc + self.log_scale.exp() * eps
 
     def dequantized(self, x: Tensor, noise: Tensor) -> tuple[Tensor, Tensor]:
         """(x + u, log q(u | x)) for integer x and the dequantiser's ``noise``."""
@@ -228,11 +280,8 @@ class FlowDensity(nn.Module):
 
         All randomness comes from ``generator`` (on the module's device).
         """
-        eps = torch.randn(
-            n, self.n_dims, generator=generator, device=self.loc.device, dtype=self.loc.dtype
-        )
-        z = self.loc + self.log_scale.exp() * eps  # (n, D)
-        x, _ = self.transform.inverse(z, self._context(y))
+        context = self._context(y)
+        x, _ = self.transform.inverse(self.base_sample(n, context, generator), context)
         x = x.reshape(n, *self.event_shape)
         if self.n_categories is None:
             return x
@@ -284,17 +333,32 @@ class _Flow(NeuralModel):
     # what every flow family shares (see _COMMON_DOC); each adds its own
     parameters: ClassVar[dict[str, Param]] = {
         "hidden": Int(low=1),
-        "base": Choice("normal", "learned"),
+        "base": Choice("auto", *BASES),
         "dequantization": Choice("auto", "uniform", "variational"),
         "n_dequant_samples": Int(low=1),
         "logit_alpha": Float(low=0, high=0.5, high_open=True),
         **CONDITIONAL,
     }
     renamed: ClassVar[dict[str, str]] = {"alpha": "logit_alpha"}
-    # width of q(u | x)'s coupling networks under variational dequantisation, as a
-    # fraction of ``hidden`` (Glow's main flow runs on squeezed images, so a q as wide as
-    # it, at full resolution, would cost several times the flow: see _dequantizer_hidden)
+    # width of q(u | x)'s convolutional coupling networks on images, as a fraction of
+    # ``hidden`` (q runs at full resolution: Glow's main flow runs on squeezed images, so
+    # a q as wide as it would cost several times the flow; see _dequantizer_hidden); on
+    # vectors q is as wide as the flow
     dequantizer_width: ClassVar[float] = 1.0
+    # what ``base="auto"`` means on discrete data (on continuous data: "normal")
+    discrete_base: ClassVar[str] = "normal"
+
+    def _base(self, spec: DataSpec) -> str:
+        """The base density for data of ``spec``: the fit's (``base_``: a loaded model
+        rebuilds the network it saved), else ``base`` with ``"auto"`` resolved:
+        :attr:`discrete_base` on discrete data, ``"normal"`` on continuous data."""
+        saved = getattr(self, "base_", None)
+        if saved is not None:
+            return str(saved)
+        choice = self._params()["base"]
+        if choice != "auto":
+            return choice
+        return self.discrete_base if spec.is_discrete else "normal"
 
     def _dequantised(self) -> bool:
         return self.fitted_spec.is_discrete
@@ -312,22 +376,25 @@ class _Flow(NeuralModel):
         choice = self._params()["dequantization"]
         return "variational" if choice == "auto" else choice
 
-    def _dequantizer_hidden(self) -> int:
+    def _dequantizer_hidden(self, spec: DataSpec) -> int:
         """Width of q(u | x)'s coupling networks: the fit's (``dequantizer_hidden_``), else
-        ``dequantizer_width`` × ``hidden`` (at least 8). Runs saved before this attribute
-        existed used ``hidden``."""
+        ``dequantizer_width`` × ``hidden`` (at least 8) on images and ``hidden`` on
+        vectors. Runs saved before this attribute existed used ``hidden``."""
         saved = getattr(self, "dequantizer_hidden_", None)
         if saved is not None:
             return int(saved)
         hidden = int(self._params()["hidden"])
         if getattr(self, "spec_", None) is not None:  # fitted before the attribute existed
             return hidden
+        if self._image(spec) is None:
+            return hidden
         return max(8, round(self.dequantizer_width * hidden))
 
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
+        self.base_ = self._base(spec)
         self.dequantization_ = self._dequantization(spec)
         if self.dequantization_ == "variational":
-            self.dequantizer_hidden_ = self._dequantizer_hidden()
+            self.dequantizer_hidden_ = self._dequantizer_hidden(spec)
         super()._fit_stream(data, y, spec, **fit_params)
 
     def _scoring_settings(self, module: nn.Module) -> None:
@@ -359,7 +426,7 @@ class _Flow(NeuralModel):
         return _image_shape(spec)
 
     def _build_module(self, spec: DataSpec, n_classes: int | None) -> FlowDensity:
-        config = self.config()
+        config = self.config().replace(base=self._base(spec))
         if getattr(self, "_fitting", False):
             draws = min(self.n_dequant_samples, VALIDATION_DRAWS)
             config = config.replace(n_dequant_samples=draws)
@@ -374,7 +441,7 @@ class _Flow(NeuralModel):
             if self._dequantization(spec) == "uniform":
                 dequantizer = UniformDequantizer()
             else:
-                width = self._dequantizer_hidden()
+                width = self._dequantizer_hidden(spec)
                 dequantizer = VariationalDequantizer(
                     spec.event_shape, k, hidden=width, n_layers=4, image_shape=image
                 )
@@ -483,18 +550,19 @@ class _Flow(NeuralModel):
         flow = self._module
         n = check_int(self.name, "n_samples", n_samples, low=1)
         seed = check_random_state(self.name, "random_state", random_state)
-        dtype, device = flow.loc.dtype, flow.loc.device
-        gen = torch.Generator(device=device)
+        gen = torch.Generator(device=flow.loc.device)
         gen.seed() if seed is None else gen.manual_seed(seed)
-        eps = torch.randn(n, flow.n_dims, generator=gen, dtype=dtype, device=device)
-        u = flow.loc + flow.log_scale.exp() * eps  # (n, D) base draws
+        u = flow.base_sample(n, None, gen)  # (n, D) base draws
         for layer in reversed(tail):
             u, _ = layer.inverse(u)
         return self._from_model_units(u.double().cpu().numpy())
 
 
-_COMMON_DOC = """        base: ``"normal"`` (standard normal latent) or ``"learned"`` (a learned
-            diagonal Gaussian).
+_COMMON_DOC = """        base: ``"normal"`` (standard normal latent), ``"learned"`` (a learned
+            diagonal Gaussian), ``"mog"`` (a MADE of ``hidden`` units whose conditionals
+            are mixtures of :data:`MOG_COMPONENTS` Gaussians: the MAF paper's MADE MoG,
+            exact; sampling takes D passes) or ``"auto"`` (``"mog"`` for maf on discrete
+            data, else ``"normal"``; see ``base_``).
         dequantization: how discrete data are dequantised: ``"auto"`` (the default:
             ``"variational"``), ``"uniform"`` (u ~ U[0, 1)) or ``"variational"`` (u from a
             learned conditional flow q(u | x) of 4 affine couplings, trained with the model:
@@ -516,7 +584,8 @@ _COMMON_DOC = """        base: ``"normal"`` (standard normal latent) or ``"learn
             ``ptheta.models.neural.TRAINING_PARAMS``)."""
 
 
-_FITTED_DOC = """        dequantization_: the dequantisation this fit used: ``"variational"`` or
+_FITTED_DOC = """        base_: the base density this fit used (``"auto"`` resolved).
+        dequantization_: the dequantisation this fit used: ``"variational"`` or
             ``"uniform"`` on discrete data (``"auto"`` resolved), ``"none"`` on continuous
             data; dequantizer_hidden_: the width of q(u | x)'s networks (variational)."""
 
@@ -540,6 +609,15 @@ class RealNVP(_Flow):
     ``n_layers`` channel couplings with convolutional networks. Normalisation layers
     (actnorm or batch norm) follow every coupling, and an actnorm standardises the input.
 
+    **Defaults for a time budget.** On images a step at full resolution is costly on a
+    CPU, and the model improves with steps: ``n_layers="auto"`` is 4 couplings per scale
+    on images (6 on vectors), q(u | x)'s networks on images are a quarter of ``hidden``
+    wide (as in :class:`Glow`), and the learning rate is ``lr=3e-3``
+    (:data:`FLOW_TRAINING`). On
+    28×28 binary digits in five CPU minutes the bound went from 151.4 nats (6 per scale,
+    q as wide as the flow, ``lr=1e-3``: 100 steps) to 127.3 (183 steps), below the
+    Chow–Liu tree's 134.9 (see the README).
+
     **Discrete data.** Binary and categorical data are dequantised (x + u), scaled to
     [0, 1) and logit-transformed, all inside the model with their log-determinants, so that
     ``score_samples`` estimates the dequantisation lower bound on the discrete log P(x) in
@@ -555,7 +633,8 @@ class RealNVP(_Flow):
     Arguments:
         hidden: width (an int) of the coupling networks: the units of both hidden layers
             of each MLP, or the channels of each convolutional network.
-        n_layers: couplings (per scale for images).
+        n_layers: couplings (per scale for images); ``"auto"``: 4 on images, 6 on vectors
+            (see ``n_layers_``).
         coupling: ``"affine"`` (RealNVP) or ``"additive"`` (NICE, volume-preserving).
         norm: ``"actnorm"``, ``"batchnorm"`` or ``"none"`` after every coupling.
         {common}
@@ -563,6 +642,7 @@ class RealNVP(_Flow):
     Fitted attributes:
         module: the trained :class:`FlowDensity`; history_, best_epoch_ (training record);
         classes_, class_log_prior_ for class-conditional flows.
+        n_layers_: the couplings per scale this fit used (``"auto"`` resolved).
         {fitted}
 
     Example:
@@ -603,7 +683,7 @@ class RealNVP(_Flow):
         "explorer-quick": {"hidden": 16, "n_layers": 4, **EXPLORER_QUICK},
     }
     parameters: ClassVar[dict[str, Param]] = {
-        "n_layers": Int(low=1),
+        "n_layers": OneOf(Choice("auto"), Int(low=1)),
         "coupling": Choice("affine", "additive"),
         "norm": Choice("actnorm", "batchnorm", "none"),
     }
@@ -612,7 +692,7 @@ class RealNVP(_Flow):
         self,
         hidden: int = 64,
         *,
-        n_layers: int = 6,
+        n_layers: int | str = "auto",
         coupling: str = "affine",
         norm: str = "actnorm",
         base: str = "normal",
@@ -622,7 +702,7 @@ class RealNVP(_Flow):
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
-        super().__init__(**training)
+        super().__init__(**{**FLOW_TRAINING, **training})
         self.hidden = hidden
         self.n_layers = n_layers
         self.coupling = coupling
@@ -633,8 +713,27 @@ class RealNVP(_Flow):
         self.logit_alpha = logit_alpha
         self.class_conditional = class_conditional
 
+    # on images q(u | x) runs at full resolution, 4 couplings: as wide as the flow it cost
+    # about as much as the flow's own full-resolution couplings (see the class docstring)
+    dequantizer_width: ClassVar[float] = 0.25
+
+    def _n_layers(self, image: tuple[int, ...] | None) -> int:
+        """Couplings per scale: the fit's (``n_layers_``), else ``n_layers`` with
+        ``"auto"`` resolved (4 on images, 6 on vectors)."""
+        saved = getattr(self, "n_layers_", None)
+        if saved is not None:
+            return int(saved)
+        n_layers = self._params()["n_layers"]
+        if n_layers != "auto":
+            return int(n_layers)
+        return 6 if image is None else 4
+
+    def _fit_stream(self, data, y, spec, **fit_params) -> None:
+        self.n_layers_ = self._n_layers(self._image(spec))
+        super()._fit_stream(data, y, spec, **fit_params)
+
     def _layers(self, spec, image, n_classes):
-        n, additive = int(self.n_layers), self.coupling == "additive"
+        n, additive = self._n_layers(image), self.coupling == "additive"
         h, ctx = self.hidden, n_classes or 0
         layers: list[Flow] = []
         if image is None:
@@ -673,8 +772,17 @@ class MAF(_Flow):
     Discrete data are dequantised as in :class:`RealNVP` (``score_samples`` is then an
     unbiased estimate of a lower bound on the discrete log P(x), with its standard error).
 
+    **Base density.** On discrete data the default base (``base="auto"``) is a MADE MoG
+    (the paper's "MAF MoG"): given the variables before it, a dequantised binary pixel
+    has two modes (one per level), which a Gaussian base under affine layers cannot
+    hold. On 28×28 binary digits in five CPU minutes (``hidden=256``, ``lr=3e-3``) the
+    bound went from 198.1 nats with a Gaussian base to 166.0 with the MADE MoG (see the
+    README). On continuous data the base is N(0, I). maf's learning rate is
+    ``lr=3e-3`` (:data:`FLOW_TRAINING`).
+
     Arguments:
-        hidden: units (an int) of each of the MADE's two hidden layers.
+        hidden: units (an int) of each of the MADE's two hidden layers (and of the MADE
+            MoG base's).
         n_layers: MADE layers.
         norm: ``"actnorm"``, ``"batchnorm"`` (as in the MAF paper) or ``"none"`` between
             layers.
@@ -723,14 +831,14 @@ class MAF(_Flow):
         *,
         n_layers: int = 5,
         norm: str = "actnorm",
-        base: str = "normal",
+        base: str = "auto",
         dequantization: str = "auto",
         n_dequant_samples: int = 16,
         logit_alpha: float = 0.05,
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
-        super().__init__(**training)
+        super().__init__(**{**FLOW_TRAINING, **training})
         self.hidden = hidden
         self.n_layers = n_layers
         self.norm = norm
@@ -739,6 +847,8 @@ class MAF(_Flow):
         self.n_dequant_samples = n_dequant_samples
         self.logit_alpha = logit_alpha
         self.class_conditional = class_conditional
+
+    discrete_base: ClassVar[str] = "mog"
 
     def _image(self, spec: DataSpec) -> None:
         return None  # MADE works on flat vectors

@@ -78,13 +78,16 @@ def test_uniform_stays_available():
     assert model.likelihood_ == "estimate"
 
 
-def test_glow_q_is_a_quarter_of_its_width():
+def test_glow_and_realnvp_q_is_a_quarter_of_their_width():
     # Glow's couplings run on squeezed images; a q as wide at full resolution would cost
-    # several times the flow (bench/flow_defaults.py)
+    # several times the flow (bench/flow_defaults.py); realnvp's full-resolution couplings
+    # cost as much as q's, and under a time budget steps count
     model = _fit(Glow(64, n_steps=1, n_levels=1, n_dequant_samples=2, **FAST), _digits(40))
     assert model.dequantizer_hidden_ == 16 == _q_width(model.module.dequantizer)
-    assert RealNVP(64).build_module(_digits().spec).dequantizer is not None
-    assert _q_width(RealNVP(64).build_module(_digits().spec).dequantizer) == 64
+    assert _q_width(RealNVP(64).build_module(_digits().spec).dequantizer) == 16
+    assert _q_width(MAF(64).build_module(_digits().spec).dequantizer) == 64
+    vectors = DataSpec("categorical", (2,), 3)  # q on vectors is as wide as the flow
+    assert _q_width(RealNVP(64).build_module(vectors).dequantizer) == 64
 
 
 def test_the_choice_is_in_the_run_config_and_reloads(tmp_path):
