@@ -482,8 +482,8 @@ class _Flow(NeuralModel):
 
         Returns ``[x, after layer 1, ..., z]`` (discrete data: starting from x + ½); each
         array keeps the layer's output shape (images are squeezed and flattened on the
-        way). Reversed, the list is the path along which ``sample`` warps a Gaussian draw
-        into data space, since every layer is a bijection: on 2-D data, an animation.
+        way). Reversed, the list is the path along which ``sample`` warps a base draw into
+        data space, since every layer is a bijection: on 2-D data, an animation.
         """
         self._check_fitted()
         x = self._input(X)
@@ -517,7 +517,7 @@ class _Flow(NeuralModel):
 
         The flow maps data to latent by f = f_L ∘ … ∘ f_1 and samples x = f⁻¹(z). After the
         first k sampling layers a base draw z is at u = f_{L−k+1}⁻¹ ∘ … ∘ f_L⁻¹(z), whose
-        density is p_k(u) = N(g(u)) |det ∂g/∂u| with g = f_L ∘ … ∘ f_{L−k+1}: exactly
+        density is p_k(u) = p_base(g(u)) |det ∂g/∂u| with g = f_L ∘ … ∘ f_{L−k+1}: exactly
         normalised for every k; p_0 is the base, p_L the fitted model (``score_samples``).
         Unconditional flows fitted on flat continuous data only.
 

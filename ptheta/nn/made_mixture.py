@@ -25,8 +25,8 @@ class MADEMixture(nn.Module):
     :class:`~ptheta.nn.mixture_head.DiagonalMixture` of one dimension (σ ≥ ``min_scale``).
     The log-density takes one pass; :meth:`sample` goes variable by variable (D passes).
     The output layer starts at zero weight, with the K means spread over [−1, 1] and unit
-    scales: every conditional starts as the same fixed mixture, and the components differ
-    from the first step.
+    scales: without a context every conditional starts as the same fixed mixture, and the
+    components differ from the first step.
 
     Shapes: ``log_prob`` takes z (N, D) and a context (N, F) or None, and returns (N,).
 

@@ -8,6 +8,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from scipy import stats
 
 import ptheta
@@ -76,6 +77,29 @@ def test_the_mog_base_is_conditioned_on_the_class():
     assert (model.predict(x) == y).mean() > 0.95
     ones, zeros = (model.sample(200, y=c, random_state=0).mean() for c in (1, 0))
     assert ones - zeros > 2.0
+    # the base itself reads the class (not only the MADE layers above it)
+    module = model.module
+    z = torch.randn(50, 2, dtype=torch.float64)
+    with torch.no_grad():
+        per_class = [module.base_log_prob(z, module._context(torch.full((50,), c))) for c in (0, 1)]
+    assert float((per_class[0] - per_class[1]).abs().max()) > 1e-3
+
+
+def test_partial_flows_start_from_the_mog_base():
+    """After k = 0 sampling layers a draw is a base draw: its density is the base's and
+    partial_sample draws from it (grid integrals of x and x² against the draws)."""
+    data = ptheta.datasets.load("toy2d-8gaussians")
+    model = _fit(MAF(16, n_layers=2, epochs=3, base="mog", **FAST), data.train.x[:1500])
+    points, area = _grid(12.0, 301)
+    for k in (0, model.n_flow_layers()):
+        weight = np.exp(model.partial_log_prob(points, k)) * area
+        assert weight.sum() == pytest.approx(1.0, abs=0.01)
+        draws = model.partial_sample(20_000, k, random_state=0)
+        for f in (lambda v: v, lambda v: v**2):
+            exact = (weight[:, None] * f(points)).sum(0)
+            values = f(draws)
+            error = 4 * values.std(0) / np.sqrt(len(values)) + 0.02
+            assert np.all(np.abs(values.mean(0) - exact) < error), (k, exact, values.mean(0))
 
 
 def test_the_base_is_in_the_run_and_reloads(tmp_path):

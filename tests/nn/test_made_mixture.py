@@ -60,8 +60,9 @@ def test_each_conditional_sees_only_the_variables_before_it():
     assert bool((jac_c.abs().sum((1, 2)) > 0).all())
 
 
-def test_samples_follow_the_density():
-    base = _random(2, 3, seed=1)
+@pytest.mark.parametrize("ordering", [None, [1, 0]])
+def test_samples_follow_the_density(ordering):
+    base = _random(2, 3, ordering=ordering, seed=1)
     draws = base.sample(40_000, generator=torch.Generator().manual_seed(0)).numpy()
     points, area = _grid(10.0, 501)
     with torch.no_grad():
