@@ -56,9 +56,10 @@ VALIDATION_DRAWS = 2
 BASES = ("normal", "learned", "mog")
 # Gaussians per conditional of the MADE MoG base (the MAF paper's MAF MoG used 10)
 MOG_COMPONENTS = 10
-# realnvp's and maf's own defaults for the shared training arguments: 3e-3 reached better
-# numbers than 1e-3 in the same time, nothing else changed (28×28 binary digits, 300 s:
-# realnvp 151.4 → 130.4 nats, maf 196.6 → 173.2; toy2d-moons maf 1.12 → 0.92 nats)
+# realnvp's, maf's and glow's own defaults for the shared training arguments: 3e-3 reached
+# better numbers than 1e-3 in the same time, nothing else changed (28×28 binary digits,
+# 300 s: realnvp 151.4 → 130.4 nats, maf 196.6 → 173.2, glow 123.9 → 111.7; digits 8×8
+# glow 2.279 → 2.199 bits/dim; toy2d-moons maf 1.12 → 0.92 nats)
 FLOW_TRAINING: dict[str, Any] = {"lr": 3e-3}
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -780,6 +781,12 @@ class MAF(_Flow):
     README). On continuous data the base is N(0, I). maf's learning rate is
     ``lr=3e-3`` (:data:`FLOW_TRAINING`).
 
+    **Wide data.** A MADE layer narrower than the number of variables spreads its units'
+    degrees over all of them (``spread_degrees_``), so that the late conditionals see the
+    variables before them; runs saved before this gave the units the lowest degrees (64
+    units on 784 pixels: every conditional saw the first 64 pixels at most) and reload so.
+    On 28×28 binary digits in five minutes beside another job: 192.9 → 184.6 nats.
+
     Arguments:
         hidden: units (an int) of each of the MADE's two hidden layers (and of the MADE
             MoG base's).
@@ -791,6 +798,7 @@ class MAF(_Flow):
     Fitted attributes:
         module: the trained :class:`FlowDensity`; history_, best_epoch_;
         classes_, class_log_prior_ for class-conditional flows.
+        spread_degrees_: True: the MADE layers' degrees are spread (see above).
         {fitted}
 
     Example:
@@ -853,13 +861,32 @@ class MAF(_Flow):
     def _image(self, spec: DataSpec) -> None:
         return None  # MADE works on flat vectors
 
+    def _spread_degrees(self) -> bool:
+        """The fit's ``spread_degrees_``; a model fitted before it existed: False (its
+        layers took the lowest degrees); not fitted yet: True."""
+        saved = getattr(self, "spread_degrees_", None)
+        if saved is not None:
+            return bool(saved)
+        return getattr(self, "spec_", None) is None
+
+    def _fit_stream(self, data, y, spec, **fit_params) -> None:
+        self.spread_degrees_ = True
+        super()._fit_stream(data, y, spec, **fit_params)
+
     def _layers(self, spec, image, n_classes):
         n, d = int(self.n_layers), spec.n_dims
+        spread = self._spread_degrees()
         layers: list[Flow] = []
         for i in range(n):
             order = torch.arange(d) if i % 2 == 0 else torch.arange(d).flip(0)
             layers.append(
-                MADEAffine(d, [self.hidden] * 2, ordering=order, context_features=n_classes or 0)
+                MADEAffine(
+                    d,
+                    [self.hidden] * 2,
+                    ordering=order,
+                    context_features=n_classes or 0,
+                    spread_degrees=spread,
+                )
             )
             layers += _norm(self.norm, d)
         return layers
@@ -879,6 +906,9 @@ class Glow(_Flow):
     declares an ``image_shape``. Discrete data are dequantised as in :class:`RealNVP`;
     q(u | x) works at full resolution while the couplings work on squeezed images, so its
     networks are a quarter of ``hidden`` wide (as wide, q would cost 3–4× the flow).
+    glow trains at ``lr=3e-3`` (:data:`FLOW_TRAINING`): on 28×28 binary digits in five
+    CPU minutes 111.7 nats against 123.9 at 1e-3, and on digits 8×8 at defaults 2.199
+    bits/dim against 2.279.
 
     Arguments:
         hidden: channels (an int) of the coupling networks.
@@ -937,7 +967,7 @@ class Glow(_Flow):
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
-        super().__init__(**training)
+        super().__init__(**{**FLOW_TRAINING, **training})
         self.hidden = hidden
         self.n_levels = n_levels
         self.n_steps = n_steps

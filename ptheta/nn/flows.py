@@ -629,6 +629,9 @@ class MADEAffine(Flow):
         ordering: LongTensor (D,), the autoregressive order (default 0..D−1).
         context_features: size of an unmasked context (one-hot class) input; 0: none.
         max_log_scale: bound on |α|.
+        spread_degrees: spread the hidden units' degrees over all D variables when a layer
+            is narrower than D (see :func:`~ptheta.nn.masked.made_degrees`); False keeps
+            the lowest degrees (the layers of runs saved before this option).
 
     Example:
         >>> import torch
@@ -651,13 +654,15 @@ class MADEAffine(Flow):
         ordering: Tensor | None = None,
         context_features: int = 0,
         max_log_scale: float = 3.0,
+        spread_degrees: bool = False,
     ) -> None:
         super().__init__()
         d = n_features
         ordering = torch.arange(d) if ordering is None else torch.as_tensor(ordering)
         self.register_buffer("ordering", ordering.long())
         self.max_log_scale = max_log_scale
-        masks = made_masks(made_degrees(ordering, hidden), out_multiplicity=2)
+        degrees = made_degrees(ordering, hidden, spread=spread_degrees)
+        masks = made_masks(degrees, out_multiplicity=2)
         sizes = [d, *hidden, 2 * d]
         self.layers = nn.ModuleList(
             MaskedLinear(a, b, m, context_features=context_features)

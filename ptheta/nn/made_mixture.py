@@ -66,7 +66,10 @@ class MADEMixture(nn.Module):
         self.register_buffer("ordering", ordering.long())
         self.mixture = DiagonalMixture(1, n_components=n_components, min_scale=min_scale)
         per = self.mixture.n_params  # K logits, K means, K pre-scales per variable
-        masks = made_masks(made_degrees(ordering, hidden), out_multiplicity=per)
+        # hidden degrees spread over all D: a layer narrower than D still lets the late
+        # conditionals see the variables before them
+        degrees = made_degrees(ordering, hidden, spread=True)
+        masks = made_masks(degrees, out_multiplicity=per)
         sizes = [d, *hidden, per * d]
         self.layers = nn.ModuleList(
             MaskedLinear(a, b, m, context_features=context_features)

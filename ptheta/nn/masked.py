@@ -138,19 +138,29 @@ def reuse_masked_weights(module: nn.Module) -> Iterator[None]:
 
 
 def made_degrees(
-    ordering: Tensor, hidden: Sequence[int], generator: torch.Generator | None = None
+    ordering: Tensor,
+    hidden: Sequence[int],
+    generator: torch.Generator | None = None,
+    *,
+    spread: bool = False,
 ) -> list[Tensor]:
     """Degrees of the input and hidden units of a MADE (Germain et al., 2015, section 4).
 
     The input for variable ``ordering[i]`` has degree i + 1 (1..D). A hidden unit of layer l
     has a degree in [min degree of layer l − 1, D − 1]: it may only see inputs of degree at
     most its own. With ``generator`` the degrees are drawn uniformly (connectivity-agnostic
-    training resamples them); without, they are spread evenly so that every degree is used.
+    training resamples them); without, they cycle through the admissible degrees in order
+    (MAF's "sequential" degrees), so that every degree is used when the layer has at least
+    as many units as degrees; a narrower layer takes the lowest degrees only (64 units for
+    784 pixels see the first 64 and, through them, every later output sees no more) unless
+    ``spread``: then a narrower layer's degrees are spread evenly over the admissible ones,
+    and later outputs see more of the variables before them.
 
     Arguments:
         ordering: LongTensor (D,), a permutation of 0..D−1: the autoregressive order.
         hidden: sizes of the hidden layers.
-        generator: source of randomness for the hidden degrees; None: evenly spread.
+        generator: source of randomness for the hidden degrees; None: deterministic.
+        spread: spread a layer narrower than the admissible degrees over all of them.
 
     Returns:
         ``[input degrees (D,), degrees of hidden layer 1, ...]``, LongTensors.
@@ -171,10 +181,12 @@ def made_degrees(
         # D == 1 leaves no admissible degree ≥ 1: such units get degree 0 and see no input
         low = min(int(degrees[-1].min()), d - 1)
         span = d - low
-        if generator is None:
-            degrees.append(low + torch.arange(size) % span)
-        else:
+        if generator is not None:
             degrees.append(low + torch.randint(span, (size,), generator=generator))
+        elif spread and size < span:
+            degrees.append(low + torch.arange(size) * span // size)
+        else:
+            degrees.append(low + torch.arange(size) % span)
     return degrees
 
 

@@ -23,22 +23,32 @@ def _allowed(ordering: torch.Tensor, k_in: int, k_out: int) -> torch.Tensor:
     return pos_in[None, :] < pos_out[:, None]
 
 
-@pytest.mark.parametrize("random", [False, True])
+@pytest.mark.parametrize("random", [False, True, "spread"])
 @pytest.mark.parametrize(
     ("d", "hidden", "k_in", "k_out"),
-    [(5, [], 1, 1), (6, [7], 2, 2), (7, [9, 8, 6], 3, 2), (4, [3, 3], 1, 3), (1, [4], 2, 2)],
+    [
+        (5, [], 1, 1),
+        (6, [7], 2, 2),
+        (7, [9, 8, 6], 3, 2),
+        (4, [3, 3], 1, 3),
+        (1, [4], 2, 2),
+        (12, [4, 3], 1, 2),
+    ],
 )
 def test_every_path_respects_the_ordering(d, hidden, k_in, k_out, random):
     g = torch.Generator().manual_seed(d)
     ordering = torch.randperm(d, generator=g)
-    degrees = made_degrees(ordering, hidden, g if random else None)
+    if random == "spread":
+        degrees = made_degrees(ordering, hidden, spread=True)
+    else:
+        degrees = made_degrees(ordering, hidden, g if random else None)
     masks = made_masks(degrees, in_multiplicity=k_in, out_multiplicity=k_out)
     sizes = [d * k_in, *hidden, d * k_out]
     assert [tuple(m.shape) for m in masks] == list(zip(sizes[1:], sizes[:-1], strict=True))
     paths = _paths(masks)
     allowed = _allowed(ordering, k_in, k_out)
     assert paths[~allowed].abs().sum() == 0, "an output sees an input that is not before it"
-    if not random and all(h >= d - 1 for h in hidden):
+    if random is not True and all(h >= d - 1 for h in hidden):
         # evenly spread degrees in wide enough layers connect every allowed pair
         assert bool((paths[allowed] > 0).all())
 
@@ -119,3 +129,19 @@ def test_reused_masked_weights_are_bit_identical_and_dropped_on_exit():
     # F.linear (one fused addmm) against matmul then add: equal up to rounding only
     expected = x @ (net[0].weight * masks[1]).T + net[0].bias
     torch.testing.assert_close(net[0](x, 1), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_spread_degrees_let_late_outputs_see_the_whole_prefix():
+    """64 units for 784 variables: sequential degrees are 1..64, so no output sees past
+    variable 64; spread degrees cover 1..783 and the last output sees most variables."""
+    ordering = torch.arange(784)
+    sequential = made_degrees(ordering, [64])[1]
+    spread = made_degrees(ordering, [64], spread=True)[1]
+    assert sequential.tolist() == list(range(1, 65))
+    assert spread.min() == 1 and spread.max() >= 770 and bool((spread.diff() > 0).all())
+    for degrees, seen in ((sequential, 64), (spread, 771)):
+        masks = made_masks([made_degrees(ordering, [])[0], degrees])
+        last = _paths(masks)[-1] > 0  # the inputs that reach the last output
+        assert int(last.sum()) == seen
+    wide = made_degrees(ordering[:5], [9], spread=True)[1]  # wide enough: unchanged
+    assert torch.equal(wide, made_degrees(ordering[:5], [9])[1])
