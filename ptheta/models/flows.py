@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -872,6 +873,12 @@ class MAF(_Flow):
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
         self.spread_degrees_ = True
         super()._fit_stream(data, y, spec, **fit_params)
+
+    def _fingerprint(self, x, spec: DataSpec) -> str:
+        # a checkpoint written before the spread holds weights of the lowest-degree
+        # layers: it must not resume into spread ones
+        base = super()._fingerprint(x, spec) + "/spread-degrees"
+        return hashlib.sha256(base.encode()).hexdigest()[:16]
 
     def _layers(self, spec, image, n_classes):
         n, d = int(self.n_layers), spec.n_dims

@@ -183,8 +183,8 @@ def made_degrees(
         span = d - low
         if generator is not None:
             degrees.append(low + torch.randint(span, (size,), generator=generator))
-        elif spread and size < span:
-            degrees.append(low + torch.arange(size) * span // size)
+        elif spread and size < span:  # evenly from low to D − 1, both ends included
+            degrees.append(low + torch.arange(size) * (span - 1) // max(size - 1, 1))
         else:
             degrees.append(low + torch.arange(size) % span)
     return degrees

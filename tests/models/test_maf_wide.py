@@ -62,3 +62,15 @@ def test_a_run_saved_before_the_spread_reloads_with_its_own_layers(tmp_path):
     loaded = load_run(tmp_path)
     assert getattr(loaded, "spread_degrees_", None) is None
     np.testing.assert_array_equal(loaded.score_samples(split.x), old.score_samples(split.x))
+
+
+def test_a_checkpoint_of_the_lowest_degree_layers_does_not_resume_into_spread_ones():
+    """Resuming compares fingerprints: maf's differs from the one the earlier version
+    wrote (the shared rule alone), so its checkpoints are refused, not loaded into layers
+    of another connectivity."""
+    from ptheta.models.neural import NeuralModel
+
+    split, model = _split(), MAF(8)
+    earlier = NeuralModel._fingerprint(model, split.x, split.spec)
+    assert model._fingerprint(split.x, split.spec) != earlier
+    assert model._fingerprint(split.x, split.spec) == MAF(8)._fingerprint(split.x, split.spec)
