@@ -301,6 +301,62 @@ def test_max_time_keeps_room_for_the_validation_after_the_stop(monkeypatch, ema_
     assert "val_nll" in result.history[-1], "the weights it stopped with were validated"
 
 
+def test_a_validation_too_slow_for_the_budget_scores_a_fixed_subset(monkeypatch, tmp_path):
+    """Validating all 400 rows would cost 200 fake seconds of a 40 s budget: the run
+    validates a seeded subset that fits a quarter of the budget (at least RESERVE_ROWS),
+    the same rows every epoch and after a resume, and stays within the budget."""
+    import ptheta.train.trainer as trainer_module
+
+    clock = _Clock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    val = _data(400, seed=1)
+    config = TrainConfig(epochs=1000, batch_size=16, max_time=40.0, device="cpu",
+                         patience=None)  # fmt: skip
+    torch.manual_seed(0)
+    module = _SlowValidation(clock, step=1.0, row=0.5).double()
+    result = Trainer(config).fit(module, (_data(32),), (val,))  # 2 steps an epoch
+    assert result.stopped == "max_time"
+    assert clock.now <= 40.0 + 1.0, clock.now  # 200 s past the budget before
+    rows = trainer_module.RESERVE_ROWS  # a quarter of 40 s affords 20 rows: the floor
+    assert all(h["val_rows"] == rows for h in result.history)
+    # every epoch's number is the mean over the same rows: the model's own, recomputed
+    index = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:rows].sort()
+    monkeypatch.setattr(trainer_module, "time", _Clock())
+    with torch.no_grad():
+        module.eval()
+        expected = -float(module.log_prob(val[index.values]).double().mean())
+    best = min(h["val_nll"] for h in result.history)
+    assert best == pytest.approx(expected, rel=1e-12)  # the best weights are restored
+
+    # a budget the whole validation fits leaves it whole (no val_rows in the record)
+    clock.now = 0.0
+    monkeypatch.setattr(trainer_module, "time", clock)
+    whole = Trainer(TrainConfig(epochs=1, batch_size=16, max_time=1000.0, device="cpu"))
+    assert "val_rows" not in whole.fit(module, (_data(32),), (val,)).history[-1]
+
+
+def test_the_validation_subset_survives_a_resume(monkeypatch, tmp_path):
+    import ptheta.train.trainer as trainer_module
+
+    clock = _Clock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    val = _data(400, seed=1)
+
+    def run(max_time, resume):
+        config = TrainConfig(epochs=1000, batch_size=16, max_time=max_time, device="cpu",
+                             patience=None)  # fmt: skip
+        torch.manual_seed(0)
+        module = _SlowValidation(clock, step=1.0, row=0.5).double()
+        return Trainer(config).fit(module, (_data(32),), (val,), run_dir=tmp_path,
+                                   resume=resume)  # fmt: skip
+
+    first = run(40.0, False)
+    clock.now = 0.0
+    more = run(400.0, True)  # a larger budget continues the run: the whole set would fit
+    assert first.history[0]["val_rows"] == more.history[-1]["val_rows"] == 32
+    assert len(more.history) > len(first.history)
+
+
 def test_the_time_schedule_is_ramped_by_the_warm_up_and_the_step_schedule_is_unchanged():
     from ptheta.train.trainer import _schedule
 
