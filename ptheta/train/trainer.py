@@ -300,7 +300,7 @@ class Trainer:
                 _apply_best(module, ema, s)
                 return s.result(s.seconds)
             s.finished = False  # a run stopped by max_time continues with the new budget
-        val_data = None if val is None else examples(val, device, cfg.loader_workers)
+        val_data = whole_val = None if val is None else examples(val, device, cfg.loader_workers)
         if val_data is not None and s.val_rows is not None:  # resumed: the same rows
             val_data = _subset(val_data, s.val_rows, cfg.seed)
         start = time.perf_counter() - s.seconds  # max_time counts resumed parts too
@@ -411,6 +411,16 @@ class Trainer:
                     self._end_epoch(module, ema, val_data, s, opt, elapsed, complete, world)
                     if val_data is not None:  # the validation's measured cost
                         reserve = time.perf_counter() - start - elapsed
+                    if s.val_rows is not None and len(s.history) == 1:
+                        # the 32-row probe may have paid a first call's one-off cost
+                        # (compilation, lazy initialisation): if the whole split fits
+                        # after all, validate it from now on, choosing among those
+                        # epochs only (the first one's number is over other rows)
+                        whole = _broadcast(world, reserve * len(whole_val) / s.val_rows)
+                        if whole <= VALIDATION_SHARE * cfg.max_time:
+                            val_data, reserve, s.val_rows = whole_val, whole, None
+                            s.best_val, s.best_epoch, s.best_state = None, None, None
+                            s.bad_epochs = 0
                     if metrics_path is not None:
                         append_jsonl(metrics_path, {"event": "epoch", **s.history[-1]})
                     if cfg.patience is not None and s.bad_epochs >= cfg.patience:
@@ -786,10 +796,10 @@ def _subset(val: Examples, rows: int, seed: int) -> Examples:
     if rows >= len(val):
         return val
     order = torch.randperm(len(val), generator=torch.Generator().manual_seed(seed))
-    return _Rows(val, order[:rows].sort().values)
+    return _ValidationRows(val, order[:rows].sort().values)
 
 
-class _Rows(Examples):
+class _ValidationRows(Examples):
     """The examples ``index`` of ``val``."""
 
     def __init__(self, val: Examples, index: torch.Tensor) -> None:

@@ -301,38 +301,67 @@ def test_max_time_keeps_room_for_the_validation_after_the_stop(monkeypatch, ema_
     assert "val_nll" in result.history[-1], "the weights it stopped with were validated"
 
 
-def test_a_validation_too_slow_for_the_budget_scores_a_fixed_subset(monkeypatch, tmp_path):
-    """Validating all 400 rows would cost 200 fake seconds of a 40 s budget: the run
-    validates a seeded subset that fits a quarter of the budget (at least RESERVE_ROWS),
-    the same rows every epoch and after a resume, and stays within the budget."""
+def _spy_validations(monkeypatch, trainer_module) -> list[torch.Tensor | None]:
+    """Records, for every validation pass, the subset's rows (None: the whole split);
+    the 32-row probe is left out."""
+    seen: list[torch.Tensor | None] = []
+    real = trainer_module.validation_nll
+
+    def spy(module, val, batch_size):
+        if not isinstance(val, trainer_module._Head):
+            seen.append(val.index.clone() if hasattr(val, "index") else None)
+        return real(module, val, batch_size)
+
+    monkeypatch.setattr(trainer_module, "validation_nll", spy)
+    return seen
+
+
+def test_a_validation_too_slow_for_the_budget_scores_a_fixed_subset(monkeypatch):
+    """Validating all 400 rows would cost 200 fake seconds: under a 300 s budget the run
+    validates the seeded 150 rows that fit a quarter of it, the same rows every epoch, and
+    stays within the budget."""
     import ptheta.train.trainer as trainer_module
 
     clock = _Clock()
     monkeypatch.setattr(trainer_module, "time", clock)
+    seen = _spy_validations(monkeypatch, trainer_module)
     val = _data(400, seed=1)
-    config = TrainConfig(epochs=1000, batch_size=16, max_time=40.0, device="cpu",
+    config = TrainConfig(epochs=1000, batch_size=16, max_time=300.0, device="cpu",
                          patience=None)  # fmt: skip
     torch.manual_seed(0)
     module = _SlowValidation(clock, step=1.0, row=0.5).double()
     result = Trainer(config).fit(module, (_data(32),), (val,))  # 2 steps an epoch
     assert result.stopped == "max_time"
-    assert clock.now <= 40.0 + 1.0, clock.now  # 200 s past the budget before
-    rows = trainer_module.RESERVE_ROWS  # a quarter of 40 s affords 20 rows: the floor
-    assert all(h["val_rows"] == rows for h in result.history)
-    # every epoch's number is the mean over the same rows: the model's own, recomputed
-    index = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:rows].sort()
+    assert clock.now <= 300.0 + 1.0, clock.now
+    assert len(result.history) >= 3 and all(h["val_rows"] == 150 for h in result.history)
+    index = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:150].sort().values
+    assert len(seen) == len(result.history) and all(torch.equal(i, index) for i in seen)
+    # the best epoch's number is the mean over those rows, at the restored best weights
     monkeypatch.setattr(trainer_module, "time", _Clock())
     with torch.no_grad():
         module.eval()
-        expected = -float(module.log_prob(val[index.values]).double().mean())
+        expected = -float(module.log_prob(val[index]).double().mean())
     best = min(h["val_nll"] for h in result.history)
-    assert best == pytest.approx(expected, rel=1e-12)  # the best weights are restored
+    assert best == pytest.approx(expected, rel=1e-12)
 
     # a budget the whole validation fits leaves it whole (no val_rows in the record)
     clock.now = 0.0
     monkeypatch.setattr(trainer_module, "time", clock)
     whole = Trainer(TrainConfig(epochs=1, batch_size=16, max_time=1000.0, device="cpu"))
     assert "val_rows" not in whole.fit(module, (_data(32),), (val,)).history[-1]
+
+
+def test_a_budget_too_small_for_any_subset_validates_the_floor_and_ends_on_time(monkeypatch):
+    import ptheta.train.trainer as trainer_module
+
+    clock = _Clock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    torch.manual_seed(0)
+    module = _SlowValidation(clock, step=1.0, row=0.5).double()
+    config = TrainConfig(epochs=1000, batch_size=16, max_time=40.0, device="cpu")
+    result = Trainer(config).fit(module, (_data(32),), (_data(400, seed=1),))
+    assert clock.now <= 40.0 + 1.0, clock.now  # 200 s past the budget before
+    assert result.history[-1]["val_rows"] == trainer_module.RESERVE_ROWS == 32
 
 
 def test_the_validation_subset_survives_a_resume(monkeypatch, tmp_path):
@@ -350,11 +379,50 @@ def test_the_validation_subset_survives_a_resume(monkeypatch, tmp_path):
         return Trainer(config).fit(module, (_data(32),), (val,), run_dir=tmp_path,
                                    resume=resume)  # fmt: skip
 
-    first = run(40.0, False)
+    first = run(300.0, False)
     clock.now = 0.0
-    more = run(400.0, True)  # a larger budget continues the run: the whole set would fit
-    assert first.history[0]["val_rows"] == more.history[-1]["val_rows"] == 32
+    seen = _spy_validations(monkeypatch, trainer_module)
+    # a larger budget continues the run; the whole split (200 s) would fit a quarter of
+    # it, yet the run keeps its rows: every epoch's number is over the same ones
+    more = run(1000.0, True)
+    index = torch.randperm(400, generator=torch.Generator().manual_seed(0))[:150].sort().values
     assert len(more.history) > len(first.history)
+    assert all(h["val_rows"] == 150 for h in more.history)
+    assert seen and all(i is not None and torch.equal(i, index) for i in seen)
+
+
+class _SlowFirstValidation(_SlowValidation):
+    """The first validation call pays a one-off cost (as compilation would)."""
+
+    def __init__(self, clock: _Clock, step: float, row: float, first: float):
+        super().__init__(clock, step, row)
+        self.first = first
+
+    def log_prob(self, x, y=None):
+        if not self.training and self.first:
+            self.clock.now += self.first
+            self.first = 0.0
+        return super().log_prob(x, y)
+
+
+def test_a_one_off_cost_in_the_probe_does_not_keep_a_subset(monkeypatch):
+    """The probe of 32 rows pays 20 s once: scaled to 400 rows it predicts 250 s, and the
+    run validates a subset at first; its first measured validation shows the whole split
+    (4 s) fits, and from then on it validates all of it."""
+    import ptheta.train.trainer as trainer_module
+
+    clock = _Clock()
+    monkeypatch.setattr(trainer_module, "time", clock)
+    seen = _spy_validations(monkeypatch, trainer_module)
+    torch.manual_seed(0)
+    module = _SlowFirstValidation(clock, step=1.0, row=0.01, first=20.0).double()
+    config = TrainConfig(epochs=1000, batch_size=16, max_time=100.0, device="cpu",
+                         patience=None)  # fmt: skip
+    result = Trainer(config).fit(module, (_data(32),), (_data(400, seed=1),))
+    assert "val_rows" in result.history[0] and seen[0] is not None
+    assert all("val_rows" not in h for h in result.history[1:]) and len(result.history) > 3
+    assert all(i is None for i in seen[1:])
+    assert result.best_epoch > 1  # chosen among the epochs validated on the whole split
 
 
 def test_the_time_schedule_is_ramped_by_the_warm_up_and_the_step_schedule_is_unchanged():
