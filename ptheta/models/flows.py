@@ -615,10 +615,9 @@ class RealNVP(_Flow):
     CPU, and the model improves with steps: ``n_layers="auto"`` is 4 couplings per scale
     on images (6 on vectors), q(u | x)'s networks on images are a quarter of ``hidden``
     wide (as in :class:`Glow`), and the learning rate is ``lr=3e-3``
-    (:data:`FLOW_TRAINING`). On
-    28×28 binary digits in five CPU minutes the bound went from 151.4 nats (6 per scale,
-    q as wide as the flow, ``lr=1e-3``: 100 steps) to 127.3 (183 steps), below the
-    Chow–Liu tree's 134.9 (see the README).
+    (:data:`FLOW_TRAINING`). On 28×28 binary digits in five CPU minutes the bound went
+    from 151.4 nats (6 per scale, q as wide as the flow, ``lr=1e-3``: 100 steps) to 127.3
+    (183 steps), below the Chow–Liu tree's 134.9 (see the README).
 
     **Discrete data.** Binary and categorical data are dequantised (x + u), scaled to
     [0, 1) and logit-transformed, all inside the model with their log-determinants, so that
