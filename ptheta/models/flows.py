@@ -365,6 +365,28 @@ class _Flow(NeuralModel):
     def _dequantised(self) -> bool:
         return self.fitted_spec.is_discrete
 
+    # ------------------------------------------------------------ MADE layers' degrees
+    def _made_layers(self) -> bool:
+        """Whether the flow's layers are MADEs (maf; nsf with autoregressive layers)."""
+        return False
+
+    def _spread_degrees(self) -> bool:
+        """Whether MADE layers narrower than the data spread their degrees over every
+        variable: the fit's ``spread_degrees_``; a model fitted before it existed: False
+        (its layers took the lowest degrees); not fitted yet: True."""
+        saved = getattr(self, "spread_degrees_", None)
+        if saved is not None:
+            return bool(saved)
+        return getattr(self, "spec_", None) is None
+
+    def _fingerprint(self, x, spec: DataSpec) -> str:
+        fingerprint = super()._fingerprint(x, spec)
+        if not self._made_layers():
+            return fingerprint
+        # a checkpoint written before the spread holds weights of the lowest-degree
+        # layers: it must not resume into spread ones
+        return hashlib.sha256((fingerprint + "/spread-degrees").encode()).hexdigest()[:16]
+
     def _dequantization(self, spec: DataSpec) -> str:
         """The dequantisation for data of ``spec``: what the fit chose
         (``dequantization_``: a loaded model rebuilds the network it saved), else
@@ -394,6 +416,8 @@ class _Flow(NeuralModel):
 
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
         self.base_ = self._base(spec)
+        if self._made_layers():
+            self.spread_degrees_ = True
         self.dequantization_ = self._dequantization(spec)
         if self.dequantization_ == "variational":
             self.dequantizer_hidden_ = self._dequantizer_hidden(spec)
@@ -861,23 +885,8 @@ class MAF(_Flow):
     def _image(self, spec: DataSpec) -> None:
         return None  # MADE works on flat vectors
 
-    def _spread_degrees(self) -> bool:
-        """The fit's ``spread_degrees_``; a model fitted before it existed: False (its
-        layers took the lowest degrees); not fitted yet: True."""
-        saved = getattr(self, "spread_degrees_", None)
-        if saved is not None:
-            return bool(saved)
-        return getattr(self, "spec_", None) is None
-
-    def _fit_stream(self, data, y, spec, **fit_params) -> None:
-        self.spread_degrees_ = True
-        super()._fit_stream(data, y, spec, **fit_params)
-
-    def _fingerprint(self, x, spec: DataSpec) -> str:
-        # a checkpoint written before the spread holds weights of the lowest-degree
-        # layers: it must not resume into spread ones
-        base = super()._fingerprint(x, spec) + "/spread-degrees"
-        return hashlib.sha256(base.encode()).hexdigest()[:16]
+    def _made_layers(self) -> bool:
+        return True
 
     def _layers(self, spec, image, n_classes):
         n, d = int(self.n_layers), spec.n_dims

@@ -68,6 +68,9 @@ class NSF(_Flow):
         module: the trained :class:`~ptheta.models.flows.FlowDensity`; history_,
         best_epoch_ (training record); classes_, class_log_prior_ for class-conditional
         flows.
+        spread_degrees_ (autoregressive layers): True: a MADE layer narrower than the data
+        spreads its degrees over every variable, as in :class:`~ptheta.models.flows.MAF`
+        (runs saved before took the lowest degrees, and reload so).
         {fitted}
 
     Example:
@@ -151,6 +154,9 @@ class NSF(_Flow):
     def _image(self, spec: DataSpec) -> None:
         return None  # the layers work on flat vectors: images are flattened
 
+    def _made_layers(self) -> bool:
+        return self._params()["transform_type"] == "autoregressive"
+
     def _layers(self, spec, image, n_classes):
         config = self.config()
         d, hidden, ctx = spec.n_dims, [config.hidden] * 2, n_classes or 0
@@ -166,6 +172,15 @@ class NSF(_Flow):
                 layers.append(SplineCoupling(mask, hidden, context_features=ctx, **spline))
             else:
                 order = torch.arange(d) if i % 2 == 0 else torch.arange(d).flip(0)
-                layers.append(MADESpline(d, hidden, ordering=order, context_features=ctx, **spline))
+                layers.append(
+                    MADESpline(
+                        d,
+                        hidden,
+                        ordering=order,
+                        context_features=ctx,
+                        spread_degrees=self._spread_degrees(),
+                        **spline,
+                    )
+                )
             layers += _norm(config.norm, d)
         return layers

@@ -270,6 +270,9 @@ class MADESpline(Flow):
         tail_bound: B; each spline is the identity outside [−B, B].
         ordering: LongTensor (D,), the autoregressive order (default 0..D−1).
         context_features: size of an unmasked context (one-hot class) input; 0: none.
+        spread_degrees: spread the hidden units' degrees over all D variables when a layer
+            is narrower than D (see :func:`~ptheta.nn.masked.made_degrees`); False keeps
+            the lowest degrees (the layers of runs saved before this option).
 
     Example:
         >>> import torch
@@ -293,6 +296,7 @@ class MADESpline(Flow):
         tail_bound: float = 3.0,
         ordering: Tensor | None = None,
         context_features: int = 0,
+        spread_degrees: bool = False,
     ) -> None:
         super().__init__()
         d = n_features
@@ -300,7 +304,8 @@ class MADESpline(Flow):
         self.register_buffer("ordering", ordering.long())
         self.n_bins, self.tail_bound = int(n_bins), float(tail_bound)
         per = spline_n_params(self.n_bins)
-        masks = made_masks(made_degrees(ordering, hidden), out_multiplicity=per)
+        degrees = made_degrees(ordering, hidden, spread=spread_degrees)
+        masks = made_masks(degrees, out_multiplicity=per)
         sizes = [d, *hidden, per * d]
         self.layers = nn.ModuleList(
             MaskedLinear(a, b, m, context_features=context_features)
