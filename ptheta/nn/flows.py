@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks
+from ptheta.nn.masked import made_layers, made_outputs
 from ptheta.nn.mlp import dense_layers
 
 
@@ -661,12 +661,8 @@ class MADEAffine(Flow):
         ordering = torch.arange(d) if ordering is None else torch.as_tensor(ordering)
         self.register_buffer("ordering", ordering.long())
         self.max_log_scale = max_log_scale
-        degrees = made_degrees(ordering, hidden, spread=spread_degrees)
-        masks = made_masks(degrees, out_multiplicity=2)
-        sizes = [d, *hidden, 2 * d]
-        self.layers = nn.ModuleList(
-            MaskedLinear(a, b, m, context_features=context_features)
-            for a, b, m in zip(sizes[:-1], sizes[1:], masks, strict=True)
+        self.layers = made_layers(
+            ordering, hidden, 2, context_features=context_features, spread=spread_degrees
         )
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
@@ -680,13 +676,7 @@ class MADEAffine(Flow):
     def _raw(self, x: Tensor, context: Tensor | None) -> Tensor:
         """The MADE's outputs (N, D, 2): unit 2d + j belongs to variable d (j = 0: μ_d,
         1: α_d before the bound)."""
-        h = x
-        context = None if context is None else context.to(x.dtype)
-        for i, layer in enumerate(self.layers):
-            h = layer(h, 0, context)
-            if i < len(self.layers) - 1:
-                h = torch.relu(h)  # (N, H_i)
-        return h.reshape(len(x), -1, 2)
+        return made_outputs(self.layers, x, context)
 
     def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor]:
         out = self._raw(x, context)

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks
+from ptheta.nn.masked import made_layers, made_outputs
 from ptheta.nn.mixture_head import DiagonalMixture
 
 
@@ -68,12 +67,8 @@ class MADEMixture(nn.Module):
         per = self.mixture.n_params  # K logits, K means, K pre-scales per variable
         # hidden degrees spread over all D: a layer narrower than D still lets the late
         # conditionals see the variables before them
-        degrees = made_degrees(ordering, hidden, spread=True)
-        masks = made_masks(degrees, out_multiplicity=per)
-        sizes = [d, *hidden, per * d]
-        self.layers = nn.ModuleList(
-            MaskedLinear(a, b, m, context_features=context_features)
-            for a, b, m in zip(sizes[:-1], sizes[1:], masks, strict=True)
+        self.layers = made_layers(
+            ordering, hidden, per, context_features=context_features, spread=True
         )
         k = self.mixture.n_components
         means = torch.linspace(-1.0, 1.0, k) if k > 1 else torch.zeros(1)
@@ -93,13 +88,7 @@ class MADEMixture(nn.Module):
     def params(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """Raw mixture parameters (N, D, 3K) of every conditional; those of variable i
         depend on z before i in the ordering (and the context) only."""
-        h = z
-        context = None if context is None else context.to(z.dtype)
-        for i, layer in enumerate(self.layers):
-            h = layer(h, 0, context)
-            if i < len(self.layers) - 1:
-                h = F.relu(h)
-        return h.reshape(len(z), len(self.ordering), -1)
+        return made_outputs(self.layers, z, context)
 
     def log_prob(self, z: Tensor, context: Tensor | None = None) -> Tensor:
         """Exact log p(z) in nats, z (N, D) → (N,)."""

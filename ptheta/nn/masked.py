@@ -224,3 +224,46 @@ def made_masks(
     masks = [(cur[:, None] >= prev[None, :]).double() for prev, cur in pairwise(layers)]
     masks.append((outputs[:, None] > layers[-1][None, :]).double())
     return masks
+
+
+def made_layers(
+    ordering: Tensor,
+    hidden: Sequence[int],
+    out_multiplicity: int,
+    *,
+    context_features: int = 0,
+    spread: bool = False,
+) -> nn.ModuleList:
+    """The :class:`MaskedLinear` layers of a MADE over the D = len(``ordering``) variables:
+    D inputs, the ``hidden`` layers, and ``out_multiplicity`` outputs per variable (unit
+    d · multiplicity + j belongs to variable d), with the masks of :func:`made_masks` on the
+    degrees of :func:`made_degrees` (``spread`` as there). Run them with
+    :func:`made_outputs`.
+
+    Example:
+        >>> import torch
+        >>> layers = made_layers(torch.arange(3), [8], 2)
+        >>> made_outputs(layers, torch.randn(5, 3)).shape
+        torch.Size([5, 3, 2])
+    """
+    d = len(ordering)
+    masks = made_masks(
+        made_degrees(ordering, hidden, spread=spread), out_multiplicity=out_multiplicity
+    )
+    sizes = [d, *hidden, out_multiplicity * d]
+    return nn.ModuleList(
+        MaskedLinear(a, b, m, context_features=context_features)
+        for a, b, m in zip(sizes[:-1], sizes[1:], masks, strict=True)
+    )
+
+
+def made_outputs(layers: nn.ModuleList, x: Tensor, context: Tensor | None = None) -> Tensor:
+    """x (N, D) through a MADE's layers (:func:`made_layers`), ReLU between them, and the
+    unmasked ``context`` (N, F) or None into every layer: (N, D, out_multiplicity)."""
+    h = x
+    context = None if context is None else context.to(x.dtype)
+    for i, layer in enumerate(layers):
+        h = layer(h, 0, context)
+        if i < len(layers) - 1:
+            h = torch.relu(h)  # (N, H_i)
+    return h.reshape(len(x), x.shape[1], -1)

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ptheta.nn.flows import MLP, Flow
-from ptheta.nn.masked import MaskedLinear, made_degrees, made_masks, reuse_masked_weights
+from ptheta.nn.masked import made_layers, made_outputs, reuse_masked_weights
 
 MIN_BIN_WIDTH = 1e-3  # as fractions of 2B
 MIN_BIN_HEIGHT = 1e-3
@@ -304,12 +304,8 @@ class MADESpline(Flow):
         self.register_buffer("ordering", ordering.long())
         self.n_bins, self.tail_bound = int(n_bins), float(tail_bound)
         per = spline_n_params(self.n_bins)
-        degrees = made_degrees(ordering, hidden, spread=spread_degrees)
-        masks = made_masks(degrees, out_multiplicity=per)
-        sizes = [d, *hidden, per * d]
-        self.layers = nn.ModuleList(
-            MaskedLinear(a, b, m, context_features=context_features)
-            for a, b, m in zip(sizes[:-1], sizes[1:], masks, strict=True)
+        self.layers = made_layers(
+            ordering, hidden, per, context_features=context_features, spread=spread_degrees
         )
         nn.init.zeros_(self.layers[-1].weight)
         nn.init.zeros_(self.layers[-1].bias)
@@ -322,14 +318,8 @@ class MADESpline(Flow):
         )
 
     def _params(self, x: Tensor, context: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-        h = x
-        context = None if context is None else context.to(x.dtype)
-        for i, layer in enumerate(self.layers):
-            h = layer(h, 0, context)
-            if i < len(self.layers) - 1:
-                h = torch.relu(h)  # (N, H_i)
         # unit d·(3K − 1) + j belongs to variable d
-        return _split(h.reshape(len(x), x.shape[1], -1), self.n_bins)  # (N, D, ·) each
+        return _split(made_outputs(self.layers, x, context), self.n_bins)  # (N, D, ·) each
 
     def _spline(self, x: Tensor, point: Tensor, context: Tensor | None, inverse: bool):
         return rational_quadratic_spline(
