@@ -282,13 +282,19 @@ class NeuralModel(GenerativeModel):
         parameter otherwise)."""
         params = self._params()
         keys = set(TrainConfig.__dataclass_fields__) - {"seed", "progress", "autocast", "epochs"}
+        values = {k: params[k] for k in keys} | self._resolved_training()
         return TrainConfig(
-            **{k: params[k] for k in keys},
+            **values,
             epochs=resolve_epochs(params["epochs"], params["max_time"], self.auto_epochs),
             seed=self._seed(),
             progress=bool(params["verbose"]),
             autocast=autocast_name(params["dtype"]),
         )
+
+    def _resolved_training(self) -> dict[str, Any]:
+        """Training values the family resolved from the data at fit (an ``"auto"`` it
+        declares for a training parameter, such as maf's ``weight_decay``); none here."""
+        return {}
 
     def _fit(
         self,

@@ -65,7 +65,7 @@ class NSF(_Flow):
         {common}
 
     Fitted attributes:
-        module: the trained :class:`~ptheta.models.flows.FlowDensity`; history_,
+        module: the trained :class:`~ptheta.nn.flow_density.FlowDensity`; history_,
         best_epoch_ (training record); classes_, class_log_prior_ for class-conditional
         flows.
         spread_degrees_ (autoregressive layers): True: a MADE layer narrower than the data

@@ -12,7 +12,7 @@ import torch
 from scipy import stats
 
 import ptheta
-from ptheta.data.spec import Split
+from ptheta.data.spec import DataSpec, Split
 from ptheta.models.flows import MAF, RealNVP
 from ptheta.nn.made_mixture import MADEMixture
 from ptheta.runs.store import load_run, save_run
@@ -108,6 +108,7 @@ def test_the_base_is_in_the_run_and_reloads(tmp_path):
     save_run(model, tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["params"]["base"] == "auto" and config["fitted"]["base_"] == "mog"
+    assert config["fitted"]["base_hidden_"] == [1024] and config["fitted"]["base_components_"] == 10
     loaded = load_run(tmp_path)
     assert isinstance(loaded.module.base_net, MADEMixture)
     np.testing.assert_array_equal(loaded.score_samples(split.x), model.score_samples(split.x))
@@ -122,6 +123,36 @@ def test_a_run_saved_before_the_mog_base_reloads_with_its_gaussian(tmp_path):
     save_run(old, tmp_path)
     loaded = load_run(tmp_path)
     assert loaded.module.base_net is None
+    np.testing.assert_array_equal(loaded.score_samples(split.x), old.score_samples(split.x))
+
+
+@pytest.mark.parametrize(
+    ("kind", "shape", "k", "components"),
+    [("binary", (20,), 2, 3), ("categorical", (6,), 3, 4), ("categorical", (6,), 17, 10),
+     ("continuous", (2,), None, 10)],
+)  # fmt: skip
+def test_the_mog_base_is_one_wide_layer_with_a_component_per_level(kind, shape, k, components):
+    """One hidden layer of MOG_HIDDEN units, whatever ``hidden``; K + 1 Gaussians per
+    conditional on data of K levels (at most MOG_COMPONENTS), MOG_COMPONENTS otherwise."""
+    spec = DataSpec(kind, shape, n_categories=k) if k else DataSpec(kind, shape)
+    base = MAF(8, n_layers=1, base="mog").build_module(spec).base_net
+    widths = [layer.out_features for layer in base.layers[:-1]]
+    assert widths == [1024] and base.mixture.n_components == components
+    assert base.layers[-1].out_features == shape[0] * 3 * components
+
+
+def test_a_mog_run_saved_before_its_shape_was_recorded_reloads_with_it(tmp_path, monkeypatch):
+    """A MoG base fitted before base_hidden_ / base_components_ existed had two layers of
+    ``hidden`` units and 10 components: its run reloads into that network, same scores."""
+    split = _digits()
+    monkeypatch.setattr(MAF, "_mog_base", lambda self, spec: ([8, 8], 10))
+    old = _fit(MAF(8, n_layers=1, epochs=1, n_dequant_samples=2, **FAST), split)
+    monkeypatch.undo()
+    del old.base_hidden_, old.base_components_
+    save_run(old, tmp_path)
+    loaded = load_run(tmp_path)
+    widths = [layer.out_features for layer in loaded.module.base_net.layers[:-1]]
+    assert widths == [8, 8] and loaded.module.base_net.mixture.n_components == 10
     np.testing.assert_array_equal(loaded.score_samples(split.x), old.score_samples(split.x))
 
 
