@@ -11,10 +11,16 @@ import torch
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
-from ptheta.errors import DataError
+from ptheta.errors import DataError, ParameterError
 from ptheta.models.neural import CONDITIONAL, EXPLORER_QUICK, NeuralModel
 from ptheta.nn.dequantize import Logit, Scale, UniformDequantizer, VariationalDequantizer
-from ptheta.nn.flow_density import BASES, MOG_COMPONENTS, MOG_HIDDEN, FlowDensity
+from ptheta.nn.flow_density import (
+    BASES,
+    MOG_COMPONENTS,
+    MOG_HIDDEN,
+    MOG_WEIGHTS,
+    FlowDensity,
+)
 from ptheta.nn.flows import (
     ActNorm,
     BatchNorm,
@@ -54,11 +60,12 @@ VALIDATION_DRAWS = 2
 # 300 s: realnvp 151.4 → 130.4 nats, maf 196.6 → 173.2, glow 123.9 → 111.7; digits 8×8
 # glow 2.279 → 2.199 bits/dim; toy2d-moons maf 1.12 → 0.92 nats)
 FLOW_TRAINING: dict[str, Any] = {"lr": 3e-3}
-# maf's weight decay on discrete data (``weight_decay="auto"``; 0 on continuous data). With
-# a few thousand images its MADE MoG base memorises them: on 28×28 binary digits in five
+# maf's weight decay over a MADE MoG base on discrete data (``weight_decay="auto"``; else
+# 0). With a few thousand images the base memorises them: on 28×28 binary digits in five
 # CPU minutes (one layer over the base) the training NLL reached 55 nats and the test
 # bound 144.5; weight decay 0.3 / 1 / 3 gave 132.0 / 125.8 / 130.3. On digits 8×8 it
-# changed little (96.2 → 96.0 nats); on the continuous toy2d-moons it cost 0.92 → 1.41.
+# changed little (96.2 → 96.0 nats); on the continuous toy2d-moons (Gaussian base) it
+# cost 0.92 → 1.41.
 DISCRETE_WEIGHT_DECAY = 1.0
 
 
@@ -124,10 +131,12 @@ class _Flow(NeuralModel):
 
     def _mog_base(self, spec: DataSpec) -> tuple[list[int], int]:
         """The MADE MoG base's hidden layers and Gaussians per conditional: the fit's
-        (``base_hidden_``, ``base_components_``), else one layer of :data:`MOG_HIDDEN`
-        units and, on data of K levels, K + 1 components (one per level, one more; at most
-        :data:`MOG_COMPONENTS`), :data:`MOG_COMPONENTS` on continuous data. A MoG base
-        fitted before these attributes existed had two layers of ``hidden`` units and
+        (``base_hidden_``, ``base_components_``), else K + 1 components on data of K
+        levels (one per level, one more; at most :data:`MOG_COMPONENTS`),
+        :data:`MOG_COMPONENTS` on continuous data, and one hidden layer of
+        :data:`MOG_HIDDEN` units, fewer (at least 64) where the output layer (D · 3K
+        units) would then hold more than :data:`MOG_WEIGHTS` weights. A MoG base fitted
+        before these attributes existed had two layers of ``hidden`` units and
         :data:`MOG_COMPONENTS` components."""
         saved = getattr(self, "base_hidden_", None)
         if saved is not None:
@@ -135,7 +144,9 @@ class _Flow(NeuralModel):
         if getattr(self, "spec_", None) is not None:  # fitted before the attributes existed
             return [int(self._params()["hidden"])] * 2, MOG_COMPONENTS
         k = spec.n_categories + 1 if spec.is_discrete else MOG_COMPONENTS
-        return [MOG_HIDDEN], min(k, MOG_COMPONENTS)
+        k = min(k, MOG_COMPONENTS)
+        width = min(MOG_HIDDEN, max(64, MOG_WEIGHTS // (spec.n_dims * 3 * k)))
+        return [width], k
 
     def _dequantised(self) -> bool:
         return self.fitted_spec.is_discrete
@@ -165,11 +176,18 @@ class _Flow(NeuralModel):
 
     def _fingerprint(self, x, spec: DataSpec) -> str:
         fingerprint = super()._fingerprint(x, spec)
-        if not self._made_layers():
+        salt = ""
+        if self._made_layers():
+            # a checkpoint written before the spread holds weights of the lowest-degree
+            # layers: it must not resume into spread ones
+            salt += "/spread-degrees"
+        if self._base(spec) == "mog":
+            # nor one of a MoG base written before it became one wide layer (the layers
+            # differ in number and shape: refused as another model's, not a load error)
+            salt += "/mog-base-wide"
+        if not salt:
             return fingerprint
-        # a checkpoint written before the spread holds weights of the lowest-degree
-        # layers: it must not resume into spread ones
-        return hashlib.sha256((fingerprint + "/spread-degrees").encode()).hexdigest()[:16]
+        return hashlib.sha256((fingerprint + salt).encode()).hexdigest()[:16]
 
     def _dequantization(self, spec: DataSpec) -> str:
         """The dequantisation for data of ``spec``: what the fit chose
@@ -593,11 +611,11 @@ class MAF(_Flow):
     has two modes (one per level), which a Gaussian base under affine layers cannot
     hold. The base is itself an autoregressive model (one hidden layer of
     :data:`MOG_HIDDEN` units, K + 1 Gaussians per conditional on data of K levels), so
-    over it ``n_layers="auto"`` takes one MADE layer (5 over a Gaussian base), and on
-    discrete data ``weight_decay="auto"`` is :data:`DISCRETE_WEIGHT_DECAY` (0 on
-    continuous data): with a few thousand images the base memorises them otherwise. On
-    28×28 binary digits in five CPU minutes the bound went from 166.4 nats (two layers of
-    64 units and 10 components in the base, 5 MADE layers, no weight decay) to 125.8,
+    over it ``n_layers="auto"`` takes one MADE layer (5 over a Gaussian base), and
+    ``weight_decay="auto"`` is :data:`DISCRETE_WEIGHT_DECAY` (0 over a Gaussian base):
+    with a few thousand images the base memorises them otherwise. On 28×28 binary digits
+    in five CPU minutes the bound went from 166.4 nats (two layers of 64 units and 10
+    components in the base, 5 MADE layers, no weight decay) to 126.3,
     below the Chow–Liu tree's 134.9; on digits 8×8 from 101.1 to 96.0 (see the README).
     On continuous data the base is N(0, I). maf's learning rate is ``lr=3e-3``
     (:data:`FLOW_TRAINING`).
@@ -613,7 +631,8 @@ class MAF(_Flow):
         n_layers: MADE layers; ``"auto"``: 1 over a MADE MoG base, 5 over a Gaussian one
             (see ``n_layers_``).
         weight_decay: AdamW's (a training argument, with its own default here):
-            ``"auto"``: :data:`DISCRETE_WEIGHT_DECAY` on discrete data, 0 on continuous.
+            ``"auto"``: :data:`DISCRETE_WEIGHT_DECAY` over a MADE MoG base on discrete
+            data, else 0.
         norm: ``"actnorm"``, ``"batchnorm"`` (as in the MAF paper) or ``"none"`` between
             layers.
         {common}
@@ -697,11 +716,12 @@ class MAF(_Flow):
 
     def _weight_decay(self, spec: DataSpec) -> float:
         """AdamW's weight decay: ``weight_decay`` with ``"auto"`` resolved:
-        :data:`DISCRETE_WEIGHT_DECAY` on discrete data, 0 on continuous data."""
+        :data:`DISCRETE_WEIGHT_DECAY` over a MADE MoG base on discrete data (the case it
+        was measured on), else 0."""
         choice = self._params()["weight_decay"]
         if choice != "auto":
             return float(choice)
-        return DISCRETE_WEIGHT_DECAY if spec.is_discrete else 0.0
+        return DISCRETE_WEIGHT_DECAY if spec.is_discrete and self._base(spec) == "mog" else 0.0
 
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
         self.n_layers_ = self._n_layers(spec)
@@ -709,7 +729,17 @@ class MAF(_Flow):
         super()._fit_stream(data, y, spec, **fit_params)
 
     def _resolved_training(self) -> dict[str, Any]:
-        return {"weight_decay": self.weight_decay_}
+        saved = getattr(self, "weight_decay_", None)
+        if saved is not None:
+            return {"weight_decay": float(saved)}
+        if self.is_fitted():  # a run saved before weight_decay_ existed: a number
+            return {"weight_decay": self._weight_decay(self.fitted_spec)}
+        if self._params()["weight_decay"] != "auto":
+            return {"weight_decay": float(self._params()["weight_decay"])}
+        raise ParameterError(
+            f"{self.name}: weight_decay='auto' is chosen from the data (1 over the MADE MoG "
+            "base on discrete data, else 0): fit the model first, or set a number"
+        )
 
     def _layers(self, spec, image, n_classes):
         n, d = self._n_layers(spec), spec.n_dims

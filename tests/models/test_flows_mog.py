@@ -14,6 +14,7 @@ from scipy import stats
 import ptheta
 from ptheta.data.spec import DataSpec, Split
 from ptheta.models.flows import MAF, RealNVP
+from ptheta.nn.flow_density import MOG_COMPONENTS, MOG_WEIGHTS
 from ptheta.nn.made_mixture import MADEMixture
 from ptheta.runs.store import load_run, save_run
 
@@ -139,6 +140,18 @@ def test_the_mog_base_is_one_wide_layer_with_a_component_per_level(kind, shape, 
     widths = [layer.out_features for layer in base.layers[:-1]]
     assert widths == [1024] and base.mixture.n_components == components
     assert base.layers[-1].out_features == shape[0] * 3 * components
+
+
+@pytest.mark.parametrize(
+    ("shape", "k", "width"), [((3, 32, 32), 256, 91), ((784,), 2, 1024), ((20000,), 2, 64)]
+)
+def test_the_mog_base_narrows_on_wide_data(shape, k, width):
+    """Its output layer (D · 3K units) holds at most MOG_WEIGHTS weights, with at least 64
+    units."""
+    spec = DataSpec("categorical" if k > 2 else "binary", shape, n_categories=k)
+    hidden, components = MAF()._mog_base(spec)
+    assert hidden == [width] and components == min(k + 1, MOG_COMPONENTS)
+    assert width == 64 or width * spec.n_dims * 3 * components <= MOG_WEIGHTS
 
 
 def test_a_mog_run_saved_before_its_shape_was_recorded_reloads_with_it(tmp_path, monkeypatch):
