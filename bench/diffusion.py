@@ -116,7 +116,7 @@ def _loop_side(name: str, make: Callable[[], tuple], batches: list, x: torch.Ten
 def _ptheta_net(spec: DataSpec, channels_last: bool = True):
     def make():
         torch.manual_seed(0)
-        net = DDPM(T_TRAIN, device="cpu")._build_module(spec, None).train()
+        net = DDPM(T_TRAIN, hidden=64, device="cpu")._build_module(spec, None).train()
         net.net.channels_last = channels_last
 
         def loss(b, gen=None):
@@ -169,7 +169,7 @@ def _fit_side(data, batches: list, x: torch.Tensor) -> Side:
     size on the same 1000 images (its own shuffling; constant LR, no validation)."""
     epochs = max(1, len(batches) // math.ceil(len(data.x) / BATCH))
     settings = {
-        "epochs": epochs, "batch_size": BATCH, "lr": LR, "schedule": "constant",
+        "hidden": 64, "epochs": epochs, "batch_size": BATCH, "lr": LR, "schedule": "constant",
         "validation_fraction": 0, "patience": None, "device": "cpu", "random_state": 0,
     }  # fmt: skip
 

@@ -32,6 +32,7 @@ from ptheta.params import (
     Config,
     Float,
     Int,
+    OneOf,
     Param,
     check_float,
     check_int,
@@ -60,6 +61,17 @@ STRATA_STREAM = 2**63 - 1
 # values of the (rows, D, K) temporaries of the independent base per block of rows (a few
 # tens of MB: 256-level 32×32×3 images would need 0.4 GB per temporary for a batch of 128)
 BASE_VALUES = 2**22
+# ddpm's defaults for a time budget (hidden="auto" and batches of 32). The ε-MSE loss at one
+# random t per example is a noisy estimate, and the bound keeps improving with the number
+# of steps: smaller batches give more of them, and a U-Net channel costs H·W times an MLP
+# unit. Test bound, nats (`ptheta fit ddpm … && ptheta eval RUN --split test --score-rows
+# 200`): 28×28 binary digits with max_time=300, 64 channels in batches of 128: 194.9 (6
+# epochs); 32 channels: 167.0; 64 channels in batches of 32: 126.6; 32 channels in
+# batches of 32: 99.0 (the Chow–Liu tree: 134.9). digits 8×8 at 50 epochs: 92.4 → 90.6
+# (64 channels) and 91.5 (32, in 137 s against 226 s). toy2d-moons (MLP): 2.53 → 2.18.
+DIFFUSION_TRAINING: dict[str, Any] = {"batch_size": 32}
+UNET_HIDDEN = 32
+MLP_HIDDEN = 64
 MAX_BETA = 0.999  # β_t = 1 would make 1/√α_t infinite (Nichol & Dhariwal clip the same way)
 
 
@@ -961,13 +973,22 @@ class DDPM(NeuralModel):
     deterministic); :meth:`sample_ancestral` and :meth:`sample_ddim` choose explicitly.
     ``guidance`` (class-conditional only) applies to sampling, never to the bound.
 
+    **Defaults for a time budget.** The bound keeps improving with the number of training
+    steps, so ddpm trains in batches of 32 (``batch_size``, :data:`DIFFUSION_TRAINING`)
+    and its U-Net has 32 channels at full resolution (``hidden="auto"``: 64 units for the
+    MLP; see ``hidden_``). On 28×28 binary digits in five CPU minutes the bound went from
+    194.9 nats (64 channels, batches of 128: 6 epochs) to 99.0, below the Chow–Liu tree's
+    134.9; on digits 8×8 at 50 epochs from 92.4 to 91.5 in about half the time (64
+    channels in batches of 32: 90.6).
+
     Arguments:
         timesteps: T (default 1000).
         noise_schedule: ``"linear"`` or ``"cosine"`` (named so, because ``schedule`` is the
             learning-rate schedule of the shared training arguments).
         variance: ``"posterior"`` (β̃_t) or ``"beta"`` (β_t).
         architecture: ``"auto"`` (U-Net for image-shaped data, else MLP), ``"mlp"``, ``"unet"``.
-        hidden: MLP width, or U-Net channels at full resolution.
+        hidden: MLP width, or U-Net channels at full resolution; ``"auto"``:
+            :data:`UNET_HIDDEN` channels, :data:`MLP_HIDDEN` units.
         n_blocks: residual blocks of the MLP denoiser.
         class_conditional: fit p(x | y) with ``fit(X, y)``.
         p_uncond: label dropout in training (classifier-free guidance).
@@ -979,7 +1000,11 @@ class DDPM(NeuralModel):
         bound_strata: strata of the stratified estimate of the sum over t in
             ``score_samples``; None (or ≥ T − 1): every t.
         base: ``"independent"`` or ``"gaussian"``, the unlearned part of ε_θ (see above).
-        **training: the shared training arguments of :class:`NeuralModel`.
+        **training: the shared training arguments of :class:`NeuralModel` (ddpm's own
+            default: ``batch_size=32``).
+
+    Fitted attributes:
+        hidden_: the denoiser's width this fit used (``"auto"`` resolved).
 
     Example:
         >>> import numpy as np
@@ -1020,7 +1045,7 @@ class DDPM(NeuralModel):
         "noise_schedule": Choice(*SCHEDULES),
         "variance": Choice(*VARIANCES),
         "architecture": Choice(*ARCHITECTURES),
-        "hidden": Int(low=1),
+        "hidden": OneOf(Choice("auto"), Int(low=1)),
         "n_blocks": Int(low=1),
         "class_conditional": Bool(),
         "p_uncond": Float(low=0, high=1, high_open=True),
@@ -1039,7 +1064,7 @@ class DDPM(NeuralModel):
         noise_schedule: str = "linear",
         variance: str = "posterior",
         architecture: str = "auto",
-        hidden: int = 64,
+        hidden: int | str = "auto",
         n_blocks: int = 2,
         class_conditional: bool = False,
         p_uncond: float = 0.1,
@@ -1051,7 +1076,7 @@ class DDPM(NeuralModel):
         base: str = "independent",
         **training: Any,
     ) -> None:
-        super().__init__(**training)
+        super().__init__(**{**DIFFUSION_TRAINING, **training})
         self.timesteps = timesteps
         self.noise_schedule = noise_schedule
         self.variance = variance
@@ -1087,7 +1112,10 @@ class DDPM(NeuralModel):
             self.base = "gaussian"
         architecture, image = self._architecture(spec)
         config = self.config(
-            architecture=architecture, image_shape=image, dtype=self._weights_dtype()
+            architecture=architecture,
+            image_shape=image,
+            hidden=self._hidden(architecture),
+            dtype=self._weights_dtype(),
         )
         module = DiffusionNetwork.from_config(config, spec, n_classes)
         stats = getattr(self, "_standardise", None)
@@ -1101,7 +1129,20 @@ class DDPM(NeuralModel):
             module.level_logits.copy_(torch.as_tensor(np.log(freq)))
         return module
 
+    def _hidden(self, architecture: str) -> int:
+        """The denoiser's width: the fit's (``hidden_``), else ``hidden`` with ``"auto"``
+        resolved: :data:`UNET_HIDDEN` channels for the U-Net, :data:`MLP_HIDDEN` units for
+        the MLP."""
+        saved = getattr(self, "hidden_", None)
+        if saved is not None:
+            return int(saved)
+        hidden = self._params()["hidden"]
+        if hidden != "auto":
+            return int(hidden)
+        return UNET_HIDDEN if architecture == "unet" else MLP_HIDDEN
+
     def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
+        self.hidden_ = self._hidden(self._architecture(spec)[0])
         # continuous data: mean and std (1 for a constant entry) from sums over batches,
         # copied into the network's buffers by _build_module
         # discrete data: the counts of each level of each entry, for the independent base

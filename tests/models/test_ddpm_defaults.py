@@ -1,0 +1,75 @@
+"""ddpm's defaults for a time budget (issue 19): batches of 32 and a U-Net of 32 channels
+(``hidden="auto"``: 64 units for the MLP denoiser), the resolved width kept as
+``hidden_``; runs saved before keep their width."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+import ptheta
+from ptheta.data.spec import DataSpec, Split
+from ptheta.errors import ParameterError
+from ptheta.models.diffusion import DDPM, DIFFUSION_TRAINING, MLP_HIDDEN, UNET_HIDDEN
+from ptheta.runs.store import load_run, save_run
+
+FAST = {"timesteps": 10, "epochs": 1, "n_bound_samples": 2, "bound_strata": 4}
+FAST |= {"dtype": "float64", "device": "cpu"}
+IMAGES = DataSpec("binary", (1, 6, 6))
+
+
+def _fit(model, *args):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return model.fit(*args)
+
+
+def _width(module) -> int:
+    net = module.net
+    return net.conv_in.out_channels if hasattr(net, "conv_in") else net.inp.out_features
+
+
+def _images(n: int = 40) -> Split:
+    x = (np.random.default_rng(0).random((n, 1, 6, 6)) < 0.4).astype(np.int64)
+    return Split(x, None, IMAGES)
+
+
+def test_batches_of_32_by_default_and_any_size_on_request():
+    assert DIFFUSION_TRAINING["batch_size"] == 32
+    assert DDPM().batch_size == 32 and ptheta.make("ddpm").get_params()["batch_size"] == 32
+    assert DDPM(batch_size=100).batch_size == 100
+    assert DDPM().train_config().batch_size == 32  # what the Trainer is given
+    assert ptheta.make("made").batch_size == 128  # the other families keep theirs
+
+
+def test_auto_width_is_32_unet_channels_and_64_mlp_units():
+    assert DDPM().hidden == "auto" and (UNET_HIDDEN, MLP_HIDDEN) == (32, 64)
+    assert _width(DDPM().build_module(IMAGES)) == UNET_HIDDEN
+    assert _width(DDPM().build_module(DataSpec("continuous", (3,)))) == MLP_HIDDEN
+    mlp_on_images = DDPM(architecture="mlp").build_module(IMAGES)
+    assert _width(mlp_on_images) == MLP_HIDDEN  # the rule follows the network
+    assert _width(DDPM(hidden=12).build_module(IMAGES)) == 12
+    with pytest.raises(ParameterError, match="hidden"):
+        DDPM(hidden="wide").fit(_images())
+
+
+def test_the_resolved_width_is_in_the_run_and_an_old_run_keeps_its_own(tmp_path):
+    split = _images()
+    model = _fit(DDPM(**FAST), split)
+    assert model.hidden_ == UNET_HIDDEN and _width(model.module) == UNET_HIDDEN
+    save_run(model, tmp_path / "new")
+    fitted = json.loads((tmp_path / "new" / "config.json").read_text())["fitted"]
+    assert fitted["hidden_"] == UNET_HIDDEN
+    loaded = load_run(tmp_path / "new")
+    assert _width(loaded.module) == UNET_HIDDEN
+    np.testing.assert_array_equal(loaded.score_samples(split.x), model.score_samples(split.x))
+    # a run of an earlier version: hidden a number in its parameters, no hidden_
+    old = _fit(DDPM(hidden=64, **FAST), split)
+    del old.hidden_
+    save_run(old, tmp_path / "old")
+    reloaded = load_run(tmp_path / "old")
+    assert _width(reloaded.module) == 64
+    np.testing.assert_array_equal(reloaded.score_samples(split.x), old.score_samples(split.x))
