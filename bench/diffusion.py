@@ -7,7 +7,7 @@ so both sides see identical inputs), with the same ε-prediction loss (MSE betwe
 drawn and predicted noise, t uniform, the linear β schedule of T = 1000): ptheta's
 ``DDPM.fit`` (the whole Trainer: data loading, grad clipping, AdamW, LR schedule,
 logging), ptheta's network in a plain AdamW loop, and diffusers' ``UNet2DModel`` +
-``DDPMScheduler`` in the same loop, configured like ptheta's default U-Net (two
+``DDPMScheduler`` in the same loop, configured like ptheta's U-Net at ``hidden=64`` (two
 resolutions, 64 → 128 channels, one ResNet block per level, GroupNorm with 8 groups,
 scale-shift time conditioning with a 128-wide time embedding, no attention) and, since
 diffusers' block layout has more ResNet blocks per level (2.6× the parameters at the same

@@ -19,7 +19,7 @@ from ptheta.errors import ParameterError, PthetaError, unknown_name
 from ptheta.eval.per_step import END_NOTE, per_step_unit
 from ptheta.eval.plots import curves_figure, nll_bar_figure
 from ptheta.io import atomic_write_bytes, atomic_write_json, atomic_write_text
-from ptheta.models import REGISTRY, GenerativeModel, get_model_class, with_preset
+from ptheta.models import REGISTRY, GenerativeModel, get_model_class, make, with_preset
 from ptheta.models.base import to_jsonable
 from ptheta.runs import lock
 from ptheta.runs.fitting import check_scorable, draw_within, fit_run, score_split
@@ -383,9 +383,10 @@ def _compare_one(
 ) -> dict[str, Any]:
     run_dir = out / "runs" / name
     # the budget enters through max_time: a new budget refits only the models it limits;
+    # every parameter counts, defaults included (a family's new default refits its run);
     # another version of ptheta may fit (or store) a model differently
-    key = {"model": name, "params": to_jsonable(params), "data": data.fingerprint(),
-           "v": __version__}  # fmt: skip
+    resolved = to_jsonable(make(name, **params).get_params())
+    key = {"model": name, "params": resolved, "data": data.fingerprint(), "v": __version__}
     cache = _read_cache(run_dir)
     cached = not force and cache.get("key") == key and is_complete(run_dir)
     if not cached:

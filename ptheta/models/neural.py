@@ -264,7 +264,10 @@ class NeuralModel(GenerativeModel):
                 f"{self.name!r} is class-conditional: pass n_classes (2 or more), got {n_classes!r}"
             )
         self._check_precision()
-        return self._build_module(spec, n_classes).to(self._weights_dtype())
+        # an unfitted copy: a fitted model's resolved choices (n_layers_, hidden_, …)
+        # describe the network it trained, not the one its parameters would now build
+        fresh = type(self)(**self.get_params(deep=False))
+        return fresh._build_module(spec, n_classes).to(self._weights_dtype())
 
     # ----------------------------------------------------------------- fitting
     @property

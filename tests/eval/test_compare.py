@@ -171,6 +171,12 @@ def test_a_second_run_refits_nothing_and_a_changed_parameter_refits_one(
     assert fitted == ["gmm"]
     assert {r["model"]: r["cached"] for r in changed["rows"]} == {
         "independent": True, "gmm": False, "vae": True, "test-none": True}  # fmt: skip
+    # a family's new default (a parameter the call does not name) refits its run too
+    fitted.clear()
+    gmm = cmp.get_model_class("gmm")
+    monkeypatch.setitem(gmm.__init__.__kwdefaults__, "reg_covar", 1e-5)
+    _compare(data, out, overrides={"vae": VAE, "gmm": {"n_components": 3, "max_iter": 100}})
+    assert fitted == ["gmm"]
     # a new budget refits only the models it limits (the neural one); force refits all
     fitted.clear()
     cmp.compare(data, "independent,vae", out, budget_seconds=40, n_samples=50,

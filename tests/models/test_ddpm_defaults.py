@@ -73,3 +73,14 @@ def test_the_resolved_width_is_in_the_run_and_an_old_run_keeps_its_own(tmp_path)
     reloaded = load_run(tmp_path / "old")
     assert _width(reloaded.module) == 64
     np.testing.assert_array_equal(reloaded.score_samples(split.x), old.score_samples(split.x))
+
+
+def test_build_module_follows_the_parameters_after_a_fit():
+    """``build_module`` is the network a fit would now train: after a fit at the automatic
+    width, a new ``hidden`` (or other data) builds its own, not the fitted one."""
+    model = _fit(DDPM(**FAST), _images())
+    assert model.hidden_ == UNET_HIDDEN
+    assert _width(model.build_module(DataSpec("continuous", (3,)))) == MLP_HIDDEN
+    model.set_params(hidden=12)
+    assert _width(model.build_module(IMAGES)) == 12
+    assert _width(model.module) == UNET_HIDDEN  # the fitted network is unchanged
