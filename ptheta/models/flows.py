@@ -732,10 +732,9 @@ class MAF(_Flow):
         saved = getattr(self, "weight_decay_", None)
         if saved is not None:
             return {"weight_decay": float(saved)}
-        if self.is_fitted():  # a run saved before weight_decay_ existed: a number
-            return {"weight_decay": self._weight_decay(self.fitted_spec)}
-        if self._params()["weight_decay"] != "auto":
-            return {"weight_decay": float(self._params()["weight_decay"])}
+        choice = self._params()["weight_decay"]
+        if choice != "auto":  # also every run saved before weight_decay_ existed
+            return {"weight_decay": float(choice)}
         raise ParameterError(
             f"{self.name}: weight_decay='auto' is chosen from the data (1 over the MADE MoG "
             "base on discrete data, else 0): fit the model first, or set a number"
