@@ -466,3 +466,23 @@ def test_data_errors_name_the_flags_a_command_line_user_types(tmp_path):
         "--out", str(tmp_path / "r"), match="load it with --kind categorical",
     )  # fmt: skip
     assert "kind='" not in result.output
+
+
+def test_set_none_is_the_choice_named_none_or_none_by_what_the_parameter_takes():
+    from ptheta.cli.common import resolve_params
+    from ptheta.errors import ParameterError
+
+    # a choice named "none": the string (it once arrived as None and was refused)
+    assert resolve_params("nsf", None, ["mixing=none", "norm=None"]) == {
+        "mixing": "none",
+        "norm": "none",
+    }
+    ptheta.make("nsf", **resolve_params("nsf", None, ["mixing=none"])).check_params()
+    # a parameter that takes None: None, however it is spelt
+    assert resolve_params("ddpm", None, ["ema_decay=none"]) == {"ema_decay": None}
+    assert resolve_params("ddpm", None, ["ema_decay=null"]) == {"ema_decay": None}
+    # neither: None, which the parameter's own check refuses with its message
+    params = resolve_params("gmm", None, ["n_components=none"])
+    assert params == {"n_components": None}
+    with pytest.raises(ParameterError, match="n_components"):
+        ptheta.make("gmm", **params).check_params()
