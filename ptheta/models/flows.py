@@ -55,17 +55,18 @@ from ptheta.params import (
 # validation rows of 28×28 binary digits, one thread: 90 s with 16 draws, 11 s with 2,
 # against 54 s for a training epoch of 2,600 rows.
 VALIDATION_DRAWS = 2
-# realnvp's, maf's and glow's own defaults for the shared training arguments: 3e-3 reached
-# better numbers than 1e-3 in the same time, nothing else changed (28×28 binary digits,
-# 300 s: realnvp 151.4 → 130.4 nats, maf 196.6 → 173.2, glow 123.9 → 111.7; digits 8×8
-# glow 2.279 → 2.199 bits/dim; toy2d-moons maf 1.12 → 0.92 nats)
+# the flows' own defaults for the shared training arguments: 3e-3 reached better numbers
+# than 1e-3 in the same time, nothing else changed (28×28 binary digits, 300 s: realnvp
+# 151.4 → 130.4 nats, maf 196.6 → 173.2, glow 123.9 → 111.7, nsf 126.9 → 122.0; digits
+# 8×8 glow 2.279 → 2.199 bits/dim, nsf 96.3 → 95.0 nats; toy2d-moons maf 1.12 → 0.92,
+# nsf 0.897 → 0.889 nats)
 FLOW_TRAINING: dict[str, Any] = {"lr": 3e-3}
-# maf's weight decay over a MADE MoG base on discrete data (``weight_decay="auto"``; else
-# 0). With a few thousand images the base memorises them: on 28×28 binary digits in five
-# CPU minutes (one layer over the base) the training NLL reached 55 nats and the test
-# bound 144.5; weight decay 0.3 / 1 / 3 gave 132.0 / 125.8 / 130.3. On digits 8×8 it
-# changed little (96.2 → 96.0 nats); on the continuous toy2d-moons (Gaussian base) it
-# cost 0.92 → 1.41.
+# maf's and nsf's weight decay over a MADE MoG base on discrete data
+# (``weight_decay="auto"``; else 0). With a few thousand images the base memorises them:
+# on 28×28 binary digits in five CPU minutes (maf, one layer over the base) the training
+# NLL reached 55 nats and the test bound 144.5; weight decay 0.3 / 1 / 3 gave 132.0 /
+# 125.8 / 130.3. On digits 8×8 it changed little (96.2 → 96.0 nats); on the continuous
+# toy2d-moons (Gaussian base) it cost 0.92 → 1.41.
 DISCRETE_WEIGHT_DECAY = 1.0
 
 
@@ -160,6 +161,38 @@ class _Flow(NeuralModel):
         n_layers = self._params()["n_layers"]
         return auto if n_layers == "auto" else int(n_layers)
 
+    def _layers_over_base(self, spec: DataSpec) -> int:
+        """``n_layers`` with ``"auto"`` resolved for the families whose default base on
+        discrete data is the MADE MoG (maf, nsf): one layer over it (the base is itself an
+        autoregressive model), 5 over a Gaussian base."""
+        return self._resolved_layers(1 if self._base(spec) == "mog" else 5)
+
+    # ------------------------------------------------------------ weight decay
+    # whether the family's ``weight_decay`` defaults to "auto", resolved at fit
+    # (``weight_decay_``) by :meth:`_weight_decay` (maf, nsf)
+    weight_decay_follows_base: ClassVar[bool] = False
+
+    def _weight_decay(self, spec: DataSpec) -> float:
+        """AdamW's weight decay: ``weight_decay`` with ``"auto"`` resolved:
+        :data:`DISCRETE_WEIGHT_DECAY` over a MADE MoG base on discrete data (the case it
+        was measured on), else 0."""
+        choice = self._params()["weight_decay"]
+        if choice != "auto":
+            return float(choice)
+        return DISCRETE_WEIGHT_DECAY if spec.is_discrete and self._base(spec) == "mog" else 0.0
+
+    def _resolved_training(self) -> dict[str, Any]:
+        saved = getattr(self, "weight_decay_", None)
+        if saved is not None:
+            return {"weight_decay": float(saved)}
+        choice = self._params()["weight_decay"]
+        if choice != "auto":  # also every run saved before weight_decay_ existed
+            return {"weight_decay": float(choice)}
+        raise ParameterError(
+            f"{self.name}: weight_decay='auto' is chosen from the data (1 over the MADE MoG "
+            "base on discrete data, else 0): fit the model first, or set a number"
+        )
+
     # ------------------------------------------------------------ MADE layers' degrees
     def _made_layers(self) -> bool:
         """Whether the flow's layers are MADEs (maf; nsf with autoregressive layers)."""
@@ -217,6 +250,8 @@ class _Flow(NeuralModel):
         return max(8, round(self.dequantizer_width * hidden))
 
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
+        if self.weight_decay_follows_base:
+            self.weight_decay_ = self._weight_decay(spec)
         self.base_ = self._base(spec)
         if self.base_ == "mog":
             self.base_hidden_, self.base_components_ = self._mog_base(spec)
@@ -399,8 +434,8 @@ _COMMON_DOC = """        base: ``"normal"`` (standard normal latent), ``"learned
             diagonal Gaussian), ``"mog"`` (the MAF paper's MADE MoG: a MADE of one hidden
             layer of :data:`MOG_HIDDEN` units whose conditionals are mixtures of
             Gaussians, K + 1 of them on data of K levels and :data:`MOG_COMPONENTS` at
-            most; exact; sampling takes D passes) or ``"auto"`` (``"mog"`` for maf on
-            discrete data, else ``"normal"``; see ``base_``).
+            most; exact; sampling takes D passes) or ``"auto"`` (``"mog"`` for maf and nsf
+            on discrete data, else ``"normal"``; see ``base_``).
         dequantization: how discrete data are dequantised: ``"auto"`` (the default:
             ``"variational"``), ``"uniform"`` (u ~ U[0, 1)) or ``"variational"`` (u from a
             learned conditional flow q(u | x) of 4 affine couplings, trained with the model:
@@ -702,6 +737,7 @@ class MAF(_Flow):
         self.class_conditional = class_conditional
 
     discrete_base: ClassVar[str] = "mog"
+    weight_decay_follows_base: ClassVar[bool] = True
 
     def _image(self, spec: DataSpec) -> None:
         return None  # MADE works on flat vectors
@@ -709,39 +745,12 @@ class MAF(_Flow):
     def _made_layers(self) -> bool:
         return True
 
-    def _n_layers(self, spec: DataSpec) -> int:
-        """MADE layers: ``n_layers`` with ``"auto"`` resolved: 1 over a MADE MoG base
-        (itself an autoregressive model), 5 over a Gaussian one."""
-        return self._resolved_layers(1 if self._base(spec) == "mog" else 5)
-
-    def _weight_decay(self, spec: DataSpec) -> float:
-        """AdamW's weight decay: ``weight_decay`` with ``"auto"`` resolved:
-        :data:`DISCRETE_WEIGHT_DECAY` over a MADE MoG base on discrete data (the case it
-        was measured on), else 0."""
-        choice = self._params()["weight_decay"]
-        if choice != "auto":
-            return float(choice)
-        return DISCRETE_WEIGHT_DECAY if spec.is_discrete and self._base(spec) == "mog" else 0.0
-
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
-        self.n_layers_ = self._n_layers(spec)
-        self.weight_decay_ = self._weight_decay(spec)
+        self.n_layers_ = self._layers_over_base(spec)
         super()._fit_stream(data, y, spec, **fit_params)
 
-    def _resolved_training(self) -> dict[str, Any]:
-        saved = getattr(self, "weight_decay_", None)
-        if saved is not None:
-            return {"weight_decay": float(saved)}
-        choice = self._params()["weight_decay"]
-        if choice != "auto":  # also every run saved before weight_decay_ existed
-            return {"weight_decay": float(choice)}
-        raise ParameterError(
-            f"{self.name}: weight_decay='auto' is chosen from the data (1 over the MADE MoG "
-            "base on discrete data, else 0): fit the model first, or set a number"
-        )
-
     def _layers(self, spec, image, n_classes):
-        n, d = self._n_layers(spec), spec.n_dims
+        n, d = self._layers_over_base(spec), spec.n_dims
         spread = self._spread_degrees()
         layers: list[Flow] = []
         for i in range(n):

@@ -173,6 +173,8 @@ def test_lu_mixing_of_many_variables_trains_steadily_from_its_permutation_start(
     rng = np.random.default_rng(0)
     x = (rng.random((96, 400)) < np.linspace(0.05, 0.6, 400)).astype(int)
     params = dict(hidden=8, n_layers=2, epochs=3, batch_size=32, n_dequant_samples=2)
+    # LU mixing over a Gaussian base, as before the defaults followed the MoG base
+    params.update(base="normal", mixing="lu", weight_decay=0.0)
     model = NSF(**params, device="cpu", random_state=0).fit(x)
     losses = [h["train_loss"] for h in model.history_]
     assert losses[0] > losses[1] > losses[2]

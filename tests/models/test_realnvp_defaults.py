@@ -52,8 +52,8 @@ def test_the_learning_rate_default_is_realnvps_own_and_can_be_set():
     assert RealNVP().lr == FLOW_TRAINING["lr"] == 3e-3
     assert RealNVP(lr=1e-4).lr == 1e-4
     assert ptheta.make("realnvp").get_params()["lr"] == 3e-3
-    assert ptheta.make("maf").lr == ptheta.make("glow").lr == 3e-3
-    assert ptheta.make("nsf").lr == 1e-3  # the other flows keep the shared default
+    assert ptheta.make("maf").lr == ptheta.make("glow").lr == ptheta.make("nsf").lr == 3e-3
+    assert ptheta.make("vae").lr == 1e-3  # the other families keep the shared default
 
 
 def test_the_resolved_count_is_in_the_run_and_reloads(tmp_path):
