@@ -221,26 +221,27 @@ def resolve_params(model: str, config_file: str | None, sets: Sequence[str]) -> 
             raise unknown_name(
                 f"parameter of {model!r}:", key, valid, hint=f"see `ptheta models {model}`"
             )
+    return none_or_name(cls, params)
+
+
+def none_or_name(cls: type, params: dict[str, Any]) -> dict[str, Any]:
+    """``params`` with each None (``--set key=none`` or ``null``, or a JSON config
+    file's null: ``fit``'s, ``compare``'s) read by what the parameter of ``cls`` takes:
+    None where it takes None (``ema_decay=none``), else the choice named "none" where it
+    has one (nsf's ``mixing=none``), else None (refused by the parameter's own check)."""
+    out = dict(params)
     for key, value in params.items():
-        if value is None:
-            params[key] = _none_or_name(cls, key)
-    return params
-
-
-def _none_or_name(cls: type, key: str) -> Any:
-    """What ``--set key=none`` means for parameter ``key`` of ``cls``: None where the
-    parameter takes None (``ema_decay=none``), else the choice named "none" where it has
-    one (nsf's ``mixing=none``), else None (refused by the parameter's own check)."""
-    decl = cls.parameters.get(key)
-    if decl is None:
-        return None
-    for value in (None, "none"):
-        try:
-            decl.check(cls.name, key, value)
-        except ParameterError:
+        decl = cls.parameters.get(key)
+        if value is not None or decl is None:
             continue
-        return value
-    return None
+        for candidate in (None, "none"):
+            try:
+                decl.check(cls.name, key, candidate)
+            except ParameterError:
+                continue
+            out[key] = candidate
+            break
+    return out
 
 
 # --------------------------------------------------------------------------- options

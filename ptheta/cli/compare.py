@@ -11,11 +11,13 @@ from ptheta.cli.common import (
     console,
     data_options,
     escape,
+    none_or_name,
     parse_sets,
     print_table,
     read_config_file,
 )
-from ptheta.errors import ParameterError
+from ptheta.errors import ParameterError, PthetaError
+from ptheta.models import get_model_class
 
 
 def model_overrides(config_file: str | None, sets: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -37,6 +39,12 @@ def model_overrides(config_file: str | None, sets: tuple[str, ...]) -> dict[str,
                 "(e.g. --set gmm.n_components=10)"
             )
         overrides.setdefault(model, {})[param] = value
+    for model, params in overrides.items():
+        try:
+            cls = get_model_class(model)
+        except PthetaError:
+            continue  # an unknown family: refused with its message where the line-up is read
+        overrides[model] = none_or_name(cls, params)
     return overrides
 
 

@@ -154,7 +154,8 @@ class _Flow(NeuralModel):
 
     def _resolved_layers(self, auto: int) -> int:
         """The fit's layer count (``n_layers_``: a loaded model rebuilds the network it
-        saved), else ``n_layers``, ``auto`` for ``"auto"`` (realnvp and maf declare it)."""
+        saved), else ``n_layers``, ``auto`` for ``"auto"`` (realnvp, maf and nsf declare
+        it)."""
         saved = getattr(self, "n_layers_", None)
         if saved is not None:
             return int(saved)

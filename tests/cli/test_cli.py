@@ -486,3 +486,17 @@ def test_set_none_is_the_choice_named_none_or_none_by_what_the_parameter_takes()
     assert params == {"n_components": None}
     with pytest.raises(ParameterError, match="n_components"):
         ptheta.make("gmm", **params).check_params()
+
+
+def test_compare_reads_set_none_as_fit_does(tmp_path):
+    from ptheta.cli.compare import model_overrides
+
+    config = tmp_path / "models.json"
+    config.write_text(json.dumps({"maf": {"norm": None}, "nope": {"x": None}}))
+    overrides = model_overrides(str(config), ("nsf.mixing=none", "ddpm.ema_decay=none"))
+    assert overrides == {
+        "maf": {"norm": "none"},
+        "nope": {"x": None},  # an unknown family: left for the line-up to refuse
+        "nsf": {"mixing": "none"},
+        "ddpm": {"ema_decay": None},
+    }

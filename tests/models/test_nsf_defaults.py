@@ -93,3 +93,18 @@ def test_a_run_saved_before_the_automatic_settings_reloads_as_it_was(tmp_path):
     assert _count(loaded, SplineCoupling) == 3 and _count(loaded, InvConv1x1) == 3
     assert loaded.base_ == "normal" and loaded.train_config().weight_decay == 0.0
     np.testing.assert_array_equal(loaded.score_samples(split.x), old.score_samples(split.x))
+
+
+def test_a_run_rebuilds_what_it_chose_not_what_auto_would_choose_now(tmp_path):
+    """The saved choices (n_layers_, mixing_) rebuild the network, not the rules: a run
+    whose parameters say "auto" but whose fit chose two LU-mixed layers (as a later rule
+    might) reloads two LU-mixed layers, not the one unmixed layer "auto" gives today."""
+    split = _digits()
+    model = _fit(NSF(8, n_layers=2, mixing="lu", n_dequant_samples=2, **FAST), split)
+    model.set_params(n_layers="auto", mixing="auto")
+    assert (model.n_layers_, model.mixing_) == (2, "lu")
+    save_run(model, tmp_path)
+    loaded = load_run(tmp_path)
+    assert (loaded.n_layers, loaded.mixing) == ("auto", "auto")
+    assert _count(loaded, SplineCoupling) == 2 and _count(loaded, InvConv1x1) == 2
+    np.testing.assert_array_equal(loaded.score_samples(split.x), model.score_samples(split.x))
