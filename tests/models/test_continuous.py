@@ -13,9 +13,9 @@ import torch
 
 from ptheta.data.spec import DataSpec, Split
 from ptheta.errors import ParameterError
-from ptheta.models.continuous import ContinuousTimeDensity
+from ptheta.models.continuous import GAUSSIAN_DEQUANT_WIDTH, ContinuousTimeDensity
 from ptheta.models.score_sde import ScoreSDE
-from ptheta.nn.noise import example_keys, keyed_uniform
+from ptheta.nn.noise import example_keys, keyed_normal, keyed_uniform
 from ptheta.nn.ode import ODESolver, standard_normal_log_prob
 
 
@@ -199,3 +199,139 @@ def test_sample_paths_go_from_noise_to_the_samples(kind):
         np.testing.assert_array_equal(np.clip(np.floor(paths[-1]), 0, 3), samples)
     with pytest.raises(ParameterError, match="n_frames"):
         model.sample_paths(3, n_frames=1)
+
+
+# ----------------------------------------------------------------- Gaussian dequantisation
+class Still(ContinuousTimeDensity):
+    """No motion and a N(0, I) noise end: the model's density of z is N(z; 0, I)."""
+
+    def velocity(self, z, t, y=None, guidance=0.0):
+        return 0.0 * z
+
+    def prior_log_prob(self, z):
+        return standard_normal_log_prob(z)
+
+
+def _centres(k: int) -> np.ndarray:
+    return (2.0 * np.arange(k) + 1.0) / k - 1.0
+
+
+def test_gaussian_draws_are_keyed_and_carry_the_decoder_normaliser():
+    k = 5
+    x = torch.tensor([[0, 4, 2], [1, 1, 3], [4, 0, 0], [2, 2, 2]])
+    m = Linear(
+        (3,), n_categories=k, n_dequant_samples=3, solver=RK4, seed=11, dequantization="gaussian"
+    ).double()
+    draws = m.log_prob_draws(x)  # (S, N)
+    keys = example_keys(x, 11)
+    sigma = GAUSSIAN_DEQUANT_WIDTH * 2 / k
+    for s in range(3):
+        v = torch.as_tensor(_centres(k))[x] + sigma * keyed_normal(keys, s, (3,))
+        levels = torch.as_tensor(_centres(k))
+        log_n = -0.5 * ((v[..., None] - levels) / sigma) ** 2 - math.log(
+            sigma * math.sqrt(2 * math.pi)
+        )
+        expected = closed_form(v) - torch.logsumexp(log_n, -1).sum(1)
+        torch.testing.assert_close(draws[s], expected, rtol=0, atol=1e-6)
+
+
+def test_the_gaussian_estimate_averages_to_a_bound_below_the_exact_probability():
+    """One binary variable, p(z) = N(0, 1): the decoder P(k | z) ∝ N(z; c_k, σ²) makes
+    P(k) = ∫ N(z) P(k | z) dz (summing to 1), the bound E_q[log N(z) − log Σ_j N(z; c_j,
+    σ²)] is below log P(k), and the keyed draws average to it within their error."""
+    from scipy import integrate, stats
+    from scipy.special import logsumexp
+
+    k, sigma = 2, GAUSSIAN_DEQUANT_WIDTH * 2 / 2
+    c = _centres(k)
+
+    def log_mix(z):  # log Σ_j N(z; c_j, σ²)
+        return logsumexp([stats.norm.logpdf(z, centre, sigma) for centre in c])
+
+    def joint(z, level):  # N(z; 0, 1) P(level | z)
+        return stats.norm.pdf(z) * np.exp(stats.norm.logpdf(z, c[level], sigma) - log_mix(z))
+
+    def term(z, level):  # q(z | level) (log N(z; 0, 1) − log Σ_j N(z; c_j, σ²))
+        return stats.norm.pdf(z, c[level], sigma) * (stats.norm.logpdf(z) - log_mix(z))
+
+    exact = [integrate.quad(joint, -9, 9, args=(j,), points=[0.0])[0] for j in range(k)]
+    assert sum(exact) == pytest.approx(1.0, abs=1e-9)
+    m = Still((1,), n_categories=k, n_dequant_samples=4000, solver=ODESolver("euler", steps=1))
+    m = m.double()
+    m.dequantization = "gaussian"
+    lp, se = m.log_prob_with_std(torch.tensor([[0], [1]]))
+    for level in range(k):
+        lo, hi = c[level] - 12 * sigma, c[level] + 12 * sigma
+        bound = integrate.quad(term, lo, hi, args=(level,), points=[c[level]])[0]
+        assert bound < math.log(exact[level])
+        assert abs(float(lp[level]) - bound) < 4 * float(se[level])
+        assert 0 < float(se[level]) < 0.05
+
+
+def test_the_decoder_draws_each_level_with_its_posterior_probability():
+    k = 3
+    m = Still((4,), n_categories=k, dequantization="gaussian").double()
+    sigma, c = GAUSSIAN_DEQUANT_WIDTH * 2 / k, _centres(k)
+    z = torch.tensor([c[0], (c[0] + c[1]) / 2, c[1] + 0.6 * sigma, c[2] + 3 * sigma])
+    n = 20_000
+    levels = m.from_unit(z.expand(n, 4), torch.Generator().manual_seed(0))
+    assert levels.dtype == torch.long and levels.min() >= 0 and levels.max() < k
+    log_n = -0.5 * ((z[:, None] - torch.as_tensor(c)) / sigma) ** 2
+    expected = torch.softmax(log_n, -1)  # (4, K)
+    for j in range(k):
+        freq = (levels == j).double().mean(0)
+        tol = 5 * torch.sqrt(expected[:, j] * (1 - expected[:, j]) / n) + 1e-9
+        assert torch.all((freq - expected[:, j]).abs() <= tol), (j, freq, expected[:, j])
+    uniform = Still((4,), n_categories=k).double()  # uniform cells: the cell z falls in
+    assert uniform.from_unit(z[None]).tolist() == [[0, 1, 1, 2]]
+
+
+def test_auto_dequantisation_is_gaussian_on_binary_data_only_and_is_kept():
+    from ptheta.models.flow_matching import FlowMatching
+
+    rng = np.random.default_rng(0)
+    quick = {**FlowMatching.quick_params, "epochs": 1}
+    binary = Split(rng.integers(0, 2, (60, 3)), None, DataSpec("binary", (3,)))
+    four = Split(rng.integers(0, 4, (60, 3)), None, DataSpec("categorical", (3,), 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fitted = {
+            "binary": FlowMatching(**quick).fit(binary),
+            "four": FlowMatching(**quick).fit(four),
+            "real": FlowMatching(**quick).fit(rng.normal(size=(60, 2))),
+            "chosen": FlowMatching(**quick, dequantization="uniform").fit(binary),
+            "sde": ScoreSDE(**{**ScoreSDE.quick_params, "epochs": 1}).fit(binary),
+        }
+    assert {name: m.dequantization_ for name, m in fitted.items()} == {
+        "binary": "gaussian",
+        "four": "uniform",
+        "real": "none",
+        "chosen": "uniform",
+        "sde": "gaussian",
+    }
+    assert fitted["binary"].nll_summary(binary.x[:4])["dequantization"] == "gaussian"
+    old = fitted["binary"]
+    del old.dequantization_  # a run saved before the choice existed: uniform
+    assert old._dequantization(binary.spec) == "uniform"
+    with pytest.raises(ParameterError, match="dequantization"):
+        FlowMatching(dequantization="variational").fit(binary)
+
+
+@pytest.mark.parametrize("family", ["flow-matching", "score-sde"])
+def test_a_fitted_gaussian_bound_sums_to_at_most_one_over_every_configuration(family):
+    import ptheta
+
+    probs = np.array([0.25, 0.05, 0.10, 0.05, 0.05, 0.10, 0.05, 0.35])
+    configs = np.array(list(itertools.product(range(2), repeat=3)))
+    x = configs[np.random.default_rng(0).choice(8, size=400, p=probs)]
+    cls = ptheta.models.REGISTRY[family]
+    params = {**cls.quick_params, "epochs": 4, "n_dequant_samples": 8}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ptheta.make(family, **params).fit(Split(x, None, DataSpec("binary", (3,))))
+    assert model.dequantization_ == "gaussian" and model.likelihood_ == "estimate"
+    scores, se = model.score_samples(configs, return_std=True)
+    mass = np.exp(scores)
+    assert mass.sum() <= 1.0 + 3 * np.sqrt(((mass * se) ** 2).sum())
+    samples = model.sample(50, random_state=0)
+    assert samples.shape == (50, 3) and set(np.unique(samples)) <= {0, 1}
