@@ -42,5 +42,7 @@ def describe_solver(details: dict) -> str | None:
     elif divergence:
         parts.append(f"{divergence} divergence")
     if details.get("n_dequant_samples"):
-        parts.append(f"{details['n_dequant_samples']} dequantisation draws")
+        kind = details.get("dequantization")
+        kind = f" ({kind})" if kind else ""
+        parts.append(f"{details['n_dequant_samples']} dequantisation draws{kind}")
     return ", ".join(parts)

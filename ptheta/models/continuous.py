@@ -66,7 +66,7 @@ from ptheta.nn import ode
 from ptheta.nn.noise import example_keys, keyed_normal, keyed_uniform, mean_and_stderr
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.timenet import ARCHITECTURES
-from ptheta.params import Choice, Float, Int, Param
+from ptheta.params import Choice, Float, Int, OneOf, Param
 
 # "auto" divergence: exact (one gradient per dimension) up to this many dimensions
 EXACT_DIVERGENCE_MAX_DIMS = 16
@@ -338,7 +338,7 @@ class ContinuousTimeModel(NeuralModel):
     abilities: ClassVar[dict[str, Any]] = {"dequantises_discrete": True, "sample_paths": "ode"}
     parameters: ClassVar[dict[str, Param]] = {
         "architecture": Choice("auto", *ARCHITECTURES),
-        "hidden": Int(low=1),
+        "hidden": OneOf(Choice("auto"), Int(low=1)),
         "n_blocks": Int(low=1),
         "ode_solver": Choice(*ode.SOLVERS),
         "ode_steps": Int(low=1),
@@ -389,6 +389,7 @@ class ContinuousTimeModel(NeuralModel):
 
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
         self.dequantization_ = self._dequantization(spec)
+        self.hidden_ = self._denoiser_width(self._architecture(spec)[0])
         super()._fit_stream(data, y, spec, **fit_params)
 
     def _check_params_together(self, params: Any) -> None:
@@ -439,8 +440,9 @@ class ContinuousTimeModel(NeuralModel):
         self, n_samples: int, *, n_frames: int = 20, y: Any = None, random_state: Any = 0
     ) -> np.ndarray:
         """The ODE's path from noise to data for ``n_samples`` draws, (n_frames, n_samples,
-        *event_shape) in data units (discrete data: the dequantised levels k + u as reals,
-        before the last frame is rounded into samples)."""
+        *event_shape) in data units (discrete data: the dequantised levels as reals, k + u,
+        or k + ½ + the Gaussian noise in level units, before the last frame becomes samples:
+        the cell it falls in, or levels drawn from the decoder)."""
         self._check_fitted()
         if not isinstance(n_frames, int) or n_frames < 2:
             raise ParameterError(f"n_frames must be an integer ≥ 2, got {n_frames!r}")

@@ -22,7 +22,12 @@ from ptheta.data.batch_stats import streamed_location_scale
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.data.stream import Source, accumulate
 from ptheta.errors import DataError, ParameterError
-from ptheta.models.neural import NeuralModel
+from ptheta.models.neural import (  # noqa: F401  (UNET_HIDDEN, MLP_HIDDEN: ddpm's docs)
+    DIFFUSION_TRAINING,
+    MLP_HIDDEN,
+    UNET_HIDDEN,
+    NeuralModel,
+)
 from ptheta.nn.noise import SCORE_SEED, example_keys, keyed_normal, keyed_uniform
 from ptheta.nn.shapes import batched, sampled
 from ptheta.nn.unet import MLPDenoiser, TimeEmbedding, UNet
@@ -61,17 +66,6 @@ STRATA_STREAM = 2**63 - 1
 # values of the (rows, D, K) temporaries of the independent base per block of rows (a few
 # tens of MB: 256-level 32×32×3 images would need 0.4 GB per temporary for a batch of 128)
 BASE_VALUES = 2**22
-# ddpm's defaults for a time budget (hidden="auto" and batches of 32). The ε-MSE loss at one
-# random t per example is a noisy estimate, and the bound keeps improving with the number
-# of steps: smaller batches give more of them, and a U-Net channel costs H·W times an MLP
-# unit. Test bound, nats (`ptheta fit ddpm … && ptheta eval RUN --split test --score-rows
-# 200`): 28×28 binary digits with max_time=300, 64 channels in batches of 128: 194.9 (6
-# epochs); 32 channels: 167.0; 64 channels in batches of 32: 126.6; 32 channels in
-# batches of 32: 99.0 (the Chow–Liu tree: 134.9). digits 8×8 at 50 epochs: 92.4 → 90.6
-# (64 channels) and 91.5 (32, in 137 s against 226 s). toy2d-moons (MLP): 2.53 → 2.18.
-DIFFUSION_TRAINING: dict[str, Any] = {"batch_size": 32}
-UNET_HIDDEN = 32
-MLP_HIDDEN = 64
 MAX_BETA = 0.999  # β_t = 1 would make 1/√α_t infinite (Nichol & Dhariwal clip the same way)
 
 
@@ -1115,7 +1109,7 @@ class DDPM(NeuralModel):
         config = self.config(
             architecture=architecture,
             image_shape=image,
-            hidden=self._hidden(architecture),
+            hidden=self._denoiser_width(architecture),
             dtype=self._weights_dtype(),
         )
         module = DiffusionNetwork.from_config(config, spec, n_classes)
@@ -1130,20 +1124,8 @@ class DDPM(NeuralModel):
             module.level_logits.copy_(torch.as_tensor(np.log(freq)))
         return module
 
-    def _hidden(self, architecture: str) -> int:
-        """The denoiser's width: the fit's (``hidden_``), else ``hidden`` with ``"auto"``
-        resolved: :data:`UNET_HIDDEN` channels for the U-Net, :data:`MLP_HIDDEN` units for
-        the MLP."""
-        saved = getattr(self, "hidden_", None)
-        if saved is not None:
-            return int(saved)
-        hidden = self._params()["hidden"]
-        if hidden != "auto":
-            return int(hidden)
-        return UNET_HIDDEN if architecture == "unet" else MLP_HIDDEN
-
     def _fit_stream(self, data: Source, y: np.ndarray | None, spec: DataSpec, **fit_params: Any):
-        self.hidden_ = self._hidden(self._architecture(spec)[0])
+        self.hidden_ = self._denoiser_width(self._architecture(spec)[0])
         # continuous data: mean and std (1 for a constant entry) from sums over batches,
         # copied into the network's buffers by _build_module
         # discrete data: the counts of each level of each entry, for the independent base

@@ -22,7 +22,7 @@ from ptheta.data.spec import Data, DataSpec, check_values
 from ptheta.data.stream import Source
 from ptheta.errors import CapabilityError, DataError, ParameterError
 from ptheta.models.continuous import ContinuousTimeDensity, ContinuousTimeModel
-from ptheta.models.neural import EXPLORER_QUICK
+from ptheta.models.neural import DIFFUSION_TRAINING, EXPLORER_QUICK
 from ptheta.nn import ode
 from ptheta.nn.noise import SCORE_SEED
 from ptheta.nn.sde import (
@@ -440,7 +440,9 @@ class ScoreSDE(ContinuousTimeModel):
             seeded sample of 4096 of them in larger data sets), kept as ``sigma_max_``.
         architecture: ``"auto"`` (U-Net for image-shaped data, else MLP), ``"mlp"``,
             ``"unet"``.
-        hidden: MLP width, or U-Net channels at full resolution.
+        hidden: MLP width, or U-Net channels at full resolution; ``"auto"``: 32 channels
+            for the U-Net, 64 units for the MLP (as ddpm; see ``hidden_``). The family
+            trains in batches of 32 (``batch_size``, as ddpm: more steps in a budget).
         n_blocks: residual blocks of the MLP.
         class_conditional: fit p(x | y) with ``fit(X, y)``.
         p_uncond: label dropout in training (classifier-free guidance).
@@ -467,9 +469,10 @@ class ScoreSDE(ContinuousTimeModel):
             ``"gaussian"`` (c_k + σ ε around each level's centre, with the decoder P(k | z)
             in the model: see :mod:`ptheta.models.continuous`) or ``"auto"``
             (``"gaussian"`` on binary data, ``"uniform"`` on more levels; see
-            ``dequantization_``). On 28×28 binary digits in five CPU minutes flow-matching's
-            bound went from 216.9 nats (uniform) to 100.9 (Gaussian; 32 channels,
-            batches of 32); on digits 8×8 (17 levels) the two were level.
+            ``dequantization_``). On 28×28 binary digits in five CPU minutes (32 channels,
+            batches of 32) flow-matching's bound went from 216.9 nats (uniform) to 100.9
+            (Gaussian); see the README for score-sde's. On digits 8×8 (17 levels) the two
+            were level (flow-matching, σ = 0.25 of a cell).
         **training: the shared training arguments of :class:`NeuralModel`.
 
     Example:
@@ -555,7 +558,7 @@ class ScoreSDE(ContinuousTimeModel):
         sigma_min: float = 0.01,
         sigma_max: float | None = None,
         architecture: str = "auto",
-        hidden: int = 64,
+        hidden: int | str = "auto",
         n_blocks: int = 2,
         class_conditional: bool = False,
         p_uncond: float = 0.1,
@@ -575,7 +578,7 @@ class ScoreSDE(ContinuousTimeModel):
         dequantization: str = "auto",
         **training: Any,
     ) -> None:
-        super().__init__(**training)
+        super().__init__(**{**DIFFUSION_TRAINING, **training})
         self.dequantization = dequantization
         self.sde = sde
         self.beta_min = beta_min
@@ -636,6 +639,7 @@ class ScoreSDE(ContinuousTimeModel):
             sigma_max=self._sigma_max(spec) if self.sde == "ve" else None,
             divergence=self._divergence(spec),
             dequantization=self._module_dequantization(spec),
+            hidden=self._denoiser_width(architecture),
         )
         return ScoreSDEDensity.from_config(config, spec, n_classes)
 
@@ -743,10 +747,10 @@ class ScoreSDE(ContinuousTimeModel):
         ``t`` in [ε, 1] (default ε = 1e-5, the data end: the score of the data smoothed by
         the kernel at ε). Continuous data: by the chain rule through the standardisation,
         ∇ₓ = ∇_z / input_scale_. Discrete data: levels k are read at the cell centres
-        k + ½ of the dequantised density, and the gradient is with respect to k + u
-        (∇_z · 2/K). A class-conditional model takes ``y`` (one label or one per example)
-        for ∇ log p_t(x | y); without it, the unconditional score its label dropout
-        trained (refused when ``p_uncond=0``).
+        k + ½ of the dequantised density (c_k with Gaussian dequantisation), and the
+        gradient is with respect to k + u (∇_z · 2/K). A class-conditional model takes
+        ``y`` (one label or one per example) for ∇ log p_t(x | y); without it, the
+        unconditional score its label dropout trained (refused when ``p_uncond=0``).
         """
         self._check_fitted()
         module, spec = self._module, self.fitted_spec
@@ -770,8 +774,9 @@ class ScoreSDE(ContinuousTimeModel):
         for start in range(0, len(x), _FIELD_CHUNK):
             xt = self._tensors(x[start : start + _FIELD_CHUNK], None, spec)[0].to(device)
             u = None
-            if spec.is_discrete:
-                u = torch.full(xt.shape, 0.5, dtype=module._dtype, device=device)
+            if spec.is_discrete:  # the cell's centre: k + ½, or c_k itself (Gaussian)
+                centre = 0.0 if module.dequantization == "gaussian" else 0.5
+                u = torch.full(xt.shape, centre, dtype=module._dtype, device=device)
             part = None
             if labels is not None:
                 part = torch.as_tensor(labels[start : start + _FIELD_CHUNK], device=device)

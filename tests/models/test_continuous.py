@@ -310,11 +310,66 @@ def test_auto_dequantisation_is_gaussian_on_binary_data_only_and_is_kept():
         "sde": "gaussian",
     }
     assert fitted["binary"].nll_summary(binary.x[:4])["dequantization"] == "gaussian"
-    old = fitted["binary"]
-    del old.dequantization_  # a run saved before the choice existed: uniform
-    assert old._dequantization(binary.spec) == "uniform"
     with pytest.raises(ParameterError, match="dequantization"):
         FlowMatching(dequantization="variational").fit(binary)
+
+
+def test_a_run_saved_before_the_choice_reloads_uniform(tmp_path):
+    from ptheta.models.flow_matching import FlowMatching
+    from ptheta.runs.store import load_run, save_run
+
+    rng = np.random.default_rng(0)
+    binary = Split(rng.integers(0, 2, (60, 3)), None, DataSpec("binary", (3,)))
+    quick = {**FlowMatching.quick_params, "epochs": 1, "dequantization": "uniform"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = FlowMatching(**quick).fit(binary)
+    old.set_params(dequantization="auto")  # the run's parameters know nothing of it
+    del old.dequantization_  # nor its fitted attributes
+    save_run(old, tmp_path)
+    loaded = load_run(tmp_path)
+    assert loaded.dequantization == "auto" and loaded.module.dequantization == "uniform"
+    np.testing.assert_array_equal(loaded.score_samples(binary.x), old.score_samples(binary.x))
+
+
+def test_training_draws_gaussian_noise_around_the_centres():
+    """The training data of a Gaussian-dequantised model are c_k + σ ε (both signs about
+    each centre, spread σ), those of a uniform one k + u inside each cell."""
+    k = 2
+    x = torch.tensor([[0, 1]]).expand(4000, 2)
+    gaussian = Still((2,), n_categories=k, dequantization="gaussian").double()
+    v = gaussian.to_unit(x, gaussian.dequantization_noise((4000, 2)))
+    offsets = v - torch.as_tensor(_centres(k))[x]
+    sigma = GAUSSIAN_DEQUANT_WIDTH * 2 / k
+    assert abs(float(offsets.mean())) < 0.01 and float(offsets.std()) == pytest.approx(
+        sigma, rel=0.05
+    )
+    assert float((offsets < 0).double().mean()) == pytest.approx(0.5, abs=0.03)
+    uniform = Still((2,), n_categories=k).double()
+    u = uniform.to_unit(x, uniform.dequantization_noise((4000, 2)))
+    assert torch.all(
+        (u >= torch.as_tensor(_centres(k))[x] - 0.5) & (u < torch.as_tensor(_centres(k))[x] + 0.5)
+    )
+
+
+def test_the_score_field_of_binary_data_is_read_at_the_centres(monkeypatch):
+    from ptheta.models.score_sde import ScoreSDEDensity
+
+    rng = np.random.default_rng(0)
+    binary = Split(rng.integers(0, 2, (60, 3)), None, DataSpec("binary", (3,)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = ScoreSDE(**{**ScoreSDE.quick_params, "epochs": 1}).fit(binary)
+    seen = []
+    score = ScoreSDEDensity.score
+
+    def spy(self, z, *args, **kwargs):
+        seen.append(z.detach().clone())
+        return score(self, z, *args, **kwargs)
+
+    monkeypatch.setattr(ScoreSDEDensity, "score", spy)
+    model.score_field(binary.x[:5])
+    np.testing.assert_allclose(seen[0].numpy(), _centres(2)[binary.x[:5]], atol=1e-12)
 
 
 @pytest.mark.parametrize("family", ["flow-matching", "score-sde"])

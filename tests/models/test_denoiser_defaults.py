@@ -1,6 +1,7 @@
-"""ddpm's defaults for a time budget (issue 19): batches of 32 and a U-Net of 32 channels
-(``hidden="auto"``: 64 units for the MLP denoiser), the resolved width kept as
-``hidden_``; runs saved before keep their width."""
+"""The denoising families' defaults for a time budget (issue 19; ddpm, flow-matching,
+score-sde): batches of 32 and a U-Net of 32 channels (``hidden="auto"``: 64 units for the
+MLP denoiser), the resolved width kept as ``hidden_``; runs saved before keep their
+width."""
 
 from __future__ import annotations
 
@@ -13,11 +14,16 @@ import pytest
 import ptheta
 from ptheta.data.spec import DataSpec, Split
 from ptheta.errors import ParameterError
-from ptheta.models.diffusion import DDPM, DIFFUSION_TRAINING, MLP_HIDDEN, UNET_HIDDEN
+from ptheta.models.diffusion import DIFFUSION_TRAINING, MLP_HIDDEN, UNET_HIDDEN
 from ptheta.runs.store import load_run, save_run
 
-FAST = {"timesteps": 10, "epochs": 1, "n_bound_samples": 2, "bound_strata": 4}
-FAST |= {"dtype": "float64", "device": "cpu"}
+COMMON = {"epochs": 1, "dtype": "float64", "device": "cpu"}
+FAST = {
+    "ddpm": {"timesteps": 10, "n_bound_samples": 2, "bound_strata": 4, **COMMON},
+    "flow-matching": {"ode_steps": 2, "n_dequant_samples": 2, **COMMON},
+    "score-sde": {"ode_steps": 2, "n_dequant_samples": 2, **COMMON},
+}
+FAMILIES = list(FAST)
 IMAGES = DataSpec("binary", (1, 6, 6))
 
 
@@ -29,6 +35,7 @@ def _fit(model, *args):
 
 def _width(module) -> int:
     net = module.net
+    net = getattr(net, "net", net)  # the ODE families' TimeConditioned holds the network
     return net.conv_in.out_channels if hasattr(net, "conv_in") else net.inp.out_features
 
 
@@ -37,28 +44,35 @@ def _images(n: int = 40) -> Split:
     return Split(x, None, IMAGES)
 
 
-def test_batches_of_32_by_default_and_any_size_on_request():
+def _make(family: str, **params):
+    return ptheta.make(family, **params)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_batches_of_32_by_default_and_any_size_on_request(family):
     assert DIFFUSION_TRAINING["batch_size"] == 32
-    assert DDPM().batch_size == 32 and ptheta.make("ddpm").get_params()["batch_size"] == 32
-    assert DDPM(batch_size=100).batch_size == 100
-    assert DDPM().train_config().batch_size == 32  # what the Trainer is given
+    assert _make(family).batch_size == 32 and _make(family).get_params()["batch_size"] == 32
+    assert _make(family, batch_size=100).batch_size == 100
+    assert _make(family).train_config().batch_size == 32  # what the Trainer is given
     assert ptheta.make("made").batch_size == 128  # the other families keep theirs
 
 
-def test_auto_width_is_32_unet_channels_and_64_mlp_units():
-    assert DDPM().hidden == "auto" and (UNET_HIDDEN, MLP_HIDDEN) == (32, 64)
-    assert _width(DDPM().build_module(IMAGES)) == UNET_HIDDEN
-    assert _width(DDPM().build_module(DataSpec("continuous", (3,)))) == MLP_HIDDEN
-    mlp_on_images = DDPM(architecture="mlp").build_module(IMAGES)
+@pytest.mark.parametrize("family", FAMILIES)
+def test_auto_width_is_32_unet_channels_and_64_mlp_units(family):
+    assert _make(family).hidden == "auto" and (UNET_HIDDEN, MLP_HIDDEN) == (32, 64)
+    assert _width(_make(family).build_module(IMAGES)) == UNET_HIDDEN
+    assert _width(_make(family).build_module(DataSpec("continuous", (3,)))) == MLP_HIDDEN
+    mlp_on_images = _make(family, architecture="mlp").build_module(IMAGES)
     assert _width(mlp_on_images) == MLP_HIDDEN  # the rule follows the network
-    assert _width(DDPM(hidden=12).build_module(IMAGES)) == 12
+    assert _width(_make(family, hidden=12).build_module(IMAGES)) == 12
     with pytest.raises(ParameterError, match="hidden"):
-        DDPM(hidden="wide").fit(_images())
+        _make(family, hidden="wide").fit(_images())
 
 
-def test_the_resolved_width_is_in_the_run_and_an_old_run_keeps_its_own(tmp_path):
+@pytest.mark.parametrize("family", FAMILIES)
+def test_the_resolved_width_is_in_the_run_and_an_old_run_keeps_its_own(tmp_path, family):
     split = _images()
-    model = _fit(DDPM(**FAST), split)
+    model = _fit(_make(family, **FAST[family]), split)
     assert model.hidden_ == UNET_HIDDEN and _width(model.module) == UNET_HIDDEN
     save_run(model, tmp_path / "new")
     fitted = json.loads((tmp_path / "new" / "config.json").read_text())["fitted"]
@@ -67,7 +81,7 @@ def test_the_resolved_width_is_in_the_run_and_an_old_run_keeps_its_own(tmp_path)
     assert _width(loaded.module) == UNET_HIDDEN
     np.testing.assert_array_equal(loaded.score_samples(split.x), model.score_samples(split.x))
     # a run of an earlier version: hidden a number in its parameters, no hidden_
-    old = _fit(DDPM(hidden=64, **FAST), split)
+    old = _fit(_make(family, hidden=64, **FAST[family]), split)
     del old.hidden_
     save_run(old, tmp_path / "old")
     reloaded = load_run(tmp_path / "old")
@@ -75,10 +89,11 @@ def test_the_resolved_width_is_in_the_run_and_an_old_run_keeps_its_own(tmp_path)
     np.testing.assert_array_equal(reloaded.score_samples(split.x), old.score_samples(split.x))
 
 
-def test_build_module_follows_the_parameters_after_a_fit():
+@pytest.mark.parametrize("family", FAMILIES)
+def test_build_module_follows_the_parameters_after_a_fit(family):
     """``build_module`` is the network a fit would now train: after a fit at the automatic
     width, a new ``hidden`` (or other data) builds its own, not the fitted one."""
-    model = _fit(DDPM(**FAST), _images())
+    model = _fit(_make(family, **FAST[family]), _images())
     assert model.hidden_ == UNET_HIDDEN
     assert _width(model.build_module(DataSpec("continuous", (3,)))) == MLP_HIDDEN
     model.set_params(hidden=12)
