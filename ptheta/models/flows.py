@@ -68,6 +68,13 @@ FLOW_TRAINING: dict[str, Any] = {"lr": 3e-3}
 # 125.8 / 130.3. On digits 8×8 it changed little (96.2 → 96.0 nats); on the continuous
 # toy2d-moons (Gaussian base) it cost 0.92 → 1.41.
 DISCRETE_WEIGHT_DECAY = 1.0
+# what the families whose settings follow the base (maf, nsf; ``_Flow.follows_base``)
+# declare and default to: ``n_layers`` and ``weight_decay`` "auto", resolved at fit
+FOLLOWS_BASE_PARAMS: dict[str, Param] = {
+    "n_layers": OneOf(Choice("auto"), Int(low=1)),
+    "weight_decay": OneOf(Choice("auto"), Float(low=0)),
+}
+FOLLOWS_BASE_TRAINING: dict[str, Any] = {**FLOW_TRAINING, "weight_decay": "auto"}
 
 
 def _image_shape(spec: DataSpec) -> tuple[int, int, int] | None:
@@ -169,9 +176,10 @@ class _Flow(NeuralModel):
         return self._resolved_layers(1 if self._base(spec) == "mog" else 5)
 
     # ------------------------------------------------------------ weight decay
-    # whether the family's ``weight_decay`` defaults to "auto", resolved at fit
-    # (``weight_decay_``) by :meth:`_weight_decay` (maf, nsf)
-    weight_decay_follows_base: ClassVar[bool] = False
+    # whether the family's ``n_layers`` and ``weight_decay`` follow the base (maf, nsf:
+    # :data:`FOLLOWS_BASE_PARAMS`), resolved at fit as ``n_layers_`` by
+    # :meth:`_layers_over_base` and ``weight_decay_`` by :meth:`_weight_decay`
+    follows_base: ClassVar[bool] = False
 
     def _weight_decay(self, spec: DataSpec) -> float:
         """AdamW's weight decay: ``weight_decay`` with ``"auto"`` resolved:
@@ -251,7 +259,8 @@ class _Flow(NeuralModel):
         return max(8, round(self.dequantizer_width * hidden))
 
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
-        if self.weight_decay_follows_base:
+        if self.follows_base:
+            self.n_layers_ = self._layers_over_base(spec)
             self.weight_decay_ = self._weight_decay(spec)
         self.base_ = self._base(spec)
         if self.base_ == "mog":
@@ -709,9 +718,8 @@ class MAF(_Flow):
         "explorer-quick": {"hidden": 16, "n_layers": 3, **EXPLORER_QUICK},
     }
     parameters: ClassVar[dict[str, Param]] = {
-        "n_layers": OneOf(Choice("auto"), Int(low=1)),
+        **FOLLOWS_BASE_PARAMS,
         "norm": Choice("actnorm", "batchnorm", "none"),
-        "weight_decay": OneOf(Choice("auto"), Float(low=0)),
     }
 
     def __init__(
@@ -727,7 +735,7 @@ class MAF(_Flow):
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
-        super().__init__(**{**FLOW_TRAINING, "weight_decay": "auto", **training})
+        super().__init__(**{**FOLLOWS_BASE_TRAINING, **training})
         self.hidden = hidden
         self.n_layers = n_layers
         self.norm = norm
@@ -738,17 +746,13 @@ class MAF(_Flow):
         self.class_conditional = class_conditional
 
     discrete_base: ClassVar[str] = "mog"
-    weight_decay_follows_base: ClassVar[bool] = True
+    follows_base: ClassVar[bool] = True
 
     def _image(self, spec: DataSpec) -> None:
         return None  # MADE works on flat vectors
 
     def _made_layers(self) -> bool:
         return True
-
-    def _fit_stream(self, data, y, spec, **fit_params) -> None:
-        self.n_layers_ = self._layers_over_base(spec)
-        super()._fit_stream(data, y, spec, **fit_params)
 
     def _layers(self, spec, image, n_classes):
         n, d = self._layers_over_base(spec), spec.n_dims

@@ -7,11 +7,17 @@ from typing import Any, ClassVar
 import torch
 
 from ptheta.data.spec import DataSpec
-from ptheta.models.flows import FLOW_TRAINING, _document, _Flow, _norm
+from ptheta.models.flows import (
+    FOLLOWS_BASE_PARAMS,
+    FOLLOWS_BASE_TRAINING,
+    _document,
+    _Flow,
+    _norm,
+)
 from ptheta.models.neural import EXPLORER_QUICK
 from ptheta.nn.flows import Flow, InvConv1x1, alternating_mask
 from ptheta.nn.splines import MADESpline, SplineCoupling
-from ptheta.params import Choice, Float, Int, OneOf, Param
+from ptheta.params import Choice, Float, Int, Param
 
 # The LU mixing starts at a random rotation on at most this many variables (digits' 64
 # train smoothly from it), else at a random permutation: a rotation's LU factors of many
@@ -133,15 +139,14 @@ class NSF(_Flow):
     }
     parameters: ClassVar[dict[str, Param]] = {
         "transform_type": Choice("coupling", "autoregressive"),
-        "n_layers": OneOf(Choice("auto"), Int(low=1)),
+        **FOLLOWS_BASE_PARAMS,
         "n_bins": Int(low=2, hint="one bin is the identity"),
         "tail_bound": Float(low=0, low_open=True),
         "mixing": Choice("auto", "lu", "none"),
         "norm": Choice("actnorm", "batchnorm", "none"),
-        "weight_decay": OneOf(Choice("auto"), Float(low=0)),
     }
     discrete_base: ClassVar[str] = "mog"
-    weight_decay_follows_base: ClassVar[bool] = True
+    follows_base: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -160,7 +165,7 @@ class NSF(_Flow):
         class_conditional: bool = False,
         **training: Any,
     ) -> None:
-        super().__init__(**{**FLOW_TRAINING, "weight_decay": "auto", **training})
+        super().__init__(**{**FOLLOWS_BASE_TRAINING, **training})
         self.hidden = hidden
         self.transform_type = transform_type
         self.n_layers = n_layers
@@ -195,7 +200,6 @@ class NSF(_Flow):
         return "none" if self._base(spec) == "mog" else "lu"
 
     def _fit_stream(self, data, y, spec, **fit_params) -> None:
-        self.n_layers_ = self._layers_over_base(spec)
         self.mixing_ = self._mixing(spec)
         super()._fit_stream(data, y, spec, **fit_params)
 
