@@ -25,8 +25,18 @@ from ptheta.cli.common import console, data_options, print_table
     help="Score at most N examples of each split, a seeded random subset (said under the "
     "table; the NLL is then an estimate of the split's mean, with its standard error).",
 )
+@click.option(
+    "--max-time",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    metavar="SECONDS",
+    help="Score for about SECONDS in all, shared equally by the splits: each split's rows "
+    "in a seeded random order until its share is spent (at least two rows; said under the "
+    "table, with the standard error). For slow scorers: an ODE family on 28×28 images "
+    "takes seconds per row.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar while scoring.")
-def command(run, data, data_opts, splits, score_rows, quiet) -> None:
+def command(run, data, data_opts, splits, score_rows, max_time, quiet) -> None:
     """Evaluate the fitted model in RUN: NLL in nats per example and bits per dimension.
 
     A model of variable-length sequences gets NLL per sequence, per step (nats/step) and
@@ -49,7 +59,7 @@ def command(run, data, data_opts, splits, score_rows, quiet) -> None:
         **data_opts,
     )
     rows = evaluate_run(model, dataset, list(splits) or ["train", "val", "test"],
-                        rows=score_rows, verbose=not quiet)  # fmt: skip
+                        rows=score_rows, seconds=max_time, verbose=not quiet)  # fmt: skip
     fitted_on = read_config(run).get("data", {}).get("fingerprint")
     same = fitted_on == dataset.fingerprint()
     notes = [] if same else ["note: this is not the data the model was fitted on."]

@@ -282,9 +282,7 @@ def _score_into_run(
         left = max_time - (time.perf_counter() - begun)
         deadline = time.perf_counter() + max(left, SCORE_SHARE * max_time)
     for i, split in enumerate(splits):
-        seconds = None
-        if deadline is not None:  # an equal share of what is left for each split to come
-            seconds = max(deadline - time.perf_counter(), 0.0) / (len(splits) - i)
+        seconds = _share(deadline, len(splits) - i)
         try:
             summary = score_split(
                 model, data.split(split), split=split, rows=rows, seconds=seconds,
@@ -533,6 +531,7 @@ def describe_subset(summary: dict[str, Any], split: str) -> str | None:
     because = {
         "score_rows": "at most --score-rows rows",
         "max_time": "what fitted in the time left of max_time",
+        "eval_max_time": "what fitted in --max-time",
     }.get(why, why)
     return (
         f"{split}: scored {summary['n']:,} of {summary['n_split']:,} rows ({because}; a "
@@ -644,25 +643,39 @@ def check_scorable(model: GenerativeModel, split: Split, what: str = "the data")
     )
 
 
+def _share(deadline: float | None, splits_left: int) -> float | None:
+    """Seconds for the next split: an equal share of what is left before ``deadline``
+    for each of the ``splits_left`` splits still to score (None: no deadline)."""
+    if deadline is None:
+        return None
+    return max(deadline - time.perf_counter(), 0.0) / splits_left
+
+
 def evaluate_run(
     model: GenerativeModel,
     data: Dataset,
     splits: list[str],
     *,
     rows: int | None = None,
+    seconds: float | None = None,
     verbose: bool = False,
 ) -> list[dict[str, Any]]:
     """One NLL summary row per split (variable-length sequences: with ``n_steps``,
     ``nll_per_step`` and ``bits_per_dim`` per step, each sequence's end a step), scored in
     chunks (a progress bar with ``verbose``); with ``rows``, on a seeded random subset of
-    at most that many rows of each split (see :func:`score_split` and
-    :func:`describe_subset`)."""
+    at most that many rows of each split; with ``seconds``, of as many rows as fit in
+    that time, shared equally by the splits (at least two rows each: see
+    :func:`score_split` and :func:`describe_subset`)."""
+    deadline = None if seconds is None else time.perf_counter() + seconds
     out = []
-    for split in splits:
+    for i, split in enumerate(splits):
         what = f"the {split} split of {data.name!r}"
         summary = score_split(
-            model, data.split(split), split=split, rows=rows, verbose=verbose, what=what
-        )
+            model, data.split(split), split=split, rows=rows,
+            seconds=_share(deadline, len(splits) - i), verbose=verbose, what=what,
+        )  # fmt: skip
+        if summary.get("subset") == "max_time" and seconds is not None:
+            summary["subset"] = "eval_max_time"  # the budget of `ptheta eval --max-time`
         out.append({"split": split, **summary})
     return out
 

@@ -149,6 +149,40 @@ def test_score_split_stops_at_its_seconds_and_scores_everything_when_they_suffic
     assert whole["nll_nats"] == pytest.approx(float(-score(part.x).mean()), rel=1e-12)
 
 
+def test_eval_max_time_shares_its_seconds_between_the_splits_and_says_so(
+    tmp_path, monkeypatch, digits
+):
+    # 0.01 s a row and --max-time 1: val and test share it (about 50 rows each; test gets
+    # what val left), the first rows of the seeded order; 100 s scores both whole, no note
+    out = tmp_path / "run"
+    run("fit", "independent", "--data", "digits-binary", "--out", str(out), "--no-score")
+    clock = _Clock(0.01)
+    monkeypatch.setattr(fitting, "time", clock)
+    cls = get_model_class("independent")
+    score = cls.score_samples
+
+    def timed(self, X, **kwargs):
+        clock.now += clock.per_row * len(X)
+        return score(self, X, **kwargs)
+
+    monkeypatch.setattr(cls, "score_samples", timed)
+    shown = " ".join(run("eval", str(out), "--split", "val", "--split", "test",
+                         "--max-time", "1", "--quiet").output.split())  # fmt: skip
+    assert clock.now <= 1.0 + 0.01 + 1e-9  # within the budget, up to a row's rounding
+    model = load_run(out)
+    for split in ("val", "test"):
+        n = int(shown.split(f"{split}: scored ")[1].split(" ")[0])
+        assert 48 <= n <= 52
+        rows = len(digits.split(split).x)
+        assert f"{split}: scored {n} of {rows} rows (what fitted in --max-time" in shown
+        assert f"{_subset_nll(model, digits.split(split).x, n):.2f}" in shown
+    whole = " ".join(run("eval", str(out), "--split", "val", "--max-time", "100",
+                         "--quiet").output.split())  # fmt: skip
+    assert "scored" not in whole
+    assert f"{float(-model.score_samples(digits.val.x).mean()):.2f}" in whole
+    run("eval", str(out), "--max-time", "0", code=2)  # a budget must be positive
+
+
 def test_a_fast_model_whose_first_rows_pay_a_fixed_cost_is_scored_whole(monkeypatch, digits):
     """Each call costs 0.01 s plus 0.1 ms a row: 2 timed rows say 196 rows a second, but
     the whole split (350 rows) fits in 0.5 s once chunks grow."""
