@@ -11,9 +11,11 @@ Queries: P(A | evidence) for a random variable A and 2–5 other random variable
 at their values in a random training row (so the evidence has positive probability).
 Both sides get the same queries, each answered from scratch: ptheta
 `model.query(A, evidence={...})` (a pandas DataFrame), pgmpy
-`VariableElimination(model).query([A], evidence={...})` (the inference object is built
-once, outside the timer; its default elimination order and pruning). The answers must be
-equal: the largest absolute difference over every query and level is printed (< 1e-9).
+`VariableElimination(model).query([A], evidence={...})` (a DiscreteFactor; the inference
+object is built once, outside the timer; its default elimination order and pruning). The
+timer holds each library's answer in its own form; reading the probabilities out of it
+and checking the levels come after. The answers must be equal: the largest absolute
+difference over every query and level is printed (< 1e-9).
 
 ptheta's batched path: `score_samples` of rows with A and the evidence set and every other
 cell NaN is the exact log P(A = a, evidence); all queries' rows (one per level of A) go in
@@ -107,21 +109,32 @@ def one_pattern(x: np.ndarray, n: int, seed: int) -> list[Query]:
     return [(a, {v: int(row[v]) for v in given}) for row in rows]
 
 
-def ask_ptheta(model: Any, query: Query) -> np.ndarray:
+def ask_ptheta(model: Any, query: Query) -> Any:
+    """ptheta's answer as it gives it (timed): a DataFrame of levels and probabilities."""
     a, evidence = query
     names = model.columns_
-    table = model.query(names[a], evidence={names[v]: str(k) for v, k in evidence.items()})
-    levels = [str(k) for k in range(int(model.cards_[a]))]
-    if table[names[a]].tolist() != levels:
-        raise AssertionError(f"query rows {table[names[a]].tolist()} are not levels {levels}")
+    return model.query(names[a], evidence={names[v]: str(k) for v, k in evidence.items()})
+
+
+def ptheta_probabilities(model: Any, query: Query, table: Any) -> np.ndarray:
+    """The probabilities of ptheta's answer, its rows checked to be A's levels in order
+    (outside the timer, like pgmpy's)."""
+    name = model.columns_[query[0]]
+    levels = [str(k) for k in range(int(model.cards_[query[0]]))]
+    if table[name].tolist() != levels:
+        raise AssertionError(f"query rows {table[name].tolist()} are not levels {levels}")
     return table["probability"].to_numpy()
 
 
-def ask_pgmpy(infer: VariableElimination, names: list[str], query: Query) -> np.ndarray:
+def ask_pgmpy(infer: VariableElimination, names: list[str], query: Query) -> Any:
+    """pgmpy's answer as it gives it (timed): a DiscreteFactor."""
     a, evidence = query
-    factor = infer.query(
+    return infer.query(
         [names[a]], evidence={names[v]: k for v, k in evidence.items()}, show_progress=False
     )
+
+
+def pgmpy_probabilities(factor: Any) -> np.ndarray:
     return np.asarray(factor.values, dtype=np.float64)
 
 
@@ -167,11 +180,13 @@ def run(label: str, model: Any, queries: list[Query], rounds: int, warmup: int) 
             ours, theirs = [], []
             for i, q in enumerate(queries):
                 begin = time.perf_counter()
-                ours.append(ask_ptheta(model, q))
+                table = ask_ptheta(model, q)
                 t_ours[r, i] = time.perf_counter() - begin
                 begin = time.perf_counter()
-                theirs.append(ask_pgmpy(infer, names, q))
+                factor = ask_pgmpy(infer, names, q)
                 t_theirs[r, i] = time.perf_counter() - begin
+                ours.append(ptheta_probabilities(model, q, table))
+                theirs.append(pgmpy_probabilities(factor))
             begin = time.perf_counter()
             batched = ask_batched(model, rows, owner)
             t_batch.append((time.perf_counter() - begin) / n)

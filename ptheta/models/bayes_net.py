@@ -1251,14 +1251,18 @@ class BayesianNetwork(GenerativeModel):
         log_p = log_p - reduce_log(log_p.reshape(-1), 0, "sum")  # scipy's costs 0.2 ms
         import pandas as pd  # a dependency of statsmodels; only queries need it
 
-        levels = [self._levels(v) for v in q]
-        grid = np.indices([len(lv) for lv in levels]).reshape(len(q), -1)  # first slowest
-        columns = {
-            self.columns_[v]: [lv[i] for i in row]
-            for v, lv, row in zip(q, levels, grid, strict=True)
-        }
+        labels = self._label_arrays()
+        if len(q) == 1:  # the common case: the levels in order
+            columns = {self.columns_[q[0]]: labels[q[0]].copy()}
+        else:
+            grid = np.indices([len(labels[v]) for v in q]).reshape(len(q), -1)  # first slowest
+            columns = {
+                self.columns_[v]: labels[v].take(row) for v, row in zip(q, grid, strict=True)
+            }
         columns["probability"] = np.exp(log_p).ravel()
-        return pd.DataFrame(columns)  # one construction, no column added afterwards
+        # one construction of arrays already typed (no inference) and the table's own, so
+        # nothing to copy; no column added afterwards
+        return pd.DataFrame(columns, copy=False)
 
     def map_query(self, variables: Any, evidence: dict[Any, Any] | None = None) -> dict[str, Any]:
         """The most probable joint levels of ``variables`` given ``evidence``,
@@ -1367,6 +1371,20 @@ class BayesianNetwork(GenerativeModel):
             return int(name)
         shown = ", ".join(self.columns_[:8]) + (", …" if len(self.columns_) > 8 else "")
         raise DataError(f"unknown variable {name!r}; the network's variables are {shown}")
+
+    def _label_arrays(self) -> list[Any]:
+        """Each discrete variable's level labels (:meth:`_levels`) as the pandas array of
+        a :meth:`query` table's column, None for the others (computed once per fitted data
+        description)."""
+        import pandas as pd
+
+        def compute() -> list[Any]:
+            return [
+                pd.Series(self._levels(v)).array if kind == DISCRETE else None
+                for v, kind in enumerate(self._kinds())
+            ]
+
+        return _derived(self, "label_arrays", (self.fitted_spec, self.cards_), compute)
 
     def _levels(self, v: int) -> list[Any]:
         """The labels of variable v's levels: a table's labels, else 0..K−1."""

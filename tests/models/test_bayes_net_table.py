@@ -134,6 +134,15 @@ def test_queries_with_labels_equal_enumeration(fitted):
     best = model.map_query(["A", "B"], evidence=evidence)
     a, b = divmod(int(np.argmax(joint)), 3)
     assert best == {"A": ["no", "yes"][a], "B": "xyz"[b]}
+    # the label columns are typed like their labels, and a table is the caller's: editing
+    # one leaves the next query's labels as they were (the labels are computed once)
+    for query in (["A", "B"], "B"):
+        first = model.query(query, evidence=evidence)
+        assert first["B"].dtype == pd.Series(list("xyz")).dtype
+        first.iloc[0, 0] = first.iloc[-1, 0]
+        first.loc[:, "B"] = "z"
+        again = model.query(query, evidence=evidence)
+        assert again["B"].tolist() == (list("xyzxyz") if len(query) == 2 else list("xyz"))
     # a number matches the label it is written as; a code is not a label
     np.testing.assert_allclose(
         model.query("A", evidence={"C": 3})["probability"],
