@@ -38,19 +38,20 @@ def spline_n_params(n_bins: int) -> int:
     return 3 * n_bins - 1
 
 
-def _knots(raw: Tensor, bound: float, min_size: float) -> tuple[Tensor, Tensor]:
-    """Knots (..., K + 1) from −B to B exactly, and bin sizes (..., K), each ≥ 2B·min_size."""
+def _knots(raw: Tensor, bound: float, min_size: float) -> Tensor:
+    """Knots (..., K + 1) from −B to B exactly; bin k, knots k to k + 1, is at least
+    2B·min_size wide."""
     k = raw.shape[-1]
     if min_size * k >= 1:
         raise ValueError(f"{k} bins of at least {min_size} of the interval do not fit in it")
     # the softmax written out: torch's softmax over a last axis of K ≈ 8 entries runs ~10×
-    # slower on the CPU than these elementwise operations (it vectorises along that axis)
-    e = (raw - raw.amax(-1, keepdim=True)).exp()
+    # slower on the CPU than these elementwise operations (it vectorises along that axis);
+    # the max only keeps exp in range (softmax ignores a shift), so no gradient goes to it
+    e = (raw - raw.detach().amax(-1, keepdim=True)).exp()
     fractions = min_size + (1 - min_size * k) * (e / e.sum(-1, keepdim=True))  # sum 1
     inner = 2 * bound * torch.cumsum(fractions, -1)[..., :-1] - bound  # (..., K − 1)
     edge = torch.full_like(raw[..., :1], bound)
-    knots = torch.cat([-edge, inner, edge], -1)  # (..., K + 1)
-    return knots, knots[..., 1:] - knots[..., :-1]
+    return torch.cat([-edge, inner, edge], -1)  # (..., K + 1)
 
 
 def _derivatives(raw: Tensor, min_derivative: float) -> Tensor:
@@ -127,19 +128,23 @@ def rational_quadratic_spline(
     bound = float(tail_bound)
     inside = (x >= -bound) & (x <= bound)
     v = x.clamp(-bound, bound)  # outside values would give NaN gradients in the masked branch
-    x_knots, widths = _knots(raw_widths, bound, min_bin_width)
-    y_knots, heights = _knots(raw_heights, bound, min_bin_height)
+    x_knots = _knots(raw_widths, bound, min_bin_width)
+    y_knots = _knots(raw_heights, bound, min_bin_height)
     deriv = _derivatives(raw_derivatives, min_derivative)  # (*batch, K + 1)
 
-    knots = y_knots if inverse else x_knots
+    knots = (y_knots if inverse else x_knots).detach()
     # bin of each point: how many interior knots lie at or below it, 0..K − 1
     index = torch.searchsorted(knots[..., 1:-1].contiguous(), v[..., None].contiguous(), right=True)
+    # the values at both ends of each point's bin, gathered from the knots (only the
+    # picked entries enter the graph: no slices or differences of whole tables)
+    at, after = index, index + 1
 
-    def pick(t: Tensor) -> Tensor:
-        return t.gather(-1, index)[..., 0]  # (*batch)
+    def pick(t: Tensor, i: Tensor) -> Tensor:
+        return t.gather(-1, i)[..., 0]  # (*batch)
 
-    x_k, w_k, y_k, h_k = pick(x_knots), pick(widths), pick(y_knots), pick(heights)
-    d_k, d_k1 = pick(deriv[..., :-1]), pick(deriv[..., 1:])
+    x_k, y_k, d_k = pick(x_knots, at), pick(y_knots, at), pick(deriv, at)
+    w_k, h_k = pick(x_knots, after) - x_k, pick(y_knots, after) - y_k
+    d_k1 = pick(deriv, after)
     s_k = h_k / w_k
     sigma = d_k + d_k1 - 2 * s_k
     if inverse:

@@ -68,6 +68,21 @@ def test_log_derivative_equals_autograd_derivative(inverse):
     torch.testing.assert_close(logdet, grad.log(), atol=1e-10, rtol=0)
 
 
+@pytest.mark.parametrize("inverse", [False, True])
+def test_gradients_in_the_parameters_equal_finite_differences(inverse):
+    # what training follows: d(output, log-slope) / d(raw widths, heights, derivatives,
+    # points) by autograd against central differences (the bins' softmax, knots and picks)
+    params = _params((12,), 4, seed=5)
+    x = _points((12,), seed=6)
+    inputs = tuple(t.clone().requires_grad_() for t in (x, *params))
+
+    def f(x, w, h, d):
+        y, logdet = rational_quadratic_spline(x, w, h, d, tail_bound=B, inverse=inverse)
+        return y, logdet
+
+    assert torch.autograd.gradcheck(f, inputs, eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
 def test_strictly_monotone_maps_the_interval_onto_itself_and_is_identity_outside():
     k = 8
     line = torch.linspace(-2 * B, 2 * B, 20001, dtype=torch.float64)
@@ -83,8 +98,8 @@ def test_strictly_monotone_maps_the_interval_onto_itself_and_is_identity_outside
 def test_continuous_with_continuous_derivative_at_every_knot_and_at_the_bounds():
     k = 6
     raw_w, raw_h, raw_d = _params((1,), k, seed=4, scale=3.0)
-    x_knots, _ = _knots(raw_w, B, 1e-3)
-    y_knots, _ = _knots(raw_h, B, 1e-3)
+    x_knots = _knots(raw_w, B, 1e-3)
+    y_knots = _knots(raw_h, B, 1e-3)
     deriv = _derivatives(raw_d, 1e-3)
     points = x_knots[0]  # the K + 1 knots, ±B included
     n = len(points)
