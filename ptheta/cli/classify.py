@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ptheta.cli.common import data_options, print_table, resolve_params
+from ptheta.cli.common import POSITIVE, data_options, print_table, resolve_params
 from ptheta.data import load
 from ptheta.eval.tasks import LOGISTIC_C, classify
 from ptheta.io import atomic_write_json
@@ -37,7 +37,7 @@ from ptheta.io import atomic_write_json
     "C",
     default=LOGISTIC_C,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE,
     help="Logistic regression's inverse regularisation strength (fixed, not tuned).",
 )
 @click.option(

@@ -28,6 +28,20 @@ err_console = Console(stderr=True)
 SEED = click.IntRange(0, 2**32 - 1)
 
 
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses ``nan`` and ``inf`` (which click parses as
+    floats and no range check catches: ``nan`` compares false with every bound)."""
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        number = super().convert(value, param, ctx)
+        if number is not None and not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number.", param, ctx)
+        return number
+
+
+POSITIVE = FiniteFloatRange(min=0, min_open=True)  # a positive, finite number
+
+
 class CliError(click.ClickException):
     """A user-facing error: printed as one line, exit status 2, no traceback."""
 

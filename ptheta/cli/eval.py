@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ptheta.cli.common import console, data_options, print_table
+from ptheta.cli.common import POSITIVE, console, data_options, print_table
 
 
 @click.command("eval")
@@ -27,13 +27,13 @@ from ptheta.cli.common import console, data_options, print_table
 )
 @click.option(
     "--max-time",
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE,
     default=None,
     metavar="SECONDS",
-    help="Score for about SECONDS in all, shared equally by the splits: each split's rows "
-    "in a seeded random order until its share is spent (at least two rows; said under the "
-    "table, with the standard error). For slow scorers: an ODE family on 28×28 images "
-    "takes seconds per row.",
+    help="Score for about SECONDS in all (once the run and data are loaded), shared equally "
+    "by the splits: each split's rows in a seeded random order until its share is spent, "
+    "and at least two rows (said under the table, with the standard error). For slow "
+    "scorers: an ODE family on 28×28 images takes seconds per row.",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar while scoring.")
 def command(run, data, data_opts, splits, score_rows, max_time, quiet) -> None:

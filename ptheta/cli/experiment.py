@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from ptheta.cli.common import SEED, console, data_options, fmt, print_table
+from ptheta.cli.common import POSITIVE, SEED, console, data_options, fmt, print_table
 from ptheta.data import load
 from ptheta.errors import ParameterError, RunDirError
 from ptheta.eval import tasks
@@ -104,7 +104,7 @@ def _add_common(f, repeats: int):
                 "C",
                 default=tasks.LOGISTIC_C,
                 show_default=True,
-                type=click.FloatRange(min=0, min_open=True),
+                type=POSITIVE,
                 help="Logistic regression's inverse regularisation strength (fixed).",
             ),
             click.option(

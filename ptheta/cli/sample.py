@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import click
 import numpy as np
 
-from ptheta.cli.common import SEED, CliError, print_table
+from ptheta.cli.common import POSITIVE, SEED, CliError, FiniteFloatRange, print_table
 from ptheta.data.ragged import Sequences
 from ptheta.io import atomic_write_bytes
 
@@ -59,13 +59,13 @@ TRIAL_SIZES = (16, 128, 512)  # a warm-up, then two sizes to tell cost per call 
     "--time-limit",
     default=600.0,
     show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
+    type=POSITIVE,
     metavar="SECONDS",
     help="Refuse an -n that a trial draw estimates to take longer than this.",
 )
 @click.option(
     "--temperature",
-    type=click.FloatRange(min=0),
+    type=FiniteFloatRange(min=0),
     default=None,
     help="Sequence models: divide the logits by this (below 1 sharper, 0 greedy).",
 )

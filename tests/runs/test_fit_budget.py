@@ -180,7 +180,14 @@ def test_eval_max_time_shares_its_seconds_between_the_splits_and_says_so(
                          "--quiet").output.split())  # fmt: skip
     assert "scored" not in whole
     assert f"{float(-model.score_samples(digits.val.x).mean()):.2f}" in whole
-    run("eval", str(out), "--max-time", "0", code=2)  # a budget must be positive
+    # with --score-rows too: whichever ends first, said as such
+    both = " ".join(run("eval", str(out), "--split", "val", "--max-time", "100",
+                        "--score-rows", "30", "--quiet").output.split())  # fmt: skip
+    assert "val: scored 30 of" in both and "at most --score-rows rows" in both
+    assert f"{_subset_nll(model, digits.val.x, 30):.2f}" in both
+    for bad in ("0", "-1", "inf", "nan", "1e400"):  # a budget is a positive, finite number
+        shown = run("eval", str(out), "--max-time", bad, code=2).output
+        assert "--max-time" in shown and "Traceback" not in shown
 
 
 def test_a_fast_model_whose_first_rows_pay_a_fixed_cost_is_scored_whole(monkeypatch, digits):
