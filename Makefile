@@ -63,7 +63,7 @@ $(BENCH_STAMP): pyproject.toml constraints.txt bench/requirements.txt
 # bench/results/<script>.jsonl (git-ignored); bench-summary tables the latest of each.
 # `make bench-peers BENCH_ARGS=--full` for the big sizes.
 BENCH_PEERS := gmm_vs_sklearn naive_bayes_vs_sklearn rbm_vs_sklearn hmm_vs_peers \
-	chow_liu_vs_pgmpy bayes_net_vs_pgmpy made_flops
+	chow_liu_vs_pgmpy bayes_net_vs_pgmpy bayes_net_inference_vs_pgmpy made_flops
 BENCH_ARGS ?=
 
 bench: bench-setup

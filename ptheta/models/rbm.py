@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import functools
 import math
 import time
 import warnings
@@ -13,12 +11,12 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from threadpoolctl import ThreadpoolController
 from torch import Tensor, nn
 
 from ptheta.data.spec import DataSpec, check_values
 from ptheta.data.stream import Source
 from ptheta.errors import ParameterError
+from ptheta.models.blas import blas_threads_for
 from ptheta.models.neural import NeuralModel
 from ptheta.nn.device import resolve_device
 from ptheta.nn.shapes import batched, sampled
@@ -660,13 +658,6 @@ class RBM(NeuralModel):
         return ("log_z_", "log_z_std_", "log_z_method_", "base_bias_")
 
 
-@functools.cache
-def _blas() -> ThreadpoolController:
-    """The loaded BLAS libraries' thread pools, found once (a scan costs about 2 ms; a
-    ``limit`` on the found ones, 25 µs)."""
-    return ThreadpoolController()
-
-
 def sgd_fit(
     module: RBMNetwork, x: np.ndarray, config: Any, verbose: Any = 0
 ) -> tuple[list[dict[str, Any]], float]:
@@ -709,9 +700,8 @@ def sgd_fit(
     history: list[dict[str, Any]] = []
     start = time.perf_counter()
     rows = batch + (len(chains) if persistent else batch)  # positives and negatives
-    one_thread = rows * (w.shape[1] + 1) * (w.shape[0] + 1) <= SMALL_PRODUCT
     with (
-        _blas().limit(limits=1, user_api="blas") if one_thread else contextlib.nullcontext(),
+        blas_threads_for(rows * (w.shape[1] + 1) * (w.shape[0] + 1), small=SMALL_PRODUCT),
         progress_bar(config.epochs, "rbm (sgd)", enabled=bool(verbose)) as advance,
     ):
         if persistent and k == 1:
