@@ -45,9 +45,10 @@ _MIN_BLOCK_ROWS_CPU = 512
 # An E-step block's products of at most this many multiply-adds (K (D + 1) × (D + 1) ×
 # rows for the whitening, then K Gram matrices) run on one BLAS thread: the block loop calls
 # BLAS 1 + K times with Python in between, and waking a second thread for each call costs
-# more than it brings (K = 10, D = 64, 10,000 rows, 5 EM iterations: 0.32 s on one thread,
-# 1.19 s on two threads of this 2-core machine; scikit-learn 0.48 / 0.98 s)
-_SMALL_BLOCK = 1 << 25
+# more than it brings. On this 2-core machine, K = 10, 10,000 rows, 5 EM iterations, one
+# thread against two: D = 64 0.32 / 1.19 s (scikit-learn 0.48 / 0.98 s), D = 96 0.59 /
+# 1.74 s, D = 128 1.12 / 1.95 s; from D = 192 (1.9e8 here) two threads win (2.75 / 2.49 s)
+_SMALL_BLOCK = 1 << 27
 # from this many features on, the CPU whitens each component by a triangular product
 # (trmm: half the flops of the one general product of every component, worth its K calls)
 _TRIANGULAR_FROM = 128
@@ -589,12 +590,14 @@ class _GaussianEM:
         self._cached: tuple[Params, _Whitening] | None = None
         self.work = _Workspace() if backend.cpu else None
 
-    def block_product(self) -> int:
-        """Multiply-adds of a block's largest product on the CPU (the whitening of every
-        component, K (D + 1) × (D + 1) × rows); 0 on another device, where the blocks run
-        in torch and numpy's BLAS has only the M-step's small matrices."""
+    def block_product(self) -> int | None:
+        """Multiply-adds of a block's largest product on the CPU: the whitening of every
+        component, K (D + 1) × (D + 1) × rows (full covariances), or K × D × rows (diagonal,
+        elementwise); None on another device, where the blocks run in torch."""
+        if not self.backend.cpu:
+            return None
         d = len(self.offset)
-        return self.k * (d + 1) ** 2 * self.rows if self.backend.cpu else 0
+        return self.k * (d if self.diag else (d + 1) ** 2) * self.rows
 
     def standardised(self, batch: np.ndarray, reuse: bool = False) -> np.ndarray:
         """The rows' u (b, D) with a column of ones appended, (b, D + 1) (``reuse``: in the

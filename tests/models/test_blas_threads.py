@@ -16,9 +16,9 @@ def _blas_threads() -> set[int]:
 
 @pytest.fixture
 def two_blas_threads():
-    if not _blas_threads():
-        pytest.skip("no BLAS library is loaded through threadpoolctl")
     with threadpool_limits(limits=2, user_api="blas"):
+        if _blas_threads() != {2}:  # none loaded, or a single-threaded build
+            pytest.skip("no BLAS library here runs on two threads")
         yield
 
 
@@ -27,8 +27,21 @@ def test_small_work_runs_on_one_blas_thread_and_large_work_is_left_alone(two_bla
     with blas_threads_for(1000, small=1000):
         assert _blas_threads() == {1}
     assert _blas_threads() == {2}  # restored on exit
-    with blas_threads_for(1001, small=1000):
+    with blas_threads_for(1001, small=1000), blas_threads_for(None, small=1000):
         assert _blas_threads() == {2}
+
+
+def test_overlapping_works_share_one_limit_and_the_last_to_finish_lifts_it(two_blas_threads):
+    # two fits that overlap (as in two threads): the first to start finishes first, and
+    # the original count must come back only when the second is done
+    first, second = blas_threads_for(1, small=1), blas_threads_for(1, small=1)
+    first.__enter__()
+    second.__enter__()
+    assert _blas_threads() == {1}
+    first.__exit__(None, None, None)
+    assert _blas_threads() == {1}  # the second is still inside
+    second.__exit__(None, None, None)
+    assert _blas_threads() == {2}
 
 
 @pytest.mark.filterwarnings("ignore:EM did not converge")
