@@ -1094,7 +1094,7 @@ class GaussianMixture(_EMMixture):
         means = (self.means_ - shift) / scale
         outer = np.outer(scale, scale) if self.covariance_type == "full" else scale**2
         covariances = self.covariances_ / outer
-        dt = resolve_dtype(self.dtype)
+        dt = np.float64 if resolve_dtype(self.dtype) == torch.float64 else np.float32
         out = np.empty((len(flat), len(self.weights_)))
         for rows, obs in missing_patterns(flat):
             if not obs.any():
@@ -1105,10 +1105,10 @@ class GaussianMixture(_EMMixture):
                 cov = cov[:, :, obs]  # Σ_k[O, O]
             args = (flat[np.ix_(rows, obs)], self.weights_, means[:, obs], cov)
             log_w, trace_prec = _log_weighted_densities(
-                *(torch.as_tensor(a, dtype=dt) for a in args), self.covariance_type
+                *(np.asarray(a, dtype=dt) for a in args), self.covariance_type
             )
             log_w = log_w - 0.5 * smooth * trace_prec
-            out[rows] = log_w.double().numpy() - np.log(scale[obs]).sum()
+            out[rows] = log_w.astype(np.float64) - np.log(scale[obs]).sum()
         return out
 
     def _impute(self, x: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
@@ -1403,79 +1403,67 @@ class BernoulliMixture(CategoricalMixture):
 
 
 def _log_weighted_densities(
-    x: torch.Tensor,
-    weights: torch.Tensor,
-    means: torch.Tensor,
-    cov: torch.Tensor,
+    x: np.ndarray,
+    weights: np.ndarray,
+    means: np.ndarray,
+    cov: np.ndarray,
     covariance_type: str,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """log π_k + log N(x_n; μ_k, Σ_k), shape (N, K), and tr(Σ_k⁻¹), shape (K,)."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """log π_k + log N(x_n; μ_k, Σ_k), shape (N, K), and tr(Σ_k⁻¹), shape (K,), in the
+    arrays' float type (numpy and LAPACK only: torch's thread pool beside numpy's BLAS
+    made each switch cost milliseconds on two threads)."""
     d = x.shape[1]
     # shift x and μ by the mixture mean: the expanded quadratic forms below stay accurate
     # when the data sit far from the origin (the density is unchanged by a common shift)
-    centre = (weights[:, None] * means).sum(dim=0) / weights.sum()
+    centre = (weights[:, None] * means).sum(axis=0) / weights.sum()
     x, means = x - centre, means - centre
     if covariance_type == "full":
-        chol, info = torch.linalg.cholesky_ex(cov)  # (K, D, D)
-        if bool((info > 0).any()):
-            hint = " or dtype='float64'" if x.dtype == torch.float32 else ""
+        from scipy.linalg import lapack
+
+        try:
+            chol = np.linalg.cholesky(cov)  # (K, D, D)
+        except np.linalg.LinAlgError:
+            hint = " or dtype='float64'" if x.dtype == np.float32 else ""
             raise DataError(
                 "a mixture component's covariance became singular (the data may have fewer "
                 "distinct points than components, or duplicated/constant features); raise "
                 f"reg_covar, use covariance_type='diag'{hint}, or use fewer components"
-            )
-        eye = torch.eye(d, dtype=x.dtype, device=x.device).expand_as(chol)
-        prec_chol = torch.linalg.solve_triangular(chol, eye, upper=False)  # L⁻¹, (K, D, D)
+            ) from None
+        trtri = lapack.get_lapack_funcs("trtri", (chol,))
+        prec_chol = np.tril(np.stack([trtri(f, lower=1)[0] for f in chol]))  # L⁻¹, (K, D, D)
         maha = _mahalanobis(x, means, prec_chol)  # (N, K)
-        log_det = 2.0 * torch.log(torch.diagonal(chol, dim1=1, dim2=2)).sum(dim=1)  # (K,)
-        trace_prec = (prec_chol * prec_chol).sum(dim=(1, 2))  # ‖L⁻¹‖²_F = tr(Σ⁻¹)
+        log_det = 2.0 * np.log(np.diagonal(chol, axis1=1, axis2=2)).sum(axis=1)  # (K,)
+        trace_prec = (prec_chol * prec_chol).sum(axis=(1, 2))  # ‖L⁻¹‖²_F = tr(Σ⁻¹)
     else:
-        if bool((cov <= 0).any()):
+        if (cov <= 0).any():
             raise DataError("a mixture component has zero variance; raise reg_covar")
         inv = 1.0 / cov  # (K, D)
         maha = (x * x) @ inv.T - 2.0 * x @ (means * inv).T + (means * means * inv).sum(1)  # (N, K)
-        maha.clamp_min_(0.0)
-        log_det = torch.log(cov).sum(dim=1)
-        trace_prec = inv.sum(dim=1)
+        np.maximum(maha, 0.0, out=maha)
+        log_det = np.log(cov).sum(axis=1)
+        trace_prec = inv.sum(axis=1)
     # log π_k − ½ (D log 2π + log det Σ_k + maha), in place on the (N, K) distances
-    const = torch.log(weights) - 0.5 * (d * math.log(2 * math.pi) + log_det)  # (K,)
-    return maha.mul_(-0.5).add_(const), trace_prec
+    const = np.log(weights) - 0.5 * (d * math.log(2 * math.pi) + log_det)  # (K,)
+    maha *= -0.5
+    maha += const
+    return maha, trace_prec
 
 
-def _rows_per_chunk(k: int, d: int) -> int:
-    """Rows per chunk of a (rows, K, D) temporary: about 2²¹ values, at least 256 rows."""
-    return max(256, 2**21 // (k * d))
-
-
-def _mahalanobis(x: torch.Tensor, means: torch.Tensor, prec_chol: torch.Tensor) -> torch.Tensor:
+def _mahalanobis(x: np.ndarray, means: np.ndarray, prec_chol: np.ndarray) -> np.ndarray:
     """‖L_k⁻¹ (x_n − μ_k)‖² for every example and component, shape (N, K), with
-    ``prec_chol`` (K, D, D) the lower-triangular L_k⁻¹.
+    ``prec_chol`` (K, D, D) the lower-triangular L_k⁻¹: one BLAS ``trmm`` per component (a
+    triangular product: N·D² flops, half a general one) on x − μ_k formed first."""
+    from scipy.linalg import blas
 
-    On the CPU one BLAS ``trmm`` per component (a triangular product: N·D² flops, half a
-    general one) on x − μ_k formed first; elsewhere one (rows, D) @ (D, K·D) product per
-    chunk of rows (memory bounded to about 2²¹ values, never a (K, N, D) tensor).
-    """
-    k, d = means.shape
-    if x.device.type == "cpu":
-        from scipy.linalg import blas
-
-        xs, ms, ps = x.numpy(), means.numpy(), prec_chol.numpy()
-        trmm = blas.get_blas_funcs("trmm", (xs,))
-        out = np.empty((len(xs), k), dtype=xs.dtype)
-        for j in range(k):
-            # (x − μ_k) in C order is its transpose (D, N) in Fortran order: y ᵀ = L⁻¹ (x − μ)ᵀ
-            y = trmm(1.0, np.asfortranarray(ps[j]), (xs - ms[j]).T, side=0, lower=1, overwrite_b=1)
-            out[:, j] = np.einsum("ij,ij->j", y, y)
-        return torch.from_numpy(out)
-    w = prec_chol.transpose(1, 2)  # (K, D, D), (L⁻¹)ᵀ
-    w_cat = w.permute(1, 0, 2).reshape(d, k * d)  # (D, K·D)
-    offset = (means[:, None, :] @ w).squeeze(1)  # (K, D)
-    out_t = torch.empty(len(x), k, dtype=x.dtype, device=x.device)
-    rows = _rows_per_chunk(k, d)
-    for start in range(0, len(x), rows):
-        y = (x[start : start + rows] @ w_cat).view(-1, k, d) - offset
-        torch.sum(y.square_(), dim=2, out=out_t[start : start + rows])
-    return out_t
+    k = len(means)
+    trmm = blas.get_blas_funcs("trmm", (x,))
+    out = np.empty((len(x), k), dtype=x.dtype)
+    for j in range(k):
+        # (x − μ_k) in C order is its transpose (D, N) in Fortran order: y ᵀ = L⁻¹ (x − μ)ᵀ
+        y = trmm(1.0, np.asfortranarray(prec_chol[j]), (x - means[j]).T, side=0, lower=1,
+                 overwrite_b=1)  # fmt: skip
+        out[:, j] = np.einsum("ij,ij->j", y, y)
+    return out
 
 
 def _conditional_gaussians(
