@@ -93,6 +93,17 @@ class _Clock:
     def perf_counter(self) -> float:
         return self.now
 
+    def charge_scoring(self, monkeypatch, name: str) -> None:
+        """Make family ``name``'s score_samples cost ``per_row`` seconds a row."""
+        cls = get_model_class(name)
+        score = cls.score_samples
+
+        def timed(model, X, **kwargs):
+            self.now += self.per_row * len(X)
+            return score(model, X, **kwargs)
+
+        monkeypatch.setattr(cls, "score_samples", timed)
+
 
 @pytest.mark.parametrize(("before", "expected"), [(0.0, 100), (10.0, 10)])
 def test_max_time_sizes_the_scoring_to_the_time_left(tmp_path, monkeypatch, digits, before,
@@ -101,18 +112,12 @@ def test_max_time_sizes_the_scoring_to_the_time_left(tmp_path, monkeypatch, digi
     # the 2 s left (1 s, 100 rows each), or the floor of a tenth of max_time (10 rows each)
     clock = _Clock(0.01)
     monkeypatch.setattr(fitting, "time", clock)
-    cls = get_model_class("made")
-    score = cls.score_samples
-
-    def timed(self, X, **kwargs):
-        clock.now += clock.per_row * len(X)
-        return score(self, X, **kwargs)
+    clock.charge_scoring(monkeypatch, "made")
 
     def slow_make(name, **params):
         clock.now += before
         return make(name, **params)
 
-    monkeypatch.setattr(cls, "score_samples", timed)
     monkeypatch.setattr(fitting, "make", slow_make)
     params = {"hidden": [8], "epochs": 1, "device": "cpu", "max_time": 2.0}
     row = fit_run("made", params, digits, tmp_path / "m", data_source={"source": "digits"},
@@ -158,14 +163,7 @@ def test_eval_max_time_shares_its_seconds_between_the_splits_and_says_so(
     run("fit", "independent", "--data", "digits-binary", "--out", str(out), "--no-score")
     clock = _Clock(0.01)
     monkeypatch.setattr(fitting, "time", clock)
-    cls = get_model_class("independent")
-    score = cls.score_samples
-
-    def timed(self, X, **kwargs):
-        clock.now += clock.per_row * len(X)
-        return score(self, X, **kwargs)
-
-    monkeypatch.setattr(cls, "score_samples", timed)
+    clock.charge_scoring(monkeypatch, "independent")
     shown = " ".join(run("eval", str(out), "--split", "val", "--split", "test",
                          "--max-time", "1", "--quiet").output.split())  # fmt: skip
     assert clock.now <= 1.0 + 0.01 + 1e-9  # within the budget, up to a row's rounding
